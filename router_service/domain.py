@@ -1,0 +1,181 @@
+"""The internal request/response model every layer speaks.
+
+Frozen, slotted dataclasses and plain enums from the standard library only: the gRPC codec
+translates protobuf to these at the edge, provider adapters translate these to each wire format,
+and routing policy reads them. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+class Role(enum.Enum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class FinishReason(enum.Enum):
+    STOP = "stop"
+    LENGTH = "length"
+    TOOL_CALLS = "tool_calls"
+    CONTENT_FILTER = "content_filter"
+    UNKNOWN = "unknown"
+
+
+class TaskType(enum.Enum):
+    CHAT = "chat"
+    RETRIEVAL = "retrieval"
+    CREATIVE = "creative"
+    REASONING = "reasoning"
+    EXTRACTION = "extraction"
+    CODE = "code"
+
+
+class DataSensitivity(enum.Enum):
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    RESTRICTED = "restricted"
+
+
+class ToolChoiceMode(enum.Enum):
+    AUTO = "auto"
+    NONE = "none"
+    REQUIRED = "required"
+    FUNCTION = "function"
+
+
+class ResponseFormatType(enum.Enum):
+    TEXT = "text"
+    JSON_OBJECT = "json_object"
+    JSON_SCHEMA = "json_schema"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    description: str = ""
+    # JSON Schema of the arguments object, as plain JSON-compatible data.
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    mode: ToolChoiceMode
+    function_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    type: ResponseFormatType
+    json_schema: Mapping[str, Any] | None = None
+    schema_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
+    stop_sequences: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSelection:
+    """Which model the caller asked for. Neither `model` nor `alias`: automatic routing."""
+
+    model: str = ""
+    alias: str = ""
+    disable_fallback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingHints:
+    policy: str = ""
+    task_type: TaskType | None = None
+    max_cost_nanos: int | None = None
+    latency_target_s: float | None = None
+    min_quality: float | None = None
+    data_sensitivity: DataSensitivity = DataSensitivity.INTERNAL
+    allowed_providers: frozenset[str] = frozenset()
+    denied_providers: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A caller's chat request after validation: what to answer and how it may be routed."""
+
+    messages: tuple[Message, ...]
+    selection: ModelSelection = ModelSelection()
+    params: GenerationParams = GenerationParams()
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice | None = None
+    response_format: ResponseFormat | None = None
+    hints: RoutingHints = RoutingHints()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    # Part of input_tokens served from the provider's prompt cache.
+    cached_input_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    """One whole answer from one upstream call."""
+
+    message: Message
+    finish_reason: FinishReason
+    usage: Usage
+    upstream_model: str = ""
+    response_id: str = ""
+
+
+# Streaming: adapters yield these in order; exactly one StreamDone ends a clean stream.
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments_fragment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDone:
+    finish_reason: FinishReason
+    usage: Usage
+    upstream_model: str = ""
+
+
+StreamEvent = TextDelta | ToolCallDelta | StreamDone

@@ -1,0 +1,152 @@
+"""The error hierarchy.
+
+Two families:
+- `ProviderError`: one upstream attempt failed. Its `error_class` is one of a closed set, and the
+  class decides what the engine does next (retry, fall back, cool down); adapters translate every
+  transport or HTTP failure into exactly one of these, once, at the edge.
+- `RouterError`: the request as a whole failed. The API layer maps each subclass to one gRPC status.
+
+Standard library only: routing, resilience and the engine import this without pulling in I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+
+class ErrorClass(enum.Enum):
+    """Closed set of upstream failure classes (mirrors router.v1.ErrorClass)."""
+
+    RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    AUTH = "auth"
+    INVALID_REQUEST = "invalid_request"
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+    CONTENT_FILTERED = "content_filtered"
+    BAD_RESPONSE = "bad_response"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_callers_fault(self) -> bool:
+        """The same request would fail on any deployment of any model."""
+        return self in _CALLERS_FAULT
+
+    @property
+    def may_fall_back(self) -> bool:
+        """Another deployment or model may succeed where this one failed."""
+        return self not in _CALLERS_FAULT and self is not ErrorClass.CANCELLED
+
+
+_CALLERS_FAULT = frozenset({ErrorClass.INVALID_REQUEST})
+
+
+class ProviderError(Exception):
+    """One upstream attempt failed."""
+
+    def __init__(
+        self,
+        error_class: ErrorClass,
+        message: str,
+        *,
+        status_code: int = 0,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+        self.status_code = status_code
+        self.retry_after_s = retry_after_s
+
+    def __repr__(self) -> str:
+        return f"ProviderError({self.error_class.value}, status={self.status_code}, {self.message!r})"
+
+
+class RouterError(Exception):
+    """The request failed as a whole. `reason` is an UPPER_SNAKE ErrorInfo reason."""
+
+    reason = "INTERNAL"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class InvalidRequestError(RouterError):
+    """The caller's request is malformed; nothing was routed or called."""
+
+    reason = "INVALID_REQUEST"
+
+    def __init__(self, violations: Sequence[FieldViolation]) -> None:
+        self.violations = tuple(violations)
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in self.violations))
+
+
+class UnknownModelError(RouterError):
+    reason = "MODEL_NOT_FOUND"
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"unknown {kind} {name!r}")
+
+
+class NoEligibleCandidateError(RouterError):
+    """Routing excluded every candidate; `exclusions` says why, per candidate."""
+
+    reason = "NO_ELIGIBLE_CANDIDATE"
+
+    def __init__(self, exclusions: Mapping[str, str]) -> None:
+        self.exclusions = dict(exclusions)
+        detail = "; ".join(f"{k}: {v}" for k, v in self.exclusions.items())
+        super().__init__(f"no candidate can serve this request ({detail})")
+
+
+class AllAttemptsFailedError(RouterError):
+    """Every attempt in the plan failed. Carries each attempt's error, in order."""
+
+    reason = "ALL_ATTEMPTS_FAILED"
+
+    def __init__(self, failures: Sequence[tuple[str, ProviderError]]) -> None:
+        self.failures = tuple(failures)
+        detail = "; ".join(f"{t}: {e.error_class.value}" for t, e in self.failures)
+        super().__init__(f"all upstream attempts failed ({detail})")
+
+    @property
+    def last(self) -> ProviderError | None:
+        return self.failures[-1][1] if self.failures else None
+
+
+class UpstreamRejectedError(RouterError):
+    """The upstream rejected the request itself (a caller's error): not retried anywhere."""
+
+    reason = "UPSTREAM_REJECTED_REQUEST"
+
+    def __init__(self, target: str, error: ProviderError) -> None:
+        self.target = target
+        self.error = error
+        super().__init__(f"{target} rejected the request: {error.message}")
+
+
+class DeadlineExceededError(RouterError):
+    reason = "DEADLINE_EXCEEDED"
+
+
+class StreamInterruptedError(RouterError):
+    """The upstream failed after text was already sent to the caller: no fallback is possible."""
+
+    reason = "STREAM_INTERRUPTED"
+
+    def __init__(self, target: str, error: ProviderError, delivered_chars: int) -> None:
+        self.target = target
+        self.error = error
+        self.delivered_chars = delivered_chars
+        super().__init__(
+            f"{target} failed mid-stream ({error.error_class.value}) after "
+            f"{delivered_chars} characters were delivered; the answer is incomplete"
+        )

@@ -1,0 +1,136 @@
+"""What every provider adapter implements, and the error mapping they share.
+
+An adapter translates the internal model (`router_service.domain`) to one wire protocol and back.
+It is handed a shared, pooled `httpx.AsyncClient` and its endpoint (URL, credentials) rather than
+creating them, so connection pools and transports are chosen once, in `app.py`.
+
+Timeouts: the engine bounds each attempt with `asyncio.timeout` inside the caller's deadline; the
+client's own httpx timeouts (connect, read) are a backstop. Cancelling the awaiting task closes the
+upstream HTTP response, which is how a caller's cancellation reaches the provider.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Mapping, Protocol
+
+import httpx
+
+from router_service.domain import ChatRequest, ChatResult, StreamEvent
+from router_service.errors import ErrorClass, ProviderError
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEndpoint:
+    """Where and how to reach one configured provider."""
+
+    name: str  # config key, e.g. "openai" or "sim-fast"
+    kind: str  # wire protocol: "openai", "anthropic", "gemini"
+    base_url: str
+    api_key: str = field(default="", repr=False)  # never printed
+    headers: Mapping[str, str] = field(default_factory=dict)
+    # Provider-specific options (e.g. anthropic "version"); adapters document what they read.
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+class ProviderAdapter(Protocol):
+    endpoint: ProviderEndpoint
+
+    async def complete(self, request: ChatRequest, upstream_model: str) -> ChatResult:
+        """One unary call. Raises ProviderError on any failure."""
+        ...
+
+    def stream(self, request: ChatRequest, upstream_model: str) -> AsyncIterator[StreamEvent]:
+        """One streaming call: deltas, then exactly one StreamDone. Raises ProviderError on any
+        failure, including a stream that ends without the protocol's terminal event."""
+        ...
+
+
+# --- shared error mapping ------------------------------------------------------------------
+
+_STATUS_CLASSES: dict[int, ErrorClass] = {
+    400: ErrorClass.INVALID_REQUEST,
+    401: ErrorClass.AUTH,
+    403: ErrorClass.AUTH,
+    404: ErrorClass.INVALID_REQUEST,  # unknown model / endpoint: our config or the request is wrong
+    408: ErrorClass.TIMEOUT,
+    409: ErrorClass.OVERLOADED,
+    413: ErrorClass.CONTEXT_LENGTH_EXCEEDED,
+    422: ErrorClass.INVALID_REQUEST,
+    429: ErrorClass.RATE_LIMITED,
+}
+
+_CONTEXT_LENGTH_MARKERS = (
+    "context_length_exceeded",
+    "context length",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+    "exceeds the maximum number of tokens",
+    "input token count",
+)
+_CONTENT_FILTER_MARKERS = ("content_filter", "content management policy", "safety", "content_policy")
+
+
+def classify_status(status: int, body_text: str) -> ErrorClass:
+    """Error class for a non-2xx HTTP answer; the body refines 400s (context length, filters)."""
+    lowered = body_text.lower()
+    if status in (400, 413, 422):
+        if any(marker in lowered for marker in _CONTEXT_LENGTH_MARKERS):
+            return ErrorClass.CONTEXT_LENGTH_EXCEEDED
+        if any(marker in lowered for marker in _CONTENT_FILTER_MARKERS):
+            return ErrorClass.CONTENT_FILTERED
+    if status in _STATUS_CLASSES:
+        return _STATUS_CLASSES[status]
+    if status >= 500:
+        return ErrorClass.OVERLOADED
+    return ErrorClass.BAD_RESPONSE
+
+
+def parse_retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, `retry-after` (seconds or HTTP date), or None."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def error_from_response(status: int, headers: httpx.Headers, body_text: str) -> ProviderError:
+    """ProviderError for a non-2xx response. Only a short prefix of the body is kept: upstream
+    bodies can be large and may echo the prompt."""
+    return ProviderError(
+        classify_status(status, body_text),
+        f"HTTP {status}: {body_text[:300]}",
+        status_code=status,
+        retry_after_s=parse_retry_after(headers),
+    )
+
+
+def error_from_transport(exc: httpx.HTTPError) -> ProviderError:
+    """ProviderError for an httpx transport failure (no HTTP status)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderError(ErrorClass.TIMEOUT, f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)):
+        return ProviderError(ErrorClass.CONNECTION, f"{type(exc).__name__}: {exc}")
+    return ProviderError(ErrorClass.CONNECTION, f"{type(exc).__name__}: {exc}")
+
+
+def bad_response(what: str) -> ProviderError:
+    return ProviderError(ErrorClass.BAD_RESPONSE, f"malformed upstream response: {what}")

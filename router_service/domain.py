@@ -179,3 +179,58 @@ class StreamDone:
 
 
 StreamEvent = TextDelta | ToolCallDelta | StreamDone
+
+
+# Routing vocabulary shared by policy, engine, telemetry and the API codec.
+
+
+class AttemptOutcome(enum.Enum):
+    SUCCESS = "success"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One upstream attempt, as reported in responses and events."""
+
+    provider: str
+    model: str
+    outcome: AttemptOutcome
+    latency_s: float
+    error_class: str = ""  # ErrorClass value when outcome is ERROR/CANCELLED
+    http_status: int = 0
+    time_to_first_token_s: float | None = None
+    started_at_unix_s: float = 0.0
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateView:
+    """One deployment as routing saw it: eligible or not, and why."""
+
+    provider: str
+    model: str
+    eligible: bool
+    exclusion_reason: str = ""
+    score: float = 0.0
+    estimated_cost_nanos: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """The auditable result of routing: the ordered chain and every candidate considered."""
+
+    policy: str
+    strategy: str
+    task_type: TaskType
+    chain: tuple[str, ...]  # deployment keys "provider/model", first is the choice
+    candidates: tuple[CandidateView, ...]
+
+    @property
+    def chosen(self) -> str:
+        return self.chain[0] if self.chain else ""

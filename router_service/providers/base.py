@@ -11,10 +11,12 @@ upstream HTTP response, which is how a caller's cancellation reaches the provide
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import math
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Mapping, Protocol
+from typing import AsyncGenerator, Mapping, Protocol
 
 import httpx
 
@@ -42,7 +44,7 @@ class ProviderAdapter(Protocol):
         """One unary call. Raises ProviderError on any failure."""
         ...
 
-    def stream(self, request: ChatRequest, upstream_model: str) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ChatRequest, upstream_model: str) -> AsyncGenerator[StreamEvent, None]:
         """One streaming call: deltas, then exactly one StreamDone. Raises ProviderError on any
         failure, including a stream that ends without the protocol's terminal event."""
         ...
@@ -91,25 +93,35 @@ def classify_status(status: int, body_text: str) -> ErrorClass:
 
 def parse_retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | None:
     """Seconds to wait from `retry-after-ms`, `retry-after` (seconds or HTTP date), or None."""
-    ms = headers.get("retry-after-ms")
+    ms = _finite_number(headers.get("retry-after-ms"))
     if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
+        return max(0.0, ms / 1000.0)
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _finite_number(value)
+    if seconds is not None:
+        return max(0.0, seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        # "-0000" parses to a naive datetime; HTTP dates are always UTC, never the server's local time.
+        when = when.replace(tzinfo=datetime.UTC)
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
+
+
+def _finite_number(text: str | None) -> float | None:
+    """float(text), or None for absent, garbage, "inf" or "nan" (which would mean wait forever/never)."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def error_from_response(status: int, headers: httpx.Headers, body_text: str) -> ProviderError:

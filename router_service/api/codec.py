@@ -1,0 +1,433 @@
+"""Protobuf <-> internal model, with validation at the edge.
+
+`chat_from_proto` either returns a valid `ChatRequest` or raises `InvalidRequestError` listing
+every field violation (paths like `chat.messages[2].tool_call_id`), so bad input is rejected
+before anything is routed, called or published.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.duration_pb2 import Duration
+from google.type.money_pb2 import Money
+
+from router_service._gen.router.v1 import router_pb2 as pb
+from router_service.domain import (
+    AttemptOutcome,
+    AttemptRecord,
+    CandidateView,
+    ChatRequest,
+    ChatResult,
+    DataSensitivity,
+    FinishReason,
+    GenerationParams,
+    Message,
+    ModelSelection,
+    ResponseFormat,
+    ResponseFormatType,
+    Role,
+    RouteDecision,
+    RoutingHints,
+    TaskType,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    ToolChoiceMode,
+    ToolSpec,
+    Usage,
+)
+from router_service.errors import FieldViolation, InvalidRequestError
+
+MAX_MESSAGES = 1024
+MAX_TOOLS = 128
+MAX_STOP_SEQUENCES = 4
+MAX_TAGS = 32
+MAX_TAG_BYTES = 256
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+_ROLES = {
+    pb.ROLE_SYSTEM: Role.SYSTEM,
+    pb.ROLE_USER: Role.USER,
+    pb.ROLE_ASSISTANT: Role.ASSISTANT,
+    pb.ROLE_TOOL: Role.TOOL,
+}
+_ROLES_TO_PB = {v: k for k, v in _ROLES.items()}
+_TASKS = {
+    pb.TASK_TYPE_CHAT: TaskType.CHAT,
+    pb.TASK_TYPE_RETRIEVAL: TaskType.RETRIEVAL,
+    pb.TASK_TYPE_CREATIVE: TaskType.CREATIVE,
+    pb.TASK_TYPE_REASONING: TaskType.REASONING,
+    pb.TASK_TYPE_EXTRACTION: TaskType.EXTRACTION,
+    pb.TASK_TYPE_CODE: TaskType.CODE,
+}
+_TASKS_TO_PB = {v: k for k, v in _TASKS.items()}
+_SENSITIVITY = {
+    pb.DATA_SENSITIVITY_UNSPECIFIED: DataSensitivity.INTERNAL,
+    pb.DATA_SENSITIVITY_PUBLIC: DataSensitivity.PUBLIC,
+    pb.DATA_SENSITIVITY_INTERNAL: DataSensitivity.INTERNAL,
+    pb.DATA_SENSITIVITY_RESTRICTED: DataSensitivity.RESTRICTED,
+}
+_TOOL_CHOICE = {
+    pb.TOOL_CHOICE_MODE_AUTO: ToolChoiceMode.AUTO,
+    pb.TOOL_CHOICE_MODE_NONE: ToolChoiceMode.NONE,
+    pb.TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode.REQUIRED,
+    pb.TOOL_CHOICE_MODE_FUNCTION: ToolChoiceMode.FUNCTION,
+}
+_FORMATS = {
+    pb.RESPONSE_FORMAT_TYPE_TEXT: ResponseFormatType.TEXT,
+    pb.RESPONSE_FORMAT_TYPE_JSON_OBJECT: ResponseFormatType.JSON_OBJECT,
+    pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA: ResponseFormatType.JSON_SCHEMA,
+}
+_FINISH_TO_PB = {
+    FinishReason.STOP: pb.FINISH_REASON_STOP,
+    FinishReason.LENGTH: pb.FINISH_REASON_LENGTH,
+    FinishReason.TOOL_CALLS: pb.FINISH_REASON_TOOL_CALLS,
+    FinishReason.CONTENT_FILTER: pb.FINISH_REASON_CONTENT_FILTER,
+    FinishReason.UNKNOWN: pb.FINISH_REASON_UNSPECIFIED,
+}
+_OUTCOME_TO_PB = {
+    AttemptOutcome.SUCCESS: pb.ATTEMPT_OUTCOME_SUCCESS,
+    AttemptOutcome.ERROR: pb.ATTEMPT_OUTCOME_ERROR,
+    AttemptOutcome.CANCELLED: pb.ATTEMPT_OUTCOME_CANCELLED,
+}
+_ERROR_CLASS_TO_PB = {
+    name.removeprefix("ERROR_CLASS_").lower(): number
+    for name, number in pb.ErrorClass.items()
+    if number != pb.ERROR_CLASS_UNSPECIFIED
+}
+
+
+class _Violations:
+    """Collects every violation so the caller sees them all at once, not one per retry."""
+
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append(FieldViolation(field, description))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidRequestError(self.items)
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def request_id_from_proto(request_id: str, field: str = "request_id") -> str:
+    """The caller's request id if valid ("" when absent); raises on a malformed one."""
+    if request_id and not REQUEST_ID_RE.match(request_id):
+        raise InvalidRequestError([FieldViolation(field, "must be 1-128 characters of [A-Za-z0-9._:-]")])
+    return request_id
+
+
+def chat_from_proto(msg: pb.ChatRequest, prefix: str = "chat") -> ChatRequest:
+    v = _Violations()
+    messages = _messages(msg, prefix, v)
+    tools = _tools(msg, prefix, v)
+    request = ChatRequest(
+        messages=messages,
+        selection=_selection(msg, prefix, v),
+        params=_params(msg, prefix, v),
+        tools=tools,
+        tool_choice=_tool_choice(msg, tools, prefix, v),
+        response_format=_response_format(msg, prefix, v),
+        hints=_hints(msg, prefix, v),
+        tags=_tags(msg.tags, f"{prefix}.tags", v),
+    )
+    v.raise_if_any()
+    return request
+
+
+def _messages(msg: pb.ChatRequest, prefix: str, v: _Violations) -> tuple[Message, ...]:
+    if not msg.messages:
+        v.add(f"{prefix}.messages", "at least one message is required")
+    if len(msg.messages) > MAX_MESSAGES:
+        v.add(f"{prefix}.messages", f"at most {MAX_MESSAGES} messages")
+    return tuple(_message(m, f"{prefix}.messages[{i}]", v) for i, m in enumerate(msg.messages))
+
+
+def _message(m: pb.Message, path: str, v: _Violations) -> Message:
+    role = _ROLES.get(m.role)
+    if role is None:
+        v.add(f"{path}.role", "must be ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT or ROLE_TOOL")
+        role = Role.USER
+    calls = tuple(_tool_call(c, f"{path}.tool_calls[{j}]", v) for j, c in enumerate(m.tool_calls))
+    if calls and role is not Role.ASSISTANT:
+        v.add(f"{path}.tool_calls", "only assistant messages may carry tool calls")
+    if role is Role.TOOL and not m.tool_call_id:
+        v.add(f"{path}.tool_call_id", "required for ROLE_TOOL messages")
+    if not m.content and not calls and role is not Role.ASSISTANT:
+        v.add(f"{path}.content", "must not be empty")
+    return Message(role=role, content=m.content, tool_calls=calls, tool_call_id=m.tool_call_id, name=m.name)
+
+
+def _tool_call(c: pb.ToolCall, path: str, v: _Violations) -> ToolCall:
+    if not c.id:
+        v.add(f"{path}.id", "must not be empty")
+    if not TOOL_NAME_RE.match(c.name):
+        v.add(f"{path}.name", "must be 1-64 characters of [A-Za-z0-9_-]")
+    try:
+        if not isinstance(json.loads(c.arguments_json or "{}"), dict):
+            v.add(f"{path}.arguments_json", "must be a JSON object")
+    except ValueError:
+        v.add(f"{path}.arguments_json", "must be valid JSON")
+    return ToolCall(id=c.id, name=c.name, arguments_json=c.arguments_json or "{}")
+
+
+def _tools(msg: pb.ChatRequest, prefix: str, v: _Violations) -> tuple[ToolSpec, ...]:
+    if len(msg.tools) > MAX_TOOLS:
+        v.add(f"{prefix}.tools", f"at most {MAX_TOOLS} tools")
+    names: set[str] = set()
+    tools = []
+    for i, t in enumerate(msg.tools):
+        if not TOOL_NAME_RE.match(t.name):
+            v.add(f"{prefix}.tools[{i}].name", "must be 1-64 characters of [A-Za-z0-9_-]")
+        elif t.name in names:
+            v.add(f"{prefix}.tools[{i}].name", f"duplicate tool name {t.name!r}")
+        names.add(t.name)
+        params = json_format.MessageToDict(t.parameters) if t.HasField("parameters") else {}
+        tools.append(ToolSpec(name=t.name, description=t.description, parameters=params))
+    return tuple(tools)
+
+
+def _tool_choice(
+    msg: pb.ChatRequest, tools: tuple[ToolSpec, ...], prefix: str, v: _Violations
+) -> ToolChoice | None:
+    if not msg.HasField("tool_choice") or msg.tool_choice.mode == pb.TOOL_CHOICE_MODE_UNSPECIFIED:
+        return None
+    mode = _TOOL_CHOICE[msg.tool_choice.mode]
+    name = msg.tool_choice.function_name
+    if mode is ToolChoiceMode.FUNCTION and name not in {t.name for t in tools}:
+        v.add(f"{prefix}.tool_choice.function_name", "must name one of the request's tools")
+    if mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.FUNCTION) and not tools:
+        v.add(f"{prefix}.tool_choice.mode", "requires at least one tool")
+    return ToolChoice(mode=mode, function_name=name)
+
+
+def _response_format(msg: pb.ChatRequest, prefix: str, v: _Violations) -> ResponseFormat | None:
+    if not msg.HasField("response_format"):
+        return None
+    rf = msg.response_format
+    kind = _FORMATS.get(rf.type, ResponseFormatType.TEXT)
+    schema = json_format.MessageToDict(rf.json_schema) if rf.HasField("json_schema") else None
+    if kind is ResponseFormatType.JSON_SCHEMA and not schema:
+        v.add(f"{prefix}.response_format.json_schema", "required with RESPONSE_FORMAT_TYPE_JSON_SCHEMA")
+    return ResponseFormat(type=kind, json_schema=schema, schema_name=rf.schema_name or "response")
+
+
+def _params(msg: pb.ChatRequest, prefix: str, v: _Violations) -> GenerationParams:
+    o = msg.options
+    path = f"{prefix}.options"
+    temperature = o.temperature if o.HasField("temperature") else None
+    top_p = o.top_p if o.HasField("top_p") else None
+    max_tokens = o.max_output_tokens if o.HasField("max_output_tokens") else None
+    if temperature is not None and not 0.0 <= temperature <= 2.0:
+        v.add(f"{path}.temperature", "must be in [0, 2]")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        v.add(f"{path}.top_p", "must be in (0, 1]")
+    if max_tokens is not None and max_tokens <= 0:
+        v.add(f"{path}.max_output_tokens", "must be > 0")
+    if len(o.stop_sequences) > MAX_STOP_SEQUENCES:
+        v.add(f"{path}.stop_sequences", f"at most {MAX_STOP_SEQUENCES}")
+    if any(not s for s in o.stop_sequences):
+        v.add(f"{path}.stop_sequences", "must not contain empty strings")
+    return GenerationParams(
+        temperature=temperature,
+        top_p=top_p,
+        max_output_tokens=max_tokens,
+        stop_sequences=tuple(o.stop_sequences),
+        seed=o.seed if o.HasField("seed") else None,
+    )
+
+
+def _selection(msg: pb.ChatRequest, prefix: str, v: _Violations) -> ModelSelection:
+    s = msg.model
+    which = s.WhichOneof("selector")
+    if which == "model" and not s.model:
+        v.add(f"{prefix}.model.model", "must not be empty when set")
+    if which == "alias" and not s.alias:
+        v.add(f"{prefix}.model.alias", "must not be empty when set")
+    if s.disable_fallback and which != "model":
+        v.add(f"{prefix}.model.disable_fallback", "only applies to a pinned model")
+    return ModelSelection(model=s.model, alias=s.alias, disable_fallback=s.disable_fallback)
+
+
+def _hints(msg: pb.ChatRequest, prefix: str, v: _Violations) -> RoutingHints:
+    h = msg.routing
+    path = f"{prefix}.routing"
+    max_cost = None
+    if h.HasField("max_cost"):
+        max_cost = money_to_nanos(h.max_cost, f"{path}.max_cost", v)
+    latency = None
+    if h.HasField("latency_target"):
+        latency = h.latency_target.ToTimedelta().total_seconds()
+        if latency <= 0:
+            v.add(f"{path}.latency_target", "must be positive")
+    min_quality = h.min_quality if h.HasField("min_quality") else None
+    if min_quality is not None and not 0.0 <= min_quality <= 1.0:
+        v.add(f"{path}.min_quality", "must be in [0, 1]")
+    if h.task_type not in _TASKS and h.task_type != pb.TASK_TYPE_UNSPECIFIED:
+        v.add(f"{path}.task_type", "unknown task type")
+    if h.data_sensitivity not in _SENSITIVITY:
+        v.add(f"{path}.data_sensitivity", "unknown data sensitivity")
+    return RoutingHints(
+        policy=h.policy,
+        task_type=_TASKS.get(h.task_type),
+        max_cost_nanos=max_cost,
+        latency_target_s=latency,
+        min_quality=min_quality,
+        data_sensitivity=_SENSITIVITY.get(h.data_sensitivity, DataSensitivity.INTERNAL),
+        allowed_providers=frozenset(h.allowed_providers),
+        denied_providers=frozenset(h.denied_providers),
+    )
+
+
+def _tags(tags: Any, path: str, v: _Violations) -> dict[str, str]:
+    if len(tags) > MAX_TAGS:
+        v.add(path, f"at most {MAX_TAGS} tags")
+    for key, value in tags.items():
+        if not key or len(key.encode()) > MAX_TAG_BYTES or len(value.encode()) > MAX_TAG_BYTES:
+            v.add(
+                f"{path}[{key!r}]", f"keys must be non-empty; keys and values at most {MAX_TAG_BYTES} bytes"
+            )
+    return dict(tags)
+
+
+def feedback_from_proto(msg: pb.FeedbackRequest) -> tuple[str, float, dict[str, str]]:
+    v = _Violations()
+    if not msg.request_id:
+        v.add("request_id", "required")
+    elif not REQUEST_ID_RE.match(msg.request_id):
+        v.add("request_id", "must be 1-128 characters of [A-Za-z0-9._:-]")
+    if not 0.0 <= msg.score <= 1.0:
+        v.add("score", "must be in [0, 1]")
+    tags = _tags(msg.tags, "tags", v)
+    v.raise_if_any()
+    return msg.request_id, msg.score, tags
+
+
+# --- money ------------------------------------------------------------------------------------
+
+NANOS_PER_UNIT = 1_000_000_000
+
+
+def money_to_nanos(money: Money, path: str, v: _Violations) -> int | None:
+    if money.currency_code not in ("", "USD"):
+        v.add(f"{path}.currency_code", "only USD is supported")
+        return None
+    if money.units < 0 or money.nanos < 0 or money.nanos >= NANOS_PER_UNIT:
+        v.add(path, "must be non-negative with nanos in [0, 999999999]")
+        return None
+    return money.units * NANOS_PER_UNIT + money.nanos
+
+
+def nanos_to_money(nanos: int) -> Money:
+    units, rest = divmod(nanos, NANOS_PER_UNIT)
+    return Money(currency_code="USD", units=units, nanos=rest)
+
+
+# --- responses --------------------------------------------------------------------------------
+
+
+def duration(seconds: float) -> Duration:
+    d = Duration()
+    d.FromNanoseconds(round(seconds * 1e9))
+    return d
+
+
+def message_to_proto(m: Message) -> pb.Message:
+    return pb.Message(
+        role=_ROLES_TO_PB[m.role],
+        content=m.content,
+        tool_calls=[pb.ToolCall(id=c.id, name=c.name, arguments_json=c.arguments_json) for c in m.tool_calls],
+        tool_call_id=m.tool_call_id,
+        name=m.name,
+    )
+
+
+def usage_to_proto(u: Usage) -> pb.Usage:
+    return pb.Usage(
+        input_token_count=u.input_tokens,
+        output_token_count=u.output_tokens,
+        cached_input_token_count=u.cached_input_tokens,
+    )
+
+
+def finish_reason_to_proto(reason: FinishReason) -> pb.FinishReason.ValueType:
+    return _FINISH_TO_PB[reason]
+
+
+def attempt_to_proto(a: AttemptRecord) -> pb.Attempt:
+    return pb.Attempt(
+        provider=a.provider,
+        model=a.model,
+        outcome=_OUTCOME_TO_PB[a.outcome],
+        error_class=_ERROR_CLASS_TO_PB.get(a.error_class, pb.ERROR_CLASS_UNSPECIFIED),
+        latency=duration(a.latency_s),
+        http_status=a.http_status,
+    )
+
+
+def routing_to_proto(
+    request_id: str,
+    decision: RouteDecision,
+    attempts: tuple[AttemptRecord, ...],
+    provider: str = "",
+    model: str = "",
+    upstream_model: str = "",
+) -> pb.RoutingMetadata:
+    return pb.RoutingMetadata(
+        request_id=request_id,
+        provider=provider,
+        model=model,
+        upstream_model=upstream_model,
+        policy=decision.policy,
+        strategy=decision.strategy,
+        attempts=[attempt_to_proto(a) for a in attempts],
+        task_type=_TASKS_TO_PB.get(decision.task_type, pb.TASK_TYPE_UNSPECIFIED),
+    )
+
+
+def candidate_to_proto(c: CandidateView) -> pb.Candidate:
+    return pb.Candidate(
+        provider=c.provider,
+        model=c.model,
+        eligible=c.eligible,
+        exclusion_reason=c.exclusion_reason,
+        score=c.score,
+        estimated_cost=nanos_to_money(c.estimated_cost_nanos),
+    )
+
+
+def decision_to_proto(request_id: str, d: RouteDecision) -> pb.RouteDecision:
+    return pb.RouteDecision(
+        request_id=request_id,
+        policy=d.policy,
+        strategy=d.strategy,
+        task_type=_TASKS_TO_PB.get(d.task_type, pb.TASK_TYPE_UNSPECIFIED),
+        chosen=d.chosen,
+        fallbacks=list(d.chain[1:]),
+        candidates=[candidate_to_proto(c) for c in d.candidates],
+    )
+
+
+def complete_response(
+    request_id: str, result: ChatResult, routing: pb.RoutingMetadata, cost_nanos: int
+) -> pb.CompleteResponse:
+    return pb.CompleteResponse(
+        message=message_to_proto(result.message),
+        finish_reason=_FINISH_TO_PB[result.finish_reason],
+        usage=usage_to_proto(result.usage),
+        cost=nanos_to_money(cost_nanos),
+        routing=routing,
+    )
+
+
+def tool_call_delta_to_proto(d: ToolCallDelta) -> pb.ToolCallDelta:
+    return pb.ToolCallDelta(index=d.index, id=d.id, name=d.name, arguments_fragment=d.arguments_fragment)

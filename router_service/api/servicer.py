@@ -1,0 +1,130 @@
+"""Thin gRPC servicer: decode and validate, call the engine, encode. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import NoReturn
+
+import grpc
+from grpc_status import rpc_status
+
+from router_service._gen.router.v1 import router_pb2 as pb
+from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_service.api import codec
+from router_service.api.status import to_rpc_error
+from router_service.domain import TextDelta, ToolCallDelta
+from router_service.engine import CallContext, Engine, StreamFinish, StreamStart
+from router_service.errors import RouterError
+
+log = logging.getLogger(__name__)
+
+FeedbackSink = Callable[[str, float, dict[str, str]], None]
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class RouterServicer(pb_grpc.RouterServiceServicer):
+    def __init__(self, engine: Engine, default_deadline_s: float, feedback: FeedbackSink | None = None) -> None:
+        self._engine = engine
+        self._default_deadline_s = default_deadline_s
+        self._feedback = feedback
+
+    async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
+        request_id = new_request_id()
+        try:
+            chat = codec.chat_from_proto(request.chat)
+            decision = self._engine.route(chat)
+        except Exception as exc:
+            await _abort(context, exc, request_id)
+        return pb.RouteResponse(decision=codec.decision_to_proto(request_id, decision))
+
+    async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:
+        request_id = codec.request_id_from_proto(request.request_id) or new_request_id()
+        try:
+            chat = codec.chat_from_proto(request.chat)
+            done = await self._engine.complete(chat, self._context(context, request_id, chat.tags, False))
+        except Exception as exc:
+            await _abort(context, exc, request_id)
+        routing = codec.routing_to_proto(
+            request_id,
+            done.decision,
+            done.attempts,
+            done.deployment.provider,
+            done.deployment.model,
+            done.result.upstream_model or done.deployment.upstream_model,
+        )
+        return codec.complete_response(request_id, done.result, routing, done.cost_nanos)
+
+    async def Stream(
+        self, request: pb.StreamRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamResponse]:
+        request_id = codec.request_id_from_proto(request.request_id) or new_request_id()
+        try:
+            chat = codec.chat_from_proto(request.chat)
+            ctx = self._context(context, request_id, chat.tags, True)
+            async for item in self._engine.stream(chat, ctx):
+                yield _stream_message(request_id, item)
+        except Exception as exc:
+            await _abort(context, exc, request_id)
+
+    async def Feedback(self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext) -> pb.FeedbackResponse:
+        try:
+            request_id, score, tags = codec.feedback_from_proto(request)
+        except Exception as exc:
+            await _abort(context, exc, request.request_id)
+        if self._feedback is not None:
+            self._feedback(request_id, score, tags)
+        return pb.FeedbackResponse()
+
+    def _context(
+        self, context: grpc.aio.ServicerContext, request_id: str, tags: dict[str, str] | object, stream: bool
+    ) -> CallContext:
+        now = time.monotonic()
+        remaining = context.time_remaining()
+        budget = self._default_deadline_s if remaining is None else min(remaining, self._default_deadline_s)
+        return CallContext(
+            request_id=request_id,
+            deadline=now + budget,
+            started=now,
+            tags=tags if isinstance(tags, dict) else {},
+            stream=stream,
+        )
+
+
+def _stream_message(request_id: str, item: object) -> pb.StreamResponse:
+    if isinstance(item, TextDelta):
+        return pb.StreamResponse(delta=pb.Delta(text=item.text))
+    if isinstance(item, ToolCallDelta):
+        return pb.StreamResponse(delta=pb.Delta(tool_calls=[codec.tool_call_delta_to_proto(item)]))
+    if isinstance(item, StreamStart):
+        d = item.deployment
+        routing = codec.routing_to_proto(request_id, item.decision, item.attempts, d.provider, d.model, d.upstream_model)
+        return pb.StreamResponse(routing=routing)
+    if isinstance(item, StreamFinish):
+        d = item.deployment
+        routing = codec.routing_to_proto(
+            request_id, item.decision, item.attempts, d.provider, d.model, item.done.upstream_model or d.upstream_model
+        )
+        end = pb.StreamEnd(
+            finish_reason=codec.finish_reason_to_proto(item.done.finish_reason),
+            usage=codec.usage_to_proto(item.done.usage),
+            cost=codec.nanos_to_money(item.cost_nanos),
+            routing=routing,
+        )
+        return pb.StreamResponse(end=end)
+    raise TypeError(f"unexpected stream item {type(item).__name__}")
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception, request_id: str) -> NoReturn:
+    """Abort the RPC with the rich status for `exc`. Never returns."""
+    if not isinstance(exc, RouterError):
+        log.exception("unexpected error handling request %s", request_id)
+    error = to_rpc_error(exc, request_id)
+    status = rpc_status.to_status(error.status)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("unreachable: context.abort raises")

@@ -1,0 +1,162 @@
+"""Composition root: builds every object from config, owns start/stop order and signals.
+
+Start: HTTP client -> adapters -> live state -> engine -> gRPC server -> health SERVING -> metrics.
+Stop:  health NOT_SERVING -> server.stop(grace) (drains in-flight calls and streams) -> HTTP client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health
+from prometheus_client import start_http_server
+
+from router_service.api.interceptors import MetricsInterceptor
+from router_service.api.server import create_server, mark_serving
+from router_service.api.servicer import RouterServicer
+from router_service.engine import Engine
+from router_service.providers.http import make_http_client
+from router_service.providers.registry import build_adapters
+from router_service.settings import RuntimeConfig, load_config
+from router_service.telemetry.observer import MetricsObserver
+
+log = logging.getLogger(__name__)
+
+
+class RouterApp:
+    """One router process. `start()` returns the bound port; `stop()` is idempotent."""
+
+    def __init__(self, config: RuntimeConfig, *, listen: str | None = None, reuse_port: bool = False) -> None:
+        self.config = config
+        self._listen = listen
+        self._reuse_port = reuse_port
+        self._stack = AsyncExitStack()
+        self._server: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._stopped = False
+        self.port = 0
+
+    async def start(self) -> int:
+        client = make_http_client(self.config.http)
+        self._stack.push_async_callback(client.aclose)
+        adapters = build_adapters(self.config.endpoints, client)
+        engine = Engine(self.config, adapters, observer=MetricsObserver())
+        servicer = RouterServicer(engine, self.config.routing.default_deadline_s)
+        self._server, self.port, self._health = create_server(
+            servicer,
+            self.config.server,
+            listen=self._listen,
+            reuse_port=self._reuse_port,
+            interceptors=[MetricsInterceptor()],
+        )
+        await self._server.start()
+        await mark_serving(self._health)
+        log.info("router listening on port %d (config %s)", self.port, self.config.source or "<inline>")
+        return self.port
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.config.server.grace_period_s if grace_s is None else grace_s
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()  # load balancers stop sending new calls
+        if self._server is not None:
+            await self._server.stop(grace)  # refuse new RPCs, let in-flight ones finish
+        await self._stack.aclose()
+        log.info("router stopped")
+
+    async def __aenter__(self) -> RouterApp:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def start_metrics_server(listen: str, offset: int = 0) -> None:
+    """Serve /metrics on HOST:PORT (+offset for worker N). Empty `listen` disables it."""
+    if not listen:
+        return
+    host, _, port = listen.rpartition(":")
+    start_http_server(int(port) + offset, addr=host)
+
+
+async def serve(config: RuntimeConfig, *, worker_index: int = 0, reuse_port: bool = False) -> None:
+    """Run one router until SIGTERM/SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    start_metrics_server(config.metrics.listen, worker_index)
+    app = RouterApp(config, reuse_port=reuse_port)
+    await app.start()
+    try:
+        await stop.wait()
+        log.info("shutdown requested; draining for up to %.1fs", config.server.grace_period_s)
+    finally:
+        await app.stop()
+
+
+def run_workers(config_path: Path, workers: int) -> int:
+    """Run `workers` router processes sharing the port (SO_REUSEPORT). Returns an exit code.
+
+    Children are spawned, not forked, so no gRPC state crosses a fork. The parent only forwards
+    SIGTERM/SIGINT and waits; each child drains its own in-flight calls.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, args=(str(config_path), i), daemon=False) for i in range(workers)]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+    return max((p.exitcode or 0) for p in procs)
+
+
+def _worker_main(config_path: str, index: int) -> None:
+    configure_logging()
+    config = load_config(config_path)
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(serve(config, worker_index=index, reuse_port=True))
+
+
+def _run(main: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(main)  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover - uvloop is a pinned dependency on Linux
+        asyncio.run(main)  # type: ignore[arg-type]
+
+
+def configure_logging(level: str | None = None) -> None:
+    logging.basicConfig(
+        level=(level or os.environ.get("LOG_LEVEL", "INFO")).upper(),
+        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
+    )
+
+
+def main_serve(config_path: Path, workers: int | None) -> int:
+    configure_logging()
+    config = load_config(config_path)
+    count = workers or config.server.workers
+    if count > 1:
+        return run_workers(config_path, count)
+    _run(serve(config))
+    return 0

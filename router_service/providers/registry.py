@@ -1,0 +1,31 @@
+"""The only map from a provider `kind` in config to its adapter class.
+
+A new wire protocol is one module, one line here, one test file. An unknown kind fails at config
+validation (settings.ProviderConfig.kind is a Literal of these keys).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import httpx
+
+from router_service.providers.anthropic import AnthropicAdapter
+from router_service.providers.base import ProviderAdapter, ProviderEndpoint
+from router_service.providers.gemini import GeminiAdapter
+from router_service.providers.openai import OpenAIAdapter
+
+AdapterFactory = Callable[[ProviderEndpoint, httpx.AsyncClient], ProviderAdapter]
+
+ADAPTERS: Mapping[str, AdapterFactory] = {
+    "openai": OpenAIAdapter,
+    "anthropic": AnthropicAdapter,
+    "gemini": GeminiAdapter,
+}
+
+
+def build_adapters(
+    endpoints: Mapping[str, ProviderEndpoint], client: httpx.AsyncClient
+) -> dict[str, ProviderAdapter]:
+    """One adapter per configured provider, all sharing one pooled HTTP client."""
+    return {name: ADAPTERS[ep.kind](ep, client) for name, ep in endpoints.items()}

@@ -1,0 +1,334 @@
+"""Typed configuration: one YAML file, validated by pydantic, converted once to frozen objects.
+
+`load_config(path)` reads YAML, replaces `${VAR}` / `${VAR:-default}` in string values from the
+environment (secrets stay out of the file), validates everything with messages that name the field
+(`models[2].provider: unknown provider 'opnai'`), and returns a `RuntimeConfig` made of frozen
+dataclasses. The request path never touches pydantic.
+
+Every field is documented in `config/example.yaml`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, Mapping
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from router_service.catalog import NANOS_PER_USD, Catalog, Deployment, Price
+from router_service.domain import DataSensitivity, TaskType
+from router_service.providers.base import ProviderEndpoint
+from router_service.routing.policy import Policy
+
+
+class ConfigError(Exception):
+    """The config file is missing, unreadable or invalid. The message names every bad field."""
+
+
+# --- schema (pydantic, edges only) ----------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    listen: str = "127.0.0.1:50051"
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    grace_period_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    max_receive_message_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
+    max_send_message_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
+    keepalive_time_s: Annotated[float, Field(gt=0)] = 60.0
+    keepalive_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    # Clients may ping this often without data before the server sends GOAWAY(too_many_pings).
+    min_client_ping_interval_s: Annotated[float, Field(gt=0)] = 10.0
+    max_concurrent_rpcs: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:50051")
+        return value
+
+
+class MetricsConfig(_Strict):
+    # HOST:PORT for the Prometheus /metrics endpoint; empty disables it.
+    listen: str = "127.0.0.1:9464"
+
+
+class HttpConfig(_Strict):
+    # "aiohttp": httpx API over the httpx-aiohttp transport (measured fastest here; see README).
+    # "httpx": httpx's own transport (supports HTTP/2 with http2: true).
+    transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    http2: bool = False
+    max_connections: Annotated[int, Field(ge=1)] = 512
+    max_keepalive_connections: Annotated[int, Field(ge=0)] = 128
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    # Backstop only: the engine's attempt timeout is what normally ends a slow call.
+    read_timeout_s: Annotated[float, Field(gt=0)] = 300.0
+
+    @model_validator(mode="after")
+    def _http2_needs_httpx(self) -> HttpConfig:
+        if self.http2 and self.transport != "httpx":
+            raise ValueError("http2: true requires transport: httpx")
+        return self
+
+
+class RoutingConfig(_Strict):
+    default_policy: str = "default"
+    # Upper bound for one upstream attempt; always cut to what is left of the caller's deadline.
+    attempt_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    # Deadline used when the caller sets none (gRPC has no default deadline).
+    default_deadline_s: Annotated[float, Field(gt=0)] = 120.0
+    # Streams: give up on an attempt that has sent no token within this time (still before
+    # anything reached the caller, so it can fall back).
+    first_token_timeout_s: Annotated[float, Field(gt=0)] = 15.0
+
+
+class ProviderConfig(_Strict):
+    kind: Literal["openai", "anthropic", "gemini"]
+    base_url: str
+    api_key: SecretStr = SecretStr("")
+    headers: dict[str, str] = {}
+    options: dict[str, str] = {}
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+_PRICE_RE = re.compile(r"^\d+(\.\d{1,9})?$")
+
+
+def _usd_per_mtok_to_nanos(value: str) -> int:
+    """Exact conversion of a decimal USD string ("0.15") to integer nano-USD."""
+    try:
+        amount = Decimal(value)
+    except InvalidOperation as exc:
+        raise ValueError(f"not a decimal number: {value!r}") from exc
+    return int(amount * NANOS_PER_USD)
+
+
+class PriceConfig(_Strict):
+    """USD per million tokens, as decimal strings (quoted, so YAML never makes them floats)."""
+
+    input: str
+    output: str
+    cached_input: str | None = None  # defaults to the input price
+
+    @field_validator("input", "output", "cached_input")
+    @classmethod
+    def _decimal(cls, value: str | None) -> str | None:
+        if value is not None and not _PRICE_RE.match(value):
+            raise ValueError("must be a non-negative decimal string with at most 9 decimals, e.g. '0.15'")
+        return value
+
+
+class ModelConfig(_Strict):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")]
+    provider: str
+    upstream_model: str = ""  # defaults to name
+    price_per_mtok: PriceConfig
+    context_window: Annotated[int, Field(ge=1)] = 128_000
+    max_output_tokens: Annotated[int, Field(ge=1)] = 4096
+    capabilities: list[Literal["tools", "json", "streaming", "vision"]] = ["streaming"]
+    max_sensitivity: Literal["public", "internal", "restricted"] = "internal"
+    region: str = ""
+    quality: dict[Literal["chat", "retrieval", "creative", "reasoning", "extraction", "code"], float] = {}
+    default_quality: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+    @field_validator("quality")
+    @classmethod
+    def _unit_interval(cls, value: dict[str, float]) -> dict[str, float]:
+        for task, score in value.items():
+            if not 0 <= score <= 1:
+                raise ValueError(f"quality.{task} must be in [0, 1]")
+        return value
+
+
+class PolicyConfig(_Strict):
+    models: list[str] = []
+    strategy: str = "priority"
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+
+
+class FileConfig(_Strict):
+    server: ServerConfig = ServerConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    http: HttpConfig = HttpConfig()
+    routing: RoutingConfig = RoutingConfig()
+    providers: dict[str, ProviderConfig]
+    models: list[ModelConfig]
+    aliases: dict[str, list[str]] = {}
+    policies: dict[str, PolicyConfig] = {"default": PolicyConfig()}
+
+    @model_validator(mode="after")
+    def _references(self) -> FileConfig:
+        problems: list[str] = []
+        model_names = {m.name for m in self.models}
+        seen: set[tuple[str, str]] = set()
+        for i, m in enumerate(self.models):
+            if m.provider not in self.providers:
+                problems.append(f"models[{i}].provider: unknown provider {m.provider!r}")
+            if (m.provider, m.name) in seen:
+                problems.append(f"models[{i}]: duplicate model {m.name!r} for provider {m.provider!r}")
+            seen.add((m.provider, m.name))
+        for alias, names in self.aliases.items():
+            problems += [f"aliases.{alias}: unknown model {n!r}" for n in names if n not in model_names]
+            if not names:
+                problems.append(f"aliases.{alias}: must list at least one model")
+        for pname, policy in self.policies.items():
+            problems += [
+                f"policies.{pname}.models: unknown model {n!r}" for n in policy.models if n not in model_names
+            ]
+        if self.routing.default_policy not in self.policies:
+            problems.append(f"routing.default_policy: unknown policy {self.routing.default_policy!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+# --- runtime objects (frozen, plain) ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    server: ServerConfig
+    metrics: MetricsConfig
+    http: HttpConfig
+    routing: RoutingConfig
+    endpoints: Mapping[str, ProviderEndpoint]
+    catalog: Catalog
+    policies: Mapping[str, Policy]
+    source: str = ""  # path the config came from, for logs
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate_env(value: Any, env: Mapping[str, str], path: str = "") -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string of a parsed YAML tree."""
+    if isinstance(value, dict):
+        return {k: interpolate_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate_env(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{path}: environment variable {name} is not set (use ${{{name}:-}} to allow empty)"
+        )
+
+    return _ENV_RE.sub(substitute, value)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> RuntimeConfig:
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path}: top level must be a mapping")
+    config = parse_config(interpolate_env(raw, os.environ if env is None else env))
+    return RuntimeConfig(**{**_fields(config), "source": str(path)})
+
+
+def parse_config(data: Mapping[str, Any]) -> RuntimeConfig:
+    try:
+        validated = FileConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None  # `from None`: the chained error may echo secrets
+    return to_runtime(validated)
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        lines.append(f"{where or '(top level)'}: {err['msg']}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def _fields(config: RuntimeConfig) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in RuntimeConfig.__dataclass_fields__}
+
+
+def to_runtime(cfg: FileConfig) -> RuntimeConfig:
+    endpoints = {
+        name: ProviderEndpoint(
+            name=name,
+            kind=p.kind,
+            base_url=p.base_url,
+            api_key=p.api_key.get_secret_value(),
+            headers=MappingProxyType(dict(p.headers)),
+            options=MappingProxyType(dict(p.options)),
+        )
+        for name, p in cfg.providers.items()
+    }
+    catalog = Catalog(
+        deployments=tuple(_deployment(m) for m in cfg.models),
+        aliases=MappingProxyType({k: tuple(v) for k, v in cfg.aliases.items()}),
+    )
+    policies = {
+        name: Policy(name=name, models=tuple(p.models), strategy=p.strategy, max_attempts=p.max_attempts)
+        for name, p in cfg.policies.items()
+    }
+    return RuntimeConfig(
+        server=cfg.server,
+        metrics=cfg.metrics,
+        http=cfg.http,
+        routing=cfg.routing,
+        endpoints=MappingProxyType(endpoints),
+        catalog=catalog,
+        policies=MappingProxyType(policies),
+    )
+
+
+def _deployment(m: ModelConfig) -> Deployment:
+    price = m.price_per_mtok
+    return Deployment(
+        provider=m.provider,
+        model=m.name,
+        upstream_model=m.upstream_model or m.name,
+        price=Price(
+            input_nanos_per_mtok=_usd_per_mtok_to_nanos(price.input),
+            output_nanos_per_mtok=_usd_per_mtok_to_nanos(price.output),
+            cached_input_nanos_per_mtok=_usd_per_mtok_to_nanos(price.cached_input or price.input),
+        ),
+        context_window=m.context_window,
+        max_output_tokens=m.max_output_tokens,
+        capabilities=frozenset(m.capabilities),
+        max_sensitivity=DataSensitivity(m.max_sensitivity),
+        region=m.region,
+        quality=MappingProxyType({TaskType(k): v for k, v in m.quality.items()}),
+        default_quality=m.default_quality,
+    )

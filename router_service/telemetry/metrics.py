@@ -1,0 +1,78 @@
+"""Prometheus metrics of the router (names, units, buckets and label sets in one place).
+
+Labels are bounded: provider and model come from the config catalog, method from the proto,
+code from grpc.StatusCode, error_class from the closed ErrorClass set. Tenant, user and request ids
+never become labels; they go to Kafka events.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# OpenTelemetry GenAI duration buckets (seconds): 0.01 doubling to 81.92. The library default
+# stops at 10 s, too short for LLM calls.
+GENAI_DURATION_BUCKETS = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+# Router-side RPC latency also needs sub-10ms resolution for Route.
+RPC_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, *GENAI_DURATION_BUCKETS)
+
+RPC_REQUESTS = Counter(
+    "llmrouter_rpc_requests", "gRPC calls handled, by method and final status code.", ["method", "code"]
+)
+RPC_DURATION = Histogram(
+    "llmrouter_rpc_duration_seconds",
+    "gRPC call duration as seen by the server.",
+    ["method"],
+    buckets=RPC_DURATION_BUCKETS,
+)
+RPC_IN_FLIGHT = Gauge("llmrouter_rpc_in_flight", "gRPC calls being handled now.", ["method"])
+
+UPSTREAM_ATTEMPTS = Counter(
+    "llmrouter_upstream_attempts",
+    "Upstream attempts by outcome (success, error, cancelled) and error class ('' on success).",
+    ["provider", "model", "outcome", "error_class"],
+)
+UPSTREAM_DURATION = Histogram(
+    "llmrouter_upstream_request_duration_seconds",
+    "Duration of one upstream attempt.",
+    ["provider", "model", "outcome"],
+    buckets=GENAI_DURATION_BUCKETS,
+)
+UPSTREAM_TTFT = Histogram(
+    "llmrouter_upstream_time_to_first_chunk_seconds",
+    "Streaming: time from sending the upstream request to its first chunk.",
+    ["provider", "model"],
+    buckets=GENAI_DURATION_BUCKETS,
+)
+TOKENS = Counter(
+    "llmrouter_tokens",
+    "Tokens of successful attempts; direction is input, output or cached_input (part of input).",
+    ["provider", "model", "direction"],
+)
+COST = Counter(
+    "llmrouter_cost_nano_usd",
+    "Exact cost of successful attempts in nano-USD (divide by 1e9 for USD).",
+    ["provider", "model"],
+)
+DECISIONS = Counter(
+    "llmrouter_routing_decisions", "Routing decisions by policy and strategy.", ["policy", "strategy"]
+)
+REQUEST_ERRORS = Counter(
+    "llmrouter_request_errors",
+    "Requests that failed after routing started, by router error reason.",
+    ["reason"],
+)

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 BIN=$(dirname "$PY")
-OUT=router_service/_gen
+OUT=${OUT:-router_service/_gen}
 
 rm -rf "$OUT"
 mkdir -p "$OUT"

@@ -119,15 +119,20 @@ class _Violations:
 # --- requests ---------------------------------------------------------------------------------
 
 
-def request_id_from_proto(request_id: str, field: str = "request_id") -> str:
-    """The caller's request id if valid ("" when absent); raises on a malformed one."""
+def call_from_proto(request_id: str, chat: pb.ChatRequest) -> tuple[str, ChatRequest]:
+    """Validate a Complete/Stream request: the caller's request id ("" when absent) and the chat.
+    Every violation of both is reported in one InvalidRequestError."""
+    v = _Violations()
     if request_id and not REQUEST_ID_RE.match(request_id):
-        raise InvalidRequestError([FieldViolation(field, "must be 1-128 characters of [A-Za-z0-9._:-]")])
-    return request_id
+        v.add("request_id", "must be 1-128 characters of [A-Za-z0-9._:-]")
+    return request_id, _chat(chat, "chat", v)
 
 
 def chat_from_proto(msg: pb.ChatRequest, prefix: str = "chat") -> ChatRequest:
-    v = _Violations()
+    return _chat(msg, prefix, _Violations())
+
+
+def _chat(msg: pb.ChatRequest, prefix: str, v: _Violations) -> ChatRequest:
     messages = _messages(msg, prefix, v)
     tools = _tools(msg, prefix, v)
     request = ChatRequest(

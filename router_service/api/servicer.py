@@ -44,9 +44,9 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         return pb.RouteResponse(decision=codec.decision_to_proto(request_id, decision))
 
     async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:
-        request_id = codec.request_id_from_proto(request.request_id) or new_request_id()
+        request_id = request.request_id if codec.REQUEST_ID_RE.match(request.request_id) else new_request_id()
         try:
-            chat = codec.chat_from_proto(request.chat)
+            _, chat = codec.call_from_proto(request.request_id, request.chat)
             done = await self._engine.complete(chat, self._context(context, request_id, chat.tags, False))
         except Exception as exc:
             await _abort(context, exc, request_id)
@@ -63,9 +63,9 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
     async def Stream(
         self, request: pb.StreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamResponse]:
-        request_id = codec.request_id_from_proto(request.request_id) or new_request_id()
+        request_id = request.request_id if codec.REQUEST_ID_RE.match(request.request_id) else new_request_id()
         try:
-            chat = codec.chat_from_proto(request.chat)
+            _, chat = codec.call_from_proto(request.request_id, request.chat)
             ctx = self._context(context, request_id, chat.tags, True)
             async for item in self._engine.stream(chat, ctx):
                 yield _stream_message(request_id, item)

@@ -1,0 +1,67 @@
+# Two commands for a newcomer: `make up` (run the embedded stack) and `make test` (everything CI runs).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTHON ?= python3
+
+.PHONY: install up test lint typecheck buf gen check-gen proto-ts pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the embedded stack in the foreground; Ctrl-C stops it.
+up: install
+	$(BIN)/router-service up
+
+## Lint, type checks, buf checks, generated-code drift, the TypeScript contract check, all tests.
+test: install lint typecheck buf check-gen proto-ts pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+# Breaking-change check against the previous commit (CI: HEAD is the submission) or, with
+# uncommitted proto edits, against HEAD. Skipped only where there is no earlier commit.
+buf: install
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+	@if ! git diff --quiet HEAD -- protos 2>/dev/null; then against=HEAD; \
+	 elif git rev-parse -q --verify HEAD~1 >/dev/null; then against=HEAD~1; else against=; fi; \
+	 if [ -n "$$against" ]; then echo "buf breaking --against .git#ref=$$against"; \
+	   $(BIN)/buf breaking --against ".git#ref=$$against"; \
+	 else echo "buf breaking: no earlier commit to compare against"; fi
+
+## Regenerate router_service/_gen from protos/.
+gen: install
+	PYTHON=$(PY) scripts/gen_protos.sh
+
+# Fails when the committed generated code differs from what the protos generate.
+check-gen: install
+	@tmp=$$(mktemp -d) && PYTHON=$(PY) OUT=$$tmp scripts/gen_protos.sh && \
+	 diff -r -x __pycache__ router_service/_gen $$tmp && echo "generated code is up to date" || \
+	 { echo "router_service/_gen is stale: run 'make gen' and commit"; exit 1; }
+
+# Second language: TypeScript stubs from the same protos must compile.
+proto-ts: install
+	cd clients/typescript && npm ci --silent --no-audit --no-fund
+	$(BIN)/buf generate
+	cd clients/typescript && npx --no-install tsc --noEmit -p .
+
+pytest: install
+	$(BIN)/pytest -q
+
+bench: install
+	$(PY) bench/overhead.py
+
+clean:
+	rm -rf $(VENV) clients/typescript/node_modules clients/typescript/gen .pytest_cache .mypy_cache .ruff_cache

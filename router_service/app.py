@@ -113,7 +113,9 @@ def run_workers(config_path: Path, workers: int) -> int:
     SIGTERM/SIGINT and waits; each child drains its own in-flight calls.
     """
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker_main, args=(str(config_path), i), daemon=False) for i in range(workers)]
+    procs = [
+        ctx.Process(target=_worker_main, args=(str(config_path), i), daemon=False) for i in range(workers)
+    ]
     for p in procs:
         p.start()
 

@@ -1,8 +1,8 @@
 """`router-service`: serve | sim | up.
 
-  router-service serve --config FILE [--workers N]   the router alone
-  router-service sim [--port P] [--preset NAME | --config FILE]   one simulated provider
-  router-service up                                   the embedded stack (see stack.py)
+router-service serve --config FILE [--workers N]   the router alone
+router-service sim [--port P] [--preset NAME | --config FILE]   one simulated provider
+router-service up                                   the embedded stack (see stack.py)
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the router")
-    serve.add_argument("--config", type=Path, default=os.environ.get("ROUTER_CONFIG"), help="YAML config (or ROUTER_CONFIG)")
-    serve.add_argument("--workers", type=int, default=None, help="processes sharing the port (default: server.workers)")
+    serve.add_argument(
+        "--config", type=Path, default=os.environ.get("ROUTER_CONFIG"), help="YAML config (or ROUTER_CONFIG)"
+    )
+    serve.add_argument(
+        "--workers", type=int, default=None, help="processes sharing the port (default: server.workers)"
+    )
 
     sim = sub.add_parser("sim", help="run a simulated OpenAI-compatible provider")
     sim.add_argument("--host", default="127.0.0.1")
@@ -33,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--seed", type=int, default=None)
 
     up = sub.add_parser("up", help="run the embedded stack: simulated providers and the router")
-    up.add_argument("--config", type=Path, default=None, help="router config template (default: config/embedded.yaml)")
+    up.add_argument(
+        "--config", type=Path, default=None, help="router config template (default: config/embedded.yaml)"
+    )
     up.add_argument("--port", type=int, default=50051, help="router gRPC port")
 
     args = parser.parse_args(argv)

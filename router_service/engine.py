@@ -8,6 +8,7 @@ telemetry is handed to a non-blocking sink. The engine knows nothing about gRPC 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
@@ -202,10 +203,13 @@ class Engine:
         event is yielded; after that a failure raises StreamInterruptedError."""
         run = _Run(self, ctx)
         try:
-            async for item in self._stream(request, run):
-                yield item
-                if isinstance(item, StreamFinish):
-                    run.finished(item)
+            # aclosing: when our consumer stops early, the inner generators (and with them the
+            # upstream HTTP response) are closed now, not whenever they are garbage-collected.
+            async with contextlib.aclosing(self._stream(request, run)) as items:
+                async for item in items:
+                    if isinstance(item, StreamFinish):
+                        run.finished(item)  # before yielding: the consumer may stop right after it
+                    yield item
         except BaseException as exc:
             # GeneratorExit: the consumer stopped iterating (caller went away).
             run.failed(exc)
@@ -228,9 +232,9 @@ class Engine:
                 timeout = self._config.routing.first_token_timeout_s
                 self._after_failure(run, deployment, started, _as_provider_error(exc, timeout))
                 continue
-            yield StreamStart(deployment, decision, tuple(run.attempts))
-            async for item in self._relay(run, upstream, first, deployment, started):
-                yield item
+            async with contextlib.aclosing(self._relay(run, upstream, first, deployment, started)) as relay:
+                async for item in relay:
+                    yield item
             return
         raise AllAttemptsFailedError(run.failures)
 
@@ -253,6 +257,7 @@ class Engine:
         delivered = 0
         event: StreamEvent = first
         try:
+            yield StreamStart(deployment, run.decision_or_raise(), tuple(run.attempts))
             while not isinstance(event, StreamDone):
                 if isinstance(event, TextDelta):
                     delivered += len(event.text)

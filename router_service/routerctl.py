@@ -131,7 +131,7 @@ def _print_error(exc: grpc.RpcError) -> None:
     code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
     details = exc.details() if hasattr(exc, "details") else str(exc)
     print(f"error: {code}: {details}", file=sys.stderr)
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    status = rpc_status.from_call(exc)
     if status is None:
         return
     from google.rpc import error_details_pb2

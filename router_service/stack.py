@@ -53,7 +53,9 @@ def _print_endpoints(env: dict[str, str], port: int, metrics_listen: str) -> Non
     lines = [
         "embedded stack is up (Ctrl-C stops everything):",
         f"  router gRPC        127.0.0.1:{port}   (router.v1.RouterService, health, reflection)",
-        f"  router metrics     http://{metrics_listen}/metrics" if metrics_listen else "  router metrics     disabled",
+        f"  router metrics     http://{metrics_listen}/metrics"
+        if metrics_listen
+        else "  router metrics     disabled",
     ]
     lines += [f"  {var.removesuffix('_URL').lower():<18} {env[var]}" for var in SIM_PROFILES]
     lines += ["", f'  try: routerctl --target 127.0.0.1:{port} complete "Hello there"']

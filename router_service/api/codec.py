@@ -329,7 +329,7 @@ def money_to_nanos(money: Money, path: str, v: _Violations) -> int | None:
     if money.units < 0 or money.nanos < 0 or money.nanos >= NANOS_PER_UNIT:
         v.add(path, "must be non-negative with nanos in [0, 999999999]")
         return None
-    return money.units * NANOS_PER_UNIT + money.nanos
+    return int(money.units) * NANOS_PER_UNIT + int(money.nanos)
 
 
 def nanos_to_money(nanos: int) -> Money:

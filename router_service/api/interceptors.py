@@ -43,11 +43,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 def _final_code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> str:
     if isinstance(exc, asyncio.CancelledError):
-        return grpc.StatusCode.CANCELLED.name
+        return "CANCELLED"
     code = context.code()
     if code is not None:
-        return code.name if isinstance(code, grpc.StatusCode) else str(code)
-    return grpc.StatusCode.UNKNOWN.name if exc is not None else grpc.StatusCode.OK.name
+        return str(code.name) if isinstance(code, grpc.StatusCode) else str(code)
+    return "UNKNOWN" if exc is not None else "OK"
 
 
 def _unary(inner: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
@@ -71,7 +71,9 @@ def _unary(inner: Callable[..., Awaitable[Any]], method: str) -> Callable[..., A
     return wrapper
 
 
-def _server_stream(inner: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+def _server_stream(
+    inner: Callable[..., AsyncIterator[Any]], method: str
+) -> Callable[..., AsyncIterator[Any]]:
     in_flight = metrics.RPC_IN_FLIGHT.labels(method)
     duration = metrics.RPC_DURATION.labels(method)
 

@@ -29,7 +29,9 @@ def new_request_id() -> str:
 
 
 class RouterServicer(pb_grpc.RouterServiceServicer):
-    def __init__(self, engine: Engine, default_deadline_s: float, feedback: FeedbackSink | None = None) -> None:
+    def __init__(
+        self, engine: Engine, default_deadline_s: float, feedback: FeedbackSink | None = None
+    ) -> None:
         self._engine = engine
         self._default_deadline_s = default_deadline_s
         self._feedback = feedback
@@ -43,7 +45,9 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             await _abort(context, exc, request_id)
         return pb.RouteResponse(decision=codec.decision_to_proto(request_id, decision))
 
-    async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:
+    async def Complete(
+        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CompleteResponse:
         request_id = request.request_id if codec.REQUEST_ID_RE.match(request.request_id) else new_request_id()
         try:
             _, chat = codec.call_from_proto(request.request_id, request.chat)
@@ -72,7 +76,9 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         except Exception as exc:
             await _abort(context, exc, request_id)
 
-    async def Feedback(self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext) -> pb.FeedbackResponse:
+    async def Feedback(
+        self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FeedbackResponse:
         try:
             request_id, score, tags = codec.feedback_from_proto(request)
         except Exception as exc:
@@ -103,12 +109,19 @@ def _stream_message(request_id: str, item: object) -> pb.StreamResponse:
         return pb.StreamResponse(delta=pb.Delta(tool_calls=[codec.tool_call_delta_to_proto(item)]))
     if isinstance(item, StreamStart):
         d = item.deployment
-        routing = codec.routing_to_proto(request_id, item.decision, item.attempts, d.provider, d.model, d.upstream_model)
+        routing = codec.routing_to_proto(
+            request_id, item.decision, item.attempts, d.provider, d.model, d.upstream_model
+        )
         return pb.StreamResponse(routing=routing)
     if isinstance(item, StreamFinish):
         d = item.deployment
         routing = codec.routing_to_proto(
-            request_id, item.decision, item.attempts, d.provider, d.model, item.done.upstream_model or d.upstream_model
+            request_id,
+            item.decision,
+            item.attempts,
+            d.provider,
+            d.model,
+            item.done.upstream_model or d.upstream_model,
         )
         end = pb.StreamEnd(
             finish_reason=codec.finish_reason_to_proto(item.done.finish_reason),

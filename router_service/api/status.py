@@ -99,7 +99,7 @@ def _build(
     packed = []
     for detail in (info, *details):
         any_msg = any_pb2.Any()
-        any_msg.Pack(detail)  # type: ignore[arg-type]
+        any_msg.Pack(detail)
         packed.append(any_msg)
     message = str(exc)
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=packed)

@@ -137,7 +137,9 @@ async def test_stream_cut_after_first_token_ends_with_explicit_error(
     assert info.metadata["delivered_chars"] == str(delivered)  # type: ignore[attr-defined]
 
 
-async def test_caller_deadline_cancels_the_upstream_request(stub: pb_grpc.RouterServiceStub, sims: Sims) -> None:
+async def test_caller_deadline_cancels_the_upstream_request(
+    stub: pb_grpc.RouterServiceStub, sims: Sims
+) -> None:
     await sims.set_profile("sim-a", hang_rate=1.0)
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -197,7 +199,9 @@ async def test_unknown_model_is_not_found(stub: pb_grpc.RouterServiceStub) -> No
 
 async def test_pin_and_alias_choose_the_first_target(stub: pb_grpc.RouterServiceStub) -> None:
     pinned = await stub.Complete(pb.CompleteRequest(chat=chat(model=pb.ModelSelector(model="m2"))), timeout=5)
-    aliased = await stub.Complete(pb.CompleteRequest(chat=chat(model=pb.ModelSelector(alias="reverse"))), timeout=5)
+    aliased = await stub.Complete(
+        pb.CompleteRequest(chat=chat(model=pb.ModelSelector(alias="reverse"))), timeout=5
+    )
     assert pinned.routing.model == "m2"
     assert aliased.routing.model == "m3"
 
@@ -218,7 +222,9 @@ async def test_all_targets_failing_is_unavailable_with_retry_info(
 
 
 async def test_route_explains_without_calling_upstream(stub: pb_grpc.RouterServiceStub, sims: Sims) -> None:
-    resp = await stub.Route(pb.RouteRequest(chat=chat(routing=pb.RoutingHints(denied_providers=["sim-a"]))), timeout=5)
+    resp = await stub.Route(
+        pb.RouteRequest(chat=chat(routing=pb.RoutingHints(denied_providers=["sim-a"]))), timeout=5
+    )
 
     d = resp.decision
     assert (d.chosen, list(d.fallbacks)) == ("sim-b/m2", ["sim-c/m3"])

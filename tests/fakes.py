@@ -1,0 +1,112 @@
+"""Shared in-process fakes for unit tests of pure-ish logic (the engine). Integration tests use
+the real simulated provider over HTTP instead."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from router_service.domain import (
+    AttemptRecord,
+    ChatRequest,
+    ChatResult,
+    FinishReason,
+    Message,
+    Role,
+    RouteDecision,
+    StreamDone,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
+from router_service.engine import CallContext, Completion, StreamFinish
+from router_service.errors import ErrorClass, ProviderError
+from router_service.providers.base import ProviderEndpoint
+
+HANG = "hang"
+
+
+def ok_result(text: str = "ok") -> ChatResult:
+    return ChatResult(
+        message=Message(role=Role.ASSISTANT, content=text),
+        finish_reason=FinishReason.STOP,
+        usage=Usage(10, 5, 0),
+    )
+
+
+@dataclass
+class FakeAdapter:
+    """Plays a script, one step per call: a ChatResult, a ProviderError, HANG, or (for streams) a
+    list of StreamEvents/ProviderErrors yielded in order."""
+
+    name: str
+    script: list[Any] = field(default_factory=list)
+    calls: int = 0
+    cancelled: int = 0
+
+    @property
+    def endpoint(self) -> ProviderEndpoint:
+        return ProviderEndpoint(name=self.name, kind="fake", base_url="http://fake")
+
+    def _next(self) -> Any:
+        self.calls += 1
+        return self.script.pop(0) if self.script else ok_result(self.name)
+
+    async def complete(self, request: ChatRequest, upstream_model: str) -> ChatResult:
+        step = self._next()
+        if step == HANG:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        if isinstance(step, ProviderError):
+            raise step
+        assert isinstance(step, ChatResult)
+        return step
+
+    async def stream(self, request: ChatRequest, upstream_model: str) -> AsyncGenerator[StreamEvent, None]:
+        step = self._next()
+        if isinstance(step, ProviderError):
+            raise step
+        events: Sequence[Any] = step if isinstance(step, list) else [TextDelta(self.name), done()]
+        try:
+            for event in events:
+                if event == HANG:
+                    await asyncio.Event().wait()
+                if isinstance(event, ProviderError):
+                    raise event
+                yield event
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled += 1
+            raise
+
+
+def done() -> StreamDone:
+    return StreamDone(finish_reason=FinishReason.STOP, usage=Usage(10, 5, 0))
+
+
+def error(cls: ErrorClass, status: int = 0) -> ProviderError:
+    return ProviderError(cls, f"{cls.value}", status_code=status)
+
+
+@dataclass
+class RecordingObserver:
+    decisions: list[RouteDecision] = field(default_factory=list)
+    attempts: list[tuple[int, AttemptRecord]] = field(default_factory=list)
+    completions: list[Completion | StreamFinish] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def on_decision(self, ctx: CallContext, decision: RouteDecision) -> None:
+        self.decisions.append(decision)
+
+    def on_attempt(self, ctx: CallContext, index: int, attempt: AttemptRecord, upstream_model: str) -> None:
+        self.attempts.append((index, attempt))
+
+    def on_completion(self, ctx: CallContext, outcome: Completion | StreamFinish, latency_s: float) -> None:
+        self.completions.append(outcome)
+
+    def on_error(self, ctx: CallContext, error: BaseException, attempt_count: int, latency_s: float) -> None:
+        self.errors.append(error)

@@ -1,0 +1,219 @@
+"""Engine: attempts, fallbacks by error class, timeouts inside the deadline, streaming rules,
+and exactly one terminal report per request. Adapters are in-process fakes (no I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from router_service.domain import AttemptOutcome, ChatRequest, Message, ModelSelection, Role, TextDelta
+from router_service.engine import CallContext, Engine, StreamFinish, StreamStart
+from router_service.errors import (
+    AllAttemptsFailedError,
+    DeadlineExceededError,
+    ErrorClass,
+    StreamInterruptedError,
+    UpstreamRejectedError,
+)
+from router_service.settings import parse_config
+from tests.fakes import HANG, FakeAdapter, RecordingObserver, done, error, ok_result
+
+PROVIDERS = ("a", "b", "c")
+
+
+def make_engine(**routing: Any) -> tuple[Engine, dict[str, FakeAdapter], RecordingObserver]:
+    config = parse_config(
+        {
+            "routing": {"attempt_timeout_s": 0.2, "first_token_timeout_s": 0.2, **routing},
+            "providers": {p: {"kind": "openai", "base_url": "http://127.0.0.1:9"} for p in PROVIDERS},
+            "models": [
+                {"name": f"m{p}", "provider": p, "price_per_mtok": {"input": "1", "output": "2"}}
+                for p in PROVIDERS
+            ],
+        }
+    )
+    adapters = {p: FakeAdapter(p) for p in PROVIDERS}
+    observer = RecordingObserver()
+    return Engine(config, adapters, observer=observer), adapters, observer  # type: ignore[arg-type]
+
+
+def request(**kwargs: Any) -> ChatRequest:
+    return ChatRequest(messages=(Message(role=Role.USER, content="hi"),), **kwargs)
+
+
+def ctx(deadline_s: float = 5.0) -> CallContext:
+    now = time.monotonic()
+    return CallContext(request_id="r", deadline=now + deadline_s, started=now)
+
+
+async def test_first_target_answers() -> None:
+    engine, _, observer = make_engine()
+    result = await engine.complete(request(), ctx())
+    assert result.deployment.key == "a/ma"
+    assert result.cost_nanos == 20_000  # 10 input * 1 USD/Mtok + 5 output * 2 USD/Mtok = 20e-6 USD
+    assert [a.outcome for a in result.attempts] == [AttemptOutcome.SUCCESS]
+    assert (len(observer.decisions), len(observer.attempts), len(observer.completions), observer.errors) == (
+        1,
+        1,
+        1,
+        [],
+    )
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        ErrorClass.OVERLOADED,
+        ErrorClass.RATE_LIMITED,
+        ErrorClass.CONNECTION,
+        ErrorClass.AUTH,
+        ErrorClass.BAD_RESPONSE,
+        ErrorClass.CONTEXT_LENGTH_EXCEEDED,
+        ErrorClass.CONTENT_FILTERED,
+        ErrorClass.TIMEOUT,
+    ],
+)
+async def test_falls_back_on_provider_side_errors(cls: ErrorClass) -> None:
+    engine, adapters, _ = make_engine()
+    adapters["a"].script = [error(cls)]
+    result = await engine.complete(request(), ctx())
+    assert result.deployment.provider == "b"
+    assert [(a.provider, a.error_class) for a in result.attempts] == [("a", cls.value), ("b", "")]
+
+
+async def test_callers_invalid_request_is_not_retried_elsewhere() -> None:
+    engine, adapters, observer = make_engine()
+    adapters["a"].script = [error(ErrorClass.INVALID_REQUEST, 400)]
+    with pytest.raises(UpstreamRejectedError):
+        await engine.complete(request(), ctx())
+    assert (adapters["b"].calls, adapters["c"].calls) == (0, 0)
+    assert len(observer.errors) == 1 and not observer.completions
+
+
+async def test_all_failing_reports_each_failure_in_order() -> None:
+    engine, adapters, observer = make_engine()
+    for p in PROVIDERS:
+        adapters[p].script = [error(ErrorClass.OVERLOADED, 503)]
+    with pytest.raises(AllAttemptsFailedError) as caught:
+        await engine.complete(request(), ctx())
+    assert [t for t, _ in caught.value.failures] == ["a/ma", "b/mb", "c/mc"]
+    assert [i for i, _ in observer.attempts] == [0, 1, 2]
+    assert len(observer.errors) == 1
+
+
+async def test_hung_attempt_times_out_is_cancelled_and_falls_back() -> None:
+    engine, adapters, _ = make_engine()
+    adapters["a"].script = [HANG]
+    result = await engine.complete(request(), ctx())
+    assert result.deployment.provider == "b"
+    assert result.attempts[0].error_class == ErrorClass.TIMEOUT.value
+    assert adapters["a"].cancelled == 1
+
+
+async def test_attempt_timeout_is_cut_to_the_callers_deadline() -> None:
+    engine, adapters, observer = make_engine(attempt_timeout_s=10)
+    adapters["a"].script = [HANG]
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError):
+        await engine.complete(request(), ctx(deadline_s=0.1))
+    assert time.monotonic() - started < 1.0
+    assert adapters["b"].calls == 0  # no attempt outlives the deadline
+    assert len(observer.errors) == 1
+
+
+async def test_pinned_model_without_fallback_fails_alone() -> None:
+    engine, adapters, _ = make_engine()
+    adapters["b"].script = [error(ErrorClass.OVERLOADED)]
+    with pytest.raises(AllAttemptsFailedError):
+        await engine.complete(request(selection=ModelSelection(model="mb", disable_fallback=True)), ctx())
+    assert (adapters["a"].calls, adapters["c"].calls) == (0, 0)
+
+
+async def test_caller_cancellation_cancels_upstream_and_reports_once() -> None:
+    engine, adapters, observer = make_engine(attempt_timeout_s=10)
+    adapters["a"].script = [HANG]
+    task = asyncio.create_task(engine.complete(request(), ctx()))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert adapters["a"].cancelled == 1
+    assert [a.outcome for _, a in observer.attempts] == [AttemptOutcome.CANCELLED]
+    assert len(observer.errors) == 1 and isinstance(observer.errors[0], asyncio.CancelledError)
+
+
+async def collect(engine: Engine, **kwargs: Any) -> list[Any]:
+    return [item async for item in engine.stream(request(**kwargs), ctx())]
+
+
+async def test_stream_start_deltas_finish() -> None:
+    engine, adapters, observer = make_engine()
+    adapters["a"].script = [[TextDelta("he"), TextDelta("llo"), done()]]
+    items = await collect(engine)
+    assert isinstance(items[0], StreamStart) and isinstance(items[-1], StreamFinish)
+    assert [i.text for i in items[1:-1]] == ["he", "llo"]
+    assert items[-1].cost_nanos == 20_000
+    assert len(observer.completions) == 1 and not observer.errors
+
+
+async def test_stream_falls_back_before_first_event() -> None:
+    engine, adapters, _ = make_engine()
+    adapters["a"].script = [[HANG]]  # no first token within first_token_timeout_s
+    items = await collect(engine)
+    assert items[0].deployment.provider == "b"
+    assert adapters["a"].cancelled == 1
+    assert [a.error_class for a in items[-1].attempts] == [ErrorClass.TIMEOUT.value, ""]
+
+
+async def test_stream_failure_after_first_token_is_interrupted_not_retried() -> None:
+    engine, adapters, observer = make_engine()
+    adapters["a"].script = [[TextDelta("partial"), error(ErrorClass.CONNECTION)]]
+    received = []
+    with pytest.raises(StreamInterruptedError) as caught:
+        async for item in engine.stream(request(), ctx()):
+            received.append(item)
+    assert caught.value.delivered_chars == len("partial")
+    assert adapters["b"].calls == 0
+    assert not any(isinstance(i, StreamFinish) for i in received)
+    assert len(observer.errors) == 1 and not observer.completions
+
+
+async def test_consumer_stopping_after_finish_is_not_an_error() -> None:
+    engine, _, observer = make_engine()
+    stream = engine.stream(request(), ctx())
+    async for item in stream:
+        if isinstance(item, StreamFinish):
+            break
+    await stream.aclose()
+    assert len(observer.completions) == 1 and observer.errors == []
+
+
+async def test_consumer_leaving_mid_stream_cancels_upstream() -> None:
+    engine, adapters, observer = make_engine()
+    adapters["a"].script = [[TextDelta("x"), HANG]]
+    stream = engine.stream(request(), ctx())
+    assert isinstance(await anext(stream), StreamStart)
+    assert isinstance(await anext(stream), TextDelta)
+    await stream.aclose()
+    assert adapters["a"].cancelled == 1
+    assert [a.outcome for _, a in observer.attempts] == [AttemptOutcome.CANCELLED]
+    assert len(observer.errors) == 1
+
+
+async def test_consumer_leaving_right_after_start_cancels_upstream() -> None:
+    engine, adapters, observer = make_engine()
+    adapters["a"].script = [[TextDelta("x"), done()]]
+    stream = engine.stream(request(), ctx())
+    assert isinstance(await anext(stream), StreamStart)
+    await stream.aclose()
+    assert adapters["a"].cancelled == 1
+    assert [a.outcome for _, a in observer.attempts] == [AttemptOutcome.CANCELLED]
+
+
+async def test_successful_result_passes_through_unchanged() -> None:
+    engine, adapters, _ = make_engine()
+    adapters["a"].script = [ok_result("exact text")]
+    assert (await engine.complete(request(), ctx())).result.message.content == "exact text"

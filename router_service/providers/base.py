@@ -56,7 +56,10 @@ _STATUS_CLASSES: dict[int, ErrorClass] = {
     400: ErrorClass.INVALID_REQUEST,
     401: ErrorClass.AUTH,
     403: ErrorClass.AUTH,
-    404: ErrorClass.INVALID_REQUEST,  # unknown model / endpoint: our config or the request is wrong
+    # Unknown model or endpoint: the request is fine, our deployment config is wrong. Classed with
+    # auth failures ("this deployment cannot serve anything") so routing falls back and marks it bad,
+    # instead of blaming the caller.
+    404: ErrorClass.AUTH,
     408: ErrorClass.TIMEOUT,
     409: ErrorClass.OVERLOADED,
     413: ErrorClass.CONTEXT_LENGTH_EXCEEDED,
@@ -73,7 +76,8 @@ _CONTEXT_LENGTH_MARKERS = (
     "exceeds the maximum number of tokens",
     "input token count",
 )
-_CONTENT_FILTER_MARKERS = ("content_filter", "content management policy", "safety", "content_policy")
+# Specific phrases only: a bare "safety" would also match e.g. an invalid `safety_settings` value.
+_CONTENT_FILTER_MARKERS = ("content_filter", "content management policy", "content_policy", "responsibleaipolicy")
 
 
 def classify_status(status: int, body_text: str) -> ErrorClass:

@@ -29,6 +29,9 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         text = self._decoder.decode(chunk)
+        if not text:
+            # An empty chunk (or half a UTF-8 character) must not forget a CR that may pair with an LF.
+            return []
         if self._pending_cr and text.startswith("\n"):
             # The CR that ended the previous chunk and this LF are one CRLF line break.
             text = text[1:]

@@ -231,7 +231,9 @@ class _ErrorClassEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorClass
     ERROR_CLASS_CONNECTION: _ErrorClass.ValueType  # 4
     """Could not connect, or the connection broke."""
     ERROR_CLASS_AUTH: _ErrorClass.ValueType  # 5
-    """The router's credentials for the provider were rejected."""
+    """The provider rejected the router's credentials, or does not know the configured model
+    (401, 403, 404): this deployment cannot serve anything until its config is fixed.
+    """
     ERROR_CLASS_INVALID_REQUEST: _ErrorClass.ValueType  # 6
     """The provider rejected the request as invalid."""
     ERROR_CLASS_CONTEXT_LENGTH_EXCEEDED: _ErrorClass.ValueType  # 7
@@ -257,7 +259,9 @@ ERROR_CLASS_TIMEOUT: ErrorClass.ValueType  # 3
 ERROR_CLASS_CONNECTION: ErrorClass.ValueType  # 4
 """Could not connect, or the connection broke."""
 ERROR_CLASS_AUTH: ErrorClass.ValueType  # 5
-"""The router's credentials for the provider were rejected."""
+"""The provider rejected the router's credentials, or does not know the configured model
+(401, 403, 404): this deployment cannot serve anything until its config is fixed.
+"""
 ERROR_CLASS_INVALID_REQUEST: ErrorClass.ValueType  # 6
 """The provider rejected the request as invalid."""
 ERROR_CLASS_CONTEXT_LENGTH_EXCEEDED: ErrorClass.ValueType  # 7

@@ -44,7 +44,6 @@ turns). temperature and top_p are both sent when both are set, which some newer 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any, AsyncGenerator, Mapping, Sequence
 
@@ -73,9 +72,16 @@ from router_service.providers.base import (
     ProviderEndpoint,
     bad_response,
     error_from_response,
-    error_from_transport,
+    redact_secret,
 )
 from router_service.providers.sse import SSEEvent, iter_sse
+from router_service.providers.wire import (
+    WireClient,
+    as_object,
+    decode_object,
+    encode_json,
+    tool_arguments,
+)
 
 DEFAULT_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = "4096"
@@ -108,9 +114,6 @@ _TOOL_CHOICE_TYPES: dict[ToolChoiceMode, str] = {
     ToolChoiceMode.NONE: "none",
 }
 
-# An error body is read only to classify the failure and quote its start.
-_ERROR_BODY_LIMIT = 64 * 1024
-
 _USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 
 
@@ -119,47 +122,31 @@ class AnthropicAdapter:
 
     def __init__(self, endpoint: ProviderEndpoint, client: httpx.AsyncClient) -> None:
         self.endpoint = endpoint
-        self._client = client
         # Built once so bad configuration fails at startup rather than on the first request.
         self._url = _messages_url(endpoint)
-        self._headers = _request_headers(endpoint)
+        self._wire = WireClient(client, _request_headers(endpoint), self._http_error)
         self._default_max_tokens = _parse_max_tokens(endpoint)
 
     async def complete(self, request: ChatRequest, upstream_model: str) -> ChatResult:
         content = encode_json(to_wire(request, upstream_model, self._default_max_tokens))
-        try:
-            response = await self._client.post(self._url, content=content, headers=self._headers)
-        except httpx.HTTPError as exc:
-            raise error_from_transport(exc) from exc
-        if not response.is_success:
-            raise self._http_error(response.status_code, response.headers, response.text)
-        return from_wire(_decode_object(response.content, "response body"), upstream_model)
+        body = await self._wire.post_json(self._url, content)
+        return from_wire(body, upstream_model)
 
     async def stream(self, request: ChatRequest, upstream_model: str) -> AsyncGenerator[StreamEvent, None]:
         body = to_wire(request, upstream_model, self._default_max_tokens)
         body["stream"] = True
         content = encode_json(body)
         parser = StreamParser(upstream_model)
-        try:
-            async with self._client.stream(
-                "POST", self._url, content=content, headers=self._headers
-            ) as response:
-                if not response.is_success:
-                    body_text = await read_error_body(response)
-                    raise self._http_error(response.status_code, response.headers, body_text)
-                async for sse in iter_sse(response.aiter_bytes()):
-                    for event in parser.feed(sse):
-                        yield event
-                    if parser.finished:
-                        return
-        except httpx.HTTPError as exc:
-            raise error_from_transport(exc) from exc
+        async with self._wire.stream(self._url, content) as response:
+            async for sse in iter_sse(response.aiter_bytes()):
+                for event in parser.feed(sse):
+                    yield event
+                if parser.finished:
+                    return
         raise ProviderError(ErrorClass.CONNECTION, "stream ended before message_stop")
 
     def _http_error(self, status: int, headers: httpx.Headers, body_text: str) -> ProviderError:
-        if self.endpoint.api_key:  # never let an echoed credential travel on into logs and events
-            body_text = body_text.replace(self.endpoint.api_key, "[redacted]")
-        return error_from_response(status, headers, body_text)
+        return error_from_response(status, headers, redact_secret(body_text, self.endpoint.api_key))
 
 
 def _messages_url(endpoint: ProviderEndpoint) -> httpx.URL:
@@ -189,46 +176,6 @@ def _parse_max_tokens(endpoint: ProviderEndpoint) -> int:
     if value <= 0:
         raise ValueError(f"provider {endpoint.name!r}: default_max_tokens must be a positive integer")
     return value
-
-
-# --- transport helpers (the same few lines as the other adapters; candidates for base.py) -----
-
-
-async def read_error_body(response: httpx.Response) -> str:
-    """At most _ERROR_BODY_LIMIT bytes of an error body; a failed read leaves the status to go on."""
-    body = bytearray()
-    with contextlib.suppress(httpx.HTTPError):
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) >= _ERROR_BODY_LIMIT:
-                break
-    return body[:_ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
-
-
-def encode_json(payload: Mapping[str, Any]) -> bytes:
-    """The request body. Tool and schema Mappings may be read-only views, which `json` cannot encode;
-    a NaN or an unencodable value is the caller's request at fault, not a crash."""
-    try:
-        text = json.dumps(payload, default=_jsonable, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise ProviderError(ErrorClass.INVALID_REQUEST, f"request is not valid JSON: {exc}") from exc
-    return text.encode()
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
-
-
-def _decode_object(raw: bytes | str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:  # includes UnicodeDecodeError
-        raise bad_response(f"{what} is not JSON") from exc
-    return _as_object(value, what)
 
 
 # --- request: internal -> wire ----------------------------------------------------------------
@@ -301,7 +248,7 @@ def _blocks_to_wire(position: int, message: Message) -> list[dict[str, Any]]:
     for call_position, call in enumerate(message.tool_calls):
         where = f"messages[{position}].tool_calls[{call_position}]"
         blocks.append(
-            {"type": "tool_use", "id": call.id, "name": call.name, "input": _arguments(call, where)}
+            {"type": "tool_use", "id": call.id, "name": call.name, "input": tool_arguments(call, where)}
         )
     return blocks
 
@@ -316,18 +263,6 @@ def _tool_result_to_wire(message: Message) -> dict[str, Any]:
 def _tool_results_first(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     results = [b for b in blocks if b["type"] == "tool_result"]
     return results + [b for b in blocks if b["type"] != "tool_result"]
-
-
-def _arguments(call: ToolCall, where: str) -> dict[str, Any]:
-    if not call.arguments_json.strip():
-        return {}
-    try:
-        value = json.loads(call.arguments_json)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise ProviderError(ErrorClass.INVALID_REQUEST, f"{where}.arguments_json is not a JSON object")
-    return value
 
 
 def _tool_to_wire(tool: ToolSpec) -> dict[str, Any]:
@@ -356,7 +291,7 @@ def from_wire(payload: Mapping[str, Any], requested_model: str) -> ChatResult:
     texts: list[str] = []
     calls: list[ToolCall] = []
     for raw_block in blocks:
-        block = _as_object(raw_block, "content block")
+        block = as_object(raw_block, "content block")
         if block.get("type") == "text":
             texts.append(_as_str(block.get("text"), "text block"))
         elif block.get("type") == "tool_use":
@@ -424,7 +359,7 @@ class StreamParser:
         self._tools_with_arguments: set[int] = set()
 
     def feed(self, sse: SSEEvent) -> list[StreamEvent]:
-        data = _decode_object(sse.data, "stream event data")
+        data = decode_object(sse.data, "stream event data")
         match data.get("type", sse.event):
             case "message_start":
                 return self._on_message_start(data)
@@ -444,7 +379,7 @@ class StreamParser:
                 return []  # ping, and event types added after this adapter was written
 
     def _on_message_start(self, data: Mapping[str, Any]) -> list[StreamEvent]:
-        message = _as_object(data.get("message"), "message_start.message")
+        message = as_object(data.get("message"), "message_start.message")
         if isinstance(message.get("model"), str) and message["model"]:
             self._model = message["model"]
         self._usage.update(_usage_counts(message.get("usage")))
@@ -452,7 +387,7 @@ class StreamParser:
 
     def _on_block_start(self, data: Mapping[str, Any]) -> list[StreamEvent]:
         index = _block_index(data)
-        block = _as_object(data.get("content_block"), "content_block_start.content_block")
+        block = as_object(data.get("content_block"), "content_block_start.content_block")
         if block.get("type") == "text":
             text = block.get("text")
             return [TextDelta(text)] if isinstance(text, str) and text else []
@@ -470,7 +405,7 @@ class StreamParser:
 
     def _on_block_delta(self, data: Mapping[str, Any]) -> list[StreamEvent]:
         index = _block_index(data)
-        delta = _as_object(data.get("delta"), "content_block_delta.delta")
+        delta = as_object(data.get("delta"), "content_block_delta.delta")
         if delta.get("type") == "text_delta":
             text = _as_str(delta.get("text"), "text_delta")
             return [TextDelta(text)] if text else []
@@ -527,12 +462,6 @@ def _block_index(data: Mapping[str, Any]) -> int:
 
 
 # --- small typed accessors ------------------------------------------------------------------
-
-
-def _as_object(value: object, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise bad_response(f"{what} is not a JSON object")
-    return value
 
 
 def _as_str(value: object, what: str) -> str:

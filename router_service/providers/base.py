@@ -77,7 +77,12 @@ _CONTEXT_LENGTH_MARKERS = (
     "input token count",
 )
 # Specific phrases only: a bare "safety" would also match e.g. an invalid `safety_settings` value.
-_CONTENT_FILTER_MARKERS = ("content_filter", "content management policy", "content_policy", "responsibleaipolicy")
+_CONTENT_FILTER_MARKERS = (
+    "content_filter",
+    "content management policy",
+    "content_policy",
+    "responsibleaipolicy",
+)
 
 
 def classify_status(status: int, body_text: str) -> ErrorClass:
@@ -137,6 +142,14 @@ def error_from_response(status: int, headers: httpx.Headers, body_text: str) -> 
         status_code=status,
         retry_after_s=parse_retry_after(headers),
     )
+
+
+def redact_secret(text: str, secret: str) -> str:
+    """`text` with every occurrence of `secret` (an endpoint's API key) replaced by "[redacted]".
+
+    Some upstreams quote the rejected credential in their error body; it must not travel on into
+    logs, events or the caller's error message. An empty secret leaves the text as it is."""
+    return text.replace(secret, "[redacted]") if secret else text
 
 
 def error_from_transport(exc: httpx.HTTPError) -> ProviderError:

@@ -45,7 +45,6 @@ function-calling turn whose earlier calls lack their signatures.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any, AsyncGenerator, Mapping, Sequence
 from urllib.parse import quote
@@ -77,14 +76,18 @@ from router_service.providers.base import (
     bad_response,
     classify_status,
     error_from_response,
-    error_from_transport,
+    redact_secret,
 )
 from router_service.providers.sse import SSEEvent, iter_sse
+from router_service.providers.wire import (
+    WireClient,
+    as_object,
+    decode_object,
+    encode_json,
+    tool_arguments,
+)
 
 DEFAULT_API_VERSION = "v1beta"
-
-# An error body is read only to classify the failure and quote its start.
-_ERROR_BODY_LIMIT = 64 * 1024
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "STOP": FinishReason.STOP,
@@ -110,38 +113,24 @@ class GeminiAdapter:
 
     def __init__(self, endpoint: ProviderEndpoint, client: httpx.AsyncClient) -> None:
         self.endpoint = endpoint
-        self._client = client
         # Built once so bad configuration fails at startup rather than on the first request.
         self._models_url = _models_url(endpoint)
-        self._headers = _request_headers(endpoint)
+        self._wire = WireClient(client, _request_headers(endpoint), self._http_error)
 
     async def complete(self, request: ChatRequest, upstream_model: str) -> ChatResult:
         url = self._url(upstream_model, "generateContent")
         content = encode_json(to_wire(request))
-        try:
-            response = await self._client.post(url, content=content, headers=self._headers)
-        except httpx.HTTPError as exc:
-            raise error_from_transport(exc) from exc
-        if not response.is_success:
-            raise self._http_error(response.status_code, response.headers, response.text)
-        return from_wire(_decode_object(response.content, "response body"), upstream_model)
+        body = await self._wire.post_json(url, content)
+        return from_wire(body, upstream_model)
 
     async def stream(self, request: ChatRequest, upstream_model: str) -> AsyncGenerator[StreamEvent, None]:
         url = self._url(upstream_model, "streamGenerateContent")
         content = encode_json(to_wire(request))
         parser = StreamParser(upstream_model)
-        try:
-            async with self._client.stream(
-                "POST", url, content=content, headers=self._headers, params={"alt": "sse"}
-            ) as response:
-                if not response.is_success:
-                    body_text = await read_error_body(response)
-                    raise self._http_error(response.status_code, response.headers, body_text)
-                async for sse in iter_sse(response.aiter_bytes()):
-                    for event in parser.feed(sse):
-                        yield event
-        except httpx.HTTPError as exc:
-            raise error_from_transport(exc) from exc
+        async with self._wire.stream(url, content, {"alt": "sse"}) as response:
+            async for sse in iter_sse(response.aiter_bytes()):
+                for event in parser.feed(sse):
+                    yield event
         yield parser.done()
 
     def _url(self, upstream_model: str, method: str) -> str:
@@ -149,9 +138,7 @@ class GeminiAdapter:
         return f"{self._models_url}{model}:{method}"
 
     def _http_error(self, status: int, headers: httpx.Headers, body_text: str) -> ProviderError:
-        if self.endpoint.api_key:  # never let an echoed credential travel on into logs and events
-            body_text = body_text.replace(self.endpoint.api_key, "[redacted]")
-        return map_error(status, headers, body_text)
+        return map_error(status, headers, redact_secret(body_text, self.endpoint.api_key))
 
 
 def _models_url(endpoint: ProviderEndpoint) -> str:
@@ -200,46 +187,6 @@ def _retry_delay(body_text: str) -> float | None:
             except ValueError:
                 return None
     return None
-
-
-# --- transport helpers (the same few lines as the other adapters; candidates for base.py) -----
-
-
-async def read_error_body(response: httpx.Response) -> str:
-    """At most _ERROR_BODY_LIMIT bytes of an error body; a failed read leaves the status to go on."""
-    body = bytearray()
-    with contextlib.suppress(httpx.HTTPError):
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) >= _ERROR_BODY_LIMIT:
-                break
-    return body[:_ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
-
-
-def encode_json(payload: Mapping[str, Any]) -> bytes:
-    """The request body. Tool and schema Mappings may be read-only views, which `json` cannot encode;
-    a NaN or an unencodable value is the caller's request at fault, not a crash."""
-    try:
-        text = json.dumps(payload, default=_jsonable, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise ProviderError(ErrorClass.INVALID_REQUEST, f"request is not valid JSON: {exc}") from exc
-    return text.encode()
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
-
-
-def _decode_object(raw: bytes | str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:  # includes UnicodeDecodeError
-        raise bad_response(f"{what} is not JSON") from exc
-    return _as_object(value, what)
 
 
 # --- request: internal -> wire ----------------------------------------------------------------
@@ -291,7 +238,7 @@ def _parts_to_wire(
         parts.append({"text": message.content})
     for call_position, call in enumerate(message.tool_calls):
         where = f"messages[{position}].tool_calls[{call_position}]"
-        parts.append({"functionCall": {"name": call.name, "args": _arguments(call, where)}})
+        parts.append({"functionCall": {"name": call.name, "args": tool_arguments(call, where)}})
     return parts
 
 
@@ -313,18 +260,6 @@ def _tool_result(content: str) -> dict[str, Any]:
     except ValueError:
         value = None
     return value if isinstance(value, dict) else {"result": content}
-
-
-def _arguments(call: ToolCall, where: str) -> dict[str, Any]:
-    if not call.arguments_json.strip():
-        return {}
-    try:
-        value = json.loads(call.arguments_json)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise ProviderError(ErrorClass.INVALID_REQUEST, f"{where}.arguments_json is not a JSON object")
-    return value
 
 
 def _generation_config(params: GenerationParams, response_format: ResponseFormat | None) -> dict[str, Any]:
@@ -384,7 +319,7 @@ def _first_candidate(payload: Mapping[str, Any]) -> dict[str, Any] | None:
     """candidates[0]; raises CONTENT_FILTERED when the prompt itself was blocked."""
     candidates = payload.get("candidates")
     if isinstance(candidates, list) and candidates:
-        return _as_object(candidates[0], "candidates[0]")
+        return as_object(candidates[0], "candidates[0]")
     feedback = payload.get("promptFeedback")
     reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
     if reason:
@@ -398,7 +333,7 @@ def _read_parts(candidate: Mapping[str, Any], first_call_index: int) -> tuple[li
     texts: list[str] = []
     calls: list[ToolCall] = []
     for raw_part in parts if isinstance(parts, list) else []:
-        part = _as_object(raw_part, "part")
+        part = as_object(raw_part, "part")
         if "functionCall" in part:
             calls.append(_tool_call_from_wire(part["functionCall"], first_call_index + len(calls)))
         elif isinstance(part.get("text"), str) and not part.get("thought"):
@@ -407,7 +342,7 @@ def _read_parts(candidate: Mapping[str, Any], first_call_index: int) -> tuple[li
 
 
 def _tool_call_from_wire(function_call: object, index: int) -> ToolCall:
-    call = _as_object(function_call, "functionCall")
+    call = as_object(function_call, "functionCall")
     name = call.get("name")
     if not isinstance(name, str) or not name:
         raise bad_response("functionCall without a name")
@@ -457,7 +392,7 @@ class StreamParser:
         self._tool_calls = 0
 
     def feed(self, sse: SSEEvent) -> list[StreamEvent]:
-        chunk = _decode_object(sse.data, "stream chunk")
+        chunk = decode_object(sse.data, "stream chunk")
         if "error" in chunk:
             raise stream_error(chunk["error"])
         if chunk.get("usageMetadata") is not None:
@@ -500,9 +435,3 @@ def stream_error(error: object) -> ProviderError:
     if isinstance(code, int) and not isinstance(code, bool):
         return ProviderError(classify_status(code, text), f"stream error {code} {text[:300]}")
     return ProviderError(ErrorClass.BAD_RESPONSE, f"stream error {text[:300]}")
-
-
-def _as_object(value: object, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise bad_response(f"{what} is not a JSON object")
-    return value

@@ -56,7 +56,9 @@ def _remap() -> Iterator[None]:
         cause = exc.__cause__
         if isinstance(cause, aiohttp.ClientConnectorError):
             raise httpx.ConnectError(str(exc)) from cause
-        if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, aiohttp.ServerTimeoutError):
+        if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
+            cause, aiohttp.ServerTimeoutError
+        ):
             raise httpx.ReadError(f"connection lost: {cause!r}") from cause
         raise
     except aiohttp.ClientResponseError as exc:

@@ -29,8 +29,6 @@ Endpoint options read here: `auth` ("azure": send `api-key` instead of a bearer 
 
 from __future__ import annotations
 
-import contextlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, AsyncGenerator, AsyncIterable, Mapping
 
@@ -60,13 +58,10 @@ from router_service.providers.base import (
     ProviderEndpoint,
     bad_response,
     error_from_response,
-    error_from_transport,
+    redact_secret,
 )
 from router_service.providers.sse import iter_sse
-
-# An error body is only read to classify the failure and quote its start; a misbehaving server must not
-# make us buffer an unbounded body to learn that.
-_ERROR_BODY_LIMIT = 64 * 1024
+from router_service.providers.wire import WireClient, as_object, decode_object, encode_json
 
 _FINISH_REASONS = {
     "stop": FinishReason.STOP,
@@ -102,49 +97,29 @@ class OpenAIAdapter:
 
     def __init__(self, endpoint: ProviderEndpoint, client: httpx.AsyncClient) -> None:
         self.endpoint = endpoint
-        self._client = client
         # Built once so a bad base_url fails at startup rather than on the first request.
         self._url = httpx.URL(endpoint.base_url.rstrip("/") + "/chat/completions")
         if self._url.scheme not in ("http", "https"):
             raise ValueError(f"provider {endpoint.name!r}: base_url must be an http(s) URL")
-        self._headers = _request_headers(endpoint)
+        self._wire = WireClient(client, _request_headers(endpoint), self._http_error)
         api_version = endpoint.options.get("api_version", "")
         self._params = {"api-version": api_version} if api_version else {}
         wants_new_field = endpoint.options.get("max_tokens_field") == "max_completion_tokens"
         self._max_tokens_field = "max_completion_tokens" if wants_new_field else "max_tokens"
 
     async def complete(self, request: ChatRequest, upstream_model: str) -> ChatResult:
-        content = _encode(to_wire(request, upstream_model, False, max_tokens_field=self._max_tokens_field))
-        try:
-            response = await self._client.post(
-                self._url, content=content, headers=self._headers, params=self._params
-            )
-        except httpx.HTTPError as exc:
-            raise error_from_transport(exc) from exc
-        if not response.is_success:
-            raise self._http_error(response.status_code, response.headers, response.text)
-        return from_wire(_decode_object(response.content, "response body"))
+        payload = to_wire(request, upstream_model, False, max_tokens_field=self._max_tokens_field)
+        return from_wire(await self._wire.post_json(self._url, encode_json(payload), self._params))
 
     async def stream(self, request: ChatRequest, upstream_model: str) -> AsyncGenerator[StreamEvent, None]:
-        content = _encode(to_wire(request, upstream_model, True, max_tokens_field=self._max_tokens_field))
-        try:
-            async with self._client.stream(
-                "POST", self._url, content=content, headers=self._headers, params=self._params
-            ) as response:
-                if not response.is_success:
-                    body = await _read_error_body(response)
-                    raise self._http_error(response.status_code, response.headers, body)
-                async for event in _stream_events(response.aiter_bytes()):
-                    yield event
-        except httpx.HTTPError as exc:
-            raise error_from_transport(exc) from exc
+        payload = to_wire(request, upstream_model, True, max_tokens_field=self._max_tokens_field)
+        async with self._wire.stream(self._url, encode_json(payload), self._params) as response:
+            async for event in _stream_events(response.aiter_bytes()):
+                yield event
 
     def _http_error(self, status: int, headers: httpx.Headers, body_text: str) -> ProviderError:
-        # Some compatible servers quote the rejected credential in their 401 body; it must not travel
-        # on into logs, events or the caller's error message.
-        if self.endpoint.api_key:
-            body_text = body_text.replace(self.endpoint.api_key, "[redacted]")
-        return error_from_response(status, headers, body_text)
+        # Some compatible servers quote the rejected credential in their 401 body.
+        return error_from_response(status, headers, redact_secret(body_text, self.endpoint.api_key))
 
 
 def _request_headers(endpoint: ProviderEndpoint) -> dict[str, str]:
@@ -156,17 +131,6 @@ def _request_headers(endpoint: ProviderEndpoint) -> dict[str, str]:
     # Configured headers come last so an endpoint can override any of ours (e.g. a gateway's auth).
     headers.update(endpoint.headers)
     return headers
-
-
-async def _read_error_body(response: httpx.Response) -> str:
-    """At most _ERROR_BODY_LIMIT bytes of an error body. A failed read leaves the status to go on."""
-    body = bytearray()
-    with contextlib.suppress(httpx.HTTPError):
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) >= _ERROR_BODY_LIMIT:
-                break
-    return body[:_ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
 
 
 # --- internal model -> wire ---------------------------------------------------------------------
@@ -254,27 +218,12 @@ def _params_to_wire(params: GenerationParams, max_tokens_field: str) -> dict[str
     return {name: value for name, value in candidates.items() if value is not None}
 
 
-def _encode(payload: Mapping[str, Any]) -> bytes:
-    try:
-        text = json.dumps(payload, default=_jsonable, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise ProviderError(ErrorClass.INVALID_REQUEST, f"request is not valid JSON: {exc}") from exc
-    return text.encode()
-
-
-def _jsonable(value: object) -> object:
-    # Schemas and tool parameters may arrive as read-only Mappings, which `json` does not encode.
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
-
-
 # --- wire -> internal model ---------------------------------------------------------------------
 
 
 def from_wire(body: Mapping[str, Any]) -> ChatResult:
     choice = _first_choice(body)
-    message = _object(choice.get("message"), "choices[0].message")
+    message = as_object(choice.get("message"), "choices[0].message")
     return ChatResult(
         message=Message(
             role=Role.ASSISTANT,
@@ -292,7 +241,7 @@ def _first_choice(body: Mapping[str, Any]) -> Mapping[str, Any]:
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices:
         raise bad_response("choices is missing or empty")
-    return _object(choices[0], "choices[0]")
+    return as_object(choices[0], "choices[0]")
 
 
 def _text(message: Mapping[str, Any], where: str) -> str:
@@ -313,7 +262,7 @@ def _text(message: Mapping[str, Any], where: str) -> str:
 
 
 def _text_part(item: object, where: str) -> str:
-    part = _object(item, where)
+    part = as_object(item, where)
     if part.get("type") != "text":
         return ""  # e.g. Mistral's "thinking" parts: not part of the answer
     return _optional_str(part.get("text"), f"{where}.text")
@@ -328,8 +277,8 @@ def _tool_calls(value: object) -> tuple[ToolCall, ...]:
 
 
 def _tool_call(item: object, where: str) -> ToolCall:
-    call = _object(item, where)
-    function = _object(call.get("function"), f"{where}.function")
+    call = as_object(item, where)
+    function = as_object(call.get("function"), f"{where}.function")
     return ToolCall(
         id=_required_str(call.get("id"), f"{where}.id"),
         name=_required_str(function.get("name"), f"{where}.function.name"),
@@ -350,9 +299,9 @@ def _usage(value: object) -> Usage:
     compatible servers leave it out, most often in streams where stream_options is ignored."""
     if value is None:
         return Usage()
-    usage = _object(value, "usage")
+    usage = as_object(value, "usage")
     details = usage.get("prompt_tokens_details")
-    details = {} if details is None else _object(details, "usage.prompt_tokens_details")
+    details = {} if details is None else as_object(details, "usage.prompt_tokens_details")
     return Usage(
         input_tokens=_count(usage, "prompt_tokens"),
         output_tokens=_count(usage, "completion_tokens"),
@@ -388,13 +337,13 @@ class _StreamState:
         choices = chunk.get("choices") or []
         if not isinstance(choices, list):
             raise bad_response("choices is not a list")
-        return self._on_choice(_object(choices[0], "choices[0]")) if choices else []
+        return self._on_choice(as_object(choices[0], "choices[0]")) if choices else []
 
     def _on_choice(self, choice: Mapping[str, Any]) -> list[StreamEvent]:
         if choice.get("finish_reason") is not None:
             self.finish_reason = _finish_reason(choice["finish_reason"])
         # Azure's content-filter annotations arrive as choices without a delta.
-        delta = _object(choice.get("delta") or {}, "choices[0].delta")
+        delta = as_object(choice.get("delta") or {}, "choices[0].delta")
         events: list[StreamEvent] = []
         text = _text(delta, "choices[0].delta")
         if text:  # role-only and empty deltas carry nothing for the caller
@@ -409,7 +358,7 @@ async def _stream_events(chunks: AsyncIterable[bytes]) -> AsyncGenerator[StreamE
         if sse.data.strip() == "[DONE]":
             yield StreamDone(state.finish_reason, state.usage, state.model)
             return
-        chunk = _decode_object(sse.data, "stream chunk")
+        chunk = decode_object(sse.data, "stream chunk")
         _raise_stream_error(sse.event, chunk)
         for event in state.on_chunk(chunk):
             yield event
@@ -431,8 +380,8 @@ def _tool_call_deltas(value: object) -> list[ToolCallDelta]:
 
 def _tool_call_delta(item: object, position: int) -> ToolCallDelta:
     where = f"delta.tool_calls[{position}]"
-    call = _object(item, where)
-    function = _object(call.get("function") or {}, f"{where}.function")
+    call = as_object(item, where)
+    function = as_object(call.get("function") or {}, f"{where}.function")
     # OpenAI always sends `index`; a server that leaves it out sends whole calls, in order.
     index = call.get("index")
     index = position if index is None else index
@@ -468,20 +417,6 @@ def _stream_error(error: object) -> ProviderError:
 
 
 # --- JSON helpers: every shape check ends in bad_response, never a KeyError or TypeError ----------
-
-
-def _decode_object(raw: str | bytes, where: str) -> Mapping[str, Any]:
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:  # includes UnicodeDecodeError
-        raise bad_response(f"{where} is not valid JSON") from exc
-    return _object(value, where)
-
-
-def _object(value: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise bad_response(f"{where} is not an object")
-    return value
 
 
 def _optional_str(value: object, where: str) -> str:

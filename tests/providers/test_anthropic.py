@@ -4,11 +4,10 @@ errors (fixtures/anthropic/, replayed byte-exact through httpx.MockTransport).""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import httpx
 import pytest
@@ -39,6 +38,8 @@ from router_service.providers.anthropic import (
     stream_error,
 )
 from router_service.providers.base import ProviderEndpoint
+from tests.providers import support
+from tests.providers.support import ChunkedStream, Upstream, adapter_factory, split_every
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 API_KEY = "sk-ant-test-key-do-not-leak"
@@ -55,107 +56,31 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-def split_every(data: bytes, size: int) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
-
-
-class ChunkedStream(httpx.AsyncByteStream):
-    """A response body delivered in chosen chunks, optionally failing after the last one."""
-
-    def __init__(self, chunks: Sequence[bytes], error: Exception | None = None) -> None:
-        self._chunks = list(chunks)
-        self._error = error
-        self.closed = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self._chunks:
-            yield chunk
-        if self._error is not None:
-            raise self._error
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-class Upstream:
-    """MockTransport handler: records each request and replays one scripted answer."""
-
-    def __init__(
-        self,
-        status: int = 200,
-        body: bytes = b"",
-        *,
-        stream: ChunkedStream | None = None,
-        headers: dict[str, str] | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        self.status = status
-        self.body = body
-        self.stream = stream
-        self.headers = headers or {}
-        self.error = error
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.error is not None:
-            raise self.error
-        if self.stream is not None:
-            headers = {"content-type": "text/event-stream", **self.headers}
-            return httpx.Response(self.status, headers=headers, stream=self.stream)
-        return httpx.Response(self.status, headers=self.headers, content=self.body)
-
-    @property
-    def sent(self) -> dict[str, Any]:
-        body: dict[str, Any] = json.loads(self.requests[-1].content)
-        return body
-
-
 Connect = Callable[..., AnthropicAdapter]
 
 
 @pytest.fixture
 async def connect() -> AsyncIterator[Connect]:
     async with AsyncExitStack() as stack:
-
-        def factory(
-            upstream: Upstream,
-            options: dict[str, str] | None = None,
-            headers: dict[str, str] | None = None,
-        ) -> AnthropicAdapter:
-            client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
-            stack.push_async_callback(client.aclose)
-            endpoint = ProviderEndpoint(
-                name="anthropic",
-                kind="anthropic",
-                base_url="https://api.anthropic.test/",
-                api_key=API_KEY,
-                headers=headers or {},
-                options=options or {},
-            )
-            return AnthropicAdapter(endpoint, client)
-
-        yield factory
+        yield adapter_factory(
+            stack,
+            AnthropicAdapter,
+            ProviderEndpoint("anthropic", "anthropic", "https://api.anthropic.test/", API_KEY),
+        )
 
 
 def sse_upstream(name: str, chunk_size: int | None = None, error: Exception | None = None) -> Upstream:
-    data = fixture(name)
-    chunks = [data] if chunk_size is None else split_every(data, chunk_size)
-    return Upstream(stream=ChunkedStream(chunks, error))
+    return support.sse_upstream(fixture(name), chunk_size, error)
 
 
 async def collect(adapter: AnthropicAdapter, request: ChatRequest = HELLO) -> list[StreamEvent]:
-    return [event async for event in adapter.stream(request, MODEL)]
+    return await support.collect(adapter, request, MODEL)
 
 
 async def collect_until_error(
     adapter: AnthropicAdapter, request: ChatRequest = HELLO
 ) -> tuple[list[StreamEvent], ProviderError]:
-    events: list[StreamEvent] = []
-    with pytest.raises(ProviderError) as caught:
-        async for event in adapter.stream(request, MODEL):
-            events.append(event)
-    return events, caught.value
+    return await support.collect_until_error(adapter, request, MODEL)
 
 
 # --- request mapping ------------------------------------------------------------------------

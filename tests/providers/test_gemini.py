@@ -4,7 +4,7 @@ and errors (fixtures/gemini/, replayed byte-exact through httpx.MockTransport)."
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import MappingProxyType
@@ -34,6 +34,8 @@ from router_service.domain import (
 from router_service.errors import ErrorClass, ProviderError
 from router_service.providers.base import ProviderEndpoint
 from router_service.providers.gemini import GeminiAdapter, stream_error
+from tests.providers import support
+from tests.providers.support import ChunkedStream, adapter_factory, split_every
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 API_KEY = "AIza-test-key-do-not-leak"
@@ -56,61 +58,10 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-def split_every(data: bytes, size: int) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
+class Upstream(support.Upstream):
+    """Answers carry the JSON content type the Gemini API sends."""
 
-
-class ChunkedStream(httpx.AsyncByteStream):
-    """A response body delivered in chosen chunks, optionally failing after the last one."""
-
-    def __init__(self, chunks: Sequence[bytes], error: Exception | None = None) -> None:
-        self._chunks = list(chunks)
-        self._error = error
-        self.closed = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self._chunks:
-            yield chunk
-        if self._error is not None:
-            raise self._error
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-class Upstream:
-    """MockTransport handler: records each request and replays one scripted answer."""
-
-    def __init__(
-        self,
-        status: int = 200,
-        body: bytes = b"",
-        *,
-        stream: ChunkedStream | None = None,
-        headers: dict[str, str] | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        self.status = status
-        self.body = body
-        self.stream = stream
-        self.headers = headers or {}
-        self.error = error
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.error is not None:
-            raise self.error
-        if self.stream is not None:
-            headers = {"content-type": "text/event-stream", **self.headers}
-            return httpx.Response(self.status, headers=headers, stream=self.stream)
-        headers = {"content-type": "application/json; charset=UTF-8", **self.headers}
-        return httpx.Response(self.status, headers=headers, content=self.body)
-
-    @property
-    def sent(self) -> dict[str, Any]:
-        body: dict[str, Any] = json.loads(self.requests[-1].content)
-        return body
+    body_headers = {"content-type": "application/json; charset=UTF-8"}
 
 
 Connect = Callable[..., GeminiAdapter]
@@ -119,45 +70,25 @@ Connect = Callable[..., GeminiAdapter]
 @pytest.fixture
 async def connect() -> AsyncIterator[Connect]:
     async with AsyncExitStack() as stack:
-
-        def factory(
-            upstream: Upstream,
-            options: dict[str, str] | None = None,
-            headers: dict[str, str] | None = None,
-        ) -> GeminiAdapter:
-            client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
-            stack.push_async_callback(client.aclose)
-            endpoint = ProviderEndpoint(
-                name="gemini",
-                kind="gemini",
-                base_url=BASE_URL + "/",
-                api_key=API_KEY,
-                headers=headers or {},
-                options=options or {},
-            )
-            return GeminiAdapter(endpoint, client)
-
-        yield factory
+        yield adapter_factory(
+            stack, GeminiAdapter, ProviderEndpoint("gemini", "gemini", BASE_URL + "/", API_KEY)
+        )
 
 
-def sse_upstream(name: str, chunk_size: int | None = None, error: Exception | None = None) -> Upstream:
-    data = fixture(name)
-    chunks = [data] if chunk_size is None else split_every(data, chunk_size)
-    return Upstream(stream=ChunkedStream(chunks, error))
+def sse_upstream(
+    name: str, chunk_size: int | None = None, error: Exception | None = None
+) -> support.Upstream:
+    return support.sse_upstream(fixture(name), chunk_size, error)
 
 
 async def collect(adapter: GeminiAdapter, request: ChatRequest = HELLO) -> list[StreamEvent]:
-    return [event async for event in adapter.stream(request, MODEL)]
+    return await support.collect(adapter, request, MODEL)
 
 
 async def collect_until_error(
     adapter: GeminiAdapter, request: ChatRequest = HELLO
 ) -> tuple[list[StreamEvent], ProviderError]:
-    events: list[StreamEvent] = []
-    with pytest.raises(ProviderError) as caught:
-        async for event in adapter.stream(request, MODEL):
-            events.append(event)
-    return events, caught.value
+    return await support.collect_until_error(adapter, request, MODEL)
 
 
 # --- request mapping ------------------------------------------------------------------------

@@ -34,6 +34,8 @@ from router_service.domain import (
 from router_service.errors import ErrorClass, ProviderError
 from router_service.providers.base import ProviderEndpoint
 from router_service.providers.openai import OpenAIAdapter, from_wire, to_wire
+from tests.providers import support
+from tests.providers.support import ChunkedStream, split_every
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openai"
 API_KEY = "sk-test-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
@@ -46,26 +48,6 @@ WEATHER_TOOL = ToolSpec(
 
 
 # --- test plumbing ------------------------------------------------------------------------------
-
-
-class ChunkStream(httpx.AsyncByteStream):
-    """A response body delivered in exactly the chunks given, optionally failing after them."""
-
-    def __init__(self, chunks: Iterable[bytes], fail_with: Exception | None = None) -> None:
-        self._chunks = chunks
-        self._fail_with = fail_with
-        self.chunks_sent = 0
-        self.closed = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self._chunks:
-            self.chunks_sent += 1
-            yield chunk
-        if self._fail_with is not None:
-            raise self._fail_with
-
-    async def aclose(self) -> None:
-        self.closed = True
 
 
 class Upstream:
@@ -126,7 +108,7 @@ def raw_http_reply(name: str) -> httpx.Response:
 
 def sse_reply(chunks: Iterable[bytes], fail_with: Exception | None = None) -> httpx.Response:
     return httpx.Response(
-        200, headers={"content-type": "text/event-stream"}, stream=ChunkStream(chunks, fail_with)
+        200, headers={"content-type": "text/event-stream"}, stream=ChunkedStream(chunks, fail_with)
     )
 
 
@@ -139,17 +121,13 @@ def sse_of(*data: str) -> bytes:
 
 
 async def collect(adapter: OpenAIAdapter, request: ChatRequest = HI) -> list[StreamEvent]:
-    return [event async for event in adapter.stream(request, "gpt-4o-mini")]
+    return await support.collect(adapter, request, "gpt-4o-mini")
 
 
 async def collect_until_error(
     adapter: OpenAIAdapter, request: ChatRequest = HI
 ) -> tuple[list[StreamEvent], ProviderError]:
-    events: list[StreamEvent] = []
-    with pytest.raises(ProviderError) as info:
-        async for event in adapter.stream(request, "gpt-4o-mini"):
-            events.append(event)
-    return events, info.value
+    return await support.collect_until_error(adapter, request, "gpt-4o-mini")
 
 
 async def call(adapter: OpenAIAdapter, mode: str) -> None:
@@ -328,7 +306,7 @@ async def test_api_key_echoed_by_upstream_is_redacted(upstream: Upstream, mode: 
 
 
 async def test_stream_error_body_is_read_only_up_to_a_bound(upstream: Upstream) -> None:
-    body = ChunkStream(b"x" * 16384 for _ in range(1000))  # 16 MB if read to the end
+    body = ChunkedStream(b"x" * 16384 for _ in range(1000))  # 16 MB if read to the end
     upstream.reply = httpx.Response(503, stream=body)
 
     _, error = await collect_until_error(upstream.adapter())
@@ -677,10 +655,7 @@ def _whole(data: bytes) -> list[bytes]:
 
 
 def _every(size: int) -> Callable[[bytes], list[bytes]]:
-    def split(data: bytes) -> list[bytes]:
-        return [data[i : i + size] for i in range(0, len(data), size)]
-
-    return split
+    return lambda data: split_every(data, size)
 
 
 def _crlf(data: bytes) -> bytes:
@@ -876,7 +851,7 @@ async def test_stream_transport_failure_mid_body_is_a_connection_error(upstream:
 
 async def test_stream_closes_the_response_after_done(upstream: Upstream) -> None:
     trailing = b'data: {"choices":[{"index":0,"delta":{"content":"after done"}}]}\n\n'
-    body = ChunkStream([sse_bytes("stream_text.sse"), trailing])
+    body = ChunkedStream([sse_bytes("stream_text.sse"), trailing])
     upstream.reply = httpx.Response(200, stream=body)
 
     events = await collect(upstream.adapter())
@@ -886,7 +861,7 @@ async def test_stream_closes_the_response_after_done(upstream: Upstream) -> None
 
 
 async def test_stream_closes_the_response_when_the_caller_stops_early(upstream: Upstream) -> None:
-    body = ChunkStream(_every(50)(sse_bytes("stream_text.sse")))
+    body = ChunkedStream(_every(50)(sse_bytes("stream_text.sse")))
     upstream.reply = httpx.Response(200, stream=body)
     stream = upstream.adapter().stream(HI, "gpt-4o-mini")
 

@@ -1,0 +1,134 @@
+"""JSON and HTTP-body helpers shared by the adapters.
+
+Every adapter speaks JSON over HTTP and meets the same few chores at its edges: encoding the request
+body (a bad value is the caller's request at fault, INVALID_REQUEST), decoding an answer that must be
+a JSON object (anything else is BAD_RESPONSE, never a KeyError or TypeError), reading a tool call's
+argument JSON back into an object, and reading a bounded prefix of an error body.
+
+`WireClient` makes the one HTTP exchange every adapter needs, unary or streaming, so that a failure is
+translated into a ProviderError exactly once, here at the edge: httpx failures through
+`error_from_transport`, non-2xx answers through the adapter's own mapper (which redacts and refines).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from router_service.domain import ToolCall
+from router_service.errors import ErrorClass, ProviderError
+from router_service.providers.base import bad_response, error_from_transport
+
+# Maps a non-2xx answer (status, headers, body text) to the error to raise.
+HttpErrorMapper = Callable[[int, httpx.Headers, str], ProviderError]
+
+# An error body is read only to classify the failure and quote its start; a misbehaving server must
+# not make us buffer an unbounded body to learn that.
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class WireClient:
+    """The shared pooled client, bound to one endpoint's request headers and error mapper."""
+
+    client: httpx.AsyncClient
+    headers: Mapping[str, str]
+    http_error: HttpErrorMapper
+
+    async def post_json(
+        self, url: httpx.URL | str, content: bytes, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """One unary POST; the answer's body as a JSON object. A non-2xx answer goes to `http_error`
+        with its whole body (already read by httpx), a 2xx body that is not an object is BAD_RESPONSE."""
+        try:
+            response = await self.client.post(url, content=content, headers=self.headers, params=params)
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc) from exc
+        if not response.is_success:
+            raise self.http_error(response.status_code, response.headers, response.text)
+        return decode_object(response.content, "response body")
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, url: httpx.URL | str, content: bytes, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """A streaming POST whose 2xx response is open inside the block. A non-2xx answer goes to
+        `http_error` with at most ERROR_BODY_LIMIT bytes of its body. httpx failures, including those
+        raised while the block reads the body, become ProviderErrors; leaving the block, also by an
+        early close of the caller's generator, closes the upstream response."""
+        try:
+            async with self.client.stream(
+                "POST", url, content=content, headers=self.headers, params=params
+            ) as response:
+                if not response.is_success:
+                    body_text = await read_error_body(response)
+                    raise self.http_error(response.status_code, response.headers, body_text)
+                yield response
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc) from exc
+
+
+async def read_error_body(response: httpx.Response) -> str:
+    """At most ERROR_BODY_LIMIT bytes of a streamed error body, decoded leniently. A failed read
+    leaves the status to go on: whatever arrived before the failure is returned."""
+    body = bytearray()
+    with contextlib.suppress(httpx.HTTPError):
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= ERROR_BODY_LIMIT:
+                break
+    return body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
+
+
+def encode_json(payload: Mapping[str, Any]) -> bytes:
+    """The request body. Tool and schema Mappings may be read-only views, which `json` cannot encode;
+    a NaN, an infinity or an unencodable value is the caller's request at fault, not a crash."""
+    try:
+        text = json.dumps(payload, default=_jsonable, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ProviderError(ErrorClass.INVALID_REQUEST, f"request is not valid JSON: {exc}") from exc
+    return text.encode()
+
+
+def _jsonable(value: object) -> object:
+    # Only reached for what `json` cannot encode itself (lists and tuples it can): a read-only
+    # Mapping becomes a dict, anything else stays an error.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+def decode_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    """`raw` parsed as a JSON object; BAD_RESPONSE if it is not JSON (or not UTF-8) or not an object."""
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise bad_response(f"{what} is not JSON") from exc
+    return as_object(value, what)
+
+
+def as_object(value: object, what: str) -> dict[str, Any]:
+    """`value` if it is a decoded JSON object, else BAD_RESPONSE."""
+    if not isinstance(value, dict):
+        raise bad_response(f"{what} is not a JSON object")
+    return value
+
+
+def tool_arguments(call: ToolCall, where: str) -> dict[str, Any]:
+    """An assistant tool call's `arguments_json` as an object, for protocols that send arguments
+    as JSON rather than as a string. Blank means no arguments; anything but an object is the
+    caller's request at fault (INVALID_REQUEST)."""
+    if not call.arguments_json.strip():
+        return {}
+    try:
+        value = json.loads(call.arguments_json)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ProviderError(ErrorClass.INVALID_REQUEST, f"{where}.arguments_json is not a JSON object")
+    return value

@@ -1,0 +1,839 @@
+"""Router overhead benchmark: the router against a bare gRPC echo and a direct HTTP call, in one run.
+
+    .venv/bin/python bench/overhead.py                   # full run (~1-2 min)
+    .venv/bin/python bench/overhead.py --quick           # ~1/5 of the requests
+    .venv/bin/python bench/overhead.py --router-config-extra 'telemetry: {...}'   # one more router row
+
+Every server runs in its own process on a free 127.0.0.1 port: a simulated provider (`router-service sim
+--preset instant`), a bare grpc.aio echo service (bench/echo_server.py) and one router per variant
+(`router-service serve --config <tmp yaml>`, one worker). The load generators run here, on asyncio (uvloop
+when installed). Cells, each at concurrency 1 and 32 in closed loop:
+
+- echo                 unary grpc.aio echo of a small message
+- http/httpx           POST /v1/chat/completions to the sim, httpx.AsyncClient with its own transport
+- http/aiohttp         the same through httpx over `httpx_aiohttp.AiohttpTransport`
+- http/aiohttp-raw     the same with a raw aiohttp.ClientSession (reference)
+- router/<transport>   `Complete` through the router to the same sim
+
+`http/httpx` and `http/aiohttp` are built by the router's own `make_http_client`, so they measure the
+client the router uses. The targets of one load shape are measured interleaved, in rounds (default 5,
+rotating order), so a burst of noise on the shared machine hits all of them alike; a cell's req/s is its
+completed requests over its own active time. Then an open-loop run per router variant at half its
+measured c=32 rate, against the direct call with the same transport at the same rate (latency counted
+from the scheduled send time, so queueing is included). Derived rows are checked against the
+"Performance budget" of DESIGN.md: PASS / MISS, or INVALID when a cell behind the number had errors
+or an open-loop cell could not sustain the offered rate.
+
+The machine is shared and noisy: compare rows of one run, not runs. Writes bench/results/overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import datetime as dt
+import json
+import math
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import httpx
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from router_service._gen.router.v1 import router_pb2 as pb
+from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_service.providers.http import make_http_client
+from router_service.settings import HttpConfig, parse_config
+
+BENCH_DIR = Path(__file__).resolve().parent
+ECHO_SERVER = BENCH_DIR / "echo_server.py"
+ECHO_METHOD = "/bench.v1.Echo/Echo"
+DEFAULT_OUTPUT = BENCH_DIR / "results" / "overhead.json"
+
+MODEL = "bench-model"
+API_KEY = "bench-key"
+PROMPT = "Hello router"
+ECHO_PAYLOAD = b"x" * 64
+# The body the router's OpenAI adapter sends for a CompleteRequest with one user message.
+HTTP_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}).encode()
+HTTP_HEADERS = {"content-type": "application/json", "authorization": f"Bearer {API_KEY}"}
+
+CALL_TIMEOUT_S = 10.0  # per request; a stuck request fails the cell instead of hanging the bench
+CELL_TIMEOUT_S = 300.0  # per target and load shape, warm-up included
+READY_TIMEOUT_S = 30.0
+STOP_GRACE_S = 5.0
+# An open-loop cell that completed less than this fraction of its offered rate was overloaded:
+# its latencies measure a queue, not the target, and cannot back a verdict.
+SUSTAINED_FRACTION = 0.9
+
+Call = Callable[[], Awaitable[None]]
+ClientFactory = Callable[[], AbstractAsyncContextManager[Call]]
+
+
+# --- parameters and results ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Params:
+    requests_c1: int
+    requests_c32: int
+    warmup: int
+    open_loop_s: float  # per open-loop target, split over the rounds
+    rounds: int  # every target measured once per round, interleaved
+    concurrencies: tuple[int, ...] = (1, 32)
+
+    def requests_at(self, concurrency: int) -> int:
+        return self.requests_c1 if concurrency == 1 else self.requests_c32
+
+
+@dataclass
+class CellResult:
+    """One measured cell: a target under one load shape."""
+
+    target: str
+    mode: str  # "closed" | "open"
+    concurrency: int  # closed: workers; open: the most requests that were in flight at once
+    offered_rps: float | None  # open loop only
+    requests: int
+    errors: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_ms: float
+    rps: float
+    elapsed_s: float
+    first_error: str = ""
+
+
+@dataclass
+class BudgetRow:
+    """One derived number, checked against DESIGN.md's budget where there is one."""
+
+    variant: str
+    metric: str
+    value: float
+    unit: str
+    target: str  # "< 0.5 ms", ">= 0.5x", "" for information only
+    verdict: str  # PASS | MISS | INVALID | info
+    basis: str  # how the value was computed
+
+
+@dataclass(frozen=True)
+class Budget:
+    metric: str
+    unit: str
+    limit: float
+    higher_is_better: bool
+
+    @property
+    def target(self) -> str:
+        return f"{'>=' if self.higher_is_better else '<'} {self.limit:g} {self.unit}"
+
+    def verdict(self, value: float) -> str:
+        ok = value >= self.limit if self.higher_is_better else value < self.limit
+        return "PASS" if ok else "MISS"
+
+
+OVERHEAD_P50 = Budget("overhead p50 @c=1", "ms", 0.5, higher_is_better=False)
+OVERHEAD_P99 = Budget("overhead p99 @c=1", "ms", 1.5, higher_is_better=False)
+THROUGHPUT_VS_ECHO = Budget("rps @c=32 / echo rps", "x", 0.5, higher_is_better=True)
+OPEN_LOOP_ADDED_P99 = Budget("open-loop added p99", "ms", 3.0, higher_is_better=False)
+
+
+# --- load generators ------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    latencies_ns: list[int] = field(default_factory=list)
+    errors: int = 0
+    first_error: str = ""
+    elapsed_ns: int = 0
+    max_in_flight: int = 0
+
+    def merge(self, other: Sample) -> None:
+        """Adds a later round: latencies and errors pool, active time adds up."""
+        self.latencies_ns += other.latencies_ns
+        self.errors += other.errors
+        self.first_error = self.first_error or other.first_error
+        self.elapsed_ns += other.elapsed_ns
+        self.max_in_flight = max(self.max_in_flight, other.max_in_flight)
+
+    def fail(self, exc: BaseException) -> None:
+        self.errors += 1
+        if not self.first_error:
+            self.first_error = f"{type(exc).__name__}: {exc}"[:300]
+
+
+Load = Callable[[Call], Awaitable[Sample]]  # one measured pass of some load shape over a target
+
+
+async def closed_loop(call: Call, concurrency: int, requests: int) -> Sample:
+    """`concurrency` workers issue `requests` calls back to back; each latency is one call."""
+    sample = Sample(max_in_flight=concurrency)
+    remaining = requests
+    clock = time.perf_counter_ns
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = clock()
+            try:
+                await call()
+            except Exception as exc:
+                sample.fail(exc)
+            else:
+                sample.latencies_ns.append(clock() - started)
+
+    started = clock()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    sample.elapsed_ns = clock() - started
+    return sample
+
+
+async def open_loop(call: Call, rate: float, duration_s: float) -> Sample:
+    """Sends at a fixed `rate` whatever the responses do; latency counts from the scheduled send."""
+    sample = Sample()
+    clock = time.perf_counter_ns
+    interval_ns = 1e9 / rate
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def one(due_ns: int) -> None:
+        try:
+            await call()
+        except Exception as exc:
+            sample.fail(exc)
+        else:
+            sample.latencies_ns.append(clock() - due_ns)
+
+    started = clock()
+    for i in range(max(1, int(rate * duration_s))):
+        due = started + int(i * interval_ns)
+        delay_ns = due - clock()
+        if delay_ns > 0:
+            await asyncio.sleep(delay_ns / 1e9)
+        task = asyncio.create_task(one(due))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+        sample.max_in_flight = max(sample.max_in_flight, len(in_flight))
+    await asyncio.gather(*in_flight)
+    sample.elapsed_ns = clock() - started
+    return sample
+
+
+def percentile_ms(sorted_ns: list[int], q: float) -> float:
+    """Nearest-rank percentile of sorted nanoseconds, in milliseconds (nan when empty)."""
+    if not sorted_ns:
+        return math.nan
+    rank = min(len(sorted_ns) - 1, max(0, math.ceil(q * len(sorted_ns)) - 1))
+    return sorted_ns[rank] / 1e6
+
+
+def summarize(target: str, mode: str, sample: Sample, offered_rps: float | None = None) -> CellResult:
+    lat = sorted(sample.latencies_ns)
+    elapsed_s = sample.elapsed_ns / 1e9
+    return CellResult(
+        target=target,
+        mode=mode,
+        concurrency=sample.max_in_flight,
+        offered_rps=offered_rps,
+        requests=len(lat) + sample.errors,
+        errors=sample.errors,
+        p50_ms=percentile_ms(lat, 0.50),
+        p90_ms=percentile_ms(lat, 0.90),
+        p99_ms=percentile_ms(lat, 0.99),
+        max_ms=lat[-1] / 1e6 if lat else math.nan,
+        mean_ms=sum(lat) / len(lat) / 1e6 if lat else math.nan,
+        rps=len(lat) / elapsed_s if elapsed_s else 0.0,
+        elapsed_s=elapsed_s,
+        first_error=sample.first_error,
+    )
+
+
+# --- clients: each yields an async `call()` that does one request and raises on failure ----------
+
+
+@asynccontextmanager
+async def echo_client(port: int) -> AsyncIterator[Call]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        echo = channel.unary_unary(ECHO_METHOD)
+
+        async def call() -> None:
+            await echo(ECHO_PAYLOAD, timeout=CALL_TIMEOUT_S)
+
+        yield call
+
+
+@asynccontextmanager
+async def router_client(port: int) -> AsyncIterator[Call]:
+    chat = pb.ChatRequest(messages=[pb.Message(role=pb.ROLE_USER, content=PROMPT)])
+    request = pb.CompleteRequest(chat=chat)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        complete = pb_grpc.RouterServiceStub(channel).Complete
+
+        async def call() -> None:
+            response = await complete(request, timeout=CALL_TIMEOUT_S)
+            if not response.message.content:
+                raise RuntimeError("empty answer from the router")
+
+        yield call
+
+
+@asynccontextmanager
+async def httpx_client(url: str, transport: str) -> AsyncIterator[Call]:
+    """The router's own upstream client (`make_http_client`) with the given transport."""
+    async with make_http_client(HttpConfig(transport=transport)) as client:
+
+        async def call() -> None:
+            response = await client.post(url, content=HTTP_BODY, headers=HTTP_HEADERS)
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+
+        yield call
+
+
+@asynccontextmanager
+async def aiohttp_raw_client(url: str) -> AsyncIterator[Call]:
+    connector = aiohttp.TCPConnector(limit=512)
+    timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def call() -> None:
+            async with session.post(url, data=HTTP_BODY, headers=HTTP_HEADERS) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+
+        yield call
+
+
+def direct_target(transport: str) -> str:
+    return f"http/{transport}"
+
+
+# --- router configs: one function builds them, variants add to it --------------------------------
+
+
+@dataclass(frozen=True)
+class RouterVariant:
+    """One router row. `extra` is deep-merged into the base config (e.g. Kafka telemetry on)."""
+
+    name: str
+    extra: dict[str, Any]
+
+    def config(self, sim_base_url: str, port: int) -> dict[str, Any]:
+        return deep_merge(base_router_config(sim_base_url, port), self.extra)
+
+    @property
+    def transport(self) -> str:
+        return str(deep_merge({"http": {"transport": "aiohttp"}}, self.extra)["http"]["transport"])
+
+
+def base_router_config(sim_base_url: str, port: int) -> dict[str, Any]:
+    return {
+        "server": {"listen": f"127.0.0.1:{port}", "workers": 1, "grace_period_s": 1},
+        "metrics": {"listen": ""},
+        "http": {"transport": "aiohttp"},
+        "providers": {"sim": {"kind": "openai", "base_url": sim_base_url, "api_key": API_KEY}},
+        "models": [
+            {
+                "name": MODEL,
+                "provider": "sim",
+                "price_per_mtok": {"input": "0.15", "output": "0.60"},
+                "capabilities": ["streaming"],
+            }
+        ],
+        "policies": {"default": {"models": [MODEL]}},
+    }
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def router_variants(extra_yaml: str | None, extra_name: str) -> list[RouterVariant]:
+    variants = [
+        RouterVariant("router/aiohttp", {"http": {"transport": "aiohttp"}}),
+        RouterVariant("router/httpx", {"http": {"transport": "httpx"}}),
+    ]
+    if extra_yaml:
+        text = Path(extra_yaml[1:]).read_text() if extra_yaml.startswith("@") else extra_yaml
+        extra = yaml.safe_load(text) or {}
+        if not isinstance(extra, dict):
+            raise SystemExit("--router-config-extra must be a YAML mapping")
+        variants.append(RouterVariant(extra_name, extra))
+    return variants
+
+
+# --- server processes -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def router_service_argv() -> list[str]:
+    script = Path(sys.executable).with_name("router-service")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "router_service.cli"]
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+class Fleet:
+    """The server subprocesses; `stop_all` (SIGTERM, then SIGKILL) runs however the bench ends."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.servers: list[Server] = []
+
+    def spawn(self, name: str, port: int, argv: list[str]) -> Server:
+        log_path = self.workdir / f"{name.replace('/', '_')}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        server = Server(name, port, proc, log_path)
+        self.servers.append(server)
+        return server
+
+    def spawn_sim(self) -> Server:
+        port = free_port()
+        argv = [*router_service_argv(), "sim", "--port", str(port), "--preset", "instant"]
+        return self.spawn("sim", port, argv)
+
+    def spawn_echo(self) -> Server:
+        port = free_port()
+        return self.spawn("echo", port, [sys.executable, str(ECHO_SERVER), "--port", str(port)])
+
+    def spawn_router(self, variant: RouterVariant, sim_base_url: str) -> Server:
+        port = free_port()
+        config = variant.config(sim_base_url, port)
+        parse_config(config)  # fail here, with the field named, rather than in a child's log
+        path = self.workdir / f"{variant.name.replace('/', '_')}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return self.spawn(variant.name, port, [*router_service_argv(), "serve", "--config", str(path)])
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            if server.proc.poll() is None:
+                server.proc.send_signal(signal.SIGTERM)
+        for server in self.servers:
+            try:
+                server.proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                server.proc.kill()
+                server.proc.wait()
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+
+async def wait_ready(server: Server, probe: Callable[[], Awaitable[bool]]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}")
+        with contextlib.suppress(Exception):
+            if await probe():
+                return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{server.name} not ready after {READY_TIMEOUT_S:.0f}s:\n{server.log_tail()}")
+
+
+def http_probe(url: str) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            return (await client.get(url)).status_code == 200
+
+    return probe
+
+
+def grpc_health_probe(port: int) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            check = health_pb2_grpc.HealthStub(channel).Check
+            reply = await check(health_pb2.HealthCheckRequest(), timeout=1.0)
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    return probe
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Endpoints:
+    sim: Server
+    echo: Server
+    routers: dict[str, tuple[RouterVariant, Server]]
+
+    @property
+    def completions_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim.port}/v1/chat/completions"
+
+
+def closed_loop_targets(endpoints: Endpoints) -> dict[str, ClientFactory]:
+    url = endpoints.completions_url
+    targets: dict[str, ClientFactory] = {
+        "echo": lambda: echo_client(endpoints.echo.port),
+        direct_target("httpx"): lambda: httpx_client(url, "httpx"),
+        direct_target("aiohttp"): lambda: httpx_client(url, "aiohttp"),
+        direct_target("aiohttp-raw"): lambda: aiohttp_raw_client(url),
+    }
+    for name, (_, server) in endpoints.routers.items():
+        targets[name] = lambda port=server.port: router_client(port)
+    return targets
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def split(total: int, parts: int) -> list[int]:
+    """`total` as `parts` near-equal non-negative counts."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+async def run_interleaved(
+    targets: dict[str, ClientFactory], loads: list[Load], warmup: Load
+) -> dict[str, Sample]:
+    """Opens every target's client, warms each up, then applies `loads` round by round, every
+    target once per round in a rotating order, so that a burst of noise on the shared machine
+    lands on all of them alike instead of on whichever cell was running."""
+    async with contextlib.AsyncExitStack() as stack:
+        calls = {name: await stack.enter_async_context(factory()) for name, factory in targets.items()}
+        for call in calls.values():
+            await warmup(call)
+        samples = {name: Sample() for name in calls}
+        names = list(calls)
+        for i, load in enumerate(loads):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                samples[name].merge(await load(calls[name]))
+    return samples
+
+
+async def run_closed(targets: dict[str, ClientFactory], concurrency: int, params: Params) -> list[CellResult]:
+    total = params.requests_at(concurrency)
+    progress(f"  closed loop c={concurrency}: {len(targets)} targets x {total} req, {params.rounds} rounds")
+
+    def load(n: int) -> Load:
+        return lambda call: closed_loop(call, concurrency, n)
+
+    loads = [load(n) for n in split(total, params.rounds) if n]
+    async with asyncio.timeout(CELL_TIMEOUT_S * len(targets)):
+        samples = await run_interleaved(targets, loads, load(params.warmup))
+    return [summarize(name, "closed", sample) for name, sample in samples.items()]
+
+
+async def run_open(targets: dict[str, ClientFactory], rate: float, params: Params) -> list[CellResult]:
+    progress(f"  open loop {' vs '.join(targets)}: {rate:.0f} req/s for {params.open_loop_s:g}s each")
+    seconds = params.open_loop_s / params.rounds
+
+    async def load(call: Call) -> Sample:
+        return await open_loop(call, rate, seconds)
+
+    async def warmup(call: Call) -> Sample:
+        return await closed_loop(call, max(params.concurrencies), params.warmup)
+
+    async with asyncio.timeout(CELL_TIMEOUT_S * len(targets)):
+        samples = await run_interleaved(targets, [load] * params.rounds, warmup)
+    return [summarize(name, "open", sample, offered_rps=rate) for name, sample in samples.items()]
+
+
+async def start_and_wait(endpoints: Endpoints) -> None:
+    await wait_ready(endpoints.sim, http_probe(f"http://127.0.0.1:{endpoints.sim.port}/healthz"))
+    await wait_ready(endpoints.echo, grpc_health_probe(endpoints.echo.port))
+    for _, server in endpoints.routers.values():
+        await wait_ready(server, grpc_health_probe(server.port))
+
+
+async def measure(endpoints: Endpoints, params: Params) -> tuple[list[CellResult], list[CellResult]]:
+    await start_and_wait(endpoints)
+    targets = closed_loop_targets(endpoints)
+    closed: list[CellResult] = []
+    for concurrency in params.concurrencies:
+        closed += await run_closed(targets, concurrency, params)
+    opened: list[CellResult] = []
+    saturated = max(params.concurrencies)
+    for name, (variant, _) in endpoints.routers.items():
+        rate = find(closed, name, saturated).rps / 2
+        direct = direct_target(variant.transport)
+        opened += await run_open({direct: targets[direct], name: targets[name]}, rate, params)
+    return closed, opened
+
+
+# --- derived rows -----------------------------------------------------------------------------------
+
+
+def find(cells: list[CellResult], target: str, concurrency: int | None = None) -> CellResult:
+    for cell in cells:
+        if cell.target == target and (concurrency is None or cell.concurrency == concurrency):
+            return cell
+    raise KeyError((target, concurrency))
+
+
+def cell_problem(cell: CellResult) -> str:
+    """Why a cell cannot back a verdict ("" when it can)."""
+    if cell.errors:
+        return f"{cell.target} had {cell.errors} errors"
+    if cell.offered_rps and cell.rps < SUSTAINED_FRACTION * cell.offered_rps:
+        return f"{cell.target} did not sustain {cell.offered_rps:.0f} req/s ({cell.rps:.0f} done/s)"
+    return ""
+
+
+def budget_row(variant: str, budget: Budget, value: float, basis: str, *cells: CellResult) -> BudgetRow:
+    problems = [problem for problem in map(cell_problem, cells) if problem]
+    if problems or math.isnan(value):
+        verdict, basis = "INVALID", "; ".join([basis, *problems])
+    else:
+        verdict = budget.verdict(value)
+    return BudgetRow(variant, budget.metric, value, budget.unit, budget.target, verdict, basis)
+
+
+def info_row(variant: str, metric: str, value: float, unit: str, basis: str) -> BudgetRow:
+    return BudgetRow(variant, metric, value, unit, "", "info", basis)
+
+
+def derive(
+    variants: list[RouterVariant], closed: list[CellResult], opened: list[CellResult]
+) -> list[BudgetRow]:
+    echo32 = find(closed, "echo", 32)
+    rows: list[BudgetRow] = []
+    for variant in variants:
+        direct = direct_target(variant.transport)
+        router1, direct1 = find(closed, variant.name, 1), find(closed, direct, 1)
+        router32, direct32 = find(closed, variant.name, 32), find(closed, direct, 32)
+        router_ol, direct_ol = find(opened, variant.name), find(opened, direct)
+        vs = f"{variant.name} - {direct}"
+        ratio_basis = f"{variant.name} / {direct}"
+        rows += [
+            budget_row(variant.name, OVERHEAD_P50, router1.p50_ms - direct1.p50_ms, vs, router1, direct1),
+            budget_row(variant.name, OVERHEAD_P99, router1.p99_ms - direct1.p99_ms, vs, router1, direct1),
+            budget_row(
+                variant.name,
+                THROUGHPUT_VS_ECHO,
+                router32.rps / echo32.rps,
+                f"{variant.name} / echo",
+                router32,
+                echo32,
+            ),
+            budget_row(
+                variant.name,
+                OPEN_LOOP_ADDED_P99,
+                router_ol.p99_ms - direct_ol.p99_ms,
+                f"{vs} at {router_ol.offered_rps:.0f} req/s",
+                router_ol,
+                direct_ol,
+            ),
+            info_row(variant.name, "rps @c=32 / direct rps", router32.rps / direct32.rps, "x", ratio_basis),
+            info_row(variant.name, "overhead p50 @c=32", router32.p50_ms - direct32.p50_ms, "ms", vs),
+        ]
+    return rows
+
+
+# --- output -----------------------------------------------------------------------------------------
+
+
+def format_cells(title: str, cells: list[CellResult]) -> str:
+    header = (
+        f"{'target':<22} {'conc':>5} {'offered':>8} {'n':>6} {'err':>4} "
+        f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>9}"
+    )
+    lines = [title, header, "-" * len(header)]
+    for c in cells:
+        offered = f"{c.offered_rps:.0f}" if c.offered_rps else "-"
+        lines.append(
+            f"{c.target:<22} {c.concurrency:>5} {offered:>8} {c.requests:>6} {c.errors:>4} "
+            f"{c.p50_ms:>8.3f} {c.p90_ms:>8.3f} {c.p99_ms:>8.3f} {c.max_ms:>8.3f} {c.rps:>9.0f}"
+        )
+    lines += [f"  {c.target} c={c.concurrency}: first error: {c.first_error}" for c in cells if c.errors]
+    return "\n".join(lines)
+
+
+def format_budget(rows: list[BudgetRow]) -> str:
+    header = f"{'variant':<18} {'metric':<24} {'value':>9} {'unit':<4} {'target':<10} {'verdict':<8} basis"
+    lines = ["Derived (DESIGN.md performance budget)", header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r.variant:<18} {r.metric:<24} {r.value:>9.3f} {r.unit:<4} {r.target:<10} {r.verdict:<8} "
+            f"{r.basis}"
+        )
+    return "\n".join(lines)
+
+
+def machine_info(started: dt.datetime, loadavg_before: tuple[float, ...], loop_name: str) -> dict[str, Any]:
+    return {
+        "date_utc": started.isoformat(timespec="seconds"),  # when the run started
+        "duration_s": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "loadavg_before": loadavg_before,
+        "loadavg_after": os.getloadavg(),
+        "event_loop": loop_name,
+        "versions": {"grpcio": grpc.__version__, "httpx": httpx.__version__, "aiohttp": aiohttp.__version__},
+        "git_head": git_head(),
+    }
+
+
+def git_head() -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, timeout=5, check=True
+        )
+        return out.stdout.strip()
+    return ""
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
+
+
+# --- entry point ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="about 1/5 of the default requests")
+    parser.add_argument("--requests", type=int, help="requests per cell (both concurrencies)")
+    parser.add_argument("--warmup", type=int, help="warm-up requests per cell (default 200, --quick 50)")
+    parser.add_argument("--open-loop-seconds", type=float, help="open-loop duration (default 5, --quick 2)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per cell (default 5)")
+    parser.add_argument(
+        "--router-config-extra",
+        metavar="YAML",
+        help="YAML mapping (or @file) deep-merged into the router config as one more router row",
+    )
+    parser.add_argument("--router-config-extra-name", default="router/extra", help="label of that row")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    return parser.parse_args(argv)
+
+
+def params_from(args: argparse.Namespace) -> Params:
+    scale = 5 if args.quick else 1
+    return Params(
+        requests_c1=args.requests or 1000 // scale,
+        requests_c32=args.requests or 2000 // scale,
+        warmup=args.warmup if args.warmup is not None else (50 if args.quick else 200),
+        open_loop_s=args.open_loop_seconds or (2.0 if args.quick else 5.0),
+        rounds=max(1, args.rounds),
+    )
+
+
+def event_loop_runner() -> tuple[str, Callable[[Any], Any]]:
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio", asyncio.run
+    return "uvloop", uvloop.run
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C so that the servers are still stopped."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    params = params_from(args)
+    variants = router_variants(args.router_config_extra, args.router_config_extra_name)
+    loop_name, run_loop = event_loop_runner()
+    started, loadavg_before = dt.datetime.now(dt.UTC), os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp, Fleet(Path(tmp)) as fleet:
+        sim = fleet.spawn_sim()
+        sim_base_url = f"http://127.0.0.1:{sim.port}/v1"
+        endpoints = Endpoints(
+            sim=sim,
+            echo=fleet.spawn_echo(),
+            routers={v.name: (v, fleet.spawn_router(v, sim_base_url)) for v in variants},
+        )
+        closed, opened = run_loop(measure(endpoints, params))
+    return {
+        "benchmark": "router overhead",
+        "machine": machine_info(started, loadavg_before, loop_name),
+        "params": asdict(params),
+        "router_variants": [{"name": v.name, "transport": v.transport, "extra": v.extra} for v in variants],
+        "closed_loop": [asdict(c) for c in closed],
+        "open_loop": [asdict(c) for c in opened],
+        "budget": [asdict(r) for r in derive(variants, closed, opened)],
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    m = report["machine"]
+    print(
+        f"router overhead benchmark  {m['date_utc']}  cpus={m['cpu_count']}  python {m['python']}  "
+        f"loop={m['event_loop']}  load {m['loadavg_before'][0]:.2f} -> {m['loadavg_after'][0]:.2f}"
+    )
+    print(f"params: {report['params']}\n")
+    print(format_cells("Closed loop", [CellResult(**c) for c in report["closed_loop"]]), end="\n\n")
+    opened = [CellResult(**c) for c in report["open_loop"]]
+    print(format_cells("Open loop (half the router's c=32 rate)", opened))
+    print()
+    print(format_budget([BudgetRow(**r) for r in report["budget"]]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with sigterm_as_exit():
+        report = run(args)
+    print_report(report)
+    write_json(args.output, report)
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,25 +7,39 @@ including codes set by `context.abort` and cancellations.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from prometheus_client import Counter
 
 from router_service.telemetry import metrics
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        # Wrapped handlers per method path, built once: grpc calls intercept_service per RPC.
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        cached = self._wrapped.get(details.method)
+        if cached is not None:
+            return cached
         handler = await continuation(details)
         if handler is None:
             return None
-        method = details.method.rsplit("/", 1)[-1]
+        wrapped = self._wrap(handler, details.method.rsplit("/", 1)[-1])
+        self._wrapped[details.method] = wrapped
+        return wrapped
+
+    @staticmethod
+    def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _unary(handler.unary_unary, method),
@@ -50,6 +64,12 @@ def _final_code(context: grpc.aio.ServicerContext, exc: BaseException | None) ->
     return "UNKNOWN" if exc is not None else "OK"
 
 
+@functools.cache
+def _requests(method: str, code: str) -> Counter:
+    """Labelled child per (method, code): both sets are small and fixed."""
+    return metrics.RPC_REQUESTS.labels(method, code)
+
+
 def _unary(inner: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
     in_flight = metrics.RPC_IN_FLIGHT.labels(method)
     duration = metrics.RPC_DURATION.labels(method)
@@ -66,7 +86,7 @@ def _unary(inner: Callable[..., Awaitable[Any]], method: str) -> Callable[..., A
         finally:
             in_flight.dec()
             duration.observe(time.perf_counter() - started)
-            metrics.RPC_REQUESTS.labels(method, _final_code(context, error)).inc()
+            _requests(method, _final_code(context, error)).inc()
 
     return wrapper
 
@@ -90,6 +110,6 @@ def _server_stream(
         finally:
             in_flight.dec()
             duration.observe(time.perf_counter() - started)
-            metrics.RPC_REQUESTS.labels(method, _final_code(context, error)).inc()
+            _requests(method, _final_code(context, error)).inc()
 
     return wrapper

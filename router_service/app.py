@@ -1,17 +1,20 @@
 """Composition root: builds every object from config, owns start/stop order and signals.
 
-Start: HTTP client -> adapters -> live state -> engine -> gRPC server -> health SERVING -> metrics.
-Stop:  health NOT_SERVING -> server.stop(grace) (drains in-flight calls and streams) -> HTTP client.
+Start: HTTP client -> adapters -> event publisher -> engine -> gRPC server -> health SERVING.
+Stop:  health NOT_SERVING -> server.stop(grace) (drains in-flight calls and streams) -> publisher
+       flush (to Kafka, or to the disk spool) -> HTTP client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
 import signal
+import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -21,12 +24,15 @@ from prometheus_client import start_http_server
 
 from router_service.api.interceptors import MetricsInterceptor
 from router_service.api.server import create_server, mark_serving
-from router_service.api.servicer import RouterServicer
-from router_service.engine import Engine
+from router_service.api.servicer import FeedbackSink, RouterServicer
+from router_service.engine import Engine, RequestObserver
 from router_service.providers.http import make_http_client
 from router_service.providers.registry import build_adapters
 from router_service.settings import RuntimeConfig, load_config
-from router_service.telemetry.observer import MetricsObserver
+from router_service.telemetry.events import EventSink, FeedbackEvent, NullSink, RequestContext, TelemetryEvent
+from router_service.telemetry.kafka_client import ensure_topics
+from router_service.telemetry.observer import EventObserver, FanOut, MetricsObserver
+from router_service.telemetry.publisher import KafkaPublisher
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +40,16 @@ log = logging.getLogger(__name__)
 class RouterApp:
     """One router process. `start()` returns the bound port; `stop()` is idempotent."""
 
-    def __init__(self, config: RuntimeConfig, *, listen: str | None = None, reuse_port: bool = False) -> None:
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        *,
+        listen: str | None = None,
+        reuse_port: bool = False,
+        worker_index: int | None = None,
+    ) -> None:
         self.config = config
+        self._worker_index = worker_index
         self._listen = listen
         self._reuse_port = reuse_port
         self._stack = AsyncExitStack()
@@ -48,8 +62,16 @@ class RouterApp:
         client = make_http_client(self.config.http)
         self._stack.push_async_callback(client.aclose)
         adapters = build_adapters(self.config.endpoints, client)
-        engine = Engine(self.config, adapters, observer=MetricsObserver())
-        servicer = RouterServicer(engine, self.config.routing.default_deadline_s)
+        sink = await self._start_events()
+        observer: RequestObserver = MetricsObserver()
+        if self.config.events is not None:
+            observer = FanOut(
+                observer, EventObserver(sink, include_content=self.config.events.include_content)
+            )
+        engine = Engine(self.config, adapters, observer=observer)
+        servicer = RouterServicer(
+            engine, self.config.routing.default_deadline_s, feedback=_feedback_publisher(sink)
+        )
         self._server, self.port, self._health = create_server(
             servicer,
             self.config.server,
@@ -61,6 +83,19 @@ class RouterApp:
         await mark_serving(self._health)
         log.info("router listening on port %d (config %s)", self.port, self.config.source or "<inline>")
         return self.port
+
+    async def _start_events(self) -> EventSink:
+        events = self.config.events
+        if events is None:
+            return NullSink()
+        if self._worker_index is not None:  # each worker owns (and locks) its own spool
+            events = dataclasses.replace(events, spool_dir=f"{events.spool_dir}/worker-{self._worker_index}")
+        if self.config.create_topic_partitions:
+            await ensure_topics(events.bootstrap_servers, {events.topic: self.config.create_topic_partitions})
+        publisher = KafkaPublisher(events)
+        await publisher.start()
+        self._stack.push_async_callback(publisher.stop)
+        return publisher
 
     async def stop(self, grace_s: float | None = None) -> None:
         if self._stopped:
@@ -82,6 +117,14 @@ class RouterApp:
         await self.stop()
 
 
+def _feedback_publisher(sink: EventSink) -> FeedbackSink:
+    def publish(request_id: str, score: float, tags: dict[str, str]) -> None:
+        context = RequestContext(request_id=request_id, tags=tags)
+        sink.publish(TelemetryEvent.create(context, FeedbackEvent(score, tags), now_unix_s=time.time()))
+
+    return publish
+
+
 def start_metrics_server(listen: str, offset: int = 0) -> None:
     """Serve /metrics on HOST:PORT (+offset for worker N). Empty `listen` disables it."""
     if not listen:
@@ -97,7 +140,7 @@ async def serve(config: RuntimeConfig, *, worker_index: int = 0, reuse_port: boo
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     start_metrics_server(config.metrics.listen, worker_index)
-    app = RouterApp(config, reuse_port=reuse_port)
+    app = RouterApp(config, reuse_port=reuse_port, worker_index=worker_index if reuse_port else None)
     await app.start()
     try:
         await stop.wait()

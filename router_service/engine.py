@@ -72,7 +72,7 @@ class RequestObserver(Protocol):
     ) -> None: ...
 
     def on_completion(
-        self, ctx: CallContext, outcome: Completion | StreamFinish, latency_s: float
+        self, ctx: CallContext, request: ChatRequest, outcome: Completion | StreamFinish, latency_s: float
     ) -> None: ...
 
     def on_error(
@@ -87,7 +87,9 @@ class NullObserver:
     def on_attempt(self, ctx: CallContext, index: int, attempt: AttemptRecord, upstream_model: str) -> None:
         pass
 
-    def on_completion(self, ctx: CallContext, outcome: Completion | StreamFinish, latency_s: float) -> None:
+    def on_completion(
+        self, ctx: CallContext, request: ChatRequest, outcome: Completion | StreamFinish, latency_s: float
+    ) -> None:
         pass
 
     def on_error(self, ctx: CallContext, error: BaseException, attempt_count: int, latency_s: float) -> None:
@@ -160,7 +162,7 @@ class Engine:
     # --- unary --------------------------------------------------------------------------------
 
     async def complete(self, request: ChatRequest, ctx: CallContext) -> Completion:
-        run = _Run(self, ctx)
+        run = _Run(self, ctx, request)
         try:
             completion = await self._complete(request, run)
         except BaseException as exc:
@@ -170,7 +172,7 @@ class Engine:
         return completion
 
     async def _complete(self, request: ChatRequest, run: _Run) -> Completion:
-        decision = run.decide(request)
+        decision = run.decide()
         for key in decision.chain:
             deployment = self._config.catalog.by_key[key]
             timeout = self._attempt_timeout(run.ctx)
@@ -201,7 +203,7 @@ class Engine:
     async def stream(self, request: ChatRequest, ctx: CallContext) -> AsyncGenerator[StreamItem, None]:
         """Yields StreamStart, then deltas, then StreamFinish. Falls back only before the first
         event is yielded; after that a failure raises StreamInterruptedError."""
-        run = _Run(self, ctx)
+        run = _Run(self, ctx, request)
         try:
             # aclosing: when our consumer stops early, the inner generators (and with them the
             # upstream HTTP response) are closed now, not whenever they are garbage-collected.
@@ -216,7 +218,7 @@ class Engine:
             raise
 
     async def _stream(self, request: ChatRequest, run: _Run) -> AsyncGenerator[StreamItem, None]:
-        decision = run.decide(request)
+        decision = run.decide()
         for key in decision.chain:
             deployment = self._config.catalog.by_key[key]
             upstream = self._adapters[deployment.provider].stream(request, deployment.upstream_model)
@@ -301,18 +303,19 @@ class Engine:
 class _Run:
     """Book-keeping for one request: its decision, attempts and failures, reported as they happen."""
 
-    __slots__ = ("_engine", "attempts", "closed", "ctx", "decision", "failures")
+    __slots__ = ("_engine", "attempts", "closed", "ctx", "decision", "failures", "request")
 
-    def __init__(self, engine: Engine, ctx: CallContext) -> None:
+    def __init__(self, engine: Engine, ctx: CallContext, request: ChatRequest) -> None:
         self._engine = engine
         self.ctx = ctx
+        self.request = request
         self.decision: RouteDecision | None = None
         self.attempts: list[AttemptRecord] = []
         self.failures: list[tuple[str, ProviderError]] = []
         self.closed = False
 
-    def decide(self, request: ChatRequest) -> RouteDecision:
-        self.decision = self._engine.route(request)
+    def decide(self) -> RouteDecision:
+        self.decision = self._engine.route(self.request)
         self._engine._observer.on_decision(self.ctx, self.decision)
         return self.decision
 
@@ -373,7 +376,8 @@ class _Run:
 
     def finished(self, outcome: Completion | StreamFinish) -> None:
         self.closed = True
-        self._engine._observer.on_completion(self.ctx, outcome, time.monotonic() - self.ctx.started)
+        latency = time.monotonic() - self.ctx.started
+        self._engine._observer.on_completion(self.ctx, self.request, outcome, latency)
 
     def failed(self, error: BaseException) -> None:
         # Exactly one terminal report per request: a consumer that stops iterating right after

@@ -11,9 +11,10 @@ Standard library only: routing, resilience and the engine import this without pu
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 
 class ErrorClass(enum.Enum):
@@ -66,9 +67,14 @@ class ProviderError(Exception):
 
 
 class RouterError(Exception):
-    """The request failed as a whole. `reason` is an UPPER_SNAKE ErrorInfo reason."""
+    """The request failed as a whole.
 
-    reason = "INTERNAL"
+    `status_code` is the gRPC status code name and `reason` the UPPER_SNAKE ErrorInfo reason; both
+    are decided here, once, so the API status and the published error event always agree.
+    """
+
+    status_code: ClassVar[str] = "INTERNAL"
+    reason: ClassVar[str] = "INTERNAL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,7 @@ class FieldViolation:
 class InvalidRequestError(RouterError):
     """The caller's request is malformed; nothing was routed or called."""
 
+    status_code = "INVALID_ARGUMENT"
     reason = "INVALID_REQUEST"
 
     def __init__(self, violations: Sequence[FieldViolation]) -> None:
@@ -88,6 +95,7 @@ class InvalidRequestError(RouterError):
 
 
 class UnknownModelError(RouterError):
+    status_code = "NOT_FOUND"
     reason = "MODEL_NOT_FOUND"
 
     def __init__(self, kind: str, name: str) -> None:
@@ -99,6 +107,7 @@ class UnknownModelError(RouterError):
 class NoEligibleCandidateError(RouterError):
     """Routing excluded every candidate; `exclusions` says why, per candidate."""
 
+    status_code = "FAILED_PRECONDITION"
     reason = "NO_ELIGIBLE_CANDIDATE"
 
     def __init__(self, exclusions: Mapping[str, str]) -> None:
@@ -108,14 +117,27 @@ class NoEligibleCandidateError(RouterError):
 
 
 class AllAttemptsFailedError(RouterError):
-    """Every attempt in the plan failed. Carries each attempt's error, in order."""
+    """Every attempt in the plan failed. Carries each attempt's error, in order.
 
+    UNAVAILABLE (retry later), except when every candidate said the prompt is too long: that is
+    the caller's to fix, so INVALID_ARGUMENT / CONTEXT_LENGTH_EXCEEDED (see `api.status`).
+    """
+
+    status_code = "UNAVAILABLE"
     reason = "ALL_ATTEMPTS_FAILED"
 
     def __init__(self, failures: Sequence[tuple[str, ProviderError]]) -> None:
         self.failures = tuple(failures)
         detail = "; ".join(f"{t}: {e.error_class.value}" for t, e in self.failures)
         super().__init__(f"all upstream attempts failed ({detail})")
+
+    @property
+    def prompt_too_long(self) -> bool:
+        """Every candidate said the prompt does not fit: the caller must shorten it."""
+        return bool(self.failures) and all(
+            e.error_class is ErrorClass.CONTEXT_LENGTH_EXCEEDED for _, e in self.failures
+        )
+
 
     @property
     def last(self) -> ProviderError | None:
@@ -125,6 +147,7 @@ class AllAttemptsFailedError(RouterError):
 class UpstreamRejectedError(RouterError):
     """The upstream rejected the request itself (a caller's error): not retried anywhere."""
 
+    status_code = "INVALID_ARGUMENT"
     reason = "UPSTREAM_REJECTED_REQUEST"
 
     def __init__(self, target: str, error: ProviderError) -> None:
@@ -134,12 +157,14 @@ class UpstreamRejectedError(RouterError):
 
 
 class DeadlineExceededError(RouterError):
+    status_code = "DEADLINE_EXCEEDED"
     reason = "DEADLINE_EXCEEDED"
 
 
 class StreamInterruptedError(RouterError):
     """The upstream failed after text was already sent to the caller: no fallback is possible."""
 
+    status_code = "UNAVAILABLE"
     reason = "STREAM_INTERRUPTED"
 
     def __init__(self, target: str, error: ProviderError, delivered_chars: int) -> None:
@@ -150,3 +175,15 @@ class StreamInterruptedError(RouterError):
             f"{target} failed mid-stream ({error.error_class.value}) after "
             f"{delivered_chars} characters were delivered; the answer is incomplete"
         )
+
+
+def status_of(error: BaseException) -> tuple[str, str]:
+    """(gRPC status code name, ErrorInfo reason) for any failure: the one mapping the API status
+    and the published error event share."""
+    if isinstance(error, AllAttemptsFailedError) and error.prompt_too_long:
+        return "INVALID_ARGUMENT", "CONTEXT_LENGTH_EXCEEDED"
+    if isinstance(error, RouterError):
+        return error.status_code, error.reason
+    if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+        return "CANCELLED", "CANCELLED"
+    return "INTERNAL", "INTERNAL"

@@ -33,6 +33,9 @@ from router_service.catalog import NANOS_PER_USD, Catalog, Deployment, Price
 from router_service.domain import DataSensitivity, TaskType
 from router_service.providers.base import ProviderEndpoint
 from router_service.routing.policy import Policy
+from router_service.telemetry.kafka_client import KafkaSecurity
+from router_service.telemetry.publisher_config import DEFAULT_TOPIC, PublisherConfig
+from router_service.telemetry.redaction import pii_patterns
 
 
 class ConfigError(Exception):
@@ -165,6 +168,45 @@ class ModelConfig(_Strict):
         return value
 
 
+class KafkaSecurityConfig(_Strict):
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+
+
+class EventsConfig(_Strict):
+    """Telemetry events to Kafka. Empty bootstrap_servers: no events (metrics still work)."""
+
+    bootstrap_servers: str = ""
+    topic: Annotated[str, Field(pattern=r"^[a-zA-Z0-9._-]{1,249}$")] = DEFAULT_TOPIC
+    encoding: Literal["json", "protobuf"] = "json"
+    compression: Literal["gzip", "none", "snappy", "lz4", "zstd"] = "gzip"
+    queue_max: Annotated[int, Field(ge=1)] = 10_000
+    spool_dir: str = "var/spool/events"
+    spool_max_bytes: Annotated[int, Field(ge=1 << 20)] = 256 << 20
+    # Kafka's idempotent producer; the embedded Tansu broker does not support it (see up).
+    enable_idempotence: bool = True
+    include_content: bool = False  # prompts and answers in completion events (redacted)
+    redact_pii: list[Literal["email", "card_number"]] = []
+    redact_patterns: list[str] = []  # extra regexes, applied with the built-in secret patterns
+    # Dev and tests only: create the topic with this many partitions at start. Production topics
+    # are created by operators (auto-create stays off).
+    create_topic_partitions: Annotated[int, Field(ge=1)] | None = None
+    security: KafkaSecurityConfig = KafkaSecurityConfig()
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _regexes(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+        return value
+
+
 class PolicyConfig(_Strict):
     models: list[str] = []
     strategy: str = "priority"
@@ -176,6 +218,7 @@ class FileConfig(_Strict):
     metrics: MetricsConfig = MetricsConfig()
     http: HttpConfig = HttpConfig()
     routing: RoutingConfig = RoutingConfig()
+    events: EventsConfig = EventsConfig()
     providers: dict[str, ProviderConfig]
     models: list[ModelConfig]
     aliases: dict[str, list[str]] = {}
@@ -219,6 +262,8 @@ class RuntimeConfig:
     endpoints: Mapping[str, ProviderEndpoint]
     catalog: Catalog
     policies: Mapping[str, Policy]
+    events: PublisherConfig | None = None  # None: events disabled
+    create_topic_partitions: int | None = None
     source: str = ""  # path the config came from, for logs
 
 
@@ -267,7 +312,10 @@ def parse_config(data: Mapping[str, Any]) -> RuntimeConfig:
         validated = FileConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None  # `from None`: the chained error may echo secrets
-    return to_runtime(validated)
+    try:
+        return to_runtime(validated)
+    except ValueError as exc:  # cross-field checks of the runtime objects (e.g. compression libs)
+        raise ConfigError(f"invalid config: events: {exc}") from None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -310,6 +358,34 @@ def to_runtime(cfg: FileConfig) -> RuntimeConfig:
         endpoints=MappingProxyType(endpoints),
         catalog=catalog,
         policies=MappingProxyType(policies),
+        events=_publisher_config(cfg.events),
+        create_topic_partitions=cfg.events.create_topic_partitions,
+    )
+
+
+def _publisher_config(events: EventsConfig) -> PublisherConfig | None:
+    if not events.bootstrap_servers:
+        return None
+    sec = events.security
+    password = sec.sasl_plain_password.get_secret_value() if sec.sasl_plain_password else None
+    return PublisherConfig(
+        bootstrap_servers=events.bootstrap_servers,
+        topic=events.topic,
+        encoding=events.encoding,
+        compression_type=events.compression,
+        queue_max=events.queue_max,
+        spool_dir=events.spool_dir,
+        spool_max_bytes=events.spool_max_bytes,
+        enable_idempotence=events.enable_idempotence,
+        include_content=events.include_content,
+        redact_patterns=(*pii_patterns(events.redact_pii), *events.redact_patterns),
+        security=KafkaSecurity(
+            security_protocol=sec.security_protocol,
+            sasl_mechanism=sec.sasl_mechanism,
+            sasl_plain_username=sec.sasl_plain_username,
+            sasl_plain_password=password,
+            ssl_cafile=sec.ssl_cafile,
+        ),
     )
 
 

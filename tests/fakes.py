@@ -105,7 +105,9 @@ class RecordingObserver:
     def on_attempt(self, ctx: CallContext, index: int, attempt: AttemptRecord, upstream_model: str) -> None:
         self.attempts.append((index, attempt))
 
-    def on_completion(self, ctx: CallContext, outcome: Completion | StreamFinish, latency_s: float) -> None:
+    def on_completion(
+        self, ctx: CallContext, request: ChatRequest, outcome: Completion | StreamFinish, latency_s: float
+    ) -> None:
         self.completions.append(outcome)
 
     def on_error(self, ctx: CallContext, error: BaseException, attempt_count: int, latency_s: float) -> None:

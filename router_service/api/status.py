@@ -15,14 +15,13 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from router_service.errors import (
     AllAttemptsFailedError,
-    DeadlineExceededError,
-    ErrorClass,
     InvalidRequestError,
     NoEligibleCandidateError,
     RouterError,
     StreamInterruptedError,
     UnknownModelError,
     UpstreamRejectedError,
+    status_of,
 )
 
 DOMAIN = "llmrouter.router.v1"
@@ -38,6 +37,9 @@ class RpcError:
 
 
 def to_rpc_error(exc: BaseException, request_id: str) -> RpcError:
+    """The status for `exc`: code and reason come from the error itself; details by type."""
+    if not isinstance(exc, RouterError):
+        return _build(RouterError("internal error"), request_id, {})
     if isinstance(exc, InvalidRequestError):
         bad = error_details_pb2.BadRequest(
             field_violations=[
@@ -45,62 +47,50 @@ def to_rpc_error(exc: BaseException, request_id: str) -> RpcError:
                 for v in exc.violations
             ]
         )
-        return _build(grpc.StatusCode.INVALID_ARGUMENT, exc, request_id, {}, bad)
+        return _build(exc, request_id, {}, bad)
     if isinstance(exc, UnknownModelError):
         info = error_details_pb2.ResourceInfo(resource_type=exc.kind, resource_name=exc.name)
-        return _build(grpc.StatusCode.NOT_FOUND, exc, request_id, {"kind": exc.kind, "name": exc.name}, info)
+        return _build(exc, request_id, {"kind": exc.kind, "name": exc.name}, info)
     if isinstance(exc, NoEligibleCandidateError):
-        meta = {f"excluded:{k}": v for k, v in list(exc.exclusions.items())[:16]}
-        return _build(grpc.StatusCode.FAILED_PRECONDITION, exc, request_id, meta)
+        return _build(exc, request_id, {f"excluded:{k}": v for k, v in list(exc.exclusions.items())[:16]})
     if isinstance(exc, AllAttemptsFailedError):
         return _all_failed(exc, request_id)
     if isinstance(exc, UpstreamRejectedError):
-        meta = {"target": exc.target, "error_class": exc.error.error_class.value}
-        return _build(grpc.StatusCode.INVALID_ARGUMENT, exc, request_id, meta)
+        return _build(exc, request_id, {"target": exc.target, "error_class": exc.error.error_class.value})
     if isinstance(exc, StreamInterruptedError):
         meta = {
             "target": exc.target,
             "error_class": exc.error.error_class.value,
             "delivered_chars": str(exc.delivered_chars),
         }
-        return _build(grpc.StatusCode.UNAVAILABLE, exc, request_id, meta)
-    if isinstance(exc, DeadlineExceededError):
-        return _build(grpc.StatusCode.DEADLINE_EXCEEDED, exc, request_id, {})
-    return _build(grpc.StatusCode.INTERNAL, RouterError("internal error"), request_id, {})
+        return _build(exc, request_id, meta)
+    return _build(exc, request_id, {})
 
 
 def _all_failed(exc: AllAttemptsFailedError, request_id: str) -> RpcError:
     meta = {f"attempt{i}:{target}": e.error_class.value for i, (target, e) in enumerate(exc.failures)}
-    classes = {e.error_class for _, e in exc.failures}
-    if classes == {ErrorClass.CONTEXT_LENGTH_EXCEEDED}:
-        return _build(
-            grpc.StatusCode.INVALID_ARGUMENT, exc, request_id, meta, reason="CONTEXT_LENGTH_EXCEEDED"
-        )
+    if exc.prompt_too_long:
+        return _build(exc, request_id, meta)
     delays = [e.retry_after_s for _, e in exc.failures if e.retry_after_s is not None]
     delay = min(delays) if delays else DEFAULT_RETRY_DELAY_S
     retry = error_details_pb2.RetryInfo(
         retry_delay=duration_pb2.Duration(seconds=int(delay), nanos=int(delay % 1 * 1e9))
     )
-    return _build(grpc.StatusCode.UNAVAILABLE, exc, request_id, meta, retry)
+    return _build(exc, request_id, meta, retry)
 
 
-def _build(
-    code: grpc.StatusCode,
-    exc: RouterError,
-    request_id: str,
-    metadata: dict[str, str],
-    *details: object,
-    reason: str | None = None,
-) -> RpcError:
+def _build(exc: RouterError, request_id: str, metadata: dict[str, str], *details: object) -> RpcError:
+    code, reason = status_of(exc)
     meta = {k: v[:_MAX_METADATA_VALUE] for k, v in metadata.items()}
     if request_id:
         meta["request_id"] = request_id
-    info = error_details_pb2.ErrorInfo(reason=reason or exc.reason, domain=DOMAIN, metadata=meta)
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=meta)
     packed = []
     for detail in (info, *details):
         any_msg = any_pb2.Any()
         any_msg.Pack(detail)
         packed.append(any_msg)
     message = str(exc)
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=packed)
-    return RpcError(code=code, message=message, status=status)
+    grpc_code = grpc.StatusCode[code]
+    status = status_pb2.Status(code=getattr(code_pb2, grpc_code.name), message=message, details=packed)
+    return RpcError(code=grpc_code, message=message, status=status)

@@ -1,4 +1,4 @@
-"""The engine's RequestObserver: turns request steps into Prometheus metrics (and events).
+"""The engine's RequestObservers: request steps become Prometheus metrics and Kafka events.
 
 Called on the request path, so every method is synchronous and cheap: labelled metric children
 are resolved once per deployment (a `labels()` call takes a lock and a dict lookup each time).
@@ -6,16 +6,26 @@ are resolved once per deployment (a `labels()` call takes a lock and a dict look
 
 from __future__ import annotations
 
-import asyncio
 import functools
+import time
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 
-from router_service.domain import AttemptOutcome, AttemptRecord, RouteDecision
-from router_service.engine import CallContext, Completion, StreamFinish
-from router_service.errors import RouterError
+from router_service.domain import AttemptOutcome, AttemptRecord, ChatRequest, RouteDecision
+from router_service.engine import CallContext, Completion, RequestObserver, StreamFinish
+from router_service.errors import RouterError, status_of
 from router_service.telemetry import metrics
+from router_service.telemetry.events import (
+    AttemptEvent,
+    CompletionEvent,
+    DecisionEvent,
+    ErrorEvent,
+    EventBody,
+    EventSink,
+    RequestContext,
+    TelemetryEvent,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +73,9 @@ class MetricsObserver:
         if attempt.outcome is AttemptOutcome.SUCCESS and attempt.time_to_first_token_s is not None:
             _deployment(attempt.provider, attempt.model).ttft.observe(attempt.time_to_first_token_s)
 
-    def on_completion(self, ctx: CallContext, outcome: Completion | StreamFinish, latency_s: float) -> None:
+    def on_completion(
+        self, ctx: CallContext, request: ChatRequest, outcome: Completion | StreamFinish, latency_s: float
+    ) -> None:
         d = _deployment(outcome.deployment.provider, outcome.deployment.model)
         usage = outcome.result.usage if isinstance(outcome, Completion) else outcome.done.usage
         d.input_tokens.inc(usage.input_tokens)
@@ -72,12 +84,84 @@ class MetricsObserver:
         d.cost.inc(outcome.cost_nanos)
 
     def on_error(self, ctx: CallContext, error: BaseException, attempt_count: int, latency_s: float) -> None:
-        metrics.REQUEST_ERRORS.labels(_error_reason(error)).inc()
+        metrics.REQUEST_ERRORS.labels(status_of(error)[1]).inc()
 
 
-def _error_reason(error: BaseException) -> str:
-    if isinstance(error, RouterError):
-        return error.reason
-    if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
-        return "CANCELLED"
-    return "INTERNAL"
+class EventObserver:
+    """Publishes one decision, one event per attempt, and one completion or error per request.
+
+    Routing failures before a decision (unknown model, nothing eligible) yield only the error event:
+    there was no decision to publish. Invalid requests never reach the engine and publish nothing.
+    """
+
+    def __init__(self, sink: EventSink, *, include_content: bool = False) -> None:
+        self._sink = sink
+        self._include_content = include_content
+
+    def _publish(self, ctx: CallContext, body: EventBody) -> None:
+        context = RequestContext(request_id=ctx.request_id, tags=ctx.tags)
+        self._sink.publish(TelemetryEvent.create(context, body, now_unix_s=time.time()))
+
+    def on_decision(self, ctx: CallContext, decision: RouteDecision) -> None:
+        self._publish(ctx, DecisionEvent(decision))
+
+    def on_attempt(self, ctx: CallContext, index: int, attempt: AttemptRecord, upstream_model: str) -> None:
+        self._publish(ctx, AttemptEvent(index, attempt, upstream_model))
+
+    def on_completion(
+        self, ctx: CallContext, request: ChatRequest, outcome: Completion | StreamFinish, latency_s: float
+    ) -> None:
+        if isinstance(outcome, Completion):
+            usage, finish = outcome.result.usage, outcome.result.finish_reason
+            answer: str | None = outcome.result.message.content
+        else:
+            # Streamed text is not buffered by the router, so stream completions carry no answer.
+            usage, finish, answer = outcome.done.usage, outcome.done.finish_reason, None
+        content = self._include_content
+        body = CompletionEvent(
+            provider=outcome.deployment.provider,
+            model=outcome.deployment.model,
+            usage=usage,
+            cost_nanos=outcome.cost_nanos,
+            latency_s=latency_s,
+            attempt_count=len(outcome.attempts),
+            stream=ctx.stream,
+            finish_reason=finish,
+            prompt_text=_prompt_text(request) if content else None,
+            completion_text=answer if content else None,
+        )
+        self._publish(ctx, body)
+
+    def on_error(self, ctx: CallContext, error: BaseException, attempt_count: int, latency_s: float) -> None:
+        code, reason = status_of(error)
+        message = str(error) if isinstance(error, RouterError) else reason.lower()
+        self._publish(ctx, ErrorEvent(code, reason, message, attempt_count))
+
+
+class FanOut:
+    """Several observers as one (metrics always; events when configured)."""
+
+    def __init__(self, *observers: RequestObserver) -> None:
+        self._observers = observers
+
+    def on_decision(self, ctx: CallContext, decision: RouteDecision) -> None:
+        for o in self._observers:
+            o.on_decision(ctx, decision)
+
+    def on_attempt(self, ctx: CallContext, index: int, attempt: AttemptRecord, upstream_model: str) -> None:
+        for o in self._observers:
+            o.on_attempt(ctx, index, attempt, upstream_model)
+
+    def on_completion(
+        self, ctx: CallContext, request: ChatRequest, outcome: Completion | StreamFinish, latency_s: float
+    ) -> None:
+        for o in self._observers:
+            o.on_completion(ctx, request, outcome, latency_s)
+
+    def on_error(self, ctx: CallContext, error: BaseException, attempt_count: int, latency_s: float) -> None:
+        for o in self._observers:
+            o.on_error(ctx, error, attempt_count, latency_s)
+
+
+def _prompt_text(request: ChatRequest) -> str:
+    return "\n".join(f"{m.role.value}: {m.content}" for m in request.messages)

@@ -1,0 +1,435 @@
+"""KafkaPublisher: the engine's EventSink, at-least-once into Kafka, spooling to disk when it must.
+
+Flow. `publish()` only appends to a bounded in-memory queue (it never awaits). One sender task,
+owned by start()/stop(), encodes events in batches, sends them with an aiokafka producer and waits
+for the broker's acknowledgements. When the broker is unreachable (at startup too), or a delivery
+fails or times out, the failed batch and everything queued behind it go to the disk spool and the
+publisher switches to *spool mode*: new events go straight to the spool while the sender probes the
+broker every `probe_interval_s`. Once it is back, the sender replays the spool in order, acking
+segments as they are delivered, and only then returns to the in-memory path. When the queue
+overflows, the publisher also enters spool mode. Events are lost only when the spool is full too,
+and every loss is counted and logged.
+
+Ordering. While in spool mode, the queue only drains and new events only go to the spool, so the
+queue always holds older events than the spool and delivery follows publish order. One narrow
+exception: if the broker fails while the sender is still draining the queue after an overflow,
+those (older) queued events are appended to the spool behind newer ones. Consumers dedupe on
+event_id and must tolerate reordering anyway: at-least-once redelivery reorders too.
+
+Topic. One topic for every event type (default "llmrouter.events.v1"), the type in the `ce_type`
+header and in the value's oneof. One topic keeps a request's decision, attempts and completion in
+one partition in order (they share the request_id key), gives consumers one subscription and
+operators one set of ACLs, retention and partition counts; a consumer wanting one type filters on
+the header without decoding the value. Per-type topics would lose that cross-type ordering.
+
+Idempotence. `enable_idempotence=True` (the default) makes broker-side retries duplicate-free.
+The embedded Tansu broker rejects the InitProducerId v0 request aiokafka sends, so the embedded
+stack and tests set it to False; acks stay "all", and aiokafka keeps one in-flight batch per
+partition, so order holds without it. Duplicates after a spool replay exist either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+
+from router_service.telemetry import event_codec
+from router_service.telemetry.events import TelemetryEvent
+from router_service.telemetry.kafka_client import TopicMissingError, require_topic
+from router_service.telemetry.publisher_config import DEFAULT_TOPIC, PublisherConfig
+from router_service.telemetry.publisher_metrics import DropReporter, PublisherMetrics, default_metrics
+from router_service.telemetry.redaction import ContentPolicy, Redactor
+from router_service.telemetry.spool import Spool, SpoolRecord
+
+__all__ = ["DEFAULT_TOPIC", "KafkaPublisher", "PublisherConfig"]
+
+log = logging.getLogger(__name__)
+
+_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
+# What a broken or unreachable broker raises; anything else is a bug and is logged as one.
+_BROKER_ERRORS = (KafkaError, OSError, TimeoutError, TopicMissingError)
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class KafkaPublisher:
+    """EventSink that publishes to Kafka, spools to disk when it cannot, and replays later."""
+
+    def __init__(self, config: PublisherConfig, *, metrics: PublisherMetrics | None = None) -> None:
+        self._config = config
+        self._metrics = metrics or default_metrics()
+        self._instance = config.router_instance or event_codec.default_router_instance()
+        self._content = ContentPolicy(config.include_content, Redactor(config.redact_patterns))
+        self._drops = DropReporter(self._metrics)
+        # None is the stop sentinel that wakes a sender blocked on an empty queue.
+        self._queue: asyncio.Queue[TelemetryEvent | None] = asyncio.Queue(maxsize=config.queue_max)
+        self._state = _State.NEW
+        self._spool_mode = False
+        self._healthy = True  # last delivery or connect worked; failures are logged on the edge only
+        self._spool: Spool | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop_requested = asyncio.Event()
+        self._stopped = asyncio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the spool and start the sender. Never fails because the broker is down."""
+        if self._state is not _State.NEW:
+            raise RuntimeError(f"KafkaPublisher cannot start when {self._state.value}")
+        cfg = self._config
+        self._spool = Spool(cfg.spool_dir, cfg.spool_max_bytes, segment_bytes=cfg.spool_segment_bytes)
+        if not self._spool.is_empty:
+            log.info(
+                "event spool holds %d bytes from an earlier run; replaying first", self._spool.pending_bytes
+            )
+            self._move_queue_to_spool()  # events queued before start() are newer than the spool
+        self._metrics.spool_bytes.set(self._spool.total_bytes)
+        self._metrics.broker_up.set(0)
+        self._state = _State.RUNNING
+        self._task = asyncio.create_task(self._run(), name="kafka-publisher-sender")
+        self._task.add_done_callback(self._on_sender_done)
+
+    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (a flush budget, like grpc's stop(grace))
+        """Flush queued events to Kafka, or to the spool if that fails within `timeout`. Idempotent."""
+        if self._state is _State.NEW:
+            self._state = _State.STOPPED
+            self._stopped.set()
+            return
+        if self._state is not _State.RUNNING:
+            await self._stopped.wait()
+            return
+        self._state = _State.STOPPING
+        deadline = time.monotonic() + timeout
+        self._stop_requested.set()
+        if self._queue.empty():
+            self._queue.put_nowait(None)
+        await self._await_sender(timeout)
+        self._spool_events(self._drain_queue())  # whatever the sender could not flush
+        await self._disconnect(max(deadline - time.monotonic(), 0.5))
+        assert self._spool is not None
+        self._metrics.spool_bytes.set(self._spool.total_bytes)
+        self._spool.close()
+        self._drops.flush()
+        self._state = _State.STOPPED
+        self._stopped.set()
+
+    async def _await_sender(self, budget_s: float) -> None:
+        assert self._task is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), budget_s)
+        except TimeoutError:
+            self._task.cancel()  # the sender spools its in-flight batch on cancellation
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        except Exception:  # already logged by _on_sender_done; stop() must still finish
+            pass
+
+    def _on_sender_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        # A crashed sender must not strand events in memory: route everything to the spool.
+        log.error("event sender crashed; spooling events until restart", exc_info=task.exception())
+        self._spool_mode = True
+
+    # -- the request path --------------------------------------------------------------------
+
+    def publish(self, event: TelemetryEvent) -> None:
+        """Hand an event over. Never blocks, never awaits, never raises."""
+        try:
+            self._publish(event)
+        except Exception:  # the request path must not fail because of telemetry
+            log.exception("unexpected error publishing event %s", event.event_id)
+            self._drops.drop("encode_error")
+
+    def _publish(self, event: TelemetryEvent) -> None:
+        state = self._state
+        if state is _State.NEW or (state is _State.RUNNING and not self._spool_mode):
+            try:
+                self._queue.put_nowait(event)
+                return
+            except asyncio.QueueFull:
+                if state is _State.NEW:
+                    self._drops.drop("closed")
+                    return
+                # From now on every event goes through the spool, behind what it already holds.
+                self._spool_mode = True
+        if state in (_State.RUNNING, _State.STOPPING):
+            self._spool_events([event])
+        else:
+            self._drops.drop("closed")
+
+    # -- the sender task ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stop_requested.is_set():
+            try:
+                if self._producer is None and not await self._connect():
+                    await self._sleep_until_probe()
+                elif self._spool_mode and self._queue.empty():
+                    await self._replay_batch()
+                else:
+                    await self._send_queue_batch()
+            except Exception:  # a bug, not a broker failure: keep events safe and keep going
+                log.exception("event sender error; spooling and retrying")
+                self._enter_spool_mode(())
+                await self._back_off()
+        await self._final_flush()
+
+    async def _connect(self) -> bool:
+        producer = AIOKafkaProducer(**self._producer_kwargs())
+        try:
+            async with asyncio.timeout(self._config.request_timeout_ms / 1000):
+                await producer.start()
+                await require_topic(producer, self._config.topic)
+        except _BROKER_ERRORS as exc:
+            await _close_quietly(producer, 1.0)
+            self._on_broker_failure(exc, "cannot reach the event broker")
+            self._enter_spool_mode(())  # degraded: events go to disk until a probe succeeds
+            return False
+        self._producer = producer
+        self._metrics.broker_up.set(1)
+        return True
+
+    def _producer_kwargs(self) -> dict[str, Any]:
+        cfg = self._config
+        return {
+            "bootstrap_servers": cfg.bootstrap_servers,
+            "client_id": cfg.client_id,
+            "acks": "all",
+            "enable_idempotence": cfg.enable_idempotence,
+            "compression_type": None if cfg.compression_type == "none" else cfg.compression_type,
+            "linger_ms": cfg.linger_ms,
+            "max_batch_size": cfg.max_batch_bytes,
+            "max_request_size": cfg.max_request_bytes,
+            "request_timeout_ms": cfg.request_timeout_ms,
+            **cfg.security.client_kwargs(),
+        }
+
+    async def _back_off(self) -> None:
+        """Drop the connection and wait a probe interval: a broker that accepts connections but
+        rejects every batch (ACLs, say) must not turn the sender into a busy loop."""
+        await self._disconnect(1.0)
+        await self._sleep_until_probe()
+
+    async def _sleep_until_probe(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), self._config.probe_interval_s)
+
+    async def _send_queue_batch(self) -> None:
+        events = await self._take_batch()
+        records = self._encode_all(events)
+        if records and not await self._deliver_or_spool_on_cancel(records):
+            self._enter_spool_mode(records)
+            await self._back_off()
+
+    async def _take_batch(self) -> list[TelemetryEvent]:
+        first = await self._queue.get()
+        batch = [] if first is None else [first]
+        while len(batch) < self._config.send_batch_max and not self._queue.empty():
+            event = self._queue.get_nowait()
+            if event is not None:
+                batch.append(event)
+        self._metrics.queue_depth.set(self._queue.qsize())
+        return batch
+
+    async def _replay_batch(self) -> None:
+        assert self._spool is not None
+        entries = self._spool.read_batch(self._config.send_batch_max)
+        if not entries:
+            # Spool and queue are both empty: nothing older is waiting, new events may use memory.
+            self._spool_mode = False
+            return
+        if await self._deliver([record for _, record in entries]):
+            self._spool.ack(entries[-1][0])
+            self._metrics.replayed.inc(len(entries))
+            self._metrics.spool_bytes.set(self._spool.total_bytes)
+        else:
+            await self._back_off()  # the records stay in the spool, unacknowledged
+
+    async def _deliver_or_spool_on_cancel(self, records: Sequence[SpoolRecord]) -> bool:
+        try:
+            return await self._deliver(records)
+        except asyncio.CancelledError:
+            self._spool_records(records)  # stop() ran out of time: keep the batch on disk
+            raise
+
+    async def _deliver(self, records: Sequence[SpoolRecord]) -> bool:
+        """Send and await acks; False on a broker failure (the caller keeps the records)."""
+        assert self._producer is not None
+        try:
+            async with asyncio.timeout(self._config.delivery_timeout_s):
+                sent, futures = await self._send_all(self._producer, records)
+                results = await asyncio.gather(*futures, return_exceptions=True)
+        except _BROKER_ERRORS as exc:
+            self._on_broker_failure(exc, "event delivery failed")
+            return False
+        except Exception as exc:  # not a broker failure but a bug; still, keep the records
+            log.exception("unexpected error delivering events")
+            self._metrics.count_error(exc)
+            return False
+        failure: BaseException | None = None
+        acked: collections.Counter[str] = collections.Counter()
+        for record, result in zip(sent, results, strict=True):
+            if isinstance(result, _TOO_LARGE):
+                self._drops.drop("too_large")
+            elif isinstance(result, BaseException):
+                failure = failure or result
+            else:
+                acked[event_codec.kind_of(record.headers)] += 1
+        for kind, count in acked.items():  # one inc per kind, not per event: this is the hot loop
+            self._metrics.published.labels(type=kind).inc(count)
+        if failure is not None:
+            self._on_broker_failure(failure, "event delivery failed")
+            return False
+        self._on_delivered()
+        return True
+
+    async def _send_all(
+        self, producer: AIOKafkaProducer, records: Sequence[SpoolRecord]
+    ) -> tuple[list[SpoolRecord], list[asyncio.Future[Any]]]:
+        sent: list[SpoolRecord] = []
+        futures: list[asyncio.Future[Any]] = []
+        for record in records:
+            try:
+                future = await producer.send(
+                    record.topic, record.value, key=record.key, headers=list(record.headers)
+                )
+            except _TOO_LARGE:  # no broker will ever take it: retrying would wedge the spool
+                self._drops.drop("too_large")
+                continue
+            sent.append(record)
+            futures.append(future)
+        return sent, futures
+
+    async def _final_flush(self) -> None:
+        """On stop: send what is still queued (connecting first if we never tried); else spool it."""
+        records = self._encode_all(self._drain_queue())
+        if not records:
+            return
+        try:
+            if self._producer is None and not self._spool_mode:
+                await self._connect()
+            delivered = self._producer is not None and await self._deliver(records)
+        except asyncio.CancelledError:
+            self._spool_records(records)  # stop() ran out of time: keep them on disk
+            raise
+        if not delivered:
+            self._spool_records(records)
+
+    # -- failure handling and the spool -------------------------------------------------------
+
+    def _on_broker_failure(self, exc: BaseException, what: str) -> None:
+        self._metrics.count_error(exc)
+        if self._healthy:  # logged on the edge; the metric counts every failure
+            detail = str(exc) if str(exc).startswith(type(exc).__name__) else f"{type(exc).__name__}: {exc}"
+            log.warning("%s (%s); spooling events to disk until it recovers", what, detail)
+        self._healthy = False
+
+    def _on_delivered(self) -> None:
+        if not self._healthy:
+            assert self._spool is not None
+            log.info("event broker recovered; %d spooled bytes left to replay", self._spool.pending_bytes)
+        self._healthy = True
+
+    def _enter_spool_mode(self, failed: Sequence[SpoolRecord]) -> None:
+        """Spool a failed batch and everything queued behind it, in order, without awaiting."""
+        self._spool_records(failed)
+        self._move_queue_to_spool()
+
+    def _move_queue_to_spool(self) -> None:
+        self._spool_mode = True
+        self._spool_events(self._drain_queue())
+
+    def _drain_queue(self) -> list[TelemetryEvent]:
+        events: list[TelemetryEvent] = []
+        while not self._queue.empty():
+            event = self._queue.get_nowait()
+            if event is not None:
+                events.append(event)
+        self._metrics.queue_depth.set(0)
+        return events
+
+    def _spool_events(self, events: Sequence[TelemetryEvent]) -> None:
+        self._spool_records(self._encode_all(events))
+
+    def _spool_records(self, records: Sequence[SpoolRecord]) -> None:
+        if not records:
+            return
+        assert self._spool is not None
+        for record in records:
+            try:
+                appended = self._spool.append(record)
+            except OSError:
+                log.exception("cannot write the event spool")
+                self._drops.drop("spool_error")
+                continue
+            if appended:
+                self._metrics.spooled.inc()
+            else:
+                self._drops.drop("spool_full")
+        self._metrics.spool_bytes.set(self._spool.total_bytes)
+
+    def _encode_all(self, events: Sequence[TelemetryEvent]) -> list[SpoolRecord]:
+        records = []
+        for event in events:
+            try:
+                key, value, headers = event_codec.encode(
+                    self._content.apply(event), self._config.encoding, router_instance=self._instance
+                )
+            except Exception:  # a bug in one event must not take the batch down with it
+                log.exception("cannot encode event %s (%s)", event.event_id, event.kind)
+                self._drops.drop("encode_error")
+                continue
+            records.append(SpoolRecord(self._config.topic, key, value, tuple(headers)))
+        return records
+
+    async def _disconnect(self, budget_s: float) -> None:
+        producer, self._producer = self._producer, None
+        self._metrics.broker_up.set(0)
+        if producer is not None:
+            await _close_quietly(producer, budget_s)
+
+
+async def _close_quietly(producer: AIOKafkaProducer, budget_s: float) -> None:
+    _abandon_pending_batches(producer)
+    try:
+        async with asyncio.timeout(budget_s):  # a hung close must not hang the publisher
+            await producer.stop()
+    except Exception as exc:  # closing a broken client may fail in many ways; none matter now
+        log.debug("closing the Kafka producer failed: %r", exc)
+
+
+def _abandon_pending_batches(producer: AIOKafkaProducer) -> None:
+    """Fail the producer's unacknowledged batches so that its stop() returns at once.
+
+    aiokafka has no abort(): stop() waits until in-flight batches are acknowledged or expire
+    (request_timeout_ms), and cancelling that wait leaves its sender task running. We only
+    disconnect once every record the producer holds is back in our hands (spooled, or still
+    unacknowledged in the spool), so failing them loses nothing. `_message_accumulator` is
+    private to aiokafka (pinned at 0.14.0); without it we fall back to the slow, bounded stop().
+    """
+    accumulator = getattr(producer, "_message_accumulator", None)
+    if accumulator is not None:
+        accumulator.fail_all(KafkaConnectionError("publisher disconnected"))

@@ -1,0 +1,66 @@
+"""PublisherConfig: every knob of the Kafka event publisher, frozen and checked at startup."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from aiokafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
+
+from router_service.telemetry import event_codec
+from router_service.telemetry.event_codec import Encoding
+from router_service.telemetry.kafka_client import KafkaSecurity
+
+DEFAULT_TOPIC = "llmrouter.events.v1"
+_COMPRESSION_CHECKS = {"gzip": has_gzip, "snappy": has_snappy, "lz4": has_lz4, "zstd": has_zstd}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PublisherConfig:
+    """Defaults suit a local broker; production sets bootstrap_servers, security and spool_dir.
+
+    Against the embedded Tansu broker set enable_idempotence=False (see publisher.py).
+    """
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = DEFAULT_TOPIC
+    encoding: Encoding = "json"
+    queue_max: int = 10_000  # events held in memory before spilling to the spool
+    # One directory per process: the spool locks it. With --workers N, give each worker its own
+    # (e.g. ".../worker-<index>") so a restarted worker replays what its predecessor left.
+    spool_dir: str = "var/spool/events"
+    spool_max_bytes: int = 256 << 20
+    spool_segment_bytes: int = 8 << 20
+    # gzip works out of the box; snappy, lz4 and zstd need the cramjam package (aiokafka[zstd]).
+    compression_type: str = "gzip"  # gzip | snappy | lz4 | zstd | none
+    linger_ms: int = 5
+    max_batch_bytes: int = 256 << 10  # aiokafka max_batch_size, per partition
+    max_request_bytes: int = 1 << 20  # largest record we send; bigger ones are dropped and counted
+    send_batch_max: int = 500  # events per sender round trip
+    request_timeout_ms: int = 10_000  # how long a broker may stay silent before we spool
+    probe_interval_s: float = 2.0  # how often to retry an unreachable broker
+    enable_idempotence: bool = True
+    client_id: str = "llmrouter-router"
+    router_instance: str = ""  # "" -> "<hostname>-<pid>"
+    security: KafkaSecurity = dataclasses.field(default_factory=KafkaSecurity)
+    include_content: bool = False  # put (redacted) prompt/answer text into completion events
+    redact_patterns: tuple[str, ...] = ()  # extra regexes (PII) on top of the built-in secret shapes
+
+    def __post_init__(self) -> None:
+        if self.encoding not in event_codec.ENCODINGS:
+            raise ValueError(f"encoding must be one of {event_codec.ENCODINGS}, not {self.encoding!r}")
+        if self.queue_max <= 0 or self.send_batch_max <= 0:
+            raise ValueError("queue_max and send_batch_max must be positive")
+        if self.compression_type != "none":
+            check = _COMPRESSION_CHECKS.get(self.compression_type)
+            if check is None:
+                raise ValueError(f"unknown compression_type {self.compression_type!r}")
+            if not check():
+                raise ValueError(
+                    f"compression_type {self.compression_type!r} needs the cramjam package "
+                    "(pip install 'aiokafka[zstd]'); gzip needs nothing extra"
+                )
+
+    @property
+    def delivery_timeout_s(self) -> float:
+        # aiokafka expires a batch after request_timeout_ms; allow it that plus its retry rounds.
+        return self.request_timeout_ms / 1000 * 1.5

@@ -1,0 +1,339 @@
+"""An append-only disk spool for Kafka records the broker could not take (yet).
+
+Layout: numbered segment files (`000000000001.seg`, ...) in one directory, plus a `cursor` file
+saying how far replay has been acknowledged and a `.lock` file that keeps a second process out.
+Each record is framed as `>II` (payload length, CRC32 of the payload) + payload, so a record torn
+by a crash mid-write is recognised on the next open, cut off, and never replayed.
+
+Guarantees: records replay in append order (oldest segment first) and survive a process restart;
+a record is written with one write() and flushed to the OS, so a process crash loses at most the
+record being written. It is not fsynced per record (that costs a disk flush per event); a power
+loss can lose the tail, which for telemetry is the trade we make. Total size is bounded:
+`append` returns False when the record does not fit, and the caller counts the drop.
+
+Pure synchronous file I/O with no asyncio: appends are small buffered writes, cheap enough to
+run on the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import itertools
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_FRAME = struct.Struct(">II")  # payload length, CRC32(payload)
+_FORMAT_VERSION = 1
+_SEGMENT_SUFFIX = ".seg"
+_CURSOR_FILE = "cursor"
+_LOCK_FILE = ".lock"
+
+
+class SpoolLockedError(RuntimeError):
+    """Another open Spool (in this or another process) owns the directory."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolRecord:
+    """One Kafka record as it will be sent: topic, key, value and headers."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SpoolPosition:
+    """A place in the spool: a segment number and a byte offset inside it."""
+
+    segment: int
+    offset: int
+
+
+class Spool:
+    """Append records, replay them in order, acknowledge what was delivered."""
+
+    def __init__(
+        self, directory: str | os.PathLike[str], max_bytes: int, *, segment_bytes: int = 8 << 20
+    ) -> None:
+        if max_bytes <= 0 or segment_bytes <= 0:
+            raise ValueError("max_bytes and segment_bytes must be positive")
+        self._dir = Path(directory)
+        self._max_bytes = max_bytes
+        self._segment_bytes = segment_bytes
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _acquire_lock(self._dir / _LOCK_FILE)
+        self._sizes: dict[int, int] = {}  # segment number -> bytes of whole records in it
+        self._writer: io.BufferedWriter | None = None  # the active (last) segment, opened lazily
+        self._cursor = SpoolPosition(0, 0)
+        self._load()
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes on disk in segment files, including acknowledged records not yet deleted."""
+        return sum(self._sizes.values())
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of records appended but not yet acknowledged."""
+        return sum(self._unread(segment) for segment in self._sizes)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.pending_bytes == 0
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(self, record: SpoolRecord) -> bool:
+        """Write one record; False (and nothing written) when it would exceed max_bytes."""
+        payload = _encode(record)
+        frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+        if self.total_bytes + len(frame) > self._max_bytes:
+            return False
+        writer, segment = self._writer_for(len(frame))
+        try:
+            writer.write(frame)
+            writer.flush()  # to the OS in one piece: a later process crash cannot tear it
+        except OSError:
+            # Disk full or similar: cut any partial frame off so later appends stay readable.
+            self._close_writer(sync=False)
+            os.truncate(self._segment_path(segment), self._sizes[segment])
+            raise
+        self._sizes[segment] += len(frame)
+        return True
+
+    def _writer_for(self, frame_size: int) -> tuple[io.BufferedWriter, int]:
+        active = self._active_segment()
+        if self._writer is not None and self._sizes[active] + frame_size <= self._segment_bytes:
+            return self._writer, active
+        if self._writer is not None and self._sizes[active] == 0:
+            return self._writer, active  # a record bigger than a segment gets a segment of its own
+        self._close_writer()
+        segment = active + 1
+        self._sizes[segment] = 0
+        self._writer = open(self._segment_path(segment), "ab")  # noqa: SIM115 (closed in close())
+        return self._writer, segment
+
+    # -- reading and acknowledging -------------------------------------------------------------
+
+    def replay(self) -> Generator[tuple[SpoolPosition, SpoolRecord], None, None]:
+        """Unacknowledged records in order, each with the position just after it (ack that).
+
+        Records appended while iterating are yielded too. Close the iterator (or let it be
+        collected) when stopping early; it holds the open segment file.
+        """
+        segment, offset = self._cursor.segment, self._cursor.offset
+        while True:
+            if segment in self._sizes:
+                yield from self._replay_segment(segment, offset)
+            later = [number for number in self._sizes if number > segment]
+            if not later:
+                return
+            segment, offset = min(later), 0
+
+    def read_batch(self, max_records: int) -> list[tuple[SpoolPosition, SpoolRecord]]:
+        """Up to `max_records` unacknowledged records, in order, each with its ack position."""
+        with contextlib.closing(self.replay()) as records:
+            return list(itertools.islice(records, max_records))
+
+    def _replay_segment(self, segment: int, offset: int) -> Iterator[tuple[SpoolPosition, SpoolRecord]]:
+        with open(self._segment_path(segment), "rb") as file:
+            file.seek(offset)
+            while segment in self._sizes and offset < self._sizes[segment]:
+                record = _read_record(file)
+                if record is None:
+                    log.error("spool segment %s is corrupt at byte %d; skipping its rest", segment, offset)
+                    return
+                size, decoded = record
+                offset += size
+                yield SpoolPosition(segment, offset), decoded
+
+    def ack(self, position: SpoolPosition) -> None:
+        """Everything before `position` was delivered: advance the cursor, delete spent segments."""
+        if position <= self._cursor:
+            return
+        self._cursor = position
+        for segment in sorted(self._sizes):
+            spent = segment < position.segment or (
+                segment == position.segment and position.offset >= self._sizes[segment]
+            )
+            if spent:
+                self._delete_segment(segment)
+        self._save_cursor()
+
+    def _delete_segment(self, segment: int) -> None:
+        if segment == self._active_segment():
+            self._close_writer()
+        del self._sizes[segment]
+        self._segment_path(segment).unlink(missing_ok=True)
+
+    def _unread(self, segment: int) -> int:
+        if segment < self._cursor.segment:
+            return 0
+        if segment == self._cursor.segment:
+            return max(self._sizes[segment] - self._cursor.offset, 0)
+        return self._sizes[segment]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush and fsync the active segment and release the directory lock. Idempotent."""
+        self._close_writer()
+        if not self._lock.closed:
+            self._lock.close()  # closing the descriptor releases the flock
+
+    def _close_writer(self, *, sync: bool = True) -> None:
+        if self._writer is None:
+            return
+        writer, self._writer = self._writer, None
+        try:
+            if sync:  # a closed segment is final: make it durable, not just written
+                writer.flush()
+                os.fsync(writer.fileno())
+        finally:
+            writer.close()
+
+    def _active_segment(self) -> int:
+        return max(self._sizes, default=self._cursor.segment)
+
+    def _segment_path(self, segment: int) -> Path:
+        return self._dir / f"{segment:012d}{_SEGMENT_SUFFIX}"
+
+    # -- restart -----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        for path in self._dir.glob(f"*{_SEGMENT_SUFFIX}"):
+            self._sizes[int(path.stem)] = path.stat().st_size
+        if self._sizes:
+            self._truncate_torn_tail(max(self._sizes))
+        self._cursor = self._load_cursor()
+        if self._sizes and self._cursor.segment < min(self._sizes):
+            self._cursor = SpoolPosition(min(self._sizes), 0)
+        # Appends after a restart go to a fresh segment; the old tail segment is read-only now.
+
+    def _truncate_torn_tail(self, segment: int) -> None:
+        """Cut a record torn by a crash (short frame or bad CRC) off the last segment."""
+        path = self._segment_path(segment)
+        good = 0
+        with open(path, "rb") as file:
+            while (payload := _read_frame(file)) is not None:
+                good += _FRAME.size + len(payload)
+        if good < self._sizes[segment]:
+            log.warning(
+                "spool segment %s: dropping %d bytes of a torn record", path, self._sizes[segment] - good
+            )
+            os.truncate(path, good)
+            self._sizes[segment] = good
+
+    def _load_cursor(self) -> SpoolPosition:
+        try:
+            segment, offset = (self._dir / _CURSOR_FILE).read_text().split()
+            return SpoolPosition(int(segment), int(offset))
+        except (FileNotFoundError, ValueError):
+            return SpoolPosition(0, 0)
+
+    def _save_cursor(self) -> None:
+        # Write-then-rename so a crash leaves the old cursor or the new one, never half of one.
+        tmp = self._dir / f"{_CURSOR_FILE}.tmp"
+        tmp.write_text(f"{self._cursor.segment} {self._cursor.offset}\n")
+        os.replace(tmp, self._dir / _CURSOR_FILE)
+
+
+def _acquire_lock(path: Path) -> io.TextIOWrapper:
+    lock = open(path, "a")  # noqa: SIM115 (held open for the spool's lifetime)
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise SpoolLockedError(f"spool directory {path.parent} is in use by another spool") from None
+    return lock
+
+
+def _read_record(file: io.BufferedReader) -> tuple[int, SpoolRecord] | None:
+    """(frame size, record) of the next frame, or None at the end or at a torn/corrupt frame."""
+    payload = _read_frame(file)
+    if payload is None:
+        return None
+    try:
+        return _FRAME.size + len(payload), _decode(payload)
+    except (ValueError, struct.error):  # UnicodeDecodeError is a ValueError
+        return None
+
+
+def _read_frame(file: io.BufferedReader) -> bytes | None:
+    """The next whole, intact payload, or None at the end or at a torn/corrupt frame."""
+    header = file.read(_FRAME.size)
+    if len(header) < _FRAME.size:
+        return None
+    length, crc = _FRAME.unpack(header)
+    payload = file.read(length)
+    if len(payload) < length or zlib.crc32(payload) != crc:
+        return None
+    return payload
+
+
+# Payload: version byte, then length-prefixed topic, key (-1 length = None), value, headers.
+
+
+def _encode(record: SpoolRecord) -> bytes:
+    topic = record.topic.encode()
+    parts = [struct.pack(">BH", _FORMAT_VERSION, len(topic)), topic]
+    if record.key is None:
+        parts.append(struct.pack(">i", -1))
+    else:
+        parts += [struct.pack(">i", len(record.key)), record.key]
+    parts += [struct.pack(">I", len(record.value)), record.value, struct.pack(">H", len(record.headers))]
+    for name, value in record.headers:
+        encoded_name = name.encode()
+        parts += [struct.pack(">H", len(encoded_name)), encoded_name, struct.pack(">I", len(value)), value]
+    return b"".join(parts)
+
+
+def _decode(payload: bytes) -> SpoolRecord:
+    reader = _Reader(payload)
+    version = reader.unpack(">B")
+    if version != _FORMAT_VERSION:
+        raise ValueError(f"unknown spool record version {version}")
+    topic = reader.take(reader.unpack(">H")).decode()
+    key_length = reader.unpack(">i")
+    key = None if key_length < 0 else reader.take(key_length)
+    value = reader.take(reader.unpack(">I"))
+    headers = tuple(
+        (reader.take(reader.unpack(">H")).decode(), reader.take(reader.unpack(">I")))
+        for _ in range(reader.unpack(">H"))
+    )
+    return SpoolRecord(topic=topic, key=key, value=value, headers=headers)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._at = 0
+
+    def unpack(self, fmt: str) -> int:
+        (value,) = struct.unpack_from(fmt, self._data, self._at)
+        self._at += struct.calcsize(fmt)
+        return int(value)
+
+    def take(self, length: int) -> bytes:
+        chunk = self._data[self._at : self._at + length]
+        self._at += length
+        return chunk

@@ -1,0 +1,194 @@
+"""Router -> Kafka: after a known mix of requests the topic holds exactly the expected events.
+
+Real router over gRPC, real simulated providers over HTTP, real Kafka-protocol broker (Tansu).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import REGISTRY, generate_latest
+
+from router_service._gen.router.v1 import events_pb2
+from router_service._gen.router.v1 import router_pb2 as pb
+from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_service.app import RouterApp
+from router_service.embedded.broker import EmbeddedBroker
+from router_service.settings import parse_config
+from router_service.telemetry.event_codec import decode
+from tests.integration.conftest import Sims, chat, router_config_dict
+
+SECRET_HEADER = "sk-caller-secret-0123456789abcdef"
+
+
+def events_config(broker: EmbeddedBroker, topic: str, spool: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": broker.bootstrap,
+        "topic": topic,
+        "enable_idempotence": False,  # Tansu has no idempotent producer
+        "create_topic_partitions": 3,
+        "spool_dir": str(spool),
+        **extra,
+    }
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"test.router.events.{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def evented_router(
+    sims: Sims, kafka_broker: EmbeddedBroker, topic: str, tmp_path: Path
+) -> AsyncIterator[RouterApp]:
+    config = router_config_dict(sims, attempt_timeout_s=2.0)
+    config["events"] = events_config(kafka_broker, topic, tmp_path / "spool")
+    app = RouterApp(parse_config(config))
+    await app.start()
+    yield app
+    await app.stop(grace_s=2)
+
+
+async def read_events(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0) -> list[Any]:
+    """All records of the topic as (key, decoded Event, plain-JSON dict, headers), once `expected`
+    arrived and nothing more came for a moment (extras would show up too)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            records = [r for rs in batch.values() for r in rs]
+            if records:
+                quiet_since = time.monotonic()
+            for r in records:
+                headers = list(r.headers)
+                out.append((r.key, decode(r.value, headers), json.loads(r.value), dict(headers)))
+            if len(out) >= expected and time.monotonic() - quiet_since > 1.0:
+                break
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def test_topic_holds_exactly_the_expected_events(
+    evented_router: RouterApp, sims: Sims, kafka_broker: EmbeddedBroker, topic: str
+) -> None:
+    metadata = (("authorization", f"Bearer {SECRET_HEADER}"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{evented_router.port}") as channel:
+        stub = pb_grpc.RouterServiceStub(channel)
+        await stub.Complete(pb.CompleteRequest(chat=chat(), request_id="ok-1"), timeout=5, metadata=metadata)
+        [m async for m in stub.Stream(pb.StreamRequest(chat=chat(), request_id="stream-1"), timeout=5)]
+        await sims.set_profile("sim-a", error_rate=1.0)
+        await stub.Complete(pb.CompleteRequest(chat=chat(), request_id="fallback-1"), timeout=5)
+        for name in ("sim-b", "sim-c"):
+            await sims.set_profile(name, error_rate=1.0)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Complete(pb.CompleteRequest(chat=chat(), request_id="fail-1"), timeout=5)
+        await sims.set_profile("sim-a", error_rate=0.0, hang_rate=1.0)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Complete(pb.CompleteRequest(chat=chat(), request_id="cancel-1"), timeout=0.3)
+        unknown = chat(model=pb.ModelSelector(model="nope"))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Complete(pb.CompleteRequest(chat=unknown, request_id="unknown-1"), timeout=5)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Complete(pb.CompleteRequest(chat=pb.ChatRequest(), request_id="invalid-1"), timeout=5)
+        await stub.Feedback(pb.FeedbackRequest(request_id="ok-1", score=0.75), timeout=5)
+        await sims.set_profile("sim-a", hang_rate=0.0, token_interval_ms=100, answer_tokens=30)
+        call = stub.Stream(pb.StreamRequest(chat=chat(), request_id="stream-cancel-1"), timeout=10)
+        await call.read()  # routing
+        await call.read()  # first delta
+        call.cancel()
+    await asyncio.sleep(0.3)  # the cancelled call's error event is published when its task unwinds
+    expected = {
+        "ok-1": ["decision", "attempt", "completion", "feedback"],
+        "stream-1": ["decision", "attempt", "completion"],
+        "fallback-1": ["decision", "attempt", "attempt", "completion"],
+        "fail-1": ["decision", "attempt", "attempt", "attempt", "error"],
+        "cancel-1": ["decision", "attempt", "error"],
+        "unknown-1": ["error"],
+        "stream-cancel-1": ["decision", "attempt", "error"],
+    }
+
+    records = await read_events(kafka_broker.bootstrap, topic, sum(map(len, expected.values())))
+
+    by_request: dict[str, list[str]] = defaultdict(list)
+    for key, event, plain, headers in records:
+        assert key.decode() == event.request_id  # partitioned by request id
+        assert plain["eventId"] == event.event_id == headers["ce_id"].decode()
+        assert headers["content-type"] == b"application/json"
+        by_request[event.request_id].append(event.WhichOneof("body"))
+    assert dict(by_request) == expected  # in order within a request; nothing for invalid input
+    bodies = {(e.request_id, e.WhichOneof("body"), i): e for i, (_, e, _, _) in enumerate(records)}
+    _check_bodies(list(bodies.values()))
+    assert not any(SECRET_HEADER in json.dumps(plain) for _, _, plain, _ in records)
+    assert not any("secret-key-sim" in json.dumps(plain) for _, _, plain, _ in records)
+
+
+def _check_bodies(events: list[events_pb2.Event]) -> None:
+    completions = {e.request_id: e.completion for e in events if e.WhichOneof("body") == "completion"}
+    assert completions["stream-1"].stream and not completions["ok-1"].stream
+    assert completions["fallback-1"].provider == "sim-b" and completions["fallback-1"].attempt_count == 2
+    assert completions["ok-1"].cost_nanos_usd > 0 and completions["ok-1"].usage.output_token_count > 0
+    errors = {e.request_id: e.error for e in events if e.WhichOneof("body") == "error"}
+    assert (errors["fail-1"].status_code, errors["fail-1"].reason) == ("UNAVAILABLE", "ALL_ATTEMPTS_FAILED")
+    assert errors["unknown-1"].status_code == "NOT_FOUND"
+    assert errors["stream-cancel-1"].status_code == "CANCELLED"
+    cancelled = next(
+        e.attempt for e in events if e.request_id == "stream-cancel-1" and e.WhichOneof("body") == "attempt"
+    )
+    assert cancelled.outcome == pb.ATTEMPT_OUTCOME_CANCELLED
+    # The attempt timeout is cut to the caller's 0.3 s deadline, so the engine ends it first.
+    assert errors["cancel-1"].status_code == "DEADLINE_EXCEEDED"
+    attempts = [
+        e.attempt for e in events if e.request_id == "fallback-1" and e.WhichOneof("body") == "attempt"
+    ]
+    assert [(a.attempt_index, a.provider, a.outcome) for a in attempts] == [
+        (0, "sim-a", pb.ATTEMPT_OUTCOME_ERROR),
+        (1, "sim-b", pb.ATTEMPT_OUTCOME_SUCCESS),
+    ]
+    feedback = next(e for e in events if e.WhichOneof("body") == "feedback")
+    assert feedback.feedback.score == 0.75
+
+
+async def test_no_secret_reaches_events_logs_or_metrics(
+    evented_router: RouterApp,
+    sims: Sims,
+    kafka_broker: EmbeddedBroker,
+    topic: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secrets = [SECRET_HEADER, *(f"secret-key-{name}" for name in sims)]  # caller's token, provider keys
+    metadata = (("authorization", f"Bearer {SECRET_HEADER}"), ("x-api-key", SECRET_HEADER))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{evented_router.port}") as channel:
+        stub = pb_grpc.RouterServiceStub(channel)
+        await stub.Complete(pb.CompleteRequest(chat=chat(), request_id="s-1"), timeout=5, metadata=metadata)
+        await sims.set_profile("sim-a", error_rate=1.0)
+        await stub.Complete(pb.CompleteRequest(chat=chat(), request_id="s-2"), timeout=5, metadata=metadata)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Complete(
+                pb.CompleteRequest(chat=pb.ChatRequest(), request_id="s-3"), timeout=5, metadata=metadata
+            )
+
+    records = await read_events(kafka_broker.bootstrap, topic, expected=7)
+
+    published = "\n".join(json.dumps(plain) for _, _, plain, _ in records)
+    logged = "\n".join(r.getMessage() + str(r.exc_info or "") for r in caplog.records)
+    scraped = generate_latest(REGISTRY).decode()
+    assert {e.request_id for _, e, _, _ in records} == {"s-1", "s-2"}
+    for secret in secrets:
+        assert secret not in published and secret not in logged and secret not in scraped

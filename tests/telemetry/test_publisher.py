@@ -1,0 +1,232 @@
+"""KafkaPublisher against the real embedded broker (shared per session; each test has its topic)."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from router_service.embedded.broker import EmbeddedBroker, free_port
+from router_service.telemetry import event_codec, publisher_config
+from router_service.telemetry.kafka_client import ensure_topics
+from router_service.telemetry.publisher import KafkaPublisher, PublisherConfig
+from tests.telemetry import helpers as h
+
+
+async def test_publishes_exactly_the_events_given(kafka_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    topic = h.unique_topic()
+    await ensure_topics(kafka_broker.bootstrap, {topic: 3})
+    metrics = h.Metrics()
+    publisher = KafkaPublisher(
+        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path)), metrics=metrics
+    )
+    await publisher.start()
+    sent = h.events(200) + [h.event(body, request_id="req-kinds") for body in h.bodies().values()]
+
+    for event in sent:
+        publisher.publish(event)
+    await h.eventually(lambda: metrics.value("llmrouter_events_published_total", type="feedback") >= 201)
+    await publisher.stop()
+
+    records = await h.read_topic(kafka_broker.bootstrap, topic, {e.event_id for e in sent})
+    assert sorted(r[0] for r in records) == sorted(e.event_id for e in sent)
+    by_id = {e.event_id: e for e in sent}
+    assert all(key == by_id[event_id].context.request_id.encode() for event_id, key, _ in records)
+    assert {event_codec.kind_of(headers) for _, _, headers in records} == set(h.bodies())
+    assert metrics.value("llmrouter_events_spooled_total") == 0
+    assert metrics.value("llmrouter_events_dropped_total", reason="spool_full") == 0
+
+
+async def test_events_of_one_request_arrive_in_publish_order(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = h.unique_topic()
+    await ensure_topics(kafka_broker.bootstrap, {topic: 4})
+    publisher = KafkaPublisher(
+        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), send_batch_max=7)
+    )
+    await publisher.start()
+    sent = h.events(120, request_ids=("r1", "r2", "r3"))
+
+    for event in sent:
+        publisher.publish(event)
+    await publisher.stop()
+
+    records = await h.read_topic(kafka_broker.bootstrap, topic, {e.event_id for e in sent})
+    for request_id in ("r1", "r2", "r3"):
+        got = [event_id for event_id, key, _ in records if key == request_id.encode()]
+        assert got == [e.event_id for e in sent if e.context.request_id == request_id]
+
+
+async def test_publish_is_synchronous_and_returns_at_once(tmp_path: Path) -> None:
+    # No broker at all: publish() must still return immediately, from plain synchronous code.
+    publisher = KafkaPublisher(h.publisher_config(f"127.0.0.1:{free_port()}", "t", str(tmp_path)))
+    await publisher.start()
+    assert not inspect.iscoroutinefunction(publisher.publish)
+
+    def handler() -> float:  # a sync caller: if publish needed awaiting, nothing would be sent
+        started = time.perf_counter()
+        for event in h.events(1000):
+            publisher.publish(event)
+        return time.perf_counter() - started
+
+    assert handler() < 1.0
+    await publisher.stop()
+
+
+async def test_broker_down_at_start_spools_and_a_later_publisher_replays(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = h.unique_topic()
+    metrics = h.Metrics()
+    down = KafkaPublisher(
+        h.publisher_config(f"127.0.0.1:{free_port()}", topic, str(tmp_path)), metrics=metrics
+    )
+    started = time.monotonic()
+    await down.start()  # degraded, not failed
+    assert time.monotonic() - started < 1.0
+    sent = h.events(50)
+    for event in sent:
+        down.publish(event)
+    await down.stop(timeout=2.0)
+    assert metrics.value("llmrouter_events_spooled_total") == 50
+    assert metrics.value("llmrouter_events_spool_bytes") > 0
+    assert metrics.value("llmrouter_events_broker_up") == 0
+
+    await ensure_topics(kafka_broker.bootstrap, {topic: 2})
+    replay_metrics = h.Metrics()
+    up = KafkaPublisher(
+        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path)), metrics=replay_metrics
+    )
+    await up.start()
+    await h.eventually(lambda: replay_metrics.value("llmrouter_events_replayed_total") == 50, what="replay")
+    await up.stop()
+
+    records = await h.read_topic(kafka_broker.bootstrap, topic, {e.event_id for e in sent})
+    assert sorted(r[0] for r in records) == sorted(e.event_id for e in sent)
+    assert replay_metrics.value("llmrouter_events_spool_bytes") == 0
+
+
+async def test_never_creates_its_topic(kafka_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    topic = h.unique_topic()
+    metrics = h.Metrics()
+    publisher = KafkaPublisher(
+        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path)), metrics=metrics
+    )
+    await publisher.start()
+    sent = h.events(10)
+    for event in sent:
+        publisher.publish(event)
+    await h.eventually(lambda: metrics.value("llmrouter_events_spooled_total") == 10, what="spooling")
+    assert metrics.value("llmrouter_events_publish_errors_total", error="topic_missing") >= 1
+    assert topic not in await _topics(kafka_broker.bootstrap)
+
+    await ensure_topics(kafka_broker.bootstrap, {topic: 1})  # an operator creates it: replay follows
+    await h.eventually(lambda: metrics.value("llmrouter_events_replayed_total") == 10, what="replay")
+    await publisher.stop()
+
+
+async def test_queue_overflow_spills_to_spool_and_keeps_order(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = h.unique_topic()
+    await ensure_topics(kafka_broker.bootstrap, {topic: 1})
+    metrics = h.Metrics()
+    config = h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), queue_max=10, send_batch_max=25)
+    publisher = KafkaPublisher(config, metrics=metrics)
+    await publisher.start()
+    sent = h.events(300, request_ids=("one",))
+
+    for event in sent:  # no await in between: the queue overflows at once
+        publisher.publish(event)
+    assert metrics.value("llmrouter_events_spooled_total") == 290
+    await h.eventually(lambda: metrics.value("llmrouter_events_published_total", type="feedback") >= 300)
+    await publisher.stop()
+
+    records = await h.read_topic(kafka_broker.bootstrap, topic, {e.event_id for e in sent})
+    assert [r[0] for r in records] == [e.event_id for e in sent]
+    assert metrics.value("llmrouter_events_dropped_total", reason="spool_full") == 0
+
+
+async def test_full_spool_drops_are_counted(tmp_path: Path) -> None:
+    metrics = h.Metrics()
+    config = h.publisher_config(f"127.0.0.1:{free_port()}", "t", str(tmp_path), spool_max_bytes=4096)
+    publisher = KafkaPublisher(config, metrics=metrics)
+    await publisher.start()
+    await h.eventually(
+        lambda: metrics.value("llmrouter_events_publish_errors_total", error="KafkaConnectionError") > 0
+    )
+
+    for event in h.events(100):
+        publisher.publish(event)
+    await publisher.stop(timeout=1.0)
+
+    spooled = metrics.value("llmrouter_events_spooled_total")
+    dropped = metrics.value("llmrouter_events_dropped_total", reason="spool_full")
+    assert 0 < spooled < 100 and spooled + dropped == 100
+
+
+async def test_stop_is_idempotent_and_later_events_are_dropped_visibly(tmp_path: Path) -> None:
+    metrics = h.Metrics()
+    publisher = KafkaPublisher(
+        h.publisher_config(f"127.0.0.1:{free_port()}", "t", str(tmp_path)), metrics=metrics
+    )
+    await publisher.start()
+    await publisher.stop(timeout=1.0)
+    await publisher.stop(timeout=1.0)
+
+    publisher.publish(h.event())
+    assert metrics.value("llmrouter_events_dropped_total", reason="closed") == 1
+
+
+async def test_an_oversized_event_is_dropped_without_wedging_the_rest(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = h.unique_topic()
+    await ensure_topics(kafka_broker.bootstrap, {topic: 1})
+    metrics = h.Metrics()
+    config = h.publisher_config(
+        kafka_broker.bootstrap, topic, str(tmp_path), include_content=True, max_request_bytes=4096
+    )
+    publisher = KafkaPublisher(config, metrics=metrics)
+    await publisher.start()
+    huge = h.event(h.completion(prompt_text="x" * 10_000, completion_text="y"))
+    small = h.events(5)
+
+    for event in [huge, *small]:
+        publisher.publish(event)
+    await h.eventually(lambda: metrics.value("llmrouter_events_published_total", type="feedback") == 5)
+    await publisher.stop()
+
+    assert metrics.value("llmrouter_events_dropped_total", reason="too_large") == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"encoding": "xml"}, "encoding"),
+        ({"compression_type": "brotli"}, "compression_type"),
+        ({"queue_max": 0}, "positive"),
+    ],
+)
+def test_config_rejects_bad_values(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PublisherConfig(**overrides)  # type: ignore[arg-type]
+
+
+def test_config_says_which_package_a_codec_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(publisher_config._COMPRESSION_CHECKS, "zstd", lambda: False)  # as without cramjam
+    with pytest.raises(ValueError, match="cramjam"):
+        PublisherConfig(compression_type="zstd")
+
+
+async def _topics(bootstrap: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return list(await admin.list_topics())
+    finally:
+        await admin.close()

@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from router_service.telemetry.spool import Spool, SpoolLockedError, SpoolRecord
+
+OpenSpool = Callable[..., Spool]
+
+
+@pytest.fixture
+def open_spool() -> Iterator[OpenSpool]:
+    """Spool(...) that is closed at teardown (close() is idempotent)."""
+    opened: list[Spool] = []
+
+    def make(*args: Any, **kwargs: Any) -> Spool:
+        opened.append(Spool(*args, **kwargs))
+        return opened[-1]
+
+    yield make
+    for spool in opened:
+        spool.close()
+
+
+def record(i: int, size: int = 10) -> SpoolRecord:
+    return SpoolRecord(
+        topic="t",
+        key=f"k{i}".encode(),
+        value=str(i).encode().ljust(size, b"."),
+        headers=(("ce_id", str(i).encode()), ("content-type", b"application/json")),
+    )
+
+
+def values(spool: Spool) -> list[bytes]:
+    return [rec.value.rstrip(b".") for _, rec in spool.replay()]
+
+
+def segments(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.seg"))
+
+
+def test_replays_in_append_order_across_segments(tmp_path: Path, open_spool: OpenSpool) -> None:
+    spool = open_spool(tmp_path, max_bytes=1 << 20, segment_bytes=200)
+    for i in range(20):
+        assert spool.append(record(i))
+
+    assert values(spool) == [str(i).encode() for i in range(20)]
+    assert len(segments(tmp_path)) > 3
+
+
+def test_record_fields_round_trip_including_a_missing_key(tmp_path: Path, open_spool: OpenSpool) -> None:
+    spool = open_spool(tmp_path, max_bytes=1 << 20)
+    original = SpoolRecord("llmrouter.events.v1", None, b"\x00\xffvalue", (("h", b""), ("ü", b"\x01")))
+    spool.append(original)
+
+    assert [rec for _, rec in spool.replay()] == [original]
+
+
+def test_append_refuses_past_the_bound(tmp_path: Path, open_spool: OpenSpool) -> None:
+    spool = open_spool(tmp_path, max_bytes=500, segment_bytes=100)
+    accepted = [spool.append(record(i)) for i in range(50)]
+
+    assert accepted[0] and not accepted[-1]
+    assert accepted == sorted(accepted, reverse=True)  # once full, stays full until acked
+    assert spool.total_bytes <= 500
+    assert sum(f.stat().st_size for f in segments(tmp_path)) == spool.total_bytes
+
+
+def test_ack_deletes_spent_segments_and_frees_room(tmp_path: Path, open_spool: OpenSpool) -> None:
+    spool = open_spool(tmp_path, max_bytes=600, segment_bytes=150)
+    while spool.append(record(len(values(spool)))):
+        pass
+    entries = spool.read_batch(5)
+    before = len(segments(tmp_path))
+
+    spool.ack(entries[-1][0])
+
+    assert len(segments(tmp_path)) < before
+    assert values(spool)[0] == b"5"
+    assert spool.append(record(99))  # room again
+
+
+def test_fully_acked_spool_is_empty_and_has_no_segments(tmp_path: Path, open_spool: OpenSpool) -> None:
+    spool = open_spool(tmp_path, max_bytes=1 << 20, segment_bytes=100)
+    for i in range(10):
+        spool.append(record(i))
+    last = spool.read_batch(100)[-1][0]
+
+    spool.ack(last)
+
+    assert spool.is_empty and spool.pending_bytes == 0 and spool.total_bytes == 0
+    assert segments(tmp_path) == []
+    spool.append(record(10))
+    assert values(spool) == [b"10"]
+
+
+def test_restart_replays_only_what_was_not_acked(tmp_path: Path, open_spool: OpenSpool) -> None:
+    spool = open_spool(tmp_path, max_bytes=1 << 20, segment_bytes=100)
+    for i in range(10):
+        spool.append(record(i))
+    spool.ack(spool.read_batch(4)[-1][0])
+    spool.close()
+
+    reopened = open_spool(tmp_path, max_bytes=1 << 20, segment_bytes=100)
+    reopened.append(record(10))
+
+    assert values(reopened) == [str(i).encode() for i in range(4, 11)]
+
+
+@pytest.mark.parametrize("damage", ["short_header", "short_payload", "bad_crc"])
+def test_torn_last_record_is_ignored_after_a_crash(
+    tmp_path: Path, open_spool: OpenSpool, damage: str
+) -> None:
+    spool = open_spool(tmp_path, max_bytes=1 << 20)
+    for i in range(3):
+        spool.append(record(i))
+    spool.close()
+    last = segments(tmp_path)[-1]
+    data = last.read_bytes()
+    if damage == "short_header":
+        last.write_bytes(data + b"\x00\x00\x01")
+    elif damage == "short_payload":
+        last.write_bytes(data + b"\x00\x00\x00\x40\x00\x00\x00\x00" + b"partial")
+    else:
+        last.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+
+    reopened = open_spool(tmp_path, max_bytes=1 << 20)
+    kept = 3 if damage != "bad_crc" else 2
+    assert values(reopened) == [str(i).encode() for i in range(kept)]
+    reopened.append(record(7))
+    assert values(reopened)[-1] == b"7"
+
+
+def test_replay_sees_records_appended_while_iterating(tmp_path: Path, open_spool: OpenSpool) -> None:
+    spool = open_spool(tmp_path, max_bytes=1 << 20, segment_bytes=60)
+    spool.append(record(0))
+    seen = []
+    for _, rec in spool.replay():
+        seen.append(rec.value.rstrip(b"."))
+        if len(seen) < 5:
+            spool.append(record(len(seen)))
+
+    assert seen == [str(i).encode() for i in range(5)]
+
+
+def test_a_record_larger_than_a_segment_gets_its_own(tmp_path: Path, open_spool: OpenSpool) -> None:
+    spool = open_spool(tmp_path, max_bytes=1 << 20, segment_bytes=50)
+    spool.append(record(0, size=500))
+    spool.append(record(1))
+
+    assert values(spool) == [b"0", b"1"]
+
+
+def test_a_directory_has_one_owner_at_a_time(tmp_path: Path, open_spool: OpenSpool) -> None:
+    spool = open_spool(tmp_path, max_bytes=1000)
+    with pytest.raises(SpoolLockedError):
+        Spool(tmp_path, max_bytes=1000)
+    spool.close()
+    spool.close()  # idempotent
+    with Spool(tmp_path, max_bytes=1000):
+        pass

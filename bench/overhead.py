@@ -58,6 +58,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from router_service._gen.router.v1 import router_pb2 as pb
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_service.embedded.broker import EmbeddedBroker
 from router_service.providers.http import make_http_client
 from router_service.settings import HttpConfig, parse_config
 
@@ -155,6 +156,7 @@ OVERHEAD_P50 = Budget("overhead p50 @c=1", "ms", 0.5, higher_is_better=False)
 OVERHEAD_P99 = Budget("overhead p99 @c=1", "ms", 1.5, higher_is_better=False)
 THROUGHPUT_VS_ECHO = Budget("rps @c=32 / echo rps", "x", 0.5, higher_is_better=True)
 OPEN_LOOP_ADDED_P99 = Budget("open-loop added p99", "ms", 3.0, higher_is_better=False)
+TELEMETRY_COST = Budget("telemetry throughput cost", "%", 5.0, higher_is_better=False)
 
 
 # --- load generators ------------------------------------------------------------------------------
@@ -375,11 +377,31 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def router_variants(extra_yaml: str | None, extra_name: str) -> list[RouterVariant]:
+EVENTS_VARIANT = "router/aiohttp+events"
+
+
+def events_extra(bootstrap: str, spool_dir: Path) -> dict[str, Any]:
+    """Telemetry on: every request publishes its decision, attempt and completion events."""
+    return {
+        "http": {"transport": "aiohttp"},
+        "events": {
+            "bootstrap_servers": bootstrap,
+            "enable_idempotence": False,  # the embedded Tansu broker lacks it
+            "create_topic_partitions": 3,
+            "spool_dir": str(spool_dir),
+        },
+    }
+
+
+def router_variants(
+    extra_yaml: str | None, extra_name: str, events: dict[str, Any] | None
+) -> list[RouterVariant]:
     variants = [
         RouterVariant("router/aiohttp", {"http": {"transport": "aiohttp"}}),
         RouterVariant("router/httpx", {"http": {"transport": "httpx"}}),
     ]
+    if events is not None:
+        variants.append(RouterVariant(EVENTS_VARIANT, events))
     if extra_yaml:
         text = Path(extra_yaml[1:]).read_text() if extra_yaml.startswith("@") else extra_yaml
         extra = yaml.safe_load(text) or {}
@@ -669,6 +691,11 @@ def derive(
             info_row(variant.name, "rps @c=32 / direct rps", router32.rps / direct32.rps, "x", ratio_basis),
             info_row(variant.name, "overhead p50 @c=32", router32.p50_ms - direct32.p50_ms, "ms", vs),
         ]
+    if any(v.name == EVENTS_VARIANT for v in variants):
+        with_events, without = find(closed, EVENTS_VARIANT, 32), find(closed, "router/aiohttp", 32)
+        cost = 1 - with_events.rps / without.rps
+        basis = f"1 - {EVENTS_VARIANT} / router/aiohttp rps @c=32"
+        rows.append(budget_row(EVENTS_VARIANT, TELEMETRY_COST, cost * 100, basis, with_events, without))
     return rows
 
 
@@ -749,6 +776,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="YAML mapping (or @file) deep-merged into the router config as one more router row",
     )
     parser.add_argument("--router-config-extra-name", default="router/extra", help="label of that row")
+    parser.add_argument(
+        "--no-events", action="store_true", help="skip the telemetry-on row (no embedded Kafka broker)"
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     return parser.parse_args(argv)
 
@@ -773,6 +803,20 @@ def event_loop_runner() -> tuple[str, Callable[[Any], Any]]:
 
 
 @contextlib.contextmanager
+def embedded_broker(enabled: bool, workdir: Path) -> Iterator[str]:
+    """A Tansu broker (its own process) for the telemetry-on row; yields its bootstrap or ""."""
+    if not enabled:
+        yield ""
+        return
+    broker = EmbeddedBroker(log_path=workdir / "tansu.log")
+    asyncio.run(broker.start())
+    try:
+        yield broker.bootstrap
+    finally:
+        asyncio.run(broker.kill())  # memory storage: nothing to keep
+
+
+@contextlib.contextmanager
 def sigterm_as_exit() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C so that the servers are still stopped."""
 
@@ -788,10 +832,15 @@ def sigterm_as_exit() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     params = params_from(args)
-    variants = router_variants(args.router_config_extra, args.router_config_extra_name)
     loop_name, run_loop = event_loop_runner()
     started, loadavg_before = dt.datetime.now(dt.UTC), os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp, Fleet(Path(tmp)) as fleet:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp,
+        Fleet(Path(tmp)) as fleet,
+        embedded_broker(not args.no_events, Path(tmp)) as bootstrap,
+    ):
+        events = events_extra(bootstrap, Path(tmp) / "spool") if bootstrap else None
+        variants = router_variants(args.router_config_extra, args.router_config_extra_name, events)
         sim = fleet.spawn_sim()
         sim_base_url = f"http://127.0.0.1:{sim.port}/v1"
         endpoints = Endpoints(

@@ -56,6 +56,11 @@ class Deployment:
     # Configured prior quality per task type in [0, 1]; the feedback loop refines it.
     quality: Mapping[TaskType, float] = field(default_factory=dict)
     default_quality: float = 0.5
+    # Task types this deployment is fit for; empty means every task.
+    tasks: frozenset[TaskType] = frozenset()
+    # Expected share of a long prompt's input tokens billed at the cached-input price (providers
+    # that cache prompt prefixes automatically); 0 means cost estimates assume no cache hits.
+    expected_cached_fraction: float = 0.0
 
     @property
     def key(self) -> str:

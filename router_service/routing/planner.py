@@ -1,101 +1,240 @@
 """Routing policy as a pure function: (request, catalog, policy, health, now) -> RouteDecision.
 
-No I/O, no clocks, no randomness of its own: everything that varies comes in as an argument,
-so a decision is reproducible in a unit test and cheap on the request path.
+No I/O, no clocks, no randomness of its own: everything that varies comes in as an argument
+(the round-robin ticket and random samples in `RequestContext`, live latency in `live`), so a
+decision is reproducible in a unit test and cheap on the request path.
 
-Steps: resolve the candidate set (pin, alias, or the policy's models), filter with a reason for
-every exclusion, then order the eligible ones with the policy's strategy.
+Steps:
+1. candidates: the pinned model's deployments first (then the policy's, unless the caller
+   disabled fallback), an alias's members in order, or the policy's models;
+2. classify the task (unless hinted) and estimate tokens and cost per candidate;
+3. filter: the first failing check per candidate becomes its exclusion reason, health last;
+4. order the eligible with the policy's strategy composition (pinned ones stay ahead), then two
+   soft preferences: candidates missing the request's latency target go after those meeting it,
+   and a deployment in slow start keeps its place only for its ramp fraction of requests;
+5. the chain is the first `max_attempts` (one if the caller disabled fallback).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
-from router_service.catalog import Catalog, Deployment
-from router_service.domain import CandidateView, ChatRequest, RouteDecision, TaskType
-from router_service.errors import NoEligibleCandidateError, UnknownModelError
+from router_service.catalog import Catalog
+from router_service.domain import CandidateView, ChatRequest, RouteDecision
+from router_service.errors import NoEligibleCandidateError
+from router_service.routing.candidate import CandidateTable
+from router_service.routing.classifier import DEFAULT_CLASSIFIER, TaskClassifier
+from router_service.routing.compiled import ALIAS, compiled_policy
+from router_service.routing.cost import CostModel
+from router_service.routing.filters import RequestLimits, run_checks
 from router_service.routing.policy import Policy
+from router_service.routing.signals import AlwaysHealthy, HealthView, LiveSignals, QualityView
+from router_service.routing.strategies import RankContext
+
+__all__ = ["AlwaysHealthy", "HealthView", "RequestContext", "RoutingEnv", "plan"]
 
 
-class HealthView(Protocol):
-    def unavailable_reason(self, key: str, now: float) -> str | None:
-        """Why deployment `key` must not be used now, or None if it may."""
-        ...
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Per-request inputs besides the request itself. `routing.router.Router` draws them."""
+
+    random_value: float = 0.0  # uniform in [0, 1): the weighted strategy's sample
+    ramp_value: float = 0.0  # uniform in [0, 1): slow-start admission
+    ticket: int = 0  # round-robin position: a per-policy counter, +1 per request
+    streaming: bool = False  # needs the "streaming" capability; latency means time to first token
+    allowed_models: frozenset[str] | None = None  # the caller's key scope (names or keys); None: any
 
 
-class AlwaysHealthy:
-    def unavailable_reason(self, key: str, now: float) -> str | None:
-        return None
+@dataclass(frozen=True, slots=True)
+class RoutingEnv:
+    """Startup-time collaborators: built once from config."""
+
+    classifier: TaskClassifier = DEFAULT_CLASSIFIER
+    cost_model: CostModel = field(default_factory=CostModel)
+
+
+DEFAULT_CONTEXT = RequestContext()
+DEFAULT_ENV = RoutingEnv()
 
 
 def plan(
-    request: ChatRequest, catalog: Catalog, policy: Policy, health: HealthView, now: float
+    request: ChatRequest,
+    catalog: Catalog,
+    policy: Policy,
+    health: HealthView,
+    now: float,
+    *,
+    context: RequestContext = DEFAULT_CONTEXT,
+    live: LiveSignals | None = None,
+    quality: QualityView | None = None,
+    env: RoutingEnv = DEFAULT_ENV,
 ) -> RouteDecision:
-    deployments, strategy = _candidate_deployments(request, catalog, policy)
-    views = [_view(d, request, health, now) for d in deployments]
-    eligible = [v for v in views if v.eligible]
+    """Raises UnknownModelError for an unknown pin or alias, NoEligibleCandidateError (with a
+    reason per candidate) when every candidate is excluded."""
+    compiled = compiled_policy(catalog, policy)
+    table, strategy = compiled.candidates(request.selection)
+    hinted = request.hints.task_type
+    task = hinted if hinted is not None else env.classifier.classify(request)
+    estimate = env.cost_model.estimate(request, task)
+    ctx = RankContext(
+        table,
+        env.cost_model.costs(table, estimate),
+        task,
+        now,
+        live=live,
+        quality_view=quality,
+        streaming=context.streaming,
+        random_value=context.random_value,
+        ticket=context.ticket,
+    )
+    limits = RequestLimits(
+        request, policy, task, estimate, streaming=context.streaming, allowed_models=context.allowed_models
+    )
+    eligible, reasons = run_checks(ctx, limits)
+    eligible = _healthy(eligible, reasons, table, health, now)
     if not eligible:
-        raise NoEligibleCandidateError({v.key: v.exclusion_reason for v in views})
-    chain = tuple(v.key for v in eligible)
-    if request.selection.disable_fallback:
-        chain = chain[:1]
-    task = request.hints.task_type or TaskType.CHAT
+        raise NoEligibleCandidateError({key: r or "" for key, r in zip(table.keys, reasons, strict=True)})
+    limit = 1 if request.selection.disable_fallback else policy.max_attempts
+    composite = compiled.composite
+    eligible_scores = composite.scores(eligible, ctx)
+    scores = _scatter(eligible, eligible_scores, len(table))
+    if strategy == ALIAS:  # an alias is an ordered list: its order is the point
+        ordered: Sequence[Iterable[int]] = [eligible]
+    elif not table.pinned_count:
+        ordered = [composite.order(eligible, ctx, eligible_scores)]
+    else:
+        ordered = [
+            composite.order(g, ctx, [scores[i] for i in g])
+            for g in _pinned_first(eligible, table.pinned_count)
+        ]
+    chain = _chain(ordered, limit, _deferral(ctx, request.hints.latency_target_s, context.ramp_value))
     return RouteDecision(
         policy=policy.name,
         strategy=strategy,
         task_type=task,
-        chain=chain[: policy.max_attempts],
-        candidates=tuple(views),
+        chain=tuple(table.keys[i] for i in chain),
+        candidates=_views(table, reasons, ctx.cost_nanos, scores),
     )
 
 
-def _candidate_deployments(
-    request: ChatRequest, catalog: Catalog, policy: Policy
-) -> tuple[list[Deployment], str]:
-    selection = request.selection
-    if selection.model:
-        pinned = catalog.resolve_model(selection.model)
-        if not pinned:
-            raise UnknownModelError("model", selection.model)
-        rest = [] if selection.disable_fallback else _policy_deployments(catalog, policy)
-        return _dedupe([*pinned, *rest]), "pinned"
-    if selection.alias:
-        names = catalog.aliases.get(selection.alias)
-        if names is None:
-            raise UnknownModelError("alias", selection.alias)
-        return _dedupe([d for name in names for d in catalog.resolve_model(name)]), "alias"
-    return _policy_deployments(catalog, policy), policy.strategy
+def _healthy(
+    eligible: list[int], reasons: list[str | None], table: CandidateTable, health: HealthView, now: float
+) -> list[int]:
+    """Health last: it is the only check that asks live state, and the policy's reasons win."""
+    keys, index_of = table.keys, table.index_of
+    bulk = getattr(health, "unavailable_reasons", None)  # the optional BulkHealthView method
+    if bulk is None:
+        unavailable = health.unavailable_reason
+        for i in eligible:
+            reasons[i] = unavailable(keys[i], now)
+        return [i for i in eligible if reasons[i] is None]
+    unhealthy: Mapping[str, str] = bulk(now)
+    if not unhealthy:
+        return eligible
+    for key, reason in unhealthy.items():
+        index = index_of.get(key)
+        if index is not None and reasons[index] is None:
+            reasons[index] = reason
+    return [i for i in eligible if reasons[i] is None]
 
 
-def _policy_deployments(catalog: Catalog, policy: Policy) -> list[Deployment]:
-    if not policy.models:
-        return list(catalog.deployments)
-    return [d for name in policy.models for d in catalog.resolve_model(name)]
+def _pinned_first(eligible: list[int], pinned_count: int) -> list[list[int]]:
+    """Pinned candidates come first whatever they score: each group is ordered on its own."""
+    return [[i for i in eligible if i < pinned_count], [i for i in eligible if i >= pinned_count]]
 
 
-def _dedupe(deployments: list[Deployment]) -> list[Deployment]:
-    seen: set[str] = set()
-    out = []
-    for d in deployments:
-        if d.key not in seen:
-            seen.add(d.key)
-            out.append(d)
+def _deferral(ctx: RankContext, latency_target_s: float | None, ramp_value: float) -> Callable[[int], bool]:
+    """Soft preferences, which reorder but never exclude:
+    - a candidate known to be slower than the request's latency target goes after those that
+      are not (a target is a preference; a hard ceiling is `Policy.max_p95_s`);
+    - a deployment in slow start after an outage keeps its place for its ramp fraction of
+      requests and goes later otherwise: still a fallback, never a thundering herd.
+    """
+    live, keys = ctx.live, ctx.table.keys
+    if live is None:
+        return _never
+    # Held back this time: ramping deployments whose fraction this request's draw exceeds.
+    held_back = {key for key, fraction in live.ramping(ctx.now).items() if ramp_value >= fraction}
+    if latency_target_s is None:
+        return (lambda i: keys[i] in held_back) if held_back else _never
+    p95s = ctx.p95s
+    return lambda i: keys[i] in held_back or ((p95 := p95s[i]) is not None and p95 > latency_target_s)
+
+
+def _never(index: int) -> bool:
+    return False
+
+
+def _chain(groups: Sequence[Iterable[int]], limit: int, deferred: Callable[[int], bool]) -> list[int]:
+    """The first `limit` of each group in order, deferred ones after the rest of their group.
+
+    Stops as soon as the chain is full, so the soft preferences are evaluated for a handful of
+    candidates, not all of them.
+    """
+    chain: list[int] = []
+    for ranked in groups:
+        held_back: list[int] = []
+        for i in ranked:
+            if len(chain) >= limit:
+                break
+            (held_back if deferred(i) else chain).append(i)
+        chain += held_back
+        if len(chain) >= limit:
+            break
+    return chain[:limit]
+
+
+# Views are built per candidate per request, and a frozen dataclass's generated __init__ costs
+# about a microsecond on its own: with 50 candidates, a third of the whole decision. So a view is
+# built as a plain slotted draft with the same slot layout and then given its real class, which
+# CPython allows between layout-compatible classes; the result is an ordinary CandidateView,
+# equal to one built by the constructor (tests check this). The guard below fails at import,
+# not silently, if CandidateView's fields ever change.
+_VIEW_FIELDS = ("provider", "model", "eligible", "exclusion_reason", "score", "estimated_cost_nanos")
+if (
+    tuple(f.name for f in dataclasses.fields(CandidateView)) != _VIEW_FIELDS
+    or CandidateView.__slots__ != _VIEW_FIELDS
+):
+    raise ImportError("CandidateView fields changed: update routing.planner._views")
+
+
+class _ViewDraft:
+    __slots__ = _VIEW_FIELDS
+    provider: str
+    model: str
+    eligible: bool
+    exclusion_reason: str
+    score: float
+    estimated_cost_nanos: int
+
+
+def _scatter(indices: Sequence[int], values: Sequence[float], size: int) -> list[float]:
+    """values[k] at position indices[k], 0 elsewhere (excluded candidates score 0)."""
+    out = [0.0] * size
+    for i, value in zip(indices, values, strict=True):
+        out[i] = value
     return out
 
 
-def _view(d: Deployment, request: ChatRequest, health: HealthView, now: float) -> CandidateView:
-    reason = _exclusion(d, request, health, now)
-    return CandidateView(
-        provider=d.provider, model=d.model, eligible=reason is None, exclusion_reason=reason or ""
-    )
-
-
-def _exclusion(d: Deployment, request: ChatRequest, health: HealthView, now: float) -> str | None:
-    hints = request.hints
-    if hints.allowed_providers and d.provider not in hints.allowed_providers:
-        return "provider not in allowed_providers"
-    if d.provider in hints.denied_providers:
-        return "provider in denied_providers"
-    if request.tools and "tools" not in d.capabilities:
-        return "model does not support tools"
-    return health.unavailable_reason(d.key, now)
+def _views(
+    table: CandidateTable, reasons: Sequence[str | None], costs: Sequence[int], scores: Sequence[float]
+) -> tuple[CandidateView, ...]:
+    new, view_class = object.__new__, CandidateView
+    views: list[_ViewDraft] = []
+    append = views.append
+    for provider, model, reason, score, cost in zip(
+        table.providers, table.models, reasons, scores, costs, strict=True
+    ):
+        view = new(_ViewDraft)
+        view.provider = provider
+        view.model = model
+        view.eligible = reason is None
+        view.exclusion_reason = reason or ""
+        view.score = score
+        view.estimated_cost_nanos = cost
+        view.__class__ = view_class  # type: ignore[assignment]
+        append(view)
+    return cast(tuple[CandidateView, ...], tuple(views))

@@ -229,7 +229,7 @@ async def test_route_explains_without_calling_upstream(stub: pb_grpc.RouterServi
     d = resp.decision
     assert (d.chosen, list(d.fallbacks)) == ("sim-b/m2", ["sim-c/m3"])
     excluded = {f"{c.provider}/{c.model}": c.exclusion_reason for c in d.candidates if not c.eligible}
-    assert excluded == {"sim-a/m1": "provider in denied_providers"}
+    assert excluded == {"sim-a/m1": "provider 'sim-a' in the request's denied_providers"}
     for name in sims:
         assert (await sims.stats(name))["requests"] == 0
 

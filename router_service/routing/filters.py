@@ -1,0 +1,281 @@
+"""Hard constraints: which candidates cannot serve a request, and why.
+
+`run_checks` runs the checks that apply to a request in the order below; a candidate's reason is
+the first check it fails. Reasons are written for the people reading `Route` output: they name the
+limit and the value that broke it.
+
+Constraints combine the request's hints with the policy's own (the stricter applies) and the
+caller's key (`allowed_models`). Health is checked by the planner after these, through HealthView.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from router_service.domain import ChatRequest, DataSensitivity, ResponseFormatType, TaskType
+from router_service.routing.candidate import SENSITIVITY_RANK, TASK_INDEX, CandidateTable
+from router_service.routing.cost import TokenEstimate
+from router_service.routing.policy import Policy
+from router_service.routing.strategies.base import RankContext
+
+
+class RequestLimits:
+    """What one request demands of a candidate, after merging hints, policy and key.
+
+    A plain slotted class rather than a frozen dataclass: it is built on every request, and a
+    frozen dataclass's __init__ costs a microsecond or two more.
+    """
+
+    __slots__ = (
+        "allowed_models",
+        "allowed_providers",
+        "denied_providers",
+        "max_cost_nanos",
+        "max_p95_s",
+        "min_quality",
+        "prompt_tokens",
+        "requested_max_output",
+        "required_capabilities",
+        "sensitivity",
+        "sensitivity_rank",
+        "task",
+    )
+
+    def __init__(
+        self,
+        request: ChatRequest,
+        policy: Policy,
+        task: TaskType,
+        estimate: TokenEstimate,
+        *,
+        streaming: bool = False,
+        allowed_models: frozenset[str] | None = None,
+    ) -> None:
+        hints = request.hints
+        self.task = task
+        self.sensitivity = _stricter_sensitivity(hints.data_sensitivity, policy.min_sensitivity)
+        self.sensitivity_rank = SENSITIVITY_RANK[self.sensitivity]
+        self.required_capabilities = required_capabilities(request, streaming)
+        self.prompt_tokens = estimate.prompt_tokens
+        self.requested_max_output = estimate.requested_max_output
+        self.allowed_models = allowed_models  # the caller's key scope; None: any
+        self.allowed_providers = hints.allowed_providers
+        self.denied_providers = hints.denied_providers
+        self.min_quality = _larger(hints.min_quality, policy.min_quality)
+        self.max_cost_nanos = _smaller(hints.max_cost_nanos, policy.max_cost_nanos)
+        self.max_p95_s = policy.max_p95_s
+
+    @property
+    def tokens_needed(self) -> int:
+        return self.prompt_tokens + (self.requested_max_output or 0)
+
+
+def required_capabilities(request: ChatRequest, streaming: bool) -> frozenset[str]:
+    needed = []
+    if request.tools:
+        needed.append("tools")
+    response_format = request.response_format
+    if response_format is not None and response_format.type is not ResponseFormatType.TEXT:
+        needed.append("json")
+    if streaming:
+        needed.append("streaming")
+    return frozenset(needed)
+
+
+def run_checks(ctx: RankContext, limits: RequestLimits) -> tuple[list[int], list[str | None]]:
+    """(indices still eligible, reason per candidate or None). Health is not checked here."""
+    reasons, alive = _categorical(ctx.table, limits)
+    for check in _request_checks(limits):
+        if not alive:
+            break
+        alive = check(alive, ctx, limits, reasons)
+    return alive, reasons
+
+
+# --- categorical checks: memoized per table ---------------------------------------------------
+#
+# The policy's own exclusions, data sensitivity, task fit and capabilities depend on the request
+# only through a few small values (3 sensitivities x 6 tasks x a handful of capability sets), so
+# their outcome is computed once per combination and per candidate table, then copied per request.
+
+
+def _categorical(table: CandidateTable, limits: RequestLimits) -> tuple[list[str | None], list[int]]:
+    key = (limits.sensitivity_rank, TASK_INDEX[limits.task], limits.required_capabilities)
+    found = table.exclusion_memo.get(key)
+    if found is None:
+        reasons = tuple(_categorical_reason(table, i, limits) for i in range(len(table)))
+        alive = tuple(i for i, reason in enumerate(reasons) if reason is None)
+        found = table.exclusion_memo[key] = (reasons, alive)
+    reasons, alive = found
+    return list(reasons), list(alive)
+
+
+def _categorical_reason(table: CandidateTable, i: int, limits: RequestLimits) -> str | None:
+    return (
+        table.static_reasons[i]
+        or _sensitivity_reason(table, i, limits)
+        or _task_reason(table, i, limits)
+        or _capability_reason(table, i, limits)
+    )
+
+
+def _sensitivity_reason(table: CandidateTable, i: int, limits: RequestLimits) -> str | None:
+    if limits.sensitivity_rank <= table.sensitivity_ranks[i]:
+        return None
+    limit = table.deployments[i].max_sensitivity.value
+    return f"data sensitivity {limits.sensitivity.value} above this deployment's limit ({limit})"
+
+
+def _task_reason(table: CandidateTable, i: int, limits: RequestLimits) -> str | None:
+    tasks = table.tasks[i]
+    if not tasks or limits.task in tasks:
+        return None
+    return f"not configured for {limits.task.value} tasks"
+
+
+def _capability_reason(table: CandidateTable, i: int, limits: RequestLimits) -> str | None:
+    missing = limits.required_capabilities - table.capabilities[i]
+    if not missing:
+        return None
+    return f"lacks capability: {', '.join(sorted(missing))}"
+
+
+# --- per-request checks: over whole columns -----------------------------------------------------
+#
+# A check takes the candidates still eligible, records a reason for each one it excludes, and
+# returns those still eligible. Each is one comprehension over a column (no call per candidate)
+# and formats a reason only for the candidates it excludes.
+
+Check = Callable[[list[int], RankContext, RequestLimits, list["str | None"]], list[int]]
+
+
+def _request_checks(limits: RequestLimits) -> tuple[Check, ...]:
+    """The per-request checks that can exclude anything for this request, in order."""
+    checks: list[Check] = []
+    if limits.allowed_models is not None:
+        checks.append(key_access)
+    if limits.allowed_providers:
+        checks.append(allowed_providers)
+    if limits.denied_providers:
+        checks.append(denied_providers)
+    checks.append(context_window)
+    if limits.requested_max_output is not None:
+        checks.append(output_limit)
+    if limits.min_quality is not None:
+        checks.append(quality_floor)
+    if limits.max_cost_nanos is not None:
+        checks.append(cost_cap)
+    if limits.max_p95_s is not None:
+        checks.append(latency_ceiling)
+    return tuple(checks)
+
+
+def _exclude(
+    alive: list[int], reasons: list[str | None], failing: list[int], describe: Callable[[int], str]
+) -> list[int]:
+    if not failing:
+        return alive
+    for i in failing:
+        reasons[i] = describe(i)
+    return [i for i in alive if reasons[i] is None]
+
+
+def key_access(
+    alive: list[int], ctx: RankContext, limits: RequestLimits, reasons: list[str | None]
+) -> list[int]:
+    allowed = limits.allowed_models or frozenset()
+    keys, models = ctx.table.keys, ctx.table.models
+    failing = [i for i in alive if keys[i] not in allowed and models[i] not in allowed]
+    return _exclude(alive, reasons, failing, lambda i: f"model {models[i]!r} not allowed for this API key")
+
+
+def allowed_providers(
+    alive: list[int], ctx: RankContext, limits: RequestLimits, reasons: list[str | None]
+) -> list[int]:
+    providers, allowed = ctx.table.providers, limits.allowed_providers
+    failing = [i for i in alive if providers[i] not in allowed]
+    return _exclude(
+        alive, reasons, failing, lambda i: f"provider {providers[i]!r} not in the request's allowed_providers"
+    )
+
+
+def denied_providers(
+    alive: list[int], ctx: RankContext, limits: RequestLimits, reasons: list[str | None]
+) -> list[int]:
+    providers, denied = ctx.table.providers, limits.denied_providers
+    failing = [i for i in alive if providers[i] in denied]
+    return _exclude(
+        alive, reasons, failing, lambda i: f"provider {providers[i]!r} in the request's denied_providers"
+    )
+
+
+def context_window(
+    alive: list[int], ctx: RankContext, limits: RequestLimits, reasons: list[str | None]
+) -> list[int]:
+    windows, needed = ctx.table.context_windows, limits.tokens_needed
+    failing = [i for i in alive if windows[i] < needed]
+    if not failing:
+        return alive
+    detail = f"prompt ~{limits.prompt_tokens}"
+    if limits.requested_max_output:
+        detail += f" + max output {limits.requested_max_output}"
+    return _exclude(
+        alive, reasons, failing, lambda i: f"context window {windows[i]} < {needed} tokens needed ({detail})"
+    )
+
+
+def output_limit(
+    alive: list[int], ctx: RankContext, limits: RequestLimits, reasons: list[str | None]
+) -> list[int]:
+    maxima, requested = ctx.table.max_outputs, limits.requested_max_output or 0
+    failing = [i for i in alive if requested > maxima[i]]
+    return _exclude(
+        alive,
+        reasons,
+        failing,
+        lambda i: f"max_output_tokens {requested} above this model's limit ({maxima[i]})",
+    )
+
+
+def quality_floor(
+    alive: list[int], ctx: RankContext, limits: RequestLimits, reasons: list[str | None]
+) -> list[int]:
+    qualities, floor, task = ctx.qualities, limits.min_quality or 0.0, limits.task.value
+    failing = [i for i in alive if qualities[i] < floor]
+    return _exclude(
+        alive, reasons, failing, lambda i: f"quality {qualities[i]:.2f} below floor {floor:.2f} for {task}"
+    )
+
+
+def cost_cap(
+    alive: list[int], ctx: RankContext, limits: RequestLimits, reasons: list[str | None]
+) -> list[int]:
+    costs = ctx.cost_nanos
+    cap = limits.max_cost_nanos if limits.max_cost_nanos is not None else 0
+    failing = [i for i in alive if costs[i] > cap]
+    return _exclude(alive, reasons, failing, lambda i: f"estimated cost {costs[i]} nano-USD above cap {cap}")
+
+
+def latency_ceiling(
+    alive: list[int], ctx: RankContext, limits: RequestLimits, reasons: list[str | None]
+) -> list[int]:
+    p95s, ceiling = ctx.p95s, limits.max_p95_s or 0.0
+    # A deployment without data yet gets the benefit of the doubt.
+    failing = [i for i in alive if (p95 := p95s[i]) is not None and p95 > ceiling]
+    return _exclude(
+        alive, reasons, failing, lambda i: f"p95 {p95s[i] or 0.0:.2f}s above policy ceiling {ceiling:.2f}s"
+    )
+
+
+def _stricter_sensitivity(hint: DataSensitivity, floor: DataSensitivity | None) -> DataSensitivity:
+    if floor is None or SENSITIVITY_RANK[hint] >= SENSITIVITY_RANK[floor]:
+        return hint
+    return floor
+
+
+def _larger(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _smaller(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)

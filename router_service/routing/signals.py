@@ -1,0 +1,58 @@
+"""What routing reads about the world, as Protocols: health, live latency, quality scores.
+
+`resilience.live_state.LiveState` implements `HealthView` and `LiveSignals`; the feedback loop will
+provide a `QualityView`. Routing depends only on these shapes, never on who implements them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from router_service.domain import TaskType
+
+
+class HealthView(Protocol):
+    """Implementations may also offer `unavailable_reasons` (see `BulkHealthView`); the planner
+    then asks once per request instead of once per candidate."""
+
+    def unavailable_reason(self, key: str, now: float) -> str | None:
+        """Why deployment `key` must not be used now, or None if it may."""
+        ...
+
+
+class BulkHealthView(HealthView, Protocol):
+    def unavailable_reasons(self, now: float) -> Mapping[str, str]:
+        """Every deployment that must not be used now, with why (usually few or none)."""
+        ...
+
+
+class LiveSignals(Protocol):
+    """Bulk reads: the planner asks once per request for all its candidates."""
+
+    def latency_p95s(self, keys: Sequence[str], now: float) -> list[float | None]:
+        """Rolling P95 of whole-request latency per key; None while there is too little data."""
+        ...
+
+    def ttft_p95s(self, keys: Sequence[str], now: float) -> list[float | None]:
+        """Rolling P95 of time to first token per key; None while there is too little data."""
+        ...
+
+    def ramping(self, now: float) -> Mapping[str, float]:
+        """Deployments in slow start, with the share of the traffic they would win that they may
+        take now (in (0, 1)); usually empty."""
+        ...
+
+
+class QualityView(Protocol):
+    def quality(self, key: str, task: TaskType) -> float | None:
+        """Observed quality in [0, 1] for `key` on `task`; None to use the configured prior."""
+        ...
+
+
+class AlwaysHealthy:
+    def unavailable_reason(self, key: str, now: float) -> str | None:
+        return None
+
+    def unavailable_reasons(self, now: float) -> Mapping[str, str]:
+        return {}

@@ -1,0 +1,220 @@
+"""Every exclusion has a precise reason: one table row per filter, checked through `plan`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from router_service.catalog import Deployment
+from router_service.domain import (
+    DataSensitivity,
+    GenerationParams,
+    ResponseFormat,
+    ResponseFormatType,
+    RoutingHints,
+    TaskType,
+    ToolSpec,
+)
+from router_service.errors import NoEligibleCandidateError
+from router_service.routing.planner import RequestContext, plan
+from router_service.routing.policy import Policy
+from tests.routing.factories import (
+    HEALTHY,
+    FixedLatency,
+    FixedQuality,
+    Unavailable,
+    catalog,
+    deployment,
+    request,
+)
+
+OPEN = Policy("open", strategy="priority")
+
+
+def reasons_for(
+    target: Deployment,
+    policy: Policy = OPEN,
+    context: RequestContext | None = None,
+    **request_fields: Any,
+) -> str:
+    """The exclusion reason of `target`, routed next to an always-eligible control deployment."""
+    control = deployment(
+        "ctl/control",
+        context_window=10_000_000,
+        max_output_tokens=10_000_000,
+        max_sensitivity=DataSensitivity.RESTRICTED,
+        output_nanos=1_000_000,
+    )
+    cat = catalog(target, control)
+    decision = plan(request(**request_fields), cat, policy, HEALTHY, 0.0, context=context or RequestContext())
+    (view,) = [c for c in decision.candidates if c.key == target.key]
+    assert target.key not in decision.chain
+    assert not view.eligible
+    return view.exclusion_reason
+
+
+@pytest.mark.parametrize(
+    ("target", "fields", "reason"),
+    [
+        (
+            deployment("p/m", capabilities=frozenset()),
+            {"tools": (ToolSpec("f"),)},
+            "lacks capability: tools",
+        ),
+        (
+            deployment("p/m", capabilities=frozenset({"tools"})),
+            {"response_format": ResponseFormat(ResponseFormatType.JSON_SCHEMA), "tools": (ToolSpec("f"),)},
+            "lacks capability: json",
+        ),
+        (
+            deployment("p/m", context_window=1_000),
+            {"text": "x" * 8_000},
+            "context window 1000 < 2004 tokens needed (prompt ~2004)",
+        ),
+        (
+            deployment("p/m", context_window=1_000),
+            {"text": "hi", "params": GenerationParams(max_output_tokens=2_000)},
+            "context window 1000 < 2005 tokens needed (prompt ~5 + max output 2000)",
+        ),
+        (
+            deployment("p/m", max_output_tokens=4_096),
+            {"params": GenerationParams(max_output_tokens=8_000)},
+            "max_output_tokens 8000 above this model's limit (4096)",
+        ),
+        (
+            deployment("p/m", max_sensitivity=DataSensitivity.INTERNAL),
+            {"hints": RoutingHints(data_sensitivity=DataSensitivity.RESTRICTED, task_type=TaskType.CHAT)},
+            "data sensitivity restricted above this deployment's limit (internal)",
+        ),
+        (
+            deployment("p/m", tasks=frozenset({TaskType.CHAT})),
+            {"task": TaskType.CODE},
+            "not configured for code tasks",
+        ),
+        (
+            deployment("p/m"),
+            {"hints": RoutingHints(allowed_providers=frozenset({"ctl"}), task_type=TaskType.CHAT)},
+            "provider 'p' not in the request's allowed_providers",
+        ),
+        (
+            deployment("p/m"),
+            {"hints": RoutingHints(denied_providers=frozenset({"p"}), task_type=TaskType.CHAT)},
+            "provider 'p' in the request's denied_providers",
+        ),
+        (
+            deployment("p/m", default_quality=0.3),
+            {"hints": RoutingHints(min_quality=0.5, task_type=TaskType.CHAT)},
+            "quality 0.30 below floor 0.50 for chat",
+        ),
+        (
+            deployment("p/m", output_nanos=10**12),
+            {"hints": RoutingHints(max_cost_nanos=1_000_000, task_type=TaskType.CHAT)},
+            "estimated cost 300006000 nano-USD above cap 1000000",
+        ),
+    ],
+)
+def test_request_constraint_reasons(target: Deployment, fields: dict[str, Any], reason: str) -> None:
+    assert reasons_for(target, **fields) == reason
+
+
+@pytest.mark.parametrize(
+    ("policy", "reason"),
+    [
+        (Policy("eu", regions=frozenset({"eu"})), "region 'us' not in policy 'eu' regions (eu)"),
+        (
+            Policy("only-ctl", allowed_providers=frozenset({"ctl"})),
+            "provider 'p' not allowed by policy 'only-ctl'",
+        ),
+        (Policy("no-p", denied_providers=frozenset({"p"})), "provider 'p' denied by policy 'no-p'"),
+        (
+            Policy("pii-safe", min_sensitivity=DataSensitivity.RESTRICTED),
+            "data sensitivity restricted above this deployment's limit (internal)",
+        ),
+        (Policy("capped", max_cost_nanos=1_000_000), "estimated cost 300006000 nano-USD above cap 1000000"),
+        (Policy("good", min_quality=0.9), "quality 0.50 below floor 0.90 for chat"),
+    ],
+)
+def test_policy_constraint_reasons(policy: Policy, reason: str) -> None:
+    target = deployment("p/m", region="us", output_nanos=10**12)
+    control = deployment(
+        "ctl/c",
+        region="eu",
+        max_sensitivity=DataSensitivity.RESTRICTED,
+        default_quality=0.95,
+        output_nanos=1_000_000,
+    )
+    decision = plan(request(), catalog(target, control), policy, HEALTHY, 0.0)
+    assert {c.key: c.exclusion_reason for c in decision.candidates}["p/m"] == reason
+    assert decision.chain == ("ctl/c",)
+
+
+def test_key_access_allows_by_model_name_or_deployment_key() -> None:
+    cat = catalog(deployment("p/m"), deployment("q/m"), deployment("r/other"))
+    context = RequestContext(allowed_models=frozenset({"m", "r/other"}))
+    decision = plan(
+        request(), cat, OPEN, HEALTHY, 0.0, context=RequestContext(allowed_models=frozenset({"p/m"}))
+    )
+    assert decision.chain == ("p/m",)
+    assert {c.key: c.exclusion_reason for c in decision.candidates}[
+        "q/m"
+    ] == "model 'm' not allowed for this API key"
+    assert plan(request(), cat, OPEN, HEALTHY, 0.0, context=context).chain == ("p/m", "q/m", "r/other")
+
+
+def test_streaming_requires_the_streaming_capability() -> None:
+    target = deployment("p/m", capabilities=frozenset({"tools"}))
+    assert reasons_for(target, context=RequestContext(streaming=True)) == "lacks capability: streaming"
+
+
+def test_health_reason_comes_from_the_health_view_and_policy_reasons_win() -> None:
+    cat = catalog(
+        deployment("p/m", region="us"), deployment("q/m", region="eu"), deployment("r/m", region="eu")
+    )
+    health = Unavailable({"p/m": "circuit open", "q/m": "circuit open: cooling down 3.0s more after auth"})
+    decision = plan(request(), cat, Policy("eu", regions=frozenset({"eu"})), health, 0.0)
+    reasons = {c.key: c.exclusion_reason for c in decision.candidates}
+    assert reasons["p/m"].startswith("region 'us'")
+    assert reasons["q/m"] == "circuit open: cooling down 3.0s more after auth"
+    assert decision.chain == ("r/m",)
+
+
+def test_latency_ceiling_excludes_known_slow_but_not_cold_deployments() -> None:
+    cat = catalog(deployment("p/slow"), deployment("q/fast"), deployment("r/cold"))
+    live = FixedLatency({"p/slow": 3.0, "q/fast": 0.5})
+    decision = plan(request(), cat, Policy("snappy", max_p95_s=1.0), HEALTHY, 0.0, live=live)
+    reasons = {c.key: c.exclusion_reason for c in decision.candidates}
+    assert reasons == {"p/slow": "p95 3.00s above policy ceiling 1.00s", "q/fast": "", "r/cold": ""}
+
+
+def test_the_stricter_of_hint_and_policy_applies() -> None:
+    cat = catalog(deployment("p/m", default_quality=0.7), deployment("q/m", default_quality=0.9))
+    hints = RoutingHints(min_quality=0.6, task_type=TaskType.CHAT)
+    assert plan(request(hints=hints), cat, Policy("q", min_quality=0.8), HEALTHY, 0.0).chain == ("q/m",)
+    hints = RoutingHints(min_quality=0.8, task_type=TaskType.CHAT)
+    assert plan(request(hints=hints), cat, Policy("q", min_quality=0.6), HEALTHY, 0.0).chain == ("q/m",)
+
+
+def test_observed_quality_is_what_the_floor_checks() -> None:
+    cat = catalog(deployment("p/m", default_quality=0.9), deployment("q/m", default_quality=0.9))
+    decision = plan(
+        request(), cat, Policy("q", min_quality=0.8), HEALTHY, 0.0, quality=FixedQuality({"p/m": 0.2})
+    )
+    assert decision.chain == ("q/m",)
+
+
+def test_first_failing_check_is_the_reason_reported() -> None:
+    # Both the policy region and the capability fail: the policy's own reason is first.
+    target = deployment("p/m", region="us", capabilities=frozenset())
+    reason = reasons_for(target, Policy("eu", regions=frozenset({"eu", ""})), tools=(ToolSpec("f"),))
+    assert reason.startswith("region 'us'")
+
+
+def test_no_eligible_candidate_lists_every_candidate_with_its_reason() -> None:
+    cat = catalog(deployment("p/m", capabilities=frozenset()), deployment("q/m", context_window=10))
+    with pytest.raises(NoEligibleCandidateError) as caught:
+        plan(request("x" * 100, tools=(ToolSpec("f"),)), cat, OPEN, Unavailable({}), 0.0)
+    assert caught.value.exclusions == {
+        "p/m": "lacks capability: tools",
+        "q/m": "context window 10 < 46 tokens needed (prompt ~46)",
+    }

@@ -203,6 +203,7 @@ class AttemptRecord:
     time_to_first_token_s: float | None = None
     started_at_unix_s: float = 0.0
     retry_after_s: float | None = None
+    hedged: bool = False  # started as a race against a slow first choice
 
 
 @dataclass(frozen=True, slots=True)

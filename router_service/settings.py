@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
@@ -32,7 +32,14 @@ from pydantic import (
 from router_service.catalog import NANOS_PER_USD, Catalog, Deployment, Price
 from router_service.domain import DataSensitivity, TaskType
 from router_service.providers.base import ProviderEndpoint
-from router_service.routing.policy import Policy
+from router_service.resilience.breaker import BreakerConfig
+from router_service.resilience.error_policy import ErrorPolicy
+from router_service.resilience.live_state import LiveStateConfig
+from router_service.resilience.retry import RetryBudgetConfig, RetryConfig
+from router_service.routing.classifier import ClassifierConfig, RuleClassifier
+from router_service.routing.planner import DEFAULT_ENV, RoutingEnv
+from router_service.routing.policy import HedgeConfig, Policy
+from router_service.routing.strategies import StrategyParams
 from router_service.telemetry.kafka_client import KafkaSecurity
 from router_service.telemetry.publisher_config import DEFAULT_TOPIC, PublisherConfig
 from router_service.telemetry.redaction import pii_patterns
@@ -102,6 +109,9 @@ class RoutingConfig(_Strict):
     # Streams: give up on an attempt that has sent no token within this time (still before
     # anything reached the caller, so it can fall back).
     first_token_timeout_s: Annotated[float, Field(gt=0)] = 15.0
+    # Streams: after the first token, an upstream silent for this long ends the stream as
+    # interrupted (the caller already has text, so there is no fallback).
+    stream_stall_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
 
 class ProviderConfig(_Strict):
@@ -207,10 +217,86 @@ class EventsConfig(_Strict):
         return value
 
 
+class HedgeSettings(_Strict):
+    enabled: bool = False
+    delay_s: Annotated[float, Field(gt=0)] | None = None  # None: the first choice's rolling P95
+    min_delay_s: Annotated[float, Field(ge=0)] = 0.05
+    max_delay_s: Annotated[float, Field(gt=0)] = 10.0
+    cold_delay_s: Annotated[float, Field(gt=0)] = 2.0
+    max_hedges: Annotated[int, Field(ge=0, le=3)] = 1
+
+
+class StrategyParamsConfig(_Strict):
+    cost_tolerance: Annotated[float, Field(ge=0)] = 0.10
+    latency_tolerance: Annotated[float, Field(ge=0)] = 0.10
+    quality_tolerance: Annotated[float, Field(ge=0)] = 0.02
+    weights: dict[str, Annotated[float, Field(ge=0)]] = {}
+    cold_start_p95_s: Annotated[float, Field(gt=0)] | None = None
+
+
 class PolicyConfig(_Strict):
     models: list[str] = []
-    strategy: str = "priority"
+    # Composition of registry keys, "filter > score > tie-break", e.g. "quality>cost>round_robin",
+    # or a YAML list. Keys: priority, round_robin, weighted, latency, cost, quality.
+    strategy: str | list[str] = "priority"
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    params: StrategyParamsConfig = StrategyParamsConfig()
+    max_cost_usd: str | None = None  # decimal string, per request
+    min_quality: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_p95_s: Annotated[float, Field(gt=0)] | None = None
+    min_sensitivity: Literal["public", "internal", "restricted"] | None = None
+    regions: list[str] = []
+    allowed_providers: list[str] = []
+    denied_providers: list[str] = []
+    hedge: HedgeSettings = HedgeSettings()
+
+    @field_validator("max_cost_usd")
+    @classmethod
+    def _cost(cls, value: str | None) -> str | None:
+        if value is not None and not _PRICE_RE.match(value):
+            raise ValueError("must be a non-negative decimal string, e.g. '0.01'")
+        return value
+
+
+class BreakerSettings(_Strict):
+    allowed_fails: Annotated[int, Field(ge=1)] = 3
+    fail_window_s: Annotated[float, Field(gt=0)] = 60.0
+    min_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    cooldown_s: Annotated[float, Field(gt=0)] = 30.0
+    cooldown_multiplier: Annotated[float, Field(ge=1)] = 2.0
+    max_cooldown_s: Annotated[float, Field(gt=0)] = 600.0
+    max_retry_after_s: Annotated[float, Field(gt=0)] = 300.0
+    half_open_probes: Annotated[int, Field(ge=1)] = 1
+    probe_successes: Annotated[int, Field(ge=1)] = 1
+    probe_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    ramp_s: Annotated[float, Field(ge=0)] = 30.0
+    ramp_start_fraction: Annotated[float, Field(gt=0, le=1)] = 0.1
+
+
+class ResilienceConfig(_Strict):
+    """Live state, breakers, retries. Defaults follow the field (LiteLLM/Envoy semantics)."""
+
+    window_s: Annotated[float, Field(gt=0)] = 60.0  # rolling window of latency and error stats
+    min_latency_samples: Annotated[int, Field(ge=1)] = 10
+    breaker: BreakerSettings = BreakerSettings()
+    # Per error class overrides: {timeout: {retry: false}, auth: {cooldown_s: 60}}; flags are
+    # retry, counts_against_health, cooldown, fallback (none|next|larger_context), cooldown_s.
+    error_classes: dict[str, dict[str, Any]] = {}
+    max_retries: Annotated[int, Field(ge=0, le=5)] = 2  # per deployment, same request
+    backoff_base_s: Annotated[float, Field(gt=0)] = 0.1
+    backoff_max_s: Annotated[float, Field(gt=0)] = 5.0
+    min_useful_attempt_s: Annotated[float, Field(gt=0)] = 0.05
+    retry_budget_ratio: Annotated[float, Field(ge=0)] = 0.2  # retries+hedges per request, per provider
+    retry_budget_min_per_s: Annotated[float, Field(ge=0)] = 1.0
+    # An attempt still unanswered after this multiple of its deployment's recent P95 latency is
+    # given up as a timeout (and counts against health) before attempt_timeout_s fires.
+    stuck_after_p95_multiple: Annotated[float, Field(ge=1)] | None = 4.0
+    stuck_min_s: Annotated[float, Field(gt=0)] = 1.0
+
+
+class ClassifierSettings(_Strict):
+    keywords: dict[Literal["retrieval", "creative", "reasoning", "extraction", "code"], list[str]] = {}
+    replace_builtin: bool = False
 
 
 class FileConfig(_Strict):
@@ -219,6 +305,8 @@ class FileConfig(_Strict):
     http: HttpConfig = HttpConfig()
     routing: RoutingConfig = RoutingConfig()
     events: EventsConfig = EventsConfig()
+    resilience: ResilienceConfig = ResilienceConfig()
+    classifier: ClassifierSettings = ClassifierSettings()
     providers: dict[str, ProviderConfig]
     models: list[ModelConfig]
     aliases: dict[str, list[str]] = {}
@@ -262,6 +350,12 @@ class RuntimeConfig:
     endpoints: Mapping[str, ProviderEndpoint]
     catalog: Catalog
     policies: Mapping[str, Policy]
+    live_state: LiveStateConfig = field(default_factory=LiveStateConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    retry_budget: RetryBudgetConfig = field(default_factory=RetryBudgetConfig)
+    routing_env: RoutingEnv = DEFAULT_ENV
+    stuck_after_p95_multiple: float | None = 4.0
+    stuck_min_s: float = 1.0
     events: PublisherConfig | None = None  # None: events disabled
     create_topic_partitions: int | None = None
     source: str = ""  # path the config came from, for logs
@@ -314,8 +408,8 @@ def parse_config(data: Mapping[str, Any]) -> RuntimeConfig:
         raise ConfigError(_describe(exc)) from None  # `from None`: the chained error may echo secrets
     try:
         return to_runtime(validated)
-    except ValueError as exc:  # cross-field checks of the runtime objects (e.g. compression libs)
-        raise ConfigError(f"invalid config: events: {exc}") from None
+    except ValueError as exc:  # checks of the runtime objects (strategies, compression libs...)
+        raise ConfigError(f"invalid config: {exc}") from None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -346,10 +440,8 @@ def to_runtime(cfg: FileConfig) -> RuntimeConfig:
         deployments=tuple(_deployment(m) for m in cfg.models),
         aliases=MappingProxyType({k: tuple(v) for k, v in cfg.aliases.items()}),
     )
-    policies = {
-        name: Policy(name=name, models=tuple(p.models), strategy=p.strategy, max_attempts=p.max_attempts)
-        for name, p in cfg.policies.items()
-    }
+    policies = {name: _policy(name, p) for name, p in cfg.policies.items()}
+    res = cfg.resilience
     return RuntimeConfig(
         server=cfg.server,
         metrics=cfg.metrics,
@@ -358,14 +450,76 @@ def to_runtime(cfg: FileConfig) -> RuntimeConfig:
         endpoints=MappingProxyType(endpoints),
         catalog=catalog,
         policies=MappingProxyType(policies),
+        live_state=_live_state(res),
+        retry=RetryConfig(
+            max_retries=res.max_retries,
+            base_s=res.backoff_base_s,
+            max_backoff_s=res.backoff_max_s,
+            per_attempt_timeout_s=cfg.routing.attempt_timeout_s,
+            min_useful_s=res.min_useful_attempt_s,
+        ),
+        retry_budget=RetryBudgetConfig(ratio=res.retry_budget_ratio, min_per_s=res.retry_budget_min_per_s),
+        routing_env=_routing_env(cfg.classifier),
+        stuck_after_p95_multiple=res.stuck_after_p95_multiple,
+        stuck_min_s=res.stuck_min_s,
         events=_publisher_config(cfg.events),
         create_topic_partitions=cfg.events.create_topic_partitions,
     )
 
 
+def _policy(name: str, p: PolicyConfig) -> Policy:
+    strategy = ">".join(p.strategy) if isinstance(p.strategy, list) else p.strategy
+    try:
+        return Policy(
+            name=name,
+            models=tuple(p.models),
+            strategy=strategy,
+            max_attempts=p.max_attempts,
+            params=StrategyParams(**p.params.model_dump()),
+            max_cost_nanos=_usd_per_mtok_to_nanos(p.max_cost_usd) if p.max_cost_usd else None,
+            min_quality=p.min_quality,
+            max_p95_s=p.max_p95_s,
+            min_sensitivity=DataSensitivity(p.min_sensitivity) if p.min_sensitivity else None,
+            regions=frozenset(p.regions),
+            allowed_providers=frozenset(p.allowed_providers),
+            denied_providers=frozenset(p.denied_providers),
+            hedge=HedgeConfig(**p.hedge.model_dump()),
+        )
+    except ValueError as exc:
+        raise ValueError(f"policies.{name}: {exc}") from None
+
+
+def _live_state(res: ResilienceConfig) -> LiveStateConfig:
+    try:
+        error_policy = ErrorPolicy.with_overrides(res.error_classes)
+    except ValueError as exc:
+        raise ValueError(f"resilience.error_classes: {exc}") from None
+    return LiveStateConfig(
+        window_s=res.window_s,
+        min_latency_samples=res.min_latency_samples,
+        breaker=BreakerConfig(**res.breaker.model_dump()),
+        error_policy=error_policy,
+    )
+
+
+def _routing_env(c: ClassifierSettings) -> RoutingEnv:
+    if not c.keywords and not c.replace_builtin:
+        return DEFAULT_ENV
+    keywords = {TaskType(task): tuple(words) for task, words in c.keywords.items()}
+    config = ClassifierConfig(keywords=keywords, replace_builtin=c.replace_builtin)
+    return RoutingEnv(classifier=RuleClassifier(config))
+
+
 def _publisher_config(events: EventsConfig) -> PublisherConfig | None:
     if not events.bootstrap_servers:
         return None
+    try:
+        return _publisher(events)
+    except ValueError as exc:
+        raise ValueError(f"events: {exc}") from None
+
+
+def _publisher(events: EventsConfig) -> PublisherConfig:
     sec = events.security
     password = sec.sasl_plain_password.get_secret_value() if sec.sasl_plain_password else None
     return PublisherConfig(

@@ -24,20 +24,30 @@ from tests.fakes import HANG, FakeAdapter, RecordingObserver, done, error, ok_re
 PROVIDERS = ("a", "b", "c")
 
 
-def make_engine(**routing: Any) -> tuple[Engine, dict[str, FakeAdapter], RecordingObserver]:
+def make_engine(
+    *, resilience: dict[str, Any] | None = None, policy: dict[str, Any] | None = None, **routing: Any
+) -> tuple[Engine, dict[str, FakeAdapter], RecordingObserver]:
     config = parse_config(
         {
             "routing": {"attempt_timeout_s": 0.2, "first_token_timeout_s": 0.2, **routing},
+            # No same-deployment retries unless a test asks: most tests here are about fallbacks.
+            "resilience": {"max_retries": 0, "backoff_base_s": 0.001, **(resilience or {})},
             "providers": {p: {"kind": "openai", "base_url": "http://127.0.0.1:9"} for p in PROVIDERS},
             "models": [
-                {"name": f"m{p}", "provider": p, "price_per_mtok": {"input": "1", "output": "2"}}
-                for p in PROVIDERS
+                {
+                    "name": f"m{p}",
+                    "provider": p,
+                    "price_per_mtok": {"input": "1", "output": "2"},
+                    "context_window": 1000 * (i + 1),
+                }
+                for i, p in enumerate(PROVIDERS)
             ],
+            "policies": {"default": {"models": [f"m{p}" for p in PROVIDERS], **(policy or {})}},
         }
     )
     adapters = {p: FakeAdapter(p) for p in PROVIDERS}
     observer = RecordingObserver()
-    return Engine(config, adapters, observer=observer), adapters, observer  # type: ignore[arg-type]
+    return Engine(config, adapters, observer=observer, seed=1), adapters, observer  # type: ignore[arg-type]
 
 
 def request(**kwargs: Any) -> ChatRequest:
@@ -217,3 +227,87 @@ async def test_successful_result_passes_through_unchanged() -> None:
     engine, adapters, _ = make_engine()
     adapters["a"].script = [ok_result("exact text")]
     assert (await engine.complete(request(), ctx())).result.message.content == "exact text"
+
+
+async def test_transient_error_is_retried_on_the_same_deployment_first() -> None:
+    engine, adapters, _ = make_engine(resilience={"max_retries": 2})
+    adapters["a"].script = [error(ErrorClass.OVERLOADED, 503), error(ErrorClass.CONNECTION)]
+    result = await engine.complete(request(), ctx())
+    assert [(a.provider, a.error_class) for a in result.attempts] == [
+        ("a", "overloaded"),
+        ("a", "connection"),
+        ("a", ""),
+    ]
+    assert adapters["b"].calls == 0
+
+
+async def test_rate_limit_is_not_retried_in_place_but_falls_back() -> None:
+    engine, adapters, _ = make_engine(resilience={"max_retries": 2})
+    adapters["a"].script = [error(ErrorClass.RATE_LIMITED, 429)]
+    result = await engine.complete(request(), ctx())
+    assert [a.provider for a in result.attempts] == ["a", "b"]
+
+
+async def test_context_length_skips_deployments_whose_window_is_not_larger() -> None:
+    engine, adapters, _ = make_engine()
+    adapters["a"].script = [error(ErrorClass.CONTEXT_LENGTH_EXCEEDED, 400)]
+    adapters["b"].script = [error(ErrorClass.CONTEXT_LENGTH_EXCEEDED, 400)]
+    result = await engine.complete(request(), ctx())
+    assert [a.provider for a in result.attempts] == ["a", "b", "c"]  # windows 1000 < 2000 < 3000
+
+
+async def test_breaker_opens_after_allowed_fails_and_traffic_moves_away() -> None:
+    engine, adapters, _ = make_engine(resilience={"breaker": {"allowed_fails": 2, "cooldown_s": 60}})
+    adapters["a"].script = [error(ErrorClass.OVERLOADED, 500)] * 10
+    for _ in range(6):
+        await engine.complete(request(), ctx())
+    assert adapters["a"].calls == 3  # allowed_fails + 1, then the breaker is open: no more reach it
+    decision = engine.route(request())
+    excluded = {c.key: c.exclusion_reason for c in decision.candidates if not c.eligible}
+    assert "a/ma" in excluded and excluded["a/ma"]
+
+
+async def test_retry_budget_caps_retries_during_an_outage() -> None:
+    engine, adapters, _ = make_engine(
+        resilience={
+            "max_retries": 3,
+            "retry_budget_ratio": 0.0,
+            "retry_budget_min_per_s": 0.0,
+            "breaker": {"allowed_fails": 1000},
+        }
+    )
+    adapters["a"].script = [error(ErrorClass.OVERLOADED, 500)] * 100
+    for _ in range(10):
+        result = await engine.complete(request(), ctx())
+        assert result.deployment.provider == "b"
+    assert adapters["a"].calls == 10  # an empty budget means no retries at all, only fallbacks
+
+
+async def test_hung_first_choice_is_hedged_and_the_loser_cancelled() -> None:
+    engine, adapters, observer = make_engine(
+        attempt_timeout_s=5, policy={"hedge": {"enabled": True, "delay_s": 0.05}}
+    )
+    adapters["a"].script = [HANG]
+    started = time.monotonic()
+    result = await engine.complete(request(), ctx())
+    assert time.monotonic() - started < 1.0  # the hedge answered, not the 5 s timeout
+    assert result.deployment.provider == "b"
+    assert adapters["a"].cancelled == 1
+    outcomes = {(a.provider, a.outcome, a.hedged) for _, a in observer.attempts}
+    assert outcomes == {("a", AttemptOutcome.CANCELLED, False), ("b", AttemptOutcome.SUCCESS, True)}
+
+
+async def test_fast_first_choice_is_not_hedged() -> None:
+    engine, adapters, _ = make_engine(policy={"hedge": {"enabled": True, "delay_s": 0.5}})
+    result = await engine.complete(request(), ctx())
+    assert result.deployment.provider == "a" and adapters["b"].calls == 0
+
+
+async def test_stream_stall_after_first_token_interrupts() -> None:
+    engine, adapters, _ = make_engine(stream_stall_timeout_s=0.05)
+    adapters["a"].script = [[TextDelta("x"), HANG]]
+    with pytest.raises(StreamInterruptedError) as caught:
+        async for _ in engine.stream(request(), ctx()):
+            pass
+    assert caught.value.error.error_class is ErrorClass.TIMEOUT
+    assert adapters["a"].cancelled == 1

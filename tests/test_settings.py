@@ -26,7 +26,12 @@ def test_example_configs_load() -> None:
     assert "openai/gpt-4o-mini" in example.catalog.by_key
     embedded = load_config(
         REPO / "config" / "embedded.yaml",
-        env={"SIM_FAST_URL": "http://a/v1", "SIM_CHEAP_URL": "http://b/v1", "SIM_PREMIUM_URL": "http://c/v1"},
+        env={
+            "SIM_FAST_URL": "http://a/v1",
+            "SIM_CHEAP_URL": "http://b/v1",
+            "SIM_PREMIUM_URL": "http://c/v1",
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+        },
     )
     assert set(embedded.endpoints) == {"sim-fast", "sim-cheap", "sim-premium"}
 
@@ -106,3 +111,46 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("providers: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_policies_resilience_and_classifier_map_to_runtime_objects() -> None:
+    config = parse_config(
+        minimal(
+            policies={
+                "default": {
+                    "models": ["m"],
+                    "strategy": ["quality", "cost"],
+                    "params": {"cost_tolerance": 0.2},
+                    "max_cost_usd": "0.01",
+                    "min_sensitivity": "restricted",
+                    "hedge": {"enabled": True, "delay_s": 0.5},
+                }
+            },
+            resilience={"breaker": {"allowed_fails": 5}, "error_classes": {"timeout": {"retry": False}}},
+            classifier={"keywords": {"code": ["kotlin"]}},
+        )
+    )
+    policy = config.policies["default"]
+    assert (policy.strategy, policy.params.cost_tolerance, policy.max_cost_nanos) == (
+        "quality>cost",
+        0.2,
+        10_000_000,
+    )
+    assert policy.hedge.enabled and policy.hedge.delay_s == 0.5
+    assert config.live_state.breaker.allowed_fails == 5
+    from router_service.errors import ErrorClass
+
+    assert config.live_state.error_policy.rule(ErrorClass.TIMEOUT).retry is False
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"policies": {"default": {"strategy": "fastest"}}}, "policies.default"),
+        ({"resilience": {"error_classes": {"tiemout": {"retry": False}}}}, "resilience.error_classes"),
+        ({"resilience": {"breaker": {"allowed_fails": 0}}}, "resilience.breaker.allowed_fails"),
+    ],
+)
+def test_invalid_routing_config_names_the_field(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        parse_config(minimal(**change))

@@ -106,7 +106,7 @@ class EventObserver:
         self._publish(ctx, DecisionEvent(decision))
 
     def on_attempt(self, ctx: CallContext, index: int, attempt: AttemptRecord, upstream_model: str) -> None:
-        self._publish(ctx, AttemptEvent(index, attempt, upstream_model))
+        self._publish(ctx, AttemptEvent(index, attempt, upstream_model, hedged=attempt.hedged))
 
     def on_completion(
         self, ctx: CallContext, request: ChatRequest, outcome: Completion | StreamFinish, latency_s: float

@@ -49,11 +49,14 @@ async def sims() -> AsyncIterator[Sims]:
         await server.stop()
 
 
-def router_config_dict(sims: Sims, **routing: Any) -> dict[str, Any]:
+def router_config_dict(sims: Sims, *, max_retries: int = 0, **routing: Any) -> dict[str, Any]:
+    """Three sims serving m1, m2, m3. Same-deployment retries are off unless asked for, so that
+    fallback tests see one attempt per deployment."""
     return {
         "server": {"listen": "127.0.0.1:0", "grace_period_s": 5},
         "metrics": {"listen": ""},
         "routing": {"attempt_timeout_s": 1.0, "first_token_timeout_s": 1.0, **routing},
+        "resilience": {"max_retries": max_retries, "backoff_base_s": 0.01},
         "providers": {
             name: {"kind": "openai", "base_url": server.url, "api_key": f"secret-key-{name}"}
             for name, server in sims.items()

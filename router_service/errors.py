@@ -138,7 +138,6 @@ class AllAttemptsFailedError(RouterError):
             e.error_class is ErrorClass.CONTEXT_LENGTH_EXCEEDED for _, e in self.failures
         )
 
-
     @property
     def last(self) -> ProviderError | None:
         return self.failures[-1][1] if self.failures else None

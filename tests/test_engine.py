@@ -264,7 +264,7 @@ async def test_breaker_opens_after_allowed_fails_and_traffic_moves_away() -> Non
     assert adapters["a"].calls == 3  # allowed_fails + 1, then the breaker is open: no more reach it
     decision = engine.route(request())
     excluded = {c.key: c.exclusion_reason for c in decision.candidates if not c.eligible}
-    assert "a/ma" in excluded and excluded["a/ma"]
+    assert excluded.get("a/ma")  # excluded, with a reason
 
 
 async def test_retry_budget_caps_retries_during_an_outage() -> None:

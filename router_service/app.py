@@ -19,8 +19,9 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import grpc
+import httpx
 from grpc_health.v1 import health
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, start_http_server
 
 from router_service.api.interceptors import MetricsInterceptor
 from router_service.api.server import create_server, mark_serving
@@ -28,9 +29,10 @@ from router_service.api.servicer import FeedbackSink, RouterServicer
 from router_service.engine import Engine, RequestObserver
 from router_service.providers.http import make_http_client
 from router_service.providers.registry import build_adapters
-from router_service.settings import RuntimeConfig, load_config
+from router_service.settings import ConfigError, RuntimeConfig, load_config
 from router_service.telemetry.events import EventSink, FeedbackEvent, NullSink, RequestContext, TelemetryEvent
 from router_service.telemetry.kafka_client import ensure_topics
+from router_service.telemetry.live_metrics import LiveStateCollector
 from router_service.telemetry.observer import EventObserver, FanOut, MetricsObserver
 from router_service.telemetry.publisher import KafkaPublisher
 
@@ -56,6 +58,8 @@ class RouterApp:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._stopped = False
+        self._engine: Engine | None = None
+        self._client: httpx.AsyncClient | None = None
         self.port = 0
 
     async def start(self) -> int:
@@ -69,6 +73,8 @@ class RouterApp:
                 observer, EventObserver(sink, include_content=self.config.events.include_content)
             )
         engine = Engine(self.config, adapters, observer=observer)
+        self._engine, self._client = engine, client
+        self._register_live_metrics(engine)
         servicer = RouterServicer(
             engine, self.config.routing.default_deadline_s, feedback=_feedback_publisher(sink)
         )
@@ -83,6 +89,22 @@ class RouterApp:
         await mark_serving(self._health)
         log.info("router listening on port %d (config %s)", self.port, self.config.source or "<inline>")
         return self.port
+
+    def _register_live_metrics(self, engine: Engine) -> None:
+        collector = LiveStateCollector(
+            lambda: engine.live, lambda: [d.key for d in engine.config.catalog.deployments]
+        )
+        REGISTRY.register(collector)
+        self._stack.callback(REGISTRY.unregister, collector)
+
+    def reload(self, config: RuntimeConfig) -> None:
+        """Swap catalog, policies and provider endpoints in place (SIGHUP). In-flight requests
+        finish on the config they started with. Server, metrics and events settings need a restart."""
+        if self._engine is None or self._client is None:
+            raise RuntimeError("reload before start")
+        self._engine.reconfigure(config, build_adapters(config.endpoints, self._client))
+        self.config = config
+        log.info("config reloaded from %s", config.source or "<inline>")
 
     async def _start_events(self) -> EventSink:
         events = self.config.events
@@ -134,7 +156,7 @@ def start_metrics_server(listen: str, offset: int = 0) -> None:
 
 
 async def serve(config: RuntimeConfig, *, worker_index: int = 0, reuse_port: bool = False) -> None:
-    """Run one router until SIGTERM/SIGINT, then shut down gracefully."""
+    """Run one router until SIGTERM/SIGINT, then shut down gracefully. SIGHUP reloads the config."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -142,11 +164,21 @@ async def serve(config: RuntimeConfig, *, worker_index: int = 0, reuse_port: boo
     start_metrics_server(config.metrics.listen, worker_index)
     app = RouterApp(config, reuse_port=reuse_port, worker_index=worker_index if reuse_port else None)
     await app.start()
+    if config.source:
+        loop.add_signal_handler(signal.SIGHUP, _reload, app, config.source)
     try:
         await stop.wait()
         log.info("shutdown requested; draining for up to %.1fs", config.server.grace_period_s)
     finally:
         await app.stop()
+
+
+def _reload(app: RouterApp, path: str) -> None:
+    """SIGHUP: a bad file is logged and ignored; the running config stays."""
+    try:
+        app.reload(load_config(path))
+    except (ConfigError, ValueError) as exc:
+        log.error("config reload failed, keeping the running config: %s", exc)
 
 
 def run_workers(config_path: Path, workers: int) -> int:
@@ -169,6 +201,7 @@ def run_workers(config_path: Path, workers: int) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)
     for p in procs:
         p.join()
     return max((p.exitcode or 0) for p in procs)

@@ -16,6 +16,7 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
 
 from router_service.catalog import Deployment
 from router_service.domain import ChatRequest, ChatResult, RouteDecision, StreamDone, StreamEvent, TextDelta
@@ -38,6 +39,7 @@ from router_service.request_run import (
     Targets,
 )
 from router_service.resilience.live_state import LiveState
+from router_service.resilience.retry import RetryBudget
 from router_service.routing.hedge import hedge_delay_s
 from router_service.routing.router import Router
 from router_service.settings import RuntimeConfig
@@ -57,6 +59,17 @@ StreamItem = StreamStart | StreamEvent | StreamFinish
 _Outcome = tuple[ChatResult | None, ProviderError | None]
 
 
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    """Everything a config reload replaces, swapped as one reference: a request reads it once at
+    its start and keeps using that version, so a reload never mixes two configs in one request."""
+
+    config: RuntimeConfig
+    adapters: Mapping[str, ProviderAdapter]
+    router: Router
+    res: Resilience
+
+
 class Engine:
     def __init__(
         self,
@@ -67,49 +80,71 @@ class Engine:
         live: LiveState | None = None,
         seed: int | None = None,
     ) -> None:
-        self._config = config
-        self._adapters = adapters
         self._observer: RequestObserver = observer or NullObserver()
+        # Live state, retry budgets and randomness outlive reloads: health knowledge is not config.
         self.live = live or LiveState(config.live_state)
-        self._router = Router(
-            config.catalog, config.policies, config.routing.default_policy, env=config.routing_env, seed=seed
+        self._budgets: dict[str, RetryBudget] = {}
+        self._rng = random.Random(seed)
+        self._seed = seed
+        self._setup = self._build(config, adapters)
+
+    def reconfigure(self, config: RuntimeConfig, adapters: Mapping[str, ProviderAdapter]) -> None:
+        """Swap catalog, policies and adapters atomically; in-flight requests finish on the old ones.
+        Live-state settings (window, breaker, error policy) keep their startup values."""
+        self._setup = self._build(config, adapters)
+
+    @property
+    def config(self) -> RuntimeConfig:
+        return self._setup.config
+
+    def _build(self, config: RuntimeConfig, adapters: Mapping[str, ProviderAdapter]) -> _Setup:
+        router = Router(
+            config.catalog,
+            config.policies,
+            config.routing.default_policy,
+            env=config.routing_env,
+            seed=self._seed,
         )
-        self._res = Resilience(
+        res = Resilience(
             live=self.live,
             error_policy=config.live_state.error_policy,
             retry=config.retry,
             budget_config=config.retry_budget,
-            budgets={},
-            rng=random.Random(seed),
+            budgets=self._budgets,
+            rng=self._rng,
             stuck_after_p95_multiple=config.stuck_after_p95_multiple,
             stuck_min_s=config.stuck_min_s,
         )
+        return _Setup(config, adapters, router, res)
 
     # --- decisions ---------------------------------------------------------------------------
 
     def route(self, request: ChatRequest, *, streaming: bool = False) -> RouteDecision:
+        return self._route(self._setup, request, streaming)
+
+    def _route(self, setup: _Setup, request: ChatRequest, streaming: bool) -> RouteDecision:
         name = request.hints.policy
-        if name and name not in self._config.policies:
+        if name and name not in setup.config.policies:
             raise UnknownModelError("policy", name)
         now = time.monotonic()
-        return self._router.route(request, self.live, now, live=self.live, streaming=streaming)
+        return setup.router.route(request, self.live, now, live=self.live, streaming=streaming)
 
     # --- unary --------------------------------------------------------------------------------
 
     async def complete(self, request: ChatRequest, ctx: CallContext) -> Completion:
         run = Run(ctx, request, self._observer, self.live)
         try:
-            completion = await self._complete(run)
+            completion = await self._complete(run, self._setup)
         except BaseException as exc:
             run.ended_with(exc)
             raise
         run.finished(completion)
         return completion
 
-    async def _complete(self, run: Run) -> Completion:
-        decision = run.decided(self.route(run.request))
-        targets = Targets(run, self._config.catalog, self._res)
-        policy = self._config.policies.get(decision.policy)
+    async def _complete(self, run: Run, setup: _Setup) -> Completion:
+        decision = run.decided(self._route(setup, run.request, False))
+        targets = Targets(run, setup.config.catalog, setup.res)
+        policy = setup.config.policies.get(decision.policy)
         first = True
         while (deployment := targets.next()) is not None:
             delay = None
@@ -117,9 +152,9 @@ class Engine:
                 delay = hedge_delay_s(policy.hedge, self.live, deployment.key, time.monotonic())
             first = False
             if delay is None:
-                outcomes = [(deployment, await self._attempt(run, targets, deployment))]
+                outcomes = [(deployment, await self._attempt(setup, run, targets, deployment))]
             else:
-                outcomes = await self._race(run, targets, deployment, delay)
+                outcomes = await self._race(setup, run, targets, deployment, delay)
             for used, (result, _) in outcomes:
                 if result is not None:
                     return self._completion(run, used, result)
@@ -138,14 +173,16 @@ class Engine:
             cost_nanos=deployment.price.cost_nanos(result.usage),
         )
 
-    async def _attempt(self, run: Run, targets: Targets, d: Deployment, *, hedged: bool = False) -> _Outcome:
+    async def _attempt(
+        self, setup: _Setup, run: Run, targets: Targets, d: Deployment, *, hedged: bool = False
+    ) -> _Outcome:
         """One upstream call, recorded; returns (result, None) or (None, error)."""
         timeout = targets.timeout_for(d)
         started = time.monotonic()
         self.live.begin(d.key, started)
         try:
             async with asyncio.timeout(timeout):
-                result = await self._adapters[d.provider].complete(run.request, d.upstream_model)
+                result = await setup.adapters[d.provider].complete(run.request, d.upstream_model)
         except asyncio.CancelledError:
             run.cancelled(d, started, hedged=hedged)
             raise
@@ -159,16 +196,17 @@ class Engine:
         return result, None
 
     async def _race(
-        self, run: Run, targets: Targets, first: Deployment, delay_s: float
+        self, setup: _Setup, run: Run, targets: Targets, first: Deployment, delay_s: float
     ) -> list[tuple[Deployment, _Outcome]]:
         """Hedge: if `first` has not answered after `delay_s`, race the next deployment. The first
         good answer wins and the loser is cancelled (recorded as a cancelled, hedged attempt)."""
-        tasks = {asyncio.create_task(self._attempt(run, targets, first)): first}
+        tasks = {asyncio.create_task(self._attempt(setup, run, targets, first)): first}
         try:
             done, _ = await asyncio.wait(tasks, timeout=delay_s)
             second = None if done else targets.peek_hedge()
             if second is not None:
-                tasks[asyncio.create_task(self._attempt(run, targets, second, hedged=True))] = second
+                hedge = self._attempt(setup, run, targets, second, hedged=True)
+                tasks[asyncio.create_task(hedge)] = second
             outcomes: list[tuple[Deployment, _Outcome]] = []
             pending = set(tasks)
             while pending:
@@ -192,7 +230,7 @@ class Engine:
         try:
             # aclosing: when our consumer stops early, the inner generators (and with them the
             # upstream HTTP response) are closed now, not whenever they are garbage-collected.
-            async with contextlib.aclosing(self._stream(run)) as items:
+            async with contextlib.aclosing(self._stream(run, self._setup)) as items:
                 async for item in items:
                     if isinstance(item, StreamFinish):
                         run.finished(item)  # before yielding: the consumer may stop right after it
@@ -202,12 +240,13 @@ class Engine:
             run.ended_with(exc)
             raise
 
-    async def _stream(self, run: Run) -> AsyncGenerator[StreamItem, None]:
-        run.decided(self.route(run.request, streaming=True))
-        targets = Targets(run, self._config.catalog, self._res)
+    async def _stream(self, run: Run, setup: _Setup) -> AsyncGenerator[StreamItem, None]:
+        run.decided(self._route(setup, run.request, True))
+        targets = Targets(run, setup.config.catalog, setup.res)
+        routing = setup.config.routing
         while (deployment := targets.next()) is not None:
-            upstream = self._adapters[deployment.provider].stream(run.request, deployment.upstream_model)
-            timeout = min(targets.timeout_for(deployment), self._config.routing.first_token_timeout_s)
+            upstream = setup.adapters[deployment.provider].stream(run.request, deployment.upstream_model)
+            timeout = min(targets.timeout_for(deployment), routing.first_token_timeout_s)
             started = time.monotonic()
             self.live.begin(deployment.key, started)
             try:
@@ -225,7 +264,7 @@ class Engine:
                 run.failed(deployment, started, error)
                 await targets.after_failure(deployment, error)
                 continue
-            relay = self._relay(run, upstream, first, deployment, started)
+            relay = self._relay(run, upstream, first, deployment, started, routing.stream_stall_timeout_s)
             async with contextlib.aclosing(relay) as items:
                 async for item in items:
                     yield item
@@ -239,9 +278,9 @@ class Engine:
         first: StreamEvent,
         deployment: Deployment,
         started: float,
+        stall_s: float,
     ) -> AsyncGenerator[StreamItem, None]:
         ttft = time.monotonic() - started
-        stall_s = self._config.routing.stream_stall_timeout_s
         delivered = 0
         event: StreamEvent = first
         try:

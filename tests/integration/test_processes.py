@@ -64,3 +64,32 @@ async def test_workers_share_the_port_and_drain_on_sigterm(sims: Sims, tmp_path:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_sighup_reloads_the_config_file(sims: Sims, tmp_path: Path) -> None:
+    port = free_port()
+    config = router_config_dict(sims)
+    config["server"] = {"listen": f"127.0.0.1:{port}"}
+    path = tmp_path / "router.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([*CLI, "serve", "--config", str(path)])  # noqa: ASYNC220 - the process under test
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), timeout=30)
+            stub = pb_grpc.RouterServiceStub(channel)
+            before = (await stub.Route(pb.RouteRequest(chat=chat()), timeout=5)).decision.chosen
+
+            config["policies"] = {"default": {"models": ["m2", "m1"]}}
+            path.write_text(yaml.safe_dump(config))
+            proc.send_signal(signal.SIGHUP)
+            after = before
+            for _ in range(100):
+                after = (await stub.Route(pb.RouteRequest(chat=chat()), timeout=5)).decision.chosen
+                if after != before:
+                    break
+                await asyncio.sleep(0.05)
+        assert (before, after) == ("sim-a/m1", "sim-b/m2")
+        assert proc.poll() is None  # still serving
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

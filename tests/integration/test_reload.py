@@ -47,4 +47,4 @@ async def test_breaker_state_is_exported_per_deployment(router: RouterApp, sims:
     assert state("sim-a", "open") == 1.0 and state("sim-a", "closed") == 0.0
     assert state("sim-b", "closed") == 1.0
     excluded = {f"{c.provider}/{c.model}": c.exclusion_reason for c in decision.candidates if not c.eligible}
-    assert "sim-a/m1" in excluded and excluded["sim-a/m1"]  # Route explains the open breaker
+    assert excluded.get("sim-a/m1")  # Route explains the open breaker

@@ -10,6 +10,12 @@ segments as they are delivered, and only then returns to the in-memory path. Whe
 overflows, the publisher also enters spool mode. Events are lost only when the spool is full too,
 and every loss is counted and logged.
 
+Reconnects. Records reach a broker only through a producer that checked, once connected, that the
+topic exists. aiokafka would resend a batch whose connection broke on its own, to whatever answers
+at that address later, possibly a restarted broker that lost the topic (see producer_guard.py for
+how that lost events). So a producer that loses any connection is retired at once: its batches
+fail into the spool, and the sender reconnects with a new producer, which checks the topic again.
+
 Ordering. While in spool mode, the queue only drains and new events only go to the spool, so the
 queue always holds older events than the spool and delivery follows publish order. One narrow
 exception: if the broker fails while the sender is still draining the queue after an overflow,
@@ -51,6 +57,7 @@ from aiokafka.errors import (
 from router_service.telemetry import event_codec
 from router_service.telemetry.events import TelemetryEvent
 from router_service.telemetry.kafka_client import TopicMissingError, require_topic
+from router_service.telemetry.producer_guard import ProducerGuard, fail_held_batches
 from router_service.telemetry.publisher_config import DEFAULT_TOPIC, PublisherConfig
 from router_service.telemetry.publisher_metrics import DropReporter, PublisherMetrics, default_metrics
 from router_service.telemetry.redaction import ContentPolicy, Redactor
@@ -81,13 +88,14 @@ class KafkaPublisher:
         self._instance = config.router_instance or event_codec.default_router_instance()
         self._content = ContentPolicy(config.include_content, Redactor(config.redact_patterns))
         self._drops = DropReporter(self._metrics)
-        # None is the stop sentinel that wakes a sender blocked on an empty queue.
+        # None wakes a sender blocked on an empty queue: to stop, or to replace a lost producer.
         self._queue: asyncio.Queue[TelemetryEvent | None] = asyncio.Queue(maxsize=config.queue_max)
         self._state = _State.NEW
         self._spool_mode = False
         self._healthy = True  # last delivery or connect worked; failures are logged on the edge only
         self._spool: Spool | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._guard: ProducerGuard | None = None  # watches self._producer's connections
         self._task: asyncio.Task[None] | None = None
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -185,6 +193,8 @@ class KafkaPublisher:
     async def _run(self) -> None:
         while not self._stop_requested.is_set():
             try:
+                if self._producer_lost():
+                    await self._disconnect(1.0)  # and reconnect now, checking the topic again
                 if self._producer is None and not await self._connect():
                     await self._sleep_until_probe()
                 elif self._spool_mode and self._queue.empty():
@@ -199,6 +209,7 @@ class KafkaPublisher:
 
     async def _connect(self) -> bool:
         producer = AIOKafkaProducer(**self._producer_kwargs())
+        guard = ProducerGuard(producer, self._wake_sender)  # before start(): it must see every connection
         try:
             async with asyncio.timeout(self._config.request_timeout_ms / 1000):
                 await producer.start()
@@ -208,9 +219,19 @@ class KafkaPublisher:
             self._on_broker_failure(exc, "cannot reach the event broker")
             self._enter_spool_mode(())  # degraded: events go to disk until a probe succeeds
             return False
-        self._producer = producer
+        self._producer, self._guard = producer, guard
         self._metrics.broker_up.set(1)
         return True
+
+    def _producer_lost(self) -> bool:
+        """The producer lost a connection since it checked the topic: it must not send again."""
+        return self._producer is not None and self._guard is not None and self._guard.lost
+
+    def _wake_sender(self) -> None:
+        """Called by the guard: a sender idle on an empty queue must replace the producer now,
+        so that an outage is noticed (and a restarted broker's topic checked) before new events."""
+        if self._queue.empty():
+            self._queue.put_nowait(None)
 
     def _producer_kwargs(self) -> dict[str, Any]:
         cfg = self._config
@@ -329,6 +350,8 @@ class KafkaPublisher:
         if not records:
             return
         try:
+            if self._producer_lost():
+                await self._disconnect(1.0)
             if self._producer is None and not self._spool_mode:
                 await self._connect()
             delivered = self._producer is not None and await self._deliver(records)
@@ -406,7 +429,7 @@ class KafkaPublisher:
         return records
 
     async def _disconnect(self, budget_s: float) -> None:
-        producer, self._producer = self._producer, None
+        producer, self._producer, self._guard = self._producer, None, None
         self._metrics.broker_up.set(0)
         if producer is not None:
             await _close_quietly(producer, budget_s)
@@ -427,9 +450,7 @@ def _abandon_pending_batches(producer: AIOKafkaProducer) -> None:
     aiokafka has no abort(): stop() waits until in-flight batches are acknowledged or expire
     (request_timeout_ms), and cancelling that wait leaves its sender task running. We only
     disconnect once every record the producer holds is back in our hands (spooled, or still
-    unacknowledged in the spool), so failing them loses nothing. `_message_accumulator` is
-    private to aiokafka (pinned at 0.14.0); without it we fall back to the slow, bounded stop().
+    unacknowledged in the spool), so failing them loses nothing. This uses aiokafka internals
+    (pinned at 0.14.0); without them we fall back to the slow, bounded stop().
     """
-    accumulator = getattr(producer, "_message_accumulator", None)
-    if accumulator is not None:
-        accumulator.fail_all(KafkaConnectionError("publisher disconnected"))
+    fail_held_batches(producer, KafkaConnectionError("publisher disconnected"))

@@ -152,8 +152,9 @@ def _check_bodies(events: list[events_pb2.Event]) -> None:
         e.attempt for e in events if e.request_id == "stream-cancel-1" and e.WhichOneof("body") == "attempt"
     )
     assert cancelled.outcome == pb.ATTEMPT_OUTCOME_CANCELLED
-    # The attempt timeout is cut to the caller's 0.3 s deadline, so the engine ends it first.
-    assert errors["cancel-1"].status_code == "DEADLINE_EXCEEDED"
+    # The attempt timeout is cut to the caller's 0.3 s deadline; whichever of the engine's timeout
+    # and gRPC's own cancellation at the deadline fires first ends the call. Either way: one error.
+    assert errors["cancel-1"].status_code in {"DEADLINE_EXCEEDED", "CANCELLED"}
     attempts = [
         e.attempt for e in events if e.request_id == "fallback-1" and e.WhichOneof("body") == "attempt"
     ]
@@ -232,8 +233,8 @@ async def test_broker_outage_keeps_serving_and_loses_no_event(sims: Sims, tmp_pa
     assert max(outage_latencies) < 2.0  # serving never waited on Kafka
     for request_id in required:
         assert kinds[request_id] == {"decision", "attempt", "completion"}, request_id
-    # Short outages are absorbed by the producer's own retry buffer, longer ones by the disk spool
-    # (the publisher-level drill in tests/telemetry forces the spool); either way nothing is dropped.
+    # A delivery cut by the outage fails into the disk spool (the publisher never lets aiokafka
+    # resend to the restarted broker before the topic is back); either way nothing is dropped.
     assert (REGISTRY.get_sample_value("llmrouter_events_dropped_total", {"reason": "spool_full"}) or 0) == 0
 
 

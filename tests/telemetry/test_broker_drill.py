@@ -93,6 +93,48 @@ async def test_stop_during_an_outage_spools_the_in_flight_batch_for_the_next_run
     assert {e.event_id for e in stranded} <= {event_id for event_id, _, _ in records}
 
 
+async def test_nothing_is_sent_to_a_restarted_broker_until_its_topic_is_back(tmp_path: Path) -> None:
+    """Regression: aiokafka resent the batch in flight at the outage to the restarted, empty broker
+    before the topic was recreated. Tansu acked it into the missing topic; once the topic was
+    recreated its offsets restarted under those stale batches, so the next produce failed
+    (UnknownError) and records acked later were hidden: events published after the restart were lost.
+    """
+    async with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        topic = h.unique_topic()
+        await ensure_topics(broker.bootstrap, {topic: 3})
+        metrics = h.Metrics()
+        # The default timeout: in-flight batches outlive a short outage inside the producer.
+        config = h.publisher_config(
+            broker.bootstrap, topic, str(tmp_path / "spool"), request_timeout_ms=10_000
+        )
+        publisher = KafkaPublisher(config, metrics=metrics)
+        await publisher.start()
+        keys = ("r1", "r2", "r3", "r4", "r5", "r6")
+        await _publish_under_load(publisher, h.events(30, request_ids=keys))
+        await h.eventually(lambda: _published(metrics) >= 30, what="delivery before the outage")
+
+        await broker.kill()
+        outage = h.events(60, request_ids=keys)
+        await _publish_under_load(publisher, outage)
+        await broker.start()  # same port, empty, and no topic yet
+        await asyncio.sleep(1.0)  # the operator is slow: ten of aiokafka's retry intervals
+        await ensure_topics(broker.bootstrap, {topic: 3})
+        after = h.events(30, request_ids=keys)
+        await _publish_under_load(publisher, after)
+
+        # Read while the publisher runs: the spool replay and the live events must all arrive.
+        records = await h.read_topic(broker.bootstrap, topic, {e.event_id for e in outage + after})
+        await publisher.stop()
+        broker_log = broker.log_path.read_text(errors="replace")
+    got = [event_id for event_id, _, _ in records]
+    missing = {e.event_id for e in outage + after} - set(got)
+    assert not missing, f"{len(missing)} events lost"
+    for request_id in keys:  # the outage's events before the later ones, in publish order
+        mine = [e.event_id for e in outage + after if e.context.request_id == request_id]
+        assert list(dict.fromkeys(i for i, key, _ in records if key == request_id.encode())) == mine
+    assert "AlreadyExists" not in broker_log  # the symptom of records sent before the topic existed
+
+
 def _published(metrics: h.Metrics) -> float:
     return sum(
         metrics.value("llmrouter_events_published_total", type=kind)

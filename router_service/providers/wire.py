@@ -44,14 +44,18 @@ class WireClient:
         self, url: httpx.URL | str, content: bytes, params: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
         """One unary POST; the answer's body as a JSON object. A non-2xx answer goes to `http_error`
-        with its whole body (already read by httpx), a 2xx body that is not an object is BAD_RESPONSE."""
+        with its whole body, a 2xx body that is not an object is BAD_RESPONSE."""
         try:
-            response = await self.client.post(url, content=content, headers=self.headers, params=params)
+            response = await self._send(url, content, params)
+            try:
+                body = await response.aread()
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise error_from_transport(exc) from exc
         if not response.is_success:
             raise self.http_error(response.status_code, response.headers, response.text)
-        return decode_object(response.content, "response body")
+        return decode_object(body, "response body")
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -62,15 +66,36 @@ class WireClient:
         raised while the block reads the body, become ProviderErrors; leaving the block, also by an
         early close of the caller's generator, closes the upstream response."""
         try:
-            async with self.client.stream(
-                "POST", url, content=content, headers=self.headers, params=params
-            ) as response:
+            response = await self._send(url, content, params)
+            try:
                 if not response.is_success:
                     body_text = await read_error_body(response)
                     raise self.http_error(response.status_code, response.headers, body_text)
                 yield response
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise error_from_transport(exc) from exc
+
+    async def _send(
+        self, url: httpx.URL | str, content: bytes, params: Mapping[str, str] | None
+    ) -> httpx.Response:
+        """Send straight through the client's transport, with the client's timeouts.
+
+        `AsyncClient.send` adds redirects, cookie extraction, auth flows and event hooks, none of
+        which an LLM API call uses, and they cost about 40% of the client-side CPU per request on this
+        machine (546 vs 328 us per call at concurrency 32, README "Performance"). The transport is
+        still the one the client would use for this URL (proxy mounts included).
+        """
+        request = httpx.Request(
+            "POST",
+            httpx.URL(url, params=params) if params else url,
+            content=content,
+            headers=self.headers,
+            extensions={"timeout": self.client.timeout.as_dict()},
+        )
+        transport = self.client._transport_for_url(request.url)  # noqa: SLF001 - see docstring
+        return await transport.handle_async_request(request)
 
 
 async def read_error_body(response: httpx.Response) -> str:

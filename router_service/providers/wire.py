@@ -94,7 +94,7 @@ class WireClient:
             headers=self.headers,
             extensions={"timeout": self.client.timeout.as_dict()},
         )
-        transport = self.client._transport_for_url(request.url)  # noqa: SLF001 - see docstring
+        transport = self.client._transport_for_url(request.url)  # private, see docstring
         return await transport.handle_async_request(request)
 
 

@@ -41,6 +41,8 @@ from router_service.telemetry.publisher_metrics import PublisherMetrics
 CELLS: list[dict[str, Any]] = [
     {"encoding": "json", "compression_type": "gzip", "queue_max": None},
     {"encoding": "json", "compression_type": "none", "queue_max": None},
+    {"encoding": "json", "compression_type": "lz4", "queue_max": None},
+    {"encoding": "json", "compression_type": "zstd", "queue_max": None},
     {"encoding": "protobuf", "compression_type": "gzip", "queue_max": None},
     {"encoding": "json", "compression_type": "gzip", "queue_max": 1000},
 ]

@@ -284,6 +284,16 @@ async def echo_client(port: int) -> AsyncIterator[Call]:
         yield call
 
 
+# Calls answered per router port, for CPU per request (a machine-noise-proof cost measure).
+ROUTER_CALLS: dict[int, int] = {}
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @asynccontextmanager
 async def router_client(port: int) -> AsyncIterator[Call]:
     chat = pb.ChatRequest(messages=[pb.Message(role=pb.ROLE_USER, content=PROMPT)])
@@ -295,6 +305,7 @@ async def router_client(port: int) -> AsyncIterator[Call]:
             response = await complete(request, timeout=CALL_TIMEOUT_S)
             if not response.message.content:
                 raise RuntimeError("empty answer from the router")
+            ROUTER_CALLS[port] = ROUTER_CALLS.get(port, 0) + 1
 
         yield call
 
@@ -622,7 +633,14 @@ async def measure(endpoints: Endpoints, params: Params) -> tuple[list[CellResult
         rate = find(closed, name, saturated).rps / 2
         direct = direct_target(variant.transport)
         opened += await run_open({direct: targets[direct], name: targets[name]}, rate, params)
+    for name, (_, server) in endpoints.routers.items():
+        calls = ROUTER_CALLS.get(server.port, 0)
+        ROUTER_CPU_US[name] = process_cpu_s(server.proc.pid) / calls * 1e6 if calls else math.nan
     return closed, opened
+
+
+# Router process CPU per answered call, over the whole run (startup included, amortised).
+ROUTER_CPU_US: dict[str, float] = {}
 
 
 # --- derived rows -----------------------------------------------------------------------------------
@@ -691,7 +709,23 @@ def derive(
             info_row(variant.name, "rps @c=32 / direct rps", router32.rps / direct32.rps, "x", ratio_basis),
             info_row(variant.name, "overhead p50 @c=32", router32.p50_ms - direct32.p50_ms, "ms", vs),
         ]
+    for variant in variants:
+        cpu = ROUTER_CPU_US.get(variant.name, math.nan)
+        rows.append(info_row(variant.name, "router CPU per request", cpu, "us", "router process CPU / calls"))
     if any(v.name == EVENTS_VARIANT for v in variants):
+        events_cpu, plain_cpu = (
+            ROUTER_CPU_US.get(EVENTS_VARIANT, math.nan),
+            ROUTER_CPU_US.get("router/aiohttp", math.nan),
+        )
+        rows.append(
+            info_row(
+                EVENTS_VARIANT,
+                "telemetry CPU cost",
+                (events_cpu / plain_cpu - 1) * 100,
+                "%",
+                "router CPU per request vs router/aiohttp",
+            )
+        )
         with_events, without = find(closed, EVENTS_VARIANT, 32), find(closed, "router/aiohttp", 32)
         cost = 1 - with_events.rps / without.rps
         basis = f"1 - {EVENTS_VARIANT} / router/aiohttp rps @c=32"

@@ -31,7 +31,7 @@ class PublisherConfig:
     spool_max_bytes: int = 256 << 20
     spool_segment_bytes: int = 8 << 20
     # gzip works out of the box; snappy, lz4 and zstd need the cramjam package (aiokafka[zstd]).
-    compression_type: str = "gzip"  # gzip | snappy | lz4 | zstd | none
+    compression_type: str = "zstd"  # zstd | lz4 | gzip | snappy | none (cramjam provides zstd, lz4, snappy)
     linger_ms: int = 5
     max_batch_bytes: int = 256 << 10  # aiokafka max_batch_size, per partition
     max_request_bytes: int = 1 << 20  # largest record we send; bigger ones are dropped and counted

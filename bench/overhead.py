@@ -58,9 +58,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from router_service._gen.router.v1 import router_pb2 as pb
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_service.config_schema import HttpConfig
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.providers.http import make_http_client
-from router_service.settings import HttpConfig, parse_config
+from router_service.settings import parse_config
 
 BENCH_DIR = Path(__file__).resolve().parent
 ECHO_SERVER = BENCH_DIR / "echo_server.py"

@@ -13,23 +13,29 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Mapping
+from typing import Any, Mapping
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
     ValidationError,
-    field_validator,
-    model_validator,
 )
 
-from router_service.catalog import NANOS_PER_USD, Catalog, Deployment, Price
+from router_service.catalog import Catalog, Deployment, Price
+from router_service.config_schema import (
+    ClassifierSettings,
+    EventsConfig,
+    FileConfig,
+    HttpConfig,
+    MetricsConfig,
+    ModelConfig,
+    PolicyConfig,
+    ResilienceConfig,
+    RoutingConfig,
+    ServerConfig,
+    _usd_per_mtok_to_nanos,
+)
 from router_service.domain import DataSensitivity, TaskType
 from router_service.providers.base import ProviderEndpoint
 from router_service.resilience.breaker import BreakerConfig
@@ -41,302 +47,12 @@ from router_service.routing.planner import DEFAULT_ENV, RoutingEnv
 from router_service.routing.policy import HedgeConfig, Policy
 from router_service.routing.strategies import StrategyParams
 from router_service.telemetry.kafka_client import KafkaSecurity
-from router_service.telemetry.publisher_config import DEFAULT_TOPIC, PublisherConfig
+from router_service.telemetry.publisher_config import PublisherConfig
 from router_service.telemetry.redaction import pii_patterns
 
 
 class ConfigError(Exception):
     """The config file is missing, unreadable or invalid. The message names every bad field."""
-
-
-# --- schema (pydantic, edges only) ----------------------------------------------------------
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ServerConfig(_Strict):
-    listen: str = "127.0.0.1:50051"
-    workers: Annotated[int, Field(ge=1, le=64)] = 1
-    grace_period_s: Annotated[float, Field(gt=0, le=300)] = 10.0
-    max_receive_message_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
-    max_send_message_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
-    keepalive_time_s: Annotated[float, Field(gt=0)] = 60.0
-    keepalive_timeout_s: Annotated[float, Field(gt=0)] = 20.0
-    # Clients may ping this often without data before the server sends GOAWAY(too_many_pings).
-    min_client_ping_interval_s: Annotated[float, Field(gt=0)] = 10.0
-    max_concurrent_rpcs: Annotated[int, Field(ge=1)] | None = None
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:50051")
-        return value
-
-
-class MetricsConfig(_Strict):
-    # HOST:PORT for the Prometheus /metrics endpoint; empty disables it.
-    listen: str = "127.0.0.1:9464"
-
-
-class HttpConfig(_Strict):
-    # "aiohttp": httpx API over the httpx-aiohttp transport (measured fastest here; see README).
-    # "httpx": httpx's own transport (supports HTTP/2 with http2: true).
-    transport: Literal["aiohttp", "httpx"] = "aiohttp"
-    http2: bool = False
-    max_connections: Annotated[int, Field(ge=1)] = 512
-    max_keepalive_connections: Annotated[int, Field(ge=0)] = 128
-    connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
-    # Backstop only: the engine's attempt timeout is what normally ends a slow call.
-    read_timeout_s: Annotated[float, Field(gt=0)] = 300.0
-
-    @model_validator(mode="after")
-    def _http2_needs_httpx(self) -> HttpConfig:
-        if self.http2 and self.transport != "httpx":
-            raise ValueError("http2: true requires transport: httpx")
-        return self
-
-
-class RoutingConfig(_Strict):
-    default_policy: str = "default"
-    # Upper bound for one upstream attempt; always cut to what is left of the caller's deadline.
-    attempt_timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    # Deadline used when the caller sets none (gRPC has no default deadline).
-    default_deadline_s: Annotated[float, Field(gt=0)] = 120.0
-    # Streams: give up on an attempt that has sent no token within this time (still before
-    # anything reached the caller, so it can fall back).
-    first_token_timeout_s: Annotated[float, Field(gt=0)] = 15.0
-    # Streams: after the first token, an upstream silent for this long ends the stream as
-    # interrupted (the caller already has text, so there is no fallback).
-    stream_stall_timeout_s: Annotated[float, Field(gt=0)] = 30.0
-
-
-class ProviderConfig(_Strict):
-    kind: Literal["openai", "anthropic", "gemini"]
-    base_url: str
-    api_key: SecretStr = SecretStr("")
-    headers: dict[str, str] = {}
-    options: dict[str, str] = {}
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
-
-_PRICE_RE = re.compile(r"^\d+(\.\d{1,9})?$")
-
-
-def _usd_per_mtok_to_nanos(value: str) -> int:
-    """Exact conversion of a decimal USD string ("0.15") to integer nano-USD."""
-    try:
-        amount = Decimal(value)
-    except InvalidOperation as exc:
-        raise ValueError(f"not a decimal number: {value!r}") from exc
-    return int(amount * NANOS_PER_USD)
-
-
-class PriceConfig(_Strict):
-    """USD per million tokens, as decimal strings (quoted, so YAML never makes them floats)."""
-
-    input: str
-    output: str
-    cached_input: str | None = None  # defaults to the input price
-
-    @field_validator("input", "output", "cached_input")
-    @classmethod
-    def _decimal(cls, value: str | None) -> str | None:
-        if value is not None and not _PRICE_RE.match(value):
-            raise ValueError("must be a non-negative decimal string with at most 9 decimals, e.g. '0.15'")
-        return value
-
-
-class ModelConfig(_Strict):
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")]
-    provider: str
-    upstream_model: str = ""  # defaults to name
-    price_per_mtok: PriceConfig
-    context_window: Annotated[int, Field(ge=1)] = 128_000
-    max_output_tokens: Annotated[int, Field(ge=1)] = 4096
-    capabilities: list[Literal["tools", "json", "streaming", "vision"]] = ["streaming"]
-    max_sensitivity: Literal["public", "internal", "restricted"] = "internal"
-    region: str = ""
-    quality: dict[Literal["chat", "retrieval", "creative", "reasoning", "extraction", "code"], float] = {}
-    default_quality: Annotated[float, Field(ge=0, le=1)] = 0.5
-
-    @field_validator("quality")
-    @classmethod
-    def _unit_interval(cls, value: dict[str, float]) -> dict[str, float]:
-        for task, score in value.items():
-            if not 0 <= score <= 1:
-                raise ValueError(f"quality.{task} must be in [0, 1]")
-        return value
-
-
-class KafkaSecurityConfig(_Strict):
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    sasl_plain_username: str | None = None
-    sasl_plain_password: SecretStr | None = None
-    ssl_cafile: str | None = None
-
-
-class EventsConfig(_Strict):
-    """Telemetry events to Kafka. Empty bootstrap_servers: no events (metrics still work)."""
-
-    bootstrap_servers: str = ""
-    topic: Annotated[str, Field(pattern=r"^[a-zA-Z0-9._-]{1,249}$")] = DEFAULT_TOPIC
-    encoding: Literal["json", "protobuf"] = "json"
-    # zstd: measured cheapest per event here (bench/event_publisher.py), and Kafka-native since 2.1.
-    compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = "zstd"
-    queue_max: Annotated[int, Field(ge=1)] = 10_000
-    spool_dir: str = "var/spool/events"
-    spool_max_bytes: Annotated[int, Field(ge=1 << 20)] = 256 << 20
-    # Kafka's idempotent producer; the embedded Tansu broker does not support it (see up).
-    enable_idempotence: bool = True
-    include_content: bool = False  # prompts and answers in completion events (redacted)
-    redact_pii: list[Literal["email", "card_number"]] = []
-    redact_patterns: list[str] = []  # extra regexes, applied with the built-in secret patterns
-    # Dev and tests only: create the topic with this many partitions at start. Production topics
-    # are created by operators (auto-create stays off).
-    create_topic_partitions: Annotated[int, Field(ge=1)] | None = None
-    security: KafkaSecurityConfig = KafkaSecurityConfig()
-
-    @field_validator("redact_patterns")
-    @classmethod
-    def _regexes(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
-        return value
-
-
-class HedgeSettings(_Strict):
-    enabled: bool = False
-    delay_s: Annotated[float, Field(gt=0)] | None = None  # None: the first choice's rolling P95
-    min_delay_s: Annotated[float, Field(ge=0)] = 0.05
-    max_delay_s: Annotated[float, Field(gt=0)] = 10.0
-    cold_delay_s: Annotated[float, Field(gt=0)] = 2.0
-    max_hedges: Annotated[int, Field(ge=0, le=3)] = 1
-
-
-class StrategyParamsConfig(_Strict):
-    cost_tolerance: Annotated[float, Field(ge=0)] = 0.10
-    latency_tolerance: Annotated[float, Field(ge=0)] = 0.10
-    quality_tolerance: Annotated[float, Field(ge=0)] = 0.02
-    weights: dict[str, Annotated[float, Field(ge=0)]] = {}
-    cold_start_p95_s: Annotated[float, Field(gt=0)] | None = None
-
-
-class PolicyConfig(_Strict):
-    models: list[str] = []
-    # Composition of registry keys, "filter > score > tie-break", e.g. "quality>cost>round_robin",
-    # or a YAML list. Keys: priority, round_robin, weighted, latency, cost, quality.
-    strategy: str | list[str] = "priority"
-    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
-    params: StrategyParamsConfig = StrategyParamsConfig()
-    max_cost_usd: str | None = None  # decimal string, per request
-    min_quality: Annotated[float, Field(ge=0, le=1)] | None = None
-    max_p95_s: Annotated[float, Field(gt=0)] | None = None
-    min_sensitivity: Literal["public", "internal", "restricted"] | None = None
-    regions: list[str] = []
-    allowed_providers: list[str] = []
-    denied_providers: list[str] = []
-    hedge: HedgeSettings = HedgeSettings()
-
-    @field_validator("max_cost_usd")
-    @classmethod
-    def _cost(cls, value: str | None) -> str | None:
-        if value is not None and not _PRICE_RE.match(value):
-            raise ValueError("must be a non-negative decimal string, e.g. '0.01'")
-        return value
-
-
-class BreakerSettings(_Strict):
-    allowed_fails: Annotated[int, Field(ge=1)] = 3
-    fail_window_s: Annotated[float, Field(gt=0)] = 60.0
-    min_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
-    cooldown_s: Annotated[float, Field(gt=0)] = 30.0
-    cooldown_multiplier: Annotated[float, Field(ge=1)] = 2.0
-    max_cooldown_s: Annotated[float, Field(gt=0)] = 600.0
-    max_retry_after_s: Annotated[float, Field(gt=0)] = 300.0
-    half_open_probes: Annotated[int, Field(ge=1)] = 1
-    probe_successes: Annotated[int, Field(ge=1)] = 1
-    probe_timeout_s: Annotated[float, Field(gt=0)] = 60.0
-    ramp_s: Annotated[float, Field(ge=0)] = 30.0
-    ramp_start_fraction: Annotated[float, Field(gt=0, le=1)] = 0.1
-
-
-class ResilienceConfig(_Strict):
-    """Live state, breakers, retries. Defaults follow the field (LiteLLM/Envoy semantics)."""
-
-    window_s: Annotated[float, Field(gt=0)] = 60.0  # rolling window of latency and error stats
-    min_latency_samples: Annotated[int, Field(ge=1)] = 10
-    breaker: BreakerSettings = BreakerSettings()
-    # Per error class overrides: {timeout: {retry: false}, auth: {cooldown_s: 60}}; flags are
-    # retry, counts_against_health, cooldown, fallback (none|next|larger_context), cooldown_s.
-    error_classes: dict[str, dict[str, Any]] = {}
-    max_retries: Annotated[int, Field(ge=0, le=5)] = 2  # per deployment, same request
-    backoff_base_s: Annotated[float, Field(gt=0)] = 0.1
-    backoff_max_s: Annotated[float, Field(gt=0)] = 5.0
-    min_useful_attempt_s: Annotated[float, Field(gt=0)] = 0.05
-    retry_budget_ratio: Annotated[float, Field(ge=0)] = 0.2  # retries+hedges per request, per provider
-    retry_budget_min_per_s: Annotated[float, Field(ge=0)] = 1.0
-    # An attempt still unanswered after this multiple of its deployment's recent P95 latency is
-    # given up as a timeout (and counts against health) before attempt_timeout_s fires.
-    stuck_after_p95_multiple: Annotated[float, Field(ge=1)] | None = 4.0
-    stuck_min_s: Annotated[float, Field(gt=0)] = 1.0
-
-
-class ClassifierSettings(_Strict):
-    keywords: dict[Literal["retrieval", "creative", "reasoning", "extraction", "code"], list[str]] = {}
-    replace_builtin: bool = False
-
-
-class FileConfig(_Strict):
-    server: ServerConfig = ServerConfig()
-    metrics: MetricsConfig = MetricsConfig()
-    http: HttpConfig = HttpConfig()
-    routing: RoutingConfig = RoutingConfig()
-    events: EventsConfig = EventsConfig()
-    resilience: ResilienceConfig = ResilienceConfig()
-    classifier: ClassifierSettings = ClassifierSettings()
-    providers: dict[str, ProviderConfig]
-    models: list[ModelConfig]
-    aliases: dict[str, list[str]] = {}
-    policies: dict[str, PolicyConfig] = {"default": PolicyConfig()}
-
-    @model_validator(mode="after")
-    def _references(self) -> FileConfig:
-        problems: list[str] = []
-        model_names = {m.name for m in self.models}
-        seen: set[tuple[str, str]] = set()
-        for i, m in enumerate(self.models):
-            if m.provider not in self.providers:
-                problems.append(f"models[{i}].provider: unknown provider {m.provider!r}")
-            if (m.provider, m.name) in seen:
-                problems.append(f"models[{i}]: duplicate model {m.name!r} for provider {m.provider!r}")
-            seen.add((m.provider, m.name))
-        for alias, names in self.aliases.items():
-            problems += [f"aliases.{alias}: unknown model {n!r}" for n in names if n not in model_names]
-            if not names:
-                problems.append(f"aliases.{alias}: must list at least one model")
-        for pname, policy in self.policies.items():
-            problems += [
-                f"policies.{pname}.models: unknown model {n!r}" for n in policy.models if n not in model_names
-            ]
-        if self.routing.default_policy not in self.policies:
-            problems.append(f"routing.default_policy: unknown policy {self.routing.default_policy!r}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
 
 
 # --- runtime objects (frozen, plain) ----------------------------------------------------------

@@ -10,7 +10,7 @@ from grpc_reflection.v1alpha import reflection
 
 from router_service._gen.router.v1 import router_pb2
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
-from router_service.settings import ServerConfig
+from router_service.config_schema import ServerConfig
 
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
 

@@ -21,7 +21,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from router_service.settings import HttpConfig
+from router_service.config_schema import HttpConfig
 
 
 def make_http_client(config: HttpConfig) -> httpx.AsyncClient:

@@ -11,12 +11,21 @@ Shared machines are noisy (other processes, VM steal time), so each scenario run
 rounds, interleaved with the other scenarios; the table shows the median round's p50 and p99 and
 the best round's p99, and the JSON keeps every round.
 
-    .venv/bin/python bench/routing.py [--iterations N] [--rounds R]
+    .venv/bin/python bench/routing.py [--iterations N] [--rounds R] [--drill | --drill-only]
+
+`--drill` adds the failover drills (`router_service.sim.drill`, the same ones
+tests/integration/test_drills.py asserts on, here with larger counts): a real router on a free
+port, three real simulated providers over HTTP, load over real gRPC, sim-a failing. It prints
+success rate, requests reaching the failing deployment after the fault, caller p50/p99 while it
+hangs (with and without hedging) and time to recovery, and writes them under "drills" in the same
+JSON. About 90 s; every drill is also bounded by a duration, so the section stays under 2 min.
+`--drill-only` skips the decision timing and keeps the decision rows already in the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import gc
@@ -29,6 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from router_service.catalog import Catalog, Deployment, Price
 from router_service.domain import (
@@ -47,6 +57,7 @@ from router_service.resilience.live_state import LiveState
 from router_service.routing.policy import HedgeConfig, Policy
 from router_service.routing.router import Router
 from router_service.routing.strategies import StrategyParams
+from router_service.sim import drill
 
 RESULTS = Path(__file__).parent / "results" / "routing.json"
 SIZES = (5, 50)
@@ -222,22 +233,145 @@ def print_table(rows: list[Row]) -> None:
         print(f"{r.candidates:>10}  {r.scenario:<20} {r.p50_us:>8.1f} {r.p99_us:>8.1f} {r.best_p99_us:>9.1f}")
 
 
+# --- failover drills ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrillRow:
+    drill: str
+    requests: int
+    success_rate: float
+    reached_failing: int  # requests that reached sim-a after the fault started
+    caller_p50_ms: float
+    caller_p99_ms: float
+    details: dict[str, Any]
+
+
+def drill_row(name: str, calls: Sequence[drill.Call], reached: int, **details: Any) -> DrillRow:
+    latencies = [c.latency_s for c in calls]
+    return DrillRow(
+        drill=name,
+        requests=len(calls),
+        success_rate=round(drill.success_rate(calls), 5),
+        reached_failing=reached,
+        caller_p50_ms=round(drill.percentile(latencies, 0.5) * 1000, 1),
+        caller_p99_ms=round(drill.percentile(latencies, 0.99) * 1000, 1),
+        details=details,
+    )
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+async def run_drills() -> list[DrillRow]:
+    rows = []
+    # 1. One of three deployments of one model fails hard from the start.
+    for fault, label in (({"error_rate": 1.0}, "500s"), ({"hang_rate": 1.0}, "hangs")):
+        async with drill.started_sims() as sims:
+            success = await drill.success_rate_drill(sims, fault, requests=10_000, concurrency=32, max_s=22.0)
+        rows.append(drill_row(f"1 sim-a {label} from the start", success.calls, success.reached_failing))
+    # 2. sim-a starts answering 500s: requests reaching it after the fault (default resilience).
+    for concurrency, requests in ((1, 1_000), (32, 3_000)):
+        for repetition in range(3):
+            async with drill.started_sims() as sims:
+                breaker = await drill.breaker_drill(
+                    sims, concurrency=concurrency, requests=requests, max_s=4.0
+                )
+            rows.append(
+                drill_row(
+                    f"2 sim-a 500s, {concurrency} caller(s) #{repetition + 1}",
+                    breaker.calls,
+                    breaker.reached_after_fault,
+                    allowed_fails=breaker.allowed_fails,
+                )
+            )
+    # 3. sim-a hangs after a warm-up: cut at 4 x P95, fallback or hedge.
+    hang_runs: list[tuple[str, bool, dict[str, Any]]] = [
+        ("3 sim-a hangs, no hedging", False, {}),
+        ("3 sim-a hangs, hedging", True, {}),
+        ("3 sim-a hangs, hedging, retry budget 1.0", True, {"retry_budget_ratio": 1.0}),
+    ]
+    for name, hedge, resilience in hang_runs:
+        async with drill.started_sims() as sims:
+            hang = await drill.hang_drill(
+                sims, hedge=hedge, concurrency=32, warm_s=2.0, fault_s=5.0, resilience=resilience
+            )
+        rows.append(
+            drill_row(
+                name,
+                hang.calls,
+                hang.reached,
+                attempt_timeout_ms=_ms(hang.attempt_timeout_s),
+                warm_p95_ms=_ms(hang.warm_p95_s),
+                longest_attempt_on_failing_ms=_ms(hang.longest_failing_attempt_s),
+                last_arrival_at_failing_ms=_ms(hang.last_arrival_s),
+                caller_max_ms=_ms(max((c.latency_s for c in hang.calls), default=0.0)),
+            )
+        )
+    # 4. sim-a recovers as soon as its breaker opens (cooldown 1 s, ramp 1 s).
+    async with drill.started_sims() as sims:
+        recovery = await drill.recovery_drill(sims, concurrency=16, duration_s=5.0)
+    rows.append(
+        drill_row(
+            "4 sim-a recovers (cooldown 1 s, ramp 1 s)",
+            recovery.calls,
+            recovery.reached_while_open,
+            cooldown_left_ms=_ms(recovery.cooldown_left_s),
+            back_after_ms=_ms(recovery.back_after_s),
+            fair_share_after_ms=_ms(recovery.fair_after_s),
+        )
+    )
+    return rows
+
+
+def print_drills(rows: list[DrillRow]) -> None:
+    header = (
+        f"{'drill':<44} {'requests':>8} {'success':>9} {'reached':>8} {'p50 ms':>8} {'p99 ms':>8}  details"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        details = ", ".join(f"{k}={v}" for k, v in r.details.items())
+        print(
+            f"{r.drill:<44} {r.requests:>8} {r.success_rate:>9.3%} {r.reached_failing:>8}"
+            f" {r.caller_p50_ms:>8.1f} {r.caller_p99_ms:>8.1f}  {details}"
+        )
+    print(
+        "reached: requests reaching sim-a after the fault started (drill 4: while its breaker was"
+        " open); p50/p99: callers' latency during the fault"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Routing decision time with 5 and 50 candidates.")
     parser.add_argument("--iterations", type=int, default=5_000, help="timed decisions per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per scenario")
+    drills = parser.add_mutually_exclusive_group()
+    drills.add_argument("--drill", action="store_true", help="also run the failover drills (~90 s)")
+    drills.add_argument("--drill-only", action="store_true", help="only the failover drills")
     args = parser.parse_args(argv)
-    rows = run(args.iterations, args.rounds)
-    print(f"{args.rounds} rounds x {args.iterations} decisions per scenario")
-    print_table(rows)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
+    payload: dict[str, Any] = {
         "benchmark": "routing_decision",
         "unit": "microseconds",
         "python": sys.version.split()[0],
         "machine": platform.machine(),
-        "rows": [dataclasses.asdict(r) for r in rows],
     }
+    if RESULTS.exists():  # keep the section this run does not measure
+        previous = json.loads(RESULTS.read_text())
+        payload |= {k: previous[k] for k in ("rows", "drills") if k in previous}
+    if not args.drill_only:
+        rows = run(args.iterations, args.rounds)
+        print(f"{args.rounds} rounds x {args.iterations} decisions per scenario")
+        print_table(rows)
+        payload["rows"] = [dataclasses.asdict(r) for r in rows]
+    if args.drill or args.drill_only:
+        started = time.monotonic()
+        drill_rows = asyncio.run(run_drills())
+        print(f"\nfailover drills ({time.monotonic() - started:.0f} s)")
+        print_drills(drill_rows)
+        payload["drills"] = [dataclasses.asdict(r) for r in drill_rows]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 

@@ -1,8 +1,9 @@
 """Composition root: builds every object from config, owns start/stop order and signals.
 
 Start: HTTP client -> adapters -> event publisher -> engine -> gRPC server -> health SERVING.
-Stop:  health NOT_SERVING -> server.stop(grace) (drains in-flight calls and streams) -> publisher
-       flush (to Kafka, or to the disk spool) -> HTTP client.
+Stop:  health NOT_SERVING -> server.stop(grace) (drains in-flight calls and streams) -> engine
+       (cancels hedge losers still running) -> publisher flush (to Kafka, or to the disk spool)
+       -> HTTP client.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class RouterApp:
                 observer, EventObserver(sink, include_content=self.config.events.include_content)
             )
         engine = Engine(self.config, adapters, observer=observer)
+        self._stack.push_async_callback(engine.aclose)  # before the HTTP client closes
         self._engine, self._client = engine, client
         self._register_live_metrics(engine)
         servicer = RouterServicer(

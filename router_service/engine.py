@@ -7,12 +7,20 @@ The engine knows nothing about gRPC or HTTP.
 
 Streams fall back only before their first event reaches the caller; after that a failure raises
 StreamInterruptedError (never a clean finish).
+
+Hedging: the first good answer wins and the loser is cancelled, unless the loser's deployment has
+answered nothing since the loser was sent. Then the loser is left to finish (or hit its own
+attempt timeout) in the background, and only its outcome's effect on live state remains: a hung
+deployment behind a hedging policy must still fail its attempts and be taken out of rotation,
+instead of only ever losing races (which say nothing about health) while keeping its traffic.
+`aclose` cancels what is still running at shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Mapping
@@ -30,6 +38,7 @@ from router_service.providers.base import ProviderAdapter
 from router_service.request_run import (
     CallContext,
     Completion,
+    LiveOutcomes,
     NullObserver,
     RequestObserver,
     Resilience,
@@ -54,6 +63,8 @@ __all__ = [
     "StreamItem",
     "StreamStart",
 ]
+
+log = logging.getLogger(__name__)
 
 StreamItem = StreamStart | StreamEvent | StreamFinish
 _Outcome = tuple[ChatResult | None, ProviderError | None]
@@ -87,6 +98,15 @@ class Engine:
         self._rng = random.Random(seed)
         self._seed = seed
         self._setup = self._build(config, adapters)
+        self._live_outcomes = LiveOutcomes(self.live)
+        self._detached: set[asyncio.Task[_Outcome]] = set()  # hedge losers left to finish
+
+    async def aclose(self) -> None:
+        """Cancel the hedge losers still running in the background (at shutdown)."""
+        tasks = list(self._detached)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def reconfigure(self, config: RuntimeConfig, adapters: Mapping[str, ProviderAdapter]) -> None:
         """Swap catalog, policies and adapters atomically; in-flight requests finish on the old ones.
@@ -174,53 +194,95 @@ class Engine:
         )
 
     async def _attempt(
-        self, setup: _Setup, run: Run, targets: Targets, d: Deployment, *, hedged: bool = False
+        self,
+        setup: _Setup,
+        run: Run,
+        targets: Targets,
+        d: Deployment,
+        *,
+        hedged: bool = False,
+        racer: _Racer | None = None,
     ) -> _Outcome:
-        """One upstream call, recorded; returns (result, None) or (None, error)."""
+        """One upstream call, recorded; returns (result, None) or (None, error). A racer that was
+        detached (see `_race`) records its outcome in live state only."""
         timeout = targets.timeout_for(d)
         started = time.monotonic()
+        if racer is not None:
+            racer.started = started
         self.live.begin(d.key, started)
         try:
             async with asyncio.timeout(timeout):
                 result = await setup.adapters[d.provider].complete(run.request, d.upstream_model)
         except asyncio.CancelledError:
-            run.cancelled(d, started, hedged=hedged)
+            self._recorder(run, racer).cancelled(d, started, hedged=hedged)
             raise
         except (ProviderError, TimeoutError) as exc:
             error = _as_provider_error(exc, timeout)
-            run.failed(d, started, error, hedged=hedged)
+            self._recorder(run, racer).failed(d, started, error, hedged=hedged)
             return None, error
         finally:
             self.live.end(d.key)
-        run.succeeded(d, started, None, hedged=hedged)
+        self._recorder(run, racer).succeeded(d, started, None, hedged=hedged)
         return result, None
+
+    def _recorder(self, run: Run, racer: _Racer | None) -> Run | LiveOutcomes:
+        return self._live_outcomes if racer is not None and racer.detached else run
 
     async def _race(
         self, setup: _Setup, run: Run, targets: Targets, first: Deployment, delay_s: float
     ) -> list[tuple[Deployment, _Outcome]]:
         """Hedge: if `first` has not answered after `delay_s`, race the next deployment. The first
-        good answer wins and the loser is cancelled (recorded as a cancelled, hedged attempt)."""
-        tasks = {asyncio.create_task(self._attempt(setup, run, targets, first)): first}
+        good answer wins. A loser whose deployment has answered something since the loser was sent
+        is cancelled (recorded as a cancelled attempt); one whose deployment has answered nothing
+        is left to finish in the background (see the module docstring), so that a hung
+        deployment's attempts still time out and count against its health."""
+        racers: dict[asyncio.Task[_Outcome], _Racer] = {}
+
+        def start(d: Deployment, hedged: bool) -> None:
+            racer = _Racer(d, hedged)
+            task = asyncio.create_task(self._attempt(setup, run, targets, d, hedged=hedged, racer=racer))
+            racers[task] = racer
+
+        start(first, False)
+        won = False
         try:
-            done, _ = await asyncio.wait(tasks, timeout=delay_s)
+            done, _ = await asyncio.wait(racers, timeout=delay_s)
             second = None if done else targets.peek_hedge()
             if second is not None:
-                hedge = self._attempt(setup, run, targets, second, hedged=True)
-                tasks[asyncio.create_task(hedge)] = second
+                start(second, True)
             outcomes: list[tuple[Deployment, _Outcome]] = []
-            pending = set(tasks)
+            pending = set(racers)
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     outcome = task.result()
-                    outcomes.append((tasks[task], outcome))
+                    outcomes.append((racers[task].deployment, outcome))
                     if outcome[0] is not None:
-                        return [(tasks[task], outcome)]
+                        won = True
+                        return [(racers[task].deployment, outcome)]
             return outcomes
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            cancelled = []
+            for task, racer in racers.items():
+                if task.done():
+                    continue
+                if won and not self.live.answered_since(racer.deployment.key, racer.started):
+                    self._detach(run, task, racer)
+                else:
+                    task.cancel()
+                    cancelled.append(task)
+            await asyncio.gather(*cancelled, return_exceptions=True)
+
+    def _detach(self, run: Run, task: asyncio.Task[_Outcome], racer: _Racer) -> None:
+        racer.detached = True
+        run.abandoned(racer.deployment, racer.started, hedged=racer.hedged)
+        self._detached.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[_Outcome]) -> None:
+        self._detached.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("hedge loser failed unexpectedly", exc_info=exc)
 
     # --- streaming ----------------------------------------------------------------------------
 
@@ -304,6 +366,18 @@ class Engine:
         run.succeeded(deployment, started, ttft)
         cost = deployment.price.cost_nanos(event.usage)
         yield StreamFinish(event, deployment, run.decision_or_raise(), tuple(run.attempts), cost)
+
+
+class _Racer:
+    """One attempt of a hedge race."""
+
+    __slots__ = ("deployment", "detached", "hedged", "started")
+
+    def __init__(self, deployment: Deployment, hedged: bool) -> None:
+        self.deployment = deployment
+        self.hedged = hedged
+        self.started = time.monotonic()  # replaced by the attempt's own start
+        self.detached = False  # left to finish after its request was answered
 
 
 def _as_provider_error(exc: BaseException, timeout_s: float) -> ProviderError:

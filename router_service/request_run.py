@@ -185,6 +185,15 @@ class Run:
             d, AttemptOutcome.CANCELLED, started, now, error_class=ErrorClass.CANCELLED.value, hedged=hedged
         )
 
+    def abandoned(self, d: Deployment, started: float, *, hedged: bool = False) -> None:
+        """A hedge race's loser left to finish after the request is answered: cancelled as far as
+        the caller (and telemetry) are concerned. Its real outcome goes to live state only, when it
+        comes (`LiveOutcomes`)."""
+        now = time.monotonic()
+        self._add(
+            d, AttemptOutcome.CANCELLED, started, now, error_class=ErrorClass.CANCELLED.value, hedged=hedged
+        )
+
     def _add(
         self,
         d: Deployment,
@@ -227,6 +236,24 @@ class Run:
         self.closed = True
         latency = time.monotonic() - self.ctx.started
         self._observer.on_error(self.ctx, error, len(self.attempts), latency)
+
+
+class LiveOutcomes:
+    """Records attempt outcomes in live state only (`Run`'s recording methods, minus the request):
+    for a hedge loser that finishes after its request has been answered."""
+
+    def __init__(self, live: LiveState) -> None:
+        self._live = live
+
+    def succeeded(self, d: Deployment, started: float, ttft: float | None, *, hedged: bool = False) -> None:
+        now = time.monotonic()
+        self._live.record_success(d.key, now - started, ttft, now)
+
+    def failed(self, d: Deployment, started: float, error: ProviderError, *, hedged: bool = False) -> None:
+        self._live.record_failure(d.key, error.error_class, time.monotonic(), error.retry_after_s)
+
+    def cancelled(self, d: Deployment, started: float, *, hedged: bool = False) -> None:
+        self._live.record_failure(d.key, ErrorClass.CANCELLED, time.monotonic())
 
 
 class Targets:
@@ -302,11 +329,16 @@ class Targets:
         recovery = after_failure(
             failure, self._res.error_policy, self._res.retry, budget, now, self._res.rng.random()
         )
-        if recovery.action is Action.RETRY and self._res.live.try_acquire(deployment.key, now):
+        live = self._res.live
+        if recovery.action is Action.RETRY and live.unavailable_reason(deployment.key, now) is None:
             await asyncio.sleep(recovery.delay_s)
-            self._retries += 1
-            self._retry = deployment
-            return
+            # Admission is checked when the retry is sent, as for any other target: the breaker
+            # may have opened during the backoff (other requests' failures), and a half-open probe
+            # slot is not held while sleeping.
+            if live.try_acquire(deployment.key, time.monotonic()):
+                self._retries += 1
+                self._retry = deployment
+                return
         if recovery.action is Action.STOP:
             if error.error_class.is_callers_fault:
                 raise UpstreamRejectedError(deployment.key, error)

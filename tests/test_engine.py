@@ -15,6 +15,7 @@ from router_service.errors import (
     AllAttemptsFailedError,
     DeadlineExceededError,
     ErrorClass,
+    ProviderError,
     StreamInterruptedError,
     UpstreamRejectedError,
 )
@@ -283,18 +284,75 @@ async def test_retry_budget_caps_retries_during_an_outage() -> None:
     assert adapters["a"].calls == 10  # an empty budget means no retries at all, only fallbacks
 
 
-async def test_hung_first_choice_is_hedged_and_the_loser_cancelled() -> None:
-    engine, adapters, observer = make_engine(
-        attempt_timeout_s=5, policy={"hedge": {"enabled": True, "delay_s": 0.05}}
-    )
+async def test_retry_is_not_sent_when_the_breaker_opened_during_its_backoff() -> None:
+    engine, adapters, _ = make_engine(resilience={"max_retries": 1})
+    # Retry-After is the backoff's floor: the retry sleeps 0.3 s.
+    adapters["a"].script = [ProviderError(ErrorClass.OVERLOADED, "busy", status_code=503, retry_after_s=0.3)]
+    task = asyncio.create_task(engine.complete(request(), ctx()))
+    await asyncio.sleep(0.1)
+    assert adapters["a"].calls == 1  # failed, now backing off
+    now = time.monotonic()
+    for _ in range(3):  # other requests' failures: with this one, more than allowed_fails (3)
+        engine.live.record_failure("a/ma", ErrorClass.OVERLOADED, now)
+    result = await task
+    assert adapters["a"].calls == 1  # the open breaker refused the retry at send time
+    assert [a.provider for a in result.attempts] == ["a", "b"]
+
+
+def hedging_engine(**routing: Any) -> tuple[Engine, dict[str, FakeAdapter], RecordingObserver]:
+    return make_engine(policy={"hedge": {"enabled": True, "delay_s": 0.05}}, **routing)
+
+
+async def test_hung_first_choice_is_hedged_and_the_loser_left_to_time_out() -> None:
+    engine, adapters, observer = hedging_engine(attempt_timeout_s=0.5)
     adapters["a"].script = [HANG]
     started = time.monotonic()
     result = await engine.complete(request(), ctx())
-    assert time.monotonic() - started < 1.0  # the hedge answered, not the 5 s timeout
+    assert time.monotonic() - started < 0.4  # the hedge answered, not the 0.5 s timeout
     assert result.deployment.provider == "b"
-    assert adapters["a"].cancelled == 1
     outcomes = {(a.provider, a.outcome, a.hedged) for _, a in observer.attempts}
     assert outcomes == {("a", AttemptOutcome.CANCELLED, False), ("b", AttemptOutcome.SUCCESS, True)}
+    # "a" has answered nothing since the loser was sent: it runs on until its own timeout, which
+    # then counts against a's health (live state only: the request is over).
+    assert adapters["a"].cancelled == 0 and engine.live.in_flight("a/ma") == 1
+    await asyncio.sleep(0.6)
+    assert adapters["a"].cancelled == 1 and engine.live.in_flight("a/ma") == 0
+    snapshots = {s.key: s for s in engine.live.snapshot(time.monotonic())}
+    assert snapshots["a/ma"].errors_by_class == {"timeout": 1}
+    assert len(observer.attempts) == 2 and len(observer.completions) == 1  # nothing reported late
+
+
+async def test_hung_deployment_behind_hedging_is_taken_out_of_rotation() -> None:
+    engine, adapters, _ = hedging_engine(attempt_timeout_s=0.2)
+    adapters["a"].script = [HANG] * 10
+    for _ in range(4):  # allowed_fails (3) + 1 lost races, each later timing out
+        assert (await engine.complete(request(), ctx())).deployment.provider == "b"
+    await asyncio.sleep(0.3)
+    assert adapters["a"].calls == 4 and adapters["a"].cancelled == 4
+    assert (await engine.complete(request(), ctx())).attempts[0].provider == "b"
+    assert adapters["a"].calls == 4  # the breaker is open
+
+
+async def test_hedge_loser_is_cancelled_at_once_while_its_deployment_keeps_answering() -> None:
+    engine, adapters, observer = hedging_engine(attempt_timeout_s=5)
+    adapters["a"].script = [HANG]
+    task = asyncio.create_task(engine.complete(request(), ctx()))
+    await asyncio.sleep(0.02)
+    engine.live.record_success("a/ma", 0.01, None, time.monotonic())  # another request's answer
+    result = await task
+    assert result.deployment.provider == "b"
+    assert adapters["a"].cancelled == 1 and engine.live.in_flight("a/ma") == 0
+    outcomes = {(a.provider, a.outcome, a.hedged) for _, a in observer.attempts}
+    assert outcomes == {("a", AttemptOutcome.CANCELLED, False), ("b", AttemptOutcome.SUCCESS, True)}
+
+
+async def test_aclose_cancels_hedge_losers_still_running() -> None:
+    engine, adapters, _ = hedging_engine(attempt_timeout_s=5)
+    adapters["a"].script = [HANG]
+    await engine.complete(request(), ctx())
+    assert adapters["a"].cancelled == 0
+    await engine.aclose()
+    assert adapters["a"].cancelled == 1 and engine.live.in_flight("a/ma") == 0
 
 
 async def test_fast_first_choice_is_not_hedged() -> None:

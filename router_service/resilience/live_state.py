@@ -19,11 +19,13 @@ The engine drives it around each upstream attempt:
 
 Routing reads it once per decision, whatever the number of candidates: `unavailable_reasons`
 (the planner's HealthView, bulk form), `latency_p95s`, `ttft_p95s` and `ramping` (its
-LiveSignals). Metrics read `snapshot`; the engine's hedging may read `latency_p95_s`.
+LiveSignals). Metrics read `snapshot`; the engine's hedging may read `latency_p95_s` and
+`answered_since`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -75,7 +77,7 @@ class DeploymentSnapshot:
 
 
 class _Deployment:
-    __slots__ = ("breaker", "has_samples", "in_flight", "latency", "outcomes", "ttft")
+    __slots__ = ("breaker", "has_samples", "in_flight", "last_success", "latency", "outcomes", "ttft")
 
     def __init__(self, config: LiveStateConfig, sketch: SketchConfig) -> None:
         self.breaker = CircuitBreaker(config.breaker)
@@ -86,6 +88,7 @@ class _Deployment:
         )
         self.in_flight = 0
         self.has_samples = False  # tracked by the quantile board once it has latency samples
+        self.last_success = -math.inf
 
 
 class LiveState:
@@ -121,6 +124,7 @@ class LiveState:
         if not deployment.has_samples:
             deployment.has_samples = True
             self._board.track(key, deployment.latency, deployment.ttft, now)
+        deployment.last_success = now
         deployment.outcomes.add(now, _ATTEMPTS)
         deployment.latency.record(latency_s, now)
         if ttft_s is not None:
@@ -160,9 +164,10 @@ class LiveState:
         reasons: dict[str, str] = {}
         for key, breaker in list(self._impaired.items()):
             reason = breaker.unavailable_reason(now)
-            self._track(key, breaker)
-            if reason is not None:
+            if reason is not None:  # open or half-open: still impaired
                 reasons[key] = reason
+            elif breaker.is_closed:  # what _track does, for the only state change a read can make
+                del self._impaired[key]
         return reasons
 
     def ramping(self, now: float) -> Mapping[str, float]:
@@ -172,9 +177,10 @@ class LiveState:
         fractions: dict[str, float] = {}
         for key, breaker in list(self._impaired.items()):
             fraction = breaker.ramp_fraction(now)
-            self._track(key, breaker)
-            if fraction < 1.0:
+            if fraction < 1.0:  # ramping: still impaired
                 fractions[key] = fraction
+            elif breaker.is_closed:  # what _track does, for the only state change a read can make
+                del self._impaired[key]
         return fractions
 
     def ramp_fraction(self, key: str, now: float) -> float:
@@ -212,6 +218,11 @@ class LiveState:
         self._board.refresh(now)
         board = self._board.ttft
         return [board.get(key) for key in keys]
+
+    def answered_since(self, key: str, since: float) -> bool:
+        """Whether `key` has completed any attempt successfully at or after `since`."""
+        deployment = self._deployments.get(key)
+        return deployment is not None and deployment.last_success >= since
 
     def in_flight(self, key: str) -> int:
         deployment = self._deployments.get(key)

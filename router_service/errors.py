@@ -112,7 +112,9 @@ class NoEligibleCandidateError(RouterError):
 
     def __init__(self, exclusions: Mapping[str, str]) -> None:
         self.exclusions = dict(exclusions)
-        detail = "; ".join(f"{k}: {v}" for k, v in self.exclusions.items())
+        # "key: reason" per candidate, joined in C: an f-string each is most of the cost of
+        # routing a request nothing can serve (50 candidates: ~10 us on a small VM).
+        detail = "; ".join(map(": ".join, self.exclusions.items()))
         super().__init__(f"no candidate can serve this request ({detail})")
 
 

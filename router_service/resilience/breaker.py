@@ -116,7 +116,8 @@ class CircuitBreaker:
         return self._state is BreakerState.CLOSED
 
     def unavailable_reason(self, now: float) -> str | None:
-        state = self.state(now)
+        self._advance(now)  # what state(now) does: routing asks on every request, so one call less
+        state = self._state
         if state is BreakerState.OPEN:
             return self._open_reason(now)
         if state is BreakerState.HALF_OPEN and not self._probe_slot_free(now):
@@ -134,7 +135,8 @@ class CircuitBreaker:
 
     def ramp_fraction(self, now: float) -> float:
         """Share of its traffic the deployment may take: 1 except during slow start."""
-        if self.state(now) is not BreakerState.RAMPING:
+        self._advance(now)  # what state(now) does, one call less (routing asks on every request)
+        if self._state is not BreakerState.RAMPING:
             return 1.0
         start = self._config.ramp_start_fraction
         return start + (1.0 - start) * (now - self._ramp_started) / self._config.ramp_s

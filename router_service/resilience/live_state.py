@@ -212,12 +212,12 @@ class LiveState:
         """`latency_p95_s` for many keys at once: what the planner reads per request."""
         self._board.refresh(now)
         board = self._board.latency
-        return [board.get(key) for key in keys]
+        return list(map(board.get, keys))  # a C loop: faster than a comprehension
 
     def ttft_p95s(self, keys: Sequence[str], now: float) -> list[float | None]:
         self._board.refresh(now)
         board = self._board.ttft
-        return [board.get(key) for key in keys]
+        return list(map(board.get, keys))  # a C loop: faster than a comprehension
 
     def answered_since(self, key: str, since: float) -> bool:
         """Whether `key` has completed any attempt successfully at or after `since`."""

@@ -28,11 +28,13 @@ class CandidateTable:
     """Candidates in configuration order; every column is a tuple indexed by position."""
 
     __slots__ = (
+        "cached_fraction_slots",
         "cached_fractions",
         "cached_prices",
         "capabilities",
         "context_windows",
         "deployments",
+        "distinct_cached_fractions",
         "exclusion_memo",
         "index_of",
         "input_prices",
@@ -45,6 +47,8 @@ class CandidateTable:
         "providers",
         "quality_by_task",
         "sensitivity_ranks",
+        "smallest_context_window",
+        "smallest_max_output",
         "static_reasons",
         "tasks",
     )
@@ -67,6 +71,10 @@ class CandidateTable:
         self.models = tuple(d.model for d in ds)
         self.context_windows = tuple(d.context_window for d in ds)
         self.max_outputs = tuple(d.max_output_tokens for d in ds)
+        # A request needing no more than these cannot fail the window or output checks: most
+        # requests, which then skip a pass over every candidate.
+        self.smallest_context_window = min(self.context_windows, default=0)
+        self.smallest_max_output = min(self.max_outputs, default=0)
         self.sensitivity_ranks = tuple(SENSITIVITY_RANK[d.max_sensitivity] for d in ds)
         self.capabilities = tuple(d.capabilities for d in ds)
         self.tasks = tuple(d.tasks for d in ds)
@@ -83,6 +91,12 @@ class CandidateTable:
         self.cached_prices = tuple(p[1] // common for p in prices)
         self.output_prices = tuple(p[2] // common for p in prices)
         self.cached_fractions = tuple(min(max(d.expected_cached_fraction, 0.0), 1.0) for d in ds)
+        # Few distinct fractions (one per provider or so): the cost model converts each one to
+        # cached tokens once per request, then each candidate picks its own by slot.
+        self.distinct_cached_fractions = tuple(dict.fromkeys(self.cached_fractions))
+        self.cached_fraction_slots = tuple(
+            self.distinct_cached_fractions.index(f) for f in self.cached_fractions
+        )
         # quality_by_task[TASK_INDEX[task]][i]: the configured prior of candidate i for task.
         self.quality_by_task = tuple(tuple(d.quality_for(task) for d in ds) for task in TaskType)
         # `filters` memoizes categorical exclusions here, keyed by (sensitivity rank, task index,

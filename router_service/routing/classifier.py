@@ -19,7 +19,7 @@ classification costs the same few microseconds for a 2 KB and a 2 MB prompt.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
@@ -68,7 +68,9 @@ _PRECEDENCE = (
 _STRUCTURE_BONUS = 3
 _LONG_CONTEXT_BONUS = 2
 # Punctuation becomes a space so "poem," and "(json)" still match whole words.
-_WORD_SEPARATORS = str.maketrans(dict.fromkeys("!\"$%&'()*,./:;<=>?@[\\]^`{|}~\n\t\r", " "))
+_SEPARATORS = "!\"$%&'()*,./:;<=>?@[\\]^`{|}~\n\t\r"
+_WORD_SEPARATORS = str.maketrans(dict.fromkeys(_SEPARATORS, " "))
+_ASCII_SEPARATORS = bytes.maketrans(_SEPARATORS.encode(), b" " * len(_SEPARATORS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,66 +92,120 @@ class ClassifierConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class _TaskRules:
-    task: TaskType
-    words: frozenset[str]  # one-token keywords, matched as whole tokens
-    phrases: tuple[
-        tuple[str, str], ...
-    ]  # (first token, phrase): phrase searched only if its first token occurs
+class _KeywordIndex:
+    """Every task's keywords in one place, so a prompt's tokens are matched against all of them in
+    one set intersection (hashing each token once) instead of once per task.
+
+    Positions are indices into `_PRECEDENCE`; a keyword configured for several tasks counts for each.
+    """
+
+    triggers: frozenset[str]  # every one-token keyword and every phrase's first token
+    words: Mapping[str, tuple[int, ...]]  # one-token keyword -> positions of its tasks
+    # first token -> (position, phrase): a phrase is searched only if its first token occurs
+    phrases: Mapping[str, tuple[tuple[int, str], ...]]
+
+    def add_scores(
+        self, hits: Iterable[str], head: Sequence[str], tokens: Sequence[str], scores: list[int]
+    ) -> None:
+        """+1 per task for each of its keywords among `hits` (the triggers that occur in the text
+        whose tokens are `head` then `tokens`)."""
+        normalized = ""  # all tokens joined by single spaces, built only if some phrase may occur
+        for token in hits:
+            for position in self.words.get(token, ()):
+                scores[position] += 1
+            for position, phrase in self.phrases.get(token, ()):
+                normalized = normalized or " ".join([*head, *tokens])
+                scores[position] += phrase in normalized
+
+
+# The scanned head of a system prompt, tokenized: (tokens, triggers among them, has a code fence).
+_Scanned = tuple[tuple[str, ...], frozenset[str], bool]
+_SYSTEM_CACHE_SIZE = 128
 
 
 class RuleClassifier:
-    __slots__ = ("_config", "_rules")
+    __slots__ = ("_config", "_index", "_system_heads")
 
     def __init__(self, config: ClassifierConfig | None = None) -> None:
         self._config = config or ClassifierConfig()
-        self._rules = tuple(_compile_rules(task, self._keywords(task)) for task in _PRECEDENCE)
+        self._index = _index_keywords([self._keywords(task) for task in _PRECEDENCE])
+        # An application sends the same system prompt with every request: its head is tokenized
+        # once, not per request. Keyed by the head's text; cleared when full, so it stays small.
+        self._system_heads: dict[str, _Scanned] = {}
 
     def classify(self, request: ChatRequest) -> TaskType:
-        text = _scanned_text(request, self._config.scan_chars)
-        tokens_in_order = _tokens(text)
-        tokens = frozenset(tokens_in_order)
-        normalized = ""  # built only if some phrase's first token occurs
-        best_task, best_score = TaskType.CHAT, 0
-        for rules, bonus in zip(self._rules, self._structure_bonuses(request, text), strict=True):
-            score = len(rules.words & tokens) + bonus
-            for first, phrase in rules.phrases:
-                if first in tokens:
-                    normalized = normalized or " ".join(tokens_in_order)
-                    score += phrase in normalized
-            if score > best_score:  # strict: earlier (more specific) tasks win ties
-                best_task, best_score = rules.task, score
-        return best_task
+        system_head, user_text = _scanned_parts(request, self._config.scan_chars)
+        # The text read is system head + "\n" + user text: a separator, so its tokens (and code
+        # fences) are those of each part, in order.
+        tokens = _tokens(user_text)
+        hits = self._index.triggers.intersection(tokens)  # usually empty or a few words
+        code_fence = "```" in user_text
+        system_tokens: tuple[str, ...] = ()
+        if system_head is not None:
+            system_tokens, system_hits, system_fence = self._scan_system(system_head)
+            hits |= system_hits
+            code_fence = code_fence or system_fence
+        scores = self._structure_bonuses(request, code_fence)
+        if hits:
+            self._index.add_scores(hits, system_tokens, tokens, scores)
+        best = max(scores)
+        # index() finds the first of equal scores: earlier (more specific) tasks win ties.
+        return _PRECEDENCE[scores.index(best)] if best > 0 else TaskType.CHAT
+
+    def _scan_system(self, head: str) -> _Scanned:
+        found = self._system_heads.get(head)
+        if found is None:
+            if len(self._system_heads) >= _SYSTEM_CACHE_SIZE:
+                self._system_heads.clear()
+            text = head.lower()
+            tokens = tuple(_tokens(text))
+            found = (tokens, self._index.triggers.intersection(tokens), "```" in text)
+            self._system_heads[head] = found
+        return found
 
     def _keywords(self, task: TaskType) -> tuple[str, ...]:
         extra = self._config.keywords.get(task, ())
         builtin = () if self._config.replace_builtin else BUILTIN_KEYWORDS.get(task, ())
         return (*builtin, *extra)
 
-    def _structure_bonuses(self, request: ChatRequest, text: str) -> tuple[int, ...]:
+    def _structure_bonuses(self, request: ChatRequest, code_fence: bool) -> list[int]:
         """Per task, in _PRECEDENCE order: code, extraction, retrieval, reasoning, creative."""
-        code = _STRUCTURE_BONUS if "```" in text else 0
+        code = _STRUCTURE_BONUS if code_fence else 0
         extraction = _STRUCTURE_BONUS if _asks_for_structure(request) else 0
-        total_chars = sum(len(m.content) for m in request.messages)
+        total_chars = 0
+        for message in request.messages:  # a plain loop: a generator costs more for a few messages
+            total_chars += len(message.content)
         retrieval = _LONG_CONTEXT_BONUS if total_chars >= self._config.long_context_chars else 0
-        return (code, extraction, retrieval, 0, 0)
+        return [code, extraction, retrieval, 0, 0]
 
 
 def _tokens(text: str) -> list[str]:
     """Lower-case text split on whitespace and punctuation (but not on + # - _: "c++", "#include")."""
+    if text.isascii():  # the usual case: a byte table translates several times faster than a dict
+        return text.encode().translate(_ASCII_SEPARATORS).decode().split()
     return text.translate(_WORD_SEPARATORS).split()
 
 
-def _compile_rules(task: TaskType, keywords: Iterable[str]) -> _TaskRules:
-    words: set[str] = set()
-    phrases: set[tuple[str, str]] = set()
-    for keyword in keywords:
-        tokens = _tokens(keyword.lower())
-        if len(tokens) == 1:
-            words.add(tokens[0])
-        elif tokens:
-            phrases.add((tokens[0], " ".join(tokens)))
-    return _TaskRules(task, frozenset(words), tuple(sorted(phrases)))
+def _index_keywords(keywords_by_position: Sequence[Iterable[str]]) -> _KeywordIndex:
+    words: dict[str, list[int]] = {}
+    phrases: dict[str, list[tuple[int, str]]] = {}
+    for position, keywords in enumerate(keywords_by_position):
+        task_phrases: set[tuple[str, str]] = set()  # a task counts each keyword once
+        for keyword in keywords:
+            tokens = _tokens(keyword.lower())
+            if len(tokens) == 1:
+                positions = words.setdefault(tokens[0], [])
+                if position not in positions:
+                    positions.append(position)
+            elif tokens:
+                task_phrases.add((tokens[0], " ".join(tokens)))
+        for first, phrase in sorted(task_phrases):
+            phrases.setdefault(first, []).append((position, phrase))
+    return _KeywordIndex(
+        triggers=frozenset(words) | frozenset(phrases),
+        words={word: tuple(positions) for word, positions in words.items()},
+        phrases={first: tuple(entries) for first, entries in phrases.items()},
+    )
 
 
 def _asks_for_structure(request: ChatRequest) -> bool:
@@ -160,18 +216,18 @@ def _asks_for_structure(request: ChatRequest) -> bool:
     return choice is not None and choice.mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.FUNCTION)
 
 
-def _scanned_text(request: ChatRequest, scan_chars: int) -> str:
-    """Lower-cased: the head of the system prompt, the head and tail of the last user message."""
-    parts: list[str] = []
+def _scanned_parts(request: ChatRequest, scan_chars: int) -> tuple[str | None, str]:
+    """The head of the system prompt (None without one) as sent, and the head and tail of the last
+    user message lower-cased ("" without one)."""
+    system_head = None
     for message in request.messages:
         if message.role is Role.SYSTEM:
-            parts.append(message.content[:scan_chars])
+            system_head = message.content[:scan_chars]
             break
     for message in reversed(request.messages):
         if message.role is Role.USER:
-            parts.append(_head_and_tail(message.content, scan_chars))
-            break
-    return "\n".join(parts).lower()
+            return system_head, _head_and_tail(message.content, scan_chars).lower()
+    return system_head, ""
 
 
 def _head_and_tail(text: str, scan_chars: int) -> str:

@@ -100,15 +100,25 @@ class CostModel:
                 -(-(prompt * p_in + output * p_out) // unit)
                 for p_in, p_out in zip(table.input_prices, table.output_prices, strict=True)
             ]
+        # A long prompt: `c` of its tokens (the deployment's cached fraction) at the cached price.
+        # int(prompt * fraction) once per distinct fraction: a float product and int() per
+        # candidate cost more than the rest of its arithmetic.
+        cached = [int(prompt * f) for f in table.distinct_cached_fractions]
+        rows = zip(
+            table.cached_fraction_slots,
+            table.input_prices,
+            table.cached_prices,
+            table.output_prices,
+            strict=True,
+        )
+        if unit == 1:
+            return [
+                (prompt - (c := cached[slot])) * p_in + c * p_cached + output * p_out
+                for slot, p_in, p_cached, p_out in rows
+            ]
         return [
-            -(-((prompt - c) * p_in + c * p_cached + output * p_out) // unit)
-            for c, p_in, p_cached, p_out in zip(
-                [int(prompt * f) for f in table.cached_fractions],
-                table.input_prices,
-                table.cached_prices,
-                table.output_prices,
-                strict=True,
-            )
+            -(-((prompt - (c := cached[slot])) * p_in + c * p_cached + output * p_out) // unit)
+            for slot, p_in, p_cached, p_out in rows
         ]
 
     def cost_nanos(self, deployment: Deployment, estimate: TokenEstimate) -> int:

@@ -10,7 +10,7 @@ caller's key (`allowed_models`). Health is checked by the planner after these, t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from router_service.domain import ChatRequest, DataSensitivity, ResponseFormatType, TaskType
 from router_service.routing.candidate import SENSITIVITY_RANK, TASK_INDEX, CandidateTable
@@ -70,25 +70,45 @@ class RequestLimits:
         return self.prompt_tokens + (self.requested_max_output or 0)
 
 
+# One shared set per combination of (tools, json, streaming): none is built per request, and its
+# hash (part of the exclusion memo's key) is computed once.
+_CAPABILITY_SETS: Mapping[tuple[bool, bool, bool], frozenset[str]] = {
+    (tools, json, streaming): frozenset(
+        name for name, on in (("tools", tools), ("json", json), ("streaming", streaming)) if on
+    )
+    for tools in (False, True)
+    for json in (False, True)
+    for streaming in (False, True)
+}
+
+
 def required_capabilities(request: ChatRequest, streaming: bool) -> frozenset[str]:
-    needed = []
-    if request.tools:
-        needed.append("tools")
     response_format = request.response_format
-    if response_format is not None and response_format.type is not ResponseFormatType.TEXT:
-        needed.append("json")
-    if streaming:
-        needed.append("streaming")
-    return frozenset(needed)
+    json = response_format is not None and response_format.type is not ResponseFormatType.TEXT
+    return _CAPABILITY_SETS[bool(request.tools), json, bool(streaming)]
 
 
 def run_checks(ctx: RankContext, limits: RequestLimits) -> tuple[list[int], list[str | None]]:
     """(indices still eligible, reason per candidate or None). Health is not checked here."""
     reasons, alive = _categorical(ctx.table, limits)
-    for check in _request_checks(limits):
-        if not alive:
-            break
-        alive = check(alive, ctx, limits, reasons)
+    # The per-request checks in order, each only if it can exclude anything for this request.
+    if alive and limits.allowed_models is not None:
+        alive = key_access(alive, ctx, limits, reasons)
+    if alive and limits.allowed_providers:
+        alive = allowed_providers(alive, ctx, limits, reasons)
+    if alive and limits.denied_providers:
+        alive = denied_providers(alive, ctx, limits, reasons)
+    if alive and limits.tokens_needed > ctx.table.smallest_context_window:
+        alive = context_window(alive, ctx, limits, reasons)
+    requested_max_output = limits.requested_max_output
+    if alive and requested_max_output is not None and requested_max_output > ctx.table.smallest_max_output:
+        alive = output_limit(alive, ctx, limits, reasons)
+    if alive and limits.min_quality is not None:
+        alive = quality_floor(alive, ctx, limits, reasons)
+    if alive and limits.max_cost_nanos is not None:
+        alive = cost_cap(alive, ctx, limits, reasons)
+    if alive and limits.max_p95_s is not None:
+        alive = latency_ceiling(alive, ctx, limits, reasons)
     return alive, reasons
 
 
@@ -145,29 +165,6 @@ def _capability_reason(table: CandidateTable, i: int, limits: RequestLimits) -> 
 # A check takes the candidates still eligible, records a reason for each one it excludes, and
 # returns those still eligible. Each is one comprehension over a column (no call per candidate)
 # and formats a reason only for the candidates it excludes.
-
-Check = Callable[[list[int], RankContext, RequestLimits, list["str | None"]], list[int]]
-
-
-def _request_checks(limits: RequestLimits) -> tuple[Check, ...]:
-    """The per-request checks that can exclude anything for this request, in order."""
-    checks: list[Check] = []
-    if limits.allowed_models is not None:
-        checks.append(key_access)
-    if limits.allowed_providers:
-        checks.append(allowed_providers)
-    if limits.denied_providers:
-        checks.append(denied_providers)
-    checks.append(context_window)
-    if limits.requested_max_output is not None:
-        checks.append(output_limit)
-    if limits.min_quality is not None:
-        checks.append(quality_floor)
-    if limits.max_cost_nanos is not None:
-        checks.append(cost_cap)
-    if limits.max_p95_s is not None:
-        checks.append(latency_ceiling)
-    return tuple(checks)
 
 
 def _exclude(
@@ -240,11 +237,15 @@ def output_limit(
 def quality_floor(
     alive: list[int], ctx: RankContext, limits: RequestLimits, reasons: list[str | None]
 ) -> list[int]:
-    qualities, floor, task = ctx.qualities, limits.min_quality or 0.0, limits.task.value
+    qualities, floor = ctx.qualities, limits.min_quality or 0.0
     failing = [i for i in alive if qualities[i] < floor]
-    return _exclude(
-        alive, reasons, failing, lambda i: f"quality {qualities[i]:.2f} below floor {floor:.2f} for {task}"
-    )
+    if not failing:
+        return alive
+    # A floor often excludes many candidates: format the common part once, no call per candidate.
+    suffix = f" below floor {floor:.2f} for {limits.task.value}"
+    for i in failing:
+        reasons[i] = f"quality {qualities[i]:.2f}{suffix}"
+    return [i for i in alive if reasons[i] is None]
 
 
 def cost_cap(
@@ -253,7 +254,13 @@ def cost_cap(
     costs = ctx.cost_nanos
     cap = limits.max_cost_nanos if limits.max_cost_nanos is not None else 0
     failing = [i for i in alive if costs[i] > cap]
-    return _exclude(alive, reasons, failing, lambda i: f"estimated cost {costs[i]} nano-USD above cap {cap}")
+    if not failing:
+        return alive
+    # A cap often excludes most candidates: format the common part once, and no call per candidate.
+    suffix = f" nano-USD above cap {cap}"
+    for i in failing:
+        reasons[i] = f"estimated cost {costs[i]}{suffix}"
+    return [i for i in alive if reasons[i] is None]
 
 
 def latency_ceiling(

@@ -18,23 +18,23 @@ Steps:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 from router_service.catalog import Catalog
-from router_service.domain import CandidateView, ChatRequest, RouteDecision
+from router_service.domain import CandidateView, ChatRequest, RouteDecision, TaskType
 from router_service.errors import NoEligibleCandidateError
 from router_service.routing.candidate import CandidateTable
 from router_service.routing.classifier import DEFAULT_CLASSIFIER, TaskClassifier
-from router_service.routing.compiled import ALIAS, compiled_policy
+from router_service.routing.compiled import ALIAS, CompiledPolicy, compiled_policy
 from router_service.routing.cost import CostModel
 from router_service.routing.filters import RequestLimits, run_checks
 from router_service.routing.policy import Policy
 from router_service.routing.signals import AlwaysHealthy, HealthView, LiveSignals, QualityView
 from router_service.routing.strategies import RankContext
 
-__all__ = ["AlwaysHealthy", "HealthView", "RequestContext", "RoutingEnv", "plan"]
+__all__ = ["AlwaysHealthy", "HealthView", "RequestContext", "RoutingEnv", "decide", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +74,45 @@ def plan(
 ) -> RouteDecision:
     """Raises UnknownModelError for an unknown pin or alias, NoEligibleCandidateError (with a
     reason per candidate) when every candidate is excluded."""
-    compiled = compiled_policy(catalog, policy)
+    return decide(
+        compiled_policy(catalog, policy),
+        request,
+        health,
+        now,
+        live=live,
+        quality=quality,
+        env=env,
+        random_value=context.random_value,
+        ramp_value=context.ramp_value,
+        ticket=context.ticket,
+        streaming=context.streaming,
+        allowed_models=context.allowed_models,
+    )
+
+
+def decide(
+    compiled: CompiledPolicy,
+    request: ChatRequest,
+    health: HealthView,
+    now: float,
+    *,
+    live: LiveSignals | None,
+    quality: QualityView | None,
+    env: RoutingEnv,
+    random_value: float,
+    ramp_value: float,
+    ticket: int,
+    streaming: bool,
+    allowed_models: frozenset[str] | None,
+) -> RouteDecision:
+    """`plan` for an already compiled policy, with the `RequestContext` fields passed one by one:
+    what `Router.route` calls, which keeps its compiled policies and so builds neither per request."""
+    policy = compiled.policy
     table, strategy = compiled.candidates(request.selection)
-    hinted = request.hints.task_type
-    task = hinted if hinted is not None else env.classifier.classify(request)
+    hints = request.hints
+    task = hints.task_type
+    if task is None:
+        task = env.classifier.classify(request)
     estimate = env.cost_model.estimate(request, task)
     ctx = RankContext(
         table,
@@ -86,17 +121,18 @@ def plan(
         now,
         live=live,
         quality_view=quality,
-        streaming=context.streaming,
-        random_value=context.random_value,
-        ticket=context.ticket,
+        streaming=streaming,
+        random_value=random_value,
+        ticket=ticket,
     )
     limits = RequestLimits(
-        request, policy, task, estimate, streaming=context.streaming, allowed_models=context.allowed_models
+        request, policy, task, estimate, streaming=streaming, allowed_models=allowed_models
     )
     eligible, reasons = run_checks(ctx, limits)
     eligible = _healthy(eligible, reasons, table, health, now)
     if not eligible:
-        raise NoEligibleCandidateError({key: r or "" for key, r in zip(table.keys, reasons, strict=True)})
+        # None eligible: every candidate has a reason (a str), so no `or ""` per candidate.
+        raise NoEligibleCandidateError(dict(zip(table.keys, reasons, strict=True)))  # type: ignore[arg-type]
     limit = 1 if request.selection.disable_fallback else policy.max_attempts
     composite = compiled.composite
     eligible_scores = composite.scores(eligible, ctx)
@@ -110,20 +146,23 @@ def plan(
             composite.order(g, ctx, [scores[i] for i in g])
             for g in _pinned_first(eligible, table.pinned_count)
         ]
-    chain = _chain(ordered, limit, _deferral(ctx, request.hints.latency_target_s, context.ramp_value))
-    return RouteDecision(
-        policy=policy.name,
-        strategy=strategy,
-        task_type=task,
-        chain=tuple(table.keys[i] for i in chain),
-        candidates=_views(table, reasons, ctx.cost_nanos, scores),
+    chain = _chain(ordered, limit, _deferral(ctx, hints.latency_target_s, ramp_value))
+    keys = table.keys
+    return _decision(
+        policy.name,
+        strategy,
+        task,
+        tuple([keys[i] for i in chain]),
+        _views(table, reasons, ctx.cost_nanos, scores),
     )
 
 
 def _healthy(
     eligible: list[int], reasons: list[str | None], table: CandidateTable, health: HealthView, now: float
 ) -> list[int]:
-    """Health last: it is the only check that asks live state, and the policy's reasons win."""
+    """Health last: it is the only check that asks live state, and the policy's reasons win.
+
+    `eligible` (which this may change) is exactly the indices whose reason is None, ascending."""
     keys, index_of = table.keys, table.index_of
     bulk = getattr(health, "unavailable_reasons", None)  # the optional BulkHealthView method
     if bulk is None:
@@ -132,13 +171,12 @@ def _healthy(
             reasons[i] = unavailable(keys[i], now)
         return [i for i in eligible if reasons[i] is None]
     unhealthy: Mapping[str, str] = bulk(now)
-    if not unhealthy:
-        return eligible
-    for key, reason in unhealthy.items():
+    for key, reason in unhealthy.items():  # usually none or a few
         index = index_of.get(key)
-        if index is not None and reasons[index] is None:
+        if index is not None and reasons[index] is None:  # then it is in `eligible`, once
             reasons[index] = reason
-    return [i for i in eligible if reasons[i] is None]
+            eligible.remove(index)  # cheaper than filtering all of `eligible` again
+    return eligible
 
 
 def _pinned_first(eligible: list[int], pinned_count: int) -> list[list[int]]:
@@ -171,19 +209,22 @@ def _never(index: int) -> bool:
 def _chain(groups: Sequence[Iterable[int]], limit: int, deferred: Callable[[int], bool]) -> list[int]:
     """The first `limit` of each group in order, deferred ones after the rest of their group.
 
-    Stops as soon as the chain is full, so the soft preferences are evaluated for a handful of
-    candidates, not all of them.
+    Stops as soon as the chain is full, without pulling another candidate from the (lazy) order,
+    so the soft preferences are evaluated, and ties broken, for a handful of candidates only.
     """
     chain: list[int] = []
     for ranked in groups:
-        held_back: list[int] = []
-        for i in ranked:
-            if len(chain) >= limit:
-                break
-            (held_back if deferred(i) else chain).append(i)
-        chain += held_back
         if len(chain) >= limit:
             break
+        if deferred is _never:  # the common case: no per-candidate check at all
+            chain.extend(itertools.islice(ranked, limit - len(chain)))
+            continue
+        held_back: list[int] = []
+        for i in ranked:
+            (held_back if deferred(i) else chain).append(i)
+            if len(chain) >= limit:
+                break
+        chain += held_back
     return chain[:limit]
 
 
@@ -191,14 +232,20 @@ def _chain(groups: Sequence[Iterable[int]], limit: int, deferred: Callable[[int]
 # about a microsecond on its own: with 50 candidates, a third of the whole decision. So a view is
 # built as a plain slotted draft with the same slot layout and then given its real class, which
 # CPython allows between layout-compatible classes; the result is an ordinary CandidateView,
-# equal to one built by the constructor (tests check this). The guard below fails at import,
-# not silently, if CandidateView's fields ever change.
+# equal to one built by the constructor (tests check this). The decision itself is built the same
+# way. The guard below fails at import, not silently, if either class's fields ever change.
 _VIEW_FIELDS = ("provider", "model", "eligible", "exclusion_reason", "score", "estimated_cost_nanos")
-if (
-    tuple(f.name for f in dataclasses.fields(CandidateView)) != _VIEW_FIELDS
-    or CandidateView.__slots__ != _VIEW_FIELDS
-):
-    raise ImportError("CandidateView fields changed: update routing.planner._views")
+_DECISION_FIELDS = ("policy", "strategy", "task_type", "chain", "candidates")
+
+
+def _check_layout(cls: type, fields: tuple[str, ...]) -> None:
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    if names != fields or getattr(cls, "__slots__", None) != fields:
+        raise ImportError(f"{cls.__name__} fields changed: update routing.planner's drafts")
+
+
+_check_layout(CandidateView, _VIEW_FIELDS)
+_check_layout(RouteDecision, _DECISION_FIELDS)
 
 
 class _ViewDraft:
@@ -209,6 +256,29 @@ class _ViewDraft:
     exclusion_reason: str
     score: float
     estimated_cost_nanos: int
+
+
+class _DecisionDraft:
+    __slots__ = _DECISION_FIELDS
+    policy: str
+    strategy: str
+    task_type: TaskType
+    chain: tuple[str, ...]
+    candidates: tuple[CandidateView, ...]
+
+
+def _decision(
+    policy: str, strategy: str, task: TaskType, chain: tuple[str, ...], candidates: tuple[CandidateView, ...]
+) -> RouteDecision:
+    """RouteDecision(policy, strategy, task, chain, candidates), built as a draft (see above)."""
+    decision = _DecisionDraft()
+    decision.policy = policy
+    decision.strategy = strategy
+    decision.task_type = task
+    decision.chain = chain
+    decision.candidates = candidates
+    decision.__class__ = RouteDecision  # type: ignore[assignment]
+    return decision  # type: ignore[return-value]  # it is one now (typing.cast would be a call)
 
 
 def _scatter(indices: Sequence[int], values: Sequence[float], size: int) -> list[float]:
@@ -222,13 +292,14 @@ def _scatter(indices: Sequence[int], values: Sequence[float], size: int) -> list
 def _views(
     table: CandidateTable, reasons: Sequence[str | None], costs: Sequence[int], scores: Sequence[float]
 ) -> tuple[CandidateView, ...]:
-    new, view_class = object.__new__, CandidateView
+    # Calling the draft class is cheaper than object.__new__(draft): no argument checks.
+    draft, view_class = _ViewDraft, CandidateView
     views: list[_ViewDraft] = []
     append = views.append
     for provider, model, reason, score, cost in zip(
         table.providers, table.models, reasons, scores, costs, strict=True
     ):
-        view = new(_ViewDraft)
+        view = draft()
         view.provider = provider
         view.model = model
         view.eligible = reason is None
@@ -237,4 +308,4 @@ def _views(
         view.estimated_cost_nanos = cost
         view.__class__ = view_class  # type: ignore[assignment]
         append(view)
-    return cast(tuple[CandidateView, ...], tuple(views))
+    return tuple(views)  # type: ignore[arg-type]  # CandidateViews now (typing.cast would be a call)

@@ -16,7 +16,7 @@ from router_service.catalog import Catalog
 from router_service.domain import ChatRequest, RouteDecision
 from router_service.errors import FieldViolation, InvalidRequestError
 from router_service.routing.compiled import compiled_policy
-from router_service.routing.planner import DEFAULT_ENV, RequestContext, RoutingEnv, plan
+from router_service.routing.planner import DEFAULT_ENV, RoutingEnv, decide
 from router_service.routing.policy import Policy
 from router_service.routing.signals import HealthView, LiveSignals, QualityView
 
@@ -51,7 +51,8 @@ class Router:
         for name, policy in policies.items():
             if name != policy.name:
                 raise ValueError(f"policies.{name}: name mismatch ({policy.name!r})")
-            compiled_policy(catalog, policy)  # raises on unknown models
+        # Compiling raises on unknown models. Kept here so a request does no lookup by identity.
+        self._compiled = {name: compiled_policy(catalog, policy) for name, policy in policies.items()}
         self.catalog = catalog
         self.policies = dict(policies)
         self.default_policy = default_policy
@@ -82,28 +83,26 @@ class Router:
     ) -> RouteDecision:
         """Route with the request's policy. With a `sticky_key` (a user or conversation id) the
         draws come from its hash, so the same key gets the same weighted/round-robin choice."""
-        policy = self.policy(request.hints.policy)
-        context = self._context(policy.name, sticky_key, streaming, allowed_models)
-        return plan(
-            request,
-            self.catalog,
-            policy,
-            health,
-            now,
-            context=context,
-            live=live,
-            quality=quality,
-            env=self.env,
-        )
-
-    def _context(
-        self, policy: str, sticky_key: str, streaming: bool, allowed_models: frozenset[str] | None
-    ) -> RequestContext:
+        name = request.hints.policy
+        policy = self.policies.get(name or self.default_policy)
+        if policy is None:
+            policy = self.policy(name)  # raises InvalidRequestError
+        compiled = self._compiled.get(policy.name)
+        if compiled is None or compiled.policy is not policy:  # `policies` changed since __init__
+            compiled = compiled_policy(self.catalog, policy)
         if sticky_key:
             ticket, random_value = _sticky_draws(sticky_key)
         else:
-            ticket, random_value = self._counters.next(policy), self._rng.random()
-        return RequestContext(
+            ticket, random_value = self._counters.next(policy.name), self._rng.random()
+        # The same as plan() with a RequestContext of these draws, without building one.
+        return decide(
+            compiled,
+            request,
+            health,
+            now,
+            live=live,
+            quality=quality,
+            env=self.env,
             random_value=random_value,
             ramp_value=self._rng.random(),  # never sticky: slow start must spread across keys
             ticket=ticket,

@@ -87,6 +87,35 @@ def test_only_the_ends_of_a_long_message_are_read() -> None:
     assert ask(middle) is TaskType.CHAT
 
 
+@pytest.mark.parametrize(
+    ("text", "task"),
+    [
+        ("Schreib ein Gedicht (poem) über Bäume", TaskType.CREATIVE),  # non-ASCII: the str path
+        ("naïve question: why, step by step?", TaskType.REASONING),
+        ("«extract» the fields as json", TaskType.EXTRACTION),
+    ],
+)
+def test_non_ascii_text_is_tokenized_the_same_way(text: str, task: TaskType) -> None:
+    assert ask(text) is task
+
+
+def test_a_repeated_system_prompt_gives_the_same_answers() -> None:
+    """The system prompt's head is tokenized once per text and reused: same results as fresh."""
+    system = "You are a helpful assistant. Answer step"  # ends with a phrase's first word
+    classifier = RuleClassifier()
+    for text, task in [
+        ("by step, please", TaskType.REASONING),  # the phrase spans the system prompt and the message
+        ("hello", TaskType.CHAT),
+        ("write a poem", TaskType.CREATIVE),
+    ]:
+        messages = [Message(Role.SYSTEM, system), Message(Role.USER, text)]
+        for _ in range(2):
+            assert classifier.classify(request(messages=messages, task=None)) is task
+    for k in range(300):  # more distinct system prompts than are kept: still correct
+        messages = [Message(Role.SYSTEM, f"prompt {k} about code"), Message(Role.USER, "hi")]
+        assert classifier.classify(request(messages=messages, task=None)) is TaskType.CODE
+
+
 def test_config_adds_keywords() -> None:
     classifier = RuleClassifier(ClassifierConfig(keywords={TaskType.EXTRACTION: ("invoice", "line items")}))
     assert classifier.classify(request("Read this invoice", task=None)) is TaskType.EXTRACTION

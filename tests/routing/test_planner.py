@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from router_service.domain import CandidateView, ChatRequest, Message, Role, RoutingHints, TaskType, ToolSpec
+from router_service.domain import (
+    CandidateView,
+    ChatRequest,
+    Message,
+    Role,
+    RouteDecision,
+    RoutingHints,
+    TaskType,
+    ToolSpec,
+)
 from router_service.errors import UnknownModelError
 from router_service.routing.compiled import compiled_policy
 from router_service.routing.planner import RequestContext, RoutingEnv, plan
@@ -178,6 +187,18 @@ def test_views_are_ordinary_candidate_views() -> None:
         assert view == rebuilt and hash(view) == hash(rebuilt) and repr(view) == repr(rebuilt)
         with pytest.raises(dataclasses.FrozenInstanceError):
             view.score = 1.0  # type: ignore[misc]
+
+
+def test_the_decision_is_an_ordinary_route_decision() -> None:
+    decision = plan(request(), CAT, CHEAP, HEALTHY, 0.0)
+    assert type(decision) is RouteDecision
+    rebuilt = RouteDecision(
+        decision.policy, decision.strategy, decision.task_type, decision.chain, decision.candidates
+    )
+    assert decision == rebuilt and hash(decision) == hash(rebuilt) and repr(decision) == repr(rebuilt)
+    assert decision.chosen == decision.chain[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.chain = ()  # type: ignore[misc]
 
 
 def test_compiled_policies_are_reused_per_catalog_and_policy_object() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 import pytest
 
 from router_service.domain import RoutingHints, TaskType
 from router_service.errors import InvalidRequestError
+from router_service.routing.planner import RequestContext, plan
 from router_service.routing.policy import Policy
 from router_service.routing.router import Router
 from router_service.routing.strategies import StrategyParams
@@ -73,3 +75,20 @@ def test_sticky_keys_always_get_the_same_choice() -> None:
 def test_bad_config_fails_at_construction(policies: dict[str, Policy], default: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Router(CAT, policies, default)
+
+
+def test_route_is_plan_with_the_routers_draws() -> None:
+    """Router.route skips building a RequestContext: it must decide exactly as plan() with one."""
+    router = Router(CAT, POLICIES, "default", seed=7)
+    draws = random.Random(7)
+    hints = RoutingHints(policy="canary", task_type=TaskType.CHAT)
+    for ticket in range(20):
+        context = RequestContext(random_value=draws.random(), ramp_value=draws.random(), ticket=ticket)
+        expected = plan(request(hints=hints), CAT, POLICIES["canary"], HEALTHY, 0.0, context=context)
+        assert router.route(request(hints=hints), HEALTHY, 0.0) == expected
+
+
+def test_a_policy_replaced_after_startup_is_the_one_used() -> None:
+    router = Router(CAT, POLICIES, "default", seed=1)
+    router.policies["first"] = Policy("first", models=("z",), strategy="priority")
+    assert routed(router, "first") == "c/z"

@@ -89,17 +89,17 @@ class RankContext:
         self.streaming = streaming
         self.random_value = random_value
         self.ticket = ticket
-        self._qualities: list[float] | None = None
+        self._qualities: Sequence[float] | None = None
         self._p95s: list[float | None] | None = None
 
     @property
-    def qualities(self) -> list[float]:
+    def qualities(self) -> Sequence[float]:
         """Quality per candidate for this task: observed (QualityView) where known, else the prior."""
         if self._qualities is None:
             priors = self.table.quality_by_task[TASK_INDEX[self.task]]
             view = self.quality_view
             if view is None:
-                self._qualities = list(priors)
+                self._qualities = priors  # the table's own tuple: read-only, no copy needed
             else:
                 observed = [view.quality(key, self.task) for key in self.table.keys]
                 self._qualities = [p if q is None else q for p, q in zip(priors, observed, strict=True)]

@@ -17,17 +17,14 @@ IMPLICIT_TIE_BREAK = "round_robin"
 
 
 class Composite:
-    __slots__ = ("label", "steps")
+    __slots__ = ("label", "primary", "steps")
 
     def __init__(self, steps: Sequence[Strategy]) -> None:
         if not steps:
             raise ValueError("a composition needs at least one strategy")
         self.steps = tuple(steps)
+        self.primary: Strategy = self.steps[0]
         self.label = SEPARATOR.join(step.name for step in self.steps)
-
-    @property
-    def primary(self) -> Strategy:
-        return self.steps[0]
 
     def order(
         self, group: list[int], ctx: RankContext, scores: Sequence[float] | None = None

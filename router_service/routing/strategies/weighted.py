@@ -37,9 +37,12 @@ class Weighted:
         return weight if weight is not None else self.weights.get(ctx.table.models[index], 0.0)
 
     def scores(self, group: Sequence[int], ctx: RankContext) -> list[float]:
-        weights = [self.weight(i, ctx) for i in group]
+        # `weight` for each member, inlined: a method call per candidate costs more than the lookups.
+        # (Weights are validated numbers, never None, so a key's absence is the only fallback.)
+        by_name, keys, models = self.weights, ctx.table.keys, ctx.table.models
+        weights = [by_name.get(keys[i], by_name.get(models[i], 0.0)) for i in group]
         total = sum(weights)
-        return [w / total if total > 0 else 0.0 for w in weights]
+        return [w / total for w in weights] if total > 0 else [0.0] * len(weights)
 
     def order(
         self, group: list[int], scores: Sequence[float], ctx: RankContext, tie_break: TieBreak
@@ -53,5 +56,6 @@ class Weighted:
         cumulative = list(itertools.accumulate(weights))
         # bisect_right skips zero-weight members: their cumulative value equals their predecessor's.
         chosen = min(bisect.bisect_right(cumulative, ctx.random_value * total), len(members) - 1)
-        by_weight = sorted(range(len(members)), key=lambda j: -weights[j])
-        return [members[chosen], *(members[j] for j in by_weight if j != chosen)]
+        # Descending weight; a reverse sort is still stable, so equal weights stay in config order.
+        by_weight = sorted(range(len(members)), key=weights.__getitem__, reverse=True)
+        return [members[chosen], *[members[j] for j in by_weight if j != chosen]]

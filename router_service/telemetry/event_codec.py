@@ -16,7 +16,6 @@ Record layout (the contract data teams read; see protos/router/v1/events.proto):
 from __future__ import annotations
 
 import functools
-import json
 import os
 import socket
 from collections.abc import Sequence
@@ -26,20 +25,19 @@ from google.protobuf import json_format
 
 from router_service._gen.router.v1 import events_pb2
 from router_service.telemetry import wire_values as wv
-from router_service.telemetry.event_json import to_json_dict
+from router_service.telemetry.event_json import to_json
 from router_service.telemetry.event_proto import to_proto as _to_proto
 from router_service.telemetry.events import EVENT_KINDS, TelemetryEvent
 
 Encoding = Literal["json", "protobuf"]
 ENCODINGS: tuple[Encoding, ...] = ("json", "protobuf")
 Headers = list[tuple[str, bytes]]
+RecordHeaders = tuple[tuple[str, bytes], ...]
 
 CONTENT_TYPES: dict[str, str] = {"json": "application/json", "protobuf": "application/protobuf"}
 DATASCHEMA = "type.googleapis.com/router.v1.Event"
 SOURCE_PREFIX = "//llmrouter/router/"
 SPEC_VERSION = "1.0"
-# Compact and UTF-8 as is (no \u escapes), built once rather than per json.dumps call.
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def ce_type(kind: str) -> str:
@@ -77,38 +75,53 @@ def encode(
     event: TelemetryEvent, encoding: Encoding = "json", *, router_instance: str | None = None
 ) -> tuple[bytes, bytes, Headers]:
     """(key, value, headers) of the Kafka record for one event."""
-    instance = router_instance or default_router_instance()
-    if encoding == "json":
-        value = _JSON.encode(to_json_dict(event, instance)).encode()
-    elif encoding == "protobuf":
-        value = _to_proto(event, instance).SerializeToString()
-    else:
-        raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
-    return event.context.request_id.encode(), value, _headers(event, instance, encoding)
-
-
-def _headers(event: TelemetryEvent, router_instance: str, encoding: Encoding) -> Headers:
-    return [
-        ("ce_specversion", _SPEC_VERSION_BYTES),
-        ("ce_id", event.event_id.encode()),
-        ("ce_source", _source(router_instance)),
-        ("ce_type", _CE_TYPE_BYTES[event.kind]),
-        ("ce_time", wv.rfc3339(*wv.split_time(event.event_time_unix_s)).encode()),
-        ("ce_dataschema", _DATASCHEMA_BYTES),
-        ("content-type", _CONTENT_TYPE_BYTES[encoding]),
-    ]
-
-
-# Constant header values, encoded once: headers are built for every event.
-_SPEC_VERSION_BYTES = SPEC_VERSION.encode()
-_DATASCHEMA_BYTES = DATASCHEMA.encode()
-_CONTENT_TYPE_BYTES = {encoding: media_type.encode() for encoding, media_type in CONTENT_TYPES.items()}
-_CE_TYPE_BYTES = {kind: ce_type(kind).encode() for kind in EVENT_KINDS}
+    key, value, headers = _encoder(encoding, router_instance or default_router_instance()).encode(event)
+    return key, value, list(headers)
 
 
 @functools.lru_cache(maxsize=16)
-def _source(router_instance: str) -> bytes:
-    return (SOURCE_PREFIX + router_instance).encode()
+def _encoder(encoding: Encoding, router_instance: str) -> RecordEncoder:
+    return RecordEncoder(encoding, router_instance)
+
+
+class RecordEncoder:
+    """Encodes events for one encoding and router instance: what the publisher runs per event.
+
+    Every header but `ce_id` and `ce_time` is the same for all events of a kind, so those header
+    tuples are built once here and shared by every record; the event time is formatted once and
+    used for both the `ce_time` header and the JSON `eventTime`.
+    """
+
+    def __init__(self, encoding: Encoding, router_instance: str) -> None:
+        if encoding not in ENCODINGS:
+            raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
+        self._json = encoding == "json"
+        self._router_instance = router_instance
+        self._source = ("ce_source", (SOURCE_PREFIX + router_instance).encode())
+        self._content_type = ("content-type", CONTENT_TYPES[encoding].encode())
+        self._type_headers = {kind: ("ce_type", ce_type(kind).encode()) for kind in EVENT_KINDS}
+
+    def encode(self, event: TelemetryEvent) -> tuple[bytes, bytes, RecordHeaders]:
+        """(key, value, headers) of the Kafka record for one event."""
+        event_time = wv.rfc3339(*wv.split_time(event.event_time_unix_s))
+        if self._json:
+            value = to_json(event, self._router_instance, event_time).encode()
+        else:
+            value = _to_proto(event, self._router_instance).SerializeToString()
+        headers = (  # the order records always had
+            _SPEC_VERSION_HEADER,
+            ("ce_id", event.event_id.encode()),
+            self._source,
+            self._type_headers[event.kind],
+            ("ce_time", event_time.encode()),
+            _DATASCHEMA_HEADER,
+            self._content_type,
+        )
+        return event.context.request_id.encode(), value, headers
+
+
+_SPEC_VERSION_HEADER = ("ce_specversion", SPEC_VERSION.encode())
+_DATASCHEMA_HEADER = ("ce_dataschema", DATASCHEMA.encode())
 
 
 def decode(value: bytes, headers: Sequence[tuple[str, bytes]]) -> events_pb2.Event:

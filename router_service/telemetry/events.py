@@ -7,7 +7,7 @@ the request path. The wire schema is `router.v1.Event` in protos/router/v1/event
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
@@ -103,11 +103,24 @@ class TelemetryEvent:
     @classmethod
     def create(cls, context: RequestContext, body: EventBody, *, now_unix_s: float) -> TelemetryEvent:
         """A new event with a random (uuid4) id; time comes from the caller so tests stay exact."""
-        return cls(context=context, body=body, event_id=str(uuid.uuid4()), event_time_unix_s=now_unix_s)
+        return cls(context=context, body=body, event_id=new_event_id(), event_time_unix_s=now_unix_s)
 
     @property
     def kind(self) -> str:
         return self.body.kind
+
+
+def new_event_id() -> str:
+    """A random UUID (version 4) in its canonical lowercase text, as `str(uuid.uuid4())` gives it.
+
+    Built from os.urandom directly: this runs on the request path for every event, and uuid.UUID's
+    constructor and formatting cost twice as much.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class EventSink(Protocol):

@@ -1,20 +1,27 @@
 """KafkaPublisher: the engine's EventSink, at-least-once into Kafka, spooling to disk when it must.
 
 Flow. `publish()` only appends to a bounded in-memory queue (it never awaits). One sender task,
-owned by start()/stop(), encodes events in batches, sends them with an aiokafka producer and waits
-for the broker's acknowledgements. When the broker is unreachable (at startup too), or a delivery
-fails or times out, the failed batch and everything queued behind it go to the disk spool and the
-publisher switches to *spool mode*: new events go straight to the spool while the sender probes the
-broker every `probe_interval_s`. Once it is back, the sender replays the spool in order, acking
-segments as they are delivered, and only then returns to the in-memory path. When the queue
-overflows, the publisher also enters spool mode. Events are lost only when the spool is full too,
-and every loss is counted and logged.
+owned by start()/stop(), runs in rounds: it waits for an event, lingers `linger_ms` for more to
+arrive, encodes them all, hands them to an aiokafka producer as one batch per partition
+(record_batches.py) and waits for the broker's acknowledgements. When the broker is unreachable
+(at startup too), or a delivery fails or times out, the failed batch and everything queued behind
+it go to the disk spool and the publisher switches to *spool mode*: new events go straight to the
+spool while the sender probes the broker every `probe_interval_s`. Once it is back, the sender
+replays the spool in order, acking segments as they are delivered, and only then returns to the
+in-memory path. When the queue overflows, the publisher also enters spool mode. Events are lost
+only when the spool is full too, and every loss is counted and logged.
 
 Reconnects. Records reach a broker only through a producer that checked, once connected, that the
 topic exists. aiokafka would resend a batch whose connection broke on its own, to whatever answers
 at that address later, possibly a restarted broker that lost the topic (see producer_guard.py for
 how that lost events). So a producer that loses any connection is retired at once: its batches
 fail into the spool, and the sender reconnects with a new producer, which checks the topic again.
+
+Cost. The sender shares the router's one core with request handling, and a round costs the
+same several hundred microseconds of loop, producer and protocol work whether it carries one
+event or a hundred. So the sender lingers: at a few hundred events per second, rounds of one or two
+events made that fixed cost most of an event's price (bench/event_publisher.py, paced loads).
+Events reach Kafka up to `linger_ms` later; a full batch (`send_batch_max`) goes at once.
 
 Ordering. While in spool mode, the queue only drains and new events only go to the spool, so the
 queue always holds older events than the spool and delivery follows publish order. One narrow
@@ -55,11 +62,13 @@ from aiokafka.errors import (
 )
 
 from router_service.telemetry import event_codec
+from router_service.telemetry.event_queue import EventQueue
 from router_service.telemetry.events import TelemetryEvent
 from router_service.telemetry.kafka_client import TopicMissingError, require_topic
 from router_service.telemetry.producer_guard import ProducerGuard, fail_held_batches
 from router_service.telemetry.publisher_config import DEFAULT_TOPIC, PublisherConfig
 from router_service.telemetry.publisher_metrics import DropReporter, PublisherMetrics, default_metrics
+from router_service.telemetry.record_batches import SentBatch, send_batches
 from router_service.telemetry.redaction import ContentPolicy, Redactor
 from router_service.telemetry.spool import Spool, SpoolRecord
 
@@ -86,10 +95,10 @@ class KafkaPublisher:
         self._config = config
         self._metrics = metrics or default_metrics()
         self._instance = config.router_instance or event_codec.default_router_instance()
+        self._encoder = event_codec.RecordEncoder(config.encoding, self._instance)
         self._content = ContentPolicy(config.include_content, Redactor(config.redact_patterns))
         self._drops = DropReporter(self._metrics)
-        # None wakes a sender blocked on an empty queue: to stop, or to replace a lost producer.
-        self._queue: asyncio.Queue[TelemetryEvent | None] = asyncio.Queue(maxsize=config.queue_max)
+        self._queue: EventQueue[TelemetryEvent] = EventQueue(config.queue_max)
         self._state = _State.NEW
         self._spool_mode = False
         self._healthy = True  # last delivery or connect worked; failures are logged on the edge only
@@ -131,8 +140,7 @@ class KafkaPublisher:
         self._state = _State.STOPPING
         deadline = time.monotonic() + timeout
         self._stop_requested.set()
-        if self._queue.empty():
-            self._queue.put_nowait(None)
+        self._queue.wake()  # out of its wait or linger
         await self._await_sender(timeout)
         self._spool_events(self._drain_queue())  # whatever the sender could not flush
         await self._disconnect(max(deadline - time.monotonic(), 0.5))
@@ -174,15 +182,13 @@ class KafkaPublisher:
     def _publish(self, event: TelemetryEvent) -> None:
         state = self._state
         if state is _State.NEW or (state is _State.RUNNING and not self._spool_mode):
-            try:
-                self._queue.put_nowait(event)
+            if self._queue.put(event):
                 return
-            except asyncio.QueueFull:
-                if state is _State.NEW:
-                    self._drops.drop("closed")
-                    return
-                # From now on every event goes through the spool, behind what it already holds.
-                self._spool_mode = True
+            if state is _State.NEW:
+                self._drops.drop("closed")
+                return
+            # Full. From now on every event goes through the spool, behind what it already holds.
+            self._spool_mode = True
         if state in (_State.RUNNING, _State.STOPPING):
             self._spool_events([event])
         else:
@@ -197,7 +203,7 @@ class KafkaPublisher:
                     await self._disconnect(1.0)  # and reconnect now, checking the topic again
                 if self._producer is None and not await self._connect():
                     await self._sleep_until_probe()
-                elif self._spool_mode and self._queue.empty():
+                elif self._spool_mode and not self._queue:
                     await self._replay_batch()
                 else:
                     await self._send_queue_batch()
@@ -228,10 +234,10 @@ class KafkaPublisher:
         return self._producer is not None and self._guard is not None and self._guard.lost
 
     def _wake_sender(self) -> None:
-        """Called by the guard: a sender idle on an empty queue must replace the producer now,
-        so that an outage is noticed (and a restarted broker's topic checked) before new events."""
-        if self._queue.empty():
-            self._queue.put_nowait(None)
+        """Called by the guard: a sender idle on an empty queue, or lingering, must replace the
+        producer now, so that an outage is noticed (and a restarted broker's topic checked)
+        before new events are sent."""
+        self._queue.wake()
 
     def _producer_kwargs(self) -> dict[str, Any]:
         cfg = self._config
@@ -241,7 +247,7 @@ class KafkaPublisher:
             "acks": "all",
             "enable_idempotence": cfg.enable_idempotence,
             "compression_type": None if cfg.compression_type == "none" else cfg.compression_type,
-            "linger_ms": cfg.linger_ms,
+            "linger_ms": 0,  # our batches are closed when submitted; the sender does the lingering
             "max_batch_size": cfg.max_batch_bytes,
             "max_request_size": cfg.max_request_bytes,
             "request_timeout_ms": cfg.request_timeout_ms,
@@ -259,21 +265,24 @@ class KafkaPublisher:
             await asyncio.wait_for(self._stop_requested.wait(), self._config.probe_interval_s)
 
     async def _send_queue_batch(self) -> None:
-        events = await self._take_batch()
+        await self._gather_batch()
+        if self._producer_lost() or (self._stop_requested.is_set() and not self._queue):
+            return  # the loop replaces the producer (or stops) first; the events wait in the queue
+        events = self._queue.take(self._config.send_batch_max)
+        self._metrics.queue_depth.set(len(self._queue))
         records = self._encode_all(events)
         if records and not await self._deliver_or_spool_on_cancel(records):
             self._enter_spool_mode(records)
             await self._back_off()
 
-    async def _take_batch(self) -> list[TelemetryEvent]:
-        first = await self._queue.get()
-        batch = [] if first is None else [first]
-        while len(batch) < self._config.send_batch_max and not self._queue.empty():
-            event = self._queue.get_nowait()
-            if event is not None:
-                batch.append(event)
-        self._metrics.queue_depth.set(self._queue.qsize())
-        return batch
+    async def _gather_batch(self) -> None:
+        """Wait for an event, then linger for a full batch, taking nothing out of the queue yet.
+        A wake-up (stop, or a lost producer) ends either wait at once. In spool mode the queue
+        only drains (new events go to the spool), so there is nothing to linger for."""
+        await self._queue.wait()
+        linger_s = self._config.linger_ms / 1000
+        if self._queue and linger_s > 0 and not self._spool_mode and not self._stop_requested.is_set():
+            await self._queue.wait(at_least=self._config.send_batch_max, max_wait_s=linger_s)
 
     async def _replay_batch(self) -> None:
         assert self._spool is not None
@@ -301,8 +310,8 @@ class KafkaPublisher:
         assert self._producer is not None
         try:
             async with asyncio.timeout(self._config.delivery_timeout_s):
-                sent, futures = await self._send_all(self._producer, records)
-                results = await asyncio.gather(*futures, return_exceptions=True)
+                sent = await self._send_all(self._producer, records)
+                results = await asyncio.gather(*(batch.future for batch in sent), return_exceptions=True)
         except _BROKER_ERRORS as exc:
             self._on_broker_failure(exc, "event delivery failed")
             return False
@@ -312,13 +321,13 @@ class KafkaPublisher:
             return False
         failure: BaseException | None = None
         acked: collections.Counter[str] = collections.Counter()
-        for record, result in zip(sent, results, strict=True):
-            if isinstance(result, _TOO_LARGE):
-                self._drops.drop("too_large")
+        for batch, result in zip(sent, results, strict=True):
+            if isinstance(result, _TOO_LARGE):  # the broker's limit is lower than ours
+                self._drops.drop("too_large", len(batch.records))
             elif isinstance(result, BaseException):
                 failure = failure or result
             else:
-                acked[event_codec.kind_of(record.headers)] += 1
+                acked.update(event_codec.kind_of(record.headers) for record in batch.records)
         for kind, count in acked.items():  # one inc per kind, not per event: this is the hot loop
             self._metrics.published.labels(type=kind).inc(count)
         if failure is not None:
@@ -327,22 +336,11 @@ class KafkaPublisher:
         self._on_delivered()
         return True
 
-    async def _send_all(
-        self, producer: AIOKafkaProducer, records: Sequence[SpoolRecord]
-    ) -> tuple[list[SpoolRecord], list[asyncio.Future[Any]]]:
-        sent: list[SpoolRecord] = []
-        futures: list[asyncio.Future[Any]] = []
-        for record in records:
-            try:
-                future = await producer.send(
-                    record.topic, record.value, key=record.key, headers=list(record.headers)
-                )
-            except _TOO_LARGE:  # no broker will ever take it: retrying would wedge the spool
-                self._drops.drop("too_large")
-                continue
-            sent.append(record)
-            futures.append(future)
-        return sent, futures
+    async def _send_all(self, producer: AIOKafkaProducer, records: Sequence[SpoolRecord]) -> list[SentBatch]:
+        # A record over max_request_bytes is dropped: retrying it would wedge the spool.
+        return await send_batches(
+            producer, records, self._config.max_request_bytes, lambda _: self._drops.drop("too_large")
+        )
 
     async def _final_flush(self) -> None:
         """On stop: send what is still queued (connecting first if we never tried); else spool it."""
@@ -386,11 +384,7 @@ class KafkaPublisher:
         self._spool_events(self._drain_queue())
 
     def _drain_queue(self) -> list[TelemetryEvent]:
-        events: list[TelemetryEvent] = []
-        while not self._queue.empty():
-            event = self._queue.get_nowait()
-            if event is not None:
-                events.append(event)
+        events = self._queue.take_all()
         self._metrics.queue_depth.set(0)
         return events
 
@@ -415,17 +409,16 @@ class KafkaPublisher:
         self._metrics.spool_bytes.set(self._spool.total_bytes)
 
     def _encode_all(self, events: Sequence[TelemetryEvent]) -> list[SpoolRecord]:
+        topic, encode, apply_content_policy = self._config.topic, self._encoder.encode, self._content.apply
         records = []
         for event in events:
             try:
-                key, value, headers = event_codec.encode(
-                    self._content.apply(event), self._config.encoding, router_instance=self._instance
-                )
+                key, value, headers = encode(apply_content_policy(event))
             except Exception:  # a bug in one event must not take the batch down with it
                 log.exception("cannot encode event %s (%s)", event.event_id, event.kind)
                 self._drops.drop("encode_error")
                 continue
-            records.append(SpoolRecord(self._config.topic, key, value, tuple(headers)))
+            records.append(SpoolRecord(topic, key, value, headers))
         return records
 
     async def _disconnect(self, budget_s: float) -> None:

@@ -42,6 +42,27 @@ def test_decode_round_trips_both_encodings(kind: str, encoding: codec.Encoding) 
     assert codec.decode(value, headers) == codec.to_proto(event, router_instance="host-1")
 
 
+NASTY = ['quo"te', "back\\slash", "ctl\x00\x01\n\t", "ünï ✓ 😀", "line\u2028sep", "</script>", ""]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("text", NASTY)
+def test_json_escapes_every_string_field(kind: str, text: str) -> None:
+    context = h.context(text or "r", trace_id=text, team=text, tags={text: text, "k": text})
+    body = h.bodies()[kind]
+    if kind == "decision":
+        body = ev.DecisionEvent(dataclasses.replace(h.decision(), policy=text, chain=("a", text)))
+    elif kind == "error":
+        body = ev.ErrorEvent(text, text, text, 1)
+    event = ev.TelemetryEvent.create(context, body, now_unix_s=h.NOW)
+    _, value, _ = codec.encode(event, "json", router_instance=text)
+
+    canonical = json_format.MessageToDict(
+        codec.to_proto(event, router_instance=text), always_print_fields_with_no_presence=True
+    )
+    assert json.loads(value) == canonical
+
+
 def test_json_is_compact_utf8_readable_with_plain_json() -> None:
     _, value, _ = codec.encode(h.event(h.bodies()["completion"]), "json")
 
@@ -173,6 +194,7 @@ def test_create_makes_a_uuid4_id_and_uses_the_callers_time() -> None:
     second = ev.TelemetryEvent.create(h.context(), ev.FeedbackEvent(1.0), now_unix_s=12.5)
 
     assert uuid.UUID(first.event_id).version == 4
+    assert str(uuid.UUID(first.event_id)) == first.event_id  # canonical: lowercase, 36 characters
     assert first.event_id != second.event_id
     assert first.event_time_unix_s == 12.5
     assert first.kind == "feedback"
@@ -181,3 +203,13 @@ def test_create_makes_a_uuid4_id_and_uses_the_callers_time() -> None:
 def test_null_sink_accepts_and_discards() -> None:
     sink: ev.EventSink = ev.NullSink()
     sink.publish(h.event())  # nothing to observe: it must simply not fail
+
+
+def test_event_ids_are_rfc4122_version_4() -> None:
+    ids = {ev.new_event_id() for _ in range(2000)}
+
+    assert len(ids) == 2000
+    for event_id in ids:
+        parsed = uuid.UUID(event_id)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == event_id

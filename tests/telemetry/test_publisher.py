@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from pathlib import Path
@@ -59,6 +60,51 @@ async def test_events_of_one_request_arrive_in_publish_order(
     for request_id in ("r1", "r2", "r3"):
         got = [event_id for event_id, key, _ in records if key == request_id.encode()]
         assert got == [e.event_id for e in sent if e.context.request_id == request_id]
+
+
+async def test_lingering_gathers_events_and_delivers_them_without_a_stop(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = h.unique_topic()
+    await ensure_topics(kafka_broker.bootstrap, {topic: 3})
+    metrics = h.Metrics()
+    config = h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), linger_ms=200)
+    publisher = KafkaPublisher(config, metrics=metrics)
+    await publisher.start()
+    await h.eventually(lambda: metrics.value("llmrouter_events_broker_up") == 1, what="connect")
+    sent = h.events(30)
+
+    for event in sent:  # one at a time, as requests publish them: rounds gather several
+        publisher.publish(event)
+        await asyncio.sleep(0.005)
+    await h.eventually(lambda: metrics.value("llmrouter_events_published_total", type="feedback") == 30)
+    await publisher.stop()
+
+    records = await h.read_topic(kafka_broker.bootstrap, topic, {e.event_id for e in sent})
+    assert sorted(r[0] for r in records) == sorted(e.event_id for e in sent)
+
+
+async def test_stop_cuts_a_long_linger_short_and_flushes(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = h.unique_topic()
+    await ensure_topics(kafka_broker.bootstrap, {topic: 1})
+    metrics = h.Metrics()
+    config = h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), linger_ms=60_000)
+    publisher = KafkaPublisher(config, metrics=metrics)
+    await publisher.start()
+    await h.eventually(lambda: metrics.value("llmrouter_events_broker_up") == 1, what="connect")
+    sent = h.events(5)
+    for event in sent:
+        publisher.publish(event)
+    await asyncio.sleep(0.05)  # the sender is lingering now
+
+    started = time.monotonic()
+    await publisher.stop()
+
+    assert time.monotonic() - started < 5.0
+    assert metrics.value("llmrouter_events_published_total", type="feedback") == 5
+    assert metrics.value("llmrouter_events_spooled_total") == 0
 
 
 async def test_publish_is_synchronous_and_returns_at_once(tmp_path: Path) -> None:

@@ -1,0 +1,129 @@
+"""Cost rollups of one input partition: exact sums per dimension in minute, hour and day windows.
+
+Windows are UTC tumbling windows by event time. Each granularity keeps two windows: the one
+holding the partition's watermark (the newest event time seen) and the one before, so a
+dashboard can show "this hour so far" next to the last complete hour. An event older than both
+is late: it is left out of that granularity's rollup (counted as late if it fits no granularity
+at all); the events topic stays the record of every cost. Retention follows the watermark, never
+the wall clock, so replaying the same records always yields the same state.
+
+Memory is bounded by the retained windows and by `max_dimensions` per partition: past it, a new
+dimension is counted under `<name>=_OTHER`. A dimension whose windows all fell out of retention
+is dropped and published as a tombstone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from consumers.aggregator import DimensionRecord, JsonDict
+from consumers.costs.dimensions import Dimension, dimensions_of
+from consumers.costs.rollup import DimensionTotals
+from consumers.costs.totals import Totals
+from consumers.events import Completion, Event
+from consumers.restore_gate import RestoreGate
+from consumers.windows import GRANULARITIES, window_start
+
+
+@dataclass(frozen=True, slots=True)
+class CostsConfig:
+    granularities: Mapping[str, int] = field(default_factory=lambda: dict(GRANULARITIES))
+    max_dimensions: int = 50_000  # per input partition
+
+
+class CostsAggregator:
+    def __init__(self, config: CostsConfig = CostsConfig()) -> None:
+        self._sizes = dict(config.granularities)
+        self._max_dimensions = config.max_dimensions
+        self._dims: dict[str, DimensionTotals] = {}
+        self._dirty: set[str] = set()
+        self._gate = RestoreGate()
+        self._watermark_s = 0.0
+        self._retain_from = {name: 0 for name in self._sizes}
+
+    def apply(self, event: Event, offset: int) -> bool:
+        completion = event.body
+        if not isinstance(completion, Completion):
+            return True  # not ours to count (the runner only routes completions here)
+        event_time_s = event.envelope.event_time_s
+        self._advance(event_time_s)
+        starts = {
+            name: start
+            for name, size in self._sizes.items()
+            if (start := window_start(event_time_s, size)) >= self._retain_from[name]
+        }
+        if not starts:
+            return False
+        for dimension in dimensions_of(event.envelope, completion):
+            self._add(dimension, starts, completion, offset)
+        return True
+
+    def index(self, event: Event, offset: int) -> None:
+        return None  # no lookup state: only the dedupe index (owned by the processor) is rebuilt
+
+    def index_start(self) -> int | None:
+        return None
+
+    def restore(self, key: str, value: JsonDict, covered_offset: int) -> None:
+        self._dims[key] = DimensionTotals.from_json(value, self._sizes)
+        self._gate.cover(key, covered_offset)
+
+    def meta(self) -> JsonDict:
+        return {"watermark_s": self._watermark_s}
+
+    def restore_meta(self, meta: JsonDict) -> None:
+        self._advance(float(meta["watermark_s"]))
+
+    def changes(self, now_s: float) -> list[DimensionRecord]:
+        records = [DimensionRecord(key, self._value(key)) for key in sorted(self._dirty)]
+        self._dirty.clear()
+        return records
+
+    def mark_dirty(self, keys: Iterable[str]) -> None:
+        self._dirty.update(keys)
+
+    def totals(self, key: str, granularity: str, start: int) -> Totals | None:
+        """The totals of one dimension's window (for tests and the benchmark)."""
+        state = self._dims.get(key)
+        return None if state is None else state.windows[granularity].get(start)
+
+    def _add(
+        self, dimension: Dimension, starts: Mapping[str, int], completion: Completion, offset: int
+    ) -> None:
+        key = dimension.key
+        if key not in self._dims and len(self._dims) >= self._max_dimensions:
+            dimension = dimension.overflow()
+            key = dimension.key
+        if not self._gate.admits(key, offset):
+            return
+        state = self._dims.get(key)
+        if state is None:
+            state = self._dims[key] = DimensionTotals(dimension, self._sizes)
+        state.add(starts, completion)
+        self._dirty.add(key)
+
+    def _advance(self, event_time_s: float) -> None:
+        """Move the watermark; when a window closes out of retention, prune every dimension."""
+        if event_time_s <= self._watermark_s:
+            return
+        self._watermark_s = event_time_s
+        retain_from = {name: window_start(event_time_s, size) - size for name, size in self._sizes.items()}
+        if retain_from != self._retain_from:
+            self._retain_from = retain_from
+            self._prune()
+
+    def _prune(self) -> None:
+        for key, state in list(self._dims.items()):
+            if state.prune(self._retain_from):
+                self._dirty.add(key)
+                if state.is_empty():
+                    del self._dims[key]  # still dirty: published as a tombstone
+
+    def _value(self, key: str) -> JsonDict | None:
+        state = self._dims.get(key)
+        return None if state is None else state.to_json(self._sizes)
+
+    @property
+    def dimension_count(self) -> int:
+        return len(self._dims)

@@ -1,0 +1,63 @@
+"""The dimensions one completion's cost is added to.
+
+Every completion counts once in each of: `total=all`, `api_key=<id>`, `team=<team>`,
+`customer=<customer>`, `model=<model>`, `provider=<provider>`, and `tag:<key>=<value>` per caller
+tag. Empty values (no governance configured) are a dimension of their own (`team=`), so the
+dimensions of one kind always add up to the total.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from consumers.events import Completion, Envelope
+from consumers.snapshot_keys import part
+
+OVERFLOW_VALUE = "_OTHER"  # where new dimensions go once a partition holds max_dimensions
+TAG = "tag"
+
+
+@dataclass(frozen=True, slots=True)
+class Dimension:
+    name: str  # total | api_key | team | customer | model | provider | tag
+    value: str
+    tag_key: str = ""  # only for name == "tag"
+
+    @property
+    def key(self) -> str:
+        return _key(self.name, self.tag_key, self.value)
+
+    def overflow(self) -> Dimension:
+        return Dimension(self.name, OVERFLOW_VALUE, OVERFLOW_VALUE if self.name == TAG else "")
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"name": self.name, "value": self.value}
+        if self.name == TAG:
+            out["tag_key"] = self.tag_key
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Dimension:
+        return cls(str(data["name"]), str(data["value"]), str(data.get("tag_key", "")))
+
+
+def dimensions_of(envelope: Envelope, completion: Completion) -> list[Dimension]:
+    dimensions = [
+        Dimension("total", "all"),
+        Dimension("api_key", envelope.api_key_id),
+        Dimension("team", envelope.team),
+        Dimension("customer", envelope.customer),
+        Dimension("model", completion.model),
+        Dimension("provider", completion.provider),
+    ]
+    dimensions += [Dimension(TAG, value, key) for key, value in envelope.tags.items()]
+    return dimensions
+
+
+@functools.lru_cache(maxsize=65_536)  # the same few thousand dimensions recur in every batch
+def _key(name: str, tag_key: str, value: str) -> str:
+    if name == TAG:
+        return f"{TAG}:{part(tag_key)}={part(value)}"
+    return f"{name}={part(value)}"

@@ -1,0 +1,65 @@
+"""One dimension's cost totals per retained window, and its snapshot JSON (see costs/__init__.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from consumers.aggregator import JsonDict
+from consumers.costs.dimensions import Dimension
+from consumers.costs.totals import Totals
+from consumers.events import Completion
+from consumers.windows import parse_rfc3339, rfc3339
+
+KIND = "cost_rollup"
+
+
+class DimensionTotals:
+    """One dimension's totals per retained window: granularity -> window start -> Totals."""
+
+    __slots__ = ("dimension", "windows")
+
+    def __init__(self, dimension: Dimension, granularities: Iterable[str]) -> None:
+        self.dimension = dimension
+        self.windows: dict[str, dict[int, Totals]] = {name: {} for name in granularities}
+
+    def add(self, starts: Mapping[str, int], completion: Completion) -> None:
+        for name, start in starts.items():
+            windows = self.windows[name]
+            totals = windows.get(start)
+            if totals is None:
+                totals = windows[start] = Totals()
+            totals.add(completion)
+
+    def prune(self, retain_from: Mapping[str, int]) -> bool:
+        """Drop windows that start before retain_from; True when any was dropped."""
+        dropped = False
+        for name, windows in self.windows.items():
+            for start in [start for start in windows if start < retain_from[name]]:
+                del windows[start]
+                dropped = True
+        return dropped
+
+    def is_empty(self) -> bool:
+        return not any(self.windows.values())
+
+    def to_json(self, sizes: Mapping[str, int]) -> JsonDict:
+        return {
+            "kind": KIND,
+            "dimension": self.dimension.to_json(),
+            "windows": {
+                name: [_window_json(start, sizes[name], totals) for start, totals in sorted(windows.items())]
+                for name, windows in self.windows.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: JsonDict, sizes: Mapping[str, int]) -> DimensionTotals:
+        state = cls(Dimension.from_json(data["dimension"]), sizes)
+        for name, windows in data["windows"].items():
+            if name in sizes:  # a granularity no longer configured is dropped
+                state.windows[name] = {int(parse_rfc3339(w["start"])): Totals.from_json(w) for w in windows}
+        return state
+
+
+def _window_json(start: int, size: int, totals: Totals) -> JsonDict:
+    return {"start": rfc3339(start), "end": rfc3339(start + size), **totals.to_json()}

@@ -1,0 +1,59 @@
+"""Exact cost and token sums of one window, and their JSON form.
+
+Money is integer nano-USD, as in the events: sums over millions of requests stay exact, and
+partitions merge by integer addition. int64-sized amounts are JSON strings, as in the proto3 JSON
+mapping of the events, so JavaScript readers do not round them; `cost_usd` is the same amount as
+a decimal string, for people reading kcat output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from decimal import Decimal
+from typing import Any
+
+from consumers.events import Completion
+
+NANOS_PER_USD = 1_000_000_000
+# Amounts printed as strings; counts of requests stay JSON numbers.
+_AMOUNTS = ("cost_nanos_usd", "cost_saved_nanos_usd", "input_tokens", "output_tokens", "cached_input_tokens")
+_COUNTS = ("requests", "cache_hits")
+
+
+@dataclass(slots=True)
+class Totals:
+    requests: int = 0
+    cache_hits: int = 0
+    cost_nanos_usd: int = 0
+    cost_saved_nanos_usd: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+
+    def add(self, completion: Completion) -> None:
+        self.requests += 1
+        self.cache_hits += completion.cache_hit
+        self.cost_nanos_usd += completion.cost_nanos_usd
+        self.cost_saved_nanos_usd += completion.cost_saved_nanos_usd
+        self.input_tokens += completion.input_tokens
+        self.output_tokens += completion.output_tokens
+        self.cached_input_tokens += completion.cached_input_tokens
+
+    def merge(self, other: Totals) -> None:
+        for field in fields(Totals):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name) for name in _COUNTS}
+        out.update({name: str(getattr(self, name)) for name in _AMOUNTS})
+        out["cost_usd"] = usd_text(self.cost_nanos_usd)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Totals:
+        return cls(**{name: int(data[name]) for name in (*_COUNTS, *_AMOUNTS)})
+
+
+def usd_text(nanos_usd: int) -> str:
+    """Exact decimal dollars: 1234567 -> "0.001234567"."""
+    return format(Decimal(nanos_usd).scaleb(-9), "f")

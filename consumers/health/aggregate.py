@@ -1,0 +1,146 @@
+"""Provider health of one input partition: a rolling window of attempt outcomes per provider/model.
+
+The window is `window_s` long, cut into `slot_s` slots by event time; it ends at the partition's
+watermark (the newest event time seen), so the state is a function of the records alone. An
+attempt older than the oldest kept slot is late and dropped. Every flush publishes every
+provider/model that has attempts in the window (rates move as the window slides even without new
+attempts) and a tombstone for one whose window emptied, so a reader never sees stale health as
+current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from consumers.aggregator import DimensionRecord, JsonDict
+from consumers.events import Attempt, Event
+from consumers.health.score import ScoreConfig, merged, summary
+from consumers.health.slots import Slot
+from consumers.restore_gate import RestoreGate
+from consumers.sketch import DEFAULT_RELATIVE_ACCURACY
+from consumers.snapshot_keys import part
+from consumers.windows import rfc3339, window_start
+
+KIND = "provider_health"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    window_s: int = 300
+    slot_s: int = 30
+    relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+
+    def __post_init__(self) -> None:
+        if self.slot_s <= 0 or self.window_s % self.slot_s:
+            raise ValueError("window_s must be a positive multiple of slot_s")
+
+
+class DeploymentHealth:
+    """One provider/model's slots in the window: slot start -> Slot."""
+
+    __slots__ = ("model", "provider", "slots")
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.provider = provider
+        self.model = model
+        self.slots: dict[int, Slot] = {}
+
+
+def deployment_key(provider: str, model: str) -> str:
+    return f"{part(provider)}/{part(model)}"
+
+
+class HealthAggregator:
+    def __init__(self, config: HealthConfig = HealthConfig()) -> None:
+        self._config = config
+        self._dims: dict[str, DeploymentHealth] = {}
+        self._expired: set[str] = set()
+        self._gate = RestoreGate()
+        self._watermark_s = 0.0
+        self._retain_from = 0
+
+    def apply(self, event: Event, offset: int) -> bool:
+        attempt = event.body
+        if not isinstance(attempt, Attempt):
+            return True  # not ours (the runner only routes attempts here)
+        self._advance(event.envelope.event_time_s)
+        start = window_start(event.envelope.event_time_s, self._config.slot_s)
+        if start < self._retain_from:
+            return False
+        key = deployment_key(attempt.provider, attempt.model)
+        if self._gate.admits(key, offset):
+            self._slot(key, attempt, start).add(attempt)
+        return True
+
+    def index(self, event: Event, offset: int) -> None:
+        return None
+
+    def index_start(self) -> int | None:
+        return None
+
+    def restore(self, key: str, value: JsonDict, covered_offset: int) -> None:
+        dimension = value["dimension"]
+        state = DeploymentHealth(str(dimension["provider"]), str(dimension["model"]))
+        state.slots = dict(Slot.from_json(slot) for slot in value["slots"])
+        self._dims[key] = state
+        self._gate.cover(key, covered_offset)
+
+    def meta(self) -> JsonDict:
+        return {"watermark_s": self._watermark_s}
+
+    def restore_meta(self, meta: JsonDict) -> None:
+        self._advance(float(meta["watermark_s"]))
+
+    def changes(self, now_s: float) -> list[DimensionRecord]:
+        records = [DimensionRecord(key, self._value(state)) for key, state in sorted(self._dims.items())]
+        records += [DimensionRecord(key, None) for key in sorted(self._expired - self._dims.keys())]
+        self._expired.clear()
+        return records
+
+    def mark_dirty(self, keys: Iterable[str]) -> None:
+        # Every live deployment is published on each flush anyway; only tombstones need a retry.
+        self._expired.update(key for key in keys if key not in self._dims)
+
+    def _slot(self, key: str, attempt: Attempt, start: int) -> Slot:
+        state = self._dims.get(key)
+        if state is None:
+            state = self._dims[key] = DeploymentHealth(attempt.provider, attempt.model)
+        slot = state.slots.get(start)
+        if slot is None:
+            slot = state.slots[start] = Slot(self._config.relative_accuracy)
+        return slot
+
+    def _advance(self, event_time_s: float) -> None:
+        if event_time_s <= self._watermark_s:
+            return
+        self._watermark_s = event_time_s
+        slot_s = self._config.slot_s
+        retain_from = window_start(event_time_s, slot_s) - self._config.window_s + slot_s
+        if retain_from != self._retain_from:
+            self._retain_from = retain_from
+            self._prune()
+
+    def _prune(self) -> None:
+        for key, state in list(self._dims.items()):
+            state.slots = {start: slot for start, slot in state.slots.items() if start >= self._retain_from}
+            if not state.slots:
+                del self._dims[key]
+                self._expired.add(key)
+
+    def _value(self, state: DeploymentHealth) -> JsonDict:
+        span_s = max(float(self._config.slot_s), self._watermark_s - self._retain_from)
+        total = merged(state.slots.values(), self._config.relative_accuracy)
+        return {
+            "kind": KIND,
+            "dimension": {"provider": state.provider, "model": state.model},
+            "window": {
+                "start": rfc3339(self._retain_from),
+                "end": rfc3339(self._watermark_s),
+                "seconds": self._config.window_s,
+                "slot_seconds": self._config.slot_s,
+            },
+            **summary(total, span_s, self._config.score),
+            "slots": [slot.to_json(start) for start, slot in sorted(state.slots.items())],
+        }

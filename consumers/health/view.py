@@ -1,0 +1,47 @@
+"""Reading `llmrouter.health.v1`: fleet-wide health from the per-partition snapshot records.
+
+Per provider/model: take every input partition's latest value, merge slots with the same start
+(counts add, sketches merge), keep the slots of the newest window, and summarise them with the
+same formula the consumer uses (score.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from consumers.aggregator import JsonDict
+from consumers.health.score import DEFAULT_SCORE_CONFIG, ScoreConfig, merged, summary
+from consumers.health.slots import Slot
+from consumers.snapshot_keys import CHECKPOINT_KEY, parse_record_key
+from consumers.windows import parse_rfc3339
+
+
+def fleet_health(
+    latest: Mapping[str, JsonDict | None], config: ScoreConfig = DEFAULT_SCORE_CONFIG
+) -> dict[str, dict[str, Any]]:
+    """{deployment key: summary} from the newest value per record key (None: tombstone)."""
+    by_deployment: dict[str, list[JsonDict]] = {}
+    for record_key, value in latest.items():
+        key, _ = parse_record_key(record_key)
+        if value is not None and key != CHECKPOINT_KEY:
+            by_deployment.setdefault(key, []).append(value)
+    return {key: _merge(values, config) for key, values in by_deployment.items()}
+
+
+def _merge(values: list[JsonDict], config: ScoreConfig) -> dict[str, Any]:
+    end_s = max(parse_rfc3339(value["window"]["end"]) for value in values)
+    window_s = int(values[0]["window"]["seconds"])
+    slot_s = int(values[0]["window"]["slot_seconds"])
+    oldest = int(end_s // slot_s) * slot_s - window_s + slot_s
+    slots: dict[int, Slot] = {}
+    for value in values:
+        for slot_json in value["slots"]:
+            start, slot = Slot.from_json(slot_json)
+            if start >= oldest:
+                slots.setdefault(start, Slot(slot.latency_ms.relative_accuracy)).merge(slot)
+    accuracy = next(iter(slots.values())).latency_ms.relative_accuracy if slots else 0.01
+    return {
+        "dimension": values[0]["dimension"],
+        **summary(merged(slots.values(), accuracy), max(float(slot_s), end_s - oldest), config),
+    }

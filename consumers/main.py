@@ -1,0 +1,155 @@
+"""Entry points of the consumer processes.
+
+`run_consumer(kind, bootstrap, ...)` runs one job ("costs", "health", "quality") or all three
+("all", one consumer group each, in one process) until SIGTERM or SIGINT, then flushes, commits
+and exits 0. It is what `router-service consume {health,costs,quality,all}` calls;
+`add_arguments` / `run_from_args` give that subcommand its flags. `serve(runners)` is the async
+form, for a process that runs the consumers next to other things (the embedded stack).
+
+Configuration: Kafka connection from the arguments or the environment (KafkaOptions.from_env:
+KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_CAFILE,
+KAFKA_ENABLE_IDEMPOTENCE=false against the embedded Tansu broker); group ids default to
+`llmrouter-consumer-<kind>`, snapshot topics to `llmrouter.<kind>.v1`, the input topic to
+`llmrouter.events.v1`; Prometheus metrics on 127.0.0.1:9465 (the router uses 9464).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+from collections.abc import Sequence
+
+from prometheus_client import REGISTRY, start_http_server
+
+from consumers.jobs import DEFAULT_INPUT_TOPIC, JOBS, job_named
+from consumers.kafka import KafkaOptions, TopicMissingError
+from consumers.metrics import ConsumerMetrics
+from consumers.runner import ConsumerRunner, RunnerConfig, RunnerError
+
+log = logging.getLogger(__name__)
+
+KINDS = (*JOBS, "all")
+DEFAULT_METRICS_PORT = 9465
+
+
+def run_consumer(
+    kind: str,
+    bootstrap: str | None = None,
+    *,
+    input_topic: str = DEFAULT_INPUT_TOPIC,
+    group_id: str | None = None,
+    snapshot_topic: str | None = None,
+    snapshot_interval_s: float = 5.0,
+    metrics_port: int | None = DEFAULT_METRICS_PORT,
+    metrics_host: str = "127.0.0.1",
+    create_topics: bool = False,
+    kafka: KafkaOptions | None = None,
+) -> int:
+    """Run the consumer(s) until SIGTERM/SIGINT; the process exit code (0 after a clean stop).
+
+    bootstrap: "host:port[,host:port]"; None -> $KAFKA_BOOTSTRAP_SERVERS -> 127.0.0.1:9092.
+    group_id / snapshot_topic: override the job's defaults; only with a single kind.
+    metrics_port: None disables the /metrics endpoint.
+    create_topics: create missing snapshot topics (compacted); dev and embedded stack only.
+    kafka: full connection options (security...); `bootstrap`, if given, replaces its servers.
+    """
+    options = _kafka_options(bootstrap, kafka)
+    config = RunnerConfig(
+        input_topic=input_topic,
+        snapshot_topic=snapshot_topic or "",
+        group_id=group_id or "",
+        snapshot_interval_s=snapshot_interval_s,
+        create_topics=create_topics,
+    )
+    runners = build_runners(kind, options, config, ConsumerMetrics(REGISTRY))
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=metrics_host)
+    try:
+        asyncio.run(serve(runners))
+    except (RunnerError, TopicMissingError) as exc:
+        log.error("consumer stopped: %s", exc)
+        return 1
+    return 0
+
+
+def build_runners(
+    kind: str, kafka: KafkaOptions, config: RunnerConfig, metrics: ConsumerMetrics
+) -> list[ConsumerRunner]:
+    if kind not in KINDS:
+        raise ValueError(f"unknown consumer {kind!r}; expected one of {list(KINDS)}")
+    if kind == "all" and (config.group_id or config.snapshot_topic):
+        raise ValueError("group_id and snapshot_topic name one job's; they cannot apply to 'all'")
+    names = list(JOBS) if kind == "all" else [kind]
+    return [ConsumerRunner(job_named(name), config, kafka, metrics) for name in names]
+
+
+async def serve(runners: Sequence[ConsumerRunner], *, handle_signals: bool = True) -> None:
+    """Run every runner until stopped (SIGTERM/SIGINT, or `runner.stop()`); if one fails, stop all."""
+    if handle_signals:
+        _stop_on_signals(runners)
+    tasks = [asyncio.create_task(runner.run(), name=f"consumer-{runner.job.name}") for runner in runners]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for runner in runners:
+            runner.stop()  # one failed (or all finished): the others flush and stop too
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            task.result()  # re-raise the first failure
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _stop_on_signals(runners: Sequence[ConsumerRunner]) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread / Windows
+            loop.add_signal_handler(signum, _stop_all, runners)
+
+
+def _stop_all(runners: Sequence[ConsumerRunner]) -> None:
+    log.info("stopping consumers: flushing snapshots and committing offsets")
+    for runner in runners:
+        runner.stop()
+
+
+def _kafka_options(bootstrap: str | None, kafka: KafkaOptions | None) -> KafkaOptions:
+    if kafka is None:
+        return KafkaOptions.from_env(bootstrap)
+    if bootstrap:
+        return dataclasses.replace(kafka, bootstrap_servers=bootstrap)
+    return kafka
+
+
+# --- the CLI subcommand ------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `router-service consume`."""
+    parser.add_argument("kind", choices=KINDS, help="which aggregator to run ('all': the three)")
+    parser.add_argument("--bootstrap", default=None, help="Kafka servers (default KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--input-topic", default=DEFAULT_INPUT_TOPIC)
+    parser.add_argument("--group-id", default=None, help="consumer group (default llmrouter-consumer-<kind>)")
+    parser.add_argument("--snapshot-topic", default=None, help="default llmrouter.<kind>.v1")
+    parser.add_argument("--snapshot-interval", type=float, default=5.0, help="seconds between flushes")
+    parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="0 or less: off")
+    parser.add_argument("--metrics-host", default="127.0.0.1")
+    parser.add_argument("--create-topics", action="store_true", help="create missing snapshot topics (dev)")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    return run_consumer(
+        args.kind,
+        args.bootstrap,
+        input_topic=args.input_topic,
+        group_id=args.group_id,
+        snapshot_topic=args.snapshot_topic,
+        snapshot_interval_s=args.snapshot_interval,
+        metrics_port=args.metrics_port if args.metrics_port > 0 else None,
+        metrics_host=args.metrics_host,
+        create_topics=args.create_topics,
+    )

@@ -1,0 +1,140 @@
+"""One input partition's processing: offsets, deduplication, replay after a restore, checkpoints.
+
+Pure code; the runner feeds it decoded records and publishes what it returns.
+
+Why restarts and rebalances never double count:
+- The aggregate state of a partition is published to the job's snapshot topic: one record per
+  dimension, each carrying the input offset its state covers, then one checkpoint record with
+  the offset the whole flush covers (`next_offset`). Consumer-group offsets are committed after
+  that, for lag monitoring and standard tooling; the checkpoint, not the group offset, is the
+  source of truth, because it is the one written together with the state it describes.
+- On assignment the runner restores the partition from those records and seeks to
+  `replay_from`. Records below `next_offset` are already in the restored state: they only
+  rebuild the lookup state (the dedupe index, the quality join map) and count as redelivered.
+  From `next_offset` on, records are counted, each dimension skipping records below its own
+  covered offset (restore_gate.py: a crash between dimension records and the checkpoint).
+- A record with an event_id seen before in this partition is a publisher resend and is skipped
+  (dedupe.py).
+
+Counting is therefore a deterministic function of the partition's records, whoever processes
+them, however often: at-least-once delivery, exactly-once aggregates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from consumers.aggregator import Aggregator, DimensionRecord, JsonDict
+from consumers.dedupe import DedupeConfig, DedupeIndex
+from consumers.events import Event
+from consumers.windows import rfc3339
+
+CHECKPOINT_KIND = "checkpoint"
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    offset: int
+    timestamp_ms: int  # the Kafka record timestamp (producer send time)
+    event_id: str
+    event: Event | None  # None: a kind this job does not read, or undecodable; only the offset counts
+
+
+@dataclass(slots=True)
+class BatchStats:
+    records: int = 0
+    counted: int = 0
+    redelivered: int = 0  # below the offset the state covers: counted before a restart/rebalance
+    duplicates: int = 0  # same event_id as an earlier record: a publisher resend
+    late: int = 0  # older than every window the job keeps
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredPartition:
+    """What the snapshot topic holds for one input partition."""
+
+    checkpoint: JsonDict | None = None
+    dimensions: Sequence[tuple[str, JsonDict]] = field(default_factory=tuple)
+
+
+class PartitionProcessor:
+    def __init__(self, topic: str, partition: int, aggregator: Aggregator, dedupe: DedupeConfig) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.aggregator = aggregator
+        self._dedupe = DedupeIndex(dedupe)
+        self.next_offset = 0  # first offset not yet counted
+        self._replay_from: int | None = None  # None: no checkpoint, start at the beginning
+
+    def restore(self, restored: RestoredPartition) -> None:
+        checkpoint = restored.checkpoint
+        if checkpoint is not None:
+            self.next_offset = int(checkpoint["source"]["offset"])
+            self._replay_from = int(checkpoint["replay_from"])
+            self._dedupe.max_timestamp_ms = int(checkpoint["dedupe"]["max_timestamp_ms"])
+            self.aggregator.restore_meta(checkpoint["state"])
+        for key, value in restored.dimensions:
+            self.aggregator.restore(key, value, int(value["source"]["offset"]))
+
+    def seek_offset(self) -> int | None:
+        """Where to read from right after `restore` (None: the beginning of the partition).
+
+        A processor kept across a rebalance resumes at `next_offset` instead.
+        """
+        return self._replay_from
+
+    def process(self, records: Iterable[InputRecord], stats: BatchStats) -> None:
+        aggregator = self.aggregator
+        for record in records:
+            stats.records += 1
+            event = record.event
+            if record.offset < self.next_offset:
+                stats.redelivered += 1
+                if event is not None and self._is_new(record):
+                    aggregator.index(event, record.offset)
+                continue
+            self.next_offset = record.offset + 1
+            if event is None:
+                continue
+            if not self._is_new(record):
+                stats.duplicates += 1
+            elif aggregator.apply(event, record.offset):
+                stats.counted += 1
+            else:
+                stats.late += 1
+
+    def _is_new(self, record: InputRecord) -> bool:
+        # An event without an id cannot be deduplicated (the router always sets one).
+        return not record.event_id or self._dedupe.add(record.event_id, record.offset, record.timestamp_ms)
+
+    def changes(self, now_s: float) -> list[DimensionRecord]:
+        """Changed dimensions, each stamped with the offset it covers, ready to publish."""
+        source = self._source()
+        generated_at = rfc3339(now_s)
+        return [
+            DimensionRecord(change.key, _stamped(change.value, source, generated_at))
+            for change in self.aggregator.changes(now_s)
+        ]
+
+    def checkpoint(self, now_s: float) -> JsonDict:
+        """The record that closes a flush: everything below next_offset is in the published state."""
+        starts = [self.next_offset, self._dedupe.replay_from(), self.aggregator.index_start()]
+        return {
+            "kind": CHECKPOINT_KIND,
+            "source": self._source(),
+            "generated_at": rfc3339(now_s),
+            "replay_from": min(start for start in starts if start is not None),
+            "dedupe": {"max_timestamp_ms": self._dedupe.max_timestamp_ms},
+            "state": self.aggregator.meta(),
+        }
+
+    def mark_dirty(self, keys: Iterable[str]) -> None:
+        self.aggregator.mark_dirty(keys)
+
+    def _source(self) -> JsonDict:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.next_offset}
+
+
+def _stamped(value: JsonDict | None, source: JsonDict, generated_at: str) -> JsonDict | None:
+    return None if value is None else {**value, "generated_at": generated_at, "source": source}

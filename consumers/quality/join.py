@@ -1,0 +1,76 @@
+"""Which model answered a request, and for which task: the join that gives feedback a meaning.
+
+A feedback event carries only the request id. The decision event of the same request has the
+task type, its completion event the model that answered (after any fallback). All three are keyed
+by the request id, so they share a partition, and this index, per partition, remembers
+request id -> (task, model) until the feedback comes.
+
+Bounded memory: entries are kept in offset order and the oldest are evicted once the index holds
+`max_requests`, or once their request is older than `horizon_s` (event time, against the
+partition's watermark). Feedback for an evicted or unknown request cannot be attributed and is
+dropped (counted). The index is not snapshotted: after a restart it is rebuilt by re-reading the
+partition from `start_offset()` (see partition.py).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class JoinConfig:
+    horizon_s: float = 6 * 3600.0  # feedback later than this after its request is not attributed
+    max_requests: int = 200_000  # per partition; ~150 bytes each
+
+
+@dataclass(slots=True)
+class RequestFacts:
+    offset: int  # of the request's first event we saw
+    event_time_s: float
+    task_type: str = ""
+    model: str = ""
+
+
+class RequestIndex:
+    __slots__ = ("_config", "_requests")
+
+    def __init__(self, config: JoinConfig = JoinConfig()) -> None:
+        self._config = config
+        self._requests: OrderedDict[str, RequestFacts] = OrderedDict()
+
+    def note_task(self, request_id: str, task_type: str, offset: int, event_time_s: float) -> None:
+        self._facts(request_id, offset, event_time_s).task_type = task_type
+
+    def note_model(self, request_id: str, model: str, offset: int, event_time_s: float) -> None:
+        self._facts(request_id, offset, event_time_s).model = model
+
+    def lookup(self, request_id: str) -> tuple[str, str] | None:
+        """(task_type, model), or None unless both the decision and the completion were seen."""
+        facts = self._requests.get(request_id)
+        if facts is None or not facts.task_type or not facts.model:
+            return None
+        return facts.task_type, facts.model
+
+    def evict(self, watermark_s: float) -> None:
+        oldest_kept = watermark_s - self._config.horizon_s
+        requests = self._requests
+        while requests:
+            facts = next(iter(requests.values()))
+            if len(requests) <= self._config.max_requests and facts.event_time_s >= oldest_kept:
+                return
+            requests.popitem(last=False)
+
+    def start_offset(self) -> int | None:
+        for facts in self._requests.values():
+            return facts.offset
+        return None
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    def _facts(self, request_id: str, offset: int, event_time_s: float) -> RequestFacts:
+        facts = self._requests.get(request_id)
+        if facts is None:
+            facts = self._requests[request_id] = RequestFacts(offset, event_time_s)
+        return facts

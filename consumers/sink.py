@@ -1,0 +1,96 @@
+"""Publishes snapshot records to a job's snapshot topic and waits until the broker has them.
+
+Values are compact UTF-8 JSON (`content-type: application/json`); a None value is a tombstone.
+All records of one input partition go to one output partition (snapshot_keys.py), in order, so
+a flush's dimension records always precede its checkpoint record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from consumers.aggregator import JsonDict
+from consumers.kafka import KafkaOptions, topic_partitions
+from consumers.snapshot_keys import output_partition
+
+_HEADERS = [("content-type", b"application/json")]
+# How long a flush may wait for its acks; then it fails, nothing is committed, and the next
+# flush publishes the same dimensions again. Processing waits meanwhile (the flush holds the lock).
+PUBLISH_TIMEOUT_S = 30.0
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+class SinkError(Exception):
+    """The snapshot records were not all acknowledged; nothing may be committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    key: str
+    value: JsonDict | None
+    input_partition: int
+
+
+class SnapshotSink:
+    def __init__(self, options: KafkaOptions, topic: str, client_id: str) -> None:
+        self._options = options
+        self._topic = topic
+        self._client_id = client_id
+        self._producer: Any = None
+        self.partitions = 0
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(
+            acks="all",
+            enable_idempotence=self._options.enable_idempotence,
+            linger_ms=5,
+            compression_type="gzip",  # snapshots repeat field names; gzip needs no extra package
+            client_id=self._client_id,
+            **self._options.client_kwargs(),
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def load_partitions(self) -> None:
+        """Learn the snapshot topic's partition count; TopicMissingError when it does not exist."""
+        self.partitions = await topic_partitions(self.client, self._topic)
+
+    @property
+    def client(self) -> Any:
+        """The producer's cluster client (metadata lookups)."""
+        if self._producer is None:
+            raise SinkError("sink is not started")
+        return self._producer.client
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def publish(self, records: Sequence[OutRecord]) -> None:
+        """Send every record and wait for every acknowledgement; SinkError if any failed."""
+        if self._producer is None:
+            raise SinkError("sink is not started")
+        try:
+            futures = [await self._send(record) for record in records]
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_TIMEOUT_S)
+        except (KafkaError, TimeoutError) as exc:
+            raise SinkError(f"publishing {len(records)} snapshot records failed: {exc!r}") from exc
+
+    async def _send(self, record: OutRecord) -> asyncio.Future[Any]:
+        value = None if record.value is None else _JSON.encode(record.value).encode()
+        future: asyncio.Future[Any] = await self._producer.send(
+            self._topic,
+            value=value,
+            key=record.key.encode(),
+            partition=output_partition(record.input_partition, self.partitions),
+            headers=_HEADERS,
+        )
+        return future

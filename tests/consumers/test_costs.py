@@ -1,0 +1,182 @@
+"""Cost rollups: dimensions, windows, lateness, bounds, snapshot JSON and the fleet merge."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumers import events as ce
+from consumers.costs.aggregate import CostsAggregator, CostsConfig
+from consumers.costs.dimensions import dimensions_of
+from consumers.costs.totals import Totals, usd_text
+from consumers.costs.view import fleet_totals
+from consumers.snapshot_keys import record_key
+from tests.consumers.helpers import consumer_event
+
+DAY0 = 1_795_046_400  # 2026-11-19T00:00:00Z, a UTC midnight
+
+
+def _completion(cost: int = 100, tokens: tuple[int, int, int] = (10, 5, 2), **kw: object) -> ce.Completion:
+    fields: dict[str, object] = {"provider": "openai", "model": "gpt-4o"}
+    fields.update(kw)
+    return ce.Completion(
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        cached_input_tokens=tokens[2],
+        cost_nanos_usd=cost,
+        **fields,
+    )  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("team", "tags", "expected_extra"),
+    [
+        ("search", {}, []),
+        ("", {"feature": "sum"}, ["tag:feature=sum"]),
+        ("a=b", {"k#1": "v,2/3"}, ["tag:k%231=v%2C2%2F3"]),
+    ],
+)
+def test_a_completion_counts_in_every_dimension(
+    team: str, tags: dict[str, str], expected_extra: list[str]
+) -> None:
+    event = consumer_event(_completion(), team=team, tags=tags)
+    keys = [d.key for d in dimensions_of(event.envelope, event.body)]  # type: ignore[arg-type]
+    team_key = "team=" + team.replace("=", "%3D")
+    base = ["total=all", "api_key=key-1", team_key, "customer=acme", "model=gpt-4o", "provider=openai"]
+    assert keys == [*base, *expected_extra]
+
+
+# (event time offsets from DAY0, granularity, window start offset, expected requests, expected cost)
+WINDOW_TABLE = [
+    ([0, 30, 59], "minute", 0, 3, 300),
+    ([0, 30, 60], "minute", 0, 2, 200),
+    ([0, 30, 60], "minute", 60, 1, 100),
+    ([0, 3599, 3600], "hour", 0, 2, 200),
+    ([0, 86_399, 86_400], "day", 0, 2, 200),
+    ([0, 86_399, 86_400], "day", 86_400, 1, 100),
+]
+
+
+@pytest.mark.parametrize(("times", "granularity", "start", "requests", "cost"), WINDOW_TABLE)
+def test_completions_fall_into_utc_windows(
+    times: list[int], granularity: str, start: int, requests: int, cost: int
+) -> None:
+    aggregator = CostsAggregator()
+    for offset, t in enumerate(times):
+        assert aggregator.apply(consumer_event(_completion(), event_id=f"e{offset}", time_s=DAY0 + t), offset)
+    totals = aggregator.totals("total=all", granularity, DAY0 + start)
+    assert totals is not None
+    assert (totals.requests, totals.cost_nanos_usd) == (requests, cost)
+
+
+def test_sums_are_exact_integers_far_beyond_float_precision() -> None:
+    aggregator = CostsAggregator()
+    big = 9_007_199_254_740_993  # 2**53 + 1: a float would round it
+    for i in range(3):
+        aggregator.apply(
+            consumer_event(_completion(cost=big, tokens=(big, 1, 0)), event_id=f"e{i}", time_s=DAY0), i
+        )
+    totals = aggregator.totals("provider=openai", "day", DAY0)
+    assert totals == Totals(
+        requests=3, cost_nanos_usd=3 * big, input_tokens=3 * big, output_tokens=3, cached_input_tokens=0
+    )
+
+
+# (watermark offset, late event offset, counted?, which granularities still hold it)
+LATENESS_TABLE = [
+    (120, 61, True, {"minute", "hour", "day"}),  # previous minute: still kept
+    (180, 30, True, {"hour", "day"}),  # two minutes back: out of the minute rollup only
+    (7200 + 30, 30, True, {"day"}),  # two hours back
+    (2 * 86_400 + 30, 30, False, set()),  # two days back: late for everything
+]
+
+
+@pytest.mark.parametrize(("watermark", "late", "counted", "granularities"), LATENESS_TABLE)
+def test_late_events_are_kept_only_in_windows_still_retained(
+    watermark: int, late: int, counted: bool, granularities: set[str]
+) -> None:
+    aggregator = CostsAggregator()
+    aggregator.apply(consumer_event(_completion(), event_id="new", time_s=DAY0 + watermark), 0)
+    assert (
+        aggregator.apply(consumer_event(_completion(cost=7), event_id="late", time_s=DAY0 + late), 1)
+        is counted
+    )
+    sizes = {"minute": 60, "hour": 3600, "day": 86_400}
+    holding = {
+        name
+        for name, size in sizes.items()
+        if (t := aggregator.totals("total=all", name, DAY0 + late // size * size)) is not None
+        and t.cost_nanos_usd % 100 == 7
+    }
+    assert holding == granularities
+
+
+def test_dimensions_past_the_cap_are_counted_under_other() -> None:
+    aggregator = CostsAggregator(CostsConfig(max_dimensions=7))
+    aggregator.apply(consumer_event(_completion(), event_id="a", team="t1", time_s=DAY0), 0)  # 6 dims
+    aggregator.apply(consumer_event(_completion(), event_id="b", team="t2", time_s=DAY0), 1)  # t2: 7th
+    aggregator.apply(consumer_event(_completion(), event_id="c", team="t3", time_s=DAY0), 2)  # over
+    aggregator.apply(consumer_event(_completion(), event_id="d", team="t4", time_s=DAY0), 3)  # over
+    other = aggregator.totals("team=_OTHER", "day", DAY0)
+    assert other is not None and other.requests == 2
+    assert aggregator.totals("team=t3", "day", DAY0) is None
+    total = aggregator.totals("total=all", "day", DAY0)
+    assert total is not None and total.requests == 4
+
+
+def test_changes_publish_dirty_dimensions_then_tombstones_for_expired_ones() -> None:
+    aggregator = CostsAggregator()
+    aggregator.apply(consumer_event(_completion(), event_id="a", team="old", time_s=DAY0), 0)
+    first = {record.key for record in aggregator.changes(DAY0)}
+    assert "team=old" in first
+    assert aggregator.changes(DAY0) == []  # nothing new
+    aggregator.apply(consumer_event(_completion(), event_id="b", team="new", time_s=DAY0 + 3 * 86_400), 1)
+    changes = {record.key: record.value for record in aggregator.changes(DAY0)}
+    assert changes["team=old"] is None  # every window of it expired: a tombstone
+    assert changes["team=new"] is not None
+
+
+def test_snapshot_value_shape_and_round_trip() -> None:
+    aggregator = CostsAggregator()
+    aggregator.apply(consumer_event(_completion(cost=1_500_000_000), time_s=DAY0 + 61), 0)
+    value = {r.key: r.value for r in aggregator.changes(DAY0)}["model=gpt-4o"]
+    assert value is not None
+    assert value["kind"] == "cost_rollup"
+    assert value["dimension"] == {"name": "model", "value": "gpt-4o"}
+    minute = value["windows"]["minute"][0]
+    assert minute == {
+        "start": "2026-11-19T00:01:00.000Z",
+        "end": "2026-11-19T00:02:00.000Z",
+        "requests": 1,
+        "cache_hits": 0,
+        "cost_nanos_usd": "1500000000",
+        "cost_saved_nanos_usd": "0",
+        "input_tokens": "10",
+        "output_tokens": "5",
+        "cached_input_tokens": "2",
+        "cost_usd": "1.500000000",
+    }
+    restored = CostsAggregator()
+    restored.restore("model=gpt-4o", value, covered_offset=1)
+    assert restored.totals("model=gpt-4o", "hour", DAY0) == aggregator.totals("model=gpt-4o", "hour", DAY0)
+
+
+def test_fleet_totals_sum_the_partitions_of_a_dimension() -> None:
+    latest: dict[str, object] = {}
+    for partition, cost in ((0, 5), (1, 7)):
+        aggregator = CostsAggregator()
+        aggregator.apply(consumer_event(_completion(cost=cost), time_s=DAY0), 0)
+        for record in aggregator.changes(DAY0):
+            latest[record_key(record.key, partition)] = record.value
+    latest[record_key("_checkpoint", 0)] = {"kind": "checkpoint"}
+    latest[record_key("team=gone", 1)] = None
+    merged = fleet_totals(latest, "day", DAY0)  # type: ignore[arg-type]
+    assert merged["total=all"].cost_nanos_usd == 12
+    assert merged["total=all"].requests == 2
+    assert "team=gone" not in merged
+
+
+@pytest.mark.parametrize(
+    ("nanos", "text"), [(0, "0.000000000"), (1, "0.000000001"), (1_234_567_890_123, "1234.567890123")]
+)
+def test_usd_text_is_exact(nanos: int, text: str) -> None:
+    assert usd_text(nanos) == text

@@ -1,0 +1,82 @@
+"""Entry-point wiring: which runners `run_consumer` builds, options from the environment, CLI flags."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from consumers.kafka import KafkaOptions
+from consumers.main import add_arguments, build_runners
+from consumers.metrics import ConsumerMetrics
+from consumers.runner import RunnerConfig
+from consumers.snapshot_keys import parse_record_key, record_key
+
+
+def _metrics() -> ConsumerMetrics:
+    return ConsumerMetrics(CollectorRegistry())
+
+
+def test_all_builds_one_runner_per_job_with_its_own_group_and_topic() -> None:
+    runners = build_runners("all", KafkaOptions(), RunnerConfig(), _metrics())
+    assert [(r.job.name, r.group_id, r.snapshot_topic) for r in runners] == [
+        ("costs", "llmrouter-consumer-costs", "llmrouter.costs.v1"),
+        ("health", "llmrouter-consumer-health", "llmrouter.health.v1"),
+        ("quality", "llmrouter-consumer-quality", "llmrouter.quality.v1"),
+    ]
+
+
+def test_overrides_apply_to_a_single_job_only() -> None:
+    config = RunnerConfig(group_id="g", snapshot_topic="s")
+    [runner] = build_runners("costs", KafkaOptions(), config, _metrics())
+    assert (runner.group_id, runner.snapshot_topic) == ("g", "s")
+    with pytest.raises(ValueError, match="cannot apply to 'all'"):
+        build_runners("all", KafkaOptions(), config, _metrics())
+    with pytest.raises(ValueError, match="unknown consumer"):
+        build_runners("latency", KafkaOptions(), RunnerConfig(), _metrics())
+
+
+def test_kafka_options_from_the_environment() -> None:
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "k1:9093,k2:9093",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_USERNAME": "u",
+        "KAFKA_SASL_PASSWORD": "s3cr3t-pw",
+        "KAFKA_ENABLE_IDEMPOTENCE": "false",
+    }
+    options = KafkaOptions.from_env(None, env)
+    assert options.bootstrap_servers == "k1:9093,k2:9093"
+    assert (options.security_protocol, options.sasl_plain_username, options.enable_idempotence) == (
+        "SASL_PLAINTEXT",
+        "u",
+        False,
+    )
+    assert "s3cr3t-pw" not in repr(options)
+    assert KafkaOptions.from_env("explicit:1", env).bootstrap_servers == "explicit:1"
+    assert KafkaOptions.from_env(None, {}).bootstrap_servers == "127.0.0.1:9092"
+
+
+def test_cli_flags() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["health", "--snapshot-interval", "2.5", "--metrics-port", "0"])
+    assert (args.kind, args.snapshot_interval, args.metrics_port, args.create_topics) == (
+        "health",
+        2.5,
+        0,
+        False,
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["nope"])
+
+
+@pytest.mark.parametrize("dimension", ["team=search", "tag:a%3Db=c%23d", "_checkpoint", "openai/gpt-4o"])
+def test_record_keys_round_trip(dimension: str) -> None:
+    assert parse_record_key(record_key(dimension, 12)) == (dimension, 12)
+
+
+@pytest.mark.parametrize("key", ["team=search", "x#", "x#-1", "x#a"])
+def test_keys_no_consumer_wrote_are_rejected(key: str) -> None:
+    with pytest.raises(ValueError):
+        parse_record_key(key)

@@ -1,6 +1,7 @@
 """Composition root: builds every object from config, owns start/stop order and signals.
 
-Start: HTTP client -> adapters -> event publisher -> engine -> gRPC server -> health SERVING.
+Start: HTTP client -> adapters -> event publisher -> engine -> fleet view subscriber -> gRPC
+       server -> health SERVING.
 Stop:  health NOT_SERVING -> server.stop(grace) (drains in-flight calls and streams) -> engine
        (cancels hedge losers still running) -> publisher flush (to Kafka, or to the disk spool)
        -> HTTP client.
@@ -28,6 +29,7 @@ from router_service.api.interceptors import MetricsInterceptor
 from router_service.api.server import create_server, mark_serving
 from router_service.api.servicer import FeedbackSink, RouterServicer
 from router_service.engine import Engine, RequestObserver
+from router_service.fleet.subscriber import SnapshotSubscriber
 from router_service.providers.http import make_http_client
 from router_service.providers.registry import build_adapters
 from router_service.settings import ConfigError, RuntimeConfig, load_config
@@ -77,6 +79,7 @@ class RouterApp:
         self._stack.push_async_callback(engine.aclose)  # before the HTTP client closes
         self._engine, self._client = engine, client
         self._register_live_metrics(engine)
+        self._start_fleet_view(engine)
         servicer = RouterServicer(
             engine, self.config.routing.default_deadline_s, feedback=_feedback_publisher(sink)
         )
@@ -98,6 +101,17 @@ class RouterApp:
         )
         REGISTRY.register(collector)
         self._stack.callback(REGISTRY.unregister, collector)
+
+    def _start_fleet_view(self, engine: Engine) -> None:
+        """Follow the consumers' snapshot topics in the background; routing never waits for it."""
+        events, fleet = self.config.events, engine.fleet
+        if events is None or fleet is None:
+            return
+        subscriber = SnapshotSubscriber(
+            events.bootstrap_servers, fleet.config, fleet.update, security=events.security
+        )
+        subscriber.start()
+        self._stack.push_async_callback(subscriber.stop)
 
     def reload(self, config: RuntimeConfig) -> None:
         """Swap catalog, policies and provider endpoints in place (SIGHUP). In-flight requests

@@ -182,6 +182,33 @@ class EventsConfig(_Strict):
         return value
 
 
+_TOPIC = Annotated[str, Field(pattern=r"^[a-zA-Z0-9._-]{0,249}$")]
+
+
+class FleetSettings(_Strict):
+    """Routing on the fleet view: the consumers' snapshot topics, read from the events cluster.
+    Off when events are off. An empty topic name skips that topic. See router_service/fleet/."""
+
+    enabled: bool = True
+    health_topic: _TOPIC = "llmrouter.health.v1"
+    quality_topic: _TOPIC = "llmrouter.quality.v1"
+    costs_topic: _TOPIC = "llmrouter.costs.v1"
+    stale_after_s: Annotated[float, Field(gt=0)] = 20.0
+    refresh_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    min_attempts: Annotated[int, Field(ge=1)] = 10
+    health_window_s: Annotated[float, Field(gt=0)] = 120.0
+    demote_below: Annotated[float, Field(gt=0, le=1)] = 0.9
+    floor_score: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    min_share: Annotated[float, Field(gt=0, le=1)] = 0.02
+    min_feedback: Annotated[int, Field(ge=1)] = 5
+
+    @model_validator(mode="after")
+    def _order(self) -> FleetSettings:
+        if self.floor_score >= self.demote_below:
+            raise ValueError("floor_score must be below demote_below")
+        return self
+
+
 class HedgeSettings(_Strict):
     enabled: bool = False
     delay_s: Annotated[float, Field(gt=0)] | None = None  # None: the first choice's rolling P95
@@ -270,6 +297,7 @@ class FileConfig(_Strict):
     http: HttpConfig = HttpConfig()
     routing: RoutingConfig = RoutingConfig()
     events: EventsConfig = EventsConfig()
+    fleet: FleetSettings = FleetSettings()
     resilience: ResilienceConfig = ResilienceConfig()
     classifier: ClassifierSettings = ClassifierSettings()
     providers: dict[str, ProviderConfig]
@@ -282,6 +310,10 @@ class FileConfig(_Strict):
         problems: list[str] = []
         model_names = {m.name for m in self.models}
         seen: set[tuple[str, str]] = set()
+        # Deployment keys are "<provider>/<model>": a "/" in a provider name would make them ambiguous.
+        problems += [
+            f"providers.{name}: a provider name cannot contain '/'" for name in self.providers if "/" in name
+        ]
         for i, m in enumerate(self.models):
             if m.provider not in self.providers:
                 problems.append(f"models[{i}].provider: unknown provider {m.provider!r}")

@@ -34,6 +34,7 @@ from router_service.errors import (
     StreamInterruptedError,
     UnknownModelError,
 )
+from router_service.fleet.signals import FleetSignals
 from router_service.providers.base import ProviderAdapter
 from router_service.request_run import (
     CallContext,
@@ -94,6 +95,11 @@ class Engine:
         self._observer: RequestObserver = observer or NullObserver()
         # Live state, retry budgets and randomness outlive reloads: health knowledge is not config.
         self.live = live or LiveState(config.live_state)
+        # What routing reads: this instance's live state, merged with the fleet view when there is one
+        # (the app feeds `fleet` from the snapshot topics). Resilience (breakers, stuck attempts)
+        # stays on local state alone.
+        self.fleet = FleetSignals(self.live, config.fleet) if config.fleet is not None else None
+        self._signals: FleetSignals | LiveState = self.fleet or self.live
         self._budgets: dict[str, RetryBudget] = {}
         self._rng = random.Random(seed)
         self._seed = seed
@@ -147,7 +153,9 @@ class Engine:
         if name and name not in setup.config.policies:
             raise UnknownModelError("policy", name)
         now = time.monotonic()
-        return setup.router.route(request, self.live, now, live=self.live, streaming=streaming)
+        signals, fleet = self._signals, self.fleet
+        quality = fleet.quality_view() if fleet is not None else None
+        return setup.router.route(request, signals, now, live=signals, quality=quality, streaming=streaming)
 
     # --- unary --------------------------------------------------------------------------------
 
@@ -169,7 +177,7 @@ class Engine:
         while (deployment := targets.next()) is not None:
             delay = None
             if first and policy is not None:
-                delay = hedge_delay_s(policy.hedge, self.live, deployment.key, time.monotonic())
+                delay = hedge_delay_s(policy.hedge, self._signals, deployment.key, time.monotonic())
             first = False
             if delay is None:
                 outcomes = [(deployment, await self._attempt(setup, run, targets, deployment))]

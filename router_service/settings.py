@@ -27,6 +27,7 @@ from router_service.config_schema import (
     ClassifierSettings,
     EventsConfig,
     FileConfig,
+    FleetSettings,
     HttpConfig,
     MetricsConfig,
     ModelConfig,
@@ -37,6 +38,7 @@ from router_service.config_schema import (
     _usd_per_mtok_to_nanos,
 )
 from router_service.domain import DataSensitivity, TaskType
+from router_service.fleet.config import FleetConfig
 from router_service.providers.base import ProviderEndpoint
 from router_service.resilience.breaker import BreakerConfig
 from router_service.resilience.error_policy import ErrorPolicy
@@ -75,6 +77,7 @@ class RuntimeConfig:
     stuck_min_s: float = 1.0
     events: PublisherConfig | None = None  # None: events disabled
     create_topic_partitions: int | None = None
+    fleet: FleetConfig | None = None  # None: route on local state only
     source: str = ""  # path the config came from, for logs
 
 
@@ -181,7 +184,14 @@ def to_runtime(cfg: FileConfig) -> RuntimeConfig:
         stuck_min_s=res.stuck_min_s,
         events=_publisher_config(cfg.events),
         create_topic_partitions=cfg.events.create_topic_partitions,
+        fleet=_fleet_config(cfg.fleet) if cfg.events.bootstrap_servers else None,
     )
+
+
+def _fleet_config(fleet: FleetSettings) -> FleetConfig | None:
+    if not fleet.enabled:
+        return None
+    return FleetConfig(**fleet.model_dump(exclude={"enabled"}))
 
 
 def _policy(name: str, p: PolicyConfig) -> Policy:

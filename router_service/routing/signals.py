@@ -1,7 +1,8 @@
 """What routing reads about the world, as Protocols: health, live latency, quality scores.
 
-`resilience.live_state.LiveState` implements `HealthView` and `LiveSignals`; the feedback loop will
-provide a `QualityView`. Routing depends only on these shapes, never on who implements them.
+`resilience.live_state.LiveState` implements `HealthView` and `LiveSignals`; the fleet view
+(`fleet.signals.FleetSignals`) wraps it and adds fleet health, latency and a `QualityView`.
+Routing depends only on these shapes, never on who implements them.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ class LiveSignals(Protocol):
 
 
 class QualityView(Protocol):
-    def quality(self, key: str, task: TaskType) -> float | None:
-        """Observed quality in [0, 1] for `key` on `task`; None to use the configured prior."""
+    def quality(self, key: str, task: TaskType, prior: float) -> float:
+        """Quality in [0, 1] for `key` on `task`: what was observed, weighed against the configured
+        `prior` as the view sees fit (the prior itself where nothing was observed)."""
         ...
 
 

@@ -102,5 +102,5 @@ class FixedQuality:
     def __init__(self, scores: Mapping[str, float]) -> None:
         self._scores = dict(scores)
 
-    def quality(self, key: str, task: TaskType) -> float | None:
-        return self._scores.get(key)
+    def quality(self, key: str, task: TaskType, prior: float) -> float:
+        return self._scores.get(key, prior)

@@ -94,15 +94,17 @@ class RankContext:
 
     @property
     def qualities(self) -> Sequence[float]:
-        """Quality per candidate for this task: observed (QualityView) where known, else the prior."""
+        """Quality per candidate for this task: the prior, refined by the QualityView if there is one."""
         if self._qualities is None:
             priors = self.table.quality_by_task[TASK_INDEX[self.task]]
             view = self.quality_view
             if view is None:
                 self._qualities = priors  # the table's own tuple: read-only, no copy needed
             else:
-                observed = [view.quality(key, self.task) for key in self.table.keys]
-                self._qualities = [p if q is None else q for p, q in zip(priors, observed, strict=True)]
+                task = self.task
+                self._qualities = [
+                    view.quality(k, task, p) for k, p in zip(self.table.keys, priors, strict=True)
+                ]
         return self._qualities
 
     @property

@@ -1,0 +1,58 @@
+"""Prometheus metrics of the fleet view (`llmrouter_fleet_*`).
+
+Labels: `topic` is one of health | quality | costs; `deployment` is a configured provider/model
+("provider/model"), so both sets are bounded by config.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+
+
+class FleetMetrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.stale = Gauge(
+            "llmrouter_fleet_view_stale",
+            "1 while a snapshot topic is stale (no record for fleet.stale_after_s) and the router "
+            "routes on local state alone.",
+            ["topic"],
+            registry=registry,
+        )
+        self.age = Gauge(
+            "llmrouter_fleet_snapshot_age_seconds",
+            "Age of the newest record read from a snapshot topic (by its timestamp).",
+            ["topic"],
+            registry=registry,
+        )
+        self.records = Counter(
+            "llmrouter_fleet_snapshot_records", "Snapshot records read.", ["topic"], registry=registry
+        )
+        self.decode_errors = Counter(
+            "llmrouter_fleet_snapshot_decode_errors",
+            "Snapshot records skipped because they were not valid JSON objects.",
+            ["topic"],
+            registry=registry,
+        )
+        self.traffic_share = Gauge(
+            "llmrouter_fleet_traffic_share",
+            "Share of the requests a deployment the fleet sees unhealthy may still lead (1: not demoted).",
+            ["deployment"],
+            registry=registry,
+        )
+        self.health_score = Gauge(
+            "llmrouter_fleet_health_score",
+            "Fleet health score per deployment (consumers/health/score.py), where the fleet has data.",
+            ["deployment"],
+            registry=registry,
+        )
+
+
+_default: FleetMetrics | None = None
+
+
+def default_metrics() -> FleetMetrics:
+    """The process-wide metrics on the default registry, created on first use."""
+    global _default
+    if _default is None:
+        _default = FleetMetrics()
+    return _default

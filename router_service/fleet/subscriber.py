@@ -1,0 +1,247 @@
+"""Reads the consumers' snapshot topics and keeps the router's fleet view current.
+
+One group-less aiokafka consumer assigned every partition of the three topics, from the
+beginning (the newest value per key is the state, as compaction would keep it). Every
+`refresh_interval_s` the view is rebuilt from what was read and handed to `on_view`. The router
+never waits for this: it starts with an empty (all stale) view, and a broker that is down or a
+topic that does not exist yet only keeps the view stale, retried in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from consumers.aggregator import JsonDict
+from router_service.fleet.config import FleetConfig
+from router_service.fleet.metrics import FleetMetrics, default_metrics
+from router_service.fleet.view import FleetView, Topic, build_view, stale_topics
+from router_service.telemetry.kafka_client import KafkaSecurity
+
+log = logging.getLogger(__name__)
+
+_RETRY_S = 5.0  # between attempts to connect or to find topics that do not exist yet
+_POLL_MS = 500
+_PLAINTEXT = KafkaSecurity()
+_DEFAULTS = FleetConfig()
+
+
+class SnapshotState:
+    """The newest value per record key of each topic, and the newest record time per topic."""
+
+    def __init__(self, metrics: FleetMetrics | None = None) -> None:
+        self.latest: dict[Topic, dict[str, JsonDict | None]] = {topic: {} for topic in Topic}
+        self.newest_s: dict[Topic, float] = {}
+        self._metrics = metrics
+
+    def add(self, topic: Topic, key: bytes | None, value: bytes | None, timestamp_ms: int) -> None:
+        try:
+            record_key = key.decode() if key is not None else ""
+            decoded = None if value is None else json.loads(value)
+            if not record_key or not (decoded is None or isinstance(decoded, dict)):
+                raise ValueError("not a snapshot record")
+        except (UnicodeDecodeError, ValueError):
+            if self._metrics is not None:
+                self._metrics.decode_errors.labels(topic.value).inc()
+            return
+        if decoded is None:
+            self.latest[topic].pop(record_key, None)  # a tombstone: the dimension expired
+        else:
+            self.latest[topic][record_key] = decoded
+        self.newest_s[topic] = max(self.newest_s.get(topic, 0.0), timestamp_ms / 1000.0)
+        if self._metrics is not None:
+            self._metrics.records.labels(topic.value).inc()
+
+    def view(self, now_s: float, config: FleetConfig) -> FleetView:
+        stale = stale_topics(self.newest_s, now_s, config)
+        return build_view(self.latest, stale, now_s, config)
+
+
+class SnapshotSubscriber:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        config: FleetConfig,
+        on_view: Callable[[FleetView], None],
+        *,
+        security: KafkaSecurity = _PLAINTEXT,
+        metrics: FleetMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._config = config
+        self._on_view = on_view
+        self._security = security
+        self._metrics = metrics or default_metrics()
+        self._clock = clock
+        self._topics = _topics(config)
+        self.state = SnapshotState(self._metrics)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._publish_view()  # all stale until the first records arrive: visible in metrics at once
+        self._task = asyncio.create_task(self._run(), name="fleet-snapshot-subscriber")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap,
+                group_id=None,
+                enable_auto_commit=False,
+                client_id="llmrouter-fleet-view",
+                **self._security.client_kwargs(),
+            )
+            try:
+                await consumer.start()
+                await self._follow(consumer)
+            except KafkaError as exc:
+                log.warning("fleet view: snapshot topics unreadable (%r); retrying in %.0fs", exc, _RETRY_S)
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+            await self._sleep_refreshing(_RETRY_S)
+
+    async def _follow(self, consumer: Any) -> None:
+        assigned: set[TopicPartition] = set()
+        complete = False  # every topic found: no more metadata lookups
+        next_refresh = next_discovery = 0.0
+        while True:
+            if not complete and time.monotonic() >= next_discovery:
+                complete = await self._assign_new(consumer, assigned)
+                next_discovery = time.monotonic() + _RETRY_S
+            if assigned:
+                batches = await consumer.getmany(timeout_ms=_POLL_MS)
+                for tp, messages in batches.items():
+                    topic = self._topics[tp.topic]
+                    for message in messages:
+                        self.state.add(topic, message.key, message.value, message.timestamp)
+            else:
+                await asyncio.sleep(_POLL_MS / 1000)
+            if time.monotonic() >= next_refresh:
+                self._publish_view()
+                next_refresh = time.monotonic() + self._config.refresh_interval_s
+
+    async def _assign_new(self, consumer: Any, assigned: set[TopicPartition]) -> bool:
+        """Assign the partitions of the topics that exist now; True once every topic was found."""
+        found = await _existing_partitions(consumer, self._topics)
+        missing = sorted(set(self._topics) - {tp.topic for tp in found})
+        if missing:
+            log.info("fleet view: waiting for snapshot topics %s", ", ".join(missing))
+        new = found - assigned
+        if new:
+            position = {tp: await consumer.position(tp) for tp in assigned}
+            consumer.assign(sorted(assigned | new, key=lambda tp: (tp.topic, tp.partition)))
+            for tp, offset in position.items():  # assign() forgets positions: go on where we were
+                consumer.seek(tp, offset)
+            await consumer.seek_to_beginning(*new)
+            assigned |= new
+        return not missing
+
+    async def _sleep_refreshing(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, self._config.refresh_interval_s))
+            self._publish_view()
+
+    def _publish_view(self) -> None:
+        now = self._clock()
+        try:
+            view = self.state.view(now, self._config)
+        except (KeyError, TypeError, ValueError):
+            # A record the readers cannot merge (a schema this version does not know): keep the
+            # previous view rather than route on a half-built one.
+            log.exception("fleet view: cannot build the view from the snapshot records")
+            return
+        self._on_view(view)
+        _report(self._metrics, view, self.state.newest_s, now, self._config)
+
+
+async def _existing_partitions(consumer: Any, names: Iterable[str]) -> set[TopicPartition]:
+    # Metadata of all topics: a request naming a topic would let a broker with auto-creation on
+    # create it. aiokafka's consumer has no public call that returns partitions this way.
+    cluster = await consumer._client.fetch_all_metadata()
+    return {TopicPartition(n, p) for n in names for p in cluster.partitions_for_topic(n) or ()}
+
+
+def _topics(config: FleetConfig) -> dict[str, Topic]:
+    names = {
+        Topic.HEALTH: config.health_topic,
+        Topic.QUALITY: config.quality_topic,
+        Topic.COSTS: config.costs_topic,
+    }
+    return {name: topic for topic, name in names.items() if name}
+
+
+def _report(
+    metrics: FleetMetrics, view: FleetView, newest_s: Mapping[Topic, float], now: float, config: FleetConfig
+) -> None:
+    for topic in Topic:
+        metrics.stale.labels(topic.value).set(1 if topic in view.stale else 0)
+        if topic in newest_s:
+            metrics.age.labels(topic.value).set(max(0.0, now - newest_s[topic]))
+    metrics.health_score.clear()
+    metrics.traffic_share.clear()
+    for key, health in view.health.items():
+        metrics.health_score.labels(key).set(health.score)
+        metrics.traffic_share.labels(key).set(config.traffic_share(health.score))
+
+
+async def read_fleet_view(
+    bootstrap_servers: str,
+    config: FleetConfig = _DEFAULTS,
+    *,
+    security: KafkaSecurity = _PLAINTEXT,
+    timeout_s: float = 10.0,
+) -> FleetView:
+    """The fleet view now, read once to the end of the snapshot topics (for `routerctl`)."""
+    state = SnapshotState()
+    names = _topics(config)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        client_id="routerctl",
+        **security.client_kwargs(),
+    )
+    await consumer.start()
+    try:
+        tps = sorted(await _existing_partitions(consumer, names), key=lambda tp: (tp.topic, tp.partition))
+        if tps:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            async with asyncio.timeout(timeout_s):
+                await _drain(consumer, tps, names, state)
+    finally:
+        await consumer.stop()
+    return state.view(time.time(), config)
+
+
+async def _drain(
+    consumer: Any, tps: Iterable[TopicPartition], names: Mapping[str, Topic], state: SnapshotState
+) -> None:
+    end = await consumer.end_offsets(list(tps))
+    while True:
+        # Tansu reports the base offset of a partition's last batch as its end offset: once past
+        # what it reported, stop at the first poll that brings nothing.
+        past = all([await consumer.position(tp) >= offset for tp, offset in end.items()])
+        batches = await consumer.getmany(timeout_ms=200 if past else _POLL_MS)
+        for tp, messages in batches.items():
+            for message in messages:
+                state.add(names[tp.topic], message.key, message.value, message.timestamp)
+        if past and not batches:
+            return

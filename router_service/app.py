@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 import httpx
 from grpc_health.v1 import health
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
 from router_service.api.interceptors import MetricsInterceptor
 from router_service.api.server import create_server, mark_serving
@@ -52,8 +52,12 @@ class RouterApp:
         listen: str | None = None,
         reuse_port: bool = False,
         worker_index: int | None = None,
+        registry: CollectorRegistry = REGISTRY,
     ) -> None:
+        """`registry`: where this router's per-deployment gauges go; tests running two routers in
+        one process give the second its own."""
         self.config = config
+        self._registry = registry
         self._worker_index = worker_index
         self._listen = listen
         self._reuse_port = reuse_port
@@ -99,8 +103,8 @@ class RouterApp:
         collector = LiveStateCollector(
             lambda: engine.live, lambda: [d.key for d in engine.config.catalog.deployments]
         )
-        REGISTRY.register(collector)
-        self._stack.callback(REGISTRY.unregister, collector)
+        self._registry.register(collector)
+        self._stack.callback(self._registry.unregister, collector)
 
     def _start_fleet_view(self, engine: Engine) -> None:
         """Follow the consumers' snapshot topics in the background; routing never waits for it."""

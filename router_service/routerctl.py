@@ -4,6 +4,8 @@
   routerctl stream "prompt" ...            same as complete --stream
   routerctl route "prompt" ...             the routing decision, without calling any upstream
   routerctl feedback REQUEST_ID SCORE      record a quality score in [0, 1]
+  routerctl health [--bootstrap B]         the fleet's provider health (the consumers' snapshots)
+  routerctl costs [--window hour] [--bootstrap B]   the fleet's spend in the current window
 
 Prints the answer, then one routing summary line (model, attempts, latency, tokens, cost).
 """
@@ -11,21 +13,30 @@ Prints the answer, then one routing summary line (model, attempts, latency, toke
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import os
 import sys
 import time
 
 import grpc
+from aiokafka.errors import KafkaError
 from grpc_status import rpc_status
 
 from router_service._gen.router.v1 import router_pb2 as pb
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_service.fleet.config import FleetConfig
+from router_service.fleet.subscriber import read_fleet_view
+from router_service.fleet.tables import WINDOW_SECONDS, costs_table, health_table
+from router_service.telemetry.kafka_client import KafkaSecurity
 
 DEFAULT_TARGET = os.environ.get("ROUTER_TARGET", "127.0.0.1:50051")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("health", "costs"):
+        return _fleet(args)
     channel = grpc.insecure_channel(args.target)
     stub = pb_grpc.RouterServiceStub(channel)
     try:
@@ -55,7 +66,49 @@ def _parser() -> argparse.ArgumentParser:
     fb = sub.add_parser("feedback")
     fb.add_argument("request_id")
     fb.add_argument("score", type=float)
+    for name in ("health", "costs"):
+        p = sub.add_parser(name, help="read the consumers' snapshot topics (Kafka), not the router")
+        p.add_argument(
+            "--bootstrap",
+            default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or %(default)s)",
+        )
+        p.add_argument("--topic", default="", help="snapshot topic (default: llmrouter.<health|costs>.v1)")
+        if name == "costs":
+            p.add_argument("--window", choices=sorted(WINDOW_SECONDS), default="hour")
     return parser
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    """Reads the snapshot topics to their end and prints the fleet view. Kafka TLS/SASL options
+    come from the same KAFKA_* variables the consumers read."""
+    # Show every deployment with attempts, not only those with enough to route on.
+    config = FleetConfig(min_attempts=1, min_feedback=1)
+    if args.command == "health":
+        config = dataclasses.replace(
+            config, quality_topic="", costs_topic="", health_topic=args.topic or config.health_topic
+        )
+    else:
+        config = dataclasses.replace(
+            config, quality_topic="", health_topic="", costs_topic=args.topic or config.costs_topic
+        )
+    security = KafkaSecurity(
+        security_protocol=os.environ.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+        sasl_mechanism=os.environ.get("KAFKA_SASL_MECHANISM", "PLAIN"),
+        sasl_plain_username=os.environ.get("KAFKA_SASL_USERNAME"),
+        sasl_plain_password=os.environ.get("KAFKA_SASL_PASSWORD"),
+        ssl_cafile=os.environ.get("KAFKA_SSL_CAFILE"),
+    )
+    try:
+        view = asyncio.run(read_fleet_view(args.bootstrap, config, security=security, timeout_s=args.timeout))
+    except (KafkaError, TimeoutError) as exc:
+        print(f"error: cannot read the snapshot topics from {args.bootstrap}: {exc!r}", file=sys.stderr)
+        return 1
+    if args.command == "health":
+        print(health_table(view, FleetConfig()))
+    else:
+        print(costs_table(view, args.window, time.time()))
+    return 0
 
 
 def _chat(args: argparse.Namespace) -> pb.ChatRequest:

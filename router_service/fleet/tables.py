@@ -1,0 +1,59 @@
+"""The fleet view as text tables, for `routerctl health` and `routerctl costs` (pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from consumers.costs.totals import usd_text
+from router_service.fleet.config import FleetConfig
+from router_service.fleet.view import FleetView, Topic
+
+WINDOW_SECONDS = {"minute": 60, "hour": 3600, "day": 86_400}
+
+
+def health_table(view: FleetView, config: FleetConfig) -> str:
+    if Topic.HEALTH in view.stale:
+        return "health: no fresh snapshot (are the health consumers running?)"
+    lines = [
+        f"{'deployment':<36} {'score':>6} {'share':>6} {'attempts':>9} {'errors':>7} "
+        f"{'p95 s':>7} {'ttft p95 s':>10}"
+    ]
+    for key, h in sorted(view.health.items()):
+        lines.append(
+            f"{key:<36} {h.score:>6.3f} {config.traffic_share(h.score):>6.2f} {h.attempts:>9} "
+            f"{h.error_rate:>7.1%} {_opt(h.latency_p95_s):>7} {_opt(h.ttft_p95_s):>10}"
+        )
+    if not view.health:
+        lines.append("(no attempts in the window)")
+    return "\n".join(lines)
+
+
+def costs_table(view: FleetView, granularity: str, now_s: float) -> str:
+    if Topic.COSTS in view.stale:
+        return "costs: no fresh snapshot (are the cost consumers running?)"
+    size = WINDOW_SECONDS[granularity]
+    start = int(now_s // size) * size
+    totals = view.cost_totals(granularity, start)
+    lines = [
+        f"current {granularity} window (UTC, since {_utc(start)})",
+        f"{'dimension':<40} {'requests':>9} {'cost $':>16} {'input tok':>11} {'output tok':>11} "
+        f"{'cached':>9}",
+    ]
+    # The fleet total first, then the dimensions by name.
+    for name in sorted(totals, key=lambda n: (n != "total=all", n)):
+        t = totals[name]
+        lines.append(
+            f"{name:<40} {t.requests:>9} {usd_text(t.cost_nanos_usd):>16} {t.input_tokens:>11} "
+            f"{t.output_tokens:>11} {t.cached_input_tokens:>9}"
+        )
+    if not totals:
+        lines.append("(no completions in this window)")
+    return "\n".join(lines)
+
+
+def _opt(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.3f}"
+
+
+def _utc(epoch_s: int) -> str:
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%d %H:%M")

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 _RETRY_S = 5.0  # between attempts to connect or to find topics that do not exist yet
 _POLL_MS = 500
+_MIN_REBUILD_GAP_S = 0.1  # a burst of snapshot records spread over several polls builds one view
+_FETCH_WAIT_MS = 100  # snapshot topics are small: answer fetches quickly rather than in full batches
 _PLAINTEXT = KafkaSecurity()
 _DEFAULTS = FleetConfig()
 
@@ -104,6 +106,7 @@ class SnapshotSubscriber:
                 group_id=None,
                 enable_auto_commit=False,
                 client_id="llmrouter-fleet-view",
+                fetch_max_wait_ms=_FETCH_WAIT_MS,
                 **self._security.client_kwargs(),
             )
             try:
@@ -119,22 +122,28 @@ class SnapshotSubscriber:
     async def _follow(self, consumer: Any) -> None:
         assigned: set[TopicPartition] = set()
         complete = False  # every topic found: no more metadata lookups
-        next_refresh = next_discovery = 0.0
+        next_refresh = next_discovery = last_build = 0.0
         while True:
             if not complete and time.monotonic() >= next_discovery:
                 complete = await self._assign_new(consumer, assigned)
                 next_discovery = time.monotonic() + _RETRY_S
+            changed = False
             if assigned:
                 batches = await consumer.getmany(timeout_ms=_POLL_MS)
                 for tp, messages in batches.items():
                     topic = self._topics[tp.topic]
                     for message in messages:
                         self.state.add(topic, message.key, message.value, message.timestamp)
+                changed = bool(batches)
             else:
                 await asyncio.sleep(_POLL_MS / 1000)
-            if time.monotonic() >= next_refresh:
+            # New records are applied at once (a snapshot arrives in one burst per interval); the
+            # periodic rebuild only moves staleness and the health window along.
+            now = time.monotonic()
+            if now >= next_refresh or (changed and now >= last_build + _MIN_REBUILD_GAP_S):
                 self._publish_view()
-                next_refresh = time.monotonic() + self._config.refresh_interval_s
+                last_build = now
+                next_refresh = now + self._config.refresh_interval_s
 
     async def _assign_new(self, consumer: Any, assigned: set[TopicPartition]) -> bool:
         """Assign the partitions of the topics that exist now; True once every topic was found."""

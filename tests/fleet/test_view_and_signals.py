@@ -16,6 +16,7 @@ from router_service.domain import TaskType
 from router_service.errors import ErrorClass
 from router_service.fleet.config import FleetConfig
 from router_service.fleet.signals import FleetSignals
+from router_service.fleet.tables import costs_table, health_table
 from router_service.fleet.view import (
     DeploymentHealth,
     FleetView,
@@ -141,9 +142,8 @@ def test_local_latency_wins_and_the_fleet_fills_cold_deployments() -> None:
     view = FleetView(health={"warm/m": _health(1.0, p95=3.0), "cold/m": _health(1.0, p95=2.0)})
     signals = FleetSignals(live, CONFIG, view)
     local_p95, fleet_p95, unknown = signals.latency_p95s(["warm/m", "cold/m", "new/m"], 2.0)
-    assert local_p95 == pytest.approx(
-        0.1, rel=0.1
-    )  # the sketch's bucket and fleet_p95 == 2.0 and unknown is None
+    assert local_p95 == pytest.approx(0.1, rel=0.1)  # within the sketch's bucket
+    assert fleet_p95 == 2.0 and unknown is None
 
 
 def test_quality_moves_the_prior_toward_the_fleet_mean_by_confidence() -> None:
@@ -156,3 +156,28 @@ def test_quality_moves_the_prior_toward_the_fleet_mean_by_confidence() -> None:
     assert signals.quality("prov/m", TaskType.CODE, 0.8) == pytest.approx(0.75 * 0.2 + 0.25 * 0.8)
     assert signals.quality("prov/m", TaskType.CHAT, 0.8) == 0.8
     assert signals.quality("prov/other", TaskType.CODE, 0.6) == 0.6
+
+
+# --- tables for routerctl ---------------------------------------------------------------------------
+
+
+def test_health_table_shows_score_share_and_staleness() -> None:
+    view = FleetView(health={"bad/m": _health(0.2), "ok/m": _health(1.0)}, stale=frozenset({Topic.COSTS}))
+    rows = {line.split()[0]: line.split() for line in health_table(view, FleetConfig()).splitlines()[1:]}
+    assert rows["bad/m"][1:3] == ["0.200", "0.02"] and rows["ok/m"][1:3] == ["1.000", "1.00"]
+    assert "no fresh snapshot" in health_table(FleetView(), FleetConfig())
+
+
+def test_costs_table_sums_partitions_exactly_with_the_fleet_total_first() -> None:
+    from consumers.costs.aggregate import CostsAggregator
+
+    values: dict[str, object] = {}
+    for partition, cost in enumerate((1, 10**12 + 7)):  # far beyond a float's exact range when summed
+        aggregator = CostsAggregator()
+        completion = ce.Completion("p", "m", cost_nanos_usd=cost, input_tokens=5, output_tokens=2)
+        aggregator.apply(consumer_event(completion, event_id=f"e{partition}", time_s=T0, team="search"), 1)
+        values.update({record_key(r.key, partition): r.value for r in aggregator.changes(T0)})
+    view = build_view({Topic.COSTS: values}, FRESH, T0, CONFIG)  # type: ignore[dict-item]
+    lines = costs_table(view, "hour", T0 + 10).splitlines()
+    assert lines[2].split()[:3] == ["total=all", "2", "1000.000000008"]
+    assert any(line.split()[:3] == ["team=search", "2", "1000.000000008"] for line in lines)

@@ -119,7 +119,8 @@ class RouterApp:
 
     def reload(self, config: RuntimeConfig) -> None:
         """Swap catalog, policies and provider endpoints in place (SIGHUP). In-flight requests
-        finish on the config they started with. Server, metrics and events settings need a restart."""
+        finish on the config they started with. Server, metrics, events and fleet settings need a
+        restart."""
         if self._engine is None or self._client is None:
             raise RuntimeError("reload before start")
         self._engine.reconfigure(config, build_adapters(config.endpoints, self._client))

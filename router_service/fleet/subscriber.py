@@ -114,6 +114,10 @@ class SnapshotSubscriber:
                 await self._follow(consumer)
             except KafkaError as exc:
                 log.warning("fleet view: snapshot topics unreadable (%r); retrying in %.0fs", exc, _RETRY_S)
+            except Exception:
+                # A bug must not end the subscription silently: the view would freeze as it is.
+                # Retrying keeps the staleness clock running, so a persistent failure shows as stale.
+                log.exception("fleet view: subscriber failed; retrying in %.0fs", _RETRY_S)
             finally:
                 with contextlib.suppress(Exception):
                     await consumer.stop()

@@ -23,11 +23,11 @@ import logging
 import signal
 from collections.abc import Sequence
 
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import start_http_server
 
 from consumers.jobs import DEFAULT_INPUT_TOPIC, JOBS, job_named
 from consumers.kafka import KafkaOptions, TopicMissingError
-from consumers.metrics import ConsumerMetrics
+from consumers.metrics import ConsumerMetrics, default_metrics
 from consumers.runner import ConsumerRunner, RunnerConfig, RunnerError
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def run_consumer(
         snapshot_interval_s=snapshot_interval_s,
         create_topics=create_topics,
     )
-    runners = build_runners(kind, options, config, ConsumerMetrics(REGISTRY))
+    runners = build_runners(kind, options, config, default_metrics())
     if metrics_port is not None:
         start_http_server(metrics_port, addr=metrics_host)
     try:

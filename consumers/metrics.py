@@ -13,7 +13,7 @@ import contextlib
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 DUPLICATE_REASONS = ("redelivered", "event_id")
-FLUSH_TRIGGERS = ("interval", "revoke", "shutdown")
+FLUSH_TRIGGERS = ("interval", "heartbeat", "revoke", "shutdown")
 
 
 class ConsumerMetrics:
@@ -72,7 +72,7 @@ class ConsumerMetrics:
         )
         self.flushes = Counter(
             "llmrouter_consumer_flushes",
-            "Snapshot flushes, by trigger (interval, revoke, shutdown) and outcome (ok, error).",
+            "Snapshot flushes, by trigger (interval, heartbeat, revoke, shutdown) and outcome (ok, error).",
             ["consumer", "trigger", "outcome"],
             registry=registry,
         )
@@ -102,6 +102,18 @@ class ConsumerMetrics:
             ["consumer", "source"],
             registry=registry,
         )
+
+
+_default: ConsumerMetrics | None = None
+
+
+def default_metrics() -> ConsumerMetrics:
+    """The process-wide metrics on the default registry, created on first use (registering them
+    twice in one registry fails; the CLI and the embedded stack may both ask in one process)."""
+    global _default
+    if _default is None:
+        _default = ConsumerMetrics(REGISTRY)
+    return _default
 
 
 class JobMetrics:

@@ -15,6 +15,8 @@ Why restarts and rebalances never double count:
   covered offset (restore_gate.py: a crash between dimension records and the checkpoint).
 - A record with an event_id seen before in this partition is a publisher resend and is skipped
   (dedupe.py).
+- An idle partition's heartbeat (`heartbeat`) re-publishes its last published checkpoint with a
+  new `generated_at` only: a restore from it is the restore from the checkpoint it repeats.
 
 Counting is therefore a deterministic function of the partition's records, whoever processes
 them, however often: at-least-once delivery, exactly-once aggregates.
@@ -66,6 +68,8 @@ class PartitionProcessor:
         self._dedupe = DedupeIndex(dedupe)
         self.next_offset = 0  # first offset not yet counted
         self._replay_from: int | None = None  # None: no checkpoint, start at the beginning
+        # The newest checkpoint known to be in the snapshot topic (restored or acknowledged).
+        self._published_checkpoint: JsonDict | None = None
 
     def restore(self, restored: RestoredPartition) -> None:
         checkpoint = restored.checkpoint
@@ -74,6 +78,7 @@ class PartitionProcessor:
             self._replay_from = int(checkpoint["replay_from"])
             self._dedupe.max_timestamp_ms = int(checkpoint["dedupe"]["max_timestamp_ms"])
             self.aggregator.restore_meta(checkpoint["state"])
+            self._published_checkpoint = checkpoint
         for key, value in restored.dimensions:
             self.aggregator.restore(key, value, int(value["source"]["offset"]))
 
@@ -128,6 +133,27 @@ class PartitionProcessor:
             "dedupe": {"max_timestamp_ms": self._dedupe.max_timestamp_ms},
             "state": self.aggregator.meta(),
         }
+
+    def published(self, checkpoint: JsonDict) -> None:
+        """The broker acknowledged `checkpoint` (and the flush it closes): heartbeats repeat it."""
+        self._published_checkpoint = checkpoint
+
+    def heartbeat(self, now_s: float) -> JsonDict | None:
+        """The last published checkpoint again, only `generated_at` renewed: an idle partition's proof
+        of life. None when the partition has counted records no flush has published yet (then
+        only a flush may write its checkpoint).
+
+        Not `checkpoint(now_s)`: right after a restore the replay is still rebuilding the dedupe
+        index, and a checkpoint computed then could name a later `replay_from` than the state
+        needs. A partition that never published anything and counted nothing repeats the empty
+        state (offset 0), which restores to what no checkpoint at all restores to.
+        """
+        last = self._published_checkpoint
+        if last is None:
+            return self.checkpoint(now_s) if self.next_offset == 0 else None
+        if int(last["source"]["offset"]) != self.next_offset:
+            return None
+        return {**last, "generated_at": rfc3339(now_s)}
 
     def mark_dirty(self, keys: Iterable[str]) -> None:
         self.aggregator.mark_dirty(keys)

@@ -2,7 +2,8 @@
 
     getmany -> decode the job's kinds (records.py) -> PartitionProcessor.process (pure)
     every snapshot_interval_s: publish changed dimensions + checkpoints (sink.py), wait for the
-    acks, THEN commit the offsets they cover
+    acks, THEN commit the offsets they cover; idle partitions re-publish their checkpoint
+    (a heartbeat: only generated_at changes), so a live consumer always writes something
 
 - At-least-once with exactly-once aggregates: see partition.py. A crash at any point loses only
   work that was never committed, and the next owner recomputes it from the last checkpoint.
@@ -24,6 +25,7 @@ import asyncio
 import dataclasses
 import enum
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -31,7 +33,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumers.aggregator import DimensionRecord
+from consumers.aggregator import DimensionRecord, JsonDict
 from consumers.dedupe import DedupeConfig
 from consumers.jobs import DEFAULT_INPUT_TOPIC, Job
 from consumers.kafka import KafkaOptions, TopicMissingError, ensure_topic, topic_partitions
@@ -100,6 +102,7 @@ class ConsumerRunner:
         self._processors: dict[int, PartitionProcessor] = {}
         self._parked: dict[int, PartitionProcessor] = {}  # revoked; reused if they come back
         self._flushed_offsets: dict[int, int] = {}
+        self._published_at: dict[int, float] = {}  # clock time of each partition's last snapshot record
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._failure: BaseException | None = None
@@ -209,32 +212,66 @@ class ConsumerRunner:
     # --- flush and commit ------------------------------------------------------------------------
 
     async def _flush(self, partitions: Iterable[int], trigger: str) -> bool:
-        """Publish the partitions' changes and checkpoints, then commit. False when publishing failed."""
+        """Publish the partitions' changes and checkpoints, then commit. False when publishing failed.
+
+        At the interval, an owned partition with nothing new whose last published record is older
+        than the interval publishes a heartbeat instead: its last checkpoint again with a fresh
+        `generated_at` (partition.py), nothing else, no commit. Readers judge a snapshot topic
+        stale by its newest record; an idle consumer that is alive keeps it fresh this way.
+        """
         started = time.perf_counter()
         async with self._lock:
-            processors = self._unflushed(partitions)
-            if not processors:
-                return True
+            wanted = sorted(set(partitions))
+            processors = self._unflushed(wanted)
             now = self._clock()
-            taken = [(processor, processor.changes(now)) for processor in processors]
+            heartbeats = self._heartbeats(wanted, processors, now) if trigger == "interval" else []
+            if not processors and not heartbeats:
+                return True
+            if not processors:
+                trigger = "heartbeat"  # its own label: flushes_total{trigger="interval"} stays data flushes
+            # changes() before checkpoint(): the checkpoint closes the flush that publishes them.
+            taken = [(p, p.changes(now), p.checkpoint(now)) for p in processors]
             records = [
-                record for processor, changes in taken for record in _out_records(processor, changes, now)
+                record
+                for processor, changes, checkpoint in taken
+                for record in _out_records(processor.partition, changes, checkpoint)
             ]
+            records += heartbeats
             try:
                 await self._sink.publish(records)
             except SinkError as exc:
-                for processor, changes in taken:
+                for processor, changes, _ in taken:
                     processor.mark_dirty(change.key for change in changes)
                 self._metrics.flush(trigger, "error")
                 log.warning("%s: snapshot flush failed, retrying at the next flush: %s", self.job.name, exc)
                 return False
+            for processor, _, checkpoint in taken:
+                processor.published(checkpoint)
+            self._published_at.update((record.input_partition, now) for record in records)
             offsets = {self._tp(p.partition): p.next_offset for p in processors}
             self._flushed_offsets.update({p.partition: p.next_offset for p in processors})
         self._metrics.flush(trigger, "ok")
         self._metrics.flush_seconds.observe(time.perf_counter() - started)
         self._metrics.snapshot_records.inc(len(records))
-        await self._commit(offsets)
+        if offsets:
+            await self._commit(offsets)
         return True
+
+    def _heartbeats(
+        self, partitions: Iterable[int], flushing: Iterable[PartitionProcessor], now: float
+    ) -> list[OutRecord]:
+        """Checkpoint records of idle partitions that published nothing for an interval."""
+        busy = {processor.partition for processor in flushing}
+        due = now - self._config.snapshot_interval_s
+        out = []
+        for partition in partitions:
+            processor = self._processors.get(partition)
+            if processor is None or partition in busy or self._published_at.get(partition, -math.inf) > due:
+                continue
+            checkpoint = processor.heartbeat(now)
+            if checkpoint is not None:
+                out.append(OutRecord(record_key(CHECKPOINT_KEY, partition), checkpoint, partition))
+        return out
 
     def _unflushed(self, partitions: Iterable[int]) -> list[PartitionProcessor]:
         # A partition without new records since its last flush has nothing new to say.
@@ -267,24 +304,27 @@ class ConsumerRunner:
             self._metrics.partitions.set(len(self._processors))
 
     async def partitions_assigned(self, partitions: set[Any]) -> None:
+        consumer = self._consumer
+        if consumer is None:  # a rebalance that completes while we close: nothing to take on
+            return
         try:
             await self._take_on(
-                sorted(tp.partition for tp in partitions if tp.topic == self._config.input_topic)
+                consumer, sorted(tp.partition for tp in partitions if tp.topic == self._config.input_topic)
             )
         except Exception as exc:  # aiokafka would only log it: make the loop stop instead
             log.exception("%s: restoring partitions failed", self.job.name)
             self._failure = exc
 
-    async def _take_on(self, partitions: list[int]) -> None:
+    async def _take_on(self, consumer: Any, partitions: list[int]) -> None:
         kept = {p: self._parked.pop(p) for p in partitions if p in self._parked}
         restored = await self._restore([p for p in partitions if p not in kept])
         starts = {p: processor.seek_offset() for p, processor in restored.items()}
-        beginnings = await self._beginnings([p for p, start in starts.items() if start is None])
+        beginnings = await self._beginnings(consumer, [p for p, start in starts.items() if start is None])
         async with self._lock:
             for partition, processor in kept.items():
-                self._consumer.seek(self._tp(partition), processor.next_offset)
+                consumer.seek(self._tp(partition), processor.next_offset)
             for partition, start in starts.items():
-                self._consumer.seek(self._tp(partition), beginnings[partition] if start is None else start)
+                consumer.seek(self._tp(partition), beginnings[partition] if start is None else start)
                 self._flushed_offsets[partition] = restored[partition].next_offset
             self._processors.update(kept)
             self._processors.update(restored)
@@ -314,10 +354,10 @@ class ConsumerRunner:
             processors[partition] = processor
         return processors
 
-    async def _beginnings(self, partitions: list[int]) -> dict[int, int]:
+    async def _beginnings(self, consumer: Any, partitions: list[int]) -> dict[int, int]:
         if not partitions:
             return {}
-        offsets = await self._consumer.beginning_offsets([self._tp(p) for p in partitions])
+        offsets = await consumer.beginning_offsets([self._tp(p) for p in partitions])
         return {tp.partition: int(offset) for tp, offset in offsets.items()}
 
     # --- metrics -------------------------------------------------------------------------------
@@ -352,11 +392,8 @@ class ConsumerRunner:
         return TopicPartition(self._config.input_topic, partition)
 
 
-def _out_records(
-    processor: PartitionProcessor, changes: Iterable[DimensionRecord], now_s: float
-) -> list[OutRecord]:
+def _out_records(partition: int, changes: Iterable[DimensionRecord], checkpoint: JsonDict) -> list[OutRecord]:
     """A partition's dimension records, then its checkpoint: the checkpoint must come last."""
-    partition = processor.partition
     records = [OutRecord(record_key(change.key, partition), change.value, partition) for change in changes]
-    records.append(OutRecord(record_key(CHECKPOINT_KEY, partition), processor.checkpoint(now_s), partition))
+    records.append(OutRecord(record_key(CHECKPOINT_KEY, partition), checkpoint, partition))
     return records

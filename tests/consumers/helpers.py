@@ -215,6 +215,49 @@ async def read_latest(bootstrap: str, topic: str, timeout_s: float = 10.0) -> di
     return latest
 
 
+@dataclass(frozen=True)
+class SnapshotRecord:
+    key: str
+    value: Any  # JSON-decoded; None = tombstone
+    timestamp_ms: int
+
+
+async def read_records(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[SnapshotRecord]:
+    """Every record of a topic a running consumer keeps writing to, each key's records in order.
+
+    Reads past the end offsets seen at the start, then polls once more: it ends even though new
+    records keep coming, and what it returns is a prefix of every later read, per partition.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out: list[SnapshotRecord] = []
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
+        end = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        polls, draining = 0, False
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(*tps, timeout_ms=300)
+            polls += 1
+            for messages in batches.values():
+                for message in messages:
+                    value = None if message.value is None else json.loads(message.value)
+                    out.append(SnapshotRecord(message.key.decode(), value, message.timestamp))
+            if draining:
+                break
+            # Tansu reports the base offset of a partition's last batch as its end (see publish):
+            # an end of 0 is an empty partition or one batch, fetched by the second poll.
+            positions = {tp: await consumer.position(tp) for tp in tps}
+            draining = all(positions[tp] > end[tp] or (end[tp] == 0 and polls >= 2) for tp in tps)
+    finally:
+        await consumer.stop()
+    return out
+
+
 async def committed(bootstrap: str, group_id: str, topic: str, partitions: int) -> dict[int, int | None]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
     await consumer.start()

@@ -1,4 +1,5 @@
-"""Entry-point wiring: which runners `run_consumer` builds, options from the environment, CLI flags."""
+"""Entry-point wiring: which runners `run_consumer` builds, options from the environment, CLI flags,
+`router-service consume`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from consumers.main import add_arguments, build_runners
 from consumers.metrics import ConsumerMetrics
 from consumers.runner import RunnerConfig
 from consumers.snapshot_keys import parse_record_key, record_key
+from router_service import cli
 
 
 def _metrics() -> ConsumerMetrics:
@@ -69,6 +71,40 @@ def test_cli_flags() -> None:
     )
     with pytest.raises(SystemExit):
         parser.parse_args(["nope"])
+
+
+def test_router_service_consume_lists_the_kinds(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["consume", "--help"])
+    assert exit_info.value.code == 0
+    assert "{costs,health,quality,all}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["consume", "latency"])
+    assert exit_info.value.code == 2
+
+
+def test_router_service_consume_dispatches_to_the_consumers(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[argparse.Namespace] = []
+
+    def run_from_args(args: argparse.Namespace) -> int:
+        seen.append(args)
+        return 7
+
+    monkeypatch.setattr("consumers.main.run_from_args", run_from_args)
+    argv = ["consume", "all", "--bootstrap", "k:9092", "--snapshot-interval", "2", "--create-topics"]
+    assert cli.main(argv) == 7
+    [args] = seen
+    assert (args.kind, args.bootstrap, args.snapshot_interval) == ("all", "k:9092", 2.0)
+    assert args.create_topics
+
+    # Flags that name one job's group or topic are a usage error with `all`, before anything runs.
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["consume", "all", "--group-id", "g"])
+    assert exit_info.value.code == 2
+    assert "cannot apply to 'all'" in capsys.readouterr().err
+    assert len(seen) == 1
 
 
 @pytest.mark.parametrize("dimension", ["team=search", "tag:a%3Db=c%23d", "_checkpoint", "openai/gpt-4o"])

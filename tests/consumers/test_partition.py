@@ -37,7 +37,16 @@ def _flush(processor: PartitionProcessor, topic: Topic, now: float, *, cut_after
     for change in changes[:cut_after]:
         topic[change.key] = _wire(change.value)
     if cut_after is None:
-        topic["_checkpoint"] = _wire(processor.checkpoint(now))
+        checkpoint = processor.checkpoint(now)
+        topic["_checkpoint"] = _wire(checkpoint)
+        processor.published(checkpoint)
+
+
+def _heartbeat(processor: PartitionProcessor, topic: Topic, now: float) -> None:
+    """What the runner publishes for an idle partition at the interval (nothing when it is not idle)."""
+    checkpoint = processor.heartbeat(now)
+    if checkpoint is not None:
+        topic["_checkpoint"] = _wire(checkpoint)
 
 
 def _restored(topic: Topic, new_aggregator: Callable[[], Aggregator]) -> PartitionProcessor:
@@ -133,7 +142,8 @@ def _uninterrupted(records: Sequence[InputRecord], new_aggregator: Callable[[], 
 def _interrupted(
     records: Sequence[InputRecord], new_aggregator: Callable[[], Aggregator], rng: random.Random
 ) -> Topic:
-    """Process with random flushes, crashes (state lost), and crashes in the middle of a flush."""
+    """Process with random flushes, heartbeats, crashes (state lost), and crashes in the middle of
+    a flush. A heartbeat right after a restart comes before the replay rebuilt anything."""
     topic: Topic = {}
     processor = _restored(topic, new_aggregator)
     position = 0
@@ -149,6 +159,8 @@ def _interrupted(
             processor, position = _restart(topic, new_aggregator)
         elif action < 0.6:
             processor, position = _restart(topic, new_aggregator)  # crash: unflushed work is lost
+        if action >= 0.4 and rng.random() < 0.5:
+            _heartbeat(processor, topic, now=T0 + 1)
     _flush(processor, topic, now=T0)
     return topic
 
@@ -198,3 +210,25 @@ def test_the_checkpoint_replays_from_the_oldest_remembered_id() -> None:
     checkpoint = processor.checkpoint(T0)
     assert checkpoint["source"] == {"topic": "events", "partition": 0, "offset": 30}
     assert 0 < checkpoint["replay_from"] < 30
+
+
+def test_a_heartbeat_repeats_the_published_checkpoint_even_before_the_replay() -> None:
+    records = _cost_records(3, 60)
+    first = PartitionProcessor("events", 0, CostsAggregator(), DedupeConfig())
+    assert first.heartbeat(T0) == first.checkpoint(T0)  # nothing counted: the empty state
+    topic: Topic = {}
+    _feed(first, records[:40], 0)
+    assert first.heartbeat(T0) is None  # counted but unpublished: only a flush may checkpoint
+    _flush(first, topic, now=T0)
+    published = topic["_checkpoint"]
+    assert published["replay_from"] < published["source"]["offset"] == 40
+
+    restored = _restored(topic, CostsAggregator)
+    # Before the replay rebuilt the dedupe index, a fresh checkpoint would move replay_from up.
+    assert restored.checkpoint(T0 + 5)["replay_from"] == 40
+    beat = restored.heartbeat(T0 + 5)
+    assert beat is not None and beat["generated_at"] != published["generated_at"]
+    assert {**beat, "generated_at": None} == {**published, "generated_at": None}
+
+    _feed(restored, records[:45], restored.seek_offset())  # replayed, then 5 new records
+    assert restored.heartbeat(T0 + 6) is None

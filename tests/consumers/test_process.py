@@ -1,4 +1,5 @@
-"""`python -m consumers costs` as a real process: SIGTERM flushes, commits and exits 0."""
+"""`router-service consume costs` as a real process (`python -m consumers` is the same entry point):
+it creates its snapshot topic when asked to, and SIGTERM flushes, commits and exits 0."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from consumers.costs.view import fleet_totals
+from consumers.kafka import ensure_topic
 from consumers.windows import window_start
 from router_service.embedded.broker import EmbeddedBroker, free_port
 from tests.consumers import helpers
@@ -39,16 +41,17 @@ async def test_sigterm_flushes_commits_and_exits_zero(kafka_broker: EmbeddedBrok
         helpers.unique("costs"),
         helpers.unique("g"),
     )
-    await helpers.create_topics(bootstrap, input_topic, 2, snapshot_topic)
+    # Only the input topic: the consumer creates its snapshot topic (--create-topics).
+    await ensure_topic(helpers.options(bootstrap), input_topic, 2, compacted=False)
     now = time.time()
     events = helpers.mixed_events(150, seed=21, now_s=now)
     written = await helpers.publish(bootstrap, input_topic, events)
     port = free_port()
     command = [
-        sys.executable, "-m", "consumers", "costs", "--bootstrap", bootstrap,
+        sys.executable, "-m", "router_service.cli", "consume", "costs", "--bootstrap", bootstrap,
         "--input-topic", input_topic, "--snapshot-topic", snapshot_topic, "--group-id", group,
         "--snapshot-interval", "600",  # no interval flush: only the shutdown can publish anything
-        "--metrics-port", str(port),
+        "--metrics-port", str(port), "--create-topics",
     ]  # fmt: skip
     env = {**os.environ, "KAFKA_ENABLE_IDEMPOTENCE": "false"}
     log = (tmp_path / "consumer.log").open("wb")

@@ -1,4 +1,5 @@
-"""The shared consumer loop on the real broker: crash, restart and rebalances never double count.
+"""The shared consumer loop on the real broker: crash, restart and rebalances never double count;
+an idle consumer keeps writing checkpoints (heartbeats) without changing anything.
 
 Events are written by the router's own codec (JSON, CloudEvents headers, request-id keys), with
 publisher resends (same event_id, new offset) and undecodable records mixed in. The rollups read
@@ -8,11 +9,15 @@ nano-dollar and the token, in every window.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from consumers.costs.view import fleet_totals
-from consumers.windows import GRANULARITIES, window_start
+from consumers.snapshot_keys import CHECKPOINT_KEY, parse_record_key, record_key
+from consumers.windows import GRANULARITIES, parse_rfc3339, window_start
 from router_service.telemetry import events as ev
 from tests.consumers import helpers
 from tests.consumers.conftest import ManualClock, Running, Setup, StartRunner
@@ -130,3 +135,70 @@ async def test_cost_rollups_are_exact_after_a_kill_a_restart_and_two_rebalances(
         assert {key: helpers.totals_json(totals) for key, totals in rollups.items()} == truth.totals, (
             granularity
         )
+
+
+def _checkpoints(records: Sequence[helpers.SnapshotRecord], partition: int) -> list[helpers.SnapshotRecord]:
+    return [r for r in records if r.key == record_key(CHECKPOINT_KEY, partition)]
+
+
+def _without_time(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k != "generated_at"}
+
+
+async def test_an_idle_consumer_rewrites_its_checkpoints_every_interval_and_changes_nothing(
+    costs_setup: Setup, start_runner: StartRunner
+) -> None:
+    setup = costs_setup
+    interval = setup.config().snapshot_interval_s
+    now = time.time()
+    phase_a = helpers.mixed_events(40, seed=31, now_s=now)
+    ends = Ends()
+    ends.update_from(await helpers.publish(setup.bootstrap, setup.input_topic, phase_a))
+    want = ends.full(setup.partitions)
+    first = start_runner("costs", setup.config())  # real clock: an interval flush every 0.3 s
+    await eventually(lambda: positions([first]) == want, 30, "the consumer to read everything")
+    deadline = time.monotonic() + 10
+    while await helpers.committed(setup.bootstrap, setup.group_id, setup.input_topic, 4) != want:
+        assert time.monotonic() < deadline, "the flush of everything read"
+        await asyncio.sleep(0.1)
+    counted = first.metric("llmrouter_consumer_events_counted_total")
+
+    before = await helpers.read_records(setup.bootstrap, setup.snapshot_topic)
+    await asyncio.sleep(interval * 6)  # idle: no new events
+    after = await helpers.read_records(setup.bootstrap, setup.snapshot_topic)
+    read_at_ms = time.time() * 1000
+
+    # Nothing but checkpoints was written while idle, and nothing moved.
+    new = [r for r in after if r not in before]
+    assert new and all(parse_record_key(r.key)[0] == CHECKPOINT_KEY for r in new)
+    assert positions([first]) == want
+    assert first.metric("llmrouter_consumer_events_counted_total") == counted
+    assert await helpers.committed(setup.bootstrap, setup.group_id, setup.input_topic, 4) == want
+    for partition in range(setup.partitions):
+        # The last checkpoint of the full flush, then the heartbeats repeating it.
+        repeated = _checkpoints(after, partition)[len(_checkpoints(before, partition)) - 1 :]
+        assert len(repeated) >= 4, partition
+        assert repeated[0].value["source"]["offset"] == want[partition]
+        assert all(_without_time(r.value) == _without_time(repeated[0].value) for r in repeated)
+        times = [parse_rfc3339(r.value["generated_at"]) for r in repeated]
+        assert all(b - a >= interval - 0.002 for a, b in itertools.pairwise(times)), times
+        assert read_at_ms - repeated[-1].timestamp_ms < interval * 1000 * 4  # fresh
+    assert first.metric("llmrouter_consumer_flushes_total", trigger="heartbeat", outcome="ok") >= 3
+    await first.stop()
+
+    # A restart restores from the heartbeats exactly as from the flush they repeat: the replay
+    # rebuilds the dedupe index, so resends of phase A are still caught, and nothing is recounted.
+    # (A new group: positions come from the snapshot topic, not the group's offsets, and on Tansu a
+    # fresh group is joined seconds sooner than the old one is rejoined.)
+    second = start_runner("costs", setup.config(group_id=helpers.unique("g")))
+    resends = completions(phase_a)[:6]
+    phase_b = helpers.mixed_events(20, seed=32, now_s=now)
+    await publish_and_catch_up(setup, [second], resends + phase_b, ends)
+    await second.stop()
+    assert second.metric("llmrouter_consumer_partition_restores_total", source="snapshot") == 4
+    assert second.metric("llmrouter_consumer_duplicates_skipped_total", reason="event_id") == 6
+    assert second.metric("llmrouter_consumer_duplicates_skipped_total", reason="redelivered") > 0
+    latest = await helpers.read_latest(setup.bootstrap, setup.snapshot_topic)
+    truth = helpers.GroundTruth.of(phase_a + resends + phase_b)
+    rollups = fleet_totals(latest, "hour", window_start(now, 3600))
+    assert {key: helpers.totals_json(totals) for key, totals in rollups.items()} == truth.totals

@@ -9,7 +9,6 @@ can only have come through the snapshots.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from consumers.costs.totals import usd_text
 from consumers.jobs import job_named
@@ -49,6 +48,7 @@ class Fleet:
     router_b: RouterApp
     bootstrap: str
     topics: dict[str, str]
+    consumers: Consumers
 
 
 def _name(kind: str) -> str:
@@ -56,7 +56,7 @@ def _name(kind: str) -> str:
 
 
 def _router_config(
-    sims: Sims, broker: EmbeddedBroker, topics: dict[str, str], spool: Path, **res: Any
+    sims: Sims, broker: EmbeddedBroker, topics: dict[str, str], spool: Path, stale_after_s: float, **res: Any
 ) -> Any:
     config = router_config_dict(sims)
     config["events"] = events_config(broker, topics["events"], spool)
@@ -64,7 +64,7 @@ def _router_config(
         "health_topic": topics["health"],
         "quality_topic": topics["quality"],
         "costs_topic": topics["costs"],
-        "stale_after_s": 30,
+        "stale_after_s": stale_after_s,
         "refresh_interval_s": 0.2,
         "min_attempts": 5,
     }
@@ -75,50 +75,58 @@ def _router_config(
     return parse_config(config)
 
 
-@contextlib.asynccontextmanager
-async def _consumers(broker: EmbeddedBroker, topics: dict[str, str]) -> AsyncIterator[None]:
-    metrics = ConsumerMetrics(CollectorRegistry())
-    kafka = KafkaOptions(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
-    runners = [
-        ConsumerRunner(
-            job_named(kind),
-            RunnerConfig(
-                input_topic=topics["events"],
-                snapshot_topic=topics[kind],
-                group_id=_name(f"group-{kind}"),
-                snapshot_interval_s=0.5,
-                create_topics=True,
-            ),
-            kafka,
-            metrics,
-        )
-        for kind in ("health", "quality", "costs")
-    ]
-    tasks = [asyncio.create_task(runner.run()) for runner in runners]
-    try:
-        yield
-    finally:
-        for runner in runners:
+class Consumers:
+    """The health, quality and costs jobs, each a ConsumerRunner on its own topics, in this process."""
+
+    def __init__(self, broker: EmbeddedBroker, topics: dict[str, str]) -> None:
+        metrics = ConsumerMetrics(CollectorRegistry())
+        kafka = KafkaOptions(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
+        self.runners = [
+            ConsumerRunner(
+                job_named(kind),
+                RunnerConfig(
+                    input_topic=topics["events"],
+                    snapshot_topic=topics[kind],
+                    group_id=_name(f"group-{kind}"),
+                    snapshot_interval_s=0.5,
+                    create_topics=True,
+                ),
+                kafka,
+                metrics,
+            )
+            for kind in ("health", "quality", "costs")
+        ]
+        self._tasks = [asyncio.create_task(runner.run()) for runner in self.runners]
+
+    async def stop(self) -> None:
+        for runner in self.runners:
             runner.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 @pytest.fixture
-async def fleet(sims: Sims, kafka_broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Fleet]:
+async def fleet(
+    sims: Sims, kafka_broker: EmbeddedBroker, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Fleet]:
+    """Parametrize indirectly with a `stale_after_s` (default 30)."""
+    stale_after_s = getattr(request, "param", 30.0)
     topics = {kind: _name(kind) for kind in ("events", "health", "quality", "costs")}
     # A's own breaker is lax (it keeps trying the failing provider, falling back each time), so
     # that one instance produces the evidence a fleet of many would; B keeps the defaults.
     router_a = RouterApp(
-        _router_config(sims, kafka_broker, topics, tmp_path / "a", breaker={"allowed_fails": 1000})
+        _router_config(
+            sims, kafka_broker, topics, tmp_path / "a", stale_after_s, breaker={"allowed_fails": 1000}
+        )
     )
     router_b = RouterApp(
-        _router_config(sims, kafka_broker, topics, tmp_path / "b"), registry=CollectorRegistry()
+        _router_config(sims, kafka_broker, topics, tmp_path / "b", stale_after_s),
+        registry=CollectorRegistry(),
     )
     await router_a.start()  # creates the events topic, which the consumers need
     await router_b.start()
+    consumers = Consumers(kafka_broker, topics)
     try:
         async with (
-            _consumers(kafka_broker, topics),
             grpc.aio.insecure_channel(f"127.0.0.1:{router_a.port}") as ch_a,
             grpc.aio.insecure_channel(f"127.0.0.1:{router_b.port}") as ch_b,
         ):
@@ -128,8 +136,10 @@ async def fleet(sims: Sims, kafka_broker: EmbeddedBroker, tmp_path: Path) -> Asy
                 router_b,
                 kafka_broker.bootstrap,
                 topics,
+                consumers,
             )
     finally:
+        await consumers.stop()
         await router_b.stop(grace_s=1)
         await router_a.stop(grace_s=1)
 
@@ -158,13 +168,7 @@ async def test_b_moves_traffic_off_a_provider_only_a_saw_failing(
     before = await _first_choices(fleet.b)
     assert before.get(FAILING, 0) >= 20  # round robin over three: about 30 of 90
 
-    await sims.set_profile("sim-a", error_rate=1.0)
-    pinned = chat(model=pb.ModelSelector(model="m1"))
-    spent_nanos = 0
-    for _ in range(20):  # A pins m1: every call fails on sim-a first, then falls back and succeeds
-        response = await fleet.a.Complete(pb.CompleteRequest(chat=pinned))
-        assert response.routing.attempts[0].provider == "sim-a" and response.routing.provider != "sim-a"
-        spent_nanos += response.cost.units * 10**9 + response.cost.nanos
+    spent_nanos = await _fail_through_a(fleet, sims)
 
     async def b_moved_away() -> bool:
         return (await _first_choices(fleet.b, 60)).get(FAILING, 0) <= 3
@@ -217,11 +221,53 @@ async def test_low_feedback_scores_move_quality_aware_traffic_off_a_model(fleet:
         assert response.routing.model == "m1"
         await fleet.a.Feedback(pb.FeedbackRequest(request_id=response.routing.request_id, score=0.0))
 
-    async def b_left_m1() -> bool:
-        return FAILING not in await _first_choices(fleet.b, 20, policy="best")
-
-    await _wait_for(b_left_m1, 30)
+    # B may leave m1 after only some of the scores reached the snapshot; wait for all 12.
     # 12 scores of 0: confidence 12/22, so quality 0.9 * 10/22 = 0.41, below the policy's 0.6 floor.
-    decision = (await fleet.b.Route(pb.RouteRequest(chat=request))).decision
-    m1 = next(c for c in decision.candidates if c.model == "m1")
-    assert not m1.eligible and "quality 0.41" in m1.exclusion_reason
+    async def b_counts_all_scores() -> bool:
+        decision = (await fleet.b.Route(pb.RouteRequest(chat=request))).decision
+        m1 = next(c for c in decision.candidates if c.model == "m1")
+        return not m1.eligible and "quality 0.41" in m1.exclusion_reason
+
+    await _wait_for(b_counts_all_scores, 30)
+    assert FAILING not in await _first_choices(fleet.b, 20, policy="best")
+
+
+async def _fail_through_a(fleet: Fleet, sims: Sims) -> int:
+    """sim-a fails every call; A pins m1, so each call fails there first, then falls back and
+    succeeds. Returns what A's callers were charged, in nano-USD."""
+    await sims.set_profile("sim-a", error_rate=1.0)
+    pinned = chat(model=pb.ModelSelector(model="m1"))
+    spent_nanos = 0
+    for _ in range(20):
+        response = await fleet.a.Complete(pb.CompleteRequest(chat=pinned))
+        assert response.routing.attempts[0].provider == "sim-a" and response.routing.provider != "sim-a"
+        spent_nanos += response.cost.units * 10**9 + response.cost.nanos
+    return spent_nanos
+
+
+def _stale_gauge() -> float | None:
+    return REGISTRY.get_sample_value("llmrouter_fleet_view_stale", {"topic": "health"})
+
+
+@pytest.mark.parametrize("fleet", [3.0], indirect=True)
+async def test_when_the_consumers_stop_the_view_goes_stale_and_b_routes_on_local_state(
+    fleet: Fleet, sims: Sims
+) -> None:
+    await _fail_through_a(fleet, sims)
+
+    async def demoted() -> bool:
+        return (await _first_choices(fleet.b, 60)).get(FAILING, 0) <= 3
+
+    await _wait_for(demoted, 30)
+    # Idle consumers keep writing checkpoints: the view stays fresh well past stale_after_s.
+    await asyncio.sleep(2 * 3.0)
+    assert await demoted() and _stale_gauge() == 0
+
+    await fleet.consumers.stop()
+
+    async def stale() -> bool:
+        return _stale_gauge() == 1
+
+    await _wait_for(stale, 15)
+    # Local state only: B has seen no failure of sim-a, so round robin gives it its third again.
+    assert (await _first_choices(fleet.b, 90)).get(FAILING, 0) >= 20

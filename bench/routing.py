@@ -40,6 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# Run as a script, this file's directory comes first on sys.path and bench/consumers.py would shadow
+# the `consumers` package (imported by the router app, which the drills start).
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 from router_service.catalog import Catalog, Deployment, Price
 from router_service.domain import (
     ChatRequest,

@@ -28,7 +28,6 @@ class CandidateTable:
     """Candidates in configuration order; every column is a tuple indexed by position."""
 
     __slots__ = (
-        "cached_fraction_slots",
         "cached_fractions",
         "cached_prices",
         "capabilities",
@@ -36,6 +35,7 @@ class CandidateTable:
         "deployments",
         "distinct_cached_fractions",
         "exclusion_memo",
+        "floor_memo",
         "index_of",
         "input_prices",
         "keys",
@@ -43,6 +43,8 @@ class CandidateTable:
         "models",
         "output_prices",
         "pinned_count",
+        "price_tier_of",
+        "price_tiers",
         "price_unit",
         "providers",
         "quality_by_task",
@@ -51,6 +53,7 @@ class CandidateTable:
         "smallest_max_output",
         "static_reasons",
         "tasks",
+        "weight_columns",
     )
 
     def __init__(
@@ -92,16 +95,27 @@ class CandidateTable:
         self.output_prices = tuple(p[2] // common for p in prices)
         self.cached_fractions = tuple(min(max(d.expected_cached_fraction, 0.0), 1.0) for d in ds)
         # Few distinct fractions (one per provider or so): the cost model converts each one to
-        # cached tokens once per request, then each candidate picks its own by slot.
+        # cached tokens once per request, then each price tier picks its own by slot.
         self.distinct_cached_fractions = tuple(dict.fromkeys(self.cached_fractions))
-        self.cached_fraction_slots = tuple(
-            self.distinct_cached_fractions.index(f) for f in self.cached_fractions
-        )
+        slots = [self.distinct_cached_fractions.index(f) for f in self.cached_fractions]
+        # Deployments often share a price list (a model served in several regions, or by several
+        # providers at list price): the cost model prices each distinct (input, cached, output,
+        # cached fraction slot) once per request, and each candidate takes its tier's cost.
+        tiers = list(zip(self.input_prices, self.cached_prices, self.output_prices, slots, strict=True))
+        self.price_tiers = tuple(dict.fromkeys(tiers))
+        tier_index = {tier: i for i, tier in enumerate(self.price_tiers)}
+        self.price_tier_of = tuple(tier_index[tier] for tier in tiers)
         # quality_by_task[TASK_INDEX[task]][i]: the configured prior of candidate i for task.
         self.quality_by_task = tuple(tuple(d.quality_for(task) for d in ds) for task in TaskType)
         # `filters` memoizes categorical exclusions here, keyed by (sensitivity rank, task index,
         # required capabilities): (reason per candidate, indices not excluded).
         self.exclusion_memo: dict[ExclusionKey, tuple[tuple[str | None, ...], tuple[int, ...]]] = {}
+        # ... and quality floors checked against these priors, keyed by (task index, floor): the
+        # reason per candidate whose prior is below the floor, None for the others.
+        self.floor_memo: dict[tuple[int, float], tuple[str | None, ...]] = {}
+        # The weighted strategy keeps each candidate's weight here, keyed by the strategy's id
+        # (the entry holds the strategy, so the id cannot be reused while the entry exists).
+        self.weight_columns: dict[int, tuple[object, tuple[float, ...]]] = {}
 
     def __len__(self) -> int:
         return len(self.keys)

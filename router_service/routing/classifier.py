@@ -71,6 +71,11 @@ _LONG_CONTEXT_BONUS = 2
 _SEPARATORS = "!\"$%&'()*,./:;<=>?@[\\]^`{|}~\n\t\r"
 _WORD_SEPARATORS = str.maketrans(dict.fromkeys(_SEPARATORS, " "))
 _ASCII_SEPARATORS = bytes.maketrans(_SEPARATORS.encode(), b" " * len(_SEPARATORS))
+# The same, also lower-casing A-Z: for ASCII text, one pass does what lower() then _tokens() do.
+_ASCII_UPPER = bytes(range(ord("A"), ord("Z") + 1))
+_ASCII_LOWER_SEPARATORS = bytes.maketrans(
+    _SEPARATORS.encode() + _ASCII_UPPER, b" " * len(_SEPARATORS) + _ASCII_UPPER.lower()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,22 +109,29 @@ class _KeywordIndex:
     # first token -> (position, phrase): a phrase is searched only if its first token occurs
     phrases: Mapping[str, tuple[tuple[int, str], ...]]
 
-    def add_scores(
-        self, hits: Iterable[str], head: Sequence[str], tokens: Sequence[str], scores: list[int]
-    ) -> None:
+    def add_scores(self, hits: Iterable[str], head: str, tokens: Sequence[str], scores: list[int]) -> None:
         """+1 per task for each of its keywords among `hits` (the triggers that occur in the text
-        whose tokens are `head` then `tokens`)."""
+        whose tokens are those of `head`, already joined by single spaces, then `tokens`)."""
         normalized = ""  # all tokens joined by single spaces, built only if some phrase may occur
         for token in hits:
             for position in self.words.get(token, ()):
                 scores[position] += 1
             for position, phrase in self.phrases.get(token, ()):
-                normalized = normalized or " ".join([*head, *tokens])
+                normalized = normalized or _joined(head, tokens)
                 scores[position] += phrase in normalized
 
 
-# The scanned head of a system prompt, tokenized: (tokens, triggers among them, has a code fence).
-_Scanned = tuple[tuple[str, ...], frozenset[str], bool]
+def _joined(head: str, tokens: Sequence[str]) -> str:
+    """The head's tokens then `tokens`, joined by single spaces (`head` is joined already)."""
+    text = " ".join(tokens)
+    if head and text:
+        return f"{head} {text}"
+    return head or text
+
+
+# The scanned head of a system prompt, tokenized: (its tokens joined by single spaces, triggers
+# among them, has a code fence).
+_Scanned = tuple[str, frozenset[str], bool]
 _SYSTEM_CACHE_SIZE = 128
 
 
@@ -137,17 +149,17 @@ class RuleClassifier:
         system_head, user_text = _scanned_parts(request, self._config.scan_chars)
         # The text read is system head + "\n" + user text: a separator, so its tokens (and code
         # fences) are those of each part, in order.
-        tokens = _tokens(user_text)
+        tokens = _lower_tokens(user_text)
         hits = self._index.triggers.intersection(tokens)  # usually empty or a few words
-        code_fence = "```" in user_text
-        system_tokens: tuple[str, ...] = ()
+        code_fence = "```" in user_text  # lower-casing never makes nor breaks a fence
+        system_text = ""
         if system_head is not None:
-            system_tokens, system_hits, system_fence = self._scan_system(system_head)
+            system_text, system_hits, system_fence = self._scan_system(system_head)
             hits |= system_hits
             code_fence = code_fence or system_fence
         scores = self._structure_bonuses(request, code_fence)
         if hits:
-            self._index.add_scores(hits, system_tokens, tokens, scores)
+            self._index.add_scores(hits, system_text, tokens, scores)
         best = max(scores)
         # index() finds the first of equal scores: earlier (more specific) tasks win ties.
         return _PRECEDENCE[scores.index(best)] if best > 0 else TaskType.CHAT
@@ -157,9 +169,8 @@ class RuleClassifier:
         if found is None:
             if len(self._system_heads) >= _SYSTEM_CACHE_SIZE:
                 self._system_heads.clear()
-            text = head.lower()
-            tokens = tuple(_tokens(text))
-            found = (tokens, self._index.triggers.intersection(tokens), "```" in text)
+            tokens = _lower_tokens(head)
+            found = (" ".join(tokens), self._index.triggers.intersection(tokens), "```" in head)
             self._system_heads[head] = found
         return found
 
@@ -177,6 +188,14 @@ class RuleClassifier:
             total_chars += len(message.content)
         retrieval = _LONG_CONTEXT_BONUS if total_chars >= self._config.long_context_chars else 0
         return [code, extraction, retrieval, 0, 0]
+
+
+def _lower_tokens(text: str) -> list[str]:
+    """_tokens(text.lower()), in one pass for ASCII text (the user message is read as sent, so
+    lower-casing it first would be a second pass over it)."""
+    if text.isascii():  # lower() of ASCII text only maps A-Z: the byte table does that too
+        return text.encode().translate(_ASCII_LOWER_SEPARATORS).decode().split()
+    return _tokens(text.lower())
 
 
 def _tokens(text: str) -> list[str]:
@@ -217,8 +236,8 @@ def _asks_for_structure(request: ChatRequest) -> bool:
 
 
 def _scanned_parts(request: ChatRequest, scan_chars: int) -> tuple[str | None, str]:
-    """The head of the system prompt (None without one) as sent, and the head and tail of the last
-    user message lower-cased ("" without one)."""
+    """The head of the system prompt (None without one) and the head and tail of the last user
+    message ("" without one), as sent."""
     system_head = None
     for message in request.messages:
         if message.role is Role.SYSTEM:
@@ -226,7 +245,7 @@ def _scanned_parts(request: ChatRequest, scan_chars: int) -> tuple[str | None, s
             break
     for message in reversed(request.messages):
         if message.role is Role.USER:
-            return system_head, _head_and_tail(message.content, scan_chars).lower()
+            return system_head, _head_and_tail(message.content, scan_chars)
     return system_head, ""
 
 

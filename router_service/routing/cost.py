@@ -88,38 +88,23 @@ class CostModel:
         return tokens + _ceil_div(chars, config.chars_per_token)
 
     def costs(self, table: CandidateTable, estimate: TokenEstimate) -> list[int]:
-        """`cost_nanos` for every candidate of a table, in one pass over its price columns."""
-        prompt, output, unit = estimate.prompt_tokens, estimate.output_tokens, table.price_unit
-        if prompt < self._cache_min:  # the common case: nothing cached, two prices per candidate
-            if unit == 1:  # whole nano-USD per token: no rounding to do
-                return [
-                    prompt * p_in + output * p_out
-                    for p_in, p_out in zip(table.input_prices, table.output_prices, strict=True)
-                ]
-            return [
-                -(-(prompt * p_in + output * p_out) // unit)
-                for p_in, p_out in zip(table.input_prices, table.output_prices, strict=True)
-            ]
-        # A long prompt: `c` of its tokens (the deployment's cached fraction) at the cached price.
-        # int(prompt * fraction) once per distinct fraction: a float product and int() per
-        # candidate cost more than the rest of its arithmetic.
-        cached = [int(prompt * f) for f in table.distinct_cached_fractions]
-        rows = zip(
-            table.cached_fraction_slots,
-            table.input_prices,
-            table.cached_prices,
-            table.output_prices,
-            strict=True,
-        )
-        if unit == 1:
-            return [
+        """`cost_nanos` for every candidate of a table: the arithmetic once per price tier."""
+        prompt, output = estimate.prompt_tokens, estimate.output_tokens
+        if prompt < self._cache_min:  # the common case: nothing cached, two prices per tier
+            scaled = [prompt * p_in + output * p_out for p_in, _, p_out, _ in table.price_tiers]
+        else:
+            # A long prompt: `c` of its tokens (the tier's cached fraction) at the cached price.
+            # int(prompt * fraction) once per distinct fraction: a float product and int() per
+            # tier cost more than the rest of its arithmetic.
+            cached = [int(prompt * f) for f in table.distinct_cached_fractions]
+            scaled = [
                 (prompt - (c := cached[slot])) * p_in + c * p_cached + output * p_out
-                for slot, p_in, p_cached, p_out in rows
+                for p_in, p_cached, p_out, slot in table.price_tiers
             ]
-        return [
-            -(-((prompt - (c := cached[slot])) * p_in + c * p_cached + output * p_out) // unit)
-            for slot, p_in, p_cached, p_out in rows
-        ]
+        unit = table.price_unit
+        if unit != 1:  # prices are per `unit` tokens: round up to whole nano-USD
+            scaled = [-(-cost // unit) for cost in scaled]
+        return [scaled[tier] for tier in table.price_tier_of]
 
     def cost_nanos(self, deployment: Deployment, estimate: TokenEstimate) -> int:
         """Estimated cost in nano-USD, rounded up like `Price.cost_nanos`."""

@@ -238,6 +238,9 @@ def quality_floor(
     alive: list[int], ctx: RankContext, limits: RequestLimits, reasons: list[str | None]
 ) -> list[int]:
     qualities, floor = ctx.qualities, limits.min_quality or 0.0
+    task_index = TASK_INDEX[limits.task]
+    if qualities is ctx.table.quality_by_task[task_index]:  # the priors: no QualityView
+        return _prior_floor(alive, ctx.table, task_index, limits, reasons)
     failing = [i for i in alive if qualities[i] < floor]
     if not failing:
         return alive
@@ -246,6 +249,38 @@ def quality_floor(
     for i in failing:
         reasons[i] = f"quality {qualities[i]:.2f}{suffix}"
     return [i for i in alive if reasons[i] is None]
+
+
+# Floors come from policies and from callers' hints: usually a handful per table, but bounded.
+_FLOOR_MEMO_SIZE = 64
+
+
+def _prior_floor(
+    alive: list[int], table: CandidateTable, task_index: int, limits: RequestLimits, reasons: list[str | None]
+) -> list[int]:
+    """`quality_floor` against the table's configured priors, which only change with the config:
+    which candidates a floor rules out for a task, and the reason text, are computed once per
+    (task, floor) and table instead of per request (formatting a float per candidate is the
+    costly part of this check)."""
+    floor = limits.min_quality or 0.0
+    key = (task_index, floor)
+    below = table.floor_memo.get(key)
+    if below is None:
+        if len(table.floor_memo) >= _FLOOR_MEMO_SIZE:
+            table.floor_memo.clear()
+        suffix = f" below floor {floor:.2f} for {limits.task.value}"
+        below = table.floor_memo[key] = tuple(
+            f"quality {quality:.2f}{suffix}" if quality < floor else None
+            for quality in table.quality_by_task[task_index]
+        )
+    still = []
+    for i in alive:
+        reason = below[i]
+        if reason is None:
+            still.append(i)
+        else:
+            reasons[i] = reason
+    return still
 
 
 def cost_cap(

@@ -139,3 +139,15 @@ def test_config_can_replace_the_builtin_keywords() -> None:
 def test_config_is_validated(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ClassifierConfig(**fields)
+
+
+@pytest.mark.parametrize(
+    ("text", "task"),
+    [
+        ("WRITE A POEM ABOUT THE SEA", TaskType.CREATIVE),
+        ("Walk Me Through It STEP BY STEP", TaskType.REASONING),
+        ("Is C++ faster here?", TaskType.CODE),
+    ],
+)
+def test_keywords_match_whatever_the_case(text: str, task: TaskType) -> None:
+    assert ask(text) is task

@@ -89,3 +89,21 @@ def test_config_is_validated() -> None:
         CostModelConfig(chars_per_token=0)
     with pytest.raises(ValueError, match="no entry for"):
         CostModelConfig(output_tokens_by_task={TaskType.CHAT: 1})
+
+
+def test_candidates_sharing_a_price_are_priced_once_each_with_its_own_cached_share() -> None:
+    cheap, dear = (
+        Price(150_000_000, 600_000_000, 15_000_000),
+        Price(3_000_000_000, 15_000_000_000, 300_000_000),
+    )
+    targets = [
+        deployment("a/m", price=cheap),
+        deployment("b/m", price=dear, expected_cached_fraction=0.5),
+        deployment("c/m", price=cheap),
+        deployment("d/m", price=cheap, expected_cached_fraction=0.5),
+        deployment("e/m", price=dear, expected_cached_fraction=0.5),
+    ]
+    table = CandidateTable(targets, [None] * len(targets))
+    assert len(table.price_tiers) == 3  # cheap, dear with a cached share, cheap with a cached share
+    for estimate in (TokenEstimate(7, 11, None), TokenEstimate(50_000, 2_000, 2_000)):
+        assert MODEL.costs(table, estimate) == [MODEL.cost_nanos(d, estimate) for d in targets]

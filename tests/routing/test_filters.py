@@ -218,3 +218,32 @@ def test_no_eligible_candidate_lists_every_candidate_with_its_reason() -> None:
         "p/m": "lacks capability: tools",
         "q/m": "context window 10 < 46 tokens needed (prompt ~46)",
     }
+
+
+def test_floors_on_configured_priors_give_each_floor_its_own_reasons() -> None:
+    cat = catalog(
+        deployment("p/m", default_quality=0.3),
+        deployment("q/m", default_quality=0.7),
+        deployment("r/m", default_quality=0.95),
+    )
+    policy = Policy("q")  # the same compiled table for every request below
+    for floor, expected in [
+        (0.5, {"p/m": "quality 0.30 below floor 0.50 for chat", "q/m": "", "r/m": ""}),
+        (
+            0.9,
+            {
+                "p/m": "quality 0.30 below floor 0.90 for chat",
+                "q/m": "quality 0.70 below floor 0.90 for chat",
+                "r/m": "",
+            },
+        ),
+        (0.5, {"p/m": "quality 0.30 below floor 0.50 for chat", "q/m": "", "r/m": ""}),
+    ]:
+        hints = RoutingHints(min_quality=floor, task_type=TaskType.CHAT)
+        decision = plan(request(hints=hints), cat, policy, HEALTHY, 0.0)
+        assert {c.key: c.exclusion_reason for c in decision.candidates} == expected
+    code = RoutingHints(min_quality=0.5, task_type=TaskType.CODE)
+    reasons = {
+        c.key: c.exclusion_reason for c in plan(request(hints=code), cat, policy, HEALTHY, 0.0).candidates
+    }
+    assert reasons["p/m"] == "quality 0.30 below floor 0.50 for code"

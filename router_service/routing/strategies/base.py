@@ -12,7 +12,6 @@ round-robin position, the random sample and the time all come in through the con
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -161,22 +160,23 @@ def order_in_bands(
     Lazy: the planner stops pulling once its chain is full, so only the leading bands are ever
     tie-broken (most of the work with 50 candidates and a handful of attempts).
     """
-    ranked = sorted(zip(scores, group, strict=True), key=_SCORE, reverse=True)  # stable
-    count = len(ranked)
+    count = len(group)
+    if len(scores) != count:
+        raise ValueError(f"{len(scores)} scores for a group of {count}")
+    # Positions in `group`, best score first. Sorting plain ints by their score builds no
+    # (score, member) pair per member; a reverse sort is still stable, so ties keep group order.
+    ranked = sorted(range(count), key=scores.__getitem__, reverse=True)
     start = 0
     while start < count:
-        floor = band_floor(ranked[start][0])
+        floor = band_floor(scores[ranked[start]])
         end = start + 1
-        while end < count and ranked[end][0] >= floor:
+        while end < count and scores[ranked[end]] >= floor:
             end += 1
         if end - start == 1:
-            yield ranked[start][1]
+            yield group[ranked[start]]
         else:
-            yield from tie_break([member for _, member in ranked[start:end]])
+            yield from tie_break([group[p] for p in ranked[start:end]])
         start = end
-
-
-_SCORE = operator.itemgetter(0)
 
 
 def relative_band(tolerance: float) -> Callable[[float], float]:

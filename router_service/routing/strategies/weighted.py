@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from router_service.routing.candidate import CandidateTable
 from router_service.routing.strategies.base import RankContext, StrategyParams, TieBreak
 
 
@@ -33,26 +34,40 @@ class Weighted:
         return cls(weights=params.weights)
 
     def weight(self, index: int, ctx: RankContext) -> float:
-        weight = self.weights.get(ctx.table.keys[index])
-        return weight if weight is not None else self.weights.get(ctx.table.models[index], 0.0)
+        return self._weights(ctx.table)[index]
 
     def scores(self, group: Sequence[int], ctx: RankContext) -> list[float]:
-        # `weight` for each member, inlined: a method call per candidate costs more than the lookups.
-        # (Weights are validated numbers, never None, so a key's absence is the only fallback.)
-        by_name, keys, models = self.weights, ctx.table.keys, ctx.table.models
-        weights = [by_name.get(keys[i], by_name.get(models[i], 0.0)) for i in group]
+        column = self._weights(ctx.table)
+        weights = [column[i] for i in group]
         total = sum(weights)
         return [w / total for w in weights] if total > 0 else [0.0] * len(weights)
+
+    def _weights(self, table: CandidateTable) -> tuple[float, ...]:
+        """Every candidate's weight, in table order: looked up once per table (tables are built
+        once per policy), not per candidate per request. A key's weight wins over its model's."""
+        found = table.weight_columns.get(id(self))
+        if found is None:
+            by_name = self.weights
+            column = tuple(
+                by_name.get(key, by_name.get(model, 0.0))
+                for key, model in zip(table.keys, table.models, strict=True)
+            )
+            found = table.weight_columns[id(self)] = (self, column)
+        return found[1]
 
     def order(
         self, group: list[int], scores: Sequence[float], ctx: RankContext, tie_break: TieBreak
     ) -> list[int]:
         # Shares are proportional to weights, so they sample the same; config order first, so
         # equal weights fall back deterministically.
-        members, weights = zip(*sorted(zip(group, scores, strict=True)), strict=True)
+        members = sorted(group)
+        weights: Sequence[float] = scores
+        if members != group:  # a tie-break band; the planner's eligible are in config order already
+            share_of = dict(zip(group, scores, strict=True))
+            weights = [share_of[i] for i in members]
         total = sum(weights)
         if total <= 0:
-            return list(members)
+            return members
         cumulative = list(itertools.accumulate(weights))
         # bisect_right skips zero-weight members: their cumulative value equals their predecessor's.
         chosen = min(bisect.bisect_right(cumulative, ctx.random_value * total), len(members) - 1)

@@ -89,3 +89,11 @@ def test_all_zero_weights_keep_config_order() -> None:
         request(), CATALOG, weighted({}), HEALTHY, 0.0, context=RequestContext(random_value=0.5)
     ).chain
     assert chain == ("a/stable", "b/canary", "c/unlisted")
+
+
+def test_policies_with_different_weights_over_one_catalog_keep_their_own() -> None:
+    first, second = weighted({"stable": 1}), weighted({"canary": 1})
+    context = RequestContext(random_value=0.5)
+    for _ in range(2):  # the second round reads the weights each policy kept from the first
+        assert plan(request(), CATALOG, first, HEALTHY, 0.0, context=context).chain[0] == "a/stable"
+        assert plan(request(), CATALOG, second, HEALTHY, 0.0, context=context).chain[0] == "b/canary"

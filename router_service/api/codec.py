@@ -154,7 +154,18 @@ def _messages(msg: pb.ChatRequest, prefix: str, v: _Violations) -> tuple[Message
         v.add(f"{prefix}.messages", "at least one message is required")
     if len(msg.messages) > MAX_MESSAGES:
         v.add(f"{prefix}.messages", f"at most {MAX_MESSAGES} messages")
-    return tuple(_message(m, f"{prefix}.messages[{i}]", v) for i, m in enumerate(msg.messages))
+    return tuple(
+        _plain_message(m) or _message(m, f"{prefix}.messages[{i}]", v) for i, m in enumerate(msg.messages)
+    )
+
+
+def _plain_message(m: pb.Message) -> Message | None:
+    """The common message, text without tool calls, when it is valid; else None (then `_message`
+    validates it and names the fields at fault). Skips building a field path per message."""
+    role = _ROLES.get(m.role)
+    if role is None or m.tool_calls or role is Role.TOOL or not (m.content or role is Role.ASSISTANT):
+        return None
+    return Message(role=role, content=m.content, tool_call_id=m.tool_call_id, name=m.name)
 
 
 def _message(m: pb.Message, path: str, v: _Violations) -> Message:
@@ -186,6 +197,8 @@ def _tool_call(c: pb.ToolCall, path: str, v: _Violations) -> ToolCall:
 
 
 def _tools(msg: pb.ChatRequest, prefix: str, v: _Violations) -> tuple[ToolSpec, ...]:
+    if not msg.tools:
+        return ()
     if len(msg.tools) > MAX_TOOLS:
         v.add(f"{prefix}.tools", f"at most {MAX_TOOLS} tools")
     names: set[str] = set()
@@ -226,7 +239,15 @@ def _response_format(msg: pb.ChatRequest, prefix: str, v: _Violations) -> Respon
     return ResponseFormat(type=kind, json_schema=schema, schema_name=rf.schema_name or "response")
 
 
+# What an absent sub-message decodes to: shared (frozen), and no field is read to build them.
+_NO_PARAMS = GenerationParams()
+_NO_SELECTION = ModelSelection()
+_NO_HINTS = RoutingHints(data_sensitivity=_SENSITIVITY[pb.DATA_SENSITIVITY_UNSPECIFIED])
+
+
 def _params(msg: pb.ChatRequest, prefix: str, v: _Violations) -> GenerationParams:
+    if not msg.HasField("options"):
+        return _NO_PARAMS
     o = msg.options
     path = f"{prefix}.options"
     temperature = o.temperature if o.HasField("temperature") else None
@@ -252,6 +273,8 @@ def _params(msg: pb.ChatRequest, prefix: str, v: _Violations) -> GenerationParam
 
 
 def _selection(msg: pb.ChatRequest, prefix: str, v: _Violations) -> ModelSelection:
+    if not msg.HasField("model"):
+        return _NO_SELECTION
     s = msg.model
     which = s.WhichOneof("selector")
     if which == "model" and not s.model:
@@ -264,6 +287,8 @@ def _selection(msg: pb.ChatRequest, prefix: str, v: _Violations) -> ModelSelecti
 
 
 def _hints(msg: pb.ChatRequest, prefix: str, v: _Violations) -> RoutingHints:
+    if not msg.HasField("routing"):
+        return _NO_HINTS
     h = msg.routing
     path = f"{prefix}.routing"
     max_cost = None
@@ -294,6 +319,8 @@ def _hints(msg: pb.ChatRequest, prefix: str, v: _Violations) -> RoutingHints:
 
 
 def _tags(tags: Any, path: str, v: _Violations) -> dict[str, str]:
+    if not tags:
+        return {}
     if len(tags) > MAX_TAGS:
         v.add(path, f"at most {MAX_TAGS} tags")
     for key, value in tags.items():
@@ -333,35 +360,66 @@ def money_to_nanos(money: Money, path: str, v: _Violations) -> int | None:
 
 
 def nanos_to_money(nanos: int) -> Money:
-    units, rest = divmod(nanos, NANOS_PER_UNIT)
-    return Money(currency_code="USD", units=units, nanos=rest)
+    money = Money()
+    fill_money(money, nanos)
+    return money
+
+
+def fill_money(target: Money, nanos: int) -> None:
+    target.currency_code = "USD"
+    target.units, target.nanos = divmod(nanos, NANOS_PER_UNIT)
 
 
 # --- responses --------------------------------------------------------------------------------
+#
+# The `fill_*` functions write into the message that holds the result, field by field: building
+# every sub-message with keyword arguments and copying it into its parent cost 12 us per Complete
+# response, filling in place 4.5 us. `SetInParent` keeps a sub-message present when all its
+# fields are zero, as a copied-in one was.
 
 
 def duration(seconds: float) -> Duration:
     d = Duration()
-    d.FromNanoseconds(round(seconds * 1e9))
+    fill_duration(d, seconds)
     return d
 
 
+def fill_duration(target: Duration, seconds: float) -> None:
+    """What `Duration.FromNanoseconds(round(seconds * 1e9))` sets (it is pure Python, 3 us)."""
+    whole, nanos = divmod(round(seconds * 1e9), NANOS_PER_UNIT)
+    if whole < 0 and nanos > 0:  # the normal form: seconds and nanos share their sign
+        whole, nanos = whole + 1, nanos - NANOS_PER_UNIT
+    target.SetInParent()
+    target.seconds, target.nanos = whole, nanos
+
+
 def message_to_proto(m: Message) -> pb.Message:
-    return pb.Message(
-        role=_ROLES_TO_PB[m.role],
-        content=m.content,
-        tool_calls=[pb.ToolCall(id=c.id, name=c.name, arguments_json=c.arguments_json) for c in m.tool_calls],
-        tool_call_id=m.tool_call_id,
-        name=m.name,
-    )
+    message = pb.Message()
+    fill_message(message, m)
+    return message
+
+
+def fill_message(target: pb.Message, m: Message) -> None:
+    target.SetInParent()
+    target.role = _ROLES_TO_PB[m.role]
+    target.content = m.content
+    for c in m.tool_calls:
+        target.tool_calls.add(id=c.id, name=c.name, arguments_json=c.arguments_json)
+    target.tool_call_id = m.tool_call_id
+    target.name = m.name
 
 
 def usage_to_proto(u: Usage) -> pb.Usage:
-    return pb.Usage(
-        input_token_count=u.input_tokens,
-        output_token_count=u.output_tokens,
-        cached_input_token_count=u.cached_input_tokens,
-    )
+    usage = pb.Usage()
+    fill_usage(usage, u)
+    return usage
+
+
+def fill_usage(target: pb.Usage, u: Usage) -> None:
+    target.SetInParent()
+    target.input_token_count = u.input_tokens
+    target.output_token_count = u.output_tokens
+    target.cached_input_token_count = u.cached_input_tokens
 
 
 def finish_reason_to_proto(reason: FinishReason) -> pb.FinishReason.ValueType:
@@ -369,14 +427,18 @@ def finish_reason_to_proto(reason: FinishReason) -> pb.FinishReason.ValueType:
 
 
 def attempt_to_proto(a: AttemptRecord) -> pb.Attempt:
-    return pb.Attempt(
-        provider=a.provider,
-        model=a.model,
-        outcome=_OUTCOME_TO_PB[a.outcome],
-        error_class=_ERROR_CLASS_TO_PB.get(a.error_class, pb.ERROR_CLASS_UNSPECIFIED),
-        latency=duration(a.latency_s),
-        http_status=a.http_status,
-    )
+    attempt = pb.Attempt()
+    fill_attempt(attempt, a)
+    return attempt
+
+
+def fill_attempt(target: pb.Attempt, a: AttemptRecord) -> None:
+    target.provider = a.provider
+    target.model = a.model
+    target.outcome = _OUTCOME_TO_PB[a.outcome]
+    target.error_class = _ERROR_CLASS_TO_PB.get(a.error_class, pb.ERROR_CLASS_UNSPECIFIED)
+    fill_duration(target.latency, a.latency_s)
+    target.http_status = a.http_status
 
 
 def routing_to_proto(
@@ -387,16 +449,30 @@ def routing_to_proto(
     model: str = "",
     upstream_model: str = "",
 ) -> pb.RoutingMetadata:
-    return pb.RoutingMetadata(
-        request_id=request_id,
-        provider=provider,
-        model=model,
-        upstream_model=upstream_model,
-        policy=decision.policy,
-        strategy=decision.strategy,
-        attempts=[attempt_to_proto(a) for a in attempts],
-        task_type=_TASKS_TO_PB.get(decision.task_type, pb.TASK_TYPE_UNSPECIFIED),
-    )
+    routing = pb.RoutingMetadata()
+    fill_routing(routing, request_id, decision, attempts, provider, model, upstream_model)
+    return routing
+
+
+def fill_routing(
+    target: pb.RoutingMetadata,
+    request_id: str,
+    decision: RouteDecision,
+    attempts: tuple[AttemptRecord, ...],
+    provider: str = "",
+    model: str = "",
+    upstream_model: str = "",
+) -> None:
+    target.SetInParent()
+    target.request_id = request_id
+    target.provider = provider
+    target.model = model
+    target.upstream_model = upstream_model
+    target.policy = decision.policy
+    target.strategy = decision.strategy
+    for a in attempts:
+        fill_attempt(target.attempts.add(), a)
+    target.task_type = _TASKS_TO_PB.get(decision.task_type, pb.TASK_TYPE_UNSPECIFIED)
 
 
 def candidate_to_proto(c: CandidateView) -> pb.Candidate:
@@ -422,16 +498,13 @@ def decision_to_proto(request_id: str, d: RouteDecision) -> pb.RouteDecision:
     )
 
 
-def complete_response(
-    request_id: str, result: ChatResult, routing: pb.RoutingMetadata, cost_nanos: int
-) -> pb.CompleteResponse:
-    return pb.CompleteResponse(
-        message=message_to_proto(result.message),
-        finish_reason=_FINISH_TO_PB[result.finish_reason],
-        usage=usage_to_proto(result.usage),
-        cost=nanos_to_money(cost_nanos),
-        routing=routing,
-    )
+def complete_response(result: ChatResult, cost_nanos: int) -> pb.CompleteResponse:
+    """Everything but `routing`, which the caller fills in place (`fill_routing`)."""
+    response = pb.CompleteResponse(finish_reason=_FINISH_TO_PB[result.finish_reason])
+    fill_message(response.message, result.message)
+    fill_usage(response.usage, result.usage)
+    fill_money(response.cost, cost_nanos)
+    return response
 
 
 def tool_call_delta_to_proto(d: ToolCallDelta) -> pb.ToolCallDelta:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import NoReturn
 
@@ -25,7 +25,12 @@ FeedbackSink = Callable[[str, float, dict[str, str]], None]
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """A random UUID (version 4) as 32 hex digits, as `uuid.uuid4().hex` gives it, built from
+    os.urandom directly: uuid.UUID's constructor was 5 us of every request without an id."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 class RouterServicer(pb_grpc.RouterServiceServicer):
@@ -54,7 +59,9 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             done = await self._engine.complete(chat, self._context(context, request_id, chat.tags, False))
         except Exception as exc:
             await _abort(context, exc, request_id)
-        routing = codec.routing_to_proto(
+        response = codec.complete_response(done.result, done.cost_nanos)
+        codec.fill_routing(
+            response.routing,
             request_id,
             done.decision,
             done.attempts,
@@ -62,7 +69,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             done.deployment.model,
             done.result.upstream_model or done.deployment.upstream_model,
         )
-        return codec.complete_response(request_id, done.result, routing, done.cost_nanos)
+        return response
 
     async def Stream(
         self, request: pb.StreamRequest, context: grpc.aio.ServicerContext

@@ -149,11 +149,12 @@ class AnthropicAdapter:
         return error_from_response(status, headers, redact_secret(body_text, self.endpoint.api_key))
 
 
-def _messages_url(endpoint: ProviderEndpoint) -> httpx.URL:
+def _messages_url(endpoint: ProviderEndpoint) -> str:
+    # Text: WireClient looks its parsed form up by it, and a URL object hashes its whole text.
     url = httpx.URL(endpoint.base_url.rstrip("/") + "/v1/messages")
     if url.scheme not in ("http", "https"):
         raise ValueError(f"provider {endpoint.name!r}: base_url must be an http(s) URL")
-    return url
+    return str(url)
 
 
 def _request_headers(endpoint: ProviderEndpoint) -> dict[str, str]:

@@ -7,19 +7,25 @@ one that speaks HTTP/2.
 
 httpx-aiohttp 0.2.0 maps aiohttp's errors loosely: any `ClientConnectionError` (including a server
 that disconnects) becomes `httpx.ConnectTimeout`, and `ClientResponseError` (an unparsable reply)
-escapes unmapped. Adapters classify failures by httpx exception type, so `_MappedAiohttpTransport`
+escapes unmapped. Adapters classify failures by httpx exception type, so `MappedAiohttpTransport`
 re-maps those cases at this one edge: disconnects are connection errors, garbage is a protocol
 error, and only real timeouts are timeouts.
+
+`MappedAiohttpTransport.post` is the unary fast path `WireClient.post_json` takes on this transport:
+the same aiohttp call and the same error mapping, without an httpx Request and Response around it
+(see its docstring for the cost).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import NoReturn
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import map_aiohttp_exceptions
 
 from router_service.config_schema import HttpConfig
 
@@ -37,7 +43,7 @@ def make_http_client(config: HttpConfig) -> httpx.AsyncClient:
             max_keepalive_connections=config.max_keepalive_connections,
         )
         return httpx.AsyncClient(timeout=timeout, limits=limits, http2=config.http2)
-    transport = _MappedAiohttpTransport(client=lambda: _aiohttp_session(config))
+    transport = MappedAiohttpTransport(client=lambda: _aiohttp_session(config))
     return httpx.AsyncClient(timeout=timeout, transport=transport)
 
 
@@ -81,10 +87,56 @@ class _RemappedStream(httpx.AsyncByteStream):
             await self._inner.aclose()
 
 
-class _MappedAiohttpTransport(AiohttpTransport):
+def _raise_as_httpx_error(exc: Exception) -> NoReturn:
+    """Raise what the transport raises for `exc`: httpx-aiohttp's mapping, then ours (`_remap`)."""
+    with _remap(), map_aiohttp_exceptions():
+        raise exc
+
+
+def client_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
+    """The aiohttp timeout AiohttpTransport derives from httpx's timeouts for every request."""
+    return aiohttp.ClientTimeout(sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool)
+
+
+class MappedAiohttpTransport(AiohttpTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         with _remap():
             response = await super().handle_async_request(request)
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _RemappedStream(response.stream)
         return response
+
+    async def post(
+        self, url: str, headers: Mapping[str, str], content: bytes, timeouts: aiohttp.ClientTimeout
+    ) -> bytes | httpx.Response:
+        """One unary POST, read whole: the body of a 2xx answer without Content-Encoding (the
+        common case), else the answer as an httpx.Response, read and decoded as httpx decodes it.
+
+        The request is the one `handle_async_request` sends for the same URL, headers (`headers`
+        as httpx sends them: lower-case names, Host first) and body, and failures raise the same
+        httpx errors. Skipping the httpx Request and Response objects, their header conversions,
+        the stream wrappers and four context managers cut the client's CPU per call from 410 to
+        280 us (median of 10 reps against the "instant" sim, concurrency 32, this machine).
+        """
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        try:
+            async with self.client.request(
+                "POST",
+                url,
+                headers=headers,
+                data=content or None,
+                allow_redirects=False,
+                auto_decompress=False,  # decoded below exactly as httpx would
+                compress=False,
+                timeout=timeouts,  # aiohttp's backstops; the engine bounds each attempt
+            ) as response:
+                body = await response.read()
+        except Exception as exc:
+            _raise_as_httpx_error(exc)
+        if 200 <= response.status < 300 and "Content-Encoding" not in response.headers:
+            return body
+        # Rare: an error answer, or an encoded body: httpx reads it as it would have.
+        answer = httpx.Response(response.status, headers=response.raw_headers, stream=httpx.ByteStream(body))
+        answer.read()  # decodes the body (a bad encoding raises httpx.DecodingError, as before)
+        return answer

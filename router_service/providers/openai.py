@@ -97,10 +97,12 @@ class OpenAIAdapter:
 
     def __init__(self, endpoint: ProviderEndpoint, client: httpx.AsyncClient) -> None:
         self.endpoint = endpoint
-        # Built once so a bad base_url fails at startup rather than on the first request.
-        self._url = httpx.URL(endpoint.base_url.rstrip("/") + "/chat/completions")
-        if self._url.scheme not in ("http", "https"):
+        # Built once so a bad base_url fails at startup rather than on the first request. Kept as
+        # text: WireClient looks its parsed form up by it, and a URL object hashes its whole text.
+        url = httpx.URL(endpoint.base_url.rstrip("/") + "/chat/completions")
+        if url.scheme not in ("http", "https"):
             raise ValueError(f"provider {endpoint.name!r}: base_url must be an http(s) URL")
+        self._url = str(url)
         self._wire = WireClient(client, _request_headers(endpoint), self._http_error)
         api_version = endpoint.options.get("api_version", "")
         self._params = {"api-version": api_version} if api_version else {}

@@ -31,6 +31,7 @@ from router_service.telemetry.events import (
     ErrorEvent,
     EventBody,
     FeedbackEvent,
+    RequestContext,
     TelemetryEvent,
 )
 
@@ -47,14 +48,27 @@ def to_json(event: TelemetryEvent, router_instance: str, event_time: str | None 
         f'{{"eventId":{_str(event.event_id)}'
         f',"eventTime":"{event_time}"'
         f',"requestId":{_str(context.request_id)}'
+        f"{_tracing_and_tenant(context)}"
+        f',"tags":{_string_map(context.tags)}'
+        f',"routerInstance":{_str(router_instance)}'
+        f',"{body.kind}":{_BUILDERS[type(body)](body)}}}'
+    )
+
+
+# Until tracing and governance fill them in, these five are empty on every event: one constant
+# then, instead of five escaped strings (half of the envelope's 2 us).
+_EMPTY_TRACING_AND_TENANT = ',"traceId":"","spanId":"","apiKeyId":"","team":"","customer":""'
+
+
+def _tracing_and_tenant(context: RequestContext) -> str:
+    if not (context.trace_id or context.span_id or context.api_key_id or context.team or context.customer):
+        return _EMPTY_TRACING_AND_TENANT
+    return (
         f',"traceId":{_str(context.trace_id)}'
         f',"spanId":{_str(context.span_id)}'
         f',"apiKeyId":{_str(context.api_key_id)}'
         f',"team":{_str(context.team)}'
         f',"customer":{_str(context.customer)}'
-        f',"tags":{_string_map(context.tags)}'
-        f',"routerInstance":{_str(router_instance)}'
-        f',"{body.kind}":{_BUILDERS[type(body)](body)}}}'
     )
 
 
@@ -156,6 +170,8 @@ def _double(value: float) -> str:
 
 
 def _string_map(values: Mapping[str, str]) -> str:
+    if not values:
+        return "{}"
     return "{" + ",".join(f"{_str(key)}:{_str(value)}" for key, value in values.items()) + "}"
 
 

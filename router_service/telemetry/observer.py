@@ -53,6 +53,11 @@ def _deployment(provider: str, model: str) -> _DeploymentMetrics:
 
 
 @functools.cache
+def _decisions(policy: str, strategy: str) -> Counter:
+    return metrics.DECISIONS.labels(policy, strategy)
+
+
+@functools.cache
 def _attempt_children(provider: str, model: str, outcome: str, error_class: str) -> tuple[Counter, Histogram]:
     return (
         metrics.UPSTREAM_ATTEMPTS.labels(provider, model, outcome, error_class),
@@ -62,7 +67,7 @@ def _attempt_children(provider: str, model: str, outcome: str, error_class: str)
 
 class MetricsObserver:
     def on_decision(self, ctx: CallContext, decision: RouteDecision) -> None:
-        metrics.DECISIONS.labels(decision.policy, decision.strategy).inc()
+        _decisions(decision.policy, decision.strategy).inc()
 
     def on_attempt(self, ctx: CallContext, index: int, attempt: AttemptRecord, upstream_model: str) -> None:
         count, duration = _attempt_children(
@@ -78,10 +83,15 @@ class MetricsObserver:
     ) -> None:
         d = _deployment(outcome.deployment.provider, outcome.deployment.model)
         usage = outcome.result.usage if isinstance(outcome, Completion) else outcome.done.usage
-        d.input_tokens.inc(usage.input_tokens)
-        d.output_tokens.inc(usage.output_tokens)
-        d.cached_tokens.inc(usage.cached_input_tokens)
-        d.cost.inc(outcome.cost_nanos)
+        # Zero increments are skipped: each inc takes the metric's lock for nothing.
+        if usage.input_tokens:
+            d.input_tokens.inc(usage.input_tokens)
+        if usage.output_tokens:
+            d.output_tokens.inc(usage.output_tokens)
+        if usage.cached_input_tokens:
+            d.cached_tokens.inc(usage.cached_input_tokens)
+        if outcome.cost_nanos:
+            d.cost.inc(outcome.cost_nanos)
 
     def on_error(self, ctx: CallContext, error: BaseException, attempt_count: int, latency_s: float) -> None:
         metrics.REQUEST_ERRORS.labels(status_of(error)[1]).inc()

@@ -31,6 +31,9 @@ class ServerConfig(_Strict):
     # Clients may ping this often without data before the server sends GOAWAY(too_many_pings).
     min_client_ping_interval_s: Annotated[float, Field(gt=0)] = 10.0
     max_concurrent_rpcs: Annotated[int, Field(ge=1)] | None = None
+    # Move everything allocated at start (config, catalog, generated classes, clients) out of the
+    # cyclic GC's reach, so each collection scans only request-time objects (gc.freeze()).
+    gc_freeze_after_start: bool = True
 
     @field_validator("listen")
     @classmethod

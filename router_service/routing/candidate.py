@@ -21,6 +21,23 @@ SENSITIVITY_RANK: Mapping[DataSensitivity, int] = {
     DataSensitivity.RESTRICTED: 2,
 }
 
+# The request path looks enum members up through these instead: an Enum member hashes in Python
+# code (`Enum.__hash__`), which makes a dict lookup keyed by one several times slower than one
+# keyed by its value, a plain str whose hash is cached.
+_TASK_INDEX_BY_VALUE: Mapping[str, int] = {task.value: i for task, i in TASK_INDEX.items()}
+_SENSITIVITY_RANK_BY_VALUE: Mapping[str, int] = {s.value: rank for s, rank in SENSITIVITY_RANK.items()}
+
+
+def task_index(task: TaskType) -> int:
+    """TASK_INDEX[task], faster."""
+    return _TASK_INDEX_BY_VALUE[task._value_]
+
+
+def sensitivity_rank(sensitivity: DataSensitivity) -> int:
+    """SENSITIVITY_RANK[sensitivity], faster."""
+    return _SENSITIVITY_RANK_BY_VALUE[sensitivity._value_]
+
+
 ExclusionKey = tuple[int, int, frozenset[str]]
 
 

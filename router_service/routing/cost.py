@@ -62,16 +62,17 @@ class TokenEstimate:
 
 
 class CostModel:
-    __slots__ = ("_cache_min", "_config", "_output_by_task")
+    __slots__ = ("_cache_min", "_config", "_output_by_value")
 
     def __init__(self, config: CostModelConfig | None = None) -> None:
         self._config = config or CostModelConfig()
-        self._output_by_task = dict(self._config.output_tokens_by_task)
+        self._output_by_value = {task.value: n for task, n in self._config.output_tokens_by_task.items()}
         self._cache_min = self._config.cache_min_prompt_tokens
 
     def estimate(self, request: ChatRequest, task: TaskType) -> TokenEstimate:
         requested = request.params.max_output_tokens
-        expected = requested if requested is not None else self._output_by_task[task]
+        # By value: an Enum member as a dict key hashes in Python code (see routing.candidate).
+        expected = requested if requested is not None else self._output_by_value[task._value_]
         return TokenEstimate(self.prompt_tokens(request), expected, requested)
 
     def prompt_tokens(self, request: ChatRequest) -> int:

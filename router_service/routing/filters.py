@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from router_service.domain import ChatRequest, DataSensitivity, ResponseFormatType, TaskType
-from router_service.routing.candidate import SENSITIVITY_RANK, TASK_INDEX, CandidateTable
+from router_service.routing.candidate import CandidateTable, sensitivity_rank, task_index
 from router_service.routing.cost import TokenEstimate
 from router_service.routing.policy import Policy
 from router_service.routing.strategies.base import RankContext
@@ -54,7 +54,7 @@ class RequestLimits:
         hints = request.hints
         self.task = task
         self.sensitivity = _stricter_sensitivity(hints.data_sensitivity, policy.min_sensitivity)
-        self.sensitivity_rank = SENSITIVITY_RANK[self.sensitivity]
+        self.sensitivity_rank = sensitivity_rank(self.sensitivity)
         self.required_capabilities = required_capabilities(request, streaming)
         self.prompt_tokens = estimate.prompt_tokens
         self.requested_max_output = estimate.requested_max_output
@@ -120,7 +120,7 @@ def run_checks(ctx: RankContext, limits: RequestLimits) -> tuple[list[int], list
 
 
 def _categorical(table: CandidateTable, limits: RequestLimits) -> tuple[list[str | None], list[int]]:
-    key = (limits.sensitivity_rank, TASK_INDEX[limits.task], limits.required_capabilities)
+    key = (limits.sensitivity_rank, task_index(limits.task), limits.required_capabilities)
     found = table.exclusion_memo.get(key)
     if found is None:
         reasons = tuple(_categorical_reason(table, i, limits) for i in range(len(table)))
@@ -238,9 +238,9 @@ def quality_floor(
     alive: list[int], ctx: RankContext, limits: RequestLimits, reasons: list[str | None]
 ) -> list[int]:
     qualities, floor = ctx.qualities, limits.min_quality or 0.0
-    task_index = TASK_INDEX[limits.task]
-    if qualities is ctx.table.quality_by_task[task_index]:  # the priors: no QualityView
-        return _prior_floor(alive, ctx.table, task_index, limits, reasons)
+    index = task_index(limits.task)
+    if qualities is ctx.table.quality_by_task[index]:  # the priors: no QualityView
+        return _prior_floor(alive, ctx.table, index, limits, reasons)
     failing = [i for i in alive if qualities[i] < floor]
     if not failing:
         return alive
@@ -291,10 +291,16 @@ def cost_cap(
     failing = [i for i in alive if costs[i] > cap]
     if not failing:
         return alive
-    # A cap often excludes most candidates: format the common part once, and no call per candidate.
+    # A cap often excludes most candidates: format the common part once, and no call per candidate;
+    # candidates of one price tier have the same cost, so each distinct cost is formatted once.
     suffix = f" nano-USD above cap {cap}"
+    by_cost: dict[int, str] = {}
     for i in failing:
-        reasons[i] = f"estimated cost {costs[i]}{suffix}"
+        cost = costs[i]
+        reason = by_cost.get(cost)
+        if reason is None:
+            reason = by_cost[cost] = f"estimated cost {cost}{suffix}"
+        reasons[i] = reason
     return [i for i in alive if reasons[i] is None]
 
 
@@ -310,7 +316,7 @@ def latency_ceiling(
 
 
 def _stricter_sensitivity(hint: DataSensitivity, floor: DataSensitivity | None) -> DataSensitivity:
-    if floor is None or SENSITIVITY_RANK[hint] >= SENSITIVITY_RANK[floor]:
+    if floor is None or sensitivity_rank(hint) >= sensitivity_rank(floor):
         return hint
     return floor
 

@@ -136,14 +136,14 @@ def decide(
     limit = 1 if request.selection.disable_fallback else policy.max_attempts
     composite = compiled.composite
     eligible_scores = composite.scores(eligible, ctx)
-    scores = _scatter(eligible, eligible_scores, len(table))
     if strategy == ALIAS:  # an alias is an ordered list: its order is the point
         ordered: Sequence[Iterable[int]] = [eligible]
     elif not table.pinned_count:
         ordered = [composite.order(eligible, ctx, eligible_scores)]
     else:
+        score_of = dict(zip(eligible, eligible_scores, strict=True))
         ordered = [
-            composite.order(g, ctx, [scores[i] for i in g])
+            composite.order(g, ctx, [score_of[i] for i in g])
             for g in _pinned_first(eligible, table.pinned_count)
         ]
     chain = _chain(ordered, limit, _deferral(ctx, hints.latency_target_s, ramp_value))
@@ -153,7 +153,7 @@ def decide(
         strategy,
         task,
         tuple([keys[i] for i in chain]),
-        _views(table, reasons, ctx.cost_nanos, scores),
+        _views(table, reasons, ctx.cost_nanos, _scatter(eligible, eligible_scores, len(table))),
     )
 
 
@@ -194,8 +194,11 @@ def _deferral(ctx: RankContext, latency_target_s: float | None, ramp_value: floa
     live, keys = ctx.live, ctx.table.keys
     if live is None:
         return _never
+    ramping = live.ramping(ctx.now)
+    if not ramping and latency_target_s is None:  # the common case
+        return _never
     # Held back this time: ramping deployments whose fraction this request's draw exceeds.
-    held_back = {key for key, fraction in live.ramping(ctx.now).items() if ramp_value >= fraction}
+    held_back = {key for key, fraction in ramping.items() if ramp_value >= fraction}
     if latency_target_s is None:
         return (lambda i: keys[i] in held_back) if held_back else _never
     p95s = ctx.p95s

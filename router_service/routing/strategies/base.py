@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from router_service.domain import TaskType
-from router_service.routing.candidate import TASK_INDEX, CandidateTable
+from router_service.routing.candidate import CandidateTable, task_index
 from router_service.routing.signals import LiveSignals, QualityView
 
 TieBreak = Callable[[list[int]], Iterable[int]]
@@ -95,7 +95,7 @@ class RankContext:
     def qualities(self) -> Sequence[float]:
         """Quality per candidate for this task: the prior, refined by the QualityView if there is one."""
         if self._qualities is None:
-            priors = self.table.quality_by_task[TASK_INDEX[self.task]]
+            priors = self.table.quality_by_task[task_index(self.task)]
             view = self.quality_view
             if view is None:
                 self._qualities = priors  # the table's own tuple: read-only, no copy needed

@@ -26,6 +26,8 @@ that noise from the shared machine lands on all of them alike:
 
 CPU per request: `time.process_time()` (all threads) over a rep, after a short settle so that the
 event sender's linger is inside it, divided by the calls answered; median and min over the reps.
+`--gc-freeze` freezes the start-up objects as `serve` does; without it, full collections walk them
+too, and events (whose queued objects get promoted) trigger more of those (see bench/README.md).
 
 Where it goes:
 - `--profile` runs more reps of each router variant under cProfile and prints self time by
@@ -49,6 +51,7 @@ import argparse
 import asyncio
 import collections
 import cProfile
+import gc
 import inspect
 import json
 import multiprocessing
@@ -81,6 +84,7 @@ from router_service.settings import parse_config
 from router_service.sim.presets import preset_config
 from router_service.sim.server import SimServer
 from router_service.telemetry import observer as observer_module
+from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS
 
 VARIANTS = ("echo", "http", "router", "router+events")
 MODEL = "bench-model"
@@ -88,7 +92,9 @@ PROMPT = "Hello router"
 ECHO_METHOD = "/bench.v1.Echo/Echo"
 ECHO_PAYLOAD = b"x" * 64
 HTTP_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}).encode()
-SETTLE_S = 0.15  # after a rep: the event sender's linger (50 ms) plus the broker's ack
+# After a rep: the event sender's linger plus the broker's ack, so that the rep's last round is
+# counted in it (and not in the next rep, which may be another variant's).
+SETTLE_S = DEFAULT_LINGER_MS / 1000 + 0.1
 
 
 def pin_to(cpu: int | None) -> None:
@@ -345,6 +351,12 @@ async def main(args: argparse.Namespace) -> None:
         variants = await start_variants(args.variants, stack, client, sim_url, args.concurrency)
         for variant in variants:  # warm-up: connections, caches, lazily built objects
             await variant.run(args.warmup)
+        if args.gc_freeze:
+            # What `serve` does after start (server.gc_freeze_after_start): without it every full
+            # collection walks the start-up objects too, and a variant whose requests promote
+            # more objects to the oldest generation (events) pays for those walks.
+            gc.collect()
+            gc.freeze()
         for rep in range(args.reps):
             shift = rep % len(variants)
             for variant in variants[shift:] + variants[:shift]:
@@ -537,6 +549,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to CPUs")
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="gc.freeze() after start-up, as `router-service serve` does"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the router variants")
     parser.add_argument("--profile-reps", type=int, default=2)
     parser.add_argument("--top", type=int, default=0, help="with --profile: list the top N functions")

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from router_service.catalog import NANOS_PER_USD
-from router_service.telemetry.publisher_config import DEFAULT_TOPIC
+from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS, DEFAULT_TOPIC
 
 
 class _Strict(BaseModel):
@@ -162,6 +162,9 @@ class EventsConfig(_Strict):
     # zstd: measured cheapest per event here (bench/event_publisher.py), and Kafka-native since 2.1.
     compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = "zstd"
     queue_max: Annotated[int, Field(ge=1)] = 10_000
+    # How long events gather before one send: longer rounds cost the router less CPU per event,
+    # and events reach Kafka up to this much later (measured in PublisherConfig.linger_ms).
+    linger_ms: Annotated[int, Field(ge=0, le=10_000)] = DEFAULT_LINGER_MS
     spool_dir: str = "var/spool/events"
     spool_max_bytes: Annotated[int, Field(ge=1 << 20)] = 256 << 20
     # Kafka's idempotent producer; the embedded Tansu broker does not support it (see up).

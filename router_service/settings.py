@@ -255,6 +255,7 @@ def _publisher(events: EventsConfig) -> PublisherConfig:
         encoding=events.encoding,
         compression_type=events.compression,
         queue_max=events.queue_max,
+        linger_ms=events.linger_ms,
         spool_dir=events.spool_dir,
         spool_max_bytes=events.spool_max_bytes,
         enable_idempotence=events.enable_idempotence,

@@ -11,6 +11,7 @@ from router_service.telemetry.event_codec import Encoding
 from router_service.telemetry.kafka_client import KafkaSecurity
 
 DEFAULT_TOPIC = "llmrouter.events.v1"
+DEFAULT_LINGER_MS = 150  # see PublisherConfig.linger_ms
 _COMPRESSION_CHECKS = {"gzip": has_gzip, "snappy": has_snappy, "lz4": has_lz4, "zstd": has_zstd}
 
 
@@ -33,11 +34,14 @@ class PublisherConfig:
     # gzip works out of the box; snappy, lz4 and zstd need the cramjam package (aiokafka[zstd]).
     compression_type: str = "zstd"  # zstd | lz4 | gzip | snappy | none (cramjam provides zstd, lz4, snappy)
     # How long the sender gathers events into one round before sending them. A round's fixed cost
-    # (loop, producer, request, ack) dwarfs an event's, so longer rounds cost the router less CPU
-    # per event; events reach Kafka up to this much later. 5 ms cost 3-4x the CPU per event of
-    # 50 ms at 300-1500 events/s (bench/event_publisher.py, paced loads); 100 ms saves little more
-    # at a busy router's rate.
-    linger_ms: int = 50
+    # (loop, producer, request, ack; about 0.8 ms here) dwarfs an event's, so longer rounds cost
+    # the router less CPU per event; events reach Kafka up to this much later, which nothing
+    # downstream notices (consumers publish snapshots every second or more). 5 ms cost 3-4x the
+    # CPU per event of 50 ms at 300-1500 events/s (bench/event_publisher.py, paced loads); 150 ms
+    # cost 25-30% less than 50 ms at 1500 events/s (~500 requests/s) and ~45% less at 300/s.
+    # A busy router fills `send_batch_max` sooner and sends then, so the linger only bounds how
+    # long a quiet router's events wait.
+    linger_ms: int = DEFAULT_LINGER_MS
     max_batch_bytes: int = 256 << 10  # aiokafka max_batch_size, per partition
     max_request_bytes: int = 1 << 20  # largest record we send; bigger ones are dropped and counted
     send_batch_max: int = 500  # events per sender round trip

@@ -88,6 +88,7 @@ def _decision_from_json(data: dict[str, Any]) -> Decision:
 
 def _attempt_from_json(data: dict[str, Any]) -> Attempt:
     ttft = data.get("timeToFirstTokenMs")
+    unused = data.get("unusedUsage") or {}  # a message field: absent unless set
     return Attempt(
         provider=_text(data, "provider"),
         model=_text(data, "model"),
@@ -95,6 +96,11 @@ def _attempt_from_json(data: dict[str, Any]) -> Attempt:
         error_class=_enum(data["errorClass"], "ERROR_CLASS_"),
         latency_ms=int(data["latencyMs"]),
         ttft_ms=None if ttft is None else int(ttft),
+        unused_input_tokens=int(unused.get("inputTokenCount", 0)),
+        unused_output_tokens=int(unused.get("outputTokenCount", 0)),
+        unused_cached_input_tokens=int(unused.get("cachedInputTokenCount", 0)),
+        # Absent in events written before the field existed.
+        unused_cost_nanos_usd=int(data.get("unusedCostNanosUsd", 0)),
     )
 
 
@@ -206,6 +212,10 @@ def _attempt_from_proto(attempt: events_pb2.AttemptEvent) -> Attempt:
         error_class=_ERROR_CLASSES.get(attempt.error_class, "unspecified"),
         latency_ms=attempt.latency_ms,
         ttft_ms=attempt.time_to_first_token_ms if attempt.HasField("time_to_first_token_ms") else None,
+        unused_input_tokens=attempt.unused_usage.input_token_count,
+        unused_output_tokens=attempt.unused_usage.output_token_count,
+        unused_cached_input_tokens=attempt.unused_usage.cached_input_token_count,
+        unused_cost_nanos_usd=attempt.unused_cost_nanos_usd,
     )
 
 

@@ -48,6 +48,17 @@ class Attempt:
     error_class: str = "unspecified"  # "rate_limited", "timeout", ... with outcome error/cancelled
     latency_ms: int = 0
     ttft_ms: int | None = None  # unset when no token arrived or the call was not streamed
+    # A hedge loser that answered after its request was answered: what the unused answer cost.
+    unused_input_tokens: int = 0
+    unused_output_tokens: int = 0
+    unused_cached_input_tokens: int = 0
+    unused_cost_nanos_usd: int = 0
+
+    @property
+    def billed_unused(self) -> bool:
+        return (
+            self.unused_cost_nanos_usd != 0 or self.unused_input_tokens != 0 or self.unused_output_tokens != 0
+        )
 
 
 @dataclass(frozen=True, slots=True)

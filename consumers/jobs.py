@@ -26,7 +26,8 @@ class Job:
 
 
 JOBS: dict[str, Job] = {
-    "costs": Job("costs", frozenset({"completion"}), "llmrouter.costs.v1", CostsAggregator),
+    # Attempts too: a hedge loser that answered after its request did carries a cost of its own.
+    "costs": Job("costs", frozenset({"completion", "attempt"}), "llmrouter.costs.v1", CostsAggregator),
     "health": Job("health", frozenset({"attempt"}), "llmrouter.health.v1", HealthAggregator),
     # Decisions and completions feed the join index; feedback events are what is counted.
     "quality": Job(

@@ -204,6 +204,9 @@ class AttemptRecord:
     started_at_unix_s: float = 0.0
     retry_after_s: float | None = None
     hedged: bool = False  # started as a race against a slow first choice
+    # A hedge loser that finished after its request was answered: what its unused answer cost.
+    unused_usage: Usage | None = None
+    unused_cost_nanos: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ StreamInterruptedError (never a clean finish).
 
 Hedging: the first good answer wins and the loser is cancelled, unless the loser's deployment has
 answered nothing since the loser was sent. Then the loser is left to finish (or hit its own
-attempt timeout) in the background, and only its outcome's effect on live state remains: a hung
-deployment behind a hedging policy must still fail its attempts and be taken out of rotation,
-instead of only ever losing races (which say nothing about health) while keeping its traffic.
+attempt timeout) in the background: a hung deployment behind a hedging policy must still fail its
+attempts and be taken out of rotation, instead of only ever losing races (which say nothing about
+health) while keeping its traffic. Its attempt event is published when it ends, with its real
+outcome and, when it answered, the cost of that unused answer (`request_run.LateAttempt`).
 `aclose` cancels what is still running at shutdown.
 """
 
@@ -39,7 +40,7 @@ from router_service.providers.base import ProviderAdapter
 from router_service.request_run import (
     CallContext,
     Completion,
-    LiveOutcomes,
+    LateAttempt,
     NullObserver,
     RequestObserver,
     Resilience,
@@ -104,7 +105,6 @@ class Engine:
         self._rng = random.Random(seed)
         self._seed = seed
         self._setup = self._build(config, adapters)
-        self._live_outcomes = LiveOutcomes(self.live)
         self._detached: set[asyncio.Task[_Outcome]] = set()  # hedge losers left to finish
 
     async def aclose(self) -> None:
@@ -211,8 +211,8 @@ class Engine:
         hedged: bool = False,
         racer: _Racer | None = None,
     ) -> _Outcome:
-        """One upstream call, recorded; returns (result, None) or (None, error). A racer that was
-        detached (see `_race`) records its outcome in live state only."""
+        """One upstream call, recorded; returns (result, None) or (None, error). A racer left to
+        finish after the answer (see `_race`) reports through its LateAttempt instead."""
         timeout = targets.timeout_for(d)
         started = time.monotonic()
         if racer is not None:
@@ -230,11 +230,12 @@ class Engine:
             return None, error
         finally:
             self.live.end(d.key)
-        self._recorder(run, racer).succeeded(d, started, None, hedged=hedged)
+        self._recorder(run, racer).succeeded(d, started, None, hedged=hedged, usage=result.usage)
         return result, None
 
-    def _recorder(self, run: Run, racer: _Racer | None) -> Run | LiveOutcomes:
-        return self._live_outcomes if racer is not None and racer.detached else run
+    def _recorder(self, run: Run, racer: _Racer | None) -> Run | LateAttempt:
+        late = racer.late if racer is not None else None
+        return late if late is not None else run
 
     async def _race(
         self, setup: _Setup, run: Run, targets: Targets, first: Deployment, delay_s: float
@@ -282,8 +283,7 @@ class Engine:
             await asyncio.gather(*cancelled, return_exceptions=True)
 
     def _detach(self, run: Run, task: asyncio.Task[_Outcome], racer: _Racer) -> None:
-        racer.detached = True
-        run.abandoned(racer.deployment, racer.started, hedged=racer.hedged)
+        racer.late = run.abandoned(racer.deployment, racer.started, hedged=racer.hedged)
         self._detached.add(task)
         task.add_done_callback(self._forget)
 
@@ -379,13 +379,13 @@ class Engine:
 class _Racer:
     """One attempt of a hedge race."""
 
-    __slots__ = ("deployment", "detached", "hedged", "started")
+    __slots__ = ("deployment", "hedged", "late", "started")
 
     def __init__(self, deployment: Deployment, hedged: bool) -> None:
         self.deployment = deployment
         self.hedged = hedged
         self.started = time.monotonic()  # replaced by the attempt's own start
-        self.detached = False  # left to finish after its request was answered
+        self.late: LateAttempt | None = None  # set when left to finish after the answer
 
 
 def _as_provider_error(exc: BaseException, timeout_s: float) -> ProviderError:

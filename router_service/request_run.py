@@ -26,6 +26,7 @@ from router_service.domain import (
     ChatResult,
     RouteDecision,
     StreamDone,
+    Usage,
 )
 from router_service.errors import (
     AllAttemptsFailedError,
@@ -141,8 +142,8 @@ class Run:
     ) -> None:
         self.ctx = ctx
         self.request = request
-        self._observer = observer
-        self._live = live
+        self.observer = observer
+        self.live = live
         self.decision: RouteDecision | None = None
         self.attempts: list[AttemptRecord] = []
         self.failures: list[tuple[str, ProviderError]] = []
@@ -150,83 +151,55 @@ class Run:
 
     def decided(self, decision: RouteDecision) -> RouteDecision:
         self.decision = decision
-        self._observer.on_decision(self.ctx, decision)
+        self.observer.on_decision(self.ctx, decision)
         return decision
 
     def decision_or_raise(self) -> RouteDecision:
         assert self.decision is not None, "attempts happen only after a decision"
         return self.decision
 
-    def succeeded(self, d: Deployment, started: float, ttft: float | None, *, hedged: bool = False) -> None:
+    def succeeded(
+        self,
+        d: Deployment,
+        started: float,
+        ttft: float | None,
+        *,
+        hedged: bool = False,
+        usage: Usage | None = None,  # a used answer's usage goes with the completion, not here
+    ) -> None:
         now = time.monotonic()
-        self._live.record_success(d.key, now - started, ttft, now)
-        self._add(d, AttemptOutcome.SUCCESS, started, now, ttft=ttft, http_status=200, hedged=hedged)
+        self.live.record_success(d.key, now - started, ttft, now)
+        self._add(
+            d, _record(d, AttemptOutcome.SUCCESS, started, now, ttft=ttft, http_status=200, hedged=hedged)
+        )
 
     def failed(self, d: Deployment, started: float, error: ProviderError, *, hedged: bool = False) -> None:
         now = time.monotonic()
-        self._live.record_failure(d.key, error.error_class, now, error.retry_after_s)
+        self.live.record_failure(d.key, error.error_class, now, error.retry_after_s)
         self.failures.append((d.key, error))
-        self._add(
-            d,
-            AttemptOutcome.ERROR,
-            started,
-            now,
-            error_class=error.error_class.value,
-            http_status=error.status_code,
-            retry_after_s=error.retry_after_s,
-            hedged=hedged,
-        )
+        self._add(d, _failure_record(d, started, now, error, hedged))
 
     def cancelled(self, d: Deployment, started: float, *, hedged: bool = False) -> None:
         now = time.monotonic()
         # Nobody's failure (caller left, or a hedge lost); still frees a half-open probe slot.
-        self._live.record_failure(d.key, ErrorClass.CANCELLED, now)
-        self._add(
-            d, AttemptOutcome.CANCELLED, started, now, error_class=ErrorClass.CANCELLED.value, hedged=hedged
-        )
+        self.live.record_failure(d.key, ErrorClass.CANCELLED, now)
+        self._add(d, _cancelled_record(d, started, now, hedged))
 
-    def abandoned(self, d: Deployment, started: float, *, hedged: bool = False) -> None:
+    def abandoned(self, d: Deployment, started: float, *, hedged: bool = False) -> LateAttempt:
         """A hedge race's loser left to finish after the request is answered: cancelled as far as
-        the caller (and telemetry) are concerned. Its real outcome goes to live state only, when it
-        comes (`LiveOutcomes`)."""
-        now = time.monotonic()
-        self._add(
-            d, AttemptOutcome.CANCELLED, started, now, error_class=ErrorClass.CANCELLED.value, hedged=hedged
-        )
+        the caller's response is concerned. Its event waits for its real outcome: the returned
+        LateAttempt records that in live state and publishes it in the place kept here."""
+        self.attempts.append(_cancelled_record(d, started, time.monotonic(), hedged))
+        return LateAttempt(self, len(self.attempts) - 1, d.upstream_model)
 
-    def _add(
-        self,
-        d: Deployment,
-        outcome: AttemptOutcome,
-        started: float,
-        now: float,
-        *,
-        ttft: float | None = None,
-        error_class: str = "",
-        http_status: int = 0,
-        retry_after_s: float | None = None,
-        hedged: bool = False,
-    ) -> None:
-        latency = now - started
-        record = AttemptRecord(
-            provider=d.provider,
-            model=d.model,
-            outcome=outcome,
-            latency_s=latency,
-            error_class=error_class,
-            http_status=http_status,
-            time_to_first_token_s=ttft,
-            started_at_unix_s=time.time() - latency,
-            retry_after_s=retry_after_s,
-            hedged=hedged,
-        )
+    def _add(self, d: Deployment, record: AttemptRecord) -> None:
         self.attempts.append(record)
-        self._observer.on_attempt(self.ctx, len(self.attempts) - 1, record, d.upstream_model)
+        self.observer.on_attempt(self.ctx, len(self.attempts) - 1, record, d.upstream_model)
 
     def finished(self, outcome: Completion | StreamFinish) -> None:
         self.closed = True
         latency = time.monotonic() - self.ctx.started
-        self._observer.on_completion(self.ctx, self.request, outcome, latency)
+        self.observer.on_completion(self.ctx, self.request, outcome, latency)
 
     def ended_with(self, error: BaseException) -> None:
         # Exactly one terminal report per request: a consumer that stops iterating right after
@@ -235,25 +208,112 @@ class Run:
             return
         self.closed = True
         latency = time.monotonic() - self.ctx.started
-        self._observer.on_error(self.ctx, error, len(self.attempts), latency)
+        self.observer.on_error(self.ctx, error, len(self.attempts), latency)
 
 
-class LiveOutcomes:
-    """Records attempt outcomes in live state only (`Run`'s recording methods, minus the request):
-    for a hedge loser that finishes after its request has been answered."""
+class LateAttempt:
+    """The attempt event of a hedge loser that ran on after its request was answered (see
+    `Run.abandoned`), published when the attempt ends, with its real outcome. A loser that did
+    answer carries its unused usage and exact cost: the upstream billed it, and cost rollups and
+    budgets must see it even though no caller got the answer."""
 
-    def __init__(self, live: LiveState) -> None:
-        self._live = live
+    __slots__ = ("_index", "_run", "_upstream_model")
 
-    def succeeded(self, d: Deployment, started: float, ttft: float | None, *, hedged: bool = False) -> None:
+    def __init__(self, run: Run, index: int, upstream_model: str) -> None:
+        self._run = run
+        self._index = index
+        self._upstream_model = upstream_model
+
+    def succeeded(
+        self,
+        d: Deployment,
+        started: float,
+        ttft: float | None,
+        *,
+        hedged: bool = False,
+        usage: Usage | None = None,
+    ) -> None:
         now = time.monotonic()
-        self._live.record_success(d.key, now - started, ttft, now)
+        self._run.live.record_success(d.key, now - started, ttft, now)
+        cost = d.price.cost_nanos(usage) if usage is not None else 0
+        record = _record(
+            d,
+            AttemptOutcome.SUCCESS,
+            started,
+            now,
+            ttft=ttft,
+            http_status=200,
+            hedged=hedged,
+            unused_usage=usage,
+            unused_cost_nanos=cost,
+        )
+        self._publish(record)
 
     def failed(self, d: Deployment, started: float, error: ProviderError, *, hedged: bool = False) -> None:
-        self._live.record_failure(d.key, error.error_class, time.monotonic(), error.retry_after_s)
+        now = time.monotonic()
+        self._run.live.record_failure(d.key, error.error_class, now, error.retry_after_s)
+        self._publish(_failure_record(d, started, now, error, hedged))
 
     def cancelled(self, d: Deployment, started: float, *, hedged: bool = False) -> None:
-        self._live.record_failure(d.key, ErrorClass.CANCELLED, time.monotonic())
+        now = time.monotonic()  # cancelled at shutdown (`Engine.aclose`)
+        self._run.live.record_failure(d.key, ErrorClass.CANCELLED, now)
+        self._publish(_cancelled_record(d, started, now, hedged))
+
+    def _publish(self, record: AttemptRecord) -> None:
+        run = self._run
+        run.observer.on_attempt(run.ctx, self._index, record, self._upstream_model)
+
+
+def _record(
+    d: Deployment,
+    outcome: AttemptOutcome,
+    started: float,
+    now: float,
+    *,
+    ttft: float | None = None,
+    error_class: str = "",
+    http_status: int = 0,
+    retry_after_s: float | None = None,
+    hedged: bool = False,
+    unused_usage: Usage | None = None,
+    unused_cost_nanos: int = 0,
+) -> AttemptRecord:
+    latency = now - started
+    return AttemptRecord(
+        provider=d.provider,
+        model=d.model,
+        outcome=outcome,
+        latency_s=latency,
+        error_class=error_class,
+        http_status=http_status,
+        time_to_first_token_s=ttft,
+        started_at_unix_s=time.time() - latency,
+        retry_after_s=retry_after_s,
+        hedged=hedged,
+        unused_usage=unused_usage,
+        unused_cost_nanos=unused_cost_nanos,
+    )
+
+
+def _failure_record(
+    d: Deployment, started: float, now: float, error: ProviderError, hedged: bool
+) -> AttemptRecord:
+    return _record(
+        d,
+        AttemptOutcome.ERROR,
+        started,
+        now,
+        error_class=error.error_class.value,
+        http_status=error.status_code,
+        retry_after_s=error.retry_after_s,
+        hedged=hedged,
+    )
+
+
+def _cancelled_record(d: Deployment, started: float, now: float, hedged: bool) -> AttemptRecord:
+    return _record(
+        d, AttemptOutcome.CANCELLED, started, now, error_class=ErrorClass.CANCELLED.value, hedged=hedged
+    )
 
 
 class Targets:

@@ -28,6 +28,14 @@ from router_service.providers.base import ProviderEndpoint
 HANG = "hang"
 
 
+@dataclass(frozen=True)
+class Delayed:
+    """A script step: wait `seconds`, then play `then`."""
+
+    seconds: float
+    then: Any
+
+
 def ok_result(text: str = "ok") -> ChatResult:
     return ChatResult(
         message=Message(role=Role.ASSISTANT, content=text),
@@ -56,6 +64,9 @@ class FakeAdapter:
 
     async def complete(self, request: ChatRequest, upstream_model: str) -> ChatResult:
         step = self._next()
+        if isinstance(step, Delayed):
+            await asyncio.sleep(step.seconds)
+            step = step.then
         if step == HANG:
             try:
                 await asyncio.Event().wait()

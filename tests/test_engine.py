@@ -20,7 +20,7 @@ from router_service.errors import (
     UpstreamRejectedError,
 )
 from router_service.settings import parse_config
-from tests.fakes import HANG, FakeAdapter, RecordingObserver, done, error, ok_result
+from tests.fakes import HANG, Delayed, FakeAdapter, RecordingObserver, done, error, ok_result
 
 PROVIDERS = ("a", "b", "c")
 
@@ -310,16 +310,45 @@ async def test_hung_first_choice_is_hedged_and_the_loser_left_to_time_out() -> N
     result = await engine.complete(request(), ctx())
     assert time.monotonic() - started < 0.4  # the hedge answered, not the 0.5 s timeout
     assert result.deployment.provider == "b"
-    outcomes = {(a.provider, a.outcome, a.hedged) for _, a in observer.attempts}
-    assert outcomes == {("a", AttemptOutcome.CANCELLED, False), ("b", AttemptOutcome.SUCCESS, True)}
+    # The caller's response shows the loser as cancelled (it did not wait for it), after the winner.
+    assert [(a.provider, a.outcome) for a in result.attempts] == [
+        ("b", AttemptOutcome.SUCCESS),
+        ("a", AttemptOutcome.CANCELLED),
+    ]
     # "a" has answered nothing since the loser was sent: it runs on until its own timeout, which
-    # then counts against a's health (live state only: the request is over).
+    # then counts against a's health, and only then is its attempt reported, as what it was.
     assert adapters["a"].cancelled == 0 and engine.live.in_flight("a/ma") == 1
+    assert [(i, a.provider, a.outcome) for i, a in observer.attempts] == [(0, "b", AttemptOutcome.SUCCESS)]
     await asyncio.sleep(0.6)
     assert adapters["a"].cancelled == 1 and engine.live.in_flight("a/ma") == 0
     snapshots = {s.key: s for s in engine.live.snapshot(time.monotonic())}
     assert snapshots["a/ma"].errors_by_class == {"timeout": 1}
-    assert len(observer.attempts) == 2 and len(observer.completions) == 1  # nothing reported late
+    late_index, late = observer.attempts[-1]
+    assert (late_index, late.provider, late.outcome, late.error_class) == (
+        1,
+        "a",
+        AttemptOutcome.ERROR,
+        ErrorClass.TIMEOUT.value,
+    )
+    assert late.unused_usage is None and late.unused_cost_nanos == 0
+    assert len(observer.attempts) == 2 and len(observer.completions) == 1
+
+
+async def test_hedge_loser_that_answers_after_the_winner_reports_its_unused_cost() -> None:
+    engine, adapters, observer = hedging_engine(attempt_timeout_s=2)
+    adapters["a"].script = [Delayed(0.2, ok_result("late"))]
+    result = await engine.complete(request(), ctx())
+    assert result.deployment.provider == "b"
+    assert result.cost_nanos == 10 * 1_000 + 5 * 2_000  # b's answer: 10 in, 5 out at $1/$2 per Mtok
+    assert [i for i, _ in observer.attempts] == [0]
+    await asyncio.sleep(0.3)
+    late_index, late = observer.attempts[-1]
+    assert (late_index, late.provider, late.outcome, late.hedged) == (1, "a", AttemptOutcome.SUCCESS, False)
+    # The upstream billed the answer nobody used: its usage and exact cost go with the attempt,
+    # not the completion (which holds only the answer the caller got).
+    assert late.unused_usage == ok_result().usage
+    assert late.unused_cost_nanos == 10 * 1_000 + 5 * 2_000
+    assert engine.live.in_flight("a/ma") == 0
 
 
 async def test_hung_deployment_behind_hedging_is_taken_out_of_rotation() -> None:

@@ -1,6 +1,8 @@
 """Cost rollups: `llmrouter.costs.v1`, exact nano-USD and token sums per dimension and window.
 
-Input: completion events. Each completion counts once in each of its dimensions: `total=all`,
+Input: completion events, and attempt events that carry an unused answer's cost (a hedge loser
+that finished after its request was answered: the upstream billed it). Each counts once in each
+of its dimensions: `total=all`,
 `api_key=<id>`, `team=<team>`, `customer=<customer>`, `model=<model>`, `provider=<provider>` and
 `tag:<key>=<value>` per caller tag (dimensions.py). Windows: UTC minute, hour and day by event
 time; each keeps the current window and the one before (aggregate.py).
@@ -16,13 +18,17 @@ dimension (view.py). Value (JSON; amounts are decimal strings, exact beyond 2**5
                     "requests": 12, "cache_hits": 1,
                     "cost_nanos_usd": "348000", "cost_usd": "0.000348000",
                     "cost_saved_nanos_usd": "29100",
-                    "input_tokens": "5400", "output_tokens": "820", "cached_input_tokens": "0"},
+                    "input_tokens": "5400", "output_tokens": "820", "cached_input_tokens": "0",
+                    "unused_answers": 1, "unused_cost_nanos_usd": "21000"},
                    {"start": "2026-11-22T05:15:00.000Z", ...}],
         "hour": [...], "day": [...]
       },
       "generated_at": "2026-11-22T05:15:27.324Z",
       "source": {"topic": "llmrouter.events.v1", "partition": 3, "offset": 18234}
     }
+
+`requests` counts completions; `cost_nanos_usd` and the token sums are everything billed, the
+`unused_answers` hedge losers' included (their part: `unused_cost_nanos_usd`), so budgets see it.
 
 `source.offset`: the state covers every record of that input partition below this offset. A null
 value (tombstone) means the dimension has no window left in retention.

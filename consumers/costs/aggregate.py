@@ -21,7 +21,7 @@ from consumers.aggregator import DimensionRecord, JsonDict
 from consumers.costs.dimensions import Dimension, dimensions_of
 from consumers.costs.rollup import DimensionTotals
 from consumers.costs.totals import Totals
-from consumers.events import Completion, Event
+from consumers.events import Attempt, Completion, Event
 from consumers.restore_gate import RestoreGate
 from consumers.windows import GRANULARITIES, window_start
 
@@ -43,9 +43,11 @@ class CostsAggregator:
         self._retain_from = {name: 0 for name in self._sizes}
 
     def apply(self, event: Event, offset: int) -> bool:
-        completion = event.body
-        if not isinstance(completion, Completion):
-            return True  # not ours to count (the runner only routes completions here)
+        cost = event.body
+        if isinstance(cost, Attempt) and not cost.billed_unused:
+            return True  # an ordinary attempt: its cost, if any, is in its request's completion
+        if not isinstance(cost, Completion | Attempt):
+            return True  # not ours to count (the runner only routes completions and attempts here)
         event_time_s = event.envelope.event_time_s
         self._advance(event_time_s)
         starts = {
@@ -55,8 +57,8 @@ class CostsAggregator:
         }
         if not starts:
             return False
-        for dimension in dimensions_of(event.envelope, completion):
-            self._add(dimension, starts, completion, offset)
+        for dimension in dimensions_of(event.envelope, cost):
+            self._add(dimension, starts, cost, offset)
         return True
 
     def index(self, event: Event, offset: int) -> None:
@@ -89,7 +91,7 @@ class CostsAggregator:
         return None if state is None else state.windows[granularity].get(start)
 
     def _add(
-        self, dimension: Dimension, starts: Mapping[str, int], completion: Completion, offset: int
+        self, dimension: Dimension, starts: Mapping[str, int], cost: Completion | Attempt, offset: int
     ) -> None:
         key = dimension.key
         if key not in self._dims and len(self._dims) >= self._max_dimensions:
@@ -100,7 +102,7 @@ class CostsAggregator:
         state = self._dims.get(key)
         if state is None:
             state = self._dims[key] = DimensionTotals(dimension, self._sizes)
-        state.add(starts, completion)
+        state.add(starts, cost)
         self._dirty.add(key)
 
     def _advance(self, event_time_s: float) -> None:

@@ -1,4 +1,4 @@
-"""The dimensions one completion's cost is added to.
+"""The dimensions one completion's cost (or one unused hedge answer's) is added to.
 
 Every completion counts once in each of: `total=all`, `api_key=<id>`, `team=<team>`,
 `customer=<customer>`, `model=<model>`, `provider=<provider>`, and `tag:<key>=<value>` per caller
@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.events import Completion, Envelope
+from consumers.events import Attempt, Completion, Envelope
 from consumers.snapshot_keys import part
 
 OVERFLOW_VALUE = "_OTHER"  # where new dimensions go once a partition holds max_dimensions
@@ -43,7 +43,7 @@ class Dimension:
         return cls(str(data["name"]), str(data["value"]), str(data.get("tag_key", "")))
 
 
-def dimensions_of(envelope: Envelope, completion: Completion) -> list[Dimension]:
+def dimensions_of(envelope: Envelope, completion: Completion | Attempt) -> list[Dimension]:
     dimensions = [
         Dimension("total", "all"),
         Dimension("api_key", envelope.api_key_id),

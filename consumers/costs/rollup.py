@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from consumers.aggregator import JsonDict
 from consumers.costs.dimensions import Dimension
 from consumers.costs.totals import Totals
-from consumers.events import Completion
+from consumers.events import Attempt, Completion
 from consumers.windows import parse_rfc3339, rfc3339
 
 KIND = "cost_rollup"
@@ -22,13 +22,16 @@ class DimensionTotals:
         self.dimension = dimension
         self.windows: dict[str, dict[int, Totals]] = {name: {} for name in granularities}
 
-    def add(self, starts: Mapping[str, int], completion: Completion) -> None:
+    def add(self, starts: Mapping[str, int], cost: Completion | Attempt) -> None:
         for name, start in starts.items():
             windows = self.windows[name]
             totals = windows.get(start)
             if totals is None:
                 totals = windows[start] = Totals()
-            totals.add(completion)
+            if isinstance(cost, Completion):
+                totals.add(cost)
+            else:
+                totals.add_unused(cost)
 
     def prune(self, retain_from: Mapping[str, int]) -> bool:
         """Drop windows that start before retain_from; True when any was dropped."""

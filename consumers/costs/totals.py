@@ -12,23 +12,37 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
-from consumers.events import Completion
+from consumers.events import Attempt, Completion
 
 NANOS_PER_USD = 1_000_000_000
 # Amounts printed as strings; counts of requests stay JSON numbers.
-_AMOUNTS = ("cost_nanos_usd", "cost_saved_nanos_usd", "input_tokens", "output_tokens", "cached_input_tokens")
-_COUNTS = ("requests", "cache_hits")
+_AMOUNTS = (
+    "cost_nanos_usd",
+    "cost_saved_nanos_usd",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "unused_cost_nanos_usd",
+)
+_COUNTS = ("requests", "cache_hits", "unused_answers")
+# Added after the first snapshots were written: absent from those, read as 0.
+_ADDED_LATER = frozenset({"unused_answers", "unused_cost_nanos_usd"})
 
 
 @dataclass(slots=True)
 class Totals:
+    """What the upstreams billed: the answers callers got (`requests`), plus answers nobody used
+    (hedge losers that finished anyway), whose share is also shown on its own (`unused_*`)."""
+
     requests: int = 0
     cache_hits: int = 0
-    cost_nanos_usd: int = 0
+    cost_nanos_usd: int = 0  # everything billed, unused answers included
     cost_saved_nanos_usd: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    unused_answers: int = 0
+    unused_cost_nanos_usd: int = 0
 
     def add(self, completion: Completion) -> None:
         self.requests += 1
@@ -38,6 +52,14 @@ class Totals:
         self.input_tokens += completion.input_tokens
         self.output_tokens += completion.output_tokens
         self.cached_input_tokens += completion.cached_input_tokens
+
+    def add_unused(self, attempt: Attempt) -> None:
+        self.unused_answers += 1
+        self.unused_cost_nanos_usd += attempt.unused_cost_nanos_usd
+        self.cost_nanos_usd += attempt.unused_cost_nanos_usd
+        self.input_tokens += attempt.unused_input_tokens
+        self.output_tokens += attempt.unused_output_tokens
+        self.cached_input_tokens += attempt.unused_cached_input_tokens
 
     def merge(self, other: Totals) -> None:
         for field in fields(Totals):
@@ -51,7 +73,12 @@ class Totals:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Totals:
-        return cls(**{name: int(data[name]) for name in (*_COUNTS, *_AMOUNTS)})
+        return cls(
+            **{
+                name: int(data.get(name, 0) if name in _ADDED_LATER else data[name])
+                for name in (*_COUNTS, *_AMOUNTS)
+            }
+        )
 
 
 def usd_text(nanos_usd: int) -> str:

@@ -108,7 +108,14 @@ def _attempt(body: AttemptEvent) -> str:
         f',"httpStatus":{attempt.http_status:d}'
         f',"latencyMs":"{wv.millis(attempt.latency_s):d}"'
         f',"hedged":{_bool(body.hedged)}'
+        f',"unusedCostNanosUsd":"{attempt.unused_cost_nanos:d}"'
     )
+    if (unused := attempt.unused_usage) is not None:
+        text += (
+            f',"unusedUsage":{{"inputTokenCount":"{unused.input_tokens:d}"'
+            f',"outputTokenCount":"{unused.output_tokens:d}"'
+            f',"cachedInputTokenCount":"{unused.cached_input_tokens:d}"}}'
+        )
     if attempt.time_to_first_token_s is not None:
         text += f',"timeToFirstTokenMs":"{wv.millis(attempt.time_to_first_token_s):d}"'
     if attempt.retry_after_s is not None:

@@ -83,6 +83,13 @@ def _write_attempt(message: events_pb2.Event, body: AttemptEvent) -> None:
     out.http_status = attempt.http_status
     out.latency_ms = wv.millis(attempt.latency_s)
     out.hedged = body.hedged
+    out.unused_cost_nanos_usd = attempt.unused_cost_nanos
+    if (unused := attempt.unused_usage) is not None:
+        usage = out.unused_usage
+        usage.SetInParent()  # set even when every count is zero
+        usage.input_token_count = unused.input_tokens
+        usage.output_token_count = unused.output_tokens
+        usage.cached_input_token_count = unused.cached_input_tokens
     if attempt.time_to_first_token_s is not None:
         out.time_to_first_token_ms = wv.millis(attempt.time_to_first_token_s)
     if attempt.retry_after_s is not None:

@@ -39,7 +39,7 @@ class DecisionEvent:
 class AttemptEvent:
     kind: ClassVar[str] = "attempt"
 
-    index: int  # 0-based, in the order attempts started
+    index: int  # 0-based position in the response's attempts (see events.proto)
     attempt: domain.AttemptRecord
     upstream_model: str
     hedged: bool = False

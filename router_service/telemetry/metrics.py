@@ -65,7 +65,7 @@ TOKENS = Counter(
 )
 COST = Counter(
     "llmrouter_cost_nano_usd",
-    "Exact cost of successful attempts in nano-USD (divide by 1e9 for USD).",
+    "Exact cost of successful attempts in nano-USD (divide by 1e9 for USD), unused hedge answers included.",
     ["provider", "model"],
 )
 DECISIONS = Counter(

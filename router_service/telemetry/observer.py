@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 
-from router_service.domain import AttemptOutcome, AttemptRecord, ChatRequest, RouteDecision
+from router_service.domain import AttemptOutcome, AttemptRecord, ChatRequest, RouteDecision, Usage
 from router_service.engine import CallContext, Completion, RequestObserver, StreamFinish
 from router_service.errors import RouterError, status_of
 from router_service.telemetry import metrics
@@ -77,21 +77,17 @@ class MetricsObserver:
         duration.observe(attempt.latency_s)
         if attempt.outcome is AttemptOutcome.SUCCESS and attempt.time_to_first_token_s is not None:
             _deployment(attempt.provider, attempt.model).ttft.observe(attempt.time_to_first_token_s)
+        if attempt.unused_usage is not None:  # a hedge loser's answer: nobody used it, but it is billed
+            _count_billed(
+                _deployment(attempt.provider, attempt.model), attempt.unused_usage, attempt.unused_cost_nanos
+            )
 
     def on_completion(
         self, ctx: CallContext, request: ChatRequest, outcome: Completion | StreamFinish, latency_s: float
     ) -> None:
         d = _deployment(outcome.deployment.provider, outcome.deployment.model)
         usage = outcome.result.usage if isinstance(outcome, Completion) else outcome.done.usage
-        # Zero increments are skipped: each inc takes the metric's lock for nothing.
-        if usage.input_tokens:
-            d.input_tokens.inc(usage.input_tokens)
-        if usage.output_tokens:
-            d.output_tokens.inc(usage.output_tokens)
-        if usage.cached_input_tokens:
-            d.cached_tokens.inc(usage.cached_input_tokens)
-        if outcome.cost_nanos:
-            d.cost.inc(outcome.cost_nanos)
+        _count_billed(d, usage, outcome.cost_nanos)
 
     def on_error(self, ctx: CallContext, error: BaseException, attempt_count: int, latency_s: float) -> None:
         metrics.REQUEST_ERRORS.labels(status_of(error)[1]).inc()
@@ -171,6 +167,18 @@ class FanOut:
     def on_error(self, ctx: CallContext, error: BaseException, attempt_count: int, latency_s: float) -> None:
         for o in self._observers:
             o.on_error(ctx, error, attempt_count, latency_s)
+
+
+def _count_billed(d: _DeploymentMetrics, usage: Usage, cost_nanos: int) -> None:
+    # Zero increments are skipped: each inc takes the metric's lock for nothing.
+    if usage.input_tokens:
+        d.input_tokens.inc(usage.input_tokens)
+    if usage.output_tokens:
+        d.output_tokens.inc(usage.output_tokens)
+    if usage.cached_input_tokens:
+        d.cached_tokens.inc(usage.cached_input_tokens)
+    if cost_nanos:
+        d.cost.inc(cost_nanos)
 
 
 def _prompt_text(request: ChatRequest) -> str:

@@ -153,11 +153,54 @@ def test_snapshot_value_shape_and_round_trip() -> None:
         "input_tokens": "10",
         "output_tokens": "5",
         "cached_input_tokens": "2",
+        "unused_answers": 0,
+        "unused_cost_nanos_usd": "0",
         "cost_usd": "1.500000000",
     }
     restored = CostsAggregator()
     restored.restore("model=gpt-4o", value, covered_offset=1)
     assert restored.totals("model=gpt-4o", "hour", DAY0) == aggregator.totals("model=gpt-4o", "hour", DAY0)
+
+
+def test_a_snapshot_written_before_unused_answers_were_counted_restores_them_as_zero() -> None:
+    old = {"requests": 3, "cache_hits": 0, "cost_nanos_usd": "300", "cost_saved_nanos_usd": "0"}
+    old |= {"input_tokens": "30", "output_tokens": "15", "cached_input_tokens": "0"}
+    assert Totals.from_json(old) == Totals(requests=3, cost_nanos_usd=300, input_tokens=30, output_tokens=15)
+
+
+def _unused(cost: int, tokens: tuple[int, int, int] = (10, 5, 0), **kw: object) -> ce.Attempt:
+    return ce.Attempt(
+        provider="openai",
+        model="gpt-4o",
+        outcome="success",
+        unused_input_tokens=tokens[0],
+        unused_output_tokens=tokens[1],
+        unused_cached_input_tokens=tokens[2],
+        unused_cost_nanos_usd=cost,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_an_unused_hedge_answer_is_billed_in_its_dimensions_but_is_no_request() -> None:
+    aggregator = CostsAggregator()
+    aggregator.apply(consumer_event(_completion(cost=100), event_id="c", time_s=DAY0), 0)
+    aggregator.apply(consumer_event(_unused(cost=70), event_id="u", time_s=DAY0 + 1), 1)
+    # An ordinary attempt (its cost is in its completion) and a loser that never answered.
+    aggregator.apply(consumer_event(ce.Attempt("openai", "gpt-4o", "success"), event_id="a", time_s=DAY0), 2)
+    aggregator.apply(
+        consumer_event(ce.Attempt("openai", "gpt-4o", "error", "timeout"), event_id="t", time_s=DAY0), 3
+    )
+    for key in ("total=all", "model=gpt-4o", "team=search", "api_key=key-1"):
+        totals = aggregator.totals(key, "day", DAY0)
+        assert totals == Totals(
+            requests=1,
+            cost_nanos_usd=170,
+            input_tokens=20,
+            output_tokens=10,
+            cached_input_tokens=2,
+            unused_answers=1,
+            unused_cost_nanos_usd=70,
+        ), key
 
 
 def test_fleet_totals_sum_the_partitions_of_a_dimension() -> None:

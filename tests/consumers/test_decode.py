@@ -75,6 +75,26 @@ def test_an_attempt_with_time_to_first_token_keeps_it() -> None:
         assert decoded.body == ce.Attempt("openai", "gpt-4o-mini", "success", "unspecified", 432, 250)
 
 
+def test_an_unused_hedge_answer_keeps_its_usage_and_cost_in_both_encodings() -> None:
+    attempt = th.attempt(
+        outcome=domain.AttemptOutcome.SUCCESS,
+        error_class="",
+        unused_usage=domain.Usage(120, 30, 100),
+        unused_cost_nanos=98_765,
+    )
+    for encoding in ("json", "protobuf"):
+        _, value, headers = event_codec.encode(th.event(ev.AttemptEvent(1, attempt, "m")), encoding)
+        decoded = decode(value, headers)
+        assert decoded is not None and isinstance(decoded.body, ce.Attempt)
+        assert decoded.body.billed_unused
+        assert (
+            decoded.body.unused_input_tokens,
+            decoded.body.unused_output_tokens,
+            decoded.body.unused_cached_input_tokens,
+            decoded.body.unused_cost_nanos_usd,
+        ) == (120, 30, 100, 98_765)
+
+
 def test_missing_content_type_means_json() -> None:
     _, value, _ = event_codec.encode(th.event(th.bodies()["feedback"]), "json")
     assert decode(value, []) is not None

@@ -20,6 +20,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY, generate_latest
 
+from consumers.costs.aggregate import CostsAggregator
+from consumers.decode import decode as consumer_decode
 from router_service._gen.router.v1 import events_pb2
 from router_service._gen.router.v1 import router_pb2 as pb
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
@@ -255,3 +257,54 @@ async def _kinds_by_request(
     finally:
         await consumer.stop()
     return kinds
+
+
+async def test_a_hedge_loser_that_answers_late_is_published_with_its_unused_cost(
+    sims: Sims, kafka_broker: EmbeddedBroker, topic: str, tmp_path: Path
+) -> None:
+    """sim-a (first choice) answers in 300 ms, the hedge to sim-b after 50 ms wins. sim-a had
+    answered nothing since the loser was sent, so the loser runs on, answers, and is billed: its
+    attempt event follows the completion, with the usage and exact cost nobody used, and the
+    cost rollups add it to what the request cost."""
+    config = router_config_dict(sims)
+    config["policies"]["default"]["hedge"] = {"enabled": True, "delay_s": 0.05}
+    config["events"] = events_config(kafka_broker, topic, tmp_path / "spool")
+    await sims.set_profile("sim-a", latency_ms_p50=300, latency_ms_p99=300)
+    app = RouterApp(parse_config(config))
+    await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            stub = pb_grpc.RouterServiceStub(channel)
+            response = await stub.Complete(pb.CompleteRequest(chat=chat(), request_id="hedge-1"), timeout=5)
+        records = await read_events(kafka_broker.bootstrap, topic, 4)
+    finally:
+        await app.stop(grace_s=2)
+
+    assert response.routing.provider == "sim-b"
+    assert [(a.provider, a.outcome) for a in response.routing.attempts] == [
+        ("sim-b", pb.ATTEMPT_OUTCOME_SUCCESS),
+        ("sim-a", pb.ATTEMPT_OUTCOME_CANCELLED),  # the caller did not wait for it
+    ]
+    events = [event for _, event, _, _ in records]
+    assert [e.WhichOneof("body") for e in events] == ["decision", "attempt", "completion", "attempt"]
+    winner, completion, late = events[1].attempt, events[2].completion, events[3].attempt
+    assert (winner.attempt_index, winner.provider, winner.unused_cost_nanos_usd) == (0, "sim-b", 0)
+    assert not winner.HasField("unused_usage")
+    assert (late.attempt_index, late.provider, late.outcome) == (1, "sim-a", pb.ATTEMPT_OUTCOME_SUCCESS)
+    usage = late.unused_usage
+    assert usage.input_token_count > 0 and usage.output_token_count > 0
+    # m1's prices: $0.15 in, $0.60 out per Mtok = 150 and 600 nano-USD per token.
+    expected_unused = 150 * usage.input_token_count + 600 * usage.output_token_count
+    assert late.unused_cost_nanos_usd == expected_unused
+
+    costs = CostsAggregator()
+    for offset, (_, _, plain, headers) in enumerate(records):
+        decoded = consumer_decode(json.dumps(plain).encode(), list(headers.items()))
+        assert decoded is not None
+        costs.apply(decoded, offset)
+    day = int(events[0].event_time.seconds) // 86_400 * 86_400
+    totals = costs.totals("total=all", "day", day)
+    assert totals is not None
+    assert (totals.requests, totals.unused_answers) == (1, 1)
+    assert totals.unused_cost_nanos_usd == expected_unused
+    assert totals.cost_nanos_usd == completion.cost_nanos_usd + expected_unused

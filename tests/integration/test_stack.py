@@ -86,7 +86,8 @@ async def test_up_runs_the_consumers_and_stops_them_after_the_router(tmp_path: P
         assert requests == 1
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)).text
-        assert 'llmrouter_consumer_events_counted_total{consumer="costs"} 1.0' in metrics
+        # The request's attempt and its completion (costs reads attempts for unused hedge answers).
+        assert 'llmrouter_consumer_events_counted_total{consumer="costs"} 2.0' in metrics
 
         process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(process.wait(), 30)

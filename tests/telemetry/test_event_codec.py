@@ -33,6 +33,21 @@ def test_json_value_is_the_canonical_proto3_json_mapping(kind: str) -> None:
     assert json.loads(value) == canonical
 
 
+@pytest.mark.parametrize("usage", [domain.Usage(120, 30, 100), domain.Usage()])
+def test_an_unused_hedge_answer_is_canonical_json_and_round_trips(usage: domain.Usage) -> None:
+    attempt = h.attempt(
+        outcome=domain.AttemptOutcome.SUCCESS, error_class="", unused_usage=usage, unused_cost_nanos=98_765
+    )
+    event = h.event(ev.AttemptEvent(1, attempt, "m"))
+    message = codec.to_proto(event, router_instance="host-1")
+    assert message.attempt.HasField("unused_usage")  # set even when every count is zero
+    _, value, headers = codec.encode(event, "json", router_instance="host-1")
+    assert json.loads(value) == json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    for encoding in ("json", "protobuf"):
+        _, value, headers = codec.encode(event, encoding, router_instance="host-1")
+        assert codec.decode(value, headers) == message
+
+
 @pytest.mark.parametrize("encoding", ["json", "protobuf"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_decode_round_trips_both_encodings(kind: str, encoding: codec.Encoding) -> None:

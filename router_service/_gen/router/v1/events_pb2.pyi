@@ -215,8 +215,12 @@ class AttemptEvent(_message.Message):
     RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
     HEDGED_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
+    UNUSED_USAGE_FIELD_NUMBER: _builtins.int
+    UNUSED_COST_NANOS_USD_FIELD_NUMBER: _builtins.int
     attempt_index: _builtins.int
-    """Position of this attempt in the request, starting at 0, in the order attempts started."""
+    """Position of this attempt in the response's RoutingMetadata.attempts, starting at 0: attempts
+    are listed as they end, and a hedge race's loser right after the race's winner.
+    """
     provider: _builtins.str
     """Provider name from the config."""
     model: _builtins.str
@@ -239,9 +243,23 @@ class AttemptEvent(_message.Message):
     """Milliseconds the upstream asked us to wait (Retry-After); unset when it did not say."""
     hedged: _builtins.bool
     """True when this attempt was a hedge raced against another attempt."""
+    unused_cost_nanos_usd: _builtins.int
+    """Exact cost of `unused_usage` in nano-USD; 0 when unset. Not included in the request's
+    CompletionEvent.cost_nanos_usd: completion costs plus these are what the upstreams billed.
+    A loser cancelled at once (its deployment was answering) reports no usage: the upstream
+    stops on disconnect and does not say what it billed.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When the attempt started (UTC); unset when unknown."""
+
+    @_builtins.property
+    def unused_usage(self) -> _router_pb2.Usage:
+        """Tokens the upstream billed for an answer that was not used: set only on a hedge loser that
+        was left to finish after its request was answered, and did answer. Such an attempt is
+        published when it ends, with its real outcome (the caller's response lists it as cancelled),
+        so it can follow the request's completion event on the topic.
+        """
 
     def __init__(
         self,
@@ -258,10 +276,12 @@ class AttemptEvent(_message.Message):
         retry_after_ms: _builtins.int | None = ...,
         hedged: _builtins.bool = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
+        unused_usage: _router_pb2.Usage | None = ...,
+        unused_cost_nanos_usd: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_after_ms", b"_retry_after_ms", "_time_to_first_token_ms", b"_time_to_first_token_ms", "retry_after_ms", b"retry_after_ms", "start_time", b"start_time", "time_to_first_token_ms", b"time_to_first_token_ms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_after_ms", b"_retry_after_ms", "_time_to_first_token_ms", b"_time_to_first_token_ms", "retry_after_ms", b"retry_after_ms", "start_time", b"start_time", "time_to_first_token_ms", b"time_to_first_token_ms", "unused_usage", b"unused_usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_after_ms", b"_retry_after_ms", "_time_to_first_token_ms", b"_time_to_first_token_ms", "attempt_index", b"attempt_index", "error_class", b"error_class", "hedged", b"hedged", "http_status", b"http_status", "latency_ms", b"latency_ms", "model", b"model", "outcome", b"outcome", "provider", b"provider", "retry_after_ms", b"retry_after_ms", "start_time", b"start_time", "time_to_first_token_ms", b"time_to_first_token_ms", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_after_ms", b"_retry_after_ms", "_time_to_first_token_ms", b"_time_to_first_token_ms", "attempt_index", b"attempt_index", "error_class", b"error_class", "hedged", b"hedged", "http_status", b"http_status", "latency_ms", b"latency_ms", "model", b"model", "outcome", b"outcome", "provider", b"provider", "retry_after_ms", b"retry_after_ms", "start_time", b"start_time", "time_to_first_token_ms", b"time_to_first_token_ms", "unused_cost_nanos_usd", b"unused_cost_nanos_usd", "unused_usage", b"unused_usage", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retry_after_ms: _TypeAlias = _typing.Literal["retry_after_ms"]  # noqa: Y015
     _WhichOneofArgType__retry_after_ms: _TypeAlias = _typing.Literal["_retry_after_ms", b"_retry_after_ms"]  # noqa: Y015

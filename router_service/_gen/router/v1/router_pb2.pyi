@@ -1059,7 +1059,9 @@ class RoutingMetadata(_message.Message):
     """Task type used for routing (given or classified)."""
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]:
-        """Every upstream attempt, in order."""
+        """Every upstream attempt, in the order they ended; a hedge race's loser (cancelled, or left to
+        finish in the background) right after the race's winner.
+        """
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ Columns:
 - records/s   records read, decoded (the job's kinds only), deduplicated and aggregated per
               second, from the moment the runner owns its partitions (group join excluded) to
               the last record
-- counted     events the job aggregated (costs: completions; health: attempts; quality: all three
+- counted     events the job aggregated (costs: completions and attempts; health: attempts; quality: all three
               of its kinds); the rest are skipped on the `ce_type` header without decoding
 - cpu us/rec  process CPU time per record over the same span (broker excluded: separate process)
 - offline     the same decode + aggregation loop over records already in memory: the ceiling

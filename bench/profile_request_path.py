@@ -72,6 +72,7 @@ import grpc
 import uvloop
 from prometheus_client import CollectorRegistry
 
+from bench.overhead import MODEL, base_router_config
 from router_service._gen.router.v1 import router_pb2 as pb
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp
@@ -87,7 +88,6 @@ from router_service.telemetry import observer as observer_module
 from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS
 
 VARIANTS = ("echo", "http", "router", "router+events")
-MODEL = "bench-model"
 PROMPT = "Hello router"
 ECHO_METHOD = "/bench.v1.Echo/Echo"
 ECHO_PAYLOAD = b"x" * 64
@@ -207,22 +207,9 @@ def sim_main(port_queue: Any, cpu: int | None) -> None:
 
 
 def router_config(sim_url: str, events: dict[str, Any] | None) -> dict[str, Any]:
-    """bench/overhead.py's router config: one model on the sim, aiohttp transport, no metrics port."""
-    config: dict[str, Any] = {
-        "server": {"listen": "127.0.0.1:0", "workers": 1, "grace_period_s": 1},
-        "metrics": {"listen": ""},
-        "http": {"transport": "aiohttp"},
-        "providers": {"sim": {"kind": "openai", "base_url": sim_url, "api_key": "bench-key"}},
-        "models": [
-            {
-                "name": MODEL,
-                "provider": "sim",
-                "price_per_mtok": {"input": "0.15", "output": "0.60"},
-                "capabilities": ["streaming"],
-            }
-        ],
-        "policies": {"default": {"models": [MODEL]}},
-    }
+    """bench/overhead.py's router config (one model on the sim, aiohttp transport, no metrics
+    port) on a free port, with `events` when given."""
+    config = base_router_config(sim_url, 0)
     if events is not None:
         config["events"] = events
     return config

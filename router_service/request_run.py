@@ -51,6 +51,8 @@ class CallContext:
     started: float = 0.0  # time.monotonic() when the call arrived
     tags: Mapping[str, str] = field(default_factory=dict)
     stream: bool = False
+    trace_id: str = ""  # the caller's W3C trace id (32 hex), empty when untraced
+    span_id: str = ""  # the caller's span id (16 hex)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from router_service._gen.router.v1 import router_pb2 as pb
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.api import codec
 from router_service.api.status import to_rpc_error
+from router_service.api.trace_context import trace_ids
 from router_service.domain import TextDelta, ToolCallDelta
 from router_service.engine import CallContext, Engine, StreamFinish, StreamStart
 from router_service.errors import RouterError
@@ -100,12 +101,15 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         now = time.monotonic()
         remaining = context.time_remaining()
         budget = self._default_deadline_s if remaining is None else min(remaining, self._default_deadline_s)
+        trace_id, span_id = trace_ids(context.invocation_metadata())
         return CallContext(
             request_id=request_id,
             deadline=now + budget,
             started=now,
             tags=tags if isinstance(tags, dict) else {},
             stream=stream,
+            trace_id=trace_id,
+            span_id=span_id,
         )
 
 

@@ -105,7 +105,9 @@ class EventObserver:
         self._include_content = include_content
 
     def _publish(self, ctx: CallContext, body: EventBody) -> None:
-        context = RequestContext(request_id=ctx.request_id, tags=ctx.tags)
+        context = RequestContext(
+            request_id=ctx.request_id, trace_id=ctx.trace_id, span_id=ctx.span_id, tags=ctx.tags
+        )
         self._sink.publish(TelemetryEvent.create(context, body, now_unix_s=time.time()))
 
     def on_decision(self, ctx: CallContext, decision: RouteDecision) -> None:

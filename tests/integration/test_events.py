@@ -33,6 +33,8 @@ from router_service.telemetry.kafka_client import ensure_topics
 from tests.integration.conftest import Sims, chat, router_config_dict
 
 SECRET_HEADER = "sk-caller-secret-0123456789abcdef"
+TRACE_ID, CALLER_SPAN_ID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN_ID}-01"
 
 
 def events_config(broker: EmbeddedBroker, topic: str, spool: Path, **extra: Any) -> dict[str, Any]:
@@ -90,7 +92,7 @@ async def read_events(bootstrap: str, topic: str, expected: int, timeout_s: floa
 async def test_topic_holds_exactly_the_expected_events(
     evented_router: RouterApp, sims: Sims, kafka_broker: EmbeddedBroker, topic: str
 ) -> None:
-    metadata = (("authorization", f"Bearer {SECRET_HEADER}"),)
+    metadata = (("authorization", f"Bearer {SECRET_HEADER}"), ("traceparent", TRACEPARENT))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{evented_router.port}") as channel:
         stub = pb_grpc.RouterServiceStub(channel)
         await stub.Complete(pb.CompleteRequest(chat=chat(), request_id="ok-1"), timeout=5, metadata=metadata)
@@ -135,6 +137,15 @@ async def test_topic_holds_exactly_the_expected_events(
         assert headers["content-type"] == b"application/json"
         by_request[event.request_id].append(event.WhichOneof("body"))
     assert dict(by_request) == expected  # in order within a request; nothing for invalid input
+    # ok-1 came with the caller's W3C trace context: each of its request's events carries it.
+    traced = {
+        (event.request_id, event.WhichOneof("body")): (plain["traceId"], plain["spanId"])
+        for _, event, plain, _ in records
+        if plain["traceId"]
+    }
+    assert traced == {
+        ("ok-1", kind): (TRACE_ID, CALLER_SPAN_ID) for kind in ("decision", "attempt", "completion")
+    }
     bodies = {(e.request_id, e.WhichOneof("body"), i): e for i, (_, e, _, _) in enumerate(records)}
     _check_bodies(list(bodies.values()))
     assert not any(SECRET_HEADER in json.dumps(plain) for _, _, plain, _ in records)

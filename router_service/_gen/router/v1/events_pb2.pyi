@@ -81,9 +81,13 @@ class Event(_message.Message):
     For feedback events: the request that was scored.
     """
     trace_id: _builtins.str
-    """W3C trace id (32 lowercase hex characters) of the request's trace; empty when not traced."""
+    """W3C trace id (32 lowercase hex characters) of the request's trace, from the caller's
+    `traceparent` gRPC metadata; empty when the call was not traced.
+    """
     span_id: _builtins.str
-    """W3C span id (16 lowercase hex characters) of the router's server span; empty when not traced."""
+    """W3C span id (16 lowercase hex characters) the request's events belong to: the caller's span
+    from `traceparent` (the router starts no spans of its own yet); empty when not traced.
+    """
     api_key_id: _builtins.str
     """Id (never the secret) of the virtual API key that made the request; empty without governance."""
     team: _builtins.str

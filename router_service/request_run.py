@@ -54,6 +54,21 @@ class CallContext:
     trace_id: str = ""  # the caller's W3C trace id (32 hex), empty when untraced
     span_id: str = ""  # the caller's span id (16 hex)
 
+    # Tenant identity: none until API keys exist (the governance issue). Properties rather than
+    # fields meanwhile, so that every call does not pay for three empty strings; a CallContext is
+    # also its events' telemetry.events.EventContext.
+    @property
+    def api_key_id(self) -> str:
+        return ""
+
+    @property
+    def team(self) -> str:
+        return ""
+
+    @property
+    def customer(self) -> str:
+        return ""
+
 
 @dataclass(frozen=True, slots=True)
 class Completion:

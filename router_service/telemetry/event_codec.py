@@ -27,7 +27,7 @@ from router_service._gen.router.v1 import events_pb2
 from router_service.telemetry import wire_values as wv
 from router_service.telemetry.event_json import to_json
 from router_service.telemetry.event_proto import to_proto as _to_proto
-from router_service.telemetry.events import EVENT_KINDS, TelemetryEvent
+from router_service.telemetry.events import EVENT_KINDS, TelemetryEvent, new_event_id
 
 Encoding = Literal["json", "protobuf"]
 ENCODINGS: tuple[Encoding, ...] = ("json", "protobuf")
@@ -74,7 +74,7 @@ def to_proto(event: TelemetryEvent, *, router_instance: str | None = None) -> ev
 def encode(
     event: TelemetryEvent, encoding: Encoding = "json", *, router_instance: str | None = None
 ) -> tuple[bytes, bytes, Headers]:
-    """(key, value, headers) of the Kafka record for one event."""
+    """(key, value, headers) of the Kafka record for one event (see RecordEncoder.encode)."""
     key, value, headers = _encoder(encoding, router_instance or default_router_instance()).encode(event)
     return key, value, list(headers)
 
@@ -102,8 +102,10 @@ class RecordEncoder:
         self._type_headers = {kind: ("ce_type", ce_type(kind).encode()) for kind in EVENT_KINDS}
 
     def encode(self, event: TelemetryEvent) -> tuple[bytes, bytes, RecordHeaders]:
-        """(key, value, headers) of the Kafka record for one event."""
-        event_time = wv.rfc3339(*wv.split_time(event.event_time_unix_s))
+        """(key, value, headers) of the Kafka record for one event, drawing its id if it has none."""
+        if not event.event_id:
+            event = TelemetryEvent(event.context, event.body, new_event_id(), event.event_time_unix_s)
+        event_time = wv.rfc3339_of(event.event_time_unix_s)
         if self._json:
             value = to_json(event, self._router_instance, event_time).encode()
         else:

@@ -30,8 +30,8 @@ from router_service.telemetry.events import (
     DecisionEvent,
     ErrorEvent,
     EventBody,
+    EventContext,
     FeedbackEvent,
-    RequestContext,
     TelemetryEvent,
 )
 
@@ -43,7 +43,7 @@ def to_json(event: TelemetryEvent, router_instance: str, event_time: str | None 
     context = event.context
     body = event.body
     if event_time is None:
-        event_time = wv.rfc3339(*wv.split_time(event.event_time_unix_s))
+        event_time = wv.rfc3339_of(event.event_time_unix_s)
     return (
         f'{{"eventId":{_str(event.event_id)}'
         f',"eventTime":"{event_time}"'
@@ -60,7 +60,7 @@ def to_json(event: TelemetryEvent, router_instance: str, event_time: str | None 
 _EMPTY_TRACING_AND_TENANT = ',"traceId":"","spanId":"","apiKeyId":"","team":"","customer":""'
 
 
-def _tracing_and_tenant(context: RequestContext) -> str:
+def _tracing_and_tenant(context: EventContext) -> str:
     if not (context.trace_id or context.span_id or context.api_key_id or context.team or context.customer):
         return _EMPTY_TRACING_AND_TENANT
     return (
@@ -121,7 +121,7 @@ def _attempt(body: AttemptEvent) -> str:
     if attempt.retry_after_s is not None:
         text += f',"retryAfterMs":"{wv.millis(attempt.retry_after_s):d}"'
     if attempt.started_at_unix_s:
-        text += f',"startTime":"{wv.rfc3339(*wv.split_time(attempt.started_at_unix_s))}"'
+        text += f',"startTime":"{wv.rfc3339_of(attempt.started_at_unix_s)}"'
     return text + "}"
 
 

@@ -8,16 +8,41 @@ the request path. The wire schema is `router.v1.Event` in protos/router/v1/event
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 from router_service import domain
 
 
+class EventContext(Protocol):
+    """Who and what a request's events are about; copied onto every event's envelope.
+
+    The engine's CallContext is one, so the events of a request share the object the request
+    already has instead of each copying it; RequestContext is the standalone one (feedback,
+    tests, benches).
+    """
+
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def trace_id(self) -> str: ...  # W3C trace id (32 hex), empty when not traced
+    @property
+    def span_id(self) -> str: ...  # W3C span id (16 hex)
+    @property
+    def api_key_id(self) -> str: ...  # the key's id, never the secret
+    @property
+    def team(self) -> str: ...
+    @property
+    def customer(self) -> str: ...
+    @property
+    def tags(self) -> Mapping[str, str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RequestContext:
-    """Who and what a request's events are about; copied onto every event's envelope."""
+    """An EventContext of its own, for events that do not come from a routed call."""
 
     request_id: str
     trace_id: str = ""  # W3C trace id (32 hex), empty when not traced
@@ -91,17 +116,25 @@ EVENT_KINDS: tuple[str, ...] = tuple(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class TelemetryEvent:
-    """One event: the request context, the body, and a unique id and time for the envelope."""
+class TelemetryEvent(NamedTuple):
+    """One event: the request context, the body, and a unique id and time for the envelope.
 
-    context: RequestContext
+    A NamedTuple, not a frozen dataclass like the bodies: three are built per request, and a
+    frozen dataclass's __init__ (one object.__setattr__ per field) cost 0.8 us against 0.25 us.
+
+    `event_id` may be "" (the engine's events): the encoder then draws one when it encodes the
+    event, once, for the record that is sent or spooled. Drawing it there, in the sender's batch
+    loop, rather than per call on the request path cut its cost from 4 us (measured inside a
+    loaded router, where per-request code runs with cold caches) to under 1 us an event.
+    """
+
+    context: EventContext
     body: EventBody
-    event_id: str
+    event_id: str  # "" = drawn by the encoder
     event_time_unix_s: float
 
     @classmethod
-    def create(cls, context: RequestContext, body: EventBody, *, now_unix_s: float) -> TelemetryEvent:
+    def create(cls, context: EventContext, body: EventBody, *, now_unix_s: float) -> TelemetryEvent:
         """A new event with a random (uuid4) id; time comes from the caller so tests stay exact."""
         return cls(context=context, body=body, event_id=new_event_id(), event_time_unix_s=now_unix_s)
 
@@ -113,14 +146,23 @@ class TelemetryEvent:
 def new_event_id() -> str:
     """A random UUID (version 4) in its canonical lowercase text, as `str(uuid.uuid4())` gives it.
 
-    Built from os.urandom directly: this runs on the request path for every event, and uuid.UUID's
-    constructor and formatting cost twice as much.
+    This runs on the request path for every event, so the 122 random bits come from a Mersenne
+    Twister seeded from os.urandom (0.8 us an id, against 1.1 us via os.urandom and 3.9 us via
+    uuid.uuid4). Event ids must be unique, not unpredictable: they are not secrets. The generator
+    is this module's own, so nobody's `random.seed(n)` can make two processes draw the same ids,
+    and it is reseeded in a forked child (`serve --workers`), which would otherwise repeat its
+    parent's draws.
     """
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
+    bits = (_ID_RANDOM.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET
+    h = f"{bits:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_ID_RANDOM = random.Random()  # seeded from os.urandom
+os.register_at_fork(after_in_child=_ID_RANDOM.seed)
+# The version nibble (bits 76-79: 4) and the RFC 4122 variant (bits 62-63: 0b10) of a 128-bit UUID.
+_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4 << 76) | (0x2 << 62)
 
 
 class EventSink(Protocol):

@@ -23,7 +23,6 @@ from router_service.telemetry.events import (
     ErrorEvent,
     EventBody,
     EventSink,
-    RequestContext,
     TelemetryEvent,
 )
 
@@ -105,10 +104,9 @@ class EventObserver:
         self._include_content = include_content
 
     def _publish(self, ctx: CallContext, body: EventBody) -> None:
-        context = RequestContext(
-            request_id=ctx.request_id, trace_id=ctx.trace_id, span_id=ctx.span_id, tags=ctx.tags
-        )
-        self._sink.publish(TelemetryEvent.create(context, body, now_unix_s=time.time()))
+        # The call context is the events' context: one object per request, shared by its events.
+        # No id yet: the encoder draws it in the sender's batch (see TelemetryEvent).
+        self._sink.publish(TelemetryEvent(ctx, body, "", time.time()))
 
     def on_decision(self, ctx: CallContext, decision: RouteDecision) -> None:
         self._publish(ctx, DecisionEvent(decision))

@@ -176,7 +176,9 @@ class KafkaPublisher:
         try:
             self._publish(event)
         except Exception:  # the request path must not fail because of telemetry
-            log.exception("unexpected error publishing event %s", event.event_id)
+            log.exception(
+                "unexpected error publishing a %s event of %s", event.kind, event.context.request_id
+            )
             self._drops.drop("encode_error")
 
     def _publish(self, event: TelemetryEvent) -> None:
@@ -415,7 +417,7 @@ class KafkaPublisher:
             try:
                 key, value, headers = encode(apply_content_policy(event))
             except Exception:  # a bug in one event must not take the batch down with it
-                log.exception("cannot encode event %s (%s)", event.event_id, event.kind)
+                log.exception("cannot encode a %s event of request %s", event.kind, event.context.request_id)
                 self._drops.drop("encode_error")
                 continue
             records.append(SpoolRecord(topic, key, value, headers))

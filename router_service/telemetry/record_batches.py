@@ -5,9 +5,10 @@ share of an event's cost: a metadata await, a size estimate, a pure-Python murmu
 key (7 us for a 36-byte request id), an accumulator lookup, and a future per record that the
 producer resolves, with a loop callback, when the batch is acknowledged. Here each partition's
 records go into one `BatchBuilder` (aiokafka's public batch API, `create_batch()` / `append()` /
-`send_batch()`), the partition is hashed once per request id (cached, and by a murmur2 at half
-aiokafka's cost), and a round has one future per partition. Batches are closed before they are
-submitted, so aiokafka sends them at once, never lingering and never adding records of its own.
+`send_batch()`), the partition is hashed by native murmur2 (0.2 us, against 4.4 us for the best
+pure-Python version we had), records far below the size limit skip the size estimate, and a round
+has one future per partition. Batches are closed before they are submitted, so aiokafka sends
+them at once, never lingering and never adding records of its own.
 
 Layout and order are unchanged: the partition is the one aiokafka's (and Java's) default
 partitioner picks, murmur2(key) modulo the partition count, so a request's events share a
@@ -19,13 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
-import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from murmurhash2 import murmurhash2
 
 from router_service.telemetry.spool import SpoolRecord
 
@@ -54,7 +54,7 @@ async def send_batches(
     by_partition: dict[tuple[str, int], list[SpoolRecord]] = {}
     partitions_of: dict[str, list[int]] = {}  # sorted, per topic (replayed records may be older)
     for record in records:
-        if _record_size(record) > max_record_bytes:
+        if len(record.value) + _SIZE_SLACK > max_record_bytes and _record_size(record) > max_record_bytes:
             on_too_large(record)
             continue
         partitions = partitions_of.get(record.topic)
@@ -108,44 +108,24 @@ def _append(batch: Any, record: SpoolRecord) -> bool:
     return metadata is not None
 
 
+# Key and headers are small and bounded (a request id; seven CloudEvents headers, the longest
+# the router instance name), and a record's framing is a few dozen bytes: a value this far below
+# the limit cannot exceed it, so only values near the limit pay for the exact estimate.
+_SIZE_SLACK = 16 * 1024
+
+
 def _record_size(record: SpoolRecord) -> int:
     headers = list(record.headers)  # the C estimator, too, takes headers only as a list
     return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(record.key, record.value, headers))
 
 
-@functools.lru_cache(maxsize=4096)
+_KAFKA_MURMUR2_SEED = 0x9747B28C  # Java's Utils.murmur2, which aiokafka's partitioner copies
+
+
 def partition_index(key: bytes | None, partition_count: int) -> int:
     """Index into the sorted partitions, as aiokafka's DefaultPartitioner computes it for a key.
 
-    Cached: a request's attempt and completion events reuse its decision event's hash. Our
-    records always have a key; a keyless one (aiokafka would pick a random partition) hashes
+    Our records always have a key; a keyless one (aiokafka would pick a random partition) hashes
     as the empty key.
     """
-    return (murmur2(key or b"") & 0x7FFFFFFF) % partition_count
-
-
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
-_WORDS = struct.Struct("<I")
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (Java's Utils.murmur2, unsigned), equal to aiokafka.partitioner.murmur2
-    (a test holds them equal) at half its cost: words are unpacked by struct, not byte by byte."""
-    length = len(data)
-    h = 0x9747B28C ^ length
-    whole = length & ~3
-    for (k,) in _WORDS.iter_unpack(data[:whole]):
-        k = (k * _M) & _MASK
-        k ^= k >> 24
-        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
-    tail = length & 3
-    if tail:
-        if tail == 3:
-            h ^= data[whole + 2] << 16
-        if tail >= 2:
-            h ^= data[whole + 1] << 8
-        h = ((h ^ data[whole]) * _M) & _MASK
-    h ^= h >> 13
-    h = (h * _M) & _MASK
-    return h ^ (h >> 15)
+    return (murmurhash2(key or b"", _KAFKA_MURMUR2_SEED) & 0x7FFFFFFF) % partition_count

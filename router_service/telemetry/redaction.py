@@ -108,7 +108,7 @@ class ContentPolicy:
             )
         else:
             body = dataclasses.replace(body, prompt_text=None, completion_text=None)
-        return dataclasses.replace(event, body=body)
+        return event._replace(body=body)
 
     def _scrub(self, text: str | None) -> str | None:
         if text is None:

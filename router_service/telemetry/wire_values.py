@@ -41,6 +41,18 @@ def rfc3339(seconds: int, nanos: int) -> str:
     return f"{text}.{nanos:09d}Z"
 
 
+def rfc3339_of(unix_s: float) -> str:
+    """`rfc3339(*split_time(unix_s))` in one step (a third cheaper): the JSON encoder formats an
+    event time or two for every event. Nanos here are whole microseconds, so 0, 3 or 6 digits."""
+    seconds, micros = divmod(round(unix_s * 1_000_000), 1_000_000)
+    text = _whole_seconds_text(seconds)
+    if micros % 1000:
+        return f"{text}.{micros:06d}Z"
+    if micros:
+        return f"{text}.{micros // 1000:03d}Z"
+    return text + "Z"
+
+
 @functools.lru_cache(maxsize=256)
 def _whole_seconds_text(seconds: int) -> str:
     # Cached: events come in bursts within the same second, and strftime was the codec's top cost.

@@ -137,6 +137,8 @@ async def test_topic_holds_exactly_the_expected_events(
         assert headers["content-type"] == b"application/json"
         by_request[event.request_id].append(event.WhichOneof("body"))
     assert dict(by_request) == expected  # in order within a request; nothing for invalid input
+    event_ids = [event.event_id for _, event, _, _ in records]
+    assert len(set(event_ids)) == len(records) and all(uuid.UUID(i).version == 4 for i in event_ids)
     # ok-1 came with the caller's W3C trace context: each of its request's events carries it.
     traced = {
         (event.request_id, event.WhichOneof("body")): (plain["traceId"], plain["spanId"])

@@ -13,6 +13,7 @@ from router_service._gen.router.v1 import events_pb2, router_pb2
 from router_service.errors import ErrorClass
 from router_service.telemetry import event_codec as codec
 from router_service.telemetry import events as ev
+from router_service.telemetry import wire_values as wv
 from tests.telemetry import helpers as h
 
 KINDS = list(h.bodies())
@@ -148,12 +149,31 @@ def test_ce_type_names_the_body(kind: str) -> None:
 
 
 def test_event_time_is_utc_rfc3339_kept_to_the_microsecond() -> None:
-    event = dataclasses.replace(h.event(), event_time_unix_s=1_700_000_000.1234567)
+    event = h.event()._replace(event_time_unix_s=1_700_000_000.1234567)
     _, value, headers = codec.encode(event, "json")
 
     assert json.loads(value)["eventTime"] == "2023-11-14T22:13:20.123457Z"
     parsed = dt.datetime.fromisoformat(dict(headers)["ce_time"].decode())
     assert parsed == dt.datetime(2023, 11, 14, 22, 13, 20, 123457, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    "unix_s",
+    [
+        0.0,
+        1.5,
+        1.25,
+        1.000001,
+        1_700_000_000.0,
+        1_700_000_000.999_999_6,
+        -1.5,
+        -0.000_001,
+        1_764_877_777.1234,
+    ],
+)
+def test_one_step_rfc3339_equals_split_then_format(unix_s: float) -> None:
+    # The JSON encoder's fast path must print what the proto Timestamp (split_time) means.
+    assert wv.rfc3339_of(unix_s) == wv.rfc3339(*wv.split_time(unix_s))
 
 
 def test_default_router_instance_is_host_and_pid() -> None:
@@ -218,6 +238,20 @@ def test_create_makes_a_uuid4_id_and_uses_the_callers_time() -> None:
 def test_null_sink_accepts_and_discards() -> None:
     sink: ev.EventSink = ev.NullSink()
     sink.publish(h.event())  # nothing to observe: it must simply not fail
+
+
+@pytest.mark.parametrize("encoding", ["json", "protobuf"])
+def test_an_event_without_an_id_gets_a_fresh_one_when_encoded(encoding: codec.Encoding) -> None:
+    # The engine's events leave the id to the encoder (drawn in the sender's batch).
+    event = h.event()._replace(event_id="")
+
+    records = [codec.encode(event, encoding) for _ in range(2)]
+
+    ids = [dict(headers)["ce_id"].decode() for _, _, headers in records]
+    assert ids[0] != ids[1]
+    for (_, value, headers), event_id in zip(records, ids, strict=True):
+        assert uuid.UUID(event_id).version == 4
+        assert codec.decode(value, headers).event_id == event_id  # the value says the same
 
 
 def test_event_ids_are_rfc4122_version_4() -> None:

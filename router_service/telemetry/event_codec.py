@@ -46,10 +46,14 @@ def ce_type(kind: str) -> str:
 
 
 _KIND_BY_CE_TYPE = {ce_type(kind).encode(): kind for kind in EVENT_KINDS}
+_CE_TYPE_POSITION = 3  # in RecordEncoder's headers
 
 
 def kind_of(headers: Sequence[tuple[str, bytes]]) -> str:
     """The event kind named by a record's `ce_type` header ("unknown" when absent or foreign)."""
+    if len(headers) > _CE_TYPE_POSITION and headers[_CE_TYPE_POSITION][0] == "ce_type":
+        # Where RecordEncoder puts it: the publisher asks this for every acknowledged record.
+        return _KIND_BY_CE_TYPE.get(headers[_CE_TYPE_POSITION][1], "unknown")
     for name, value in headers:
         if name == "ce_type":
             return _KIND_BY_CE_TYPE.get(value, "unknown")

@@ -89,7 +89,7 @@ def _candidate(candidate: domain.CandidateView) -> str:
     return (
         f'{{"provider":{_str(candidate.provider)}'
         f',"model":{_str(candidate.model)}'
-        f',"eligible":{_bool(candidate.eligible)}'
+        f',"eligible":{_BOOL[candidate.eligible]}'
         f',"exclusionReason":{_str(candidate.exclusion_reason)}'
         f',"score":{_double(candidate.score)}'
         f',"estimatedCost":{{"currencyCode":"USD","units":"{units:d}","nanos":{nanos:d}}}}}'
@@ -103,11 +103,11 @@ def _attempt(body: AttemptEvent) -> str:
         f',"provider":{_str(attempt.provider)}'
         f',"model":{_str(attempt.model)}'
         f',"upstreamModel":{_str(body.upstream_model)}'
-        f',"outcome":"{wv.OUTCOME_NAMES[attempt.outcome]}"'
-        f',"errorClass":"{wv.error_class_name(attempt.error_class)}"'
+        f',"outcome":"{_OUTCOME_NAMES[attempt.outcome]}"'
+        f',"errorClass":"{_ERROR_CLASS_NAMES.get(attempt.error_class, _ERROR_CLASS_UNSPECIFIED)}"'
         f',"httpStatus":{attempt.http_status:d}'
-        f',"latencyMs":"{wv.millis(attempt.latency_s):d}"'
-        f',"hedged":{_bool(body.hedged)}'
+        f',"latencyMs":"{round(attempt.latency_s * 1000):d}"'
+        f',"hedged":{_BOOL[body.hedged]}'
         f',"unusedCostNanosUsd":"{attempt.unused_cost_nanos:d}"'
     )
     if (unused := attempt.unused_usage) is not None:
@@ -117,9 +117,9 @@ def _attempt(body: AttemptEvent) -> str:
             f',"cachedInputTokenCount":"{unused.cached_input_tokens:d}"}}'
         )
     if attempt.time_to_first_token_s is not None:
-        text += f',"timeToFirstTokenMs":"{wv.millis(attempt.time_to_first_token_s):d}"'
+        text += f',"timeToFirstTokenMs":"{round(attempt.time_to_first_token_s * 1000):d}"'
     if attempt.retry_after_s is not None:
-        text += f',"retryAfterMs":"{wv.millis(attempt.retry_after_s):d}"'
+        text += f',"retryAfterMs":"{round(attempt.retry_after_s * 1000):d}"'
     if attempt.started_at_unix_s:
         text += f',"startTime":"{wv.rfc3339_of(attempt.started_at_unix_s)}"'
     return text + "}"
@@ -134,12 +134,12 @@ def _completion(body: CompletionEvent) -> str:
         f',"outputTokenCount":"{usage.output_tokens:d}"'
         f',"cachedInputTokenCount":"{usage.cached_input_tokens:d}"}}'
         f',"costNanosUsd":"{body.cost_nanos:d}"'
-        f',"cacheHit":{_bool(body.cache_hit)}'
+        f',"cacheHit":{_BOOL[body.cache_hit]}'
         f',"costSavedNanosUsd":"{body.cost_saved_nanos:d}"'
-        f',"latencyMs":"{wv.millis(body.latency_s):d}"'
+        f',"latencyMs":"{round(body.latency_s * 1000):d}"'
         f',"attemptCount":{body.attempt_count:d}'
-        f',"stream":{_bool(body.stream)}'
-        f',"finishReason":"{wv.finish_reason_name(body.finish_reason)}"'
+        f',"stream":{_BOOL[body.stream]}'
+        f',"finishReason":"{_FINISH_REASON_NAMES.get(body.finish_reason, _FINISH_REASON_UNSPECIFIED)}"'
     )
     if body.prompt_text is not None:
         text += f',"promptText":{_str(body.prompt_text)}'
@@ -162,11 +162,14 @@ def _feedback(body: FeedbackEvent) -> str:
 
 
 # Value helpers. Integers go through `:d` so that a stray float fails loudly (an encode_error)
-# instead of printing a value the mapping does not allow.
+# instead of printing a value the mapping does not allow. The builders above inline the simplest
+# conversions (wv.millis is round(s * 1000); enum names are dict lookups): these run for every
+# event in the sender's loop, where a Python call costs as much as the work it wraps.
 
-
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
+_BOOL = {False: "false", True: "true"}  # also for 0/1: True == 1 hashes alike
+_OUTCOME_NAMES = wv.OUTCOME_NAMES
+_ERROR_CLASS_NAMES, _ERROR_CLASS_UNSPECIFIED = wv.ERROR_CLASS_NAMES, wv.ERROR_CLASS_UNSPECIFIED
+_FINISH_REASON_NAMES, _FINISH_REASON_UNSPECIFIED = wv.FINISH_REASON_NAMES, wv.FINISH_REASON_UNSPECIFIED
 
 
 def _double(value: float) -> str:

@@ -53,14 +53,20 @@ class RequestContext:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+# The bodies are values: nothing changes one after it is built (ContentPolicy makes a new one).
+# They are not frozen only because the engine builds one per attempt and per request, and a
+# frozen dataclass's __init__ (an object.__setattr__ per field) cost 1.76 us for a completion
+# against 0.58 us.
+
+
+@dataclass(slots=True)
 class DecisionEvent:
     kind: ClassVar[str] = "decision"
 
     decision: domain.RouteDecision
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptEvent:
     kind: ClassVar[str] = "attempt"
 
@@ -70,7 +76,7 @@ class AttemptEvent:
     hedged: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CompletionEvent:
     kind: ClassVar[str] = "completion"
 
@@ -90,7 +96,7 @@ class CompletionEvent:
     completion_text: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ErrorEvent:
     kind: ClassVar[str] = "error"
 
@@ -100,7 +106,7 @@ class ErrorEvent:
     attempt_count: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FeedbackEvent:
     kind: ClassVar[str] = "feedback"
 

@@ -174,15 +174,17 @@ class KafkaPublisher:
     def publish(self, event: TelemetryEvent) -> None:
         """Hand an event over. Never blocks, never awaits, never raises."""
         try:
-            self._publish(event)
+            state = self._state
+            if state is _State.RUNNING and not self._spool_mode and self._queue.put(event):
+                return  # the common case, inline: this runs three times per request
+            self._publish_otherwise(event, state)
         except Exception:  # the request path must not fail because of telemetry
             log.exception(
                 "unexpected error publishing a %s event of %s", event.kind, event.context.request_id
             )
             self._drops.drop("encode_error")
 
-    def _publish(self, event: TelemetryEvent) -> None:
-        state = self._state
+    def _publish_otherwise(self, event: TelemetryEvent, state: _State) -> None:
         if state is _State.NEW or (state is _State.RUNNING and not self._spool_mode):
             if self._queue.put(event):
                 return

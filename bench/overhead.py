@@ -40,6 +40,7 @@ import os
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 ECHO_SERVER = BENCH_DIR / "echo_server.py"
 ECHO_METHOD = "/bench.v1.Echo/Echo"
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "overhead.json"
+TELEMETRY_OUTPUT = BENCH_DIR / "results" / "telemetry_cost.json"
+ROUNDS_DEFAULT = 5
 
 MODEL = "bench-model"
 API_KEY = "bench-key"
@@ -122,6 +125,7 @@ class CellResult:
     rps: float
     elapsed_s: float
     first_error: str = ""
+    round_rps: list[float] = field(default_factory=list)  # req/s of each interleaved round
 
 
 @dataclass
@@ -170,9 +174,12 @@ class Sample:
     first_error: str = ""
     elapsed_ns: int = 0
     max_in_flight: int = 0
+    round_rps: list[float] = field(default_factory=list)  # one per merged round
 
     def merge(self, other: Sample) -> None:
         """Adds a later round: latencies and errors pool, active time adds up."""
+        if other.elapsed_ns:
+            self.round_rps.append(len(other.latencies_ns) / (other.elapsed_ns / 1e9))
         self.latencies_ns += other.latencies_ns
         self.errors += other.errors
         self.first_error = self.first_error or other.first_error
@@ -268,6 +275,7 @@ def summarize(target: str, mode: str, sample: Sample, offered_rps: float | None 
         rps=len(lat) / elapsed_s if elapsed_s else 0.0,
         elapsed_s=elapsed_s,
         first_error=sample.first_error,
+        round_rps=[round(rps, 1) for rps in sample.round_rps],
     )
 
 
@@ -390,6 +398,7 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 EVENTS_VARIANT = "router/aiohttp+events"
+PLAIN = "router/aiohttp"  # what EVENTS_VARIANT is compared with
 
 
 def events_extra(bootstrap: str, spool_dir: Path) -> dict[str, Any]:
@@ -406,12 +415,11 @@ def events_extra(bootstrap: str, spool_dir: Path) -> dict[str, Any]:
 
 
 def router_variants(
-    extra_yaml: str | None, extra_name: str, events: dict[str, Any] | None
+    extra_yaml: str | None, extra_name: str, events: dict[str, Any] | None, telemetry_only: bool = False
 ) -> list[RouterVariant]:
-    variants = [
-        RouterVariant("router/aiohttp", {"http": {"transport": "aiohttp"}}),
-        RouterVariant("router/httpx", {"http": {"transport": "httpx"}}),
-    ]
+    variants = [RouterVariant(PLAIN, {"http": {"transport": "aiohttp"}})]
+    if not telemetry_only:
+        variants.append(RouterVariant("router/httpx", {"http": {"transport": "httpx"}}))
     if events is not None:
         variants.append(RouterVariant(EVENTS_VARIANT, events))
     if extra_yaml:
@@ -622,18 +630,23 @@ async def start_and_wait(endpoints: Endpoints) -> None:
         await wait_ready(server, grpc_health_probe(server.port))
 
 
-async def measure(endpoints: Endpoints, params: Params) -> tuple[list[CellResult], list[CellResult]]:
+async def measure(
+    endpoints: Endpoints, params: Params, telemetry_only: bool = False
+) -> tuple[list[CellResult], list[CellResult]]:
     await start_and_wait(endpoints)
     targets = closed_loop_targets(endpoints)
     closed: list[CellResult] = []
-    for concurrency in params.concurrencies:
-        closed += await run_closed(targets, concurrency, params)
     opened: list[CellResult] = []
-    saturated = max(params.concurrencies)
-    for name, (variant, _) in endpoints.routers.items():
-        rate = find(closed, name, saturated).rps / 2
-        direct = direct_target(variant.transport)
-        opened += await run_open({direct: targets[direct], name: targets[name]}, rate, params)
+    if telemetry_only:  # the two routers at c=32, nothing else
+        closed = await run_closed({name: targets[name] for name in (PLAIN, EVENTS_VARIANT)}, 32, params)
+    else:
+        for concurrency in params.concurrencies:
+            closed += await run_closed(targets, concurrency, params)
+        saturated = max(params.concurrencies)
+        for name, (variant, _) in endpoints.routers.items():
+            rate = find(closed, name, saturated).rps / 2
+            direct = direct_target(variant.transport)
+            opened += await run_open({direct: targets[direct], name: targets[name]}, rate, params)
     for name, (_, server) in endpoints.routers.items():
         calls = ROUTER_CALLS.get(server.port, 0)
         ROUTER_CPU_US[name] = process_cpu_s(server.proc.pid) / calls * 1e6 if calls else math.nan
@@ -714,24 +727,34 @@ def derive(
         cpu = ROUTER_CPU_US.get(variant.name, math.nan)
         rows.append(info_row(variant.name, "router CPU per request", cpu, "us", "router process CPU / calls"))
     if any(v.name == EVENTS_VARIANT for v in variants):
-        events_cpu, plain_cpu = (
-            ROUTER_CPU_US.get(EVENTS_VARIANT, math.nan),
-            ROUTER_CPU_US.get("router/aiohttp", math.nan),
-        )
-        rows.append(
-            info_row(
-                EVENTS_VARIANT,
-                "telemetry CPU cost",
-                (events_cpu / plain_cpu - 1) * 100,
-                "%",
-                "router CPU per request vs router/aiohttp",
-            )
-        )
-        with_events, without = find(closed, EVENTS_VARIANT, 32), find(closed, "router/aiohttp", 32)
-        cost = 1 - with_events.rps / without.rps
-        basis = f"1 - {EVENTS_VARIANT} / router/aiohttp rps @c=32"
-        rows.append(budget_row(EVENTS_VARIANT, TELEMETRY_COST, cost * 100, basis, with_events, without))
+        rows += telemetry_rows(closed)
     return rows
+
+
+def telemetry_rows(closed: list[CellResult]) -> list[BudgetRow]:
+    """What publishing events costs: router CPU per request and c=32 throughput, events on vs off.
+
+    The throughput cost is the median over rounds of 1 - (events-on req/s / events-off req/s),
+    each round's two cells measured back to back: the shared machine's speed drifts by more than
+    the effect between rounds, and pairing cancels that drift where pooling all rounds does not.
+    The pooled figure is printed too."""
+    events_cpu, plain_cpu = ROUTER_CPU_US.get(EVENTS_VARIANT, math.nan), ROUTER_CPU_US.get(PLAIN, math.nan)
+    with_events, without = find(closed, EVENTS_VARIANT, 32), find(closed, PLAIN, 32)
+    paired = [1 - on / off for on, off in zip(with_events.round_rps, without.round_rps, strict=False) if off]
+    pooled = 1 - with_events.rps / without.rps
+    cost = statistics.median(paired) if paired else pooled
+    basis = f"median of {len(paired)} paired rounds of 1 - {EVENTS_VARIANT} / {PLAIN} rps @c=32"
+    return [
+        info_row(
+            EVENTS_VARIANT,
+            "telemetry CPU cost",
+            (events_cpu / plain_cpu - 1) * 100,
+            "%",
+            f"router CPU per request vs {PLAIN}",
+        ),
+        info_row(EVENTS_VARIANT, "telemetry tput cost, pooled", pooled * 100, "%", "all rounds at once"),
+        budget_row(EVENTS_VARIANT, TELEMETRY_COST, cost * 100, basis, with_events, without),
+    ]
 
 
 # --- output -----------------------------------------------------------------------------------------
@@ -804,7 +827,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, help="requests per cell (both concurrencies)")
     parser.add_argument("--warmup", type=int, help="warm-up requests per cell (default 200, --quick 50)")
     parser.add_argument("--open-loop-seconds", type=float, help="open-loop duration (default 5, --quick 2)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per cell (default 5)")
+    parser.add_argument(
+        "--rounds", type=int, default=ROUNDS_DEFAULT, help="interleaved rounds per cell (default 5)"
+    )
     parser.add_argument(
         "--router-config-extra",
         metavar="YAML",
@@ -814,12 +839,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-events", action="store_true", help="skip the telemetry-on row (no embedded Kafka broker)"
     )
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--telemetry-only",
+        action="store_true",
+        help=f"only {PLAIN} and {EVENTS_VARIANT} at c=32: what events cost, in more, shorter rounds "
+        "(default 20 rounds of 1000 requests; writes bench/results/telemetry_cost.json)",
+    )
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args(argv)
+    if args.telemetry_only and args.no_events:
+        parser.error("--telemetry-only needs the events row")
+    if args.output is None:
+        args.output = TELEMETRY_OUTPUT if args.telemetry_only else DEFAULT_OUTPUT
+    return args
 
 
 def params_from(args: argparse.Namespace) -> Params:
     scale = 5 if args.quick else 1
+    if args.telemetry_only:
+        rounds = args.rounds if args.rounds != ROUNDS_DEFAULT else 20
+        return Params(
+            requests_c1=0,
+            requests_c32=args.requests or rounds * 1000 // scale,
+            warmup=args.warmup if args.warmup is not None else 500,
+            open_loop_s=0.0,
+            rounds=max(1, rounds),
+            concurrencies=(32,),
+        )
     return Params(
         requests_c1=args.requests or 1000 // scale,
         requests_c32=args.requests or 2000 // scale,
@@ -875,7 +921,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         embedded_broker(not args.no_events, Path(tmp)) as bootstrap,
     ):
         events = events_extra(bootstrap, Path(tmp) / "spool") if bootstrap else None
-        variants = router_variants(args.router_config_extra, args.router_config_extra_name, events)
+        variants = router_variants(
+            args.router_config_extra, args.router_config_extra_name, events, args.telemetry_only
+        )
         sim = fleet.spawn_sim()
         sim_base_url = f"http://127.0.0.1:{sim.port}/v1"
         endpoints = Endpoints(
@@ -883,7 +931,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             echo=fleet.spawn_echo(),
             routers={v.name: (v, fleet.spawn_router(v, sim_base_url)) for v in variants},
         )
-        closed, opened = run_loop(measure(endpoints, params))
+        closed, opened = run_loop(measure(endpoints, params, args.telemetry_only))
+    budget = telemetry_rows(closed) if args.telemetry_only else derive(variants, closed, opened)
     return {
         "benchmark": "router overhead",
         "machine": machine_info(started, loadavg_before, loop_name),
@@ -891,7 +940,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "router_variants": [{"name": v.name, "transport": v.transport, "extra": v.extra} for v in variants],
         "closed_loop": [asdict(c) for c in closed],
         "open_loop": [asdict(c) for c in opened],
-        "budget": [asdict(r) for r in derive(variants, closed, opened)],
+        "budget": [asdict(r) for r in budget],
     }
 
 

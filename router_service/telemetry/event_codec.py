@@ -19,13 +19,14 @@ import functools
 import os
 import socket
 from collections.abc import Sequence
+from json.encoder import encode_basestring
 from typing import Literal
 
 from google.protobuf import json_format
 
 from router_service._gen.router.v1 import events_pb2
 from router_service.telemetry import wire_values as wv
-from router_service.telemetry.event_json import to_json
+from router_service.telemetry.event_json import event_to_json
 from router_service.telemetry.event_proto import to_proto as _to_proto
 from router_service.telemetry.events import EVENT_KINDS, TelemetryEvent, new_event_id
 
@@ -101,29 +102,34 @@ class RecordEncoder:
             raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
         self._json = encoding == "json"
         self._router_instance = router_instance
+        self._quoted_instance = encode_basestring(router_instance)  # a JSON string, as event_json quotes
         self._source = ("ce_source", (SOURCE_PREFIX + router_instance).encode())
         self._content_type = ("content-type", CONTENT_TYPES[encoding].encode())
         self._type_headers = {kind: ("ce_type", ce_type(kind).encode()) for kind in EVENT_KINDS}
 
     def encode(self, event: TelemetryEvent) -> tuple[bytes, bytes, RecordHeaders]:
         """(key, value, headers) of the Kafka record for one event, drawing its id if it has none."""
-        if not event.event_id:
-            event = TelemetryEvent(event.context, event.body, new_event_id(), event.event_time_unix_s)
-        event_time = wv.rfc3339_of(event.event_time_unix_s)
+        context, body, event_id, event_time_unix_s = event
+        if not event_id:
+            event_id = new_event_id()
+        event_time = wv.rfc3339_of(event_time_unix_s)
         if self._json:
-            value = to_json(event, self._router_instance, event_time).encode()
+            value = event_to_json(context, body, event_id, event_time, self._quoted_instance).encode()
         else:
-            value = _to_proto(event, self._router_instance).SerializeToString()
+            message = _to_proto(
+                TelemetryEvent(context, body, event_id, event_time_unix_s), self._router_instance
+            )
+            value = message.SerializeToString()
         headers = (  # the order records always had
             _SPEC_VERSION_HEADER,
-            ("ce_id", event.event_id.encode()),
+            ("ce_id", event_id.encode()),
             self._source,
-            self._type_headers[event.kind],
+            self._type_headers[body.kind],
             ("ce_time", event_time.encode()),
             _DATASCHEMA_HEADER,
             self._content_type,
         )
-        return event.context.request_id.encode(), value, headers
+        return context.request_id.encode(), value, headers
 
 
 _SPEC_VERSION_HEADER = ("ce_specversion", SPEC_VERSION.encode())

@@ -40,17 +40,23 @@ _str: Callable[[str], str] = encode_basestring  # a JSON string literal, quotes 
 
 def to_json(event: TelemetryEvent, router_instance: str, event_time: str | None = None) -> str:
     """The event as compact JSON. `event_time`: its RFC 3339 text, when the caller has it already."""
-    context = event.context
-    body = event.body
     if event_time is None:
         event_time = wv.rfc3339_of(event.event_time_unix_s)
+    return event_to_json(event.context, event.body, event.event_id, event_time, _str(router_instance))
+
+
+def event_to_json(
+    context: EventContext, body: EventBody, event_id: str, event_time: str, quoted_router_instance: str
+) -> str:
+    """to_json with the parts given apiece, the router instance already a JSON string: what the
+    publisher's encoder calls for every event (see RecordEncoder.encode)."""
     return (
-        f'{{"eventId":{_str(event.event_id)}'
+        f'{{"eventId":{_str(event_id)}'
         f',"eventTime":"{event_time}"'
         f',"requestId":{_str(context.request_id)}'
         f"{_tracing_and_tenant(context)}"
         f',"tags":{_string_map(context.tags)}'
-        f',"routerInstance":{_str(router_instance)}'
+        f',"routerInstance":{quoted_router_instance}'
         f',"{body.kind}":{_BUILDERS[type(body)](body)}}}'
     )
 

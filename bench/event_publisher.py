@@ -106,7 +106,8 @@ def request_events(count: int) -> list[ev.TelemetryEvent]:
         context = ev.RequestContext(request_id=f"req-{i:08d}-bench", tags={"feature": "bench"})
         now = time.time()
         for body in (ev.DecisionEvent(decision), ev.AttemptEvent(0, attempt, "m0-2024"), completion):
-            events.append(ev.TelemetryEvent.create(context, body, now_unix_s=now))
+            # As the engine publishes them: no id yet, the publisher's encoder draws it.
+            events.append(ev.TelemetryEvent(context, body, "", now))
     return events[:count]
 
 

@@ -60,6 +60,7 @@ from router_service.telemetry import event_codec
 from router_service.telemetry import events as ev
 from router_service.telemetry.kafka_client import ensure_topics
 from router_service.telemetry.publisher import KafkaPublisher, PublisherConfig
+from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS
 from router_service.telemetry.publisher_metrics import PublisherMetrics
 
 # queue_max=None: a queue big enough for the whole burst (the in-memory path); a small queue
@@ -237,7 +238,7 @@ async def cpu_cell(
             encoding=cell["encoding"],
             compression_type=cell["compression_type"],
             queue_max=count,
-            **({} if linger_ms is None else {"linger_ms": linger_ms}),
+            linger_ms=DEFAULT_LINGER_MS if linger_ms is None else linger_ms,
         )
         publisher = KafkaPublisher(config, metrics=metrics)
         await publisher.start()
@@ -268,11 +269,11 @@ async def cpu_cell(
 
 
 def _broker_up(metrics: PublisherMetrics) -> bool:
-    return metrics.broker_up._value.get() == 1  # read directly: a registry scan costs CPU
+    return bool(metrics.broker_up._value.get() == 1)  # read directly: a registry scan costs CPU
 
 
 def _acked_count(metrics: PublisherMetrics) -> float:
-    return sum(metrics.published.labels(type=kind)._value.get() for kind in ev.EVENT_KINDS)
+    return float(sum(metrics.published.labels(type=kind)._value.get() for kind in ev.EVENT_KINDS))
 
 
 async def _wait_for(predicate: Callable[[], bool], what: str) -> None:

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import copy
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -49,7 +50,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import grpc
@@ -320,7 +321,7 @@ async def router_client(port: int) -> AsyncIterator[Call]:
 
 
 @asynccontextmanager
-async def httpx_client(url: str, transport: str) -> AsyncIterator[Call]:
+async def httpx_client(url: str, transport: Literal["aiohttp", "httpx"]) -> AsyncIterator[Call]:
     """The router's own upstream client (`make_http_client`) with the given transport."""
     async with make_http_client(HttpConfig(transport=transport)) as client:
 
@@ -563,7 +564,7 @@ def closed_loop_targets(endpoints: Endpoints) -> dict[str, ClientFactory]:
         direct_target("aiohttp-raw"): lambda: aiohttp_raw_client(url),
     }
     for name, (_, server) in endpoints.routers.items():
-        targets[name] = lambda port=server.port: router_client(port)
+        targets[name] = functools.partial(router_client, server.port)
     return targets
 
 

@@ -40,33 +40,35 @@ import math
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+if __package__ in (None, ""):
+    # Run as `python bench/overhead.py`: put the repository root, not bench/, first on the path, so
+    # that `bench.*` imports resolve (and bench/consumers.py cannot shadow the consumers package).
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import aiohttp
 import grpc
 import httpx
 import yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.load import Call, Load, Sample, closed_loop, open_loop, percentile_ms
+from bench.servers import Fleet, Server, grpc_health_probe, http_probe, process_cpu_s, wait_ready
 from router_service._gen.router.v1 import router_pb2 as pb
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.config_schema import HttpConfig
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.providers.http import make_http_client
-from router_service.settings import parse_config
 
 BENCH_DIR = Path(__file__).resolve().parent
-ECHO_SERVER = BENCH_DIR / "echo_server.py"
 ECHO_METHOD = "/bench.v1.Echo/Echo"
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "overhead.json"
 TELEMETRY_OUTPUT = BENCH_DIR / "results" / "telemetry_cost.json"
@@ -82,13 +84,10 @@ HTTP_HEADERS = {"content-type": "application/json", "authorization": f"Bearer {A
 
 CALL_TIMEOUT_S = 10.0  # per request; a stuck request fails the cell instead of hanging the bench
 CELL_TIMEOUT_S = 300.0  # per target and load shape, warm-up included
-READY_TIMEOUT_S = 30.0
-STOP_GRACE_S = 5.0
 # An open-loop cell that completed less than this fraction of its offered rate was overloaded:
 # its latencies measure a queue, not the target, and cannot back a verdict.
 SUSTAINED_FRACTION = 0.9
 
-Call = Callable[[], Awaitable[None]]
 ClientFactory = Callable[[], AbstractAsyncContextManager[Call]]
 
 
@@ -165,99 +164,6 @@ OPEN_LOOP_ADDED_P99 = Budget("open-loop added p99", "ms", 3.0, higher_is_better=
 TELEMETRY_COST = Budget("telemetry throughput cost", "%", 5.0, higher_is_better=False)
 
 
-# --- load generators ------------------------------------------------------------------------------
-
-
-@dataclass
-class Sample:
-    latencies_ns: list[int] = field(default_factory=list)
-    errors: int = 0
-    first_error: str = ""
-    elapsed_ns: int = 0
-    max_in_flight: int = 0
-    round_rps: list[float] = field(default_factory=list)  # one per merged round
-
-    def merge(self, other: Sample) -> None:
-        """Adds a later round: latencies and errors pool, active time adds up."""
-        if other.elapsed_ns:
-            self.round_rps.append(len(other.latencies_ns) / (other.elapsed_ns / 1e9))
-        self.latencies_ns += other.latencies_ns
-        self.errors += other.errors
-        self.first_error = self.first_error or other.first_error
-        self.elapsed_ns += other.elapsed_ns
-        self.max_in_flight = max(self.max_in_flight, other.max_in_flight)
-
-    def fail(self, exc: BaseException) -> None:
-        self.errors += 1
-        if not self.first_error:
-            self.first_error = f"{type(exc).__name__}: {exc}"[:300]
-
-
-Load = Callable[[Call], Awaitable[Sample]]  # one measured pass of some load shape over a target
-
-
-async def closed_loop(call: Call, concurrency: int, requests: int) -> Sample:
-    """`concurrency` workers issue `requests` calls back to back; each latency is one call."""
-    sample = Sample(max_in_flight=concurrency)
-    remaining = requests
-    clock = time.perf_counter_ns
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            started = clock()
-            try:
-                await call()
-            except Exception as exc:
-                sample.fail(exc)
-            else:
-                sample.latencies_ns.append(clock() - started)
-
-    started = clock()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    sample.elapsed_ns = clock() - started
-    return sample
-
-
-async def open_loop(call: Call, rate: float, duration_s: float) -> Sample:
-    """Sends at a fixed `rate` whatever the responses do; latency counts from the scheduled send."""
-    sample = Sample()
-    clock = time.perf_counter_ns
-    interval_ns = 1e9 / rate
-    in_flight: set[asyncio.Task[None]] = set()
-
-    async def one(due_ns: int) -> None:
-        try:
-            await call()
-        except Exception as exc:
-            sample.fail(exc)
-        else:
-            sample.latencies_ns.append(clock() - due_ns)
-
-    started = clock()
-    for i in range(max(1, int(rate * duration_s))):
-        due = started + int(i * interval_ns)
-        delay_ns = due - clock()
-        if delay_ns > 0:
-            await asyncio.sleep(delay_ns / 1e9)
-        task = asyncio.create_task(one(due))
-        in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
-        sample.max_in_flight = max(sample.max_in_flight, len(in_flight))
-    await asyncio.gather(*in_flight)
-    sample.elapsed_ns = clock() - started
-    return sample
-
-
-def percentile_ms(sorted_ns: list[int], q: float) -> float:
-    """Nearest-rank percentile of sorted nanoseconds, in milliseconds (nan when empty)."""
-    if not sorted_ns:
-        return math.nan
-    rank = min(len(sorted_ns) - 1, max(0, math.ceil(q * len(sorted_ns)) - 1))
-    return sorted_ns[rank] / 1e6
-
-
 def summarize(target: str, mode: str, sample: Sample, offered_rps: float | None = None) -> CellResult:
     lat = sorted(sample.latencies_ns)
     elapsed_s = sample.elapsed_ns / 1e9
@@ -296,12 +202,6 @@ async def echo_client(port: int) -> AsyncIterator[Call]:
 
 # Calls answered per router port, for CPU per request (a machine-noise-proof cost measure).
 ROUTER_CALLS: dict[int, int] = {}
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @asynccontextmanager
@@ -430,115 +330,6 @@ def router_variants(
             raise SystemExit("--router-config-extra must be a YAML mapping")
         variants.append(RouterVariant(extra_name, extra))
     return variants
-
-
-# --- server processes -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def router_service_argv() -> list[str]:
-    script = Path(sys.executable).with_name("router-service")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "router_service.cli"]
-
-
-@dataclass
-class Server:
-    name: str
-    port: int
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log_tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-
-class Fleet:
-    """The server subprocesses; `stop_all` (SIGTERM, then SIGKILL) runs however the bench ends."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.servers: list[Server] = []
-
-    def spawn(self, name: str, port: int, argv: list[str]) -> Server:
-        log_path = self.workdir / f"{name.replace('/', '_')}.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        server = Server(name, port, proc, log_path)
-        self.servers.append(server)
-        return server
-
-    def spawn_sim(self) -> Server:
-        port = free_port()
-        argv = [*router_service_argv(), "sim", "--port", str(port), "--preset", "instant"]
-        return self.spawn("sim", port, argv)
-
-    def spawn_echo(self) -> Server:
-        port = free_port()
-        return self.spawn("echo", port, [sys.executable, str(ECHO_SERVER), "--port", str(port)])
-
-    def spawn_router(self, variant: RouterVariant, sim_base_url: str) -> Server:
-        port = free_port()
-        config = variant.config(sim_base_url, port)
-        parse_config(config)  # fail here, with the field named, rather than in a child's log
-        path = self.workdir / f"{variant.name.replace('/', '_')}.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        return self.spawn(variant.name, port, [*router_service_argv(), "serve", "--config", str(path)])
-
-    def stop_all(self) -> None:
-        for server in self.servers:
-            if server.proc.poll() is None:
-                server.proc.send_signal(signal.SIGTERM)
-        for server in self.servers:
-            try:
-                server.proc.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                server.proc.kill()
-                server.proc.wait()
-
-    def __enter__(self) -> Fleet:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop_all()
-
-
-async def wait_ready(server: Server, probe: Callable[[], Awaitable[bool]]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}")
-        with contextlib.suppress(Exception):
-            if await probe():
-                return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{server.name} not ready after {READY_TIMEOUT_S:.0f}s:\n{server.log_tail()}")
-
-
-def http_probe(url: str) -> Callable[[], Awaitable[bool]]:
-    async def probe() -> bool:
-        async with httpx.AsyncClient(timeout=1.0) as client:
-            return (await client.get(url)).status_code == 200
-
-    return probe
-
-
-def grpc_health_probe(port: int) -> Callable[[], Awaitable[bool]]:
-    async def probe() -> bool:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            check = health_pb2_grpc.HealthStub(channel).Check
-            reply = await check(health_pb2.HealthCheckRequest(), timeout=1.0)
-            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-    return probe
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -930,7 +721,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         endpoints = Endpoints(
             sim=sim,
             echo=fleet.spawn_echo(),
-            routers={v.name: (v, fleet.spawn_router(v, sim_base_url)) for v in variants},
+            routers={
+                v.name: (v, fleet.spawn_router(v.name, functools.partial(v.config, sim_base_url)))
+                for v in variants
+            },
         )
         closed, opened = run_loop(measure(endpoints, params, args.telemetry_only))
     budget = telemetry_rows(closed) if args.telemetry_only else derive(variants, closed, opened)

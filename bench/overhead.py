@@ -637,10 +637,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"only {PLAIN} and {EVENTS_VARIANT} at c=32: what events cost, in more, shorter rounds "
         "(default 20 rounds of 1000 requests; writes bench/results/telemetry_cost.json)",
     )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="with --telemetry-only: repeat with fresh processes, report medians",
+    )
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     if args.telemetry_only and args.no_events:
         parser.error("--telemetry-only needs the events row")
+    if args.runs > 1 and not args.telemetry_only:
+        parser.error("--runs is for --telemetry-only")
     if args.output is None:
         args.output = TELEMETRY_OUTPUT if args.telemetry_only else DEFAULT_OUTPUT
     return args
@@ -755,10 +763,46 @@ def print_report(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.runs > 1:
+        return main_runs(args)
     with sigterm_as_exit():
         report = run(args)
     print_report(report)
     write_json(args.output, report)
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+def main_runs(args: argparse.Namespace) -> int:
+    """--telemetry-only --runs N: N runs, each with fresh processes, and the median of their rows.
+    Runs differ by more than rounds do (where the processes land on the two cores), so a verdict
+    wants several."""
+    reports = []
+    with sigterm_as_exit():
+        for i in range(args.runs):
+            progress(f"run {i + 1} of {args.runs}")
+            reports.append(run(args))
+            for row in reports[-1]["budget"]:
+                progress(f"  {row['metric']:<28} {row['value']:7.2f} {row['unit']}  {row['verdict']}")
+    summary = []
+    for metric, first in [(r["metric"], r) for r in reports[0]["budget"]]:
+        rows = [row for report in reports for row in report["budget"] if row["metric"] == metric]
+        values = [row["value"] for row in rows]
+        value = statistics.median(values)
+        if any(row["verdict"] == "INVALID" for row in rows):
+            verdict = "INVALID"  # a run had errors: its number cannot back a verdict
+        elif metric == TELEMETRY_COST.metric:
+            verdict = TELEMETRY_COST.verdict(value)
+        else:
+            verdict = "info"
+        summary.append(
+            {**first, "value": value, "verdict": verdict, "basis": f"median of {len(values)} runs"}
+        )
+        print(
+            f"{metric:<28} median {value:6.2f} {first['unit']}  {verdict:<5} "
+            f"runs: {', '.join(f'{v:.1f}' for v in values)}"
+        )
+    write_json(args.output, {"benchmark": "telemetry cost", "runs": reports, "summary": summary})
     print(f"\nwrote {args.output}")
     return 0
 

@@ -30,6 +30,8 @@ from router_service.api.interceptors import MetricsInterceptor
 from router_service.api.server import create_server, mark_serving
 from router_service.api.servicer import FeedbackSink, RouterServicer
 from router_service.engine import Engine, RequestObserver
+from router_service.fleet.metrics import FleetMetrics
+from router_service.fleet.metrics import default_metrics as default_fleet_metrics
 from router_service.fleet.subscriber import SnapshotSubscriber
 from router_service.providers.http import make_http_client
 from router_service.providers.registry import build_adapters
@@ -112,8 +114,11 @@ class RouterApp:
         events, fleet = self.config.events, engine.fleet
         if events is None or fleet is None:
             return
+        # A router given its own registry (tests running two in one process) gets its own fleet
+        # metrics too; otherwise the process-wide ones, on the default registry.
+        metrics = default_fleet_metrics() if self._registry is REGISTRY else FleetMetrics(self._registry)
         subscriber = SnapshotSubscriber(
-            events.bootstrap_servers, fleet.config, fleet.update, security=events.security
+            events.bootstrap_servers, fleet.config, fleet.update, security=events.security, metrics=metrics
         )
         subscriber.start()
         self._stack.push_async_callback(subscriber.stop)

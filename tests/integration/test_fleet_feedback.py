@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import CollectorRegistry
 
 from consumers.costs.totals import usd_text
 from consumers.jobs import job_named
@@ -246,10 +246,9 @@ async def _fail_through_a(fleet: Fleet, sims: Sims) -> int:
     return spent_nanos
 
 
-def _stale_gauge() -> float | None:
-    # Process-wide: every router in this process (A and B here) sets it from its own view, so it
-    # only says "stale" reliably when all of them agree; B's own view is read directly below.
-    return REGISTRY.get_sample_value("llmrouter_fleet_view_stale", {"topic": "health"})
+def _stale_gauge(router: RouterApp) -> float | None:
+    # B has its own registry, and so its own fleet metrics.
+    return router._registry.get_sample_value("llmrouter_fleet_view_stale", {"topic": "health"})
 
 
 def _b_health_view_is_stale(fleet: Fleet) -> bool:
@@ -273,12 +272,13 @@ async def test_when_the_consumers_stop_the_view_goes_stale_and_b_routes_on_local
     # Idle consumers keep writing checkpoints: the view stays fresh well past stale_after_s.
     await asyncio.sleep(2 * STALE_AFTER_S)
     assert not _b_health_view_is_stale(fleet), "idle consumers' heartbeats should keep B's view fresh"
+    assert _stale_gauge(fleet.router_b) == 0
     assert await demoted(), "B should still demote the failing deployment on the fleet view"
 
     await fleet.consumers.stop()
 
     async def stale() -> bool:
-        return _b_health_view_is_stale(fleet) and _stale_gauge() == 1
+        return _b_health_view_is_stale(fleet) and _stale_gauge(fleet.router_b) == 1
 
     await _wait_for(stale, 15)
     # Local state only: B has seen no failure of sim-a, so round robin gives it its third again.

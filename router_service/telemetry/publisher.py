@@ -175,28 +175,24 @@ class KafkaPublisher:
         """Hand an event over. Never blocks, never awaits, never raises."""
         try:
             state = self._state
-            if state is _State.RUNNING and not self._spool_mode and self._queue.put(event):
-                return  # the common case, inline: this runs three times per request
-            self._publish_otherwise(event, state)
+            if state is _State.RUNNING and not self._spool_mode:
+                if self._queue.put(event):
+                    return  # the common case, first: this runs three times per request
+                # Full. From now on every event goes through the spool, behind what it already holds.
+                self._spool_mode = True
+                self._spool_events([event])
+            elif state is _State.NEW:
+                if not self._queue.put(event):
+                    self._drops.drop("closed")
+            elif state in (_State.RUNNING, _State.STOPPING):
+                self._spool_events([event])
+            else:
+                self._drops.drop("closed")
         except Exception:  # the request path must not fail because of telemetry
             log.exception(
                 "unexpected error publishing a %s event of %s", event.kind, event.context.request_id
             )
             self._drops.drop("encode_error")
-
-    def _publish_otherwise(self, event: TelemetryEvent, state: _State) -> None:
-        if state is _State.NEW or (state is _State.RUNNING and not self._spool_mode):
-            if self._queue.put(event):
-                return
-            if state is _State.NEW:
-                self._drops.drop("closed")
-                return
-            # Full. From now on every event goes through the spool, behind what it already holds.
-            self._spool_mode = True
-        if state in (_State.RUNNING, _State.STOPPING):
-            self._spool_events([event])
-        else:
-            self._drops.drop("closed")
 
     # -- the sender task ---------------------------------------------------------------------
 

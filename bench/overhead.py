@@ -61,7 +61,15 @@ import httpx
 import yaml
 
 from bench.load import Call, Load, Sample, closed_loop, open_loop, percentile_ms
-from bench.servers import Fleet, Server, grpc_health_probe, http_probe, process_cpu_s, wait_ready
+from bench.servers import (
+    Fleet,
+    Server,
+    children_cpu_s,
+    grpc_health_probe,
+    http_probe,
+    process_cpu_s,
+    wait_ready,
+)
 from router_service._gen.router.v1 import router_pb2 as pb
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.config_schema import HttpConfig
@@ -442,11 +450,14 @@ async def measure(
     for name, (_, server) in endpoints.routers.items():
         calls = ROUTER_CALLS.get(server.port, 0)
         ROUTER_CPU_US[name] = process_cpu_s(server.proc.pid) / calls * 1e6 if calls else math.nan
+        FORWARDER_CPU_US[name] = children_cpu_s(server.proc.pid) / calls * 1e6 if calls else math.nan
     return closed, opened
 
 
 # Router process CPU per answered call, over the whole run (startup included, amortised).
 ROUTER_CPU_US: dict[str, float] = {}
+# The same for its children: the event forwarder, which publishes on another core.
+FORWARDER_CPU_US: dict[str, float] = {}
 
 
 # --- derived rows -----------------------------------------------------------------------------------
@@ -543,6 +554,13 @@ def telemetry_rows(closed: list[CellResult]) -> list[BudgetRow]:
             (events_cpu / plain_cpu - 1) * 100,
             "%",
             f"router CPU per request vs {PLAIN}",
+        ),
+        info_row(
+            EVENTS_VARIANT,
+            "forwarder CPU per request",
+            FORWARDER_CPU_US.get(EVENTS_VARIANT, math.nan),
+            "us",
+            "the event forwarder process, on another core",
         ),
         info_row(EVENTS_VARIANT, "telemetry tput cost, pooled", pooled * 100, "%", "all rounds at once"),
         budget_row(EVENTS_VARIANT, TELEMETRY_COST, cost * 100, basis, with_events, without),

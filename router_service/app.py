@@ -37,6 +37,7 @@ from router_service.providers.http import make_http_client
 from router_service.providers.registry import build_adapters
 from router_service.settings import ConfigError, RuntimeConfig, load_config
 from router_service.telemetry.events import EventSink, FeedbackEvent, NullSink, RequestContext, TelemetryEvent
+from router_service.telemetry.forwarding_publisher import ForwardingPublisher
 from router_service.telemetry.kafka_client import ensure_topics
 from router_service.telemetry.live_metrics import LiveStateCollector
 from router_service.telemetry.observer import EventObserver, FanOut, MetricsObserver
@@ -141,7 +142,7 @@ class RouterApp:
             events = dataclasses.replace(events, spool_dir=f"{events.spool_dir}/worker-{self._worker_index}")
         if self.config.create_topic_partitions:
             await ensure_topics(events.bootstrap_servers, {events.topic: self.config.create_topic_partitions})
-        publisher = KafkaPublisher(events)
+        publisher = ForwardingPublisher(events) if events.forwarder else KafkaPublisher(events)
         await publisher.start()
         self._stack.push_async_callback(publisher.stop)
         return publisher

@@ -106,6 +106,7 @@ class KafkaPublisher:
         self._producer: AIOKafkaProducer | None = None
         self._guard: ProducerGuard | None = None  # watches self._producer's connections
         self._task: asyncio.Task[None] | None = None
+        self._in_flight = 0  # events taken from the queue whose round is not settled yet
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
 
@@ -194,6 +195,20 @@ class KafkaPublisher:
             )
             self._drops.drop("encode_error")
 
+    # -- settlement: what the forwarder acknowledges to the router ---------------------------
+
+    def accepted_mark(self) -> int:
+        """A mark for every event published so far. Once settled_mark() reaches it, each of them
+        has been acknowledged by the broker, written to the spool, or dropped and counted.
+
+        Events that skip the queue (spool mode) settle within publish(). Queued ones settle in
+        queue order: the sender takes them from the front and settles a round before it takes the
+        next, so the queue's counts are the marks and the request path pays nothing for them."""
+        return self._queue.entered_total
+
+    def settled_mark(self) -> int:
+        return self._queue.taken_total - self._in_flight
+
     # -- the sender task ---------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -271,8 +286,14 @@ class KafkaPublisher:
         events = self._queue.take(self._config.send_batch_max)
         self._metrics.queue_depth.set(len(self._queue))
         records = self._encode_all(events)
-        if records and not await self._deliver_or_spool_on_cancel(records):
-            self._enter_spool_mode(records)
+        self._in_flight = len(events)
+        try:
+            delivered = not records or await self._deliver_or_spool_on_cancel(records)
+            if not delivered:
+                self._enter_spool_mode(records)
+        finally:
+            self._in_flight = 0
+        if not delivered:
             await self._back_off()
 
     async def _gather_batch(self) -> None:
@@ -344,20 +365,22 @@ class KafkaPublisher:
 
     async def _final_flush(self) -> None:
         """On stop: send what is still queued (connecting first if we never tried); else spool it."""
-        records = self._encode_all(self._drain_queue())
+        events = self._drain_queue()
+        records = self._encode_all(events)
         if not records:
             return
+        delivered = False
+        self._in_flight = len(events)
         try:
             if self._producer_lost():
                 await self._disconnect(1.0)
             if self._producer is None and not self._spool_mode:
                 await self._connect()
             delivered = self._producer is not None and await self._deliver(records)
-        except asyncio.CancelledError:
-            self._spool_records(records)  # stop() ran out of time: keep them on disk
-            raise
-        if not delivered:
-            self._spool_records(records)
+        finally:  # not delivered, or cancelled because stop() ran out of time: keep them on disk
+            if not delivered:
+                self._spool_records(records)
+            self._in_flight = 0
 
     # -- failure handling and the spool -------------------------------------------------------
 

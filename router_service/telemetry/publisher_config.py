@@ -51,6 +51,9 @@ class PublisherConfig:
     client_id: str = "llmrouter-router"
     router_instance: str = ""  # "" -> "<hostname>-<pid>"
     security: KafkaSecurity = dataclasses.field(default_factory=KafkaSecurity)
+    # Publish from a forwarder process (forwarding_publisher.py), off the router's event loop;
+    # False: in the router's own loop (KafkaPublisher), which costs it more of its throughput.
+    forwarder: bool = True
     include_content: bool = False  # put (redacted) prompt/answer text into completion events
     redact_patterns: tuple[str, ...] = ()  # extra regexes (PII) on top of the built-in secret shapes
 

@@ -1,0 +1,195 @@
+"""ForwardingPublisher: a real forwarder process, a real embedded broker, a real spool."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from router_service.embedded.broker import EmbeddedBroker, free_port
+from router_service.telemetry import event_codec
+from router_service.telemetry.forwarding_publisher import ForwarderError, ForwardingPublisher
+from router_service.telemetry.kafka_client import ensure_topics
+from router_service.telemetry.publisher import KafkaPublisher
+from router_service.telemetry.spool import Spool
+from tests.telemetry import helpers as h
+
+
+async def _topic(broker: EmbeddedBroker, partitions: int = 3) -> str:
+    topic = h.unique_topic()
+    await ensure_topics(broker.bootstrap, {topic: partitions})
+    return topic
+
+
+def _forwarder_pid(publisher: ForwardingPublisher) -> int:
+    process = publisher._process  # the test's one look inside: which process to kill
+    assert process is not None and process.returncode is None
+    return process.pid
+
+
+async def test_publishes_exactly_the_events_given_with_the_routers_identity(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = await _topic(kafka_broker)
+    metrics = h.Metrics()
+    config = h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), router_instance="router-7")
+    publisher = ForwardingPublisher(config, metrics=metrics)
+    await publisher.start()
+    sent = h.events(300) + [h.event(body, request_id="req-kinds") for body in h.bodies().values()]
+
+    for event in sent:
+        publisher.publish(event)
+    # The forwarder's counters reach this process's metrics while it runs.
+    await h.eventually(lambda: metrics.value("llmrouter_events_published_total", type="feedback") >= 301)
+    assert metrics.value("llmrouter_events_forwarder_up") == 1
+    assert metrics.value("llmrouter_events_broker_up") == 1
+    await h.eventually(lambda: metrics.value("llmrouter_events_queue_depth") == 0, what="every frame settled")
+    await publisher.stop()
+
+    records = await h.read_topic(kafka_broker.bootstrap, topic, {e.event_id for e in sent})
+    assert sorted(r[0] for r in records) == sorted(e.event_id for e in sent)
+    assert {event_codec.kind_of(headers) for _, _, headers in records} == set(h.bodies())
+    assert all(dict(headers)["ce_source"] == b"//llmrouter/router/router-7" for _, _, headers in records)
+    assert metrics.value("llmrouter_events_forwarder_up") == 0
+    assert metrics.value("llmrouter_events_queue_depth") == 0
+    assert metrics.value("llmrouter_events_spooled_total") == 0
+
+
+async def test_events_of_one_request_arrive_in_publish_order(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = await _topic(kafka_broker, partitions=4)
+    publisher = ForwardingPublisher(
+        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), send_batch_max=7)
+    )
+    await publisher.start()
+    sent = h.events(120, request_ids=("r1", "r2", "r3"))
+
+    for event in sent:
+        publisher.publish(event)
+    await publisher.stop()
+
+    records = await h.read_topic(kafka_broker.bootstrap, topic, {e.event_id for e in sent})
+    for request_id in ("r1", "r2", "r3"):
+        got = [event_id for event_id, key, _ in records if key == request_id.encode()]
+        assert got == [e.event_id for e in sent if e.context.request_id == request_id]
+
+
+async def test_a_killed_forwarder_is_replaced_and_no_event_is_lost(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = await _topic(kafka_broker)
+    metrics = h.Metrics()
+    publisher = ForwardingPublisher(
+        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), linger_ms=20), metrics=metrics
+    )
+    await publisher.start()
+    before = h.events(200)
+    # Id-less, like the engine's events: the forwarder draws their ids, the same for a resent frame.
+    during = [e._replace(event_id="") for e in h.events(200, request_ids=("req-d", "req-e"))]
+    for event in before:
+        publisher.publish(event)
+
+    os.kill(_forwarder_pid(publisher), signal.SIGKILL)
+    for event in during:  # published while it is dead or starting: held, then sent to the next
+        publisher.publish(event)
+    await h.eventually(
+        lambda: metrics.value("llmrouter_events_forwarder_restarts_total") == 1, what="restart"
+    )
+    await h.eventually(lambda: metrics.value("llmrouter_events_forwarder_up") == 1, what="new forwarder")
+    await publisher.stop()
+
+    sent_ids = {e.event_id for e in before}
+    records = await h.read_topic(kafka_broker.bootstrap, topic, sent_ids)
+    for _ in range(10):  # the id-less ones cannot be waited for by id
+        drawn = {event_id for event_id, key, _ in records if key in (b"req-d", b"req-e")}
+        if len(drawn) >= 200:
+            break
+        records = await h.read_topic(kafka_broker.bootstrap, topic, sent_ids)
+    assert sent_ids <= {r[0] for r in records}  # at least once: copies of resent frames may be there too
+    # Exactly 200 distinct ids: a frame sent again to the new forwarder kept its ids.
+    assert len(drawn) == 200
+    assert metrics.value("llmrouter_events_dropped_total", reason="forwarder_behind") == 0
+
+
+async def test_broker_down_the_forwarder_spools_and_a_later_publisher_replays(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = h.unique_topic()
+    metrics = h.Metrics()
+    dead = f"127.0.0.1:{free_port()}"
+    publisher = ForwardingPublisher(h.publisher_config(dead, topic, str(tmp_path)), metrics=metrics)
+    await publisher.start()
+    sent = h.events(50)
+    for event in sent:
+        publisher.publish(event)
+    await h.eventually(lambda: metrics.value("llmrouter_events_spooled_total") == 50, what="spooled")
+    await publisher.stop()
+    assert metrics.value("llmrouter_events_spool_bytes") > 0
+    assert metrics.value("llmrouter_events_broker_up") == 0
+
+    await ensure_topics(kafka_broker.bootstrap, {topic: 2})
+    replay_metrics = h.Metrics()
+    replay = KafkaPublisher(
+        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path)), metrics=replay_metrics
+    )
+    await replay.start()
+    await h.eventually(lambda: replay_metrics.value("llmrouter_events_replayed_total") == 50, what="replay")
+    await replay.stop()
+
+    records = await h.read_topic(kafka_broker.bootstrap, topic, {e.event_id for e in sent})
+    assert sorted(r[0] for r in records) == sorted(e.event_id for e in sent)
+
+
+async def test_events_the_forwarder_cannot_settle_are_spooled_by_the_router_at_stop(tmp_path: Path) -> None:
+    # A "forwarder" that starts like one, then neither acknowledges nor exits when told to stop.
+    fake = tmp_path / "silent_forwarder.py"
+    fake.write_text(
+        "import sys, time\n"
+        "from router_service.telemetry import forwarder_wire as w\n"
+        "sys.stdin.buffer.read(13)\n"
+        "sys.stdout.buffer.write(w.report_message(0, {}, {})); sys.stdout.flush()\n"
+        "time.sleep(60)\n"
+    )
+    metrics = h.Metrics()
+    spool_dir = tmp_path / "spool"
+    config = h.publisher_config(f"127.0.0.1:{free_port()}", "t", str(spool_dir), linger_ms=1)
+    publisher = ForwardingPublisher(config, metrics=metrics, command=(sys.executable, str(fake)))
+    await publisher.start()
+    sent = h.events(40)
+    for event in sent:
+        publisher.publish(event)
+
+    await publisher.stop(timeout=3.0)
+
+    assert metrics.value("llmrouter_events_spooled_total") == 40
+    spool = Spool(str(spool_dir), 1 << 20)
+    try:
+        spooled = [record for _, record in spool.read_batch(100)]
+    finally:
+        spool.close()
+    assert sorted(dict(r.headers)["ce_id"].decode() for r in spooled) == sorted(e.event_id for e in sent)
+
+
+async def test_a_forwarder_that_cannot_open_its_spool_fails_start_with_the_reason(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    publisher = ForwardingPublisher(h.publisher_config("127.0.0.1:1", "t", str(not_a_dir / "spool")))
+
+    with pytest.raises(ForwarderError, match="did not start"):
+        await publisher.start()
+
+
+async def test_stop_is_idempotent_and_later_events_are_dropped_visibly(tmp_path: Path) -> None:
+    metrics = h.Metrics()
+    publisher = ForwardingPublisher(h.publisher_config("127.0.0.1:1", "t", str(tmp_path)), metrics=metrics)
+    await publisher.start()
+    await publisher.stop(timeout=2.0)
+    await publisher.stop(timeout=2.0)
+
+    publisher.publish(h.event())
+
+    assert metrics.value("llmrouter_events_dropped_total", reason="closed") == 1

@@ -23,6 +23,8 @@ that noise from the shared machine lands on all of them alike:
 - router          `Complete` through a RouterApp (bench/overhead.py's config: metrics interceptor
                   and observer on, events off)
 - router+events   the same, publishing its decision, attempt and completion events to the broker
+                  through its event forwarder process (pinned, like the broker, off the router's CPU)
+- router+events-inline   the same with `events.forwarder: false`: publishing in the router's loop
 
 CPU per request: `time.process_time()` (all threads) over a rep, after a short settle so that the
 event sender's linger is inside it, divided by the calls answered; median and min over the reps.
@@ -50,6 +52,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import cProfile
 import gc
 import inspect
@@ -87,7 +90,7 @@ from router_service.sim.server import SimServer
 from router_service.telemetry import observer as observer_module
 from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS
 
-VARIANTS = ("echo", "http", "router", "router+events")
+VARIANTS = ("echo", "http", "router", "router+events", "router+events-inline")
 PROMPT = "Hello router"
 ECHO_METHOD = "/bench.v1.Echo/Echo"
 ECHO_PAYLOAD = b"x" * 64
@@ -100,6 +103,18 @@ SETTLE_S = DEFAULT_LINGER_MS / 1000 + 0.1
 def pin_to(cpu: int | None) -> None:
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
+
+
+def pin_children_to(cpu: int | None) -> None:
+    """Children started after this process pinned itself (the embedded broker, the router's event
+    forwarder) join the others: a real deployment gives them cores of their own, or other
+    machines, not a share of the router's."""
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        return
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            with contextlib.suppress(OSError):  # exited meanwhile
+                os.sched_setaffinity(int(pid), {cpu})
 
 
 # --- load generator (child process) ----------------------------------------------------------------
@@ -318,7 +333,11 @@ async def start_variants(
             stack.push_async_callback(close)
             variants.append(Variant(name, run))
         else:
-            events = await stack.enter_async_context(events_config()) if name == "router+events" else None
+            events = (
+                await stack.enter_async_context(events_config()) if name.startswith("router+events") else None
+            )
+            if name == "router+events-inline" and events is not None:
+                events["forwarder"] = False  # publishing in the router's own event loop
             port = await stack.enter_async_context(router_app(router_config(sim_url, events)))
             variants.append(Variant(name, over_grpc("router", port)))
     return variants
@@ -336,6 +355,7 @@ async def main(args: argparse.Namespace) -> None:
         client = await stack.enter_async_context(LoadClient.running(others_cpu))
         pin_to(router_cpu)
         variants = await start_variants(args.variants, stack, client, sim_url, args.concurrency)
+        pin_children_to(others_cpu)
         for variant in variants:  # warm-up: connections, caches, lazily built objects
             await variant.run(args.warmup)
         if args.gc_freeze:
@@ -357,15 +377,17 @@ async def main(args: argparse.Namespace) -> None:
 
 def print_cpu(variants: list[Variant], args: argparse.Namespace) -> None:
     print(f"CPU per request (us), {args.reps} reps x {args.requests} calls, concurrency {args.concurrency}")
-    print(f"{'variant':<14} {'median':>8} {'min':>8}   reps")
+    print(f"{'variant':<20} {'median':>8} {'min':>8}   reps")
     medians = {}
     for v in variants:
         medians[v.name] = statistics.median(v.cpu_us)
         reps = " ".join(f"{x:.0f}" for x in v.cpu_us)
-        print(f"{v.name:<14} {medians[v.name]:>8.1f} {min(v.cpu_us):>8.1f}   {reps}")
-    if "router+events" in medians and "router" in medians:
-        extra = medians["router+events"] - medians["router"]
-        print(f"events add {extra:.1f} us/request ({extra / medians['router'] * 100:.1f}% of router CPU)")
+        print(f"{v.name:<20} {medians[v.name]:>8.1f} {min(v.cpu_us):>8.1f}   {reps}")
+    for events in ("router+events", "router+events-inline"):
+        if events in medians and "router" in medians:
+            extra = medians[events] - medians["router"]
+            share = extra / medians["router"] * 100
+            print(f"{events}: events add {extra:.1f} us/request ({share:.1f}% of router CPU)")
 
 
 # --- components ------------------------------------------------------------------------------------

@@ -310,8 +310,9 @@ EVENTS_VARIANT = "router/aiohttp+events"
 PLAIN = "router/aiohttp"  # what EVENTS_VARIANT is compared with
 
 
-def events_extra(bootstrap: str, spool_dir: Path) -> dict[str, Any]:
-    """Telemetry on: every request publishes its decision, attempt and completion events."""
+def events_extra(bootstrap: str, spool_dir: Path, forwarder: bool = True) -> dict[str, Any]:
+    """Telemetry on: every request publishes its decision, attempt and completion events, through
+    the router's event forwarder process (the default) or in its own loop (`forwarder=False`)."""
     return {
         "http": {"transport": "aiohttp"},
         "events": {
@@ -319,6 +320,7 @@ def events_extra(bootstrap: str, spool_dir: Path) -> dict[str, Any]:
             "enable_idempotence": False,  # the embedded Tansu broker lacks it
             "create_topic_partitions": 3,
             "spool_dir": str(spool_dir),
+            "forwarder": forwarder,
         },
     }
 
@@ -430,10 +432,21 @@ async def start_and_wait(endpoints: Endpoints) -> None:
         await wait_ready(server, grpc_health_probe(server.port))
 
 
+def pin_routers(endpoints: Endpoints) -> None:
+    """--pin-router: each router process on CPU 0, alone; its event forwarder, the load generator,
+    the sim, the echo server and the broker stay on CPU 1 (run() put this process there before
+    starting them, so they inherited it). A production router has its cores and the broker is
+    elsewhere: this measures what telemetry costs a router's own throughput."""
+    for _, server in endpoints.routers.values():
+        os.sched_setaffinity(server.proc.pid, {0})
+
+
 async def measure(
-    endpoints: Endpoints, params: Params, telemetry_only: bool = False
+    endpoints: Endpoints, params: Params, telemetry_only: bool = False, pin: bool = False
 ) -> tuple[list[CellResult], list[CellResult]]:
     await start_and_wait(endpoints)
+    if pin:
+        pin_routers(endpoints)
     targets = closed_loop_targets(endpoints)
     closed: list[CellResult] = []
     opened: list[CellResult] = []
@@ -650,6 +663,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-events", action="store_true", help="skip the telemetry-on row (no embedded Kafka broker)"
     )
     parser.add_argument(
+        "--pin-router",
+        action="store_true",
+        help="routers alone on CPU 0, everything else (forwarder, broker, load, sim) on CPU 1",
+    )
+    parser.add_argument(
+        "--events-inline",
+        action="store_true",
+        help=f"{EVENTS_VARIANT} publishes in the router's own loop (events.forwarder: false)",
+    )
+    parser.add_argument(
         "--telemetry-only",
         action="store_true",
         help=f"only {PLAIN} and {EVENTS_VARIANT} at c=32: what events cost, in more, shorter rounds "
@@ -733,12 +756,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     params = params_from(args)
     loop_name, run_loop = event_loop_runner()
     started, loadavg_before = dt.datetime.now(dt.UTC), os.getloadavg()
+    if args.pin_router:
+        os.sched_setaffinity(0, {1})  # every process started from here on inherits CPU 1
     with (
         tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp,
         Fleet(Path(tmp)) as fleet,
         embedded_broker(not args.no_events, Path(tmp)) as bootstrap,
     ):
-        events = events_extra(bootstrap, Path(tmp) / "spool") if bootstrap else None
+        events = events_extra(bootstrap, Path(tmp) / "spool", not args.events_inline) if bootstrap else None
         variants = router_variants(
             args.router_config_extra, args.router_config_extra_name, events, args.telemetry_only
         )
@@ -752,12 +777,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for v in variants
             },
         )
-        closed, opened = run_loop(measure(endpoints, params, args.telemetry_only))
+        closed, opened = run_loop(measure(endpoints, params, args.telemetry_only, args.pin_router))
     budget = telemetry_rows(closed) if args.telemetry_only else derive(variants, closed, opened)
     return {
         "benchmark": "router overhead",
         "machine": machine_info(started, loadavg_before, loop_name),
         "params": asdict(params),
+        "options": {"pin_router": args.pin_router, "events_inline": args.events_inline},
         "router_variants": [{"name": v.name, "transport": v.transport, "extra": v.extra} for v in variants],
         "closed_loop": [asdict(c) for c in closed],
         "open_loop": [asdict(c) for c in opened],

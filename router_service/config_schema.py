@@ -167,7 +167,8 @@ class EventsConfig(_Strict):
     linger_ms: Annotated[int, Field(ge=0, le=10_000)] = DEFAULT_LINGER_MS
     spool_dir: str = "var/spool/events"
     # Publish from a child process, off the router's event loop (see forwarding_publisher.py):
-    # publishing in the router's own loop cost it 7-10% of its throughput, this well under 5%.
+    # ~3% of a router's throughput against ~8% in its own loop, but more CPU in all; false where
+    # every core already runs a router (serve --workers = cores, or a one-core CPU limit).
     forwarder: bool = True
     spool_max_bytes: Annotated[int, Field(ge=1 << 20)] = 256 << 20
     # Kafka's idempotent producer; the embedded Tansu broker does not support it (see up).

@@ -28,6 +28,8 @@ import marshal
 import os
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -38,7 +40,9 @@ from router_service.telemetry.publisher_metrics import MetricValues, PublisherMe
 
 log = logging.getLogger("router_service.telemetry.forwarder")
 
-REPORT_INTERVAL_S = 0.05  # how often settled frames and metrics go back to the router
+# How often settled frames and metrics go back to the router. A report costs a scan of the
+# publisher's metrics; at 0.05 s that was a few us of every event at 1500 events/s.
+REPORT_INTERVAL_S = 0.2
 STOP_TIMEOUT_S = 10.0  # the flush budget when stdin closes without a STOP
 
 
@@ -146,6 +150,14 @@ async def _main() -> int:
     return await serve(reader, out)
 
 
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop  # the router's loop too (app._run): less loop overhead per round
+    except ImportError:  # pragma: no cover - uvloop is a pinned dependency on Linux
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -154,7 +166,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s event-forwarder[%(process)d] %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    sys.exit(asyncio.run(_main()))
+    sys.exit(_run(_main()))
 
 
 if __name__ == "__main__":

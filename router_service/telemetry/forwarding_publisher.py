@@ -1,12 +1,15 @@
 """ForwardingPublisher: the engine's EventSink that publishes from a child process.
 
 Why a second process. A router's throughput is bounded by its one event loop, and publishing
-in that loop (KafkaPublisher) cost it 7-10% of its requests per second at c=32: encoding every
-event to JSON, then aiokafka's batching, compression and CRCs, all pure Python or GIL-held. Here
-the router only queues events (the same never-blocking publish) and, once a round, packs them
-into one marshal frame (event_frames.py) and writes it to a pipe; a forwarder process
-(forwarder.py) runs the ordinary KafkaPublisher on another core. See bench/README.md ("What
-telemetry costs") for the figures.
+in that loop (KafkaPublisher) cost it 7-11% of its CPU per request: encoding every event to
+JSON, then aiokafka's batching, compression and CRCs, all pure Python or GIL-held. Here the
+router only queues events (the same never-blocking publish) and, once a round, packs them into
+one marshal frame (event_frames.py) and writes it to a pipe; a forwarder process (forwarder.py)
+runs the ordinary KafkaPublisher on another core. The router's share fell to 2-5%; with the
+router alone on a core, its throughput cost fell from ~8% to ~3% (bench/README.md, "What
+telemetry costs"). The price is more CPU in all: packing and unpacking cost about 7 us an event
+on top of the publisher's ~13, so where every core is busy anyway (as many `serve --workers`
+as cores, or a CPU limit of one core), `events.forwarder: false` costs the machine less.
 
 No loss. The router keeps every frame it sent until the forwarder reports it settled
 (acknowledged by the broker, spooled to disk, or dropped and counted). If the forwarder dies,
@@ -127,7 +130,7 @@ class ForwardingPublisher:
         if self._state is not _State.RUNNING:
             await self._stopped.wait()
             return
-        self._state = _State.STOPPING
+        self._state = _State.STOPPING  # publish() still queues: the events go with the last frames
         deadline = time.monotonic() + timeout
         self._stop_requested.set()
         self._queue.wake()
@@ -143,12 +146,12 @@ class ForwardingPublisher:
         leftovers += self._queue.take_all()
         self._unacked.clear()
         self._unacked_events = 0
+        self._metrics.queue_depth.set(0)
+        self._state = _State.STOPPED  # from here on publish() drops, visibly: nothing would send it
         if leftovers:
             log.warning("the event forwarder left %d events unsettled; publishing them here", len(leftovers))
             await self._publish_here(leftovers, max(deadline - time.monotonic(), 1.0))
-        self._metrics.queue_depth.set(0)
         self._drops.flush()
-        self._state = _State.STOPPED
         self._stopped.set()
 
     def _events_of(self, frame: _Frame) -> list[TelemetryEvent]:

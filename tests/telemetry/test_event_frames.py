@@ -88,17 +88,36 @@ def test_the_samples_set_every_field_of_every_body(kind: str) -> None:
     assert _defaulted_fields(body, kind) == []
 
 
+def _fields(value: Any) -> Any:
+    """A value as (field name, value) pairs, recursively. A domain dataclass and the view unpack
+    builds for it (a NamedTuple) give the same pairs when every field has the same name, position
+    and value."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return tuple((f.name, _fields(getattr(value, f.name))) for f in dataclasses.fields(value))
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return tuple((name, _fields(getattr(value, name))) for name in value._fields)
+    if isinstance(value, tuple):
+        return tuple(_fields(item) for item in value)
+    return value
+
+
 @pytest.mark.parametrize("kind", list(FULL_BODIES))
 def test_every_kind_round_trips_field_for_field(kind: str) -> None:
     event = ev.TelemetryEvent.create(h.context(), FULL_BODIES[kind], now_unix_s=h.NOW)
 
     [back] = event_frames.unpack(event_frames.pack([event]), SEED, 1)
 
-    assert back.body == event.body
     assert type(back.body) is type(event.body)
+    assert _fields(back.body) == _fields(event.body)
     assert back.event_id == event.event_id
     assert back.event_time_unix_s == event.event_time_unix_s
-    assert back.context == event.context
+    assert _fields(back.context) == _fields(event.context)
+
+
+@pytest.mark.parametrize("domain_type", list(event_frames.VIEWS))
+def test_each_view_has_its_dataclass_fields_in_order(domain_type: type[Any]) -> None:
+    view = event_frames.VIEWS[domain_type]
+    assert view._fields == tuple(f.name for f in dataclasses.fields(domain_type))
 
 
 @pytest.mark.parametrize("encoding", ["json", "protobuf"])
@@ -113,7 +132,7 @@ def test_the_forwarder_encodes_the_same_record_the_router_would(kind: str, encod
     )
 
 
-def test_an_engine_call_context_becomes_a_request_context_with_the_same_facts() -> None:
+def test_an_engine_call_context_arrives_with_the_same_facts() -> None:
     call = CallContext(
         "req-9",
         deadline=1.0,
@@ -126,8 +145,10 @@ def test_an_engine_call_context_becomes_a_request_context_with_the_same_facts() 
     back = event_frames.unpack(event_frames.pack(events), SEED, 1)
 
     assert {id(e.context) for e in back} == {id(back[0].context)}  # still one context per request
-    assert back[0].context == ev.RequestContext(
-        "req-9", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "", "", "", {"feature": "chat"}
+    assert _fields(back[0].context) == _fields(
+        ev.RequestContext(
+            "req-9", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "", "", "", {"feature": "chat"}
+        )
     )
 
 

@@ -154,3 +154,11 @@ def test_policies_resilience_and_classifier_map_to_runtime_objects() -> None:
 def test_invalid_routing_config_names_the_field(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         parse_config(minimal(**change))
+
+
+@pytest.mark.parametrize(("events", "forwarder"), [({}, True), ({"forwarder": False}, False)])
+def test_events_publish_through_a_forwarder_unless_configured_off(
+    events: dict[str, Any], forwarder: bool
+) -> None:
+    config = parse_config(minimal(events={"bootstrap_servers": "127.0.0.1:9092", **events}))
+    assert config.events is not None and config.events.forwarder is forwarder

@@ -276,3 +276,33 @@ async def _topics(bootstrap: str) -> list[str]:
         return list(await admin.list_topics())
     finally:
         await admin.close()
+
+
+async def test_settlement_marks_cover_delivered_and_spooled_events(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = h.unique_topic()
+    await ensure_topics(kafka_broker.bootstrap, {topic: 3})
+    metrics = h.Metrics()
+    up = KafkaPublisher(
+        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path / "up")), metrics=metrics
+    )
+    await up.start()
+    for event in h.events(30):
+        up.publish(event)
+    assert up.accepted_mark() == 30
+    await h.eventually(lambda: up.settled_mark() == 30, what="30 settled")
+    assert metrics.value("llmrouter_events_published_total", type="feedback") == 30  # settled = acked here
+    await up.stop()
+
+    down_metrics = h.Metrics()
+    down = KafkaPublisher(
+        h.publisher_config(f"127.0.0.1:{free_port()}", topic, str(tmp_path / "down")), metrics=down_metrics
+    )
+    for event in h.events(10):
+        down.publish(event)  # queued before start; the broker is unreachable: they go to the spool
+    assert (down.accepted_mark(), down.settled_mark()) == (10, 0)
+    await down.start()
+    await h.eventually(lambda: down.settled_mark() == 10, what="spooled events settled")
+    assert down_metrics.value("llmrouter_events_spooled_total") == 10
+    await down.stop(timeout=2.0)

@@ -1,4 +1,7 @@
-"""ForwardingPublisher: a real forwarder process, a real embedded broker, a real spool."""
+"""ForwardingPublisher: a real forwarder process, a real embedded broker, a real spool.
+
+(Per-request ordering is tested for both publishers in test_publisher.py.)
+"""
 
 from __future__ import annotations
 
@@ -56,26 +59,6 @@ async def test_publishes_exactly_the_events_given_with_the_routers_identity(
     assert metrics.value("llmrouter_events_forwarder_up") == 0
     assert metrics.value("llmrouter_events_queue_depth") == 0
     assert metrics.value("llmrouter_events_spooled_total") == 0
-
-
-async def test_events_of_one_request_arrive_in_publish_order(
-    kafka_broker: EmbeddedBroker, tmp_path: Path
-) -> None:
-    topic = await _topic(kafka_broker, partitions=4)
-    publisher = ForwardingPublisher(
-        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), send_batch_max=7)
-    )
-    await publisher.start()
-    sent = h.events(120, request_ids=("r1", "r2", "r3"))
-
-    for event in sent:
-        publisher.publish(event)
-    await publisher.stop()
-
-    records = await h.read_topic(kafka_broker.bootstrap, topic, {e.event_id for e in sent})
-    for request_id in ("r1", "r2", "r3"):
-        got = [event_id for event_id, key, _ in records if key == request_id.encode()]
-        assert got == [e.event_id for e in sent if e.context.request_id == request_id]
 
 
 async def test_a_killed_forwarder_is_replaced_and_no_event_is_lost(

@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from router_service.embedded.broker import EmbeddedBroker, free_port
 from router_service.telemetry import event_codec, publisher_config
+from router_service.telemetry.forwarding_publisher import ForwardingPublisher
 from router_service.telemetry.kafka_client import ensure_topics
 from router_service.telemetry.publisher import KafkaPublisher, PublisherConfig
 from tests.telemetry import helpers as h
@@ -41,12 +42,13 @@ async def test_publishes_exactly_the_events_given(kafka_broker: EmbeddedBroker, 
     assert metrics.value("llmrouter_events_dropped_total", reason="spool_full") == 0
 
 
+@pytest.mark.parametrize("publisher_class", [KafkaPublisher, ForwardingPublisher])
 async def test_events_of_one_request_arrive_in_publish_order(
-    kafka_broker: EmbeddedBroker, tmp_path: Path
+    kafka_broker: EmbeddedBroker, tmp_path: Path, publisher_class: type[KafkaPublisher | ForwardingPublisher]
 ) -> None:
     topic = h.unique_topic()
     await ensure_topics(kafka_broker.bootstrap, {topic: 4})
-    publisher = KafkaPublisher(
+    publisher = publisher_class(
         h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), send_batch_max=7)
     )
     await publisher.start()

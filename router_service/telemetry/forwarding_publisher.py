@@ -38,6 +38,7 @@ import collections
 import contextlib
 import dataclasses
 import enum
+import itertools
 import logging
 import marshal
 import os
@@ -243,8 +244,9 @@ class ForwardingPublisher:
         try:
             process.stdin.write(frame.message)
             await process.stdin.drain()
-        except ConnectionError:
-            self._ready.clear()  # it died; the supervisor restarts it and sends the frame again
+        except ConnectionError:  # it died; the supervisor restarts it and sends the frame again
+            if self._process is process:  # (unless it already has: then the new one is ready)
+                self._ready.clear()
 
     def _pack(self, events: list[TelemetryEvent]) -> _Frame | None:
         try:
@@ -320,7 +322,7 @@ class ForwardingPublisher:
                 return
 
     async def _restart(self) -> bool:
-        for attempt in range(1_000_000):
+        for attempt in itertools.count():
             delay = _RESTART_DELAYS_S[min(attempt, len(_RESTART_DELAYS_S) - 1)]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_requested.wait(), delay)

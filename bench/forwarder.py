@@ -8,7 +8,9 @@ production defaults (JSON, zstd, 150 ms linger): `inline` is the KafkaPublisher 
 `forwarder` the ForwardingPublisher with its forwarder child. Events come as a router makes them
 (bench/event_publisher.py's requests: a decision, an attempt and a completion each, no ids),
 paced as one loop callback per event at each rate: 1500/s is a router answering ~500 requests/s,
-4500/s one at ~1500 (this machine's saturated rate at c=32).
+4500/s one at ~1500 (this machine's saturated rate at c=32); `burst` publishes 60,000 events in
+bursts of 100 with a loop yield between, for what each sustains (`events/s`, first publish to
+last ack; the forwarder's acks reach this process every 0.2 s, which the 60,000 make small).
 
 Columns, microseconds of CPU per event, from the first publish to the broker's last ack:
 - router      this process (time.process_time), minus the load generator's own CPU (measured
@@ -56,23 +58,24 @@ from router_service.telemetry.kafka_client import ensure_topics
 from router_service.telemetry.publisher import KafkaPublisher, PublisherConfig
 from router_service.telemetry.publisher_metrics import PublisherMetrics
 
-RATES = (1500, 4500)  # events/s
+LOADS = ("paced/1500", "paced/4500", "burst")
+BURST_EVENTS = 60_000  # enough for a second or more of sending: acks reach this process every 0.2 s
 MODES = ("inline", "forwarder")
 
 
 @dataclass
 class Row:
     mode: str
-    rate: int
+    load: str
     events: int
+    events_per_s: float
     router_us: float
     forwarder_us: float
     total_us: float
 
 
-async def cell(broker: EmbeddedBroker, mode: str, rate: int, seconds: float) -> Row:
-    count = int(rate * seconds)
-    load = f"paced/{rate}"
+async def cell(broker: EmbeddedBroker, mode: str, load: str, seconds: float) -> Row:
+    count = BURST_EVENTS if load == "burst" else int(float(load.split("/")[1]) * seconds)
     topic = f"bench.forwarder.{mode}.{time.monotonic_ns()}"
     await ensure_topics(broker.bootstrap, {topic: 3})
     events = request_events(count)
@@ -94,22 +97,31 @@ async def cell(broker: EmbeddedBroker, mode: str, rate: int, seconds: float) -> 
         await publisher.start()
         await _wait_for(lambda: _broker_up(metrics), "the publisher to connect")
         started_cpu, started_children = time.process_time(), children_cpu_s(os.getpid())
+        started = time.perf_counter()
         await _run_load(load, publisher.publish, events, _Timers())
         await _wait_for(lambda: _acked_count(metrics) >= count, f"{count} acks")
+        elapsed = time.perf_counter() - started
         router_s = time.process_time() - started_cpu - harness_s
         forwarder_s = children_cpu_s(os.getpid()) - started_children
         await publisher.stop()
     per_event = 1e6 / count
     return Row(
-        mode, rate, count, router_s * per_event, forwarder_s * per_event, (router_s + forwarder_s) * per_event
+        mode,
+        load,
+        count,
+        count / elapsed,
+        router_s * per_event,
+        forwarder_s * per_event,
+        (router_s + forwarder_s) * per_event,
     )
 
 
 def print_rows(rows: list[Row]) -> None:
-    print(f"{'mode':<10} {'rate/s':>7} {'events':>7} {'router us':>10} {'forwarder us':>13} {'total us':>9}")
+    header = f"{'mode':<10} {'load':<11} {'events':>7} {'events/s':>9} {'router us':>10} {'forwarder us':>13}"
+    print(header + f" {'total us':>9}")
     for r in rows:
         print(
-            f"{r.mode:<10} {r.rate:>7} {r.events:>7} {r.router_us:>10.1f}"
+            f"{r.mode:<10} {r.load:<11} {r.events:>7} {r.events_per_s:>9.0f} {r.router_us:>10.1f}"
             f" {r.forwarder_us:>13.1f} {r.total_us:>9.1f}"
         )
 
@@ -123,13 +135,13 @@ async def main() -> None:
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "forwarder.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    runs: dict[tuple[str, int], list[Row]] = {}
+    runs: dict[tuple[str, str], list[Row]] = {}
     async with EmbeddedBroker() as broker:
-        await cell(broker, "inline", 1500, 1.0)  # warm-up: imports, caches, broker
+        await cell(broker, "inline", "paced/1500", 1.0)  # warm-up: imports, caches, broker
         for _ in range(args.repeats):
-            for rate in RATES:
+            for load in LOADS:
                 for mode in MODES:
-                    runs.setdefault((mode, rate), []).append(await cell(broker, mode, rate, args.seconds))
+                    runs.setdefault((mode, load), []).append(await cell(broker, mode, load, args.seconds))
     rows = [sorted(rs, key=lambda r: r.total_us)[len(rs) // 2] for rs in runs.values()]
     print_rows(rows)
     results: dict[str, Any] = {

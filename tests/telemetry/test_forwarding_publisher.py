@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -96,6 +97,41 @@ async def test_a_killed_forwarder_is_replaced_and_no_event_is_lost(
     # Exactly 200 distinct ids: a frame sent again to the new forwarder kept its ids.
     assert len(drawn) == 200
     assert metrics.value("llmrouter_events_dropped_total", reason="forwarder_behind") == 0
+
+
+async def test_a_stalled_forwarder_bounds_memory_and_every_lost_event_is_counted(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = await _topic(kafka_broker)
+    metrics = h.Metrics()
+    config = h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), linger_ms=1, queue_max=50)
+    publisher = ForwardingPublisher(config, metrics=metrics)
+    await publisher.start()
+    pid = _forwarder_pid(publisher)
+    sent = h.events(300)
+
+    os.kill(pid, signal.SIGSTOP)  # alive but silent: no acknowledgements come back
+    try:
+        for first in range(0, 300, 30):
+            for event in sent[first : first + 30]:
+                publisher.publish(event)
+            await asyncio.sleep(0.05)
+        # At most queue_max events wait unsent, and at most queue_max more sit unacknowledged.
+        assert metrics.value("llmrouter_events_queue_depth") <= 100
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await h.eventually(lambda: metrics.value("llmrouter_events_queue_depth") == 0, what="the backlog settled")
+    await publisher.stop()
+
+    dropped = metrics.value("llmrouter_events_dropped_total", reason="forwarder_behind")
+    delivered: set[str] = set()
+    for _ in range(10):  # which ids were dropped is unknown, so read until the count adds up
+        delivered = {r[0] for r in await h.read_topic(kafka_broker.bootstrap, topic, set(), timeout_s=1.0)}
+        if len(delivered) + dropped >= len(sent):
+            break
+    assert dropped > 0
+    assert delivered <= {e.event_id for e in sent}
+    assert len(delivered) + dropped == len(sent)  # nothing lost without being counted
 
 
 async def test_broker_down_the_forwarder_spools_and_a_later_publisher_replays(

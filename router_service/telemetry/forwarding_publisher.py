@@ -20,10 +20,11 @@ flush or spool within the budget, and publishes anything the forwarder did not s
 or ran out of time) with an in-process KafkaPublisher, which spools what it cannot send.
 
 Bounds. The queue holds `queue_max` events, and frames sent but not settled hold at most another
-`queue_max`: when the forwarder stops acknowledging, the sender waits and the queue fills. A
-full queue drops events (counted as `forwarder_behind` and logged): that happens only when the
-forwarder is down or cannot keep up for as long as the queue lasts (10,000 events by default),
-since a forwarder spools to disk rather than fall behind a slow broker.
+`queue_max` (at stop, the last frames go regardless): when the forwarder stops acknowledging, the
+sender waits and the queue fills. A full queue drops events (counted as `forwarder_behind` and
+logged): that happens only when the forwarder is down or cannot keep up for as long as the
+queue lasts (10,000 events by default), since a forwarder spools to disk rather than fall behind
+a slow broker.
 
 Metrics. The forwarder reports its publisher's counters and gauges; they are added to this
 process's metrics, so /metrics shows the same `llmrouter_events_*` series in either mode, plus
@@ -214,8 +215,10 @@ class ForwardingPublisher:
             if self._queue and linger_s > 0 and not self._stop_requested.is_set():
                 await self._queue.wait(at_least=cfg.send_batch_max, max_wait_s=linger_s)
             await self._room()
-            if self._ready.is_set() and self._queue:
-                await self._send(self._queue.take(cfg.send_batch_max))
+            if self._ready.is_set() and self._queue:  # _room() left room for at least one event
+                await self._send(
+                    self._queue.take(min(cfg.send_batch_max, cfg.queue_max - self._unacked_events))
+                )
         while self._queue and self._ready.is_set():  # stop: hand over the rest, ignoring the bound
             await self._send(self._queue.take(cfg.send_batch_max))
 

@@ -161,9 +161,9 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(
-        level=os.environ.get("LLMROUTER_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s event-forwarder[%(process)d] %(name)s: %(message)s",
+    logging.basicConfig(  # the router's LOG_LEVEL and format (app.configure_logging), on its stderr
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(process)d event-forwarder %(name)s: %(message)s",
         stream=sys.stderr,
     )
     sys.exit(_run(_main()))

@@ -16,7 +16,7 @@ import pytest
 from router_service.embedded.broker import EmbeddedBroker, free_port
 from router_service.telemetry import event_codec
 from router_service.telemetry.forwarding_publisher import ForwarderError, ForwardingPublisher
-from router_service.telemetry.kafka_client import ensure_topics
+from router_service.telemetry.kafka_client import KafkaSecurity, ensure_topics
 from router_service.telemetry.publisher import KafkaPublisher
 from router_service.telemetry.spool import Spool
 from tests.telemetry import helpers as h
@@ -32,6 +32,10 @@ def _forwarder_pid(publisher: ForwardingPublisher) -> int:
     process = publisher._process  # the test's one look inside: which process to kill
     assert process is not None and process.returncode is None
     return process.pid
+
+
+def _command_line(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
 async def test_publishes_exactly_the_events_given_with_the_routers_identity(
@@ -212,3 +216,24 @@ async def test_stop_is_idempotent_and_later_events_are_dropped_visibly(tmp_path:
     publisher.publish(h.event())
 
     assert metrics.value("llmrouter_events_dropped_total", reason="closed") == 1
+
+
+async def test_the_broker_password_never_reaches_the_forwarders_log_or_command_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    password = "kafka-secret-9f8e7d6c5b4a"
+    security = KafkaSecurity(
+        security_protocol="SASL_PLAINTEXT", sasl_plain_username="router", sasl_plain_password=password
+    )
+    config = h.publisher_config(f"127.0.0.1:{free_port()}", "t", str(tmp_path), security=security)
+    publisher = ForwardingPublisher(config)
+    await publisher.start()
+    command_line = _command_line(_forwarder_pid(publisher))
+    for event in h.events(5):
+        publisher.publish(event)
+    await publisher.stop(timeout=2.0)
+
+    logged = capfd.readouterr().err  # the forwarder writes its log to the stderr it inherited
+    assert "event-forwarder" in logged and "cannot reach the event broker" in logged  # it did log
+    assert password not in logged
+    assert password.encode() not in command_line

@@ -74,14 +74,19 @@ class _Reporter:
         increments = counter_increments(totals, self._totals)
         if self._acked == self._sent_acked and not increments and gauges == self._gauges:
             return
+        if self._out.is_closing():  # the router is gone: nobody to tell (uvloop raises on a write)
+            return
         self._out.write(wire.report_message(self._acked, increments, gauges))
         self._sent_acked, self._totals, self._gauges = self._acked, totals, gauges
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(REPORT_INTERVAL_S)
-            self.report()
-            await self._out.drain()
+        try:
+            while True:
+                await asyncio.sleep(REPORT_INTERVAL_S)
+                self.report()
+                await self._out.drain()
+        except ConnectionError:  # the router is gone; what it sent is still flushed or spooled
+            log.warning("the router stopped reading reports")
 
 
 async def serve(reader: asyncio.StreamReader, out: asyncio.StreamWriter) -> int:

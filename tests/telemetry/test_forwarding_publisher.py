@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 
 from router_service.embedded.broker import EmbeddedBroker, free_port
-from router_service.telemetry import event_codec
-from router_service.telemetry.forwarding_publisher import ForwarderError, ForwardingPublisher
+from router_service.telemetry import event_codec, event_frames
+from router_service.telemetry import forwarder_wire as wire
+from router_service.telemetry.forwarding_publisher import (
+    FORWARDER_COMMAND,
+    ForwarderError,
+    ForwardingPublisher,
+)
 from router_service.telemetry.kafka_client import KafkaSecurity, ensure_topics
 from router_service.telemetry.publisher import KafkaPublisher
 from router_service.telemetry.spool import Spool
@@ -237,3 +242,33 @@ async def test_the_broker_password_never_reaches_the_forwarders_log_or_command_l
     assert "event-forwarder" in logged and "cannot reach the event broker" in logged  # it did log
     assert password not in logged
     assert password.encode() not in command_line
+
+
+async def test_a_forwarder_whose_router_dies_still_delivers_what_it_was_given(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = await _topic(kafka_broker)
+    config = h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path))
+    reports_fd, forwarder_out = os.pipe()  # its stdout, a pipe this test can close like a dying router
+    forwarder = await asyncio.create_subprocess_exec(
+        *FORWARDER_COMMAND, stdin=asyncio.subprocess.PIPE, stdout=forwarder_out
+    )
+    os.close(forwarder_out)
+    reports = asyncio.StreamReader()
+    reports_pipe, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reports), os.fdopen(reports_fd, "rb", buffering=0)
+    )
+    assert forwarder.stdin is not None
+    forwarder.stdin.write(wire.config_message(config, id_seed=7))
+    started = await wire.read_message(reports)
+    assert started is not None and started[0] == wire.REPORT
+    sent = h.events(50)
+
+    forwarder.stdin.write(wire.message(wire.EVENTS, 1, event_frames.pack(sent)))
+    await forwarder.stdin.drain()
+    reports_pipe.close()  # the router dies: both pipes close, with no STOP and no more reports read
+    forwarder.stdin.close()
+
+    assert await asyncio.wait_for(forwarder.wait(), 15) == 0
+    records = await h.read_topic(kafka_broker.bootstrap, topic, {e.event_id for e in sent})
+    assert sorted(r[0] for r in records) == sorted(e.event_id for e in sent)

@@ -26,7 +26,7 @@ DROP_REASONS = (
     "too_large",  # bigger than the broker's or producer's maximum record size
     "encode_error",  # the event could not be encoded (a bug; logged with the traceback)
     "closed",  # published after stop()
-    "forwarder_down",  # the router's queue overflowed while its forwarder process was down
+    "forwarder_behind",  # the router's queue overflowed: its forwarder process was down or slow
 )
 
 # The metrics a forwarder process reports to its router (see forwarding_publisher.py). The queue

@@ -39,7 +39,12 @@ from tests.integration.test_events import events_config
 
 pytestmark = pytest.mark.timeout(120)
 
-FAILING = "sim-a/m1"
+FAILING = "sim-a/m1"  # m1 is listed first and the policy's strategy is priority: it leads every request
+# Once demoted (score at or below floor_score) it leads only min_share (2%) of them, drawn at random.
+# So traffic checks take 300 routes and allow 20 leads: expected 6, and more than 20 has a
+# probability of 1e-6 (binomial), while an undemoted m1 would lead all 300. Whether B demotes it
+# at all is read exactly from B's fleet signals (`_b_share`).
+DEMOTED_LEADS_MAX = 20
 
 
 @dataclass
@@ -166,17 +171,13 @@ async def _wait_for(condition: Callable[[], Any], timeout_s: float) -> float:
 async def test_b_moves_traffic_off_a_provider_only_a_saw_failing(
     fleet: Fleet, sims: Sims, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = await _first_choices(fleet.b)
-    assert before.get(FAILING, 0) >= 20  # round robin over three: about 30 of 90
+    assert await _first_choices(fleet.b) == {FAILING: 90}
 
     spent_nanos = await _fail_through_a(fleet, sims)
 
-    async def b_moved_away() -> bool:
-        return (await _first_choices(fleet.b, 60)).get(FAILING, 0) <= 3
-
-    await _wait_for(b_moved_away, 30)
+    await _wait_for(_b_demotes_the_failing_deployment(fleet), 30)
     after = await _first_choices(fleet.b, 300)
-    assert after.get(FAILING, 0) <= 15  # demoted to min_share (2%) of its third: ~2 of 300
+    assert after.get(FAILING, 0) <= DEMOTED_LEADS_MAX, after
     # B never called sim-a during the fault: all it knows came from the fleet view.
     assert fleet.router_b._engine is not None
     assert fleet.router_b._engine.live.error_rate(FAILING, time.monotonic()) == 0.0
@@ -256,6 +257,21 @@ def _b_fleet_health(fleet: Fleet) -> dict[str, object]:
     return dict(fleet.router_b._engine.fleet.view.health)
 
 
+def _b_share(fleet: Fleet) -> float:
+    """The share of the requests B lets the failing deployment lead (1.0: not demoted)."""
+    assert fleet.router_b._engine is not None and fleet.router_b._engine.fleet is not None
+    return fleet.router_b._engine.fleet.demoted.get(FAILING, 1.0)
+
+
+def _b_demotes_the_failing_deployment(fleet: Fleet) -> Callable[[], Any]:
+    min_share = FleetConfig(health_topic="", quality_topic="", costs_topic="").min_share
+
+    async def demoted() -> bool:
+        return _b_share(fleet) == min_share
+
+    return demoted
+
+
 def _b_health_view_is_stale(fleet: Fleet) -> bool:
     assert fleet.router_b._engine is not None and fleet.router_b._engine.fleet is not None
     return Topic.HEALTH in fleet.router_b._engine.fleet.view.stale
@@ -269,20 +285,15 @@ async def test_when_the_consumers_stop_the_view_goes_stale_and_b_routes_on_local
     fleet: Fleet, sims: Sims
 ) -> None:
     await _fail_through_a(fleet, sims)
-
-    async def demoted() -> bool:
-        return (await _first_choices(fleet.b, 60)).get(FAILING, 0) <= 3
-
+    demoted = _b_demotes_the_failing_deployment(fleet)
     await _wait_for(demoted, 30)
     # Idle consumers keep writing checkpoints: the view stays fresh well past stale_after_s.
     await asyncio.sleep(2 * STALE_AFTER_S)
     assert not _b_health_view_is_stale(fleet), "idle consumers' heartbeats should keep B's view fresh"
     assert _stale_gauge(fleet.router_b) == 0
-    choices = await _first_choices(fleet.b, 60)
-    assert choices.get(FAILING, 0) <= 3, (  # = demoted(), saying what B saw if it fails
-        f"B should still demote the failing deployment on the fleet view; first choices {choices}, "
-        f"B's fleet health of it: {_b_fleet_health(fleet).get(FAILING)}"
-    )
+    assert await demoted(), f"B's fleet health of {FAILING}: {_b_fleet_health(fleet).get(FAILING)}"
+    choices = await _first_choices(fleet.b, 300)
+    assert choices.get(FAILING, 0) <= DEMOTED_LEADS_MAX, choices
 
     await fleet.consumers.stop()
 
@@ -290,5 +301,6 @@ async def test_when_the_consumers_stop_the_view_goes_stale_and_b_routes_on_local
         return _b_health_view_is_stale(fleet) and _stale_gauge(fleet.router_b) == 1
 
     await _wait_for(stale, 15)
-    # Local state only: B has seen no failure of sim-a, so round robin gives it its third again.
-    assert (await _first_choices(fleet.b, 90)).get(FAILING, 0) >= 20
+    # Local state only: B has seen no failure of sim-a, so it leads every request again.
+    assert _b_share(fleet) == 1.0
+    assert await _first_choices(fleet.b, 90) == {FAILING: 90}

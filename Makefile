@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# promtool checks deploy/prometheus and the dashboard's queries (tests/deploy); PROMTOOL= overrides.
+PROMTOOL ?= build/tools/promtool
+export PROMTOOL
 PYTHON ?= python3
 
 .PHONY: install up test lint typecheck buf gen check-gen proto-ts pytest bench clean
@@ -15,6 +18,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(PROMTOOL): scripts/fetch_promtool.sh
+	scripts/fetch_promtool.sh $@
 
 ## Run the embedded stack in the foreground; Ctrl-C stops it.
 up: install
@@ -57,7 +63,7 @@ proto-ts: install
 	$(BIN)/buf generate
 	cd clients/typescript && npx --no-install tsc --noEmit -p .
 
-pytest: install
+pytest: install $(PROMTOOL)
 	$(BIN)/pytest -q
 
 bench: install

@@ -18,7 +18,8 @@ from consumers.main import add_arguments as add_consumer_arguments
 from router_service.settings import ConfigError
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; deploy/ manifests' commands are checked against it (tests/deploy)."""
     parser = argparse.ArgumentParser(prog="router-service", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -48,10 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         "consume", help="aggregate router events into health/cost/quality snapshot topics"
     )
     add_consumer_arguments(consume)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "consume" and args.kind == "all" and (args.group_id or args.snapshot_topic):
-        consume.error("--group-id and --snapshot-topic name one job's; they cannot apply to 'all'")
+        parser.error("--group-id and --snapshot-topic name one job's; they cannot apply to 'all'")
     try:
         return _dispatch(args)
     except ConfigError as exc:

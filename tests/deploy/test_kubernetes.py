@@ -1,0 +1,152 @@
+"""deploy/kubernetes: valid objects for the Kubernetes API, and consistent with the code they run
+(the router's config parses, ports and paths agree with it, commands parse with the CLI)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from consumers.jobs import DEFAULT_INPUT_TOPIC, JOBS
+from consumers.main import DEFAULT_METRICS_PORT
+from router_service.cli import build_parser
+from router_service.settings import RuntimeConfig, load_config
+from router_service.telemetry.forwarding_publisher import ForwardingPublisher
+from tests.deploy.conftest import DEPLOY, load_yaml_documents
+
+KUBERNETES = DEPLOY / "kubernetes"
+KUSTOMIZATION = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+# Native gRPC probes are GA from 1.27; we check against a version clusters commonly run.
+KUBERNETES_VERSION = "1.32"
+
+
+def _objects() -> list[dict[str, Any]]:
+    return [doc for name in KUSTOMIZATION["resources"] for doc in load_yaml_documents(KUBERNETES / name)]
+
+
+def _object(kind: str, name: str) -> dict[str, Any]:
+    [found] = [o for o in _objects() if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def _kafka_env() -> dict[str, str]:
+    [generator] = [g for g in KUSTOMIZATION["configMapGenerator"] if g["name"] == "llm-router-kafka"]
+    return dict(literal.split("=", 1) for literal in generator["literals"])
+
+
+def _router_config() -> RuntimeConfig:
+    [generator] = [g for g in KUSTOMIZATION["configMapGenerator"] if g["name"] == "llm-router-config"]
+    [entry] = generator["files"]
+    key, _, file = entry.partition("=")
+    assert key == "router.yaml"
+    return load_config(KUBERNETES / file, _kafka_env())
+
+
+def _router() -> dict[str, Any]:
+    return _object("Deployment", "llm-router")
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _ports(container: dict[str, Any]) -> dict[str, int]:
+    return {port["name"]: port["containerPort"] for port in container["ports"]}
+
+
+@pytest.mark.parametrize("obj", _objects(), ids=lambda o: f"{o['kind']}/{o['metadata']['name']}")
+def test_every_object_is_valid_for_the_kubernetes_api(obj: dict[str, Any]) -> None:
+    # strict: unknown fields (a typo, or a field of another version) fail too.
+    kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_validation_rejects_a_misspelt_field() -> None:
+    broken = _router()
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"grpc": {"port": 50051}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_router_config_is_one_the_router_accepts_and_its_ports_are_the_containers() -> None:
+    config = _router_config()
+    router = _container(_router())
+    ports = _ports(router)
+    assert config.server.listen == f"0.0.0.0:{ports['grpc']}"
+    assert config.metrics.listen == f"0.0.0.0:{ports['metrics']}"
+    assert config.server.workers == 1  # scaled with replicas
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert router[probe]["grpc"]["port"] == ports["grpc"]  # grpc.health.v1, served by the router
+    template = _router()["spec"]["template"]["metadata"]["annotations"]
+    assert template["prometheus.io/port"] == str(ports["metrics"])
+    assert (
+        config.events is not None
+        and config.events.bootstrap_servers == _kafka_env()["KAFKA_BOOTSTRAP_SERVERS"]
+    )
+    assert config.fleet is not None
+
+
+def test_the_router_runs_its_mounted_config_and_spools_to_its_volume() -> None:
+    deployment = _router()
+    container = _container(deployment)
+    args = build_parser().parse_args(container["args"])
+    assert args.command == "serve"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert args.config == Path(mounts["config"]) / "router.yaml"
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "llm-router-config"
+
+    config = _router_config()
+    assert config.events is not None
+    assert Path(config.events.spool_dir) == Path(mounts["spool"])
+    size_limit = volumes["spool"]["emptyDir"]["sizeLimit"]
+    assert re.fullmatch(r"\d+Mi", size_limit)
+    # Over the volume's limit the kubelet evicts the pod: the spool's own bound must hit first.
+    assert config.events.spool_max_bytes < int(size_limit[:-2]) * 2**20
+
+
+def test_the_grace_period_covers_the_whole_shutdown() -> None:
+    spec = _router()["spec"]["template"]["spec"]
+    pre_stop = _container(_router())["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    flush_budget = inspect.signature(ForwardingPublisher.stop).parameters["timeout"].default
+    needed = float(pre_stop[1]) + _router_config().server.grace_period_s + flush_budget
+    assert spec["terminationGracePeriodSeconds"] > needed
+
+
+def test_the_consumers_command_parses_and_serves_metrics_on_the_declared_port() -> None:
+    deployment = _object("Deployment", "llm-router-consumers")
+    container = _container(deployment)
+    args = build_parser().parse_args(container["args"])
+    assert (args.command, args.kind, args.metrics_host) == ("consume", "all", "0.0.0.0")
+    assert args.metrics_port == _ports(container)["metrics"] == DEFAULT_METRICS_PORT
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(args.metrics_port)
+
+
+def test_the_topics_job_creates_the_topics_the_router_and_consumers_use() -> None:
+    [container] = _object("Job", "llm-router-topics")["spec"]["template"]["spec"]["containers"]
+    script = container["args"][0]
+    created = set(re.findall(r"--topic\s+(\S+)", script))
+    created |= set(shlex.split(re.search(r"for t in ([^;]+);", script).group(1)))  # type: ignore[union-attr]
+    created.discard('"$t"')
+    config = _router_config()
+    assert config.events is not None and config.fleet is not None
+    used = {config.events.topic, DEFAULT_INPUT_TOPIC, *(job.snapshot_topic for job in JOBS.values())}
+    used |= {config.fleet.health_topic, config.fleet.quality_topic, config.fleet.costs_topic}
+    assert created == used
+
+
+def test_every_container_runs_the_image_kustomize_rewrites_or_a_pinned_one() -> None:
+    [image] = KUSTOMIZATION["images"]
+    for obj in _objects():
+        for container in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            assert container["image"] == image["name"] or re.fullmatch(
+                r"[\w./-]+:\d[\w.-]*", container["image"]
+            )

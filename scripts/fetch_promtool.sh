@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Puts promtool (Prometheus 2.x) at $1, for the rule and dashboard checks in tests/deploy.
-# Order: $1 already there; `promtool` on PATH; else Debian's prometheus package, downloaded with
-# `apt-get download` (no root, nothing installed system-wide) and unpacked for promtool alone.
+# Puts promtool and prometheus (2.x) in $1's directory, as $1 and prometheus, for tests/deploy:
+# rule and dashboard checks (promtool) and a real Prometheus scraping a real stack (prometheus).
+# Order: already there; both on PATH; else Debian's prometheus package, downloaded with
+# `apt-get download` (no root needed, nothing installed system-wide) and unpacked for the two.
 set -euo pipefail
 dest=${1:?usage: fetch_promtool.sh DEST}
-[[ -x $dest ]] && exit 0
-mkdir -p "$(dirname "$dest")"
-if command -v promtool >/dev/null; then
+dir=$(dirname "$dest")
+[[ -x $dest && -x $dir/prometheus ]] && exit 0
+mkdir -p "$dir"
+if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
   ln -sf "$(command -v promtool)" "$dest"
+  ln -sf "$(command -v prometheus)" "$dir/prometheus"
 elif command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
@@ -16,9 +19,10 @@ elif command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
   download || { [[ $(id -u) == 0 ]] && apt-get update -q >/dev/null && download; } || {
     echo "fetch_promtool: 'apt-get download prometheus' failed (run 'apt-get update'?)" >&2; exit 1; }
   dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
+  cp "$tmp/root/usr/bin/prometheus" "$dir/prometheus"
   cp "$tmp/root/usr/bin/promtool" "$dest"
 else
-  echo "fetch_promtool: no promtool on PATH and no apt-get: install Prometheus 2.x's promtool" >&2
+  echo "fetch_promtool: need promtool and prometheus 2.x on PATH, or apt-get to fetch them" >&2
   exit 1
 fi
 "$dest" --version | head -1

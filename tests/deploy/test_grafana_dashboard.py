@@ -23,7 +23,7 @@ def _panels() -> list[dict[str, Any]]:
     return [panel for panel in DASHBOARD["panels"] if panel["type"] != "row"]
 
 
-def _queries() -> list[tuple[str, str]]:
+def dashboard_queries() -> list[tuple[str, str]]:
     """(panel title and ref id, query as Prometheus receives it) of every query."""
     queries = []
     for panel in _panels():
@@ -37,13 +37,13 @@ def _queries() -> list[tuple[str, str]]:
 
 def test_promtool_parses_every_query(promtool: Path, tmp_path: Path) -> None:
     # promtool checks PromQL inside rule files, so each query becomes a recording rule.
-    rules = [{"record": f"dashboard:query_{i}", "expr": expr} for i, (_, expr) in enumerate(_queries())]
+    rules = [{"record": f"dashboard:query_{i}", "expr": expr} for i, (_, expr) in enumerate(dashboard_queries())]
     (tmp_path / "queries.yml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     out = run_promtool(promtool, "check", "rules", "queries.yml", cwd=tmp_path)
     assert f"SUCCESS: {len(rules)} rules found" in out
 
 
-@pytest.mark.parametrize(("where", "expr"), _queries(), ids=[where for where, _ in _queries()])
+@pytest.mark.parametrize(("where", "expr"), dashboard_queries(), ids=[where for where, _ in dashboard_queries()])
 def test_queries_select_only_series_and_labels_the_code_exports(
     where: str, expr: str, exported: Exported
 ) -> None:

@@ -25,6 +25,10 @@ that noise from the shared machine lands on all of them alike:
 - router+events   the same, publishing its decision, attempt and completion events to the broker
                   through its event forwarder process (pinned, like the broker, off the router's CPU)
 - router+events-inline   the same with `events.forwarder: false`: publishing in the router's loop
+- router+tracing  `router` with `tracing` on, every call sampled (no caller traceparent: a new
+                  trace each), spans exported over OTLP/HTTP to a sink process off the router's CPU
+- router+tracing-unsampled   the same with `sample_ratio: 0`: what tracing costs a call it does
+                  not sample (the gRPC instrumentation's interceptor, non-recording spans)
 
 CPU per request: `time.process_time()` (all threads) over a rep, after a short settle so that the
 event sender's linger is inside it, divided by the calls answered; median and min over the reps.
@@ -73,6 +77,7 @@ from typing import Any
 
 import grpc
 import uvloop
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from bench.overhead import MODEL, base_router_config
@@ -90,7 +95,15 @@ from router_service.sim.server import SimServer
 from router_service.telemetry import observer as observer_module
 from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS
 
-VARIANTS = ("echo", "http", "router", "router+events", "router+events-inline")
+VARIANTS = (
+    "echo",
+    "http",
+    "router",
+    "router+events",
+    "router+events-inline",
+    "router+tracing",
+    "router+tracing-unsampled",
+)
 PROMPT = "Hello router"
 ECHO_METHOD = "/bench.v1.Echo/Echo"
 ECHO_PAYLOAD = b"x" * 64
@@ -221,12 +234,38 @@ def sim_main(port_queue: Any, cpu: int | None) -> None:
     uvloop.run(serve())
 
 
-def router_config(sim_url: str, events: dict[str, Any] | None) -> dict[str, Any]:
+def otlp_sink_main(port_queue: Any, cpu: int | None) -> None:
+    """An OTLP/HTTP trace receiver that accepts and drops every export (the tracing variant's
+    collector: the router's export work is what is measured, not a collector's)."""
+    pin_to(cpu)
+
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/traces", accept)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port_queue.put(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        await asyncio.Event().wait()
+
+    uvloop.run(serve())
+
+
+def router_config(
+    sim_url: str, events: dict[str, Any] | None, tracing: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """bench/overhead.py's router config (one model on the sim, aiohttp transport, no metrics
-    port) on a free port, with `events` when given."""
+    port) on a free port, with `events` and `tracing` when given."""
     config = base_router_config(sim_url, 0)
     if events is not None:
         config["events"] = events
+    if tracing is not None:
+        config["tracing"] = tracing
     return config
 
 
@@ -317,8 +356,22 @@ def http_rep(url: str, concurrency: int) -> tuple[Rep, Callable[[], Awaitable[No
     return run, client.aclose
 
 
+async def otlp_sink(stack: AsyncExitStack, cpu: int | None) -> str:
+    ctx = multiprocessing.get_context("spawn")
+    ports: Any = ctx.Queue()
+    sink = ctx.Process(target=otlp_sink_main, args=(ports, cpu), daemon=True)
+    sink.start()
+    stack.callback(sink.terminate)
+    return f"http://127.0.0.1:{ports.get(timeout=30)}"
+
+
 async def start_variants(
-    names: list[str], stack: AsyncExitStack, client: LoadClient, sim_url: str, concurrency: int
+    names: list[str],
+    stack: AsyncExitStack,
+    client: LoadClient,
+    sim_url: str,
+    concurrency: int,
+    others_cpu: int | None = None,
 ) -> list[Variant]:
     def over_grpc(target: str, port: int) -> Rep:
         return lambda n: client.run(target, port, n, concurrency)
@@ -338,7 +391,12 @@ async def start_variants(
             )
             if name == "router+events-inline" and events is not None:
                 events["forwarder"] = False  # publishing in the router's own event loop
-            port = await stack.enter_async_context(router_app(router_config(sim_url, events)))
+            tracing = None
+            if name.startswith("router+tracing"):
+                endpoint = f"{await otlp_sink(stack, others_cpu)}/v1/traces"
+                ratio = 0.0 if name == "router+tracing-unsampled" else 1.0
+                tracing = {"enabled": True, "endpoint": endpoint, "sample_ratio": ratio}
+            port = await stack.enter_async_context(router_app(router_config(sim_url, events, tracing)))
             variants.append(Variant(name, over_grpc("router", port)))
     return variants
 
@@ -354,7 +412,7 @@ async def main(args: argparse.Namespace) -> None:
         stack.callback(sim.terminate)
         client = await stack.enter_async_context(LoadClient.running(others_cpu))
         pin_to(router_cpu)
-        variants = await start_variants(args.variants, stack, client, sim_url, args.concurrency)
+        variants = await start_variants(args.variants, stack, client, sim_url, args.concurrency, others_cpu)
         pin_children_to(others_cpu)
         for variant in variants:  # warm-up: connections, caches, lazily built objects
             await variant.run(args.warmup)

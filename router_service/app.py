@@ -18,8 +18,10 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import httpx
@@ -33,6 +35,7 @@ from router_service.engine import Engine, RequestObserver
 from router_service.fleet.metrics import FleetMetrics
 from router_service.fleet.metrics import default_metrics as default_fleet_metrics
 from router_service.fleet.subscriber import SnapshotSubscriber
+from router_service.providers.base import ProviderEndpoint
 from router_service.providers.http import make_http_client
 from router_service.providers.registry import build_adapters
 from router_service.settings import ConfigError, RuntimeConfig, load_config
@@ -42,6 +45,9 @@ from router_service.telemetry.kafka_client import ensure_topics
 from router_service.telemetry.live_metrics import LiveStateCollector
 from router_service.telemetry.observer import EventObserver, FanOut, MetricsObserver
 from router_service.telemetry.publisher import KafkaPublisher
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +63,14 @@ class RouterApp:
         reuse_port: bool = False,
         worker_index: int | None = None,
         registry: CollectorRegistry = REGISTRY,
+        span_exporter: SpanExporter | None = None,
     ) -> None:
         """`registry`: where this router's per-deployment gauges go; tests running two routers in
-        one process give the second its own."""
+        one process give the second its own. `span_exporter`: replaces the configured trace
+        exporter when tracing is on (tests)."""
         self.config = config
         self._registry = registry
+        self._span_exporter = span_exporter
         self._worker_index = worker_index
         self._listen = listen
         self._reuse_port = reuse_port
@@ -78,11 +87,15 @@ class RouterApp:
         self._stack.push_async_callback(client.aclose)
         adapters = build_adapters(self.config.endpoints, client)
         sink = await self._start_events()
-        observer: RequestObserver = MetricsObserver()
+        observers: list[RequestObserver] = [MetricsObserver()]
         if self.config.events is not None:
-            observer = FanOut(
-                observer, EventObserver(sink, include_content=self.config.events.include_content)
-            )
+            observers.append(EventObserver(sink, include_content=self.config.events.include_content))
+        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
+        if self.config.tracing.enabled:
+            interceptor, tracing_observer = self._start_tracing(lambda: self.config.endpoints)
+            interceptors.insert(0, interceptor)  # first: the call's span is current in all the rest
+            observers.append(tracing_observer)
+        observer = observers[0] if len(observers) == 1 else FanOut(*observers)
         engine = Engine(self.config, adapters, observer=observer)
         self._stack.push_async_callback(engine.aclose)  # before the HTTP client closes
         self._engine, self._client = engine, client
@@ -96,12 +109,31 @@ class RouterApp:
             self.config.server,
             listen=self._listen,
             reuse_port=self._reuse_port,
-            interceptors=[MetricsInterceptor()],
+            interceptors=interceptors,
         )
         await self._server.start()
         await mark_serving(self._health)
         log.info("router listening on port %d (config %s)", self.port, self.config.source or "<inline>")
         return self.port
+
+    def _start_tracing(
+        self, endpoints: Callable[[], Mapping[str, ProviderEndpoint]]
+    ) -> tuple[grpc.aio.ServerInterceptor, RequestObserver]:
+        """The SERVER-span interceptor and the attempt-span observer. Imported here: a router
+        with tracing off does not load the SDK and exporter at all."""
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+        from router_service.telemetry.genai_semconv import SCHEMA_URL
+        from router_service.telemetry.tracing import TracingObserver, build_tracer_provider
+
+        provider = build_tracer_provider(self.config.tracing, self._span_exporter)
+        # Closed after the engine (pushed before it): spans of calls drained at stop, and of hedge
+        # losers the engine's close cancels, are exported too. Off the loop: the final export is
+        # a blocking HTTP request.
+        self._stack.push_async_callback(asyncio.to_thread, provider.shutdown)
+        tracer = provider.get_tracer(__name__, schema_url=SCHEMA_URL)
+        interceptor = aio_server_interceptor(tracer_provider=provider)  # type: ignore[no-untyped-call]
+        return interceptor, TracingObserver(tracer, endpoints)
 
     def _register_live_metrics(self, engine: Engine) -> None:
         collector = LiveStateCollector(

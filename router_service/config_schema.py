@@ -49,6 +49,23 @@ class MetricsConfig(_Strict):
     listen: str = "127.0.0.1:9464"
 
 
+class TracingConfig(_Strict):
+    """OpenTelemetry traces (README "Tracing"): a SERVER span per call, a CLIENT span per upstream
+    attempt with the GenAI semantic conventions. Off by default: no tracing code on the call path."""
+
+    enabled: bool = False
+    exporter: Literal["otlp", "console"] = "otlp"  # otlp: OTLP/HTTP protobuf; console: stdout (debugging)
+    # OTLP/HTTP traces URL; empty: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT,
+    # else http://localhost:4318/v1/traces (the exporter's own defaults).
+    endpoint: str = ""
+    # One export's deadline, retries included. It also bounds what an unreachable collector adds
+    # to shutdown (the last batch is exported then): about twice this at most.
+    export_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    # Share of new traces sampled; a caller's sampled/unsampled decision (traceparent) is kept.
+    sample_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0
+    service_name: str = "llm-router"
+
+
 class HttpConfig(_Strict):
     # "aiohttp": httpx API over the httpx-aiohttp transport (measured fastest here; see README).
     # "httpx": httpx's own transport (supports HTTP/2 with http2: true).
@@ -304,6 +321,7 @@ class ClassifierSettings(_Strict):
 class FileConfig(_Strict):
     server: ServerConfig = ServerConfig()
     metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
     http: HttpConfig = HttpConfig()
     routing: RoutingConfig = RoutingConfig()
     events: EventsConfig = EventsConfig()

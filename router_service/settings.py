@@ -35,6 +35,7 @@ from router_service.config_schema import (
     ResilienceConfig,
     RoutingConfig,
     ServerConfig,
+    TracingConfig,
     _usd_per_mtok_to_nanos,
 )
 from router_service.domain import DataSensitivity, TaskType
@@ -78,6 +79,7 @@ class RuntimeConfig:
     events: PublisherConfig | None = None  # None: events disabled
     create_topic_partitions: int | None = None
     fleet: FleetConfig | None = None  # None: route on local state only
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     source: str = ""  # path the config came from, for logs
 
 
@@ -185,6 +187,7 @@ def to_runtime(cfg: FileConfig) -> RuntimeConfig:
         events=_publisher_config(cfg.events),
         create_topic_partitions=cfg.events.create_topic_partitions,
         fleet=_fleet_config(cfg.fleet) if cfg.events.bootstrap_servers else None,
+        tracing=cfg.tracing,
     )
 
 

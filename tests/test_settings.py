@@ -162,3 +162,28 @@ def test_events_publish_through_a_forwarder_unless_configured_off(
 ) -> None:
     config = parse_config(minimal(events={"bootstrap_servers": "127.0.0.1:9092", **events}))
     assert config.events is not None and config.events.forwarder is forwarder
+
+
+@pytest.mark.parametrize(
+    ("tracing", "message"),
+    [
+        ({"sample_ratio": 1.5}, "tracing.sample_ratio"),
+        ({"exporter": "jaeger"}, "tracing.exporter"),
+        ({"export_timeout_s": 0}, "tracing.export_timeout_s"),
+        ({"enabeld": True}, "tracing.enabeld"),
+    ],
+)
+def test_invalid_tracing_config_names_the_field(tracing: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        parse_config(minimal(tracing=tracing))
+
+
+def test_tracing_config_is_carried_as_written() -> None:
+    tracing = {"enabled": True, "endpoint": "http://otel:4318/v1/traces", "sample_ratio": 0.25}
+    config = parse_config(minimal(tracing=tracing)).tracing
+    assert (config.enabled, config.endpoint, config.sample_ratio, config.exporter) == (
+        True,
+        "http://otel:4318/v1/traces",
+        0.25,
+        "otlp",
+    )

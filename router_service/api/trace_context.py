@@ -3,8 +3,9 @@
 A caller that traces its requests sends `traceparent` (and maybe `tracestate`) as gRPC metadata,
 as OpenTelemetry's gRPC instrumentation does. Its trace id and span id go on every event of the
 request, so a data team can join the router's events to the caller's traces. Parsing and
-validation are OpenTelemetry's W3C propagator's (an all-zero or malformed header is no context);
-the router does not start spans of its own yet.
+validation are OpenTelemetry's W3C propagator's (an all-zero or malformed header is no context).
+With `tracing` on, the router's own spans are children of the same context (telemetry/tracing.py);
+the events still carry the caller's span id, which the caller knows.
 """
 
 from __future__ import annotations

@@ -1,0 +1,73 @@
+"""TracingObserver's spans for the attempts the integration tests cannot stage on demand: a hedge
+loser whose answer nobody used, a cancelled attempt, and a provider reloaded away. The real SDK
+with its in-memory exporter; no I/O."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from router_service.domain import AttemptOutcome, AttemptRecord, Usage
+from router_service.providers.base import ProviderEndpoint
+from router_service.request_run import CallContext
+from router_service.telemetry.tracing import TracingObserver
+
+ENDPOINTS = {"openai": ProviderEndpoint("openai", "openai", "https://api.openai.com/v1")}
+CTX = CallContext(request_id="r-1", deadline=0.0, stream=False)
+
+
+def _observer() -> tuple[TracingObserver, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return TracingObserver(provider.get_tracer("test"), lambda: ENDPOINTS), exporter
+
+
+def _attempt(outcome: AttemptOutcome, provider: str = "openai", **fields: object) -> AttemptRecord:
+    return AttemptRecord(
+        provider, "gpt-4o-mini", outcome, latency_s=0.25, started_at_unix_s=1_700_000_000.0, **fields
+    )  # type: ignore[arg-type]
+
+
+def test_a_hedge_losers_answer_is_a_span_with_its_billed_usage() -> None:
+    observer, exporter = _observer()
+    loser = _attempt(
+        AttemptOutcome.SUCCESS, hedged=True, unused_usage=Usage(10, 20, 4), unused_cost_nanos=1234
+    )
+    observer.on_attempt(CTX, 1, loser, "gpt-4o-mini-2024")
+    [span] = exporter.get_finished_spans()
+    assert span.name == "chat gpt-4o-mini-2024" and span.kind is SpanKind.CLIENT
+    assert span.start_time == 1_700_000_000 * 10**9 and span.end_time == span.start_time + 250_000_000
+    assert dict(span.attributes or {}) | {
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini-2024",
+        "gen_ai.usage.input_tokens": 10,
+        "gen_ai.usage.output_tokens": 20,
+        "gen_ai.usage.cache_read.input_tokens": 4,
+        "llmrouter.cost.nano_usd": 1234,
+        "llmrouter.attempt.unused": True,
+        "llmrouter.attempt.hedged": True,
+        "server.address": "api.openai.com",
+        "server.port": 443,
+    } == dict(span.attributes or {})
+    assert span.status.status_code is StatusCode.UNSET
+
+
+def test_the_used_answer_waits_for_the_completion() -> None:
+    observer, exporter = _observer()
+    observer.on_attempt(CTX, 0, _attempt(AttemptOutcome.SUCCESS), "gpt-4o-mini")
+    assert exporter.get_finished_spans() == ()
+
+
+def test_a_cancelled_attempt_is_not_an_error_and_an_unknown_provider_keeps_its_name() -> None:
+    observer, exporter = _observer()
+    observer.on_attempt(
+        CTX, 0, _attempt(AttemptOutcome.CANCELLED, provider="gone", error_class="cancelled"), "m"
+    )
+    [span] = exporter.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.provider.name"] == "gone" and "server.address" not in attributes
+    assert attributes["llmrouter.attempt.outcome"] == "cancelled" and "error.type" not in attributes
+    assert span.status.status_code is StatusCode.UNSET

@@ -109,7 +109,8 @@ async def test_a_fallback_is_one_server_span_with_a_client_span_per_attempt(
         async with grpc.aio.insecure_channel(f"127.0.0.1:{router.port}") as channel:
             stub = pb_grpc.RouterServiceStub(channel)
             pinned = chat(model=pb.ModelSelector(model="m1"))  # m1 fails, a fallback answers
-            response = await stub.Complete(pb.CompleteRequest(chat=pinned), metadata=_metadata())
+            metadata = (*_metadata(), ("authorization", "Bearer caller-secret-token"))
+            response = await stub.Complete(pb.CompleteRequest(chat=pinned), metadata=metadata)
     finally:
         await router.stop(grace_s=1)  # flushes the batch of spans
 
@@ -153,6 +154,11 @@ async def test_a_fallback_is_one_server_span_with_a_client_span_per_attempt(
     assert success["gen_ai.request.stream"] is False
     assert success["llmrouter.attempt.index"] == 1
     assert success["llmrouter.request_id"] == routing.request_id
+
+    # No secret reaches a span: not the providers' API keys (config), not the caller's token.
+    exported = repr([(s.name, attributes(s), [attributes(e) for e in s.events]) for s in received.spans])
+    assert "secret-key-" not in exported and "caller-secret-token" not in exported
+    assert "secret" not in repr(received.resources)
 
 
 async def test_a_stream_span_carries_time_to_first_chunk(sims: Sims, collector: tuple[str, Received]) -> None:

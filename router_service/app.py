@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import grpc
 import httpx
@@ -46,9 +45,6 @@ from router_service.telemetry.live_metrics import LiveStateCollector
 from router_service.telemetry.observer import EventObserver, FanOut, MetricsObserver
 from router_service.telemetry.publisher import KafkaPublisher
 
-if TYPE_CHECKING:
-    from opentelemetry.sdk.trace.export import SpanExporter
-
 log = logging.getLogger(__name__)
 
 
@@ -63,14 +59,11 @@ class RouterApp:
         reuse_port: bool = False,
         worker_index: int | None = None,
         registry: CollectorRegistry = REGISTRY,
-        span_exporter: SpanExporter | None = None,
     ) -> None:
         """`registry`: where this router's per-deployment gauges go; tests running two routers in
-        one process give the second its own. `span_exporter`: replaces the configured trace
-        exporter when tracing is on (tests)."""
+        one process give the second its own."""
         self.config = config
         self._registry = registry
-        self._span_exporter = span_exporter
         self._worker_index = worker_index
         self._listen = listen
         self._reuse_port = reuse_port
@@ -126,7 +119,7 @@ class RouterApp:
         from router_service.telemetry.genai_semconv import SCHEMA_URL
         from router_service.telemetry.tracing import TracingObserver, build_tracer_provider
 
-        provider = build_tracer_provider(self.config.tracing, self._span_exporter)
+        provider = build_tracer_provider(self.config.tracing)
         # Closed after the engine (pushed before it): spans of calls drained at stop, and of hedge
         # losers the engine's close cancels, are exported too. Off the loop: the final export is
         # a blocking HTTP request.

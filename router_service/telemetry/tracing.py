@@ -35,20 +35,18 @@ from router_service.request_run import CallContext, Completion, StreamFinish
 from router_service.telemetry import genai_semconv as sc
 
 
-def build_tracer_provider(config: TracingConfig, exporter: SpanExporter | None = None) -> TracerProvider:
-    """A provider exporting in batches from a background thread (never on the event loop).
-    `exporter` replaces the configured one (tests)."""
+def build_tracer_provider(config: TracingConfig) -> TracerProvider:
+    """A provider exporting in batches from a background thread (never on the event loop)."""
     provider = TracerProvider(
         # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES (deployment.environment, ...).
         resource=Resource.create({"service.name": config.service_name}),
         sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
     )
-    if exporter is None:
-        exporter = (
-            OTLPSpanExporter(endpoint=config.endpoint or None, timeout=config.export_timeout_s)
-            if config.exporter == "otlp"
-            else ConsoleSpanExporter()
-        )
+    exporter: SpanExporter = (
+        OTLPSpanExporter(endpoint=config.endpoint or None, timeout=config.export_timeout_s)
+        if config.exporter == "otlp"
+        else ConsoleSpanExporter()
+    )
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
@@ -147,7 +145,6 @@ class TracingObserver:
         if attempt.outcome is AttemptOutcome.ERROR:
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=start_ns + int(attempt.latency_s * 1e9))
-
 
     def _provider(self, name: str) -> dict[str, Any]:
         endpoint = self._endpoints().get(name)

@@ -19,6 +19,12 @@ are duplicates consumers drop. At stop, the router sends what it holds, tells th
 flush or spool within the budget, and publishes anything the forwarder did not settle (it died,
 or ran out of time) with an in-process KafkaPublisher, which spools what it cannot send.
 
+A forwarder that cannot be kept alive (more than `RestartPolicy.max_attempts` starts within
+`window_s`: it crash-loops, say on a frame it cannot read, or cannot start at all) is given up:
+the router publishes in-process from then on, as with `events.forwarder: false`, after handing
+the unsettled frames and the queue to that publisher. It costs the router's throughput a few
+percent more, and loses nothing; the log says so, and `forwarder_up` stays 0 (an alert).
+
 Bounds. The queue holds `queue_max` events, and frames sent but not settled hold at most another
 `queue_max` (at stop, the last frames go regardless): when the forwarder stops acknowledging, the
 sender waits and the queue fills. A full queue drops events (counted as `forwarder_behind` and
@@ -59,7 +65,15 @@ log = logging.getLogger("router_service.telemetry.publisher")
 
 FORWARDER_COMMAND = (sys.executable, "-m", "router_service.telemetry.forwarder")
 START_TIMEOUT_S = 30.0  # a forwarder imports aiokafka and opens the spool; 0.3 s here
-_RESTART_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # between attempts to start a dead forwarder
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """How hard the router tries to keep a forwarder before it publishes in-process instead."""
+
+    delays_s: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # pauses between failed starts
+    max_attempts: int = 5  # starts within window_s; one more and publishing moves in-process
+    window_s: float = 60.0
 
 
 class ForwarderError(Exception):
@@ -89,12 +103,16 @@ class ForwardingPublisher:
         *,
         metrics: PublisherMetrics | None = None,
         command: Sequence[str] = FORWARDER_COMMAND,
+        restarts: RestartPolicy = RestartPolicy(),
     ) -> None:
         # The events' source is this router, not the forwarder: fix the instance name here.
         instance = config.router_instance or event_codec.default_router_instance()
         self._config = dataclasses.replace(config, router_instance=instance)
         self._metrics = metrics or default_metrics()
         self._command = tuple(command)
+        self._restarts = restarts
+        self._starts: collections.deque[float] = collections.deque()  # restart attempts in the window
+        self._inline: KafkaPublisher | None = None  # set once the forwarder is given up
         self._drops = DropReporter(self._metrics)
         self._queue: EventQueue[TelemetryEvent] = EventQueue(config.queue_max)
         self._state = _State.NEW
@@ -131,6 +149,13 @@ class ForwardingPublisher:
             return
         if self._state is not _State.RUNNING:
             await self._stopped.wait()
+            return
+        if self._inline is not None:  # the forwarder was given up: the in-process publisher flushes
+            self._state = _State.STOPPING
+            await self._inline.stop(timeout)
+            self._state = _State.STOPPED
+            self._drops.flush()
+            self._stopped.set()
             return
         self._state = _State.STOPPING  # publish() still queues: the events go with the last frames
         deadline = time.monotonic() + timeout
@@ -202,6 +227,8 @@ class ForwardingPublisher:
         """Hand an event over. Never blocks, never awaits, never raises."""
         if self._state is _State.STOPPED:
             self._drops.drop("closed")
+        elif self._inline is not None:
+            self._inline.publish(event)
         elif not self._queue.put(event):
             self._drops.drop("forwarder_behind")
 
@@ -325,11 +352,15 @@ class ForwardingPublisher:
                 return
 
     async def _restart(self) -> bool:
+        """A new forwarder holding every unsettled frame: True. False when stop was requested, or
+        when the forwarder was given up for in-process publishing (`_fall_back`)."""
+        delays = self._restarts.delays_s
         for attempt in itertools.count():
-            delay = _RESTART_DELAYS_S[min(attempt, len(_RESTART_DELAYS_S) - 1)]
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_requested.wait(), delay)
+                await asyncio.wait_for(self._stop_requested.wait(), delays[min(attempt, len(delays) - 1)])
             if self._stop_requested.is_set():
+                return False
+            if self._too_many_starts() and await self._fall_back():
                 return False
             try:
                 process = await self._spawn()
@@ -347,6 +378,50 @@ class ForwardingPublisher:
             self._on_ready()
             return True
         return False
+
+    def _too_many_starts(self) -> bool:
+        now = time.monotonic()
+        starts = self._starts
+        starts.append(now)
+        while starts[0] < now - self._restarts.window_s:
+            starts.popleft()
+        return len(starts) > self._restarts.max_attempts
+
+    async def _fall_back(self) -> bool:
+        """Publish in this process from now on, starting with everything the router holds; False
+        if that cannot start either (then the forwarder is tried again)."""
+        log.error(
+            "the event forwarder failed %d times in %.0f s; publishing events in the router process"
+            " from now on (as with events.forwarder: false)",
+            len(self._starts),
+            self._restarts.window_s,
+        )
+        publisher = KafkaPublisher(self._config, metrics=self._metrics)
+        try:
+            await publisher.start()  # the dead forwarder's spool lock is free: the spool is this one's
+        except Exception:
+            log.exception("cannot publish in the router process either; starting the forwarder again")
+            return False
+        assert self._sender is not None
+        self._sender.cancel()  # it waits for a forwarder that will not come; it holds no taken event
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sender
+        held = [event for frame in self._unacked for event in self._events_of_or_drop(frame)]
+        held += self._queue.take_all()
+        self._unacked.clear()
+        self._unacked_events = 0
+        self._inline = publisher  # no await since take_all: publish() now goes to it, none in between
+        for event in held:
+            publisher.publish(event)
+        return True
+
+    def _events_of_or_drop(self, frame: _Frame) -> list[TelemetryEvent]:
+        try:
+            return self._events_of(frame)
+        except Exception:  # a frame this process cannot read either: counted, never silent
+            log.exception("cannot read back a frame of %d events", frame.count)
+            self._drops.drop("encode_error", frame.count)
+            return []
 
     def _apply_report(self, acked_seq: int, payload: bytes) -> None:
         unacked = self._unacked

@@ -20,6 +20,7 @@ from router_service.telemetry.forwarding_publisher import (
     FORWARDER_COMMAND,
     ForwarderError,
     ForwardingPublisher,
+    RestartPolicy,
 )
 from router_service.telemetry.kafka_client import KafkaSecurity, ensure_topics
 from router_service.telemetry.publisher import KafkaPublisher
@@ -205,6 +206,49 @@ async def test_events_the_forwarder_cannot_settle_are_spooled_by_the_router_at_s
     finally:
         spool.close()
     assert sorted(dict(r.headers)["ce_id"].decode() for r in spooled) == sorted(e.event_id for e in sent)
+
+
+async def test_a_crash_looping_forwarder_is_given_up_and_the_router_publishes_everything_itself(
+    kafka_broker: EmbeddedBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A "forwarder" that starts like one, then dies on the first frame of events, every time (as
+    # a real one would on a frame it cannot read).
+    fake = tmp_path / "crashing_forwarder.py"
+    fake.write_text(
+        "import struct, sys\n"
+        "from router_service.telemetry import forwarder_wire as w\n"
+        "stdin = sys.stdin.buffer\n"
+        "stdin.read(struct.unpack('>cQI', stdin.read(13))[2])  # the config\n"
+        "sys.stdout.buffer.write(w.report_message(0, {}, {})); sys.stdout.flush()\n"
+        "stdin.read(13)\n"
+        "sys.exit(3)\n"
+    )
+    topic = await _topic(kafka_broker)
+    metrics = h.Metrics()
+    config = h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path / "spool"), linger_ms=10)
+    policy = RestartPolicy(delays_s=(0.05,), max_attempts=3, window_s=60.0)
+    publisher = ForwardingPublisher(
+        config, metrics=metrics, command=(sys.executable, str(fake)), restarts=policy
+    )
+    await publisher.start()
+    before = h.events(100)
+    for event in before:
+        publisher.publish(event)
+    # It and three restarts die on the (resent) frames; a fourth restart is not attempted.
+    await h.eventually(lambda: publisher._inline is not None, what="publishing moved in-process")
+    after = h.events(50, request_ids=("req-after",))
+    for event in after:  # straight to the in-process publisher
+        publisher.publish(event)
+    await publisher.stop()
+
+    sent = {e.event_id for e in before + after}
+    records = await h.read_topic(kafka_broker.bootstrap, topic, sent)
+    assert {r[0] for r in records} == sent
+    # Four exits: three were followed by a new forwarder; after the fourth, it was given up.
+    assert metrics.value("llmrouter_events_forwarder_restarts_total") == 4
+    assert metrics.value("llmrouter_events_forwarder_up") == 0
+    assert metrics.value("llmrouter_events_dropped_total", reason="forwarder_behind") == 0
+    assert "publishing events in the router process" in caplog.text
 
 
 async def test_a_forwarder_that_cannot_open_its_spool_fails_start_with_the_reason(tmp_path: Path) -> None:

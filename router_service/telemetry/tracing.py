@@ -16,6 +16,7 @@ export their own spans.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,7 +46,7 @@ def build_tracer_provider(config: TracingConfig) -> TracerProvider:
     exporter: SpanExporter = (
         OTLPSpanExporter(endpoint=config.endpoint or None, timeout=config.export_timeout_s)
         if config.exporter == "otlp"
-        else ConsoleSpanExporter()
+        else ConsoleSpanExporter(out=sys.stdout)  # the stdout of now, not of import time
     )
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider

@@ -1,18 +1,21 @@
 """TracingObserver's spans for the attempts the integration tests cannot stage on demand: a hedge
-loser whose answer nobody used, a cancelled attempt, and a provider reloaded away. The real SDK
-with its in-memory exporter; no I/O."""
+loser whose answer nobody used, a cancelled attempt, and a provider reloaded away (the real SDK
+with its in-memory exporter; no I/O); and the provider's console exporter and sampler."""
 
 from __future__ import annotations
 
+import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from router_service.config_schema import TracingConfig
 from router_service.domain import AttemptOutcome, AttemptRecord, Usage
 from router_service.providers.base import ProviderEndpoint
 from router_service.request_run import CallContext
-from router_service.telemetry.tracing import TracingObserver
+from router_service.telemetry.tracing import TracingObserver, build_tracer_provider
 
 ENDPOINTS = {"openai": ProviderEndpoint("openai", "openai", "https://api.openai.com/v1")}
 CTX = CallContext(request_id="r-1", deadline=0.0, stream=False)
@@ -71,3 +74,25 @@ def test_a_cancelled_attempt_is_not_an_error_and_an_unknown_provider_keeps_its_n
     assert attributes["gen_ai.provider.name"] == "gone" and "server.address" not in attributes
     assert attributes["llmrouter.attempt.outcome"] == "cancelled" and "error.type" not in attributes
     assert span.status.status_code is StatusCode.UNSET
+
+
+def test_the_console_exporter_writes_spans_with_the_service_name(capsys: pytest.CaptureFixture[str]) -> None:
+    config = TracingConfig(enabled=True, exporter="console", service_name="router-under-test")
+    provider = build_tracer_provider(config)
+    provider.get_tracer("test").start_span("chat m").end()
+    provider.shutdown()  # flushes the batch
+    out = capsys.readouterr().out
+    assert '"name": "chat m"' in out and "router-under-test" in out
+
+
+def test_sample_ratio_zero_records_nothing_but_a_sampled_caller_is_kept() -> None:
+    provider = build_tracer_provider(TracingConfig(enabled=True, exporter="console", sample_ratio=0.0))
+    tracer = provider.get_tracer("test")
+    assert not tracer.start_span("root").is_recording()
+    caller = trace.set_span_in_context(
+        trace.NonRecordingSpan(
+            trace.SpanContext(1, 2, is_remote=True, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
+        )
+    )
+    assert tracer.start_span("child", context=caller).is_recording()
+    provider.shutdown()

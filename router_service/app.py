@@ -114,7 +114,7 @@ class RouterApp:
     ) -> tuple[grpc.aio.ServerInterceptor, RequestObserver]:
         """The SERVER-span interceptor and the attempt-span observer. Imported here: a router
         with tracing off does not load the SDK and exporter at all."""
-        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
         from router_service.telemetry.genai_semconv import SCHEMA_URL
         from router_service.telemetry.tracing import TracingObserver, build_tracer_provider
@@ -125,7 +125,11 @@ class RouterApp:
         # a blocking HTTP request.
         self._stack.push_async_callback(asyncio.to_thread, provider.shutdown)
         tracer = provider.get_tracer(__name__, schema_url=SCHEMA_URL)
-        interceptor = aio_server_interceptor(tracer_provider=provider)  # type: ignore[no-untyped-call]
+        # Health checks (probes every few seconds) and reflection would bury the calls in traces.
+        untraced = filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection"))
+        interceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
+            tracer_provider=provider, filter_=filters.negate(untraced)
+        )
         return interceptor, TracingObserver(tracer, endpoints)
 
     def _register_live_metrics(self, engine: Engine) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from aiohttp import web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -185,7 +186,7 @@ async def test_a_stream_span_carries_time_to_first_chunk(sims: Sims, collector: 
     assert attrs["gen_ai.usage.output_tokens"] > 0
 
 
-async def test_a_caller_that_does_not_sample_gets_no_spans_and_errors_are_marked(
+async def test_unsampled_callers_and_probes_get_no_spans_and_errors_are_marked(
     sims: Sims, collector: tuple[str, Received]
 ) -> None:
     endpoint, received = collector
@@ -196,6 +197,8 @@ async def test_a_caller_that_does_not_sample_gets_no_spans_and_errors_are_marked
         async with grpc.aio.insecure_channel(f"127.0.0.1:{router.port}") as channel:
             stub = pb_grpc.RouterServiceStub(channel)
             await stub.Route(pb.RouteRequest(chat=chat()), metadata=_metadata(sampled=False))
+            health = health_pb2_grpc.HealthStub(channel)  # probes: never traced, even when sampled
+            await health.Check(health_pb2.HealthCheckRequest(), metadata=_metadata())
             with pytest.raises(grpc.aio.AioRpcError) as failed:
                 await stub.Complete(pb.CompleteRequest(chat=chat()), metadata=_metadata())
     finally:
@@ -203,6 +206,7 @@ async def test_a_caller_that_does_not_sample_gets_no_spans_and_errors_are_marked
 
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
     assert received.named(SERVER_SPAN.format("Route")) == []  # the caller's decision holds
+    assert received.named("/grpc.health.v1.Health/Check") == []
     [server] = received.named(SERVER_SPAN.format("Complete"))
     assert attributes(server)["llmrouter.error.reason"] == "ALL_ATTEMPTS_FAILED"
     assert server.status.code == Status.STATUS_CODE_ERROR

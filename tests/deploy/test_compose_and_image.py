@@ -49,6 +49,9 @@ def test_the_router_config_it_mounts_is_accepted_with_the_services_environment()
     assert config.events is not None and config.events.bootstrap_servers == "kafka:9092"
     assert config.events.enable_idempotence  # real Kafka, unlike the embedded broker
     assert config.server.listen == "0.0.0.0:50051" and config.metrics.listen == "0.0.0.0:9464"
+    # Traces go to the compose Jaeger's OTLP/HTTP receiver.
+    assert config.tracing.enabled and config.tracing.endpoint == "http://jaeger:4318/v1/traces"
+    assert SERVICES["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
     # Each simulated provider's URL names a sim service on the port it listens on.
     for provider in config.endpoints.values():
         host, port = re.fullmatch(r"http://([\w-]+):(\d+)/v1", provider.base_url).groups()  # type: ignore[union-attr]

@@ -79,6 +79,8 @@ class TracingObserver:
     def on_attempt(self, ctx: CallContext, index: int, attempt: AttemptRecord, upstream_model: str) -> None:
         if attempt.outcome is AttemptOutcome.SUCCESS and attempt.unused_usage is None:
             return  # the answer the caller got: its span is made at completion, with its usage
+        if not _call_sampled():
+            return
         extra: dict[str, Any] = {}
         if attempt.unused_usage is not None:
             extra = _usage_attributes(attempt.unused_usage, attempt.unused_cost_nanos)
@@ -88,6 +90,8 @@ class TracingObserver:
     def on_completion(
         self, ctx: CallContext, request: ChatRequest, outcome: Completion | StreamFinish, latency_s: float
     ) -> None:
+        if not _call_sampled():
+            return
         deployment = outcome.deployment
         winner = _winning_attempt(outcome.attempts, deployment.provider, deployment.model)
         if winner is None:
@@ -115,9 +119,6 @@ class TracingObserver:
     def _attempt_span(
         self, ctx: CallContext, index: int, attempt: AttemptRecord, upstream_model: str, extra: dict[str, Any]
     ) -> None:
-        parent = trace.get_current_span()
-        if not parent.is_recording() and parent.get_span_context().is_valid:
-            return  # the call is not sampled, so neither are its attempts (ParentBased): skip the work
         attributes: dict[str, Any] = {
             sc.OPERATION_NAME: sc.OPERATION_CHAT,
             sc.REQUEST_MODEL: upstream_model,
@@ -156,6 +157,13 @@ class TracingObserver:
             attributes = {sc.PROVIDER_NAME: sc.provider_name(endpoint), **sc.server_attributes(endpoint)}
             cached = self._provider_attributes[name] = (endpoint, attributes)
         return cached[1]
+
+
+def _call_sampled() -> bool:
+    """False when the call's span is not sampled: nor would its attempts be (ParentBased), so
+    their attributes are not even built. True without a call span (the sampler decides)."""
+    parent = trace.get_current_span()
+    return parent.is_recording() or not parent.get_span_context().is_valid
 
 
 def _winning_attempt(

@@ -113,6 +113,7 @@ class ForwardingPublisher:
         self._restarts = restarts
         self._starts: collections.deque[float] = collections.deque()  # restart attempts in the window
         self._inline: KafkaPublisher | None = None  # set once the forwarder is given up
+        self._switching = asyncio.Lock()  # held while publishing moves in-process
         self._drops = DropReporter(self._metrics)
         self._queue: EventQueue[TelemetryEvent] = EventQueue(config.queue_max)
         self._state = _State.NEW
@@ -150,16 +151,17 @@ class ForwardingPublisher:
         if self._state is not _State.RUNNING:
             await self._stopped.wait()
             return
+        self._state = _State.STOPPING  # publish() still queues: the events go with the last frames
+        deadline = time.monotonic() + timeout
+        self._stop_requested.set()  # no fallback to in-process publishing starts from here on...
+        async with self._switching:  # ...and one under way completes first
+            pass
         if self._inline is not None:  # the forwarder was given up: the in-process publisher flushes
-            self._state = _State.STOPPING
-            await self._inline.stop(timeout)
+            await self._inline.stop(max(deadline - time.monotonic(), 0.0))
             self._state = _State.STOPPED
             self._drops.flush()
             self._stopped.set()
             return
-        self._state = _State.STOPPING  # publish() still queues: the events go with the last frames
-        deadline = time.monotonic() + timeout
-        self._stop_requested.set()
         self._queue.wake()
         self._acked.set()
         assert self._sender is not None and self._supervisor is not None
@@ -388,20 +390,32 @@ class ForwardingPublisher:
         return len(starts) > self._restarts.max_attempts
 
     async def _fall_back(self) -> bool:
-        """Publish in this process from now on, starting with everything the router holds; False
-        if that cannot start either (then the forwarder is tried again)."""
-        log.error(
-            "the event forwarder failed %d times in %.0f s; publishing events in the router process"
-            " from now on (as with events.forwarder: false)",
-            len(self._starts),
-            self._restarts.window_s,
-        )
-        publisher = KafkaPublisher(self._config, metrics=self._metrics)
-        try:
-            await publisher.start()  # the dead forwarder's spool lock is free: the spool is this one's
-        except Exception:
-            log.exception("cannot publish in the router process either; starting the forwarder again")
-            return False
+        """Publish in this process from now on, starting with everything the router holds. False
+        when stop() has begun (it publishes the leftovers itself), or when in-process publishing
+        cannot start either (then the forwarder is tried again)."""
+        async with self._switching:
+            if self._stop_requested.is_set():
+                return False
+            publisher = KafkaPublisher(self._config, metrics=self._metrics)
+            try:
+                await publisher.start()  # the dead forwarder's spool lock is free: the spool is ours
+            except Exception:
+                log.exception(
+                    "the event forwarder keeps failing and publishing in the router process cannot"
+                    " start either; starting the forwarder again"
+                )
+                return False
+            log.error(
+                "the event forwarder failed %d times in %.0f s; publishing events in the router"
+                " process from now on (as with events.forwarder: false)",
+                len(self._starts),
+                self._restarts.window_s,
+            )
+            await self._hand_over(publisher)
+            return True
+
+    async def _hand_over(self, publisher: KafkaPublisher) -> None:
+        """Stop sending frames; give `publisher` the unsettled frames' events, then the queue's."""
         assert self._sender is not None
         self._sender.cancel()  # it waits for a forwarder that will not come; it holds no taken event
         with contextlib.suppress(asyncio.CancelledError):
@@ -413,7 +427,6 @@ class ForwardingPublisher:
         self._inline = publisher  # no await since take_all: publish() now goes to it, none in between
         for event in held:
             publisher.publish(event)
-        return True
 
     def _events_of_or_drop(self, frame: _Frame) -> list[TelemetryEvent]:
         try:

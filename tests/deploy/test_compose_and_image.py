@@ -53,9 +53,13 @@ def test_the_router_config_it_mounts_is_accepted_with_the_services_environment()
     assert config.tracing.enabled and config.tracing.endpoint == "http://jaeger:4318/v1/traces"
     assert SERVICES["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
     # Each simulated provider's URL names a sim service on the port it listens on.
+    called = {"jaeger"}
     for provider in config.endpoints.values():
         host, port = re.fullmatch(r"http://([\w-]+):(\d+)/v1", provider.base_url).groups()  # type: ignore[union-attr]
         assert build_parser().parse_args(SERVICES[host]["command"]).port == int(port)
+        called.add(host)
+    # ...and the router starts after every service it calls (and after the topics exist).
+    assert called | {"topics"} == set(router["depends_on"])
 
 
 def test_prometheus_scrapes_the_metrics_ports_the_services_listen_on() -> None:

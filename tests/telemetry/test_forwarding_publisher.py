@@ -208,11 +208,9 @@ async def test_events_the_forwarder_cannot_settle_are_spooled_by_the_router_at_s
     assert sorted(dict(r.headers)["ce_id"].decode() for r in spooled) == sorted(e.event_id for e in sent)
 
 
-async def test_a_crash_looping_forwarder_is_given_up_and_the_router_publishes_everything_itself(
-    kafka_broker: EmbeddedBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    # A "forwarder" that starts like one, then dies on the first frame of events, every time (as
-    # a real one would on a frame it cannot read).
+def _crashing_forwarder(tmp_path: Path) -> Path:
+    """A "forwarder" that starts like one, then dies on the first frame of events, every time (as
+    a real one would on a frame it cannot read)."""
     fake = tmp_path / "crashing_forwarder.py"
     fake.write_text(
         "import struct, sys\n"
@@ -223,6 +221,13 @@ async def test_a_crash_looping_forwarder_is_given_up_and_the_router_publishes_ev
         "stdin.read(13)\n"
         "sys.exit(3)\n"
     )
+    return fake
+
+
+async def test_a_crash_looping_forwarder_is_given_up_and_the_router_publishes_everything_itself(
+    kafka_broker: EmbeddedBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = _crashing_forwarder(tmp_path)
     topic = await _topic(kafka_broker)
     metrics = h.Metrics()
     config = h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path / "spool"), linger_ms=10)
@@ -249,6 +254,42 @@ async def test_a_crash_looping_forwarder_is_given_up_and_the_router_publishes_ev
     assert metrics.value("llmrouter_events_forwarder_up") == 0
     assert metrics.value("llmrouter_events_dropped_total", reason="forwarder_behind") == 0
     assert "publishing events in the router process" in caplog.text
+
+
+async def test_stop_during_the_switch_to_in_process_publishing_waits_for_it_and_loses_nothing(
+    kafka_broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = await _topic(kafka_broker)
+    metrics = h.Metrics()
+    config = h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path / "spool"), linger_ms=10)
+    policy = RestartPolicy(delays_s=(0.05,), max_attempts=0, window_s=60.0)  # give up at once
+    fake = (sys.executable, str(_crashing_forwarder(tmp_path)))
+    publisher = ForwardingPublisher(config, metrics=metrics, command=fake, restarts=policy)
+    # Hold the switch's in-process publisher at the end of its start(), its spool open, so that
+    # stop() comes in the middle of the switch.
+    entered, release = asyncio.Event(), asyncio.Event()
+    real_start = KafkaPublisher.start
+
+    async def held_start(self: KafkaPublisher) -> None:
+        await real_start(self)
+        entered.set()
+        await release.wait()
+
+    monkeypatch.setattr(KafkaPublisher, "start", held_start)
+    await publisher.start()
+    sent = h.events(100)
+    for event in sent:
+        publisher.publish(event)
+    await asyncio.wait_for(entered.wait(), 10)
+    stopping = asyncio.create_task(publisher.stop())
+    await asyncio.sleep(0.2)
+    assert not stopping.done()  # it waits for the switch...
+    release.set()
+    await asyncio.wait_for(stopping, 15)  # ...which completes, and then it flushes that publisher
+
+    records = await h.read_topic(kafka_broker.bootstrap, topic, {e.event_id for e in sent})
+    assert {r[0] for r in records} == {e.event_id for e in sent}
+    assert metrics.value("llmrouter_events_dropped_total", reason="spool_error") == 0
 
 
 async def test_a_forwarder_that_cannot_open_its_spool_fails_start_with_the_reason(tmp_path: Path) -> None:

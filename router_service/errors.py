@@ -178,6 +178,27 @@ class StreamInterruptedError(RouterError):
         )
 
 
+class UnauthenticatedError(RouterError):
+    """No valid credential: a missing, malformed, unknown, disabled or expired key."""
+
+    status_code = "UNAUTHENTICATED"
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(RouterError):
+    """A valid caller asked for something its identity does not allow. `scope` or `resource`
+    names what was missing, never whether another key could do it."""
+
+    status_code = "PERMISSION_DENIED"
+    reason = "PERMISSION_DENIED"
+
+    def __init__(self, message: str, *, scope: str = "", resource_kind: str = "", resource: str = "") -> None:
+        self.scope = scope
+        self.resource_kind = resource_kind
+        self.resource = resource
+        super().__init__(message)
+
+
 def status_of(error: BaseException) -> tuple[str, str]:
     """(gRPC status code name, ErrorInfo reason) for any failure: the one mapping the API status
     and the published error event share."""

@@ -1,0 +1,123 @@
+"""The on-disk / on-the-wire shape of a key definition (pydantic at the edge), and its conversion
+to the frozen `KeyRecord` the request path uses. The file store reads a list of these; the Redis
+store keeps one as JSON per key id."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from router_service.domain import DataSensitivity
+from router_service.identity.key_secret import KEY_ID_RE, check_hash
+from router_service.identity.model import DEFAULT_SCOPES, Identity, Scope
+from router_service.identity.records import Credential, KeyRecord
+
+ScopeName = Literal["route", "complete", "stream", "feedback", "evaluate", "admin"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretConfig(_Strict):
+    hash: str  # sha256$<salt hex>$<digest hex>, from `routerctl keys create`
+    not_after: datetime.datetime | None = None  # set by rotation: the old secret's last moment
+
+    @field_validator("hash")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        check_hash(value)
+        return value
+
+
+class KeyConfig(_Strict):
+    id: str = Field(pattern=f"^{KEY_ID_RE.pattern}$")
+    team: str = ""
+    customer: str = ""
+    user: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    scopes: list[ScopeName] = Field(default_factory=lambda: sorted(s.value for s in DEFAULT_SCOPES))
+    models: list[str] = Field(default_factory=list)  # empty: every model
+    aliases: list[str] = Field(default_factory=list)
+    policies: list[str] = Field(default_factory=list)
+    max_sensitivity: Literal["public", "internal", "restricted"] | None = None
+    regions: list[str] = Field(default_factory=list)
+    default_policy: str = ""
+    enabled: bool = True
+    expires_at: datetime.datetime | None = None
+    secrets: list[SecretConfig] = Field(min_length=1)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime.datetime | None) -> datetime.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2027-01-01T00:00:00Z")
+        return value
+
+    def to_record(self) -> KeyRecord:
+        identity = Identity(
+            key_id=self.id,
+            team=self.team,
+            customer=self.customer,
+            user=self.user,
+            labels=dict(self.labels),
+            scopes=frozenset(Scope(s) for s in self.scopes),
+            allowed_models=frozenset(self.models),
+            allowed_aliases=frozenset(self.aliases),
+            allowed_policies=frozenset(self.policies),
+            max_sensitivity=DataSensitivity(self.max_sensitivity) if self.max_sensitivity else None,
+            allowed_regions=frozenset(self.regions),
+            default_policy=self.default_policy,
+        )
+        credentials = tuple(
+            Credential(s.hash, s.not_after.timestamp() if s.not_after else None) for s in self.secrets
+        )
+        return KeyRecord(
+            identity=identity,
+            credentials=credentials,
+            enabled=self.enabled,
+            expires_at=self.expires_at.timestamp() if self.expires_at else None,
+        )
+
+    @classmethod
+    def from_record(cls, record: KeyRecord) -> KeyConfig:
+        ident = record.identity
+        return cls(
+            id=ident.key_id,
+            team=ident.team,
+            customer=ident.customer,
+            user=ident.user,
+            labels=dict(ident.labels),
+            scopes=sorted(s.value for s in ident.scopes),
+            models=sorted(ident.allowed_models),
+            aliases=sorted(ident.allowed_aliases),
+            policies=sorted(ident.allowed_policies),
+            max_sensitivity=ident.max_sensitivity.value if ident.max_sensitivity else None,
+            regions=sorted(ident.allowed_regions),
+            default_policy=ident.default_policy,
+            enabled=record.enabled,
+            expires_at=_utc(record.expires_at),
+            secrets=[
+                SecretConfig(hash=c.secret_hash, not_after=_utc(c.not_after)) for c in record.credentials
+            ],
+        )
+
+
+class KeyFileConfig(_Strict):
+    keys: list[KeyConfig] = Field(default_factory=list)
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_ids(cls, keys: list[KeyConfig]) -> list[KeyConfig]:
+        seen: set[str] = set()
+        for key in keys:
+            if key.id in seen:
+                raise ValueError(f"duplicate key id {key.id!r}")
+            seen.add(key.id)
+        return keys
+
+
+def _utc(unix_s: float | None) -> datetime.datetime | None:
+    return None if unix_s is None else datetime.datetime.fromtimestamp(unix_s, datetime.UTC)

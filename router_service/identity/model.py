@@ -51,7 +51,9 @@ class Identity:
     allowed_models: frozenset[str] = frozenset()  # catalog models or provider/model deployments
     allowed_aliases: frozenset[str] = frozenset()
     allowed_policies: frozenset[str] = frozenset()
-    max_sensitivity: DataSensitivity | None = None
+    # Every request of this key is treated as at least this sensitive (routing then only picks
+    # deployments cleared for it), whatever the request itself declares.
+    min_sensitivity: DataSensitivity | None = None
     allowed_regions: frozenset[str] = frozenset()
     default_policy: str = ""
 

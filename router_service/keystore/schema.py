@@ -42,7 +42,7 @@ class KeyConfig(_Strict):
     models: list[str] = Field(default_factory=list)  # empty: every model
     aliases: list[str] = Field(default_factory=list)
     policies: list[str] = Field(default_factory=list)
-    max_sensitivity: Literal["public", "internal", "restricted"] | None = None
+    min_sensitivity: Literal["public", "internal", "restricted"] | None = None
     regions: list[str] = Field(default_factory=list)
     default_policy: str = ""
     enabled: bool = True
@@ -67,7 +67,7 @@ class KeyConfig(_Strict):
             allowed_models=frozenset(self.models),
             allowed_aliases=frozenset(self.aliases),
             allowed_policies=frozenset(self.policies),
-            max_sensitivity=DataSensitivity(self.max_sensitivity) if self.max_sensitivity else None,
+            min_sensitivity=DataSensitivity(self.min_sensitivity) if self.min_sensitivity else None,
             allowed_regions=frozenset(self.regions),
             default_policy=self.default_policy,
         )
@@ -94,7 +94,7 @@ class KeyConfig(_Strict):
             models=sorted(ident.allowed_models),
             aliases=sorted(ident.allowed_aliases),
             policies=sorted(ident.allowed_policies),
-            max_sensitivity=ident.max_sensitivity.value if ident.max_sensitivity else None,
+            min_sensitivity=ident.min_sensitivity.value if ident.min_sensitivity else None,
             regions=sorted(ident.allowed_regions),
             default_policy=ident.default_policy,
             enabled=record.enabled,

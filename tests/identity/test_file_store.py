@@ -36,7 +36,7 @@ def test_records_round_trip_through_the_file(tmp_path: Path) -> None:
             allowed_models=frozenset({"gpt-4o-mini"}),
             allowed_aliases=frozenset({"fast"}),
             allowed_policies=frozenset({"cheap"}),
-            max_sensitivity=DataSensitivity.INTERNAL,
+            min_sensitivity=DataSensitivity.INTERNAL,
             allowed_regions=frozenset({"eu"}),
             default_policy="cheap",
         ),

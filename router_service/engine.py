@@ -31,6 +31,7 @@ from router_service.catalog import Deployment
 from router_service.domain import ChatRequest, ChatResult, RouteDecision, StreamDone, StreamEvent, TextDelta
 from router_service.errors import (
     ErrorClass,
+    NoEligibleCandidateError,
     ProviderError,
     StreamInterruptedError,
     UnknownModelError,
@@ -169,8 +170,19 @@ class Engine:
         run.finished(completion)
         return completion
 
+    def _decide(self, run: Run, setup: _Setup, streaming: bool) -> RouteDecision:
+        """Route and report the decision; when nothing is eligible, the decision that says why
+        is reported too, before the error ends the request."""
+        try:
+            decision = self._route(setup, run.request, streaming)
+        except NoEligibleCandidateError as exc:
+            if exc.decision is not None:
+                run.refused(exc.decision)
+            raise
+        return run.decided(decision)
+
     async def _complete(self, run: Run, setup: _Setup) -> Completion:
-        decision = run.decided(self._route(setup, run.request, False))
+        decision = self._decide(run, setup, False)
         targets = Targets(run, setup.config.catalog, setup.res)
         policy = setup.config.policies.get(decision.policy)
         first = True
@@ -208,11 +220,12 @@ class Engine:
         targets: Targets,
         d: Deployment,
         *,
-        hedged: bool = False,
         racer: _Racer | None = None,
     ) -> _Outcome:
         """One upstream call, recorded; returns (result, None) or (None, error). A racer left to
-        finish after the answer (see `_race`) reports through its LateAttempt instead."""
+        finish after the answer (see `_race`) reports through its LateAttempt instead. Its
+        `hedged` flag is read when the attempt ends: the first choice joins a race only once
+        the hedge is sent."""
         timeout = targets.timeout_for(d)
         started = time.monotonic()
         if racer is not None:
@@ -222,15 +235,15 @@ class Engine:
             async with asyncio.timeout(timeout):
                 result = await setup.adapters[d.provider].complete(run.request, d.upstream_model)
         except asyncio.CancelledError:
-            self._recorder(run, racer).cancelled(d, started, hedged=hedged)
+            self._recorder(run, racer).cancelled(d, started, hedged=_hedged(racer))
             raise
         except (ProviderError, TimeoutError) as exc:
             error = _as_provider_error(exc, timeout)
-            self._recorder(run, racer).failed(d, started, error, hedged=hedged)
+            self._recorder(run, racer).failed(d, started, error, hedged=_hedged(racer))
             return None, error
         finally:
             self.live.end(d.key)
-        self._recorder(run, racer).succeeded(d, started, None, hedged=hedged, usage=result.usage)
+        self._recorder(run, racer).succeeded(d, started, None, hedged=_hedged(racer), usage=result.usage)
         return result, None
 
     def _recorder(self, run: Run, racer: _Racer | None) -> Run | LateAttempt:
@@ -249,7 +262,7 @@ class Engine:
 
         def start(d: Deployment, hedged: bool) -> None:
             racer = _Racer(d, hedged)
-            task = asyncio.create_task(self._attempt(setup, run, targets, d, hedged=hedged, racer=racer))
+            task = asyncio.create_task(self._attempt(setup, run, targets, d, racer=racer))
             racers[task] = racer
 
         start(first, False)
@@ -258,6 +271,10 @@ class Engine:
             done, _ = await asyncio.wait(racers, timeout=delay_s)
             second = None if done else targets.peek_hedge()
             if second is not None:
+                # From now on the first choice races too: both attempts are marked hedged, the
+                # loser as well as the winner (events.proto AttemptEvent.hedged).
+                for racer in racers.values():
+                    racer.hedged = True
                 start(second, True)
             outcomes: list[tuple[Deployment, _Outcome]] = []
             pending = set(racers)
@@ -311,7 +328,7 @@ class Engine:
             raise
 
     async def _stream(self, run: Run, setup: _Setup) -> AsyncGenerator[StreamItem, None]:
-        run.decided(self._route(setup, run.request, True))
+        self._decide(run, setup, True)
         targets = Targets(run, setup.config.catalog, setup.res)
         routing = setup.config.routing
         while (deployment := targets.next()) is not None:
@@ -383,9 +400,14 @@ class _Racer:
 
     def __init__(self, deployment: Deployment, hedged: bool) -> None:
         self.deployment = deployment
+        # In a race: the hedge from its start, the first choice from when the hedge is sent.
         self.hedged = hedged
         self.started = time.monotonic()  # replaced by the attempt's own start
         self.late: LateAttempt | None = None  # set when left to finish after the answer
+
+
+def _hedged(racer: _Racer | None) -> bool:
+    return racer is not None and racer.hedged
 
 
 def _as_provider_error(exc: BaseException, timeout_s: float) -> ProviderError:

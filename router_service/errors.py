@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from router_service.domain import RouteDecision
 
 
 class ErrorClass(enum.Enum):
@@ -104,14 +107,42 @@ class UnknownModelError(RouterError):
         super().__init__(f"unknown {kind} {name!r}")
 
 
+class RequestNotFoundError(UnknownModelError):
+    """Feedback named a request id this router did not serve (or no longer remembers). A kind
+    of unknown resource, so it carries the same ResourceInfo (resource type "request")."""
+
+    reason = "REQUEST_NOT_FOUND"
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__("request", request_id)
+
+
+class RequestIdReusedError(RouterError):
+    """A caller request id came again with a different request: a retry must repeat the request
+    exactly, and a new request needs a new id."""
+
+    status_code = "INVALID_ARGUMENT"
+    reason = "REQUEST_ID_REUSED"
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        super().__init__(
+            f"request id {request_id!r} was already used for a different request; "
+            "a retry must send the same request, a new request needs a new id"
+        )
+
+
 class NoEligibleCandidateError(RouterError):
-    """Routing excluded every candidate; `exclusions` says why, per candidate."""
+    """Routing excluded every candidate; `exclusions` says why, per candidate. `decision`, when
+    the planner gives it, is the decision with every candidate, its reason and an empty chain:
+    the engine publishes it before the error."""
 
     status_code = "FAILED_PRECONDITION"
     reason = "NO_ELIGIBLE_CANDIDATE"
 
-    def __init__(self, exclusions: Mapping[str, str]) -> None:
+    def __init__(self, exclusions: Mapping[str, str], decision: RouteDecision | None = None) -> None:
         self.exclusions = dict(exclusions)
+        self.decision = decision
         # "key: reason" per candidate, joined in C: an f-string each is most of the cost of
         # routing a request nothing can serve (50 candidates: ~10 us on a small VM).
         detail = "; ".join(map(": ".join, self.exclusions.items()))
@@ -183,6 +214,14 @@ class UnauthenticatedError(RouterError):
 
     status_code = "UNAUTHENTICATED"
     reason = "UNAUTHENTICATED"
+
+
+class KeyStoreUnavailableError(RouterError):
+    """The shared key store cannot be reached and the key is not in the local cache: callers
+    retry (UNAVAILABLE), nobody is let in unverified."""
+
+    status_code = "UNAVAILABLE"
+    reason = "KEY_STORE_UNAVAILABLE"
 
 
 class PermissionDeniedError(RouterError):

@@ -171,6 +171,11 @@ class Run:
         self.observer.on_decision(self.ctx, decision)
         return decision
 
+    def refused(self, decision: RouteDecision) -> None:
+        """Routing excluded every candidate: the decision (empty chain, each candidate's reason)
+        is still reported, before the error that ends the request."""
+        self.observer.on_decision(self.ctx, decision)
+
     def decision_or_raise(self) -> RouteDecision:
         assert self.decision is not None, "attempts happen only after a decision"
         return self.decision

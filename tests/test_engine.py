@@ -9,12 +9,21 @@ from typing import Any
 
 import pytest
 
-from router_service.domain import AttemptOutcome, ChatRequest, Message, ModelSelection, Role, TextDelta
+from router_service.domain import (
+    AttemptOutcome,
+    ChatRequest,
+    Message,
+    ModelSelection,
+    Role,
+    RoutingHints,
+    TextDelta,
+)
 from router_service.engine import CallContext, Engine, StreamFinish, StreamStart
 from router_service.errors import (
     AllAttemptsFailedError,
     DeadlineExceededError,
     ErrorClass,
+    NoEligibleCandidateError,
     ProviderError,
     StreamInterruptedError,
     UpstreamRejectedError,
@@ -102,6 +111,26 @@ async def test_callers_invalid_request_is_not_retried_elsewhere() -> None:
         await engine.complete(request(), ctx())
     assert (adapters["b"].calls, adapters["c"].calls) == (0, 0)
     assert len(observer.errors) == 1 and not observer.completions
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_nothing_eligible_reports_the_decision_with_each_reason_then_error(streaming: bool) -> None:
+    engine, adapters, observer = make_engine()
+    denied = request(hints=RoutingHints(denied_providers=frozenset(PROVIDERS)))
+    with pytest.raises(NoEligibleCandidateError):
+        if streaming:
+            async for _ in engine.stream(denied, ctx()):
+                pass
+        else:
+            await engine.complete(denied, ctx())
+    [decision] = observer.decisions
+    assert (decision.chosen, decision.chain, decision.policy) == ("", (), "default")
+    assert [(c.provider, c.eligible, c.exclusion_reason) for c in decision.candidates] == [
+        (p, False, f"provider {p!r} in the request's denied_providers") for p in PROVIDERS
+    ]
+    assert all(c.estimated_cost_nanos > 0 for c in decision.candidates)
+    assert len(observer.errors) == 1 and not observer.attempts and not observer.completions
+    assert sum(a.calls for a in adapters.values()) == 0
 
 
 async def test_all_failing_reports_each_failure_in_order() -> None:
@@ -343,7 +372,8 @@ async def test_hedge_loser_that_answers_after_the_winner_reports_its_unused_cost
     assert [i for i, _ in observer.attempts] == [0]
     await asyncio.sleep(0.3)
     late_index, late = observer.attempts[-1]
-    assert (late_index, late.provider, late.outcome, late.hedged) == (1, "a", AttemptOutcome.SUCCESS, False)
+    # The loser is the first choice, raced from when the hedge was sent: marked hedged too.
+    assert (late_index, late.provider, late.outcome, late.hedged) == (1, "a", AttemptOutcome.SUCCESS, True)
     # The upstream billed the answer nobody used: its usage and exact cost go with the attempt,
     # not the completion (which holds only the answer the caller got).
     assert late.unused_usage == ok_result().usage
@@ -372,7 +402,7 @@ async def test_hedge_loser_is_cancelled_at_once_while_its_deployment_keeps_answe
     assert result.deployment.provider == "b"
     assert adapters["a"].cancelled == 1 and engine.live.in_flight("a/ma") == 0
     outcomes = {(a.provider, a.outcome, a.hedged) for _, a in observer.attempts}
-    assert outcomes == {("a", AttemptOutcome.CANCELLED, False), ("b", AttemptOutcome.SUCCESS, True)}
+    assert outcomes == {("a", AttemptOutcome.CANCELLED, True), ("b", AttemptOutcome.SUCCESS, True)}
 
 
 async def test_aclose_cancels_hedge_losers_still_running() -> None:
@@ -385,9 +415,24 @@ async def test_aclose_cancels_hedge_losers_still_running() -> None:
 
 
 async def test_fast_first_choice_is_not_hedged() -> None:
-    engine, adapters, _ = make_engine(policy={"hedge": {"enabled": True, "delay_s": 0.5}})
+    engine, adapters, observer = make_engine(policy={"hedge": {"enabled": True, "delay_s": 0.5}})
     result = await engine.complete(request(), ctx())
     assert result.deployment.provider == "a" and adapters["b"].calls == 0
+    assert [(a.provider, a.hedged) for _, a in observer.attempts] == [("a", False)]  # it ran alone
+
+
+async def test_first_choice_winning_a_hedge_race_is_marked_hedged() -> None:
+    engine, adapters, observer = hedging_engine(attempt_timeout_s=2)
+    adapters["a"].script = [Delayed(0.1, ok_result("first"))]
+    adapters["b"].script = [HANG]
+    result = await engine.complete(request(), ctx())
+    assert result.deployment.provider == "a"
+    # b had answered nothing since it was sent: it is left to its timeout, so only a's event so far.
+    assert [(a.provider, a.outcome, a.hedged) for _, a in observer.attempts] == [
+        ("a", AttemptOutcome.SUCCESS, True)
+    ]
+    await engine.aclose()
+    assert [(a.provider, a.hedged) for _, a in observer.attempts] == [("a", True), ("b", True)]
 
 
 async def test_stream_stall_after_first_token_interrupts() -> None:

@@ -131,8 +131,12 @@ def decide(
     eligible, reasons = run_checks(ctx, limits)
     eligible = _healthy(eligible, reasons, table, health, now)
     if not eligible:
-        # None eligible: every candidate has a reason (a str), so no `or ""` per candidate.
-        raise NoEligibleCandidateError(dict(zip(table.keys, reasons, strict=True)))  # type: ignore[arg-type]
+        # None eligible: every candidate has a reason (a str), so no `or ""` per candidate. The
+        # decision (empty chain, every candidate with its reason) goes with the error, for the
+        # engine to publish: why nothing could serve is what a data team asks first.
+        views = _views(table, reasons, ctx.cost_nanos, [0.0] * len(table))
+        decision = _decision(policy.name, strategy, task, (), views)
+        raise NoEligibleCandidateError(dict(zip(table.keys, reasons, strict=True)), decision)  # type: ignore[arg-type]
     limit = 1 if request.selection.disable_fallback else policy.max_attempts
     composite = compiled.composite
     eligible_scores = composite.scores(eligible, ctx)

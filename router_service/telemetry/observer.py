@@ -95,8 +95,10 @@ class MetricsObserver:
 class EventObserver:
     """Publishes one decision, one event per attempt, and one completion or error per request.
 
-    Routing failures before a decision (unknown model, nothing eligible) yield only the error event:
-    there was no decision to publish. Invalid requests never reach the engine and publish nothing.
+    When nothing is eligible the decision is still published (`chosen` empty, every candidate
+    with its exclusion reason), then the error. Failures before any decision (unknown model or
+    policy) yield only the error event. Invalid requests never reach the engine and publish
+    nothing; nor does a retry answered from the request ledger (the first call published).
     """
 
     def __init__(self, sink: EventSink, *, include_content: bool = False) -> None:

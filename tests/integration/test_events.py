@@ -304,6 +304,8 @@ async def test_a_hedge_loser_that_answers_late_is_published_with_its_unused_cost
     assert (winner.attempt_index, winner.provider, winner.unused_cost_nanos_usd) == (0, "sim-b", 0)
     assert not winner.HasField("unused_usage")
     assert (late.attempt_index, late.provider, late.outcome) == (1, "sim-a", pb.ATTEMPT_OUTCOME_SUCCESS)
+    # Both took part in the race: the hedge that won, and the first choice that lost it.
+    assert (winner.hedged, late.hedged) == (True, True)
     usage = late.unused_usage
     assert usage.input_token_count > 0 and usage.output_token_count > 0
     # m1's prices: $0.15 in, $0.60 out per Mtok = 150 and 600 nano-USD per token.
@@ -321,3 +323,34 @@ async def test_a_hedge_loser_that_answers_late_is_published_with_its_unused_cost
     assert (totals.requests, totals.unused_answers) == (1, 1)
     assert totals.unused_cost_nanos_usd == expected_unused
     assert totals.cost_nanos_usd == completion.cost_nanos_usd + expected_unused
+
+
+async def test_nothing_eligible_publishes_the_decision_with_every_reason_before_the_error(
+    evented_router: RouterApp, sims: Sims, kafka_broker: EmbeddedBroker, topic: str
+) -> None:
+    denied = chat(routing=pb.RoutingHints(denied_providers=list(sims)))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{evented_router.port}") as channel:
+        stub = pb_grpc.RouterServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Complete(pb.CompleteRequest(chat=denied, request_id="none-eligible-1"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    records = await read_events(kafka_broker.bootstrap, topic, 2)
+
+    events = [event for _, event, _, _ in records]
+    assert [(e.request_id, e.WhichOneof("body")) for e in events] == [
+        ("none-eligible-1", "decision"),
+        ("none-eligible-1", "error"),
+    ]
+    decision, error = events[0].decision, events[1].error
+    assert (decision.policy, decision.chosen, list(decision.fallbacks)) == ("default", "", [])
+    assert [(c.provider, c.model, c.eligible, c.exclusion_reason) for c in decision.candidates] == [
+        (name, model, False, f"provider {name!r} in the request's denied_providers")
+        for name, model in (("sim-a", "m1"), ("sim-b", "m2"), ("sim-c", "m3"))
+    ]
+    assert all(c.estimated_cost.nanos > 0 for c in decision.candidates)
+    assert (error.status_code, error.reason, error.attempt_count) == (
+        "FAILED_PRECONDITION",
+        "NO_ELIGIBLE_CANDIDATE",
+        0,
+    )

@@ -246,7 +246,10 @@ class AttemptEvent(_message.Message):
     retry_after_ms: _builtins.int
     """Milliseconds the upstream asked us to wait (Retry-After); unset when it did not say."""
     hedged: _builtins.bool
-    """True when this attempt was a hedge raced against another attempt."""
+    """True when this attempt took part in a hedge race: the hedge, and the attempt it was raced
+    against (the first choice, from when the hedge was sent), whichever of them won. False for
+    an attempt that ran alone (its answer or failure came before any hedge was sent).
+    """
     unused_cost_nanos_usd: _builtins.int
     """Exact cost of `unused_usage` in nano-USD; 0 when unset. Not included in the request's
     CompletionEvent.cost_nanos_usd: completion costs plus these are what the upstreams billed.

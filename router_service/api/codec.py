@@ -8,10 +8,12 @@ before anything is routed, called or published.
 from __future__ import annotations
 
 import json
+import math
 import re
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
-from google.protobuf import json_format
+from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.type.money_pb2 import Money
 
@@ -101,6 +103,19 @@ _ERROR_CLASS_TO_PB = {
     if number != pb.ERROR_CLASS_UNSPECIFIED
 }
 
+_E = TypeVar("_E")
+
+
+def _allowed(name: Callable[[Any], str], table: Mapping[Any, object]) -> str:
+    return "must be one of " + ", ".join(name(number) for number in table)
+
+
+_ROLES_ALLOWED = _allowed(pb.Role.Name, _ROLES)
+_TASKS_ALLOWED = _allowed(pb.TaskType.Name, _TASKS)
+_SENSITIVITY_ALLOWED = _allowed(pb.DataSensitivity.Name, _SENSITIVITY)
+_TOOL_CHOICE_ALLOWED = _allowed(pb.ToolChoiceMode.Name, _TOOL_CHOICE)
+_FORMATS_ALLOWED = _allowed(pb.ResponseFormatType.Name, _FORMATS)
+
 
 class _Violations:
     """Collects every violation so the caller sees them all at once, not one per retry."""
@@ -114,6 +129,81 @@ class _Violations:
     def raise_if_any(self) -> None:
         if self.items:
             raise InvalidRequestError(self.items)
+
+
+# --- field helpers: each turns one kind of wire value into a domain value or a violation -------
+
+
+def _enum(number: int, table: Mapping[Any, _E], allowed: str, path: str, v: _Violations) -> _E | None:
+    """The domain value of an enum field, or None and a violation. proto3 enums are open: a
+    caller may send any int32, including numbers the proto does not define (541), and the
+    message decodes fine, so every enum the codec reads goes through here, never `table[n]`."""
+    value = table.get(number)
+    if value is None:
+        v.add(path, f"{allowed} (got {number})")
+    return value
+
+
+# google.protobuf.Duration's documented range (about 10,000 years); nanos share the sign.
+_MAX_DURATION_S = 315_576_000_000
+
+
+def _duration_s(d: Duration, path: str, v: _Violations) -> float | None:
+    """Seconds of a Duration, or None and a violation when it is outside the type's range or not
+    in normal form. Read the two fields directly: `ToTimedelta` overflows (OverflowError) on
+    the int64 values any caller can send."""
+    seconds, nanos = d.seconds, d.nanos
+    in_range = abs(seconds) <= _MAX_DURATION_S and abs(nanos) < NANOS_PER_UNIT
+    if not in_range or (seconds > 0 > nanos) or (seconds < 0 < nanos):
+        v.add(path, "must be a valid Duration: |seconds| <= 315576000000, |nanos| <= 999999999, same sign")
+        return None
+    return seconds + nanos / NANOS_PER_UNIT
+
+
+_NOT_JSON = "must not contain NaN or Infinity (numbers must be finite to be JSON)"
+
+
+def _struct(s: struct_pb2.Struct, path: str, v: _Violations) -> dict[str, Any]:
+    """A Struct as the JSON object it stands for, or {} and one violation when it holds a number
+    JSON cannot carry (NaN, Infinity: `json_format` raises ValueError on them, and json.dumps
+    would write invalid JSON for the upstream)."""
+    bad: list[bool] = []
+    result = {key: _value(value, bad) for key, value in s.fields.items()}
+    if bad:
+        v.add(path, _NOT_JSON)
+        return {}
+    return result
+
+
+def _value(value: struct_pb2.Value, bad: list[bool]) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        number = value.number_value
+        if not math.isfinite(number):
+            bad.append(True)
+        return number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return {key: _value(item, bad) for key, item in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_value(item, bad) for item in value.list_value.values]
+    return None  # null_value, or no kind set: JSON null, as json_format reads it
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_object(text: str) -> bool | None:
+    """True when `text` is a JSON object, False when it is other JSON, None when it is not JSON.
+    Strict: Python's json accepts NaN and Infinity, which no other parser (nor upstream) does."""
+    try:
+        return isinstance(json.loads(text, parse_constant=_reject_constant), dict)
+    except (ValueError, RecursionError):
+        return None
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -169,10 +259,7 @@ def _plain_message(m: pb.Message) -> Message | None:
 
 
 def _message(m: pb.Message, path: str, v: _Violations) -> Message:
-    role = _ROLES.get(m.role)
-    if role is None:
-        v.add(f"{path}.role", "must be ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT or ROLE_TOOL")
-        role = Role.USER
+    role = _enum(m.role, _ROLES, _ROLES_ALLOWED, f"{path}.role", v) or Role.USER
     calls = tuple(_tool_call(c, f"{path}.tool_calls[{j}]", v) for j, c in enumerate(m.tool_calls))
     if calls and role is not Role.ASSISTANT:
         v.add(f"{path}.tool_calls", "only assistant messages may carry tool calls")
@@ -188,11 +275,11 @@ def _tool_call(c: pb.ToolCall, path: str, v: _Violations) -> ToolCall:
         v.add(f"{path}.id", "must not be empty")
     if not TOOL_NAME_RE.match(c.name):
         v.add(f"{path}.name", "must be 1-64 characters of [A-Za-z0-9_-]")
-    try:
-        if not isinstance(json.loads(c.arguments_json or "{}"), dict):
-            v.add(f"{path}.arguments_json", "must be a JSON object")
-    except ValueError:
+    is_object = _json_object(c.arguments_json or "{}")
+    if is_object is None:
         v.add(f"{path}.arguments_json", "must be valid JSON")
+    elif not is_object:
+        v.add(f"{path}.arguments_json", "must be a JSON object")
     return ToolCall(id=c.id, name=c.name, arguments_json=c.arguments_json or "{}")
 
 
@@ -209,7 +296,9 @@ def _tools(msg: pb.ChatRequest, prefix: str, v: _Violations) -> tuple[ToolSpec, 
         elif t.name in names:
             v.add(f"{prefix}.tools[{i}].name", f"duplicate tool name {t.name!r}")
         names.add(t.name)
-        params = json_format.MessageToDict(t.parameters) if t.HasField("parameters") else {}
+        params = (
+            _struct(t.parameters, f"{prefix}.tools[{i}].parameters", v) if t.HasField("parameters") else {}
+        )
         tools.append(ToolSpec(name=t.name, description=t.description, parameters=params))
     return tuple(tools)
 
@@ -219,7 +308,9 @@ def _tool_choice(
 ) -> ToolChoice | None:
     if not msg.HasField("tool_choice") or msg.tool_choice.mode == pb.TOOL_CHOICE_MODE_UNSPECIFIED:
         return None
-    mode = _TOOL_CHOICE[msg.tool_choice.mode]
+    mode = _enum(msg.tool_choice.mode, _TOOL_CHOICE, _TOOL_CHOICE_ALLOWED, f"{prefix}.tool_choice.mode", v)
+    if mode is None:
+        return None
     name = msg.tool_choice.function_name
     if mode is ToolChoiceMode.FUNCTION and name not in {t.name for t in tools}:
         v.add(f"{prefix}.tool_choice.function_name", "must name one of the request's tools")
@@ -232,10 +323,13 @@ def _response_format(msg: pb.ChatRequest, prefix: str, v: _Violations) -> Respon
     if not msg.HasField("response_format"):
         return None
     rf = msg.response_format
-    kind = _FORMATS.get(rf.type, ResponseFormatType.TEXT)
-    schema = json_format.MessageToDict(rf.json_schema) if rf.HasField("json_schema") else None
+    path = f"{prefix}.response_format"
+    kind = ResponseFormatType.TEXT
+    if rf.type != pb.RESPONSE_FORMAT_TYPE_UNSPECIFIED:
+        kind = _enum(rf.type, _FORMATS, _FORMATS_ALLOWED, f"{path}.type", v) or ResponseFormatType.TEXT
+    schema = _struct(rf.json_schema, f"{path}.json_schema", v) if rf.HasField("json_schema") else None
     if kind is ResponseFormatType.JSON_SCHEMA and not schema:
-        v.add(f"{prefix}.response_format.json_schema", "required with RESPONSE_FORMAT_TYPE_JSON_SCHEMA")
+        v.add(f"{path}.json_schema", "required with RESPONSE_FORMAT_TYPE_JSON_SCHEMA")
     return ResponseFormat(type=kind, json_schema=schema, schema_name=rf.schema_name or "response")
 
 
@@ -296,23 +390,23 @@ def _hints(msg: pb.ChatRequest, prefix: str, v: _Violations) -> RoutingHints:
         max_cost = money_to_nanos(h.max_cost, f"{path}.max_cost", v)
     latency = None
     if h.HasField("latency_target"):
-        latency = h.latency_target.ToTimedelta().total_seconds()
-        if latency <= 0:
+        latency = _duration_s(h.latency_target, f"{path}.latency_target", v)
+        if latency is not None and latency <= 0:
             v.add(f"{path}.latency_target", "must be positive")
     min_quality = h.min_quality if h.HasField("min_quality") else None
     if min_quality is not None and not 0.0 <= min_quality <= 1.0:
         v.add(f"{path}.min_quality", "must be in [0, 1]")
-    if h.task_type not in _TASKS and h.task_type != pb.TASK_TYPE_UNSPECIFIED:
-        v.add(f"{path}.task_type", "unknown task type")
-    if h.data_sensitivity not in _SENSITIVITY:
-        v.add(f"{path}.data_sensitivity", "unknown data sensitivity")
+    task_type = None
+    if h.task_type != pb.TASK_TYPE_UNSPECIFIED:
+        task_type = _enum(h.task_type, _TASKS, _TASKS_ALLOWED, f"{path}.task_type", v)
+    sensitivity = _enum(h.data_sensitivity, _SENSITIVITY, _SENSITIVITY_ALLOWED, f"{path}.data_sensitivity", v)
     return RoutingHints(
         policy=h.policy,
-        task_type=_TASKS.get(h.task_type),
+        task_type=task_type,
         max_cost_nanos=max_cost,
         latency_target_s=latency,
         min_quality=min_quality,
-        data_sensitivity=_SENSITIVITY.get(h.data_sensitivity, DataSensitivity.INTERNAL),
+        data_sensitivity=sensitivity or DataSensitivity.INTERNAL,
         allowed_providers=frozenset(h.allowed_providers),
         denied_providers=frozenset(h.denied_providers),
     )

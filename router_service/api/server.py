@@ -10,6 +10,7 @@ from grpc_reflection.v1alpha import reflection
 
 from router_service._gen.router.v1 import router_pb2
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_service.api.interceptors import RequestDecodeInterceptor
 from router_service.config_schema import ServerConfig
 
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
@@ -38,9 +39,11 @@ def create_server(
     reuse_port: bool = False,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """The server, the port it bound (listen "host:0" picks a free one), and its health servicer."""
+    """The server, the port it bound (listen "host:0" picks a free one), and its health servicer.
+    The request-decode guard is always installed, innermost, so that every method of every
+    service (router, health, reflection) answers an undecodable body with INVALID_ARGUMENT."""
     server = grpc.aio.server(
-        interceptors=list(interceptors),
+        interceptors=[*interceptors, RequestDecodeInterceptor()],
         options=server_options(config, reuse_port),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )

@@ -3,6 +3,12 @@
 Every error carries an ErrorInfo (domain DOMAIN, an UPPER_SNAKE reason) and at most one of each
 detail type (AIP-193). Only our own error messages go on the wire; anything unexpected becomes
 INTERNAL with a generic message and is logged server-side with the request id.
+
+Everything here is bounded, whatever the caller sent: the status travels in the trailer, and a
+default client refuses a trailer over 8 KiB (grpc.max_metadata_size) with RESOURCE_EXHAUSTED,
+which would hide the real answer. The trailer holds grpc-message (percent-encoded: 3 bytes per
+non-ASCII byte) and grpc-status-details-bin (base64: 4/3 of the Status, which holds the message
+again). With the bounds below the two stay under about 5 KiB together.
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
+from google.protobuf import duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from router_service.errors import (
@@ -26,7 +33,31 @@ from router_service.errors import (
 
 DOMAIN = "llmrouter.router.v1"
 DEFAULT_RETRY_DELAY_S = 1.0
-_MAX_METADATA_VALUE = 512
+
+MAX_MESSAGE_WIRE_BYTES = 512  # grpc-message, as percent-encoded on the wire
+MAX_FIELD_VIOLATIONS = 20  # the first ones; ErrorInfo metadata counts the rest
+_MAX_BAD_REQUEST_BYTES = 1024
+_MAX_METADATA_BYTES = 1536  # all ErrorInfo metadata entries together
+_MAX_FIELD_BYTES = 128
+_MAX_DESCRIPTION_BYTES = 160
+_MAX_METADATA_KEY_BYTES = 64
+_MAX_METADATA_VALUE_BYTES = 256
+_MAX_STATUS_BYTES = 3072  # the serialized Status: 4 KiB in base64
+
+
+class UndecodableRequestError(RouterError):
+    """The request body is not a valid protobuf of the method's request type (truncated, invalid
+    UTF-8 in a string field, nested deeper than protobuf's recursion limit): nothing was read."""
+
+    status_code = "INVALID_ARGUMENT"
+    reason = "INVALID_REQUEST"
+
+    def __init__(self, message_type: str) -> None:
+        self.message_type = message_type
+        super().__init__(
+            f"the request body is not a valid {message_type}: truncated or malformed protobuf, "
+            "invalid UTF-8 in a string field, or nested deeper than protobuf allows"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +72,13 @@ def to_rpc_error(exc: BaseException, request_id: str) -> RpcError:
     if not isinstance(exc, RouterError):
         return _build(RouterError("internal error"), request_id, {})
     if isinstance(exc, InvalidRequestError):
-        bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in exc.violations
-            ]
-        )
-        return _build(exc, request_id, {}, bad)
+        return _invalid_request(exc, request_id)
+    if isinstance(exc, UndecodableRequestError):
+        return _build(exc, request_id, {"message_type": exc.message_type})
     if isinstance(exc, UnknownModelError):
-        info = error_details_pb2.ResourceInfo(resource_type=exc.kind, resource_name=exc.name)
+        info = error_details_pb2.ResourceInfo(
+            resource_type=_clip(exc.kind, _MAX_FIELD_BYTES), resource_name=_clip(exc.name, _MAX_FIELD_BYTES)
+        )
         return _build(exc, request_id, {"kind": exc.kind, "name": exc.name}, info)
     if isinstance(exc, NoEligibleCandidateError):
         return _build(exc, request_id, {f"excluded:{k}": v for k, v in list(exc.exclusions.items())[:16]})
@@ -67,6 +96,25 @@ def to_rpc_error(exc: BaseException, request_id: str) -> RpcError:
     return _build(exc, request_id, {})
 
 
+def _invalid_request(exc: InvalidRequestError, request_id: str) -> RpcError:
+    """The first violations that fit (every one when there are few) in BadRequest and in the
+    message; how many were left out in metadata `omitted_field_violations`."""
+    bad = error_details_pb2.BadRequest()
+    for v in exc.violations[:MAX_FIELD_VIOLATIONS]:
+        bad.field_violations.add(
+            field=_clip(v.field, _MAX_FIELD_BYTES), description=_clip(v.description, _MAX_DESCRIPTION_BYTES)
+        )
+        if bad.ByteSize() > _MAX_BAD_REQUEST_BYTES:
+            del bad.field_violations[-1]
+            break
+    omitted = len(exc.violations) - len(bad.field_violations)
+    suffix = f" (and {omitted} more)" if omitted else ""
+    listed = "; ".join(f"{v.field}: {v.description}" for v in bad.field_violations)
+    meta = {"omitted_field_violations": str(omitted)} if omitted else {}
+    message = _clip_wire(listed, MAX_MESSAGE_WIRE_BYTES - len(suffix)) + suffix
+    return _build(exc, request_id, meta, bad, message=message)
+
+
 def _all_failed(exc: AllAttemptsFailedError, request_id: str) -> RpcError:
     meta = {f"attempt{i}:{target}": e.error_class.value for i, (target, e) in enumerate(exc.failures)}
     if exc.prompt_too_long:
@@ -79,18 +127,71 @@ def _all_failed(exc: AllAttemptsFailedError, request_id: str) -> RpcError:
     return _build(exc, request_id, meta, retry)
 
 
-def _build(exc: RouterError, request_id: str, metadata: dict[str, str], *details: object) -> RpcError:
+def _build(
+    exc: RouterError,
+    request_id: str,
+    metadata: dict[str, str],
+    *details: Message,
+    message: str | None = None,
+) -> RpcError:
     code, reason = status_of(exc)
-    meta = {k: v[:_MAX_METADATA_VALUE] for k, v in metadata.items()}
-    if request_id:
-        meta["request_id"] = request_id
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=meta)
-    packed = []
-    for detail in (info, *details):
-        any_msg = any_pb2.Any()
-        any_msg.Pack(detail)
-        packed.append(any_msg)
-    message = str(exc)
+    info = error_details_pb2.ErrorInfo(
+        reason=reason, domain=DOMAIN, metadata=_bounded_metadata(metadata, request_id)
+    )
+    text = _clip_wire(str(exc) if message is None else message, MAX_MESSAGE_WIRE_BYTES)
     grpc_code = grpc.StatusCode[code]
-    status = status_pb2.Status(code=getattr(code_pb2, grpc_code.name), message=message, details=packed)
-    return RpcError(code=grpc_code, message=message, status=status)
+    status = status_pb2.Status(code=getattr(code_pb2, grpc_code.name), message=text)
+    for detail in (info, *details):
+        status.details.add().Pack(detail)
+    # Every part is bounded above; this keeps the whole bounded even if a new detail is not.
+    while status.ByteSize() > _MAX_STATUS_BYTES and len(status.details) > 1:
+        del status.details[-1]
+    return RpcError(code=grpc_code, message=text, status=status)
+
+
+def _bounded_metadata(metadata: dict[str, str], request_id: str) -> dict[str, str]:
+    """Entries in order while they fit in _MAX_METADATA_BYTES, each key and value clipped; the
+    request id first, since callers quote it to operators; `omitted_metadata` counts the rest."""
+    meta: dict[str, str] = {}
+    if request_id:
+        meta["request_id"] = _clip(request_id, _MAX_METADATA_VALUE_BYTES)
+    used = len(meta.get("request_id", ""))
+    for key, value in metadata.items():
+        k, v = _clip(key, _MAX_METADATA_KEY_BYTES), _clip(value, _MAX_METADATA_VALUE_BYTES)
+        size = len(k.encode()) + len(v.encode())
+        if used + size > _MAX_METADATA_BYTES:
+            meta["omitted_metadata"] = str(len(metadata) - (len(meta) - bool(request_id)))
+            break
+        meta[k] = v
+        used += size
+    return meta
+
+
+_ELLIPSIS = "..."
+
+
+def _clip(text: str, max_bytes: int) -> str:
+    """`text` cut to at most `max_bytes` of UTF-8 (on a character boundary), marked when cut."""
+    raw = text.encode()
+    if len(raw) <= max_bytes:
+        return text
+    return raw[: max_bytes - len(_ELLIPSIS)].decode("utf-8", "ignore") + _ELLIPSIS
+
+
+def _wire_len(char: str) -> int:
+    """Bytes of one character in grpc-message: printable ASCII but '%' as is, every other UTF-8
+    byte as %XX."""
+    return 1 if " " <= char <= "~" and char != "%" else 3 * len(char.encode())
+
+
+def _clip_wire(text: str, max_wire: int) -> str:
+    if len(text) <= max_wire and text.isascii() and text.isprintable() and "%" not in text:
+        return text  # the common case: our own ASCII messages
+    if sum(map(_wire_len, text)) <= max_wire:
+        return text
+    used = len(_ELLIPSIS)
+    for i, char in enumerate(text):
+        used += _wire_len(char)
+        if used > max_wire:
+            return text[:i] + _ELLIPSIS
+    return text  # unreachable: the sum above was over max_wire

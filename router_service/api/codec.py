@@ -163,15 +163,15 @@ def _duration_s(d: Duration, path: str, v: _Violations) -> float | None:
 _NOT_JSON = "must not contain NaN or Infinity (numbers must be finite to be JSON)"
 
 
-def _struct(s: struct_pb2.Struct, path: str, v: _Violations) -> dict[str, Any]:
-    """A Struct as the JSON object it stands for, or {} and one violation when it holds a number
+def _struct(s: struct_pb2.Struct, path: str, v: _Violations) -> dict[str, Any] | None:
+    """A Struct as the JSON object it stands for, or None and one violation when it holds a number
     JSON cannot carry (NaN, Infinity: `json_format` raises ValueError on them, and json.dumps
     would write invalid JSON for the upstream)."""
     bad: list[bool] = []
     result = {key: _value(value, bad) for key, value in s.fields.items()}
     if bad:
         v.add(path, _NOT_JSON)
-        return {}
+        return None
     return result
 
 
@@ -297,7 +297,9 @@ def _tools(msg: pb.ChatRequest, prefix: str, v: _Violations) -> tuple[ToolSpec, 
             v.add(f"{prefix}.tools[{i}].name", f"duplicate tool name {t.name!r}")
         names.add(t.name)
         params = (
-            _struct(t.parameters, f"{prefix}.tools[{i}].parameters", v) if t.HasField("parameters") else {}
+            (_struct(t.parameters, f"{prefix}.tools[{i}].parameters", v) or {})
+            if t.HasField("parameters")
+            else {}
         )
         tools.append(ToolSpec(name=t.name, description=t.description, parameters=params))
     return tuple(tools)
@@ -327,7 +329,11 @@ def _response_format(msg: pb.ChatRequest, prefix: str, v: _Violations) -> Respon
     kind = ResponseFormatType.TEXT
     if rf.type != pb.RESPONSE_FORMAT_TYPE_UNSPECIFIED:
         kind = _enum(rf.type, _FORMATS, _FORMATS_ALLOWED, f"{path}.type", v) or ResponseFormatType.TEXT
-    schema = _struct(rf.json_schema, f"{path}.json_schema", v) if rf.HasField("json_schema") else None
+    schema = None
+    if rf.HasField("json_schema"):
+        schema = _struct(rf.json_schema, f"{path}.json_schema", v)
+        if schema is None:  # named already: not JSON
+            return None
     if kind is ResponseFormatType.JSON_SCHEMA and not schema:
         v.add(f"{path}.json_schema", "required with RESPONSE_FORMAT_TYPE_JSON_SCHEMA")
     return ResponseFormat(type=kind, json_schema=schema, schema_name=rf.schema_name or "response")

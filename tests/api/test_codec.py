@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from google.protobuf import struct_pb2
+from hypothesis import HealthCheck, given, settings
 
 from router_service._gen.router.v1 import router_pb2 as pb
 from router_service.api import codec
@@ -15,6 +16,7 @@ from router_service.domain import (
     ToolChoiceMode,
 )
 from router_service.errors import InvalidRequestError
+from tests.api.proto_strategies import messages
 
 
 def user(text: str = "hi") -> pb.Message:
@@ -185,3 +187,152 @@ def test_feedback_validation() -> None:
     with pytest.raises(InvalidRequestError) as caught:
         codec.feedback_from_proto(pb.FeedbackRequest(score=-0.1))
     assert {v.field for v in caught.value.violations} == {"request_id", "score"}
+
+
+# --- values every caller can send and the codec must name, never crash on ---------------------
+
+
+def _with_tool(**kwargs: object) -> pb.ChatRequest:
+    return pb.ChatRequest(messages=[user()], tools=[pb.Tool(name="f")], **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("chat", "field"),
+    [
+        (pb.ChatRequest(messages=[pb.Message(role=541, content="x")]), "chat.messages[0].role"),  # type: ignore[arg-type]
+        (_with_tool(tool_choice=pb.ToolChoice(mode=541)), "chat.tool_choice.mode"),  # type: ignore[arg-type]
+        (_with_tool(tool_choice=pb.ToolChoice(mode=-1)), "chat.tool_choice.mode"),  # type: ignore[arg-type]
+        (
+            pb.ChatRequest(messages=[user()], response_format=pb.ResponseFormat(type=99)),  # type: ignore[arg-type]
+            "chat.response_format.type",
+        ),
+        (pb.ChatRequest(messages=[user()], routing=pb.RoutingHints(task_type=77)), "chat.routing.task_type"),  # type: ignore[arg-type]
+        (
+            pb.ChatRequest(messages=[user()], routing=pb.RoutingHints(data_sensitivity=2**31 - 1)),  # type: ignore[arg-type]
+            "chat.routing.data_sensitivity",
+        ),
+    ],
+)
+def test_an_enum_number_the_proto_does_not_define_is_a_violation(chat: pb.ChatRequest, field: str) -> None:
+    found = violations(chat)
+    assert field in found and "must be one of" in found[field]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [
+        (2**63 - 1, 0),
+        (-(2**63), 0),
+        (315_576_000_001, 0),
+        (1, 1_000_000_000),
+        (0, -(2**31)),
+        (1, -5),  # mixed signs: not a normal Duration
+        (-3, 0),  # valid Duration, but a latency target must be positive
+        (0, 0),
+    ],
+)
+def test_latency_target_out_of_range_or_not_positive_is_a_violation(seconds: int, nanos: int) -> None:
+    chat = pb.ChatRequest(messages=[user()])
+    chat.routing.latency_target.seconds = seconds
+    chat.routing.latency_target.nanos = nanos
+    assert "chat.routing.latency_target" in violations(chat)
+
+
+def test_latency_target_at_the_duration_maximum_converts() -> None:
+    chat = pb.ChatRequest(messages=[user()])
+    chat.routing.latency_target.seconds = 315_576_000_000
+    chat.routing.latency_target.nanos = 999_999_999
+    _, req = codec.call_from_proto("", chat)
+    assert req.hints.latency_target_s == pytest.approx(315_576_000_001)
+
+
+def _struct_with(number: float, where: str) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    if where == "top":
+        s.fields["x"].number_value = number
+    elif where == "nested":
+        s.fields["properties"].struct_value.fields["x"].struct_value.fields["default"].number_value = number
+    else:  # inside a list
+        s.fields["enum"].list_value.values.add().number_value = number
+    return s
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("where", ["top", "nested", "list"])
+def test_nan_or_infinity_in_a_struct_is_a_violation(number: float, where: str) -> None:
+    tool_params = pb.ChatRequest(
+        messages=[user()],
+        tools=[pb.Tool(name="a"), pb.Tool(name="b", parameters=_struct_with(number, where))],
+    )
+    schema = pb.ChatRequest(
+        messages=[user()],
+        response_format=pb.ResponseFormat(
+            type=pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA, json_schema=_struct_with(number, where)
+        ),
+    )
+    assert "NaN or Infinity" in violations(tool_params)["chat.tools[1].parameters"]
+    assert "NaN or Infinity" in violations(schema)["chat.response_format.json_schema"]
+
+
+def test_every_bad_field_is_reported_at_once() -> None:
+    chat = _with_tool(
+        tool_choice=pb.ToolChoice(mode=541),  # type: ignore[arg-type]
+        response_format=pb.ResponseFormat(type=9, json_schema=_struct_with(float("nan"), "top")),  # type: ignore[arg-type]
+    )
+    chat.tools[0].parameters.CopyFrom(_struct_with(float("inf"), "list"))
+    chat.routing.latency_target.seconds = 2**63 - 1
+    assert {
+        "chat.tool_choice.mode",
+        "chat.response_format.type",
+        "chat.response_format.json_schema",
+        "chat.tools[0].parameters",
+        "chat.routing.latency_target",
+    } <= set(violations(chat))
+
+
+def test_struct_converts_to_the_json_it_stands_for() -> None:
+    s = struct_pb2.Struct()
+    s.update({"type": "object", "n": 1.5, "ok": True, "none": None, "list": [1, "a", {"b": []}]})
+    _, req = codec.call_from_proto(
+        "", pb.ChatRequest(messages=[user()], tools=[pb.Tool(name="f", parameters=s)])
+    )
+    assert req.tools[0].parameters == {
+        "type": "object",
+        "n": 1.5,
+        "ok": True,
+        "none": None,
+        "list": [1, "a", {"b": []}],
+    }
+
+
+@pytest.mark.parametrize("arguments", ['{"a": NaN}', '{"a": Infinity}', '{"a": -Infinity}', "[" * 100_000])
+def test_tool_call_arguments_must_be_strict_json(arguments: str) -> None:
+    chat = pb.ChatRequest(
+        messages=[
+            pb.Message(
+                role=pb.ROLE_ASSISTANT, tool_calls=[pb.ToolCall(id="1", name="f", arguments_json=arguments)]
+            )
+        ]
+    )
+    assert violations(chat)["chat.messages[0].tool_calls[0].arguments_json"] == "must be valid JSON"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=messages(pb.CompleteRequest.DESCRIPTOR))
+def test_any_request_converts_or_names_its_violations(request: pb.CompleteRequest) -> None:
+    """Whatever decodes, the codec answers with a request or InvalidRequestError, nothing else.
+    Round-tripped through the wire first, as the server sees it."""
+    wire = pb.CompleteRequest.FromString(request.SerializeToString())
+    try:
+        codec.call_from_proto(wire.request_id, wire.chat)
+    except InvalidRequestError as exc:
+        assert exc.violations
+
+
+@settings(max_examples=100, deadline=None)
+@given(request=messages(pb.FeedbackRequest.DESCRIPTOR))
+def test_any_feedback_converts_or_names_its_violations(request: pb.FeedbackRequest) -> None:
+    try:
+        codec.feedback_from_proto(request)
+    except InvalidRequestError as exc:
+        assert exc.violations

@@ -68,13 +68,10 @@ from router_service.domain import (
     Usage,
 )
 from router_service.errors import ErrorClass, ProviderError
-from router_service.providers.base import (
-    ProviderEndpoint,
-    bad_response,
-    error_from_response,
-    redact_secret,
-)
-from router_service.providers.sse import SSEEvent, iter_sse
+from router_service.providers.base import ProviderEndpoint, bad_response, error_from_response
+from router_service.providers.boundary import AdapterBoundary
+from router_service.providers.sse import SSEEvent
+from router_service.providers.usage import usage_object, wire_count
 from router_service.providers.wire import (
     WireClient,
     as_object,
@@ -124,29 +121,31 @@ class AnthropicAdapter:
         self.endpoint = endpoint
         # Built once so bad configuration fails at startup rather than on the first request.
         self._url = _messages_url(endpoint)
-        self._wire = WireClient(client, _request_headers(endpoint), self._http_error)
+        self._wire = WireClient(client, _request_headers(endpoint), error_from_response, endpoint.limits)
+        self._boundary = AdapterBoundary(endpoint)
         self._default_max_tokens = _parse_max_tokens(endpoint)
 
     async def complete(self, request: ChatRequest, upstream_model: str) -> ChatResult:
         content = encode_json(to_wire(request, upstream_model, self._default_max_tokens))
-        body = await self._wire.post_json(self._url, content)
-        return from_wire(body, upstream_model)
+        with self._boundary.guard(upstream_model):
+            body = await self._wire.post_json(self._url, content)
+            return self._boundary.result(from_wire(body, upstream_model), request, upstream_model)
 
     async def stream(self, request: ChatRequest, upstream_model: str) -> AsyncGenerator[StreamEvent, None]:
         body = to_wire(request, upstream_model, self._default_max_tokens)
         body["stream"] = True
         content = encode_json(body)
         parser = StreamParser(upstream_model)
-        async with self._wire.stream(self._url, content) as response:
-            async for sse in iter_sse(response.aiter_bytes()):
-                for event in parser.feed(sse):
-                    yield event
-                if parser.finished:
-                    return
-        raise ProviderError(ErrorClass.CONNECTION, "stream ended before message_stop")
-
-    def _http_error(self, status: int, headers: httpx.Headers, body_text: str) -> ProviderError:
-        return error_from_response(status, headers, redact_secret(body_text, self.endpoint.api_key))
+        with self._boundary.guard(upstream_model):
+            async with self._wire.stream(self._url, content) as events:
+                async for sse in events:
+                    for event in parser.feed(sse):
+                        if isinstance(event, StreamDone):
+                            event = self._boundary.done(event, request, upstream_model)
+                        yield event
+                    if parser.finished:
+                        return
+            raise ProviderError(ErrorClass.CONNECTION, "stream ended before message_stop")
 
 
 def _messages_url(endpoint: ProviderEndpoint) -> str:
@@ -335,14 +334,10 @@ def usage_from_wire(usage: object) -> Usage:
 
 
 def _usage_counts(usage: object) -> dict[str, int]:
-    """The token counts present in a wire `usage` object (absent or null counts are left out)."""
-    if not isinstance(usage, dict):
-        return {}
-    return {
-        key: value
-        for key in _USAGE_KEYS
-        if isinstance(value := usage.get(key), int) and not isinstance(value, bool)
-    }
+    """The token counts present in a wire `usage` object (absent or null counts are left out); a
+    count that is not a non-negative integer is ImplausibleUsageError."""
+    counts = usage_object(usage, "usage")
+    return {key: wire_count(counts, key) for key in _USAGE_KEYS if counts.get(key) is not None}
 
 
 # --- streaming ------------------------------------------------------------------------------

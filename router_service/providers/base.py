@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ import httpx
 
 from router_service.domain import ChatRequest, ChatResult, StreamEvent
 from router_service.errors import ErrorClass, ProviderError
+from router_service.providers.limits import ResponseLimits
+from router_service.providers.usage import ModelLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,11 @@ class ProviderEndpoint:
     headers: Mapping[str, str] = field(default_factory=dict)
     # Provider-specific options (e.g. anthropic "version"); adapters document what they read.
     options: Mapping[str, str] = field(default_factory=dict)
+    # Bounds on an answer's size (config `http:`).
+    limits: ResponseLimits = field(default_factory=ResponseLimits)
+    # The catalog's limits of the models served here, by upstream model name: what makes a
+    # reported token usage plausible (usage.py). A model not listed gets the hard ceilings.
+    models: Mapping[str, ModelLimits] = field(default_factory=dict)
 
 
 class ProviderAdapter(Protocol):
@@ -134,22 +142,53 @@ def _finite_number(text: str | None) -> float | None:
 
 
 def error_from_response(status: int, headers: httpx.Headers, body_text: str) -> ProviderError:
-    """ProviderError for a non-2xx response. Only a short prefix of the body is kept: upstream
-    bodies can be large and may echo the prompt."""
+    """ProviderError for a non-2xx response. The body is never quoted verbatim (it can be large, may
+    echo the prompt, and some upstreams quote the rejected credential): the message keeps a short
+    summary, the provider's error type/code and the start of its message. Adapters scrub configured
+    secrets and secret shapes from it on the way out (boundary.py)."""
     return ProviderError(
         classify_status(status, body_text),
-        f"HTTP {status}: {body_text[:300]}",
+        f"HTTP {status}: {error_summary(body_text)}",
         status_code=status,
         retry_after_s=parse_retry_after(headers),
     )
 
 
-def redact_secret(text: str, secret: str) -> str:
-    """`text` with every occurrence of `secret` (an endpoint's API key) replaced by "[redacted]".
+# Summary sizes: a provider error type or code is short; the message only has to say what went wrong.
+_LABEL_CHARS = 64
+_MESSAGE_CHARS = 200
 
-    Some upstreams quote the rejected credential in their error body; it must not travel on into
-    logs, events or the caller's error message. An empty secret leaves the text as it is."""
-    return text.replace(secret, "[redacted]") if secret else text
+
+def error_summary(body_text: str) -> str:
+    """`[type/code] message` from the error JSON the providers send (OpenAI `{"error": {"message",
+    "type", "code"}}`, Anthropic `{"type": "error", "error": {"type", "message"}}`, Google
+    `{"error": {"code", "status", "message"}}`), else the start of the text; control characters and
+    runs of whitespace become one space, every part is cut short."""
+    try:
+        value = json.loads(body_text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        return _one_line(body_text, _MESSAGE_CHARS) or "(no message)"
+    error = value.get("error")
+    details = error if isinstance(error, dict) else value
+    labels = [
+        _one_line(str(label), _LABEL_CHARS)
+        for key in ("type", "code", "status")
+        if (label := details.get(key)) is not None and not isinstance(label, (dict, list))
+    ]
+    message = details.get("message")
+    if message is None and isinstance(error, str):
+        message = error
+    text = _one_line(message if isinstance(message, str) else "", _MESSAGE_CHARS)
+    prefix = f"[{'/'.join(labels)}] " if labels else ""
+    return (prefix + text).strip() or "(no message)"
+
+
+def _one_line(text: str, limit: int) -> str:
+    cut = text[: limit * 2]  # before the rewrite: bounded work on any body
+    cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in cut).split())
+    return cleaned if len(cleaned) <= limit else cleaned[:limit] + "..."
 
 
 def error_from_transport(exc: httpx.HTTPError) -> ProviderError:

@@ -76,9 +76,10 @@ from router_service.providers.base import (
     bad_response,
     classify_status,
     error_from_response,
-    redact_secret,
 )
-from router_service.providers.sse import SSEEvent, iter_sse
+from router_service.providers.boundary import AdapterBoundary
+from router_service.providers.sse import SSEEvent
+from router_service.providers.usage import usage_object, wire_count
 from router_service.providers.wire import (
     WireClient,
     as_object,
@@ -115,30 +116,30 @@ class GeminiAdapter:
         self.endpoint = endpoint
         # Built once so bad configuration fails at startup rather than on the first request.
         self._models_url = _models_url(endpoint)
-        self._wire = WireClient(client, _request_headers(endpoint), self._http_error)
+        self._wire = WireClient(client, _request_headers(endpoint), map_error, endpoint.limits)
+        self._boundary = AdapterBoundary(endpoint)
 
     async def complete(self, request: ChatRequest, upstream_model: str) -> ChatResult:
         url = self._url(upstream_model, "generateContent")
         content = encode_json(to_wire(request))
-        body = await self._wire.post_json(url, content)
-        return from_wire(body, upstream_model)
+        with self._boundary.guard(upstream_model):
+            body = await self._wire.post_json(url, content)
+            return self._boundary.result(from_wire(body, upstream_model), request, upstream_model)
 
     async def stream(self, request: ChatRequest, upstream_model: str) -> AsyncGenerator[StreamEvent, None]:
         url = self._url(upstream_model, "streamGenerateContent")
         content = encode_json(to_wire(request))
         parser = StreamParser(upstream_model)
-        async with self._wire.stream(url, content, {"alt": "sse"}) as response:
-            async for sse in iter_sse(response.aiter_bytes()):
-                for event in parser.feed(sse):
-                    yield event
-        yield parser.done()
+        with self._boundary.guard(upstream_model):
+            async with self._wire.stream(url, content, {"alt": "sse"}) as events:
+                async for sse in events:
+                    for event in parser.feed(sse):
+                        yield event
+            yield self._boundary.done(parser.done(), request, upstream_model)
 
     def _url(self, upstream_model: str, method: str) -> str:
         model = quote(upstream_model.removeprefix("models/"), safe="")
         return f"{self._models_url}{model}:{method}"
-
-    def _http_error(self, status: int, headers: httpx.Headers, body_text: str) -> ProviderError:
-        return map_error(status, headers, redact_secret(body_text, self.endpoint.api_key))
 
 
 def _models_url(endpoint: ProviderEndpoint) -> str:
@@ -365,18 +366,12 @@ def finish_reason(raw: object, *, has_tool_calls: bool) -> FinishReason:
 
 
 def usage_from_wire(metadata: object) -> Usage:
-    if not isinstance(metadata, dict):
-        return Usage()
+    counts = usage_object(metadata, "usageMetadata")
     return Usage(
-        input_tokens=_count(metadata, "promptTokenCount"),
-        output_tokens=_count(metadata, "candidatesTokenCount") + _count(metadata, "thoughtsTokenCount"),
-        cached_input_tokens=_count(metadata, "cachedContentTokenCount"),
+        input_tokens=wire_count(counts, "promptTokenCount"),
+        output_tokens=wire_count(counts, "candidatesTokenCount") + wire_count(counts, "thoughtsTokenCount"),
+        cached_input_tokens=wire_count(counts, "cachedContentTokenCount"),
     )
-
-
-def _count(metadata: Mapping[str, Any], key: str) -> int:
-    value = metadata.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 # --- streaming ------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 
 from router_service.config_schema import HttpConfig
+from router_service.errors import ProviderError
+from router_service.providers.limits import ResponseLimits, too_large
 
 
 def make_http_client(config: HttpConfig) -> httpx.AsyncClient:
@@ -107,10 +109,18 @@ class MappedAiohttpTransport(AiohttpTransport):
         return response
 
     async def post(
-        self, url: str, headers: Mapping[str, str], content: bytes, timeouts: aiohttp.ClientTimeout
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        content: bytes,
+        timeouts: aiohttp.ClientTimeout,
+        limits: ResponseLimits,
     ) -> bytes | httpx.Response:
-        """One unary POST, read whole: the body of a 2xx answer without Content-Encoding (the
-        common case), else the answer as an httpx.Response, read and decoded as httpx decodes it.
+        """One unary POST, read within `limits`: the body of a 2xx answer without Content-Encoding
+        (the common case), else the answer as an unread httpx.Response over the raw bytes read (at
+        most `max_error_body_bytes` of an error answer), for the caller to decode as httpx would.
+        A 2xx answer over `max_response_bytes` (announced by Content-Length, or read so far) raises
+        BAD_RESPONSE and drops the connection: the rest is never read.
 
         The request is the one `handle_async_request` sends for the same URL, headers (`headers`
         as httpx sends them: lower-case names, Host first) and body, and failures raise the same
@@ -131,12 +141,36 @@ class MappedAiohttpTransport(AiohttpTransport):
                 compress=False,
                 timeout=timeouts,  # aiohttp's backstops; the engine bounds each attempt
             ) as response:
-                body = await response.read()
+                success = 200 <= response.status < 300
+                limit = limits.max_response_bytes if success else limits.max_error_body_bytes
+                if success and (response.content_length or 0) > limit:
+                    response.close()
+                    raise too_large("response body", limit)
+                body = await _read_at_most(response.content, limit + 1)
+                if len(body) > limit:
+                    response.close()  # the rest is never read: the connection cannot be reused
+                    if success:
+                        raise too_large("response body", limit)
+                    body = body[:limit]
+        except ProviderError:
+            raise
         except Exception as exc:
             _raise_as_httpx_error(exc)
-        if 200 <= response.status < 300 and "Content-Encoding" not in response.headers:
+        if success and "Content-Encoding" not in response.headers:
             return body
-        # Rare: an error answer, or an encoded body: httpx reads it as it would have.
-        answer = httpx.Response(response.status, headers=response.raw_headers, stream=httpx.ByteStream(body))
-        answer.read()  # decodes the body (a bad encoding raises httpx.DecodingError, as before)
-        return answer
+        # Rare: an error answer, or an encoded body: decoded by the caller, as httpx would.
+        return httpx.Response(response.status, headers=response.raw_headers, stream=httpx.ByteStream(body))
+
+
+async def _read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body, or its first `limit` bytes if it is longer (the rest stays unread)."""
+    first = await content.read(limit)
+    if not first or len(first) >= limit:
+        return first
+    body = bytearray(first)
+    while len(body) < limit:
+        chunk = await content.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)

@@ -54,13 +54,10 @@ from router_service.domain import (
     Usage,
 )
 from router_service.errors import ErrorClass, ProviderError
-from router_service.providers.base import (
-    ProviderEndpoint,
-    bad_response,
-    error_from_response,
-    redact_secret,
-)
-from router_service.providers.sse import iter_sse
+from router_service.providers.base import ProviderEndpoint, bad_response, error_from_response
+from router_service.providers.boundary import AdapterBoundary
+from router_service.providers.sse import SSEEvent
+from router_service.providers.usage import usage_object, wire_count
 from router_service.providers.wire import WireClient, as_object, decode_object, encode_json
 
 _FINISH_REASONS = {
@@ -103,7 +100,8 @@ class OpenAIAdapter:
         if url.scheme not in ("http", "https"):
             raise ValueError(f"provider {endpoint.name!r}: base_url must be an http(s) URL")
         self._url = str(url)
-        self._wire = WireClient(client, _request_headers(endpoint), self._http_error)
+        self._wire = WireClient(client, _request_headers(endpoint), error_from_response, endpoint.limits)
+        self._boundary = AdapterBoundary(endpoint)
         api_version = endpoint.options.get("api_version", "")
         self._params = {"api-version": api_version} if api_version else {}
         wants_new_field = endpoint.options.get("max_tokens_field") == "max_completion_tokens"
@@ -111,17 +109,18 @@ class OpenAIAdapter:
 
     async def complete(self, request: ChatRequest, upstream_model: str) -> ChatResult:
         payload = to_wire(request, upstream_model, False, max_tokens_field=self._max_tokens_field)
-        return from_wire(await self._wire.post_json(self._url, encode_json(payload), self._params))
+        with self._boundary.guard(upstream_model):
+            body = await self._wire.post_json(self._url, encode_json(payload), self._params)
+            return self._boundary.result(from_wire(body), request, upstream_model)
 
     async def stream(self, request: ChatRequest, upstream_model: str) -> AsyncGenerator[StreamEvent, None]:
         payload = to_wire(request, upstream_model, True, max_tokens_field=self._max_tokens_field)
-        async with self._wire.stream(self._url, encode_json(payload), self._params) as response:
-            async for event in _stream_events(response.aiter_bytes()):
-                yield event
-
-    def _http_error(self, status: int, headers: httpx.Headers, body_text: str) -> ProviderError:
-        # Some compatible servers quote the rejected credential in their 401 body.
-        return error_from_response(status, headers, redact_secret(body_text, self.endpoint.api_key))
+        with self._boundary.guard(upstream_model):
+            async with self._wire.stream(self._url, encode_json(payload), self._params) as events:
+                async for event in _stream_events(events):
+                    if isinstance(event, StreamDone):
+                        event = self._boundary.done(event, request, upstream_model)
+                    yield event
 
 
 def _request_headers(endpoint: ProviderEndpoint) -> dict[str, str]:
@@ -299,25 +298,13 @@ def _finish_reason(value: object) -> FinishReason:
 def _usage(value: object) -> Usage:
     """Token counts. An absent usage object counts as zero rather than failing a good answer: some
     compatible servers leave it out, most often in streams where stream_options is ignored."""
-    if value is None:
-        return Usage()
-    usage = as_object(value, "usage")
-    details = usage.get("prompt_tokens_details")
-    details = {} if details is None else as_object(details, "usage.prompt_tokens_details")
+    usage = usage_object(value, "usage")
+    details = usage_object(usage.get("prompt_tokens_details"), "usage.prompt_tokens_details")
     return Usage(
-        input_tokens=_count(usage, "prompt_tokens"),
-        output_tokens=_count(usage, "completion_tokens"),
-        cached_input_tokens=_count(details, "cached_tokens"),
+        input_tokens=wire_count(usage, "prompt_tokens"),
+        output_tokens=wire_count(usage, "completion_tokens"),
+        cached_input_tokens=wire_count(details, "cached_tokens"),
     )
-
-
-def _count(obj: Mapping[str, Any], key: str) -> int:
-    value = obj.get(key)
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_response(f"usage {key} is not an integer")
-    return value
 
 
 # --- streaming ------------------------------------------------------------------------------------
@@ -354,9 +341,9 @@ class _StreamState:
         return events
 
 
-async def _stream_events(chunks: AsyncIterable[bytes]) -> AsyncGenerator[StreamEvent, None]:
+async def _stream_events(events: AsyncIterable[SSEEvent]) -> AsyncGenerator[StreamEvent, None]:
     state = _StreamState()
-    async for sse in iter_sse(chunks):
+    async for sse in events:
         if sse.data.strip() == "[DONE]":
             yield StreamDone(state.finish_reason, state.usage, state.model)
             return

@@ -26,13 +26,18 @@ from router_service.domain import ToolCall
 from router_service.errors import ErrorClass, ProviderError
 from router_service.providers.base import bad_response, error_from_transport
 from router_service.providers.http import MappedAiohttpTransport, client_timeout
+from router_service.providers.limits import (
+    ResponseLimits,
+    bounded_stream,
+    check_declared_length,
+    decoded_chunks,
+    read_body,
+    read_prefix,
+)
+from router_service.providers.sse import SSEEvent, iter_sse
 
 # Maps a non-2xx answer (status, headers, body text) to the error to raise.
 HttpErrorMapper = Callable[[int, httpx.Headers, str], ProviderError]
-
-# An error body is read only to classify the failure and quote its start; a misbehaving server must
-# not make us buffer an unbounded body to learn that.
-ERROR_BODY_LIMIT = 64 * 1024
 
 
 # Targets cached per WireClient: one per URL an adapter posts to (Gemini: one per model).
@@ -52,11 +57,13 @@ class _Target:
 
 @dataclass(frozen=True, slots=True)
 class WireClient:
-    """The shared pooled client, bound to one endpoint's request headers and error mapper."""
+    """The shared pooled client, bound to one endpoint's request headers, error mapper and bounds
+    on what an answer may be (see limits.py: an answer over them is BAD_RESPONSE)."""
 
     client: httpx.AsyncClient
     headers: Mapping[str, str]
     http_error: HttpErrorMapper
+    limits: ResponseLimits = field(default_factory=ResponseLimits)
     _targets: dict[tuple[object, ...], _Target] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -70,28 +77,42 @@ class WireClient:
         self, url: httpx.URL | str, content: bytes, params: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
         """One unary POST; the answer's body as a JSON object. A non-2xx answer goes to `http_error`
-        with its whole body, a 2xx body that is not an object is BAD_RESPONSE."""
+        with a prefix of its body, a 2xx body that is not an object, or is over the bound, is
+        BAD_RESPONSE."""
         try:
             answer = await self._post(self._target(url, params), content)
         except httpx.HTTPError as exc:
             raise error_from_transport(exc) from exc
         if isinstance(answer, bytes):  # a 2xx body, from the fast path
             return decode_object(answer, "response body")
-        if not answer.is_success:
-            raise self.http_error(answer.status_code, answer.headers, answer.text)
-        return decode_object(answer.content, "response body")
+        status, headers, body = answer
+        if not 200 <= status < 300:
+            raise self.http_error(status, headers, _text(headers, body))
+        return decode_object(body, "response body")
 
-    async def _post(self, target: _Target, content: bytes) -> bytes | httpx.Response:
-        """The whole answer: see `MappedAiohttpTransport.post` for the bytes case."""
+    async def _post(self, target: _Target, content: bytes) -> bytes | tuple[int, httpx.Headers, bytes]:
+        """The answer within the bounds: a 2xx body (fast path), or status, headers and decoded body
+        (at most a prefix of an error body)."""
         transport = self.client._transport_for_url(target.url)  # private, see _send
         if isinstance(transport, MappedAiohttpTransport) and transport.proxy is None:
-            return await transport.post(target.text, target.aiohttp_headers, content, self._aiohttp_timeout)
-        response = await self._send(target.url, content)
+            answer = await transport.post(
+                target.text, target.aiohttp_headers, content, self._aiohttp_timeout, self.limits
+            )
+            if isinstance(answer, bytes):
+                return answer
+            response = answer  # raw bytes already bounded; decoded below within the same bounds
+        else:
+            response = await self._send(target.url, content)
         try:
-            await response.aread()
+            return response.status_code, response.headers, await self._read(response)
         finally:
             await response.aclose()
-        return response
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        if not response.is_success:
+            return await read_prefix(response, self.limits.max_error_body_bytes)
+        check_declared_length(response.headers, self.limits.max_response_bytes)
+        return await read_body(response, self.limits.max_response_bytes)
 
     def _target(self, url: httpx.URL | str, params: Mapping[str, str] | None) -> _Target:
         key = (url, *params.items()) if params else (url,)
@@ -109,18 +130,23 @@ class WireClient:
     @contextlib.asynccontextmanager
     async def stream(
         self, url: httpx.URL | str, content: bytes, params: Mapping[str, str] | None = None
-    ) -> AsyncIterator[httpx.Response]:
-        """A streaming POST whose 2xx response is open inside the block. A non-2xx answer goes to
-        `http_error` with at most ERROR_BODY_LIMIT bytes of its body. httpx failures, including those
-        raised while the block reads the body, become ProviderErrors; leaving the block, also by an
-        early close of the caller's generator, closes the upstream response."""
+    ) -> AsyncIterator[AsyncIterator[SSEEvent]]:
+        """A streaming POST whose 2xx response's SSE events are read inside the block, within the
+        stream bounds (a longer line or event, or more bytes in all, is BAD_RESPONSE). A non-2xx
+        answer goes to `http_error` with a prefix of its body. httpx failures, including those raised
+        while the block reads the body, become ProviderErrors; leaving the block, also by an early
+        close of the caller's generator, closes the upstream response."""
+        limits = self.limits
         try:
             response = await self._send(self._target(url, params).url, content)
             try:
                 if not response.is_success:
-                    body_text = await read_error_body(response)
-                    raise self.http_error(response.status_code, response.headers, body_text)
-                yield response
+                    body = await read_prefix(response, limits.max_error_body_bytes)
+                    raise self.http_error(
+                        response.status_code, response.headers, _text(response.headers, body)
+                    )
+                chunks = decoded_chunks(response, limits.max_stream_bytes, what="stream")
+                yield iter_sse(bounded_stream(chunks, limits.max_stream_bytes), limits.max_stream_line_bytes)
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
@@ -145,16 +171,13 @@ class WireClient:
         return await transport.handle_async_request(request)
 
 
-async def read_error_body(response: httpx.Response) -> str:
-    """At most ERROR_BODY_LIMIT bytes of a streamed error body, decoded leniently. A failed read
-    leaves the status to go on: whatever arrived before the failure is returned."""
-    body = bytearray()
-    with contextlib.suppress(httpx.HTTPError):
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) >= ERROR_BODY_LIMIT:
-                break
-    return body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
+def _text(headers: httpx.Headers, body: bytes) -> str:
+    """An error body as text, decoded as httpx decodes `Response.text` (charset, else UTF-8;
+    undecodable bytes replaced)."""
+    content_type = headers.get("content-type")
+    return httpx.Response(
+        200, headers={"content-type": content_type} if content_type else {}, content=body
+    ).text
 
 
 def _jsonable(value: object) -> object:

@@ -68,6 +68,12 @@ COST = Counter(
     "Exact cost of successful attempts in nano-USD (divide by 1e9 for USD), unused hedge answers included.",
     ["provider", "model"],
 )
+IMPLAUSIBLE_USAGE = Counter(
+    "llmrouter_upstream_implausible_usage",
+    "Upstream answers refused for implausible token usage (a bad_response attempt, never billed), by"
+    " reason: not_integer, negative, cached_above_input, input_above_bound, output_above_bound.",
+    ["provider", "reason"],
+)
 DECISIONS = Counter(
     "llmrouter_routing_decisions", "Routing decisions by policy and strategy.", ["policy", "strategy"]
 )

@@ -13,6 +13,7 @@ from router_service.providers.base import (
     bad_response,
     classify_status,
     error_from_response,
+    error_summary,
     error_from_transport,
     parse_retry_after,
 )
@@ -132,13 +133,42 @@ def test_error_from_transport(exc: httpx.HTTPError, expected: ErrorClass) -> Non
     assert error.message == f"{type(exc).__name__}: {exc}"
 
 
-def test_error_from_response_keeps_status_retry_after_and_a_short_body() -> None:
+def test_error_from_response_keeps_status_retry_after_and_a_short_summary() -> None:
     body = '{"error":{"message":"' + "x" * 1000 + '"}}'
 
     error = error_from_response(429, httpx.Headers({"retry-after": "7"}), body)
 
     assert (error.error_class, error.status_code, error.retry_after_s) == (ErrorClass.RATE_LIMITED, 429, 7.0)
-    assert error.message == f"HTTP 429: {body[:300]}"
+    assert error.message == "HTTP 429: " + "x" * 200 + "..."
+
+
+@pytest.mark.parametrize(
+    ("body", "summary"),
+    [
+        # OpenAI
+        (
+            '{"error": {"message": "Incorrect API key", "type": "invalid_request_error", "param": null,'
+            ' "code": "invalid_api_key"}}',
+            "[invalid_request_error/invalid_api_key] Incorrect API key",
+        ),
+        # Anthropic
+        (
+            '{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}',
+            "[overloaded_error] Overloaded",
+        ),
+        # Google
+        (
+            '{"error": {"code": 429, "message": "Quota\\nexceeded", "status": "RESOURCE_EXHAUSTED"}}',
+            "[429/RESOURCE_EXHAUSTED] Quota exceeded",
+        ),
+        ('{"error": "plain string"}', "plain string"),
+        ("<html>\n<b>Bad   gateway</b>\x00</html>", "<html> <b>Bad gateway</b> </html>"),
+        ("", "(no message)"),
+        ('{"error": {"type": {"nested": 1}}}', "(no message)"),
+    ],
+)
+def test_error_bodies_are_summarised_never_quoted_whole(body: str, summary: str) -> None:
+    assert error_summary(body) == summary
 
 
 def test_bad_response_is_its_own_class() -> None:

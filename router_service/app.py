@@ -37,6 +37,7 @@ from router_service.fleet.subscriber import SnapshotSubscriber
 from router_service.providers.base import ProviderEndpoint
 from router_service.providers.http import make_http_client
 from router_service.providers.registry import build_adapters
+from router_service.request_ledger import RequestLedger
 from router_service.settings import ConfigError, RuntimeConfig, load_config
 from router_service.telemetry.events import EventSink, FeedbackEvent, NullSink, RequestContext, TelemetryEvent
 from router_service.telemetry.forwarding_publisher import ForwardingPublisher
@@ -95,7 +96,11 @@ class RouterApp:
         self._register_live_metrics(engine)
         self._start_fleet_view(engine)
         servicer = RouterServicer(
-            engine, self.config.routing.default_deadline_s, feedback=_feedback_publisher(sink)
+            engine,
+            self.config.routing.default_deadline_s,
+            feedback=_feedback_publisher(sink),
+            ledger=RequestLedger(self.config.ledger),
+            require_known_feedback=self.config.require_known_feedback,
         )
         self._server, self.port, self._health = create_server(
             servicer,
@@ -155,8 +160,8 @@ class RouterApp:
 
     def reload(self, config: RuntimeConfig) -> None:
         """Swap catalog, policies and provider endpoints in place (SIGHUP). In-flight requests
-        finish on the config they started with. Server, metrics, events and fleet settings need a
-        restart."""
+        finish on the config they started with. Server, metrics, events, fleet, requests and
+        feedback settings need a restart."""
         if self._engine is None or self._client is None:
             raise RuntimeError("reload before start")
         self._engine.reconfigure(config, build_adapters(config.endpoints, self._client))

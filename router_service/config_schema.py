@@ -318,6 +318,29 @@ class ClassifierSettings(_Strict):
     replace_builtin: bool = False
 
 
+class RequestsSettings(_Strict):
+    """Caller request ids make retries idempotent, per router process (router_service/
+    request_ledger.py): a Complete/Stream retried with the same id and request within the window
+    gets the first answer back, or waits for the call still running; only successes are kept."""
+
+    idempotency_window_s: Annotated[float, Field(gt=0)] = 600.0  # from when the answer was stored
+    idempotency_max_entries: Annotated[int, Field(ge=1)] = 20_000  # least recently used evicted first
+    # Serialized answers plus ~40 bytes per message and ~200 per entry; a larger answer is not kept.
+    idempotency_max_bytes: Annotated[int, Field(ge=0)] = 64 << 20
+
+
+class FeedbackSettings(_Strict):
+    """Feedback must name a request this router served (successful or failed) within the window."""
+
+    # false: accept any valid id (several replicas until the ledger is shared: the replica that
+    # gets the feedback may not be the one that served it; the quality consumer drops, and counts,
+    # feedback it cannot attribute).
+    require_known_request: bool = True
+    window_s: Annotated[float, Field(gt=0)] = 86_400.0  # from when the request arrived
+    # Ids kept (~200 bytes each), oldest dropped first: size it as requests per second x window_s.
+    max_entries: Annotated[int, Field(ge=1)] = 200_000
+
+
 class FileConfig(_Strict):
     server: ServerConfig = ServerConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -328,6 +351,8 @@ class FileConfig(_Strict):
     fleet: FleetSettings = FleetSettings()
     resilience: ResilienceConfig = ResilienceConfig()
     classifier: ClassifierSettings = ClassifierSettings()
+    requests: RequestsSettings = RequestsSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     providers: dict[str, ProviderConfig]
     models: list[ModelConfig]
     aliases: dict[str, list[str]] = {}

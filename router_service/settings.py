@@ -41,6 +41,7 @@ from router_service.config_schema import (
 from router_service.domain import DataSensitivity, TaskType
 from router_service.fleet.config import FleetConfig
 from router_service.providers.base import ProviderEndpoint
+from router_service.request_ledger import LedgerConfig
 from router_service.resilience.breaker import BreakerConfig
 from router_service.resilience.error_policy import ErrorPolicy
 from router_service.resilience.live_state import LiveStateConfig
@@ -80,6 +81,8 @@ class RuntimeConfig:
     create_topic_partitions: int | None = None
     fleet: FleetConfig | None = None  # None: route on local state only
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)  # requests.* and feedback.* windows
+    require_known_feedback: bool = True  # feedback.require_known_request
     source: str = ""  # path the config came from, for logs
 
 
@@ -188,6 +191,14 @@ def to_runtime(cfg: FileConfig) -> RuntimeConfig:
         create_topic_partitions=cfg.events.create_topic_partitions,
         fleet=_fleet_config(cfg.fleet) if cfg.events.bootstrap_servers else None,
         tracing=cfg.tracing,
+        ledger=LedgerConfig(
+            idempotency_window_s=cfg.requests.idempotency_window_s,
+            idempotency_max_entries=cfg.requests.idempotency_max_entries,
+            idempotency_max_bytes=cfg.requests.idempotency_max_bytes,
+            feedback_window_s=cfg.feedback.window_s,
+            feedback_max_entries=cfg.feedback.max_entries,
+        ),
+        require_known_feedback=cfg.feedback.require_known_request,
     )
 
 

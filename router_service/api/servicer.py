@@ -1,4 +1,11 @@
-"""Thin gRPC servicer: decode and validate, call the engine, encode. Nothing else lives here."""
+"""Thin gRPC servicer: decode and validate, call the engine, encode.
+
+Besides that, only the request ledger's two promises (router_service/request_ledger.py): a
+Complete or Stream with a caller request id seen before is answered from the ledger (or waits for
+the call still running) instead of reaching the engine again, and Feedback must name a request
+this router served. A caller request id that is invalid is never echoed: errors carry a
+router-generated id in ErrorInfo.metadata["request_id"], for every RPC.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +23,10 @@ from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.api import codec
 from router_service.api.status import to_rpc_error
 from router_service.api.trace_context import trace_ids
-from router_service.domain import TextDelta, ToolCallDelta
+from router_service.domain import ChatRequest, TextDelta, ToolCallDelta
 from router_service.engine import CallContext, Engine, StreamFinish, StreamStart
-from router_service.errors import RouterError
+from router_service.errors import RequestNotFoundError, RouterError
+from router_service.request_ledger import Answer, RequestLedger, Ticket, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +42,27 @@ def new_request_id() -> str:
     return raw.hex()
 
 
+def request_id_for(caller_id: str) -> str:
+    """The id a call goes by: the caller's when it is valid, else a new one (an invalid id is
+    reported as a violation of the rule, never echoed back)."""
+    return caller_id if codec.REQUEST_ID_RE.match(caller_id) else new_request_id()
+
+
 class RouterServicer(pb_grpc.RouterServiceServicer):
     def __init__(
-        self, engine: Engine, default_deadline_s: float, feedback: FeedbackSink | None = None
+        self,
+        engine: Engine,
+        default_deadline_s: float,
+        feedback: FeedbackSink | None = None,
+        *,
+        ledger: RequestLedger | None = None,
+        require_known_feedback: bool = True,
     ) -> None:
         self._engine = engine
         self._default_deadline_s = default_deadline_s
         self._feedback = feedback
+        self._ledger = ledger or RequestLedger()
+        self._require_known_feedback = require_known_feedback
 
     async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
         request_id = new_request_id()
@@ -54,12 +76,29 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
     async def Complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> pb.CompleteResponse:
-        request_id = request.request_id if codec.REQUEST_ID_RE.match(request.request_id) else new_request_id()
+        request_id = request_id_for(request.request_id)
         try:
             _, chat = codec.call_from_proto(request.request_id, request.chat)
-            done = await self._engine.complete(chat, self._context(context, request_id, chat.tags, False))
+            claim = await self._claim(request, b"Complete", request_id)
         except Exception as exc:
             await _abort(context, exc, request_id)
+        if claim is not None and not isinstance(claim, Ticket):
+            return pb.CompleteResponse.FromString(claim[0])  # the first call's answer, byte for byte
+        try:
+            response = await self._complete(chat, context, request_id)
+            if claim is not None:
+                claim.store((response.SerializeToString(),))
+        except Exception as exc:
+            await _abort(context, exc, request_id)
+        finally:
+            if claim is not None:
+                claim.release()  # failed or cancelled: nothing stored, a retry runs again
+        return response
+
+    async def _complete(
+        self, chat: ChatRequest, context: grpc.aio.ServicerContext, request_id: str
+    ) -> pb.CompleteResponse:
+        done = await self._engine.complete(chat, self._context(context, request_id, chat.tags, False))
         response = codec.complete_response(done.result, done.cost_nanos)
         codec.fill_routing(
             response.routing,
@@ -75,22 +114,56 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
     async def Stream(
         self, request: pb.StreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamResponse]:
-        request_id = request.request_id if codec.REQUEST_ID_RE.match(request.request_id) else new_request_id()
+        request_id = request_id_for(request.request_id)
         try:
             _, chat = codec.call_from_proto(request.request_id, request.chat)
-            ctx = self._context(context, request_id, chat.tags, True)
-            async for item in self._engine.stream(chat, ctx):
-                yield _stream_message(request_id, item)
+            claim = await self._claim(request, b"Stream", request_id)
         except Exception as exc:
             await _abort(context, exc, request_id)
+        if claim is not None and not isinstance(claim, Ticket):
+            for data in claim:  # the first call's routing, deltas and end, as they were sent
+                yield pb.StreamResponse.FromString(data)
+            return
+        # Recorded only with a caller id; stored once the end is ready, before it is sent: the
+        # completion event is published by then, so a retry must not run the request again.
+        sent: list[bytes] | None = None if claim is None else []
+        try:
+            ctx = self._context(context, request_id, chat.tags, True)
+            async for item in self._engine.stream(chat, ctx):
+                message = _stream_message(request_id, item)
+                if sent is not None and claim is not None:
+                    sent.append(message.SerializeToString())
+                    if isinstance(item, StreamFinish):
+                        claim.store(tuple(sent))
+                yield message
+        except Exception as exc:
+            await _abort(context, exc, request_id)
+        finally:
+            if claim is not None:
+                claim.release()  # interrupted, failed or cancelled: nothing stored
+
+    async def _claim(
+        self, request: pb.CompleteRequest | pb.StreamRequest, kind: bytes, request_id: str
+    ) -> Ticket | Answer | None:
+        """None without a caller id (nobody can retry a router-generated id; it is only
+        remembered for feedback); else the ledger's ticket to run the request, or the answer
+        of the first call with this id (waiting for it while it runs)."""
+        if not request.request_id:
+            self._ledger.remember(request_id)
+            return None
+        body = fingerprint(kind, request.SerializeToString(deterministic=True))
+        return await self._ledger.acquire(request_id, body)
 
     async def Feedback(
         self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext
     ) -> pb.FeedbackResponse:
+        error_id = request_id_for(request.request_id)
         try:
             request_id, score, tags = codec.feedback_from_proto(request)
+            if self._require_known_feedback and not self._ledger.known(request_id):
+                raise RequestNotFoundError(request_id)
         except Exception as exc:
-            await _abort(context, exc, request.request_id)
+            await _abort(context, exc, error_id)
         if self._feedback is not None:
             self._feedback(request_id, score, tags)
         return pb.FeedbackResponse()

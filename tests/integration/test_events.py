@@ -354,3 +354,45 @@ async def test_nothing_eligible_publishes_the_decision_with_every_reason_before_
         "NO_ELIGIBLE_CANDIDATE",
         0,
     )
+
+
+async def test_retries_of_a_request_id_publish_no_second_set_of_events(
+    evented_router: RouterApp, sims: Sims, kafka_broker: EmbeddedBroker, topic: str
+) -> None:
+    """Retried (sequentially, and while the first call runs) Complete and Stream ids publish one
+    decision, one attempt and one completion each; a retry after a failure runs again, so only
+    the completion is once per id: its failed attempt and error events stay."""
+    await sims.set_profile("sim-a", latency_ms_p50=200, latency_ms_p99=200)
+    complete = pb.CompleteRequest(chat=chat(), request_id="retry-c")
+    stream = pb.StreamRequest(chat=chat(), request_id="retry-s")
+    failing = pb.CompleteRequest(
+        chat=chat(model=pb.ModelSelector(model="m3", disable_fallback=True)), request_id="retry-f"
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{evented_router.port}") as channel:
+        stub = pb_grpc.RouterServiceStub(channel)
+
+        async def streamed() -> list[pb.StreamResponse]:
+            return [m async for m in stub.Stream(stream, timeout=5)]
+
+        await asyncio.gather(*(stub.Complete(complete, timeout=5) for _ in range(3)))
+        await asyncio.gather(*(streamed() for _ in range(3)))
+        await stub.Complete(complete, timeout=5)
+        await streamed()
+        await sims.set_profile("sim-c", error_rate=1.0)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Complete(failing, timeout=5)
+        await sims.set_profile("sim-c", error_rate=0.0)
+        await stub.Complete(failing, timeout=5)
+        await stub.Complete(failing, timeout=5)
+    expected = {
+        "retry-c": ["decision", "attempt", "completion"],
+        "retry-s": ["decision", "attempt", "completion"],
+        "retry-f": ["decision", "attempt", "error", "decision", "attempt", "completion"],
+    }
+
+    records = await read_events(kafka_broker.bootstrap, topic, sum(map(len, expected.values())))
+
+    by_request: dict[str, list[str]] = defaultdict(list)
+    for _, event, _, _ in records:
+        by_request[event.request_id].append(event.WhichOneof("body"))
+    assert dict(by_request) == expected

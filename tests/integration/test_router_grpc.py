@@ -235,6 +235,7 @@ async def test_route_explains_without_calling_upstream(stub: pb_grpc.RouterServi
 
 
 async def test_feedback_validates_score(stub: pb_grpc.RouterServiceStub) -> None:
+    await stub.Complete(pb.CompleteRequest(chat=chat(), request_id="req-1"), timeout=5)
     await stub.Feedback(pb.FeedbackRequest(request_id="req-1", score=0.5), timeout=5)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Feedback(pb.FeedbackRequest(request_id="req-1", score=1.5), timeout=5)

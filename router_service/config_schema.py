@@ -11,8 +11,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from router_service.catalog import NANOS_PER_USD
+from router_service.providers.url_safety import is_cleartext_remote
 from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS, DEFAULT_TOPIC
 
 
@@ -76,6 +78,13 @@ class HttpConfig(_Strict):
     connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     # Backstop only: the engine's attempt timeout is what normally ends a slow call.
     read_timeout_s: Annotated[float, Field(gt=0)] = 300.0
+    # Bounds on one attempt's answer (providers/limits.py): an answer over them is a bad_response
+    # attempt, which falls back, never an unbounded read. Sized for the largest real completion, a
+    # 128k-output-token answer (~2 MB of JSON unary; a stream repeats its envelope per token).
+    max_response_bytes: Annotated[int, Field(ge=1024)] = 16 << 20
+    max_stream_line_bytes: Annotated[int, Field(ge=1024)] = 1 << 20  # one SSE line or event
+    max_stream_bytes: Annotated[int, Field(ge=1024)] = 128 << 20  # one stream, all events
+    max_error_body_bytes: Annotated[int, Field(ge=256)] = 16 << 10  # prefix of a non-2xx body read
 
     @model_validator(mode="after")
     def _http2_needs_httpx(self) -> HttpConfig:
@@ -104,6 +113,9 @@ class ProviderConfig(_Strict):
     api_key: SecretStr = SecretStr("")
     headers: dict[str, str] = {}
     options: dict[str, str] = {}
+    # Plain http to a host that is not loopback sends the API key in clear: refused unless this is
+    # set (then the router logs a warning at start), e.g. for simulators on a private network.
+    allow_insecure: bool = False
 
     @field_validator("base_url")
     @classmethod
@@ -111,6 +123,16 @@ class ProviderConfig(_Strict):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _no_key_in_clear(self) -> ProviderConfig:
+        if is_cleartext_remote(self.base_url) and not self.allow_insecure:
+            raise PydanticCustomError(
+                "insecure_base_url",
+                "base_url: plain http to a non-loopback host would send the API key in clear; "
+                "use https or set allow_insecure: true",
+            )
+        return self
 
 
 _PRICE_RE = re.compile(r"^\d+(\.\d{1,9})?$")

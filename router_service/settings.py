@@ -41,6 +41,8 @@ from router_service.config_schema import (
 from router_service.domain import DataSensitivity, TaskType
 from router_service.fleet.config import FleetConfig
 from router_service.providers.base import ProviderEndpoint
+from router_service.providers.limits import ResponseLimits
+from router_service.providers.usage import ModelLimits
 from router_service.request_ledger import LedgerConfig
 from router_service.resilience.breaker import BreakerConfig
 from router_service.resilience.error_policy import ErrorPolicy
@@ -158,6 +160,8 @@ def to_runtime(cfg: FileConfig) -> RuntimeConfig:
             api_key=p.api_key.get_secret_value(),
             headers=MappingProxyType(dict(p.headers)),
             options=MappingProxyType(dict(p.options)),
+            limits=_response_limits(cfg.http),
+            models=_model_limits(cfg.models, name),
         )
         for name, p in cfg.providers.items()
     }
@@ -200,6 +204,31 @@ def to_runtime(cfg: FileConfig) -> RuntimeConfig:
         ),
         require_known_feedback=cfg.feedback.require_known_request,
     )
+
+
+def _response_limits(http: HttpConfig) -> ResponseLimits:
+    return ResponseLimits(
+        max_response_bytes=http.max_response_bytes,
+        max_stream_line_bytes=http.max_stream_line_bytes,
+        max_stream_bytes=http.max_stream_bytes,
+        max_error_body_bytes=http.max_error_body_bytes,
+    )
+
+
+def _model_limits(models: list[ModelConfig], provider: str) -> Mapping[str, ModelLimits]:
+    """The catalog limits of the models `provider` serves, by upstream model name (the largest,
+    when several catalog entries name the same upstream model): what bounds a plausible usage."""
+    limits: dict[str, ModelLimits] = {}
+    for m in models:
+        if m.provider != provider:
+            continue
+        key = m.upstream_model or m.name
+        seen = limits.get(key, ModelLimits(0, 0))
+        limits[key] = ModelLimits(
+            context_window=max(seen.context_window, m.context_window),
+            max_output_tokens=max(seen.max_output_tokens, m.max_output_tokens),
+        )
+    return MappingProxyType(limits)
 
 
 def _fleet_config(fleet: FleetSettings) -> FleetConfig | None:

@@ -27,9 +27,9 @@ def test_example_configs_load() -> None:
     embedded = load_config(
         REPO / "config" / "embedded.yaml",
         env={
-            "SIM_FAST_URL": "http://a/v1",
-            "SIM_CHEAP_URL": "http://b/v1",
-            "SIM_PREMIUM_URL": "http://c/v1",
+            "SIM_FAST_URL": "http://127.0.0.1:8001/v1",
+            "SIM_CHEAP_URL": "http://127.0.0.1:8002/v1",
+            "SIM_PREMIUM_URL": "http://127.0.0.1:8003/v1",
             "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
         },
     )

@@ -6,6 +6,7 @@ validation (settings.ProviderConfig.kind is a Literal of these keys).
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Mapping
 
 import httpx
@@ -14,6 +15,9 @@ from router_service.providers.anthropic import AnthropicAdapter
 from router_service.providers.base import ProviderAdapter, ProviderEndpoint
 from router_service.providers.gemini import GeminiAdapter
 from router_service.providers.openai import OpenAIAdapter
+from router_service.providers.url_safety import is_cleartext_remote
+
+log = logging.getLogger(__name__)
 
 AdapterFactory = Callable[[ProviderEndpoint, httpx.AsyncClient], ProviderAdapter]
 
@@ -27,5 +31,13 @@ ADAPTERS: Mapping[str, AdapterFactory] = {
 def build_adapters(
     endpoints: Mapping[str, ProviderEndpoint], client: httpx.AsyncClient
 ) -> dict[str, ProviderAdapter]:
-    """One adapter per configured provider, all sharing one pooled HTTP client."""
+    """One adapter per configured provider, all sharing one pooled HTTP client. Runs at start and
+    on every reload, so an endpoint that sends its key in clear is warned about each time."""
+    for name, ep in endpoints.items():
+        if is_cleartext_remote(ep.base_url):
+            log.warning(
+                "provider %s: base_url is plain http to a non-loopback host (allow_insecure: true);"
+                " its API key and prompts travel in clear",
+                name,
+            )
     return {name: ADAPTERS[ep.kind](ep, client) for name, ep in endpoints.items()}

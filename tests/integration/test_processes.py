@@ -30,7 +30,7 @@ def free_port() -> int:
 def test_invalid_config_exits_2_naming_the_field(tmp_path: Path) -> None:
     config = tmp_path / "router.yaml"
     config.write_text(
-        "providers: {p: {kind: openai, base_url: 'http://x', api_key: sk-supersecret}}\n"
+        "providers: {p: {kind: openai, base_url: 'http://127.0.0.1:1', api_key: sk-supersecret}}\n"
         "models: [{name: m, provider: q, price_per_mtok: {input: '1', output: '1'}}]\n"
     )
     result = subprocess.run(

@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from router_service.catalog import NANOS_PER_USD
 from router_service.providers.url_safety import is_cleartext_remote
+from router_service.telemetry.pii import DEFAULT_PII
 from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS, DEFAULT_TOPIC
 
 
@@ -192,6 +193,10 @@ class KafkaSecurityConfig(_Strict):
     ssl_cafile: str | None = None
 
 
+# The names of telemetry/pii.py's PII_PATTERNS (a test keeps the two equal).
+PiiName = Literal["email", "card_number", "phone", "phone_national", "iban", "us_ssn", "uk_nino"]
+
+
 class EventsConfig(_Strict):
     """Telemetry events to Kafka. Empty bootstrap_servers: no events (metrics still work)."""
 
@@ -213,8 +218,10 @@ class EventsConfig(_Strict):
     # Kafka's idempotent producer; the embedded Tansu broker does not support it (see up).
     enable_idempotence: bool = True
     include_content: bool = False  # prompts and answers in completion events (redacted)
-    redact_pii: list[Literal["email", "card_number"]] = []
-    redact_patterns: list[str] = []  # extra regexes, applied with the built-in secret patterns
+    # Built-in PII patterns (telemetry/pii.py) redacted from content, caller tags and error
+    # messages, on top of the secret shapes (always); all by default, list fewer to turn some off.
+    redact_pii: list[PiiName] = list(DEFAULT_PII)  # type: ignore[arg-type]
+    redact_patterns: list[str] = []  # extra regexes, applied after the built-in ones
     # Dev and tests only: create the topic with this many partitions at start. Production topics
     # are created by operators (auto-create stays off).
     create_topic_partitions: Annotated[int, Field(ge=1)] | None = None

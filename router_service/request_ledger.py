@@ -12,6 +12,9 @@
   `feedback_window_s` from when it first arrived, so that `Feedback` can refuse ids it never saw.
   Only the id and its expiry are kept; past `feedback_max_entries` the oldest go first.
 
+Keyed by the caller's request id alone: once API keys exist (issue 13) the key id must be part of
+the key, or two tenants' equal ids (and equal requests) would share an answer.
+
 Per process, in memory: another replica or `--workers` process has tables of its own. Time comes
 from the injected monotonic `clock`, so the unit tests drive expiry exactly. Waiting for an
 in-flight call is the only asyncio here; a waiter that is cancelled leaves the first call alone.

@@ -54,7 +54,6 @@ from router_service.routing.policy import HedgeConfig, Policy
 from router_service.routing.strategies import StrategyParams
 from router_service.telemetry.kafka_client import KafkaSecurity
 from router_service.telemetry.publisher_config import PublisherConfig
-from router_service.telemetry.redaction import pii_patterns
 
 
 class ConfigError(Exception):
@@ -304,7 +303,8 @@ def _publisher(events: EventsConfig) -> PublisherConfig:
         spool_max_bytes=events.spool_max_bytes,
         enable_idempotence=events.enable_idempotence,
         include_content=events.include_content,
-        redact_patterns=(*pii_patterns(events.redact_pii), *events.redact_patterns),
+        redact_pii=tuple(events.redact_pii),
+        redact_patterns=tuple(events.redact_patterns),
         security=KafkaSecurity(
             security_protocol=sec.security_protocol,
             sasl_mechanism=sec.sasl_mechanism,

@@ -56,6 +56,7 @@ def config_of(payload: bytes) -> tuple[PublisherConfig, int]:
     fields: dict[str, Any]
     fields, id_seed = marshal.loads(payload)
     fields["security"] = KafkaSecurity(**fields["security"])
+    fields["redact_pii"] = tuple(fields["redact_pii"])
     fields["redact_patterns"] = tuple(fields["redact_patterns"])
     return PublisherConfig(**fields), id_seed
 

@@ -69,7 +69,7 @@ from router_service.telemetry.producer_guard import ProducerGuard, fail_held_bat
 from router_service.telemetry.publisher_config import DEFAULT_TOPIC, PublisherConfig
 from router_service.telemetry.publisher_metrics import DropReporter, PublisherMetrics, default_metrics
 from router_service.telemetry.record_batches import SentBatch, send_batches
-from router_service.telemetry.redaction import ContentPolicy, Redactor
+from router_service.telemetry.redaction import ContentPolicy, build_redactor
 from router_service.telemetry.spool import Spool, SpoolRecord
 
 __all__ = ["DEFAULT_TOPIC", "KafkaPublisher", "PublisherConfig"]
@@ -96,7 +96,9 @@ class KafkaPublisher:
         self._metrics = metrics or default_metrics()
         self._instance = config.router_instance or event_codec.default_router_instance()
         self._encoder = event_codec.RecordEncoder(config.encoding, self._instance)
-        self._content = ContentPolicy(config.include_content, Redactor(config.redact_patterns))
+        self._content = ContentPolicy(
+            config.include_content, build_redactor(config.redact_pii, config.redact_patterns)
+        )
         self._drops = DropReporter(self._metrics)
         self._queue: EventQueue[TelemetryEvent] = EventQueue(config.queue_max)
         self._state = _State.NEW

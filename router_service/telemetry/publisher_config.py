@@ -9,6 +9,7 @@ from aiokafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
 from router_service.telemetry import event_codec
 from router_service.telemetry.event_codec import Encoding
 from router_service.telemetry.kafka_client import KafkaSecurity
+from router_service.telemetry.pii import DEFAULT_PII, PII_PATTERNS
 
 DEFAULT_TOPIC = "llmrouter.events.v1"
 DEFAULT_LINGER_MS = 150  # see PublisherConfig.linger_ms
@@ -55,11 +56,18 @@ class PublisherConfig:
     # False: in the router's own loop (KafkaPublisher), which costs it more of its throughput.
     forwarder: bool = True
     include_content: bool = False  # put (redacted) prompt/answer text into completion events
-    redact_patterns: tuple[str, ...] = ()  # extra regexes (PII) on top of the built-in secret shapes
+    # Redaction of content, caller tags and error messages: the built-in secret shapes always,
+    # these built-in PII patterns (names in telemetry/pii.py; default all), then extra regexes.
+    # Names, not regexes, so the config crosses the forwarder pipe as plain data.
+    redact_pii: tuple[str, ...] = DEFAULT_PII
+    redact_patterns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.encoding not in event_codec.ENCODINGS:
             raise ValueError(f"encoding must be one of {event_codec.ENCODINGS}, not {self.encoding!r}")
+        unknown_pii = sorted(set(self.redact_pii) - PII_PATTERNS.keys())
+        if unknown_pii:
+            raise ValueError(f"unknown PII pattern names {unknown_pii}; known: {sorted(PII_PATTERNS)}")
         if self.queue_max <= 0 or self.send_batch_max <= 0:
             raise ValueError("queue_max and send_batch_max must be positive")
         if self.compression_type != "none":

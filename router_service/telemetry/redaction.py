@@ -1,10 +1,12 @@
-"""Keeps secrets and PII out of event content.
+"""Keeps secrets and PII out of event content, caller tags and error messages.
 
 Prompts and answers only reach Kafka when the config opts in (`ContentPolicy.include_content`),
 and even then every known secret shape (provider API keys, bearer tokens, `api_key=...` pairs,
-AWS/GitHub/Slack/Google keys, JWTs, private keys) plus the configured PII patterns are replaced
-by a marker first. Regexes catch shapes, not meaning: this lowers the risk of leaking a secret
-that a user pasted into a prompt, it does not make content safe to share.
+AWS/GitHub/Slack/Google keys, JWTs, private keys) plus the configured PII patterns (pii.py: by
+default all of email, card, phone, IBAN, US SSN, UK NI number) are replaced by a marker first.
+Caller tags and error messages are always published, so they always go through the same
+redactor, whatever `include_content` says. Regexes catch shapes, not meaning: this lowers the
+risk of leaking a secret that a user pasted into a prompt, it does not make content safe to share.
 
 Standard library only and pure: the publisher applies the policy off the request path.
 """
@@ -12,15 +14,26 @@ Standard library only and pure: the publisher applies the policy off the request
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
-from router_service.telemetry.events import CompletionEvent, TelemetryEvent
+from router_service.telemetry.events import (
+    CompletionEvent,
+    ErrorEvent,
+    EventBody,
+    EventContext,
+    FeedbackEvent,
+    RequestContext,
+    TelemetryEvent,
+)
+from router_service.telemetry.pii import DEFAULT_PII, PII_PATTERNS, PiiPattern
 
 REDACTED = "[REDACTED]"
 TRUNCATED = "...[TRUNCATED]"
+_MAX_PASSES = 4  # a bound, not a budget: hostile text cannot make redaction loop
 
-# Secret shapes redacted whenever content is included. A pattern with a named group "secret"
+# Secret shapes redacted from everything the policy scrubs. A pattern with a named group "secret"
 # replaces only that group, so "Authorization: Bearer abc..." keeps its readable prefix.
 SECRET_PATTERNS: tuple[str, ...] = (
     # PEM private keys (any algorithm), including the armour lines.
@@ -45,26 +58,52 @@ SECRET_PATTERNS: tuple[str, ...] = (
     r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
 )
 
-# Ready-made PII patterns that configs can opt into by name (see `pii_patterns`).
-PII_PATTERNS: dict[str, str] = {
-    "email": r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b",
-    # Card-like digit runs (13 to 19 digits with optional spaces/dashes); no Luhn check.
-    "card_number": r"\b(?:\d[ -]?){12,18}\d\b",
-}
-
 
 class Redactor:
-    """Replaces every match of the built-in secret patterns and the given extra patterns."""
+    """Replaces every match of the built-in secret patterns and the given extra patterns.
 
-    def __init__(self, patterns: Iterable[str] = (), *, include_secrets: bool = True) -> None:
-        sources = [*(SECRET_PATTERNS if include_secrets else ()), *patterns]
+    A pattern is a regex, or a PiiPattern whose validator decides whether a match is redacted
+    (a card number's Luhn check). Patterns run in order, each over the previous one's output.
+    """
+
+    def __init__(self, patterns: Iterable[str | PiiPattern] = (), *, include_secrets: bool = True) -> None:
+        sources = [*(PiiPattern(s) for s in SECRET_PATTERNS if include_secrets), *map(_as_pattern, patterns)]
         # Compiled once at startup: an invalid configured regex fails there, not per event.
-        self._patterns = tuple(re.compile(source) for source in sources)
+        self._patterns = tuple((re.compile(p.regex), _replacer(p.validator)) for p in sources)
+        # Caller tags repeat (a few features, envs, plans): each distinct short text is
+        # scrubbed once. Bounded; tag keys and values are at most 256 bytes (api/codec.py).
+        self.redact_short = functools.lru_cache(maxsize=4096)(self.redact)
 
     def redact(self, text: str) -> str:
-        for pattern in self._patterns:
-            text = pattern.sub(_replace_match, text)
+        # Until nothing changes: a redaction changes what its neighbours look like. A phone-like
+        # run that went on into a card number was too long to be a phone; once the card is a
+        # marker, the rest is one. Text with nothing to redact (most) takes one pass.
+        for _ in range(_MAX_PASSES):
+            redacted = self._pass(text)
+            if redacted == text:
+                break
+            text = redacted
         return text
+
+    def _pass(self, text: str) -> str:
+        for pattern, replace in self._patterns:
+            text = pattern.sub(replace, text)
+        return text
+
+
+def _as_pattern(pattern: str | PiiPattern) -> PiiPattern:
+    return pattern if isinstance(pattern, PiiPattern) else PiiPattern(pattern)
+
+
+def _replacer(validator: Callable[[str], bool] | None) -> Callable[[re.Match[str]], str]:
+    if validator is None:
+        return _replace_match
+    check = validator
+
+    def replace_if_valid(match: re.Match[str]) -> str:
+        return _replace_match(match) if check(match.group(0)) else match.group(0)
+
+    return replace_if_valid
 
 
 def _replace_match(match: re.Match[str]) -> str:
@@ -75,40 +114,76 @@ def _replace_match(match: re.Match[str]) -> str:
     return match.group(0)[: start - whole_start] + REDACTED + match.group(0)[end - whole_start :]
 
 
-def pii_patterns(names: Iterable[str]) -> tuple[str, ...]:
-    """The PII_PATTERNS for the given names; an unknown name is a config error."""
-    unknown = sorted(set(names) - PII_PATTERNS.keys())
+def pii_patterns(names: Iterable[str]) -> tuple[PiiPattern, ...]:
+    """The PII_PATTERNS for the given names, in PII_PATTERNS' order (see there); an unknown
+    name is a config error."""
+    wanted = set(names)
+    unknown = sorted(wanted - PII_PATTERNS.keys())
     if unknown:
         raise ValueError(f"unknown PII pattern names {unknown}; known: {sorted(PII_PATTERNS)}")
-    return tuple(PII_PATTERNS[name] for name in names)
+    return tuple(pattern for name, pattern in PII_PATTERNS.items() if name in wanted)
+
+
+def build_redactor(pii: Iterable[str] = DEFAULT_PII, patterns: Iterable[str] = ()) -> Redactor:
+    """The secret shapes, the named built-in PII patterns, then the custom regexes."""
+    return Redactor((*pii_patterns(pii), *patterns))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ContentPolicy:
-    """Whether prompt/answer text may leave the process, and how it is scrubbed when it does."""
+    """What caller text may leave the process, and how it is scrubbed when it does.
+
+    Prompt and answer text only with `include_content`, redacted. Caller tags (on every event's
+    envelope, and on feedback) and error messages always go, so they are always redacted, with
+    the same redactor: a caller who puts a token or an email into a tag must not find it on
+    Kafka or in the spool.
+    """
 
     include_content: bool = False
-    redactor: Redactor = dataclasses.field(default_factory=Redactor)
+    redactor: Redactor = dataclasses.field(default_factory=build_redactor)
     # Longer texts are cut (after redaction): one huge prompt must not exceed the broker's
     # record size limit, which would drop the whole completion event.
     max_chars: int = 16_384
 
     def apply(self, event: TelemetryEvent) -> TelemetryEvent:
-        """The event with content removed (not configured) or redacted (configured)."""
-        body = event.body
-        if not isinstance(body, CompletionEvent):
-            return event
+        """The event with content removed (not configured) or redacted, and its tags redacted."""
+        context = event.context
+        if context.tags:
+            tags = self._scrub_tags(context.tags)
+            if tags is not context.tags:
+                event = event._replace(context=_with_tags(context, tags))
+        body = self._scrub_body(event.body)
+        return event if body is event.body else event._replace(body=body)
+
+    def _scrub_body(self, body: EventBody) -> EventBody:
+        if isinstance(body, CompletionEvent):
+            return self._scrub_completion(body)
+        if isinstance(body, FeedbackEvent) and body.tags:
+            tags = self._scrub_tags(body.tags)
+            return body if tags is body.tags else dataclasses.replace(body, tags=tags)
+        if isinstance(body, ErrorEvent):
+            # Messages are built by the router, but may quote caller or upstream text.
+            message = self.redactor.redact(body.message[: self.max_chars])
+            return body if message == body.message else dataclasses.replace(body, message=message)
+        return body
+
+    def _scrub_completion(self, body: CompletionEvent) -> CompletionEvent:
         if body.prompt_text is None and body.completion_text is None:
-            return event
-        if self.include_content:
-            body = dataclasses.replace(
-                body,
-                prompt_text=self._scrub(body.prompt_text),
-                completion_text=self._scrub(body.completion_text),
-            )
-        else:
-            body = dataclasses.replace(body, prompt_text=None, completion_text=None)
-        return event._replace(body=body)
+            return body
+        if not self.include_content:
+            return dataclasses.replace(body, prompt_text=None, completion_text=None)
+        return dataclasses.replace(
+            body, prompt_text=self._scrub(body.prompt_text), completion_text=self._scrub(body.completion_text)
+        )
+
+    def _scrub_tags(self, tags: Mapping[str, str]) -> Mapping[str, str]:
+        """The tags with keys and values redacted; the same object when nothing changed (the
+        common case: it costs two cache lookups a tag)."""
+        redact = self.redactor.redact_short
+        scrubbed = {redact(key): redact(value) for key, value in tags.items()}
+        if len(scrubbed) == len(tags) and all(tags.get(key) == value for key, value in scrubbed.items()):
+            return tags
+        return scrubbed
 
     def _scrub(self, text: str | None) -> str | None:
         if text is None:
@@ -117,3 +192,15 @@ class ContentPolicy:
         # pre-cut keeps regex time bounded on huge texts (margin: the longest secret shape, a PEM key).
         text = self.redactor.redact(text[: self.max_chars + 8192])
         return text if len(text) <= self.max_chars else text[: self.max_chars] + TRUNCATED
+
+
+def _with_tags(context: EventContext, tags: Mapping[str, str]) -> RequestContext:
+    return RequestContext(
+        request_id=context.request_id,
+        trace_id=context.trace_id,
+        span_id=context.span_id,
+        api_key_id=context.api_key_id,
+        team=context.team,
+        customer=context.customer,
+        tags=tags,
+    )

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from router_service.telemetry.redaction import REDACTED, ContentPolicy, Redactor, pii_patterns
+from router_service.telemetry import events as ev
+from router_service.telemetry.redaction import REDACTED, ContentPolicy, Redactor, build_redactor, pii_patterns
 from tests.telemetry import helpers as h
 
 SECRET_CASES = [
@@ -92,3 +93,87 @@ def test_included_content_is_redacted_and_truncated() -> None:
 def test_events_without_content_pass_through_unchanged() -> None:
     event = h.event(h.bodies()["attempt"])
     assert ContentPolicy(include_content=True).apply(event) is event
+
+
+# --- caller tags, feedback tags, error messages: always redacted ------------------------------
+
+LEAKY_TAGS = {
+    "note": "Bearer tok-abcdefgh12345678",
+    "contact": "jane.doe@example.com",
+    "sk-proj-AbCdEf0123456789xyzXYZ": "key as a tag key",
+    "card": "4111 1111 1111 1111",
+    "feature": "summarise",
+}
+SCRUBBED_TAGS = {
+    "note": f"Bearer {REDACTED}",
+    "contact": REDACTED,
+    REDACTED: "key as a tag key",
+    "card": REDACTED,
+    "feature": "summarise",
+}
+
+
+@pytest.mark.parametrize("include_content", [False, True])
+def test_caller_tags_are_redacted_whatever_include_content_says(include_content: bool) -> None:
+    event = h.event(h.bodies()["attempt"])._replace(context=h.context(tags=LEAKY_TAGS))
+
+    scrubbed = ContentPolicy(include_content=include_content).apply(event)
+
+    assert dict(scrubbed.context.tags) == SCRUBBED_TAGS
+    assert scrubbed.body is event.body and scrubbed.event_id == event.event_id
+    context, original = scrubbed.context, event.context
+    assert (context.request_id, context.trace_id, context.span_id) == (
+        original.request_id,
+        original.trace_id,
+        original.span_id,
+    )
+    assert (context.api_key_id, context.team, context.customer) == (
+        original.api_key_id,
+        original.team,
+        original.customer,
+    )
+
+
+def test_feedback_tags_and_error_messages_are_redacted() -> None:
+    policy = ContentPolicy()
+    feedback = policy.apply(h.event(ev.FeedbackEvent(0.5, LEAKY_TAGS))).body
+    error = policy.apply(
+        h.event(
+            ev.ErrorEvent(
+                "UNAVAILABLE", "ALL_UPSTREAMS_FAILED", "upstream said: bad key sk-abcdefghijklmnop1234", 2
+            )
+        )
+    ).body
+
+    assert dict(feedback.tags) == SCRUBBED_TAGS  # type: ignore[union-attr]
+    assert error.message == f"upstream said: bad key {REDACTED}"  # type: ignore[union-attr]
+
+
+def test_events_with_nothing_to_redact_are_the_same_objects() -> None:
+    policy = ContentPolicy(include_content=True)
+    for body in h.bodies().values():
+        event = h.event(body)  # ordinary tags {"feature": "summarise", "plan": "pro"}
+        scrubbed = policy.apply(event)
+        assert scrubbed.context is event.context
+        assert scrubbed.body is event.body or isinstance(body, ev.CompletionEvent)
+
+
+def test_included_content_has_pii_redacted_by_default() -> None:
+    prompt = (
+        "I am jane@example.com, card 4111 1111 1111 1111, phone +44 20 7946 0958, IBAN GB29NWBK60161331926819"
+    )
+    event = h.event(h.completion(prompt_text=prompt, completion_text="noted, jane@example.com"))
+
+    body = ContentPolicy(include_content=True).apply(event).body
+
+    assert body.prompt_text == f"I am {REDACTED}, card {REDACTED}, phone {REDACTED}, IBAN {REDACTED}"  # type: ignore[union-attr]
+    assert body.completion_text == f"noted, {REDACTED}"  # type: ignore[union-attr]
+
+
+def test_configured_pii_can_be_narrowed_and_extended() -> None:
+    policy = ContentPolicy(True, build_redactor(pii=["email"], patterns=[r"\bEMP-\d{6}\b"]))
+    event = h.event(h.completion(prompt_text="jane@example.com EMP-123456 +44 20 7946 0958"))
+
+    body = policy.apply(event).body
+
+    assert body.prompt_text == f"{REDACTED} {REDACTED} +44 20 7946 0958"  # type: ignore[union-attr]

@@ -13,6 +13,10 @@ loss can lose the tail, which for telemetry is the trade we make. Total size is 
 
 Pure synchronous file I/O with no asyncio: appends are small buffered writes, cheap enough to
 run on the event loop.
+
+Permissions: the records are events (caller tags, redacted content, error messages), so the
+directory is 0700 and every file 0600 whatever the umask; a directory or file left looser by an
+earlier version or by hand is tightened at open, with a warning.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import io
 import itertools
 import logging
 import os
+import stat
 import struct
 import zlib
 from collections.abc import Generator, Iterator
@@ -37,6 +42,8 @@ _FORMAT_VERSION = 1
 _SEGMENT_SUFFIX = ".seg"
 _CURSOR_FILE = "cursor"
 _LOCK_FILE = ".lock"
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
 
 
 class SpoolLockedError(RuntimeError):
@@ -74,7 +81,7 @@ class Spool:
         self._dir = Path(directory)
         self._max_bytes = max_bytes
         self._segment_bytes = segment_bytes
-        self._dir.mkdir(parents=True, exist_ok=True)
+        _private_dir(self._dir)
         self._lock = _acquire_lock(self._dir / _LOCK_FILE)
         self._sizes: dict[int, int] = {}  # segment number -> bytes of whole records in it
         self._writer: io.BufferedWriter | None = None  # the active (last) segment, opened lazily
@@ -126,7 +133,7 @@ class Spool:
         self._close_writer()
         segment = active + 1
         self._sizes[segment] = 0
-        self._writer = open(self._segment_path(segment), "ab")  # noqa: SIM115 (closed in close())
+        self._writer = open(self._segment_path(segment), "ab", opener=_private)  # noqa: SIM115 (closed in close())
         return self._writer, segment
 
     # -- reading and acknowledging -------------------------------------------------------------
@@ -223,6 +230,7 @@ class Spool:
     # -- restart -----------------------------------------------------------------------------
 
     def _load(self) -> None:
+        _tighten_files(self._dir)
         for path in self._dir.glob(f"*{_SEGMENT_SUFFIX}"):
             self._sizes[int(path.stem)] = path.stat().st_size
         if self._sizes:
@@ -256,12 +264,56 @@ class Spool:
     def _save_cursor(self) -> None:
         # Write-then-rename so a crash leaves the old cursor or the new one, never half of one.
         tmp = self._dir / f"{_CURSOR_FILE}.tmp"
-        tmp.write_text(f"{self._cursor.segment} {self._cursor.offset}\n")
+        with open(tmp, "w", opener=_private) as file:
+            file.write(f"{self._cursor.segment} {self._cursor.offset}\n")
         os.replace(tmp, self._dir / _CURSOR_FILE)
 
 
+def _private(path: str, flags: int) -> int:
+    """An `open` opener: the file is created 0600 and stays so whatever the umask (fchmod)."""
+    fd = os.open(path, flags, _FILE_MODE)
+    try:
+        os.fchmod(fd, _FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _private_dir(directory: Path) -> None:
+    """Create the spool directory 0700, or tighten an existing one that is looser.
+
+    A directory we cannot chmod (not ours: a mounted volume, say) is used as it is, with a
+    warning; the files in it are 0600 all the same."""
+    try:
+        directory.mkdir(parents=True)
+    except FileExistsError:
+        pass
+    else:  # ours: mkdir's mode is subject to the umask, chmod's is not
+        os.chmod(directory, _DIR_MODE)
+        return
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if mode == _DIR_MODE:
+        return
+    try:
+        os.chmod(directory, _DIR_MODE)
+    except PermissionError as exc:
+        log.warning("event spool %s is mode %o and cannot be made 0700 (%s)", directory, mode, exc)
+        return
+    if mode & 0o077:
+        log.warning("event spool %s was mode %o, readable by others; made it 0700", directory, mode)
+
+
+def _tighten_files(directory: Path) -> None:
+    loose = [path for path in directory.iterdir() if path.is_file() and path.stat().st_mode & 0o077]
+    for path in loose:
+        os.chmod(path, _FILE_MODE)
+    if loose:
+        log.warning("event spool %s: %d files were readable by others; made them 0600", directory, len(loose))
+
+
 def _acquire_lock(path: Path) -> io.TextIOWrapper:
-    lock = open(path, "a")  # noqa: SIM115 (held open for the spool's lifetime)
+    lock = open(path, "a", opener=_private)  # noqa: SIM115 (held open for the spool's lifetime)
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

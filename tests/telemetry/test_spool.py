@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -162,3 +165,67 @@ def test_a_directory_has_one_owner_at_a_time(tmp_path: Path, open_spool: OpenSpo
     spool.close()  # idempotent
     with Spool(tmp_path, max_bytes=1000):
         pass
+
+
+# --- permissions: events hold caller data, so only the owner may read them -------------------
+
+
+@pytest.fixture(params=[0o000, 0o022, 0o002], ids=lambda umask: f"umask{umask:03o}")
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    previous = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_new_spool_is_private_whatever_the_umask(tmp_path: Path, open_spool: OpenSpool, umask: int) -> None:
+    directory = tmp_path / "var" / "spool"
+    spool = open_spool(directory, max_bytes=1 << 20, segment_bytes=60)
+    for i in range(4):  # several segments
+        spool.append(record(i))
+    [(position, _), *_] = spool.read_batch(1)
+    spool.ack(position)  # writes the cursor
+    spool.close()
+
+    assert _mode(directory) == 0o700
+    files = sorted(path.name for path in directory.iterdir())
+    assert "cursor" in files and ".lock" in files and len(files) >= 4
+    assert {name: _mode(directory / name) for name in files} == dict.fromkeys(files, 0o600)
+
+
+def test_a_looser_existing_spool_is_tightened_with_a_warning(
+    tmp_path: Path, open_spool: OpenSpool, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Spool(tmp_path / "spool", max_bytes=1 << 20) as spool:
+        spool.append(record(0))
+    directory = tmp_path / "spool"
+    os.chmod(directory, 0o755)  # as an earlier version (or an operator) left it
+    for path in directory.iterdir():
+        os.chmod(path, 0o644)
+
+    with caplog.at_level(logging.WARNING, logger="router_service.telemetry.spool"):
+        spool = open_spool(directory, max_bytes=1 << 20)
+
+    assert values(spool) == [b"0"]  # still readable by us
+    assert _mode(directory) == 0o700
+    assert {_mode(path) for path in directory.iterdir()} == {0o600}
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("was mode 755" in m for m in messages), messages
+    assert any("1 files were readable" in m for m in messages), messages  # the segment (the lock: at open)
+
+
+def test_a_private_spool_opens_without_warnings(
+    tmp_path: Path, open_spool: OpenSpool, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Spool(tmp_path / "spool", max_bytes=1 << 20) as spool:
+        spool.append(record(0))
+
+    with caplog.at_level(logging.WARNING, logger="router_service.telemetry.spool"):
+        open_spool(tmp_path / "spool", max_bytes=1 << 20)
+
+    assert caplog.records == []

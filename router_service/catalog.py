@@ -14,6 +14,8 @@ from router_service.domain import DataSensitivity, TaskType, Usage
 
 NANOS_PER_USD = 1_000_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are per million tokens
+# The quality a deployment with no configured prior at all ranks with: the middle of [0, 1].
+UNKNOWN_QUALITY = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,8 @@ class Deployment:
     region: str = ""
     # Configured prior quality per task type in [0, 1]; the feedback loop refines it.
     quality: Mapping[TaskType, float] = field(default_factory=dict)
-    default_quality: float = 0.5
+    # The prior for tasks `quality` does not list; None: the mean of `quality` (see quality_for).
+    default_quality: float | None = None
     # Task types this deployment is fit for; empty means every task.
     tasks: frozenset[TaskType] = frozenset()
     # Expected share of a long prompt's input tokens billed at the cached-input price (providers
@@ -66,8 +69,23 @@ class Deployment:
     def key(self) -> str:
         return f"{self.provider}/{self.model}"
 
+    @property
+    def quality_known(self) -> bool:
+        """Whether any prior is configured. A missing prior means "unknown", not "bad": a
+        deployment with none is never excluded by a quality floor on its priors alone."""
+        return bool(self.quality) or self.default_quality is not None
+
     def quality_for(self, task: TaskType) -> float:
-        return self.quality.get(task, self.default_quality)
+        """The prior estimate for `task`: the configured prior; else `default_quality`; else the
+        mean of the priors configured for other tasks; else a neutral UNKNOWN_QUALITY."""
+        prior = self.quality.get(task)
+        if prior is not None:
+            return prior
+        if self.default_quality is not None:
+            return self.default_quality
+        if self.quality:
+            return sum(self.quality.values()) / len(self.quality)
+        return UNKNOWN_QUALITY
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,7 +174,9 @@ class ModelConfig(_Strict):
     max_sensitivity: Literal["public", "internal", "restricted"] = "internal"
     region: str = ""
     quality: dict[Literal["chat", "retrieval", "creative", "reasoning", "extraction", "code"], float] = {}
-    default_quality: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # The prior for tasks `quality` does not list. Unset: the mean of the listed priors; with no
+    # priors at all the quality is unknown (ranks as 0.5, never excluded by a floor).
+    default_quality: Annotated[float | None, Field(ge=0, le=1)] = None
 
     @field_validator("quality")
     @classmethod

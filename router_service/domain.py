@@ -219,6 +219,10 @@ class CandidateView:
     exclusion_reason: str = ""
     score: float = 0.0
     estimated_cost_nanos: int = 0
+    # The quality estimate for the request's task (configured prior, moved by fleet feedback),
+    # and whether it is known; quality floors exclude only on known estimates.
+    quality: float = 0.0
+    quality_known: bool = False
 
     @property
     def key(self) -> str:

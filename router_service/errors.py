@@ -149,6 +149,30 @@ class NoEligibleCandidateError(RouterError):
         super().__init__(f"no candidate can serve this request ({detail})")
 
 
+class ContextLengthExceededError(NoEligibleCandidateError):
+    """Nothing was eligible and the request needs more tokens than the largest context window
+    among the candidates: the caller must shorten it (no retry, no wait, no other policy state
+    would help), so INVALID_ARGUMENT, as an upstream's own context-length refusal is."""
+
+    status_code = "INVALID_ARGUMENT"
+    reason = "CONTEXT_LENGTH_EXCEEDED"
+
+    def __init__(
+        self,
+        exclusions: Mapping[str, str],
+        tokens_needed: int,
+        largest_window: int,
+        decision: RouteDecision | None = None,
+    ) -> None:
+        super().__init__(exclusions, decision)
+        self.tokens_needed = tokens_needed
+        self.largest_window = largest_window
+        self.args = (
+            f"prompt too long for every candidate: ~{tokens_needed} tokens needed, the largest "
+            f"context window is {largest_window}",
+        )
+
+
 class AllAttemptsFailedError(RouterError):
     """Every attempt in the plan failed. Carries each attempt's error, in order.
 

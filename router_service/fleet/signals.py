@@ -96,6 +96,10 @@ class FleetSignals:
         stats = state.view.quality.get((model, task))
         return prior if stats is None else _blend(stats, prior)
 
+    def observed(self, key: str, task: TaskType) -> bool:
+        """`ObservedQualityView`: the fleet has feedback for this deployment's model and task."""
+        return (key.partition("/")[2], task) in self._state.view.quality
+
 
 def _blend(stats: QualityStats, prior: float) -> float:
     return stats.confidence * stats.mean + (1.0 - stats.confidence) * prior

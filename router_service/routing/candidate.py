@@ -56,6 +56,7 @@ class CandidateTable:
         "index_of",
         "input_prices",
         "keys",
+        "largest_context_window",
         "max_outputs",
         "models",
         "output_prices",
@@ -65,11 +66,13 @@ class CandidateTable:
         "price_unit",
         "providers",
         "quality_by_task",
+        "quality_known",
         "sensitivity_ranks",
         "smallest_context_window",
         "smallest_max_output",
         "static_reasons",
         "tasks",
+        "unknown_quality",
         "weight_columns",
     )
 
@@ -95,6 +98,8 @@ class CandidateTable:
         # requests, which then skip a pass over every candidate.
         self.smallest_context_window = min(self.context_windows, default=0)
         self.smallest_max_output = min(self.max_outputs, default=0)
+        # A request needing more than this fits no candidate at all: the caller's to fix.
+        self.largest_context_window = max(self.context_windows, default=0)
         self.sensitivity_ranks = tuple(SENSITIVITY_RANK[d.max_sensitivity] for d in ds)
         self.capabilities = tuple(d.capabilities for d in ds)
         self.tasks = tuple(d.tasks for d in ds)
@@ -122,13 +127,21 @@ class CandidateTable:
         self.price_tiers = tuple(dict.fromkeys(tiers))
         tier_index = {tier: i for i, tier in enumerate(self.price_tiers)}
         self.price_tier_of = tuple(tier_index[tier] for tier in tiers)
-        # quality_by_task[TASK_INDEX[task]][i]: the configured prior of candidate i for task.
+        # quality_by_task[TASK_INDEX[task]][i]: the prior estimate of candidate i for task (its
+        # configured prior, else its default, else the mean of its priors: `Deployment.quality_for`).
         self.quality_by_task = tuple(tuple(d.quality_for(task) for d in ds) for task in TaskType)
+        # Whether that estimate is known: False for a deployment with no prior at all, which
+        # ranks with a neutral 0.5 but which quality floors do not exclude until feedback
+        # makes it known. `unknown_quality` lists those (usually none), so the floor check
+        # does no per-candidate work for them in the common case.
+        self.quality_known = tuple(d.quality_known for d in ds)
+        self.unknown_quality = tuple(i for i, known in enumerate(self.quality_known) if not known)
         # `filters` memoizes categorical exclusions here, keyed by (sensitivity rank, task index,
         # required capabilities): (reason per candidate, indices not excluded).
         self.exclusion_memo: dict[ExclusionKey, tuple[tuple[str | None, ...], tuple[int, ...]]] = {}
         # ... and quality floors checked against these priors, keyed by (task index, floor): the
-        # reason per candidate whose prior is below the floor, None for the others.
+        # reason per candidate a floor excludes (known prior below it, not pinned), None for the
+        # others.
         self.floor_memo: dict[tuple[int, float], tuple[str | None, ...]] = {}
         # The weighted strategy keeps each candidate's weight here, keyed by the strategy's id
         # (the entry holds the strategy, so the id cannot be reused while the entry exists).

@@ -237,11 +237,22 @@ def output_limit(
 def quality_floor(
     alive: list[int], ctx: RankContext, limits: RequestLimits, reasons: list[str | None]
 ) -> list[int]:
+    """Excludes the candidates whose known quality estimate is below the floor. Exempt:
+    - pinned candidates (the table's first `pinned_count`): a pin is the caller's decision, and a
+      floor is there to choose a good enough model for a caller who did not choose one;
+    - candidates whose quality is unknown (no configured prior, and no feedback for the task):
+      unknown is not bad, and excluding them would also keep them from ever being learned."""
+    table = ctx.table
     qualities, floor = ctx.qualities, limits.min_quality or 0.0
     index = task_index(limits.task)
-    if qualities is ctx.table.quality_by_task[index]:  # the priors: no QualityView
-        return _prior_floor(alive, ctx.table, index, limits, reasons)
+    if qualities is table.quality_by_task[index]:  # the priors: no QualityView
+        return _prior_floor(alive, table, index, limits, reasons)
     failing = [i for i in alive if qualities[i] < floor]
+    if failing and table.pinned_count:
+        failing = [i for i in failing if i >= table.pinned_count]
+    if failing and table.unknown_quality:
+        known = ctx.quality_known
+        failing = [i for i in failing if known[i]]
     if not failing:
         return alive
     # A floor often excludes many candidates: format the common part once, no call per candidate.
@@ -261,7 +272,8 @@ def _prior_floor(
     """`quality_floor` against the table's configured priors, which only change with the config:
     which candidates a floor rules out for a task, and the reason text, are computed once per
     (task, floor) and table instead of per request (formatting a float per candidate is the
-    costly part of this check)."""
+    costly part of this check). The exemptions of `quality_floor` are baked into the memo: pins
+    and unknown priors belong to the table too."""
     floor = limits.min_quality or 0.0
     key = (task_index, floor)
     below = table.floor_memo.get(key)
@@ -269,9 +281,10 @@ def _prior_floor(
         if len(table.floor_memo) >= _FLOOR_MEMO_SIZE:
             table.floor_memo.clear()
         suffix = f" below floor {floor:.2f} for {limits.task.value}"
+        pinned, known = table.pinned_count, table.quality_known
         below = table.floor_memo[key] = tuple(
-            f"quality {quality:.2f}{suffix}" if quality < floor else None
-            for quality in table.quality_by_task[task_index]
+            f"quality {quality:.2f}{suffix}" if quality < floor and known[i] and i >= pinned else None
+            for i, quality in enumerate(table.quality_by_task[task_index])
         )
     still = []
     for i in alive:

@@ -8,7 +8,10 @@ Steps:
 1. candidates: the pinned model's deployments first (then the policy's, unless the caller
    disabled fallback), an alias's members in order, or the policy's models;
 2. classify the task (unless hinted) and estimate tokens and cost per candidate;
-3. filter: the first failing check per candidate becomes its exclusion reason, health last;
+3. filter: the first failing check per candidate becomes its exclusion reason, health last
+   (quality floors exempt pinned candidates and unknown qualities: `filters.quality_floor`);
+   nothing eligible is NO_ELIGIBLE_CANDIDATE, or CONTEXT_LENGTH_EXCEEDED when the request fits
+   no candidate's context window at all;
 4. order the eligible with the policy's strategy composition (pinned ones stay ahead), then two
    soft preferences: candidates missing the request's latency target go after those meeting it,
    and a deployment in slow start keeps its place only for its ramp fraction of requests;
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 
 from router_service.catalog import Catalog
 from router_service.domain import CandidateView, ChatRequest, RouteDecision, TaskType
-from router_service.errors import NoEligibleCandidateError
+from router_service.errors import ContextLengthExceededError, NoEligibleCandidateError
 from router_service.routing.candidate import CandidateTable
 from router_service.routing.classifier import DEFAULT_CLASSIFIER, TaskClassifier
 from router_service.routing.compiled import ALIAS, CompiledPolicy, compiled_policy
@@ -131,12 +134,11 @@ def decide(
     eligible, reasons = run_checks(ctx, limits)
     eligible = _healthy(eligible, reasons, table, health, now)
     if not eligible:
-        # None eligible: every candidate has a reason (a str), so no `or ""` per candidate. The
-        # decision (empty chain, every candidate with its reason) goes with the error, for the
-        # engine to publish: why nothing could serve is what a data team asks first.
-        views = _views(table, reasons, ctx.cost_nanos, [0.0] * len(table))
+        # The decision (empty chain, every candidate with its reason) goes with the error, for
+        # the engine to publish: why nothing could serve is what a data team asks first.
+        views = _views(ctx, reasons, [0.0] * len(table))
         decision = _decision(policy.name, strategy, task, (), views)
-        raise NoEligibleCandidateError(dict(zip(table.keys, reasons, strict=True)), decision)  # type: ignore[arg-type]
+        raise _no_eligible(table, limits, reasons, decision)
     limit = 1 if request.selection.disable_fallback else policy.max_attempts
     composite = compiled.composite
     eligible_scores = composite.scores(eligible, ctx)
@@ -157,8 +159,26 @@ def decide(
         strategy,
         task,
         tuple([keys[i] for i in chain]),
-        _views(table, reasons, ctx.cost_nanos, _scatter(eligible, eligible_scores, len(table))),
+        _views(ctx, reasons, _scatter(eligible, eligible_scores, len(table))),
     )
+
+
+def _no_eligible(
+    table: CandidateTable, limits: RequestLimits, reasons: list[str | None], decision: RouteDecision
+) -> NoEligibleCandidateError:
+    """The error for a request nothing may serve, with every candidate's reason.
+
+    When the request needs more tokens than the largest context window among the candidates, it is
+    CONTEXT_LENGTH_EXCEEDED whatever else excluded some of them (a capability, a cooldown, the
+    caller's key): none could have served this prompt, so only a shorter one can succeed and the
+    caller must be told that, not to retry. Otherwise some candidate would fit, and it is
+    NO_ELIGIBLE_CANDIDATE."""
+    # None eligible: every candidate has a reason (a str), so no `or ""` per candidate.
+    exclusions: dict[str, str] = dict(zip(table.keys, reasons, strict=True))  # type: ignore[arg-type]
+    needed = limits.tokens_needed
+    if needed > table.largest_context_window:
+        return ContextLengthExceededError(exclusions, needed, table.largest_context_window, decision)
+    return NoEligibleCandidateError(exclusions, decision)
 
 
 def _healthy(
@@ -241,7 +261,16 @@ def _chain(groups: Sequence[Iterable[int]], limit: int, deferred: Callable[[int]
 # CPython allows between layout-compatible classes; the result is an ordinary CandidateView,
 # equal to one built by the constructor (tests check this). The decision itself is built the same
 # way. The guard below fails at import, not silently, if either class's fields ever change.
-_VIEW_FIELDS = ("provider", "model", "eligible", "exclusion_reason", "score", "estimated_cost_nanos")
+_VIEW_FIELDS = (
+    "provider",
+    "model",
+    "eligible",
+    "exclusion_reason",
+    "score",
+    "estimated_cost_nanos",
+    "quality",
+    "quality_known",
+)
 _DECISION_FIELDS = ("policy", "strategy", "task_type", "chain", "candidates")
 
 
@@ -263,6 +292,8 @@ class _ViewDraft:
     exclusion_reason: str
     score: float
     estimated_cost_nanos: int
+    quality: float
+    quality_known: bool
 
 
 class _DecisionDraft:
@@ -297,14 +328,22 @@ def _scatter(indices: Sequence[int], values: Sequence[float], size: int) -> list
 
 
 def _views(
-    table: CandidateTable, reasons: Sequence[str | None], costs: Sequence[int], scores: Sequence[float]
+    ctx: RankContext, reasons: Sequence[str | None], scores: Sequence[float]
 ) -> tuple[CandidateView, ...]:
     # Calling the draft class is cheaper than object.__new__(draft): no argument checks.
     draft, view_class = _ViewDraft, CandidateView
+    table = ctx.table
     views: list[_ViewDraft] = []
     append = views.append
-    for provider, model, reason, score, cost in zip(
-        table.providers, table.models, reasons, scores, costs, strict=True
+    for provider, model, reason, score, cost, quality, known in zip(
+        table.providers,
+        table.models,
+        reasons,
+        scores,
+        ctx.cost_nanos,
+        ctx.qualities,
+        ctx.quality_known,
+        strict=True,
     ):
         view = draft()
         view.provider = provider
@@ -313,6 +352,8 @@ def _views(
         view.exclusion_reason = reason or ""
         view.score = score
         view.estimated_cost_nanos = cost
+        view.quality = quality
+        view.quality_known = known
         view.__class__ = view_class  # type: ignore[assignment]
         append(view)
     return tuple(views)  # type: ignore[arg-type]  # CandidateViews now (typing.cast would be a call)

@@ -46,9 +46,18 @@ class LiveSignals(Protocol):
 
 
 class QualityView(Protocol):
+    """Implementations may also offer `observed` (see `ObservedQualityView`): a deployment with
+    no configured prior then becomes known, and subject to quality floors, once it has feedback."""
+
     def quality(self, key: str, task: TaskType, prior: float) -> float:
         """Quality in [0, 1] for `key` on `task`: what was observed, weighed against the configured
         `prior` as the view sees fit (the prior itself where nothing was observed)."""
+        ...
+
+
+class ObservedQualityView(QualityView, Protocol):
+    def observed(self, key: str, task: TaskType) -> bool:
+        """Whether `quality` for (`key`, `task`) rests on feedback, not on the prior alone."""
         ...
 
 

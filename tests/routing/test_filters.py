@@ -136,7 +136,7 @@ def test_request_constraint_reasons(target: Deployment, fields: dict[str, Any], 
     ],
 )
 def test_policy_constraint_reasons(policy: Policy, reason: str) -> None:
-    target = deployment("p/m", region="us", output_nanos=10**12)
+    target = deployment("p/m", region="us", output_nanos=10**12, default_quality=0.5)
     control = deployment(
         "ctl/c",
         region="eu",

@@ -183,6 +183,8 @@ def test_views_are_ordinary_candidate_views() -> None:
             view.exclusion_reason,
             view.score,
             view.estimated_cost_nanos,
+            view.quality,
+            view.quality_known,
         )
         assert view == rebuilt and hash(view) == hash(rebuilt) and repr(view) == repr(rebuilt)
         with pytest.raises(dataclasses.FrozenInstanceError):

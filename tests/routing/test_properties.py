@@ -19,7 +19,8 @@ from router_service.domain import (
     TaskType,
     ToolSpec,
 )
-from router_service.errors import NoEligibleCandidateError
+from router_service.errors import ContextLengthExceededError, NoEligibleCandidateError
+from router_service.routing.cost import CostModel
 from router_service.routing.planner import RequestContext, plan
 from router_service.routing.policy import Policy
 from router_service.routing.strategies import StrategyParams
@@ -55,7 +56,7 @@ def deployments(draw: st.DrawFn) -> Deployment:
         quality={
             t: draw(st.floats(0, 1)) for t in draw(st.sets(st.sampled_from(tuple(TaskType)), max_size=3))
         },
-        default_quality=draw(st.floats(0, 1)),
+        default_quality=draw(st.none() | st.floats(0, 1)),
         tasks=draw(st.frozensets(st.sampled_from(tuple(TaskType)), max_size=3)),
         expected_cached_fraction=draw(st.sampled_from((0.0, 0.5, 1.0))),
     )
@@ -173,3 +174,32 @@ def test_never_picks_an_excluded_candidate_and_always_explains(
         pinned = {d.key for d in catalog.resolve_model(request.selection.model)}
         eligible_pins = [k for k in decision.chain if k in pinned]
         assert decision.chain[: len(eligible_pins)] == tuple(eligible_pins), "pins come first"
+
+
+@settings(max_examples=250, deadline=None)
+@given(scenarios())
+def test_floors_exclude_only_known_unpinned_and_too_long_is_context_length(
+    scenario: tuple[Catalog, Policy, ChatRequest, Unavailable, FixedLatency, RequestContext],
+) -> None:
+    """A floor reason is only ever given to a known, unpinned estimate below the floor; a
+    request fitting no candidate's window is CONTEXT_LENGTH_EXCEEDED, and only then."""
+    catalog, policy, request, health, live, context = scenario
+    try:
+        decision = plan(request, catalog, policy, health, 0.0, context=context, live=live)
+        too_long = False
+    except NoEligibleCandidateError as error:
+        assert error.decision is not None
+        decision = error.decision
+        too_long = isinstance(error, ContextLengthExceededError)
+    pinned = set()
+    if request.selection.model:
+        pinned = {d.key for d in catalog.resolve_model(request.selection.model)}
+    floors = [f for f in (policy.min_quality, request.hints.min_quality) if f is not None]
+    for view in decision.candidates:
+        if " below floor " in view.exclusion_reason:
+            assert view.quality_known and view.key not in pinned
+            assert floors and view.quality < max(floors)
+    estimate = CostModel().estimate(request, decision.task_type)
+    needed = estimate.prompt_tokens + (estimate.requested_max_output or 0)
+    largest = max(catalog.by_key[c.key].context_window for c in decision.candidates)
+    assert too_long == (needed > largest), "context length exactly when even the largest window is too small"

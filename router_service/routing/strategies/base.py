@@ -53,6 +53,7 @@ class RankContext:
     """
 
     __slots__ = (
+        "_known",
         "_p95s",
         "_qualities",
         "cost_nanos",
@@ -89,6 +90,7 @@ class RankContext:
         self.random_value = random_value
         self.ticket = ticket
         self._qualities: Sequence[float] | None = None
+        self._known: Sequence[bool] | None = None
         self._p95s: list[float | None] | None = None
 
     @property
@@ -105,6 +107,23 @@ class RankContext:
                     view.quality(k, task, p) for k, p in zip(self.table.keys, priors, strict=True)
                 ]
         return self._qualities
+
+    @property
+    def quality_known(self) -> Sequence[bool]:
+        """Per candidate: whether its quality estimate is known (a configured prior, or feedback
+        for this task when the QualityView says so), i.e. whether quality floors apply to it."""
+        if self._known is None:
+            table = self.table
+            observed = getattr(self.quality_view, "observed", None)  # ObservedQualityView
+            if not table.unknown_quality or observed is None:
+                self._known = table.quality_known  # the table's own tuple: the common case
+            else:
+                known = list(table.quality_known)
+                keys, task = table.keys, self.task
+                for i in table.unknown_quality:
+                    known[i] = observed(keys[i], task)
+                self._known = known
+        return self._known
 
     @property
     def p95s(self) -> list[float | None]:

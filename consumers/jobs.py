@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from consumers.aggregator import Aggregator
-from consumers.costs.aggregate import CostsAggregator
+from consumers.costs.aggregate import CostsAggregator, CostsConfig
 from consumers.health.aggregate import HealthAggregator
 from consumers.quality.aggregate import QualityAggregator
 
 DEFAULT_INPUT_TOPIC = "llmrouter.events.v1"
+COST_TAG_DIMENSIONS_ENV = "COST_TAG_DIMENSIONS"
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """What a deployment chooses about the aggregations (consumer flags, or the environment)."""
+
+    # Caller tag keys whose values are cost-rollup dimensions; no other tag becomes a key.
+    cost_tag_dimensions: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> JobOptions:
+        """From COST_TAG_DIMENSIONS ("feature,env"); unset or empty: the defaults."""
+        env = os.environ if env is None else env
+        return cls(cost_tag_dimensions=tag_keys(env.get(COST_TAG_DIMENSIONS_ENV, "").split(",")))
+
+
+def tag_keys(names: Iterable[str]) -> frozenset[str]:
+    """Tag keys from a list as people write one ("feature, env", trailing commas): stripped,
+    empty entries dropped."""
+    return frozenset(stripped for name in names if (stripped := name.strip()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,29 +41,41 @@ class Job:
     name: str
     kinds: frozenset[str]  # event kinds the aggregator reads; the runner decodes no others
     snapshot_topic: str
-    new_aggregator: Callable[[], Aggregator]
+    make_aggregator: Callable[[JobOptions], Aggregator]
+    options: JobOptions = JobOptions()
 
     @property
     def group_id(self) -> str:
         return f"llmrouter-consumer-{self.name}"
 
+    def new_aggregator(self) -> Aggregator:
+        return self.make_aggregator(self.options)
+
+    def configured(self, options: JobOptions) -> Job:
+        return dataclasses.replace(self, options=options)
+
+
+def _costs(options: JobOptions) -> Aggregator:
+    return CostsAggregator(CostsConfig(tag_dimensions=options.cost_tag_dimensions))
+
 
 JOBS: dict[str, Job] = {
     # Attempts too: a hedge loser that answered after its request did carries a cost of its own.
-    "costs": Job("costs", frozenset({"completion", "attempt"}), "llmrouter.costs.v1", CostsAggregator),
-    "health": Job("health", frozenset({"attempt"}), "llmrouter.health.v1", HealthAggregator),
+    "costs": Job("costs", frozenset({"completion", "attempt"}), "llmrouter.costs.v1", _costs),
+    "health": Job("health", frozenset({"attempt"}), "llmrouter.health.v1", lambda _: HealthAggregator()),
     # Decisions and completions feed the join index; feedback events are what is counted.
     "quality": Job(
         "quality",
         frozenset({"decision", "completion", "feedback"}),
         "llmrouter.quality.v1",
-        QualityAggregator,
+        lambda _: QualityAggregator(),
     ),
 }
 
 
-def job_named(name: str) -> Job:
+def job_named(name: str, options: JobOptions | None = None) -> Job:
     try:
-        return JOBS[name]
+        job = JOBS[name]
     except KeyError:
         raise ValueError(f"unknown consumer {name!r}; expected one of {sorted(JOBS)}") from None
+    return job if options is None else job.configured(options)

@@ -10,7 +10,9 @@ Configuration: Kafka connection from the arguments or the environment (KafkaOpti
 KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_CAFILE,
 KAFKA_ENABLE_IDEMPOTENCE=false against the embedded Tansu broker); group ids default to
 `llmrouter-consumer-<kind>`, snapshot topics to `llmrouter.<kind>.v1`, the input topic to
-`llmrouter.events.v1`; Prometheus metrics on 127.0.0.1:9465 (the router uses 9464).
+`llmrouter.events.v1`; Prometheus metrics on 127.0.0.1:9465 (the router uses 9464). Which caller
+tag keys are cost-rollup dimensions: `--cost-tag-dimensions feature,env`, else
+$COST_TAG_DIMENSIONS, else none (JobOptions).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Sequence
 
 from prometheus_client import start_http_server
 
-from consumers.jobs import DEFAULT_INPUT_TOPIC, JOBS, job_named
+from consumers.jobs import DEFAULT_INPUT_TOPIC, JOBS, JobOptions, job_named, tag_keys
 from consumers.kafka import KafkaOptions, TopicMissingError
 from consumers.metrics import ConsumerMetrics, default_metrics
 from consumers.runner import ConsumerRunner, RunnerConfig, RunnerError
@@ -48,6 +50,7 @@ def run_consumer(
     metrics_host: str = "127.0.0.1",
     create_topics: bool = False,
     kafka: KafkaOptions | None = None,
+    options: JobOptions | None = None,
 ) -> int:
     """Run the consumer(s) until SIGTERM/SIGINT; the process exit code (0 after a clean stop).
 
@@ -56,8 +59,9 @@ def run_consumer(
     metrics_port: None disables the /metrics endpoint.
     create_topics: create missing snapshot topics (compacted); dev and embedded stack only.
     kafka: full connection options (security...); `bootstrap`, if given, replaces its servers.
+    options: what the jobs aggregate by; None -> JobOptions.from_env().
     """
-    options = _kafka_options(bootstrap, kafka)
+    kafka_options = _kafka_options(bootstrap, kafka)
     config = RunnerConfig(
         input_topic=input_topic,
         snapshot_topic=snapshot_topic or "",
@@ -65,7 +69,7 @@ def run_consumer(
         snapshot_interval_s=snapshot_interval_s,
         create_topics=create_topics,
     )
-    runners = build_runners(kind, options, config, default_metrics())
+    runners = build_runners(kind, kafka_options, config, default_metrics(), options or JobOptions.from_env())
     if metrics_port is not None:
         start_http_server(metrics_port, addr=metrics_host)
     try:
@@ -77,14 +81,18 @@ def run_consumer(
 
 
 def build_runners(
-    kind: str, kafka: KafkaOptions, config: RunnerConfig, metrics: ConsumerMetrics
+    kind: str,
+    kafka: KafkaOptions,
+    config: RunnerConfig,
+    metrics: ConsumerMetrics,
+    options: JobOptions | None = None,
 ) -> list[ConsumerRunner]:
     if kind not in KINDS:
         raise ValueError(f"unknown consumer {kind!r}; expected one of {list(KINDS)}")
     if kind == "all" and (config.group_id or config.snapshot_topic):
         raise ValueError("group_id and snapshot_topic name one job's; they cannot apply to 'all'")
     names = list(JOBS) if kind == "all" else [kind]
-    return [ConsumerRunner(job_named(name), config, kafka, metrics) for name in names]
+    return [ConsumerRunner(job_named(name, options), config, kafka, metrics) for name in names]
 
 
 async def serve(runners: Sequence[ConsumerRunner], *, handle_signals: bool = True) -> None:
@@ -139,6 +147,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="0 or less: off")
     parser.add_argument("--metrics-host", default="127.0.0.1")
     parser.add_argument("--create-topics", action="store_true", help="create missing snapshot topics (dev)")
+    parser.add_argument(
+        "--cost-tag-dimensions",
+        default=None,
+        metavar="KEY,KEY",
+        help="caller tag keys that are cost-rollup dimensions, e.g. feature,env (default "
+        "$COST_TAG_DIMENSIONS, else none: other tags never become snapshot keys)",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -152,4 +167,11 @@ def run_from_args(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port if args.metrics_port > 0 else None,
         metrics_host=args.metrics_host,
         create_topics=args.create_topics,
+        options=_job_options(args.cost_tag_dimensions),
     )
+
+
+def _job_options(cost_tag_dimensions: str | None) -> JobOptions:
+    if cost_tag_dimensions is None:
+        return JobOptions.from_env()
+    return JobOptions(cost_tag_dimensions=tag_keys(cost_tag_dimensions.split(",")))

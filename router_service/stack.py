@@ -27,7 +27,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from consumers.jobs import JOBS
+from consumers.jobs import JOBS, JobOptions
 from consumers.kafka import KafkaOptions
 from consumers.main import DEFAULT_METRICS_PORT, build_runners, serve
 from consumers.metrics import ConsumerMetrics
@@ -76,6 +76,7 @@ async def _stack(template: Path, port: int) -> None:
         start_metrics_server(config.metrics.listen)
         consumers = StackConsumers(
             KafkaOptions.from_env(env=env),
+            options=JobOptions.from_env(env),  # COST_TAG_DIMENSIONS
             create_topics=embedded,
             metrics_listen=env.get("CONSUMER_METRICS_LISTEN", CONSUMER_METRICS_LISTEN),
         )
@@ -92,10 +93,17 @@ class StackConsumers:
     """The three consumer jobs as one task of this process (`consumers.main.serve`), with their
     metrics in their own registry on their own port, as the standalone consumer process has."""
 
-    def __init__(self, kafka: KafkaOptions, *, create_topics: bool, metrics_listen: str) -> None:
+    def __init__(
+        self,
+        kafka: KafkaOptions,
+        *,
+        create_topics: bool,
+        metrics_listen: str,
+        options: JobOptions | None = None,
+    ) -> None:
         self._registry = CollectorRegistry()
         config = RunnerConfig(snapshot_interval_s=SNAPSHOT_INTERVAL_S, create_topics=create_topics)
-        self.runners = build_runners("all", kafka, config, ConsumerMetrics(self._registry))
+        self.runners = build_runners("all", kafka, config, ConsumerMetrics(self._registry), options)
         self.metrics_listen = metrics_listen
         self._metrics_server: Any = None
         self._task: asyncio.Task[None] | None = None

@@ -4,7 +4,9 @@ Input: completion events, and attempt events that carry an unused answer's cost 
 that finished after its request was answered: the upstream billed it). Each counts once in each
 of its dimensions: `total=all`,
 `api_key=<id>`, `team=<team>`, `customer=<customer>`, `model=<model>`, `provider=<provider>` and
-`tag:<key>=<value>` per caller tag (dimensions.py). Windows: UTC minute, hour and day by event
+`tag:<key>=<value>` per caller tag whose key is configured as a dimension (`--cost-tag-dimensions`
+or COST_TAG_DIMENSIONS, e.g. `feature,env`; none by default: other tags never become keys,
+dimensions.py). Windows: UTC minute, hour and day by event
 time; each keeps the current window and the one before (aggregate.py).
 
 Record key: `<dimension>#<input partition>` (snapshot_keys.py); readers sum the partitions of a

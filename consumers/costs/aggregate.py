@@ -9,7 +9,8 @@ the wall clock, so replaying the same records always yields the same state.
 
 Memory is bounded by the retained windows and by `max_dimensions` per partition: past it, a new
 dimension is counted under `<name>=_OTHER`. A dimension whose windows all fell out of retention
-is dropped and published as a tombstone.
+is dropped and published as a tombstone. So is a restored tag dimension whose key is no longer
+in `tag_dimensions` (dimensions.py): removing a key from the config removes its records.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from consumers.aggregator import DimensionRecord, JsonDict
-from consumers.costs.dimensions import Dimension, dimensions_of
+from consumers.costs.dimensions import Dimension, dimensions_of, is_configured
 from consumers.costs.rollup import DimensionTotals
 from consumers.costs.totals import Totals
 from consumers.events import Attempt, Completion, Event
@@ -30,12 +31,15 @@ from consumers.windows import GRANULARITIES, window_start
 class CostsConfig:
     granularities: Mapping[str, int] = field(default_factory=lambda: dict(GRANULARITIES))
     max_dimensions: int = 50_000  # per input partition
+    # Caller tag keys whose values are rollup dimensions (`tag:<key>=<value>`); none by default.
+    tag_dimensions: frozenset[str] = frozenset()
 
 
 class CostsAggregator:
     def __init__(self, config: CostsConfig = CostsConfig()) -> None:
         self._sizes = dict(config.granularities)
         self._max_dimensions = config.max_dimensions
+        self._tag_keys = config.tag_dimensions
         self._dims: dict[str, DimensionTotals] = {}
         self._dirty: set[str] = set()
         self._gate = RestoreGate()
@@ -57,7 +61,7 @@ class CostsAggregator:
         }
         if not starts:
             return False
-        for dimension in dimensions_of(event.envelope, cost):
+        for dimension in dimensions_of(event.envelope, cost, self._tag_keys):
             self._add(dimension, starts, cost, offset)
         return True
 
@@ -68,7 +72,11 @@ class CostsAggregator:
         return None
 
     def restore(self, key: str, value: JsonDict, covered_offset: int) -> None:
-        self._dims[key] = DimensionTotals.from_json(value, self._sizes)
+        state = DimensionTotals.from_json(value, self._sizes)
+        if not is_configured(state.dimension, self._tag_keys):
+            self._dirty.add(key)  # published as a tombstone: the key leaves the compacted topic
+            return
+        self._dims[key] = state
         self._gate.cover(key, covered_offset)
 
     def meta(self) -> JsonDict:

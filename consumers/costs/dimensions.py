@@ -1,14 +1,18 @@
 """The dimensions one completion's cost (or one unused hedge answer's) is added to.
 
 Every completion counts once in each of: `total=all`, `api_key=<id>`, `team=<team>`,
-`customer=<customer>`, `model=<model>`, `provider=<provider>`, and `tag:<key>=<value>` per caller
-tag. Empty values (no governance configured) are a dimension of their own (`team=`), so the
-dimensions of one kind always add up to the total.
+`customer=<customer>`, `model=<model>`, `provider=<provider>`, and `tag:<key>=<value>` for each
+caller tag whose key is a configured tag dimension (`--cost-tag-dimensions`; none by default).
+Other tags never become keys: a tag is whatever a caller sent (a note, a user id, a token
+pasted by mistake), and every distinct value would be one more key of a compacted topic, kept
+and readable for as long as its windows last. Empty values (no governance configured) are a
+dimension of their own (`team=`), so the dimensions of one kind always add up to the total.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +47,10 @@ class Dimension:
         return cls(str(data["name"]), str(data["value"]), str(data.get("tag_key", "")))
 
 
-def dimensions_of(envelope: Envelope, completion: Completion | Attempt) -> list[Dimension]:
+def dimensions_of(
+    envelope: Envelope, completion: Completion | Attempt, tag_keys: AbstractSet[str] = frozenset()
+) -> list[Dimension]:
+    """`tag_keys`: the caller tag keys that are dimensions; the event's other tags are not."""
     dimensions = [
         Dimension("total", "all"),
         Dimension("api_key", envelope.api_key_id),
@@ -52,8 +59,15 @@ def dimensions_of(envelope: Envelope, completion: Completion | Attempt) -> list[
         Dimension("model", completion.model),
         Dimension("provider", completion.provider),
     ]
-    dimensions += [Dimension(TAG, value, key) for key, value in envelope.tags.items()]
+    if tag_keys and envelope.tags:
+        dimensions += [Dimension(TAG, value, key) for key, value in envelope.tags.items() if key in tag_keys]
     return dimensions
+
+
+def is_configured(dimension: Dimension, tag_keys: AbstractSet[str]) -> bool:
+    """Whether a (restored) dimension is one this configuration builds: a tag dimension whose key
+    is no longer configured is not (its overflow bucket always is: it only shrinks)."""
+    return dimension.name != TAG or dimension.tag_key in tag_keys or dimension.tag_key == OVERFLOW_VALUE
 
 
 @functools.lru_cache(maxsize=65_536)  # the same few thousand dimensions recur in every batch

@@ -93,7 +93,9 @@ class GroundTruth:
     totals: dict[str, dict[str, int]]
 
     @classmethod
-    def of(cls, events: Iterable[ev.TelemetryEvent]) -> GroundTruth:
+    def of(cls, events: Iterable[ev.TelemetryEvent], tag_dimensions: Iterable[str] = ()) -> GroundTruth:
+        """`tag_dimensions`: the consumer's configured tag keys (none by default)."""
+        tag_keys = set(tag_dimensions)
         totals: dict[str, dict[str, int]] = {}
         seen: set[str] = set()
         for event in events:
@@ -101,7 +103,7 @@ class GroundTruth:
             if not isinstance(body, ev.CompletionEvent) or event.event_id in seen:
                 continue
             seen.add(event.event_id)
-            for key in _dimension_keys(event.context, body):
+            for key in _dimension_keys(event.context, body, tag_keys):
                 sums = totals.setdefault(key, dict.fromkeys(_FIELDS, 0))
                 sums["requests"] += 1
                 sums["cache_hits"] += int(body.cache_hit)
@@ -124,7 +126,7 @@ _FIELDS = (
 )
 
 
-def _dimension_keys(ctx: ev.RequestContext, body: ev.CompletionEvent) -> list[str]:
+def _dimension_keys(ctx: ev.RequestContext, body: ev.CompletionEvent, tag_keys: set[str]) -> list[str]:
     # Written out here rather than calling consumers.costs.dimensions: an independent oracle.
     from urllib.parse import quote
 
@@ -139,7 +141,7 @@ def _dimension_keys(ctx: ev.RequestContext, body: ev.CompletionEvent) -> list[st
         f"model={q(body.model)}",
         f"provider={q(body.provider)}",
     ]
-    return keys + [f"tag:{q(k)}={q(v)}" for k, v in ctx.tags.items()]
+    return keys + [f"tag:{q(k)}={q(v)}" for k, v in ctx.tags.items() if k in tag_keys]
 
 
 def totals_json(totals: Any) -> dict[str, int]:

@@ -28,18 +28,26 @@ def _completion(cost: int = 100, tokens: tuple[int, int, int] = (10, 5, 2), **kw
 
 
 @pytest.mark.parametrize(
-    ("team", "tags", "expected_extra"),
+    ("team", "tags", "tag_keys", "expected_extra"),
     [
-        ("search", {}, []),
-        ("", {"feature": "sum"}, ["tag:feature=sum"]),
-        ("a=b", {"k#1": "v,2/3"}, ["tag:k%231=v%2C2%2F3"]),
+        ("search", {}, {"feature"}, []),
+        ("", {"feature": "sum"}, {"feature"}, ["tag:feature=sum"]),
+        ("a=b", {"k#1": "v,2/3"}, {"k#1"}, ["tag:k%231=v%2C2%2F3"]),
+        # Only configured tag keys are dimensions; by default none is.
+        (
+            "",
+            {"feature": "sum", "note": "Bearer tok-abc", "user": "u-81723"},
+            {"feature", "env"},
+            ["tag:feature=sum"],
+        ),
+        ("", {"feature": "sum", "note": "Bearer tok-abc"}, set(), []),
     ],
 )
 def test_a_completion_counts_in_every_dimension(
-    team: str, tags: dict[str, str], expected_extra: list[str]
+    team: str, tags: dict[str, str], tag_keys: set[str], expected_extra: list[str]
 ) -> None:
     event = consumer_event(_completion(), team=team, tags=tags)
-    keys = [d.key for d in dimensions_of(event.envelope, event.body)]  # type: ignore[arg-type]
+    keys = [d.key for d in dimensions_of(event.envelope, event.body, frozenset(tag_keys))]  # type: ignore[arg-type]
     team_key = "team=" + team.replace("=", "%3D")
     base = ["total=all", "api_key=key-1", team_key, "customer=acme", "model=gpt-4o", "provider=openai"]
     assert keys == [*base, *expected_extra]
@@ -223,3 +231,35 @@ def test_fleet_totals_sum_the_partitions_of_a_dimension() -> None:
 )
 def test_usd_text_is_exact(nanos: int, text: str) -> None:
     assert usd_text(nanos) == text
+
+
+def test_only_configured_tag_keys_become_snapshot_keys() -> None:
+    tags = {"feature": "chat", "note": "Bearer tok-abcdefgh12345678", "user": "jane@example.com"}
+    default = CostsAggregator()
+    configured = CostsAggregator(CostsConfig(tag_dimensions=frozenset({"feature", "env"})))
+    for aggregator in (default, configured):
+        aggregator.apply(consumer_event(_completion(), tags=tags, time_s=DAY0), 0)
+
+    default_keys = [record.key for record in default.changes(DAY0)]
+    configured_keys = [record.key for record in configured.changes(DAY0)]
+
+    assert not [key for key in default_keys if key.startswith("tag:")]
+    assert [key for key in configured_keys if key.startswith("tag:")] == ["tag:feature=chat"]
+    assert "Bearer" not in " ".join(configured_keys) and "jane" not in " ".join(configured_keys)
+
+
+def test_a_restored_tag_dimension_no_longer_configured_is_tombstoned() -> None:
+    old = CostsAggregator(CostsConfig(tag_dimensions=frozenset({"feature", "note"})))
+    old.apply(consumer_event(_completion(), tags={"feature": "chat", "note": "tok-1"}, time_s=DAY0), 0)
+    snapshot = {record.key: record.value for record in old.changes(DAY0)}
+    assert "tag:note=tok-1" in snapshot
+
+    new = CostsAggregator(CostsConfig(tag_dimensions=frozenset({"feature"})))
+    for key, value in snapshot.items():
+        assert value is not None
+        new.restore(key, value, covered_offset=1)
+
+    changes = {record.key: record.value for record in new.changes(DAY0)}
+    assert changes == {"tag:note=tok-1": None}  # a tombstone: compaction removes the key
+    assert new.totals("tag:feature=chat", "day", DAY0) == old.totals("tag:feature=chat", "day", DAY0)
+    assert new.totals("tag:note=tok-1", "day", DAY0) is None

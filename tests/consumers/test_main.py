@@ -8,12 +8,15 @@ import argparse
 import pytest
 from prometheus_client import CollectorRegistry
 
+from consumers import events as ce
+from consumers.jobs import JobOptions
 from consumers.kafka import KafkaOptions
-from consumers.main import add_arguments, build_runners
+from consumers.main import _job_options, add_arguments, build_runners
 from consumers.metrics import ConsumerMetrics
 from consumers.runner import RunnerConfig
 from consumers.snapshot_keys import parse_record_key, record_key
 from router_service import cli
+from tests.consumers.helpers import consumer_event
 
 
 def _metrics() -> ConsumerMetrics:
@@ -116,3 +119,36 @@ def test_record_keys_round_trip(dimension: str) -> None:
 def test_keys_no_consumer_wrote_are_rejected(key: str) -> None:
     with pytest.raises(ValueError):
         parse_record_key(key)
+
+
+def test_cost_tag_dimensions_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["costs", "--cost-tag-dimensions", "feature, env,"])
+    assert _job_options(args.cost_tag_dimensions) == JobOptions(frozenset({"feature", "env"}))
+
+    monkeypatch.setenv("COST_TAG_DIMENSIONS", "team_feature")
+    assert _job_options(None) == JobOptions(frozenset({"team_feature"}))
+    assert _job_options("") == JobOptions()  # the flag wins, even when empty
+    monkeypatch.delenv("COST_TAG_DIMENSIONS")
+    assert _job_options(None) == JobOptions()  # default: no tag is a dimension
+    assert JobOptions.from_env({"COST_TAG_DIMENSIONS": " , "}) == JobOptions()
+
+
+def test_the_costs_runner_aggregates_by_the_configured_tag_keys() -> None:
+    options = JobOptions(frozenset({"feature"}))
+    runners = build_runners("all", KafkaOptions(), RunnerConfig(), _metrics(), options)
+    costs = next(runner for runner in runners if runner.job.name == "costs").job.new_aggregator()
+    completion = ce.Completion("openai", "gpt-4o", 10, 5, 0, cost_nanos_usd=100)
+    costs.apply(consumer_event(completion, tags={"feature": "chat", "note": "tok-1"}), 0)
+
+    keys = [record.key for record in costs.changes(0.0)]
+    assert [key for key in keys if key.startswith("tag:")] == ["tag:feature=chat"]
+
+
+def test_up_gives_its_consumers_the_tag_dimensions_of_its_environment() -> None:
+    from router_service.stack import StackConsumers
+
+    options = JobOptions.from_env({"COST_TAG_DIMENSIONS": "feature,env"})
+    consumers = StackConsumers(KafkaOptions(), create_topics=False, metrics_listen="", options=options)
+    assert {runner.job.options for runner in consumers.runners} == {JobOptions(frozenset({"feature", "env"}))}

@@ -52,6 +52,7 @@ async def test_sigterm_flushes_commits_and_exits_zero(kafka_broker: EmbeddedBrok
         "--input-topic", input_topic, "--snapshot-topic", snapshot_topic, "--group-id", group,
         "--snapshot-interval", "600",  # no interval flush: only the shutdown can publish anything
         "--metrics-port", str(port), "--create-topics",
+        "--cost-tag-dimensions", "feature, plan",  # not "region", which some events carry too
     ]  # fmt: skip
     env = {**os.environ, "KAFKA_ENABLE_IDEMPOTENCE": "false"}
     log = (tmp_path / "consumer.log").open("wb")
@@ -74,5 +75,7 @@ async def test_sigterm_flushes_commits_and_exits_zero(kafka_broker: EmbeddedBrok
     assert await helpers.committed(bootstrap, group, input_topic, 2) == written
     latest = await helpers.read_latest(bootstrap, snapshot_topic)
     rollups = fleet_totals(latest, "hour", window_start(now, 3600))
-    truth = helpers.GroundTruth.of(events).totals
+    truth = helpers.GroundTruth.of(events, tag_dimensions={"feature", "plan"}).totals
+    assert any(key.startswith("tag:plan=") for key in truth)
+    assert not any(key.startswith("tag:region=") for key in rollups)
     assert {key: helpers.totals_json(totals) for key, totals in rollups.items()} == truth

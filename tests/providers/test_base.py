@@ -13,8 +13,8 @@ from router_service.providers.base import (
     bad_response,
     classify_status,
     error_from_response,
-    error_summary,
     error_from_transport,
+    error_summary,
     parse_retry_after,
 )
 

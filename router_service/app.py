@@ -34,6 +34,10 @@ from router_service.engine import Engine, RequestObserver
 from router_service.fleet.metrics import FleetMetrics
 from router_service.fleet.metrics import default_metrics as default_fleet_metrics
 from router_service.fleet.subscriber import SnapshotSubscriber
+from router_service.identity.authenticator import Authenticator
+from router_service.identity.gate import AuthGate, AuthMode
+from router_service.keystore.base import KeyStore
+from router_service.keystore.factory import build_key_store
 from router_service.providers.base import ProviderEndpoint
 from router_service.providers.http import make_http_client
 from router_service.providers.registry import build_adapters
@@ -74,6 +78,7 @@ class RouterApp:
         self._stopped = False
         self._engine: Engine | None = None
         self._client: httpx.AsyncClient | None = None
+        self.key_store: KeyStore | None = None  # None with auth off
         self.port = 0
 
     async def start(self) -> int:
@@ -95,12 +100,14 @@ class RouterApp:
         self._engine, self._client = engine, client
         self._register_live_metrics(engine)
         self._start_fleet_view(engine)
+        gate = await self._start_auth()
         servicer = RouterServicer(
             engine,
             self.config.routing.default_deadline_s,
             feedback=_feedback_publisher(sink),
             ledger=RequestLedger(self.config.ledger),
             require_known_feedback=self.config.require_known_feedback,
+            gate=gate,
         )
         self._server, self.port, self._health = create_server(
             servicer,
@@ -113,6 +120,28 @@ class RouterApp:
         await mark_serving(self._health)
         log.info("router listening on port %d (config %s)", self.port, self.config.source or "<inline>")
         return self.port
+
+    async def _start_auth(self) -> AuthGate:
+        """The auth gate over the configured key store (started here, stopped with the app)."""
+        auth = self.config.auth
+        mode = AuthMode(auth.mode)
+        if mode is AuthMode.OFF:
+            if not _loopback(self._listen or self.config.server.listen):
+                log.warning("auth.mode is off on a non-loopback address: every caller may call everything")
+            return AuthGate(mode, None)
+        store = build_key_store(auth)
+        self.key_store = store
+        await store.start()
+        self._stack.push_async_callback(store.stop)
+        return AuthGate(
+            mode,
+            Authenticator(store.get, time.time),
+            anonymous=auth.anonymous.to_identity("anonymous"),
+            certificate_identities={
+                subject: ident.to_identity(f"cert:{subject}")
+                for subject, ident in auth.certificate_identities.items()
+            },
+        )
 
     def _start_tracing(
         self, endpoints: Callable[[], Mapping[str, ProviderEndpoint]]
@@ -199,6 +228,11 @@ class RouterApp:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _feedback_publisher(sink: EventSink) -> FeedbackSink:

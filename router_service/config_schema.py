@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_core import PydanticCustomError
 
 from router_service.catalog import NANOS_PER_USD
+from router_service.keystore.schema import IdentityConfig
 from router_service.providers.url_safety import is_cleartext_remote
 from router_service.telemetry.pii import DEFAULT_PII
 from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS, DEFAULT_TOPIC
@@ -21,6 +22,21 @@ from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS, DEFAULT
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Strict):
+    """TLS for the gRPC server; with `client_ca_file`, mTLS (client certificates verified)."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str = ""
+    require_client_cert: bool = False  # true: a call without a verified client certificate fails
+
+    @model_validator(mode="after")
+    def _ca_for_required(self) -> TlsConfig:
+        if self.require_client_cert and not self.client_ca_file:
+            raise ValueError("require_client_cert needs client_ca_file")
+        return self
 
 
 class ServerConfig(_Strict):
@@ -37,6 +53,7 @@ class ServerConfig(_Strict):
     # Move everything allocated at start (config, catalog, generated classes, clients) out of the
     # cyclic GC's reach, so each collection scans only request-time objects (gc.freeze()).
     gc_freeze_after_start: bool = True
+    tls: TlsConfig | None = None  # None: plaintext (fine on loopback; use TLS beyond it)
 
     @field_validator("listen")
     @classmethod
@@ -372,8 +389,35 @@ class FeedbackSettings(_Strict):
     max_entries: Annotated[int, Field(ge=1)] = 200_000
 
 
+class AuthConfig(_Strict):
+    """Caller identity (README "Keys and access"). `off` (the default) attributes and restricts
+    nothing and logs a warning when the server listens beyond loopback; deploy/ runs `required`."""
+
+    mode: Literal["required", "optional", "off"] = "off"
+    keys_file: str = ""  # YAML of key definitions (hashes only), hot-reloaded; see `routerctl keys`
+    # A Redis every replica shares (redis://[:password@]host:port/db); wins over keys_file.
+    redis_url: SecretStr = SecretStr("")
+    redis_prefix: str = "llmrouter:"
+    key_cache_ttl_s: Annotated[float, Field(ge=0, le=300)] = 5.0  # Redis records cached in process
+    keys_file_poll_s: Annotated[float, Field(ge=0, le=300)] = 2.0  # 0: reload on SIGHUP only
+    # `optional` mode: the identity of callers that present no credentials.
+    anonymous: IdentityConfig = IdentityConfig(scopes=["complete", "route", "stream"])
+    # mTLS: client certificate identity (URI SAN, else DNS SAN, else CN) -> identity.
+    certificate_identities: dict[str, IdentityConfig] = {}
+
+    @model_validator(mode="after")
+    def _store_for_keys(self) -> AuthConfig:
+        has_store = bool(self.keys_file or self.redis_url.get_secret_value())
+        if self.mode != "off" and not has_store and not self.certificate_identities:
+            raise ValueError(
+                f"auth.mode {self.mode} needs auth.keys_file, auth.redis_url or certificate_identities"
+            )
+        return self
+
+
 class FileConfig(_Strict):
     server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
     metrics: MetricsConfig = MetricsConfig()
     tracing: TracingConfig = TracingConfig()
     http: HttpConfig = HttpConfig()

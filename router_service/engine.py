@@ -146,17 +146,30 @@ class Engine:
 
     # --- decisions ---------------------------------------------------------------------------
 
-    def route(self, request: ChatRequest, *, streaming: bool = False) -> RouteDecision:
-        return self._route(self._setup, request, streaming)
+    def route(
+        self, request: ChatRequest, *, streaming: bool = False, allowed_models: frozenset[str] | None = None
+    ) -> RouteDecision:
+        """`allowed_models`: the caller's key scope (catalog models or deployment keys); None: any."""
+        return self._route(self._setup, request, streaming, allowed_models)
 
-    def _route(self, setup: _Setup, request: ChatRequest, streaming: bool) -> RouteDecision:
+    def _route(
+        self, setup: _Setup, request: ChatRequest, streaming: bool, allowed_models: frozenset[str] | None
+    ) -> RouteDecision:
         name = request.hints.policy
         if name and name not in setup.config.policies:
             raise UnknownModelError("policy", name)
         now = time.monotonic()
         signals, fleet = self._signals, self.fleet
         quality = fleet.quality_view() if fleet is not None else None
-        return setup.router.route(request, signals, now, live=signals, quality=quality, streaming=streaming)
+        return setup.router.route(
+            request,
+            signals,
+            now,
+            live=signals,
+            quality=quality,
+            streaming=streaming,
+            allowed_models=allowed_models,
+        )
 
     # --- unary --------------------------------------------------------------------------------
 
@@ -174,7 +187,7 @@ class Engine:
         """Route and report the decision; when nothing is eligible, the decision that says why
         is reported too, before the error ends the request."""
         try:
-            decision = self._route(setup, run.request, streaming)
+            decision = self._route(setup, run.request, streaming, run.ctx.identity.allowed_models or None)
         except NoEligibleCandidateError as exc:
             if exc.decision is not None:
                 run.refused(exc.decision)

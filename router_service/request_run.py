@@ -35,6 +35,7 @@ from router_service.errors import (
     ProviderError,
     UpstreamRejectedError,
 )
+from router_service.identity.model import UNRESTRICTED, Identity
 from router_service.resilience.error_policy import ErrorPolicy
 from router_service.resilience.live_state import LiveState
 from router_service.resilience.recovery import Action, Failure, after_failure
@@ -54,20 +55,21 @@ class CallContext:
     trace_id: str = ""  # the caller's W3C trace id (32 hex), empty when untraced
     span_id: str = ""  # the caller's span id (16 hex)
 
-    # Tenant identity: none until API keys exist (the governance issue). Properties rather than
-    # fields meanwhile, so that every call does not pay for three empty strings; a CallContext is
-    # also its events' telemetry.events.EventContext.
+    identity: Identity = UNRESTRICTED  # who called (the auth gate's answer)
+
+    # A CallContext is also its events' telemetry.events.EventContext: the attribution
+    # dimensions come from the identity, never from what the caller claims in tags.
     @property
     def api_key_id(self) -> str:
-        return ""
+        return self.identity.key_id
 
     @property
     def team(self) -> str:
-        return ""
+        return self.identity.team
 
     @property
     def customer(self) -> str:
-        return ""
+        return self.identity.customer
 
 
 @dataclass(frozen=True, slots=True)

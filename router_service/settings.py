@@ -24,6 +24,7 @@ from pydantic import (
 
 from router_service.catalog import Catalog, Deployment, Price
 from router_service.config_schema import (
+    AuthConfig,
     ClassifierSettings,
     EventsConfig,
     FileConfig,
@@ -82,6 +83,7 @@ class RuntimeConfig:
     create_topic_partitions: int | None = None
     fleet: FleetConfig | None = None  # None: route on local state only
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)  # read at start only (app.py builds the gate)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)  # requests.* and feedback.* windows
     require_known_feedback: bool = True  # feedback.require_known_request
     source: str = ""  # path the config came from, for logs
@@ -194,6 +196,7 @@ def to_runtime(cfg: FileConfig) -> RuntimeConfig:
         create_topic_partitions=cfg.events.create_topic_partitions,
         fleet=_fleet_config(cfg.fleet) if cfg.events.bootstrap_servers else None,
         tracing=cfg.tracing,
+        auth=cfg.auth,
         ledger=LedgerConfig(
             idempotency_window_s=cfg.requests.idempotency_window_s,
             idempotency_max_entries=cfg.requests.idempotency_max_entries,

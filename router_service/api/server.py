@@ -11,6 +11,7 @@ from grpc_reflection.v1alpha import reflection
 from router_service._gen.router.v1 import router_pb2
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.api.interceptors import RequestDecodeInterceptor
+from router_service.api.tls import server_credentials
 from router_service.config_schema import ServerConfig
 
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
@@ -54,7 +55,15 @@ def create_server(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(listen or config.listen)
+    address = listen or config.listen
+    if config.tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        tls = config.tls
+        credentials = server_credentials(
+            tls.cert_file, tls.key_file, tls.client_ca_file, tls.require_client_cert
+        )
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"cannot bind {listen or config.listen}")
     return server, port, health_servicer

@@ -1,10 +1,13 @@
-"""Thin gRPC servicer: decode and validate, call the engine, encode.
+"""Thin gRPC servicer: identify the caller, decode and validate, call the engine, encode.
 
-Besides that, only the request ledger's two promises (router_service/request_ledger.py): a
-Complete or Stream with a caller request id seen before is answered from the ledger (or waits for
-the call still running) instead of reaching the engine again, and Feedback must name a request
-this router served. A caller request id that is invalid is never echoed: errors carry a
-router-generated id in ErrorInfo.metadata["request_id"], for every RPC.
+Every RouterService call first asks the auth gate who is calling and whether its scope allows
+this RPC (identity/gate.py), then narrows the request to what the identity may use
+(identity/access.py). Besides that, only the request ledger's two promises
+(router_service/request_ledger.py): a Complete or Stream with a caller request id seen before is
+answered from the ledger (or waits for the call still running) instead of reaching the engine
+again, and Feedback must name a request this router served. A caller request id that is invalid
+is never echoed: errors carry a router-generated id in ErrorInfo.metadata["request_id"], for
+every RPC.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ from grpc_status import rpc_status
 from router_service._gen.router.v1 import router_pb2 as pb
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.api import codec
+from router_service.api.credentials import presented_credentials
 from router_service.api.status import to_rpc_error
 from router_service.api.trace_context import trace_ids
 from router_service.domain import ChatRequest, TextDelta, ToolCallDelta
 from router_service.engine import CallContext, Engine, StreamFinish, StreamStart
 from router_service.errors import RequestNotFoundError, RouterError
+from router_service.identity.access import authorize
+from router_service.identity.gate import AuthGate, AuthMode
+from router_service.identity.model import Identity, Scope
 from router_service.request_ledger import Answer, RequestLedger, Ticket, fingerprint
 
 log = logging.getLogger(__name__)
@@ -57,8 +64,10 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         *,
         ledger: RequestLedger | None = None,
         require_known_feedback: bool = True,
+        gate: AuthGate | None = None,
     ) -> None:
         self._engine = engine
+        self._gate = gate or AuthGate(AuthMode.OFF, None)
         self._default_deadline_s = default_deadline_s
         self._feedback = feedback
         self._ledger = ledger or RequestLedger()
@@ -67,8 +76,9 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
     async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
         request_id = new_request_id()
         try:
-            chat = codec.chat_from_proto(request.chat)
-            decision = self._engine.route(chat)
+            caller = await self._identify(context, Scope.ROUTE)
+            chat = self._authorized(caller, codec.chat_from_proto(request.chat))
+            decision = self._engine.route(chat, allowed_models=caller.allowed_models or None)
         except Exception as exc:
             await _abort(context, exc, request_id)
         return pb.RouteResponse(decision=codec.decision_to_proto(request_id, decision))
@@ -78,14 +88,16 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
     ) -> pb.CompleteResponse:
         request_id = request_id_for(request.request_id)
         try:
+            caller = await self._identify(context, Scope.COMPLETE)
             _, chat = codec.call_from_proto(request.request_id, request.chat)
-            claim = await self._claim(request, b"Complete", request_id)
+            chat = self._authorized(caller, chat)
+            claim = await self._claim(request, b"Complete", request_id, caller)
         except Exception as exc:
             await _abort(context, exc, request_id)
         if claim is not None and not isinstance(claim, Ticket):
             return pb.CompleteResponse.FromString(claim[0])  # the first call's answer, byte for byte
         try:
-            response = await self._complete(chat, context, request_id)
+            response = await self._complete(chat, context, request_id, caller)
             if claim is not None:
                 claim.store((response.SerializeToString(),))
         except Exception as exc:
@@ -96,9 +108,9 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         return response
 
     async def _complete(
-        self, chat: ChatRequest, context: grpc.aio.ServicerContext, request_id: str
+        self, chat: ChatRequest, context: grpc.aio.ServicerContext, request_id: str, caller: Identity
     ) -> pb.CompleteResponse:
-        done = await self._engine.complete(chat, self._context(context, request_id, chat.tags, False))
+        done = await self._engine.complete(chat, self._context(context, request_id, chat.tags, False, caller))
         response = codec.complete_response(done.result, done.cost_nanos)
         codec.fill_routing(
             response.routing,
@@ -116,8 +128,10 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
     ) -> AsyncIterator[pb.StreamResponse]:
         request_id = request_id_for(request.request_id)
         try:
+            caller = await self._identify(context, Scope.STREAM)
             _, chat = codec.call_from_proto(request.request_id, request.chat)
-            claim = await self._claim(request, b"Stream", request_id)
+            chat = self._authorized(caller, chat)
+            claim = await self._claim(request, b"Stream", request_id, caller)
         except Exception as exc:
             await _abort(context, exc, request_id)
         if claim is not None and not isinstance(claim, Ticket):
@@ -128,7 +142,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         # completion event is published by then, so a retry must not run the request again.
         sent: list[bytes] | None = None if claim is None else []
         try:
-            ctx = self._context(context, request_id, chat.tags, True)
+            ctx = self._context(context, request_id, chat.tags, True, caller)
             async for item in self._engine.stream(chat, ctx):
                 message = _stream_message(request_id, item)
                 if sent is not None and claim is not None:
@@ -143,15 +157,19 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
                 claim.release()  # interrupted, failed or cancelled: nothing stored
 
     async def _claim(
-        self, request: pb.CompleteRequest | pb.StreamRequest, kind: bytes, request_id: str
+        self, request: pb.CompleteRequest | pb.StreamRequest, kind: bytes, request_id: str, caller: Identity
     ) -> Ticket | Answer | None:
         """None without a caller id (nobody can retry a router-generated id; it is only
         remembered for feedback); else the ledger's ticket to run the request, or the answer
-        of the first call with this id (waiting for it while it runs)."""
+        of the first call with this id (waiting for it while it runs). The caller's key id is
+        part of the fingerprint: another key sending the same id and body never gets this answer
+        (it is told the id is in use)."""
         if not request.request_id:
             self._ledger.remember(request_id)
             return None
-        body = fingerprint(kind, request.SerializeToString(deterministic=True))
+        body = fingerprint(
+            kind + b"\0" + caller.key_id.encode(), request.SerializeToString(deterministic=True)
+        )
         return await self._ledger.acquire(request_id, body)
 
     async def Feedback(
@@ -159,6 +177,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
     ) -> pb.FeedbackResponse:
         error_id = request_id_for(request.request_id)
         try:
+            await self._identify(context, Scope.FEEDBACK)
             request_id, score, tags = codec.feedback_from_proto(request)
             if self._require_known_feedback and not self._ledger.known(request_id):
                 raise RequestNotFoundError(request_id)
@@ -168,8 +187,21 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             self._feedback(request_id, score, tags)
         return pb.FeedbackResponse()
 
+    async def _identify(self, context: grpc.aio.ServicerContext, scope: Scope) -> Identity:
+        presented = presented_credentials(context)
+        return await self._gate.identify(presented.bearer, presented.certificate_subject, scope)
+
+    def _authorized(self, caller: Identity, chat: ChatRequest) -> ChatRequest:
+        config = self._engine.config
+        return authorize(caller, chat, config.catalog, config.routing.default_policy)
+
     def _context(
-        self, context: grpc.aio.ServicerContext, request_id: str, tags: dict[str, str] | object, stream: bool
+        self,
+        context: grpc.aio.ServicerContext,
+        request_id: str,
+        tags: dict[str, str] | object,
+        stream: bool,
+        caller: Identity,
     ) -> CallContext:
         now = time.monotonic()
         remaining = context.time_remaining()
@@ -183,6 +215,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             stream=stream,
             trace_id=trace_id,
             span_id=span_id,
+            identity=caller,
         )
 
 

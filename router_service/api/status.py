@@ -24,6 +24,7 @@ from router_service.errors import (
     AllAttemptsFailedError,
     InvalidRequestError,
     NoEligibleCandidateError,
+    PermissionDeniedError,
     RouterError,
     StreamInterruptedError,
     UnknownModelError,
@@ -80,6 +81,8 @@ def to_rpc_error(exc: BaseException, request_id: str) -> RpcError:
             resource_type=_clip(exc.kind, _MAX_FIELD_BYTES), resource_name=_clip(exc.name, _MAX_FIELD_BYTES)
         )
         return _build(exc, request_id, {"kind": exc.kind, "name": exc.name}, info)
+    if isinstance(exc, PermissionDeniedError):
+        return _permission_denied(exc, request_id)
     if isinstance(exc, NoEligibleCandidateError):
         return _build(exc, request_id, {f"excluded:{k}": v for k, v in list(exc.exclusions.items())[:16]})
     if isinstance(exc, AllAttemptsFailedError):
@@ -94,6 +97,17 @@ def to_rpc_error(exc: BaseException, request_id: str) -> RpcError:
         }
         return _build(exc, request_id, meta)
     return _build(exc, request_id, {})
+
+
+def _permission_denied(exc: PermissionDeniedError, request_id: str) -> RpcError:
+    """ErrorInfo names the missing scope, or the model/alias/policy (with a ResourceInfo)."""
+    if exc.scope:
+        return _build(exc, request_id, {"scope": exc.scope})
+    info = error_details_pb2.ResourceInfo(
+        resource_type=_clip(exc.resource_kind, _MAX_FIELD_BYTES),
+        resource_name=_clip(exc.resource, _MAX_FIELD_BYTES),
+    )
+    return _build(exc, request_id, {"kind": exc.resource_kind, "name": exc.resource}, info)
 
 
 def _invalid_request(exc: InvalidRequestError, request_id: str) -> RpcError:

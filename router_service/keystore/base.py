@@ -23,3 +23,26 @@ class KeyStore(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+class MemoryKeyStore:
+    """Keys held in this process only: for a gate with client-certificate identities and no key
+    store configured, and for programs that build their keys in code."""
+
+    def __init__(self, records: list[KeyRecord] | None = None) -> None:
+        self._records = {r.key_id: r for r in records or ()}
+
+    async def get(self, key_id: str) -> KeyRecord | None:
+        return self._records.get(key_id)
+
+    async def put(self, record: KeyRecord) -> None:
+        self._records[record.key_id] = record
+
+    async def list(self) -> list[KeyRecord]:
+        return list(self._records.values())
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass

@@ -50,10 +50,9 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 
 def write_key_file(path: Path, records: list[KeyRecord]) -> None:
-    document = KeyFileConfig(keys=[KeyConfig.from_record(r) for r in records]).model_dump(
-        mode="json", exclude_defaults=True
-    )
-    document.setdefault("keys", [])
+    # The id first in each entry: the file is read by people too.
+    keys = [KeyConfig.from_record(r).model_dump(mode="json", exclude_defaults=True) for r in records]
+    document = {"keys": [{"id": k.pop("id"), **k} for k in keys]}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

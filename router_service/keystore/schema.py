@@ -32,33 +32,25 @@ class SecretConfig(_Strict):
         return value
 
 
-class KeyConfig(_Strict):
-    id: str = Field(pattern=f"^{KEY_ID_RE.pattern}$")
+class IdentityConfig(_Strict):
+    """Who a key, a client certificate or the anonymous caller is, and what it may use."""
+
     team: str = ""
     customer: str = ""
     user: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
     scopes: list[ScopeName] = Field(default_factory=lambda: sorted(s.value for s in DEFAULT_SCOPES))
-    models: list[str] = Field(default_factory=list)  # empty: every model
-    aliases: list[str] = Field(default_factory=list)
-    policies: list[str] = Field(default_factory=list)
+    models: list[str] = Field(default_factory=list)  # catalog models or provider/model; empty: every one
+    aliases: list[str] = Field(default_factory=list)  # empty: every alias
+    policies: list[str] = Field(default_factory=list)  # empty: every policy
+    # Every request is treated as at least this sensitive (routing picks deployments cleared for it).
     min_sensitivity: Literal["public", "internal", "restricted"] | None = None
-    regions: list[str] = Field(default_factory=list)
-    default_policy: str = ""
-    enabled: bool = True
-    expires_at: datetime.datetime | None = None
-    secrets: list[SecretConfig] = Field(min_length=1)
+    regions: list[str] = Field(default_factory=list)  # empty: every region
+    default_policy: str = ""  # used when a request names no policy
 
-    @field_validator("expires_at")
-    @classmethod
-    def _aware(cls, value: datetime.datetime | None) -> datetime.datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("needs a time zone, e.g. 2027-01-01T00:00:00Z")
-        return value
-
-    def to_record(self) -> KeyRecord:
-        identity = Identity(
-            key_id=self.id,
+    def to_identity(self, key_id: str) -> Identity:
+        return Identity(
+            key_id=key_id,
             team=self.team,
             customer=self.customer,
             user=self.user,
@@ -71,6 +63,23 @@ class KeyConfig(_Strict):
             allowed_regions=frozenset(self.regions),
             default_policy=self.default_policy,
         )
+
+
+class KeyConfig(IdentityConfig):
+    id: str = Field(pattern=f"^{KEY_ID_RE.pattern}$")
+    enabled: bool = True
+    expires_at: datetime.datetime | None = None
+    secrets: list[SecretConfig] = Field(min_length=1)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime.datetime | None) -> datetime.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2027-01-01T00:00:00Z")
+        return value
+
+    def to_record(self) -> KeyRecord:
+        identity = self.to_identity(self.id)
         credentials = tuple(
             Credential(s.hash, s.not_after.timestamp() if s.not_after else None) for s in self.secrets
         )

@@ -30,7 +30,9 @@ class TlsConfig(_Strict):
     cert_file: str
     key_file: str
     client_ca_file: str = ""
-    require_client_cert: bool = False  # true: a call without a verified client certificate fails
+    # true: the handshake fails without a client certificate the CA verifies. false: none is asked
+    # for (TLS only; callers authenticate with keys): gRPC Python cannot verify optional ones.
+    require_client_cert: bool = False
 
     @model_validator(mode="after")
     def _ca_for_required(self) -> TlsConfig:
@@ -456,6 +458,11 @@ class FileConfig(_Strict):
             problems += [
                 f"policies.{pname}.models: unknown model {n!r}" for n in policy.models if n not in model_names
             ]
+        tls = self.server.tls
+        if self.auth.certificate_identities and (tls is None or not tls.require_client_cert):
+            # gRPC Python verifies client certificates only when it requires them; without
+            # that it does not ask for one, and no certificate could be mapped.
+            problems.append("auth.certificate_identities: needs server.tls with require_client_cert: true")
         if self.routing.default_policy not in self.policies:
             problems.append(f"routing.default_policy: unknown policy {self.routing.default_policy!r}")
         if problems:

@@ -1,13 +1,24 @@
-"""The simulated answer: deterministic text or tool call, token usage and quality.
+"""The simulated answer: deterministic text, JSON or tool call, token usage and quality.
 
 Pure and deterministic from the request and profile, so the same prompt always yields the same
 answer and tests can assert exact content and usage.
+
+What is answered (OpenAI's semantics):
+- a tool call when `SimRequest.requested_tool` picks one (tool_choice "required" or a named
+  function; "auto" with `call:<name>` in the prompt; never with "none"): finish_reason
+  "tool_calls", arguments a JSON object valid against the tool's `parameters` schema
+  (`sim.schema_value`; strings echo the prompt's first 40 characters);
+- with `response_format` json_object: a JSON object, `{"answer": "<the text answer>"}`;
+  with json_schema: a JSON value valid against the schema (`sim.schema_value`);
+- otherwise the text answer, `answer_tokens` words (fewer with max_tokens, finish "length").
 
 Token rules (documented because routers and tests compute costs from them):
 - prompt_tokens = ceil(total characters of all message text / 4), where a message's text is its
   string content or the concatenated `text` of its content parts;
 - completion_tokens = number of answer words (words are joined with single spaces), or for a
-  tool call ceil((len(tool name) + len(arguments JSON)) / 4);
+  tool call ceil((len(tool name) + len(arguments JSON)) / 4), or for a JSON answer
+  ceil(len(JSON text) / 4); a JSON answer longer than max_tokens is cut to max_tokens * 4
+  characters with finish "length" (invalid JSON then, as a real model's would be);
 - prompt_tokens_details.cached_tokens = floor(prompt_tokens * cached_prompt_fraction).
 """
 
@@ -22,6 +33,7 @@ from typing import Any, Mapping
 
 from router_service.sim.profile import SimProfile
 from router_service.sim.request import SimRequest, ToolDef
+from router_service.sim.schema_value import value_for
 
 _PROMPT_PREFIX_CHARS = 40
 _FILLER = (
@@ -29,8 +41,8 @@ _FILLER = (
     "fast", "enough", "for", "the", "task", "so", "here", "is", "a", "plausible", "but", "entirely",
     "synthetic", "continuation", "of", "words",
 )  # fmt: skip
-# Argument values per JSON Schema type; strings echo the prompt.
-_TYPE_SAMPLES: dict[str, Any] = {"integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}}
+_JSON_DELTA_CHARS = 16  # a streamed JSON answer comes in pieces of this many characters
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,18 +71,22 @@ class ToolCallAnswer:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    words: tuple[str, ...]  # empty for a tool call
+    words: tuple[str, ...]  # empty for a tool call or a JSON answer
     tool_call: ToolCallAnswer | None
     finish_reason: str
     usage: SimUsage
     quality: float
+    json_text: str = ""  # a JSON answer (response_format json_object / json_schema)
 
     @property
     def content(self) -> str:
-        return " ".join(self.words)
+        return self.json_text or " ".join(self.words)
 
     def content_deltas(self) -> list[str]:
-        """One delta per word; their concatenation equals `content`."""
+        """One delta per word (JSON: per few characters); their concatenation equals `content`."""
+        if self.json_text:
+            text, step = self.json_text, _JSON_DELTA_CHARS
+            return [text[i : i + step] for i in range(0, len(text), step)]
         return [w if i == 0 else " " + w for i, w in enumerate(self.words)]
 
 
@@ -90,7 +106,22 @@ def compose_answer(req: SimRequest, profile: SimProfile) -> Answer:
     limit = profile.answer_tokens if req.max_tokens is None else min(req.max_tokens, profile.answer_tokens)
     words = answer_words(req.model, req.last_user_text, profile.answer_tokens)[:limit]
     finish = "length" if limit < profile.answer_tokens else "stop"
+    if req.response_format != "text":
+        return _json_answer(req, " ".join(words), SimUsage(prompt, 0, cached), quality)
     return Answer(words, None, finish, SimUsage(prompt, len(words), cached), quality)
+
+
+def _json_answer(req: SimRequest, text: str, usage: SimUsage, quality: float) -> Answer:
+    if req.response_format == "json_schema":
+        value = value_for(req.response_schema or {}, req.last_user_text[:_PROMPT_PREFIX_CHARS])
+    else:
+        value = {"answer": text}
+    body = _dumps(value)
+    finish = "stop"
+    if req.max_tokens is not None and math.ceil(len(body) / 4) > req.max_tokens:
+        body, finish = body[: req.max_tokens * 4], "length"
+    usage = SimUsage(usage.prompt_tokens, math.ceil(len(body) / 4), usage.cached_tokens)
+    return Answer((), None, finish, usage, quality, json_text=body)
 
 
 def answer_words(model: str, prompt: str, count: int) -> tuple[str, ...]:
@@ -101,26 +132,15 @@ def answer_words(model: str, prompt: str, count: int) -> tuple[str, ...]:
 
 
 def _tool_call(tool: ToolDef, prompt: str) -> ToolCallAnswer:
-    args = json.dumps(_arguments_for(tool.parameters, prompt), separators=(",", ":"))
+    args = json.dumps(_arguments_for(tool.parameters, prompt), separators=(",", ":"), ensure_ascii=False)
     digest = zlib.crc32(f"{tool.name}\0{prompt}".encode()) & 0xFFFFFFFF
     return ToolCallAnswer(id=f"call_sim{digest:08x}", name=tool.name, arguments=args)
 
 
 def _arguments_for(schema: Mapping[str, Any], prompt: str) -> dict[str, Any]:
-    """A value of the declared JSON type for each declared property; {"input": ...} without any."""
+    """An object valid against the tool's parameters schema; {"input": ...} when it declares none."""
     props = schema.get("properties")
-    if not isinstance(props, dict) or not props:
+    if not schema.get("required") and (not isinstance(props, dict) or not props):
         return {"input": prompt[:_PROMPT_PREFIX_CHARS]}
-    return {name: _sample_value(spec, prompt) for name, spec in props.items()}
-
-
-def _sample_value(spec: object, prompt: str) -> Any:
-    if not isinstance(spec, dict):
-        return "sim"
-    enum = spec.get("enum")
-    if isinstance(enum, list) and enum:
-        return enum[0]
-    kind = spec.get("type")
-    if isinstance(kind, str) and kind in _TYPE_SAMPLES:
-        return _TYPE_SAMPLES[kind]
-    return prompt[:_PROMPT_PREFIX_CHARS] or "sim"
+    value = value_for({**schema, "type": "object"}, prompt[:_PROMPT_PREFIX_CHARS])
+    return value if isinstance(value, dict) else {}

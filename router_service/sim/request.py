@@ -1,8 +1,18 @@
 """Minimal validation of an OpenAI chat-completions request body into what the sim needs.
 
 Pure. The sim is not a schema validator: it checks only what it reads (model, messages, roles,
-content shapes, tools, stream options, token limits) so that a bad body gets an OpenAI-style 400
-instead of a 500, and everything else is ignored like an upstream would ignore unknown fields.
+content shapes, tools, tool_choice, response_format, stream options, token limits) so that a bad
+body gets an OpenAI-style 400 instead of a 500, and everything else is ignored like an upstream
+would ignore unknown fields.
+
+Which tool is called (`SimRequest.requested_tool`), following OpenAI's `tool_choice`:
+- `"none"`: no tool call, a text answer;
+- `"required"`: a tool call: the tool named by `call:<name>` in the last user message if the
+  request offers it, else the first tool;
+- `{"type": "function", "function": {"name": N}}`: a call of N (which must be among the tools);
+- `"auto"` (the default with tools): the model "decides": it calls the tool named by
+  `call:<name>` in the last user message when the request offers it, and answers in text
+  otherwise. This convention lets a test or a user ask for a tool call without forcing one.
 """
 
 from __future__ import annotations
@@ -31,6 +41,10 @@ class ToolDef:
     parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
+TOOL_CHOICE_MODES = ("none", "auto", "required")
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+
+
 @dataclass(frozen=True, slots=True)
 class SimRequest:
     model: str
@@ -41,15 +55,22 @@ class SimRequest:
     include_usage: bool = False
     tools: tuple[ToolDef, ...] = ()
     max_tokens: int | None = None
+    tool_choice: str = "auto"  # none | auto | required | function
+    tool_choice_name: str = ""  # with "function": the tool to call
+    response_format: str = "text"  # text | json_object | json_schema
+    response_schema: Mapping[str, Any] | None = None  # with json_schema: the schema itself
 
     def requested_tool(self) -> ToolDef | None:
-        """The tool named by "call:<name>" in the last user message, if the request offers it."""
-        if not self.tools:
+        """The tool this request gets a call of, or None for a text answer (see the module doc)."""
+        if not self.tools or self.tool_choice == "none":
             return None
+        if self.tool_choice == "function":
+            return next((t for t in self.tools if t.name == self.tool_choice_name), None)
         match = _CALL_RE.search(self.last_user_text)
-        if match is None:
-            return None
-        return next((t for t in self.tools if t.name == match.group(1)), None)
+        named = None if match is None else next((t for t in self.tools if t.name == match.group(1)), None)
+        if named is None and self.tool_choice == "required":
+            return self.tools[0]
+        return named
 
 
 def parse_request(body: object, task_header: str | None = None) -> SimRequest:
@@ -61,6 +82,9 @@ def parse_request(body: object, task_header: str | None = None) -> SimRequest:
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("you must provide a model parameter", "model")
     texts, last_user = _parse_messages(body.get("messages"))
+    tools = _parse_tools(body.get("tools"))
+    choice, choice_name = _parse_tool_choice(body.get("tool_choice"), tools)
+    response_format, response_schema = _parse_response_format(body.get("response_format"))
     return SimRequest(
         model=model,
         texts=texts,
@@ -68,8 +92,12 @@ def parse_request(body: object, task_header: str | None = None) -> SimRequest:
         task=task_header or _task_from_text(last_user),
         stream=_parse_bool(body, "stream"),
         include_usage=_parse_include_usage(body),
-        tools=_parse_tools(body.get("tools")),
+        tools=tools,
         max_tokens=_parse_max_tokens(body),
+        tool_choice=choice,
+        tool_choice_name=choice_name,
+        response_format=response_format,
+        response_schema=response_schema,
     )
 
 
@@ -154,3 +182,56 @@ def _parse_max_tokens(body: Mapping[str, Any]) -> int | None:
             raise InvalidRequestError(f"'{name}' must be a positive integer.", name)
         return value
     return None
+
+
+def _parse_tool_choice(raw: object, tools: tuple[ToolDef, ...]) -> tuple[str, str]:
+    """("none" | "auto" | "required" | "function", function name), refused like OpenAI does."""
+    if raw is None:
+        return ("auto" if tools else "none"), ""
+    if not tools:
+        raise InvalidRequestError(
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+            "tool_choice",
+        )
+    if isinstance(raw, str):
+        if raw not in TOOL_CHOICE_MODES:
+            raise InvalidRequestError(
+                f"Invalid value: '{raw}'. Supported values are: 'none', 'auto', and 'required'.",
+                "tool_choice",
+            )
+        return raw, ""
+    fn = raw.get("function") if isinstance(raw, dict) and raw.get("type") == "function" else None
+    name = fn.get("name") if isinstance(fn, dict) else None
+    if not isinstance(name, str):
+        raise InvalidRequestError(
+            "'tool_choice' must be 'none', 'auto', 'required' or {\"type\": \"function\", "
+            '"function": {"name": ...}}.',
+            "tool_choice",
+        )
+    if all(t.name != name for t in tools):
+        raise InvalidRequestError(
+            f"Invalid value for 'tool_choice': function '{name}' is not among the 'tools'.", "tool_choice"
+        )
+    return "function", name
+
+
+def _parse_response_format(raw: object) -> tuple[str, Mapping[str, Any] | None]:
+    if raw is None:
+        return "text", None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind not in RESPONSE_FORMATS:
+        raise InvalidRequestError(
+            "'response_format.type' must be one of 'text', 'json_object', 'json_schema'.",
+            "response_format.type",
+        )
+    if kind != "json_schema":
+        return str(kind), None
+    assert isinstance(raw, dict)
+    spec = raw.get("json_schema")
+    schema = spec.get("schema", {}) if isinstance(spec, dict) else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(schema, dict):
+        raise InvalidRequestError(
+            "'response_format.json_schema' must be an object with a string 'name' and an object 'schema'.",
+            "response_format.json_schema",
+        )
+    return "json_schema", schema

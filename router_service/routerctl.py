@@ -157,11 +157,13 @@ def _route(stub: pb_grpc.RouterServiceStub, args: argparse.Namespace) -> int:
     print(f"policy={d.policy} strategy={d.strategy} task={task}")
     print(f"chosen: {d.chosen}")
     print(f"fallbacks: {', '.join(d.fallbacks) or '-'}")
-    print(f"{'candidate':<32} {'eligible':<9} {'score':>8} {'est. cost $':>13}  reason")
+    print(f"{'candidate':<32} {'eligible':<9} {'score':>8} {'quality':>8} {'est. cost $':>13}  reason")
     for c in d.candidates:
         cost = c.estimated_cost.units + c.estimated_cost.nanos / 1e9
         key = f"{c.provider}/{c.model}"
-        print(f"{key:<32} {c.eligible!s:<9} {c.score:>8.3f} {cost:>13.9f}  {c.exclusion_reason}")
+        # "?": unknown quality (no prior, no feedback), which quality floors do not exclude.
+        quality = f"{c.quality:.3f}" + (" " if c.quality_known else "?")
+        print(f"{key:<32} {c.eligible!s:<9} {c.score:>8.3f} {quality:>8} {cost:>13.9f}  {c.exclusion_reason}")
     return 0
 
 

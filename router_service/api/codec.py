@@ -583,6 +583,8 @@ def candidate_to_proto(c: CandidateView) -> pb.Candidate:
         exclusion_reason=c.exclusion_reason,
         score=c.score,
         estimated_cost=nanos_to_money(c.estimated_cost_nanos),
+        quality=c.quality,
+        quality_known=c.quality_known,
     )
 
 

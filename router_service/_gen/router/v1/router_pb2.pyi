@@ -1259,6 +1259,8 @@ class Candidate(_message.Message):
     EXCLUSION_REASON_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
     ESTIMATED_COST_FIELD_NUMBER: _builtins.int
+    QUALITY_FIELD_NUMBER: _builtins.int
+    QUALITY_KNOWN_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """Provider name."""
     model: _builtins.str
@@ -1269,6 +1271,14 @@ class Candidate(_message.Message):
     """When not eligible: why (e.g. "in cooldown until ...", "context window 8192 < 12000")."""
     score: _builtins.float
     """Strategy score; higher is better."""
+    quality: _builtins.float
+    """Quality estimate in [0, 1] for the request's task: the configured prior (else the mean of the
+    model's configured priors), moved by fleet feedback scores; 0.5 when unknown.
+    """
+    quality_known: _builtins.bool
+    """Whether `quality` is known (a configured prior, or fleet feedback for the task). Quality floors
+    exclude only on known estimates: a model with no prior at all is not excluded by one.
+    """
     @_builtins.property
     def estimated_cost(self) -> _money_pb2.Money:
         """Estimated cost of this request on this candidate."""
@@ -1282,10 +1292,12 @@ class Candidate(_message.Message):
         exclusion_reason: _builtins.str = ...,
         score: _builtins.float = ...,
         estimated_cost: _money_pb2.Money | None = ...,
+        quality: _builtins.float = ...,
+        quality_known: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["estimated_cost", b"estimated_cost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["eligible", b"eligible", "estimated_cost", b"estimated_cost", "exclusion_reason", b"exclusion_reason", "model", b"model", "provider", b"provider", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eligible", b"eligible", "estimated_cost", b"estimated_cost", "exclusion_reason", b"exclusion_reason", "model", b"model", "provider", b"provider", "quality", b"quality", "quality_known", b"quality_known", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

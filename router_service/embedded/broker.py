@@ -6,6 +6,11 @@ broker forgets every topic and record, so a restart is a fresh, empty broker on 
 That is what the broker-down drill needs: clients reconnect to the same address, and everything
 the restarted broker holds was delivered after the restart (spool replays included).
 
+Clients connect to a relay (kafka_front.py, a second child process) on the public port, and the
+relay to Tansu on a private one; Tansu advertises the public port. The relay passes every frame
+unchanged but one: ApiVersions v3+ answers lose their default-valued tags, without which the kcat
+(librdkafka < 2.2) that Debian and Ubuntu ship fails on its first request (api_versions.py).
+
 Known limit: Tansu answers aiokafka's InitProducerId (v0) with an error, so producers talking to
 it must set `enable_idempotence=False` (see telemetry/publisher.py).
 """
@@ -20,12 +25,14 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 
 BIN_ENV_VAR = "CALF_TANSU_BIN"
+RELAY_MODULE = "router_service.embedded.kafka_front"
 _HOST = "127.0.0.1"
 
 # A Kafka ApiVersions v0 request (api key 18): the cheapest proof that the port speaks Kafka.
@@ -81,7 +88,8 @@ class EmbeddedBroker:
             Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"tansu-{self._port}.log"
         )
         self._startup_timeout_s = startup_timeout_s
-        self._process: subprocess.Popen[bytes] | None = None
+        # Tansu, then the relay in front of it (stopped in reverse).
+        self._processes: list[subprocess.Popen[bytes]] = []
         self._state = _State.STOPPED
 
     @property
@@ -99,7 +107,11 @@ class EmbeddedBroker:
 
     @property
     def running(self) -> bool:
-        return self._state is _State.RUNNING and self._process is not None and self._process.poll() is None
+        return (
+            self._state is _State.RUNNING
+            and bool(self._processes)
+            and all(process.poll() is None for process in self._processes)
+        )
 
     async def start(self) -> None:
         """Launch the broker and wait until it answers a Kafka request. Idempotent while running."""
@@ -108,7 +120,7 @@ class EmbeddedBroker:
         deadline = time.monotonic() + self._startup_timeout_s
         # The port may still be held for a moment after a stop; retry the launch until the deadline.
         while True:
-            self._process = self._launch()
+            self._processes = self._launch()
             if await self._wait_ready(deadline):
                 self._state = _State.RUNNING
                 return
@@ -145,46 +157,61 @@ class EmbeddedBroker:
     ) -> None:
         await self.stop()
 
-    def _launch(self) -> subprocess.Popen[bytes]:
-        url = f"tcp://{_HOST}:{self._port}"
-        command = [
+    def _launch(self) -> list[subprocess.Popen[bytes]]:
+        public_url = f"tcp://{_HOST}:{self._port}"
+        private_port = free_port()  # fresh each launch: only the relay knows it
+        tansu = [
             self._binary or resolve_binary(),
             "broker",
             "--listener-url",
-            url,
+            f"tcp://{_HOST}:{private_port}",
             "--advertised-listener-url",
-            url,
+            public_url,
             "--storage-engine",
             "memory://tansu/",
         ]
+        relay = [sys.executable, "-m", RELAY_MODULE, str(self._port), str(private_port)]
+        started: list[subprocess.Popen[bytes]] = []
         with open(self._log_path, "ab") as log:
-            try:
-                # start_new_session: a Ctrl-C in the terminal reaches us, and we stop the broker in order.
-                return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            except OSError as exc:
-                raise BrokerStartError(f"cannot run the Tansu binary {command[0]!r}: {exc}") from exc
+            for command in (tansu, relay):
+                try:
+                    # start_new_session: a Ctrl-C in the terminal reaches us, and we stop the broker in order.
+                    process = subprocess.Popen(
+                        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                except OSError as exc:
+                    for process in started:
+                        process.kill()
+                        process.wait()
+                    raise BrokerStartError(f"cannot run {command[0]!r}: {exc}") from exc
+                started.append(process)
+        return started
 
     async def _wait_ready(self, deadline: float) -> bool:
-        assert self._process is not None
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                return False  # exited: most likely the port was still taken
+            if any(process.poll() is not None for process in self._processes):
+                return False  # one exited: most likely a port was still taken
             if await _answers_kafka(self._port):
                 return True
             await asyncio.sleep(0.02)
         return False
 
     async def _terminate(self, grace_s: float) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        if grace_s > 0:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                await asyncio.to_thread(process.wait, grace_s)
-        if process.poll() is None:
-            process.kill()
-            await asyncio.to_thread(process.wait)
+        processes, self._processes = self._processes, []
+        for process in reversed(processes):  # the relay first: clients stop reaching Tansu at once
+            await _end(process, grace_s)
+
+
+async def _end(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    if process.poll() is not None:
+        return
+    if grace_s > 0:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(process.wait, grace_s)
+    if process.poll() is None:
+        process.kill()
+        await asyncio.to_thread(process.wait)
 
 
 async def _answers_kafka(port: int) -> bool:

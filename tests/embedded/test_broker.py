@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import asyncio
+import struct
 from pathlib import Path
 
 import pytest
 
+from router_service.embedded.api_versions import strip_default_tags
 from router_service.embedded.broker import BIN_ENV_VAR, BrokerStartError, EmbeddedBroker, _answers_kafka
 from router_service.telemetry.kafka_client import ensure_topics
 
@@ -34,3 +37,20 @@ async def test_a_missing_binary_is_a_clear_error(tmp_path: Path, monkeypatch: py
 
     with pytest.raises(BrokerStartError, match="no-such-tansu"):
         await broker.start()
+
+
+async def test_api_versions_v3_answers_carry_no_default_tags(kafka_broker: EmbeddedBroker) -> None:
+    """What librdkafka < 2.2 (Debian's and Ubuntu's kcat) needs: Tansu alone sends four tags."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", kafka_broker.port)
+    client_id, software, version = b"kcat", b"librdkafka", b"2.0.2"
+    # Request header v2 (client_id, empty tags), then ApiVersions v3's compact strings and tags.
+    header = struct.pack(">hhih", 18, 3, 7, len(client_id)) + client_id + b"\x00"
+    request = header + bytes([len(software) + 1]) + software + bytes([len(version) + 1]) + version + b"\x00"
+    writer.write(struct.pack(">i", len(request)) + request)
+    (size,) = struct.unpack(">i", await reader.readexactly(4))
+    response = await reader.readexactly(size)
+    writer.close()
+
+    assert response[:4] == struct.pack(">i", 7)
+    assert strip_default_tags(response[4:]) == response[4:]  # nothing left to strip
+    assert response.endswith(b"\x00")  # throttle_time_ms, then an empty tag section

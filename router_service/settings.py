@@ -49,7 +49,7 @@ from router_service.resilience.breaker import BreakerConfig
 from router_service.resilience.error_policy import ErrorPolicy
 from router_service.resilience.live_state import LiveStateConfig
 from router_service.resilience.retry import RetryBudgetConfig, RetryConfig
-from router_service.routing.classifier import ClassifierConfig, RuleClassifier
+from router_service.routing.classifier import ClassifierConfig, ModelClassifier, RuleClassifier
 from router_service.routing.planner import DEFAULT_ENV, RoutingEnv
 from router_service.routing.policy import HedgeConfig, Policy
 from router_service.routing.strategies import StrategyParams
@@ -279,7 +279,11 @@ def _routing_env(c: ClassifierSettings) -> RoutingEnv:
         return DEFAULT_ENV
     keywords = {TaskType(task): tuple(words) for task, words in c.keywords.items()}
     config = ClassifierConfig(keywords=keywords, replace_builtin=c.replace_builtin)
-    return RoutingEnv(classifier=RuleClassifier(config))
+    # replace_builtin: only the configured keywords decide (the rules); else the shipped model
+    # decides and a configured keyword, when it occurs, wins over it.
+    if c.replace_builtin:
+        return RoutingEnv(classifier=RuleClassifier(config))
+    return RoutingEnv(classifier=ModelClassifier(config))
 
 
 def _publisher_config(events: EventsConfig) -> PublisherConfig | None:

@@ -1,4 +1,4 @@
-"""Rule-based task classification: keywords, structure, length, config extension."""
+"""Rule-based task classification (RuleClassifier): keywords, structure, length, config extension."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from router_service.domain import (
     ToolChoiceMode,
     ToolSpec,
 )
-from router_service.routing.classifier import ClassifierConfig, RuleClassifier, classify
+from router_service.routing.classifier import DEFAULT_RULES, ClassifierConfig, RuleClassifier
 from tests.routing.factories import request
 
 
 def ask(text: str, system: str = "", **fields: Any) -> TaskType:
     messages = ([Message(Role.SYSTEM, system)] if system else []) + [Message(Role.USER, text)]
-    return classify(request(messages=messages, task=None, **fields))
+    return DEFAULT_RULES.classify(request(messages=messages, task=None, **fields))
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ def test_config_adds_keywords() -> None:
     classifier = RuleClassifier(ClassifierConfig(keywords={TaskType.EXTRACTION: ("invoice", "line items")}))
     assert classifier.classify(request("Read this invoice", task=None)) is TaskType.EXTRACTION
     assert classifier.classify(request("list the line items", task=None)) is TaskType.EXTRACTION
-    assert classify(request("Read this invoice", task=None)) is TaskType.CHAT
+    assert DEFAULT_RULES.classify(request("Read this invoice", task=None)) is TaskType.CHAT
 
 
 def test_config_can_replace_the_builtin_keywords() -> None:

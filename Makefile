@@ -7,6 +7,12 @@ STAMP := $(VENV)/.installed
 # promtool checks deploy/prometheus and the dashboard's queries (tests/deploy); PROMTOOL= overrides.
 PROMTOOL ?= build/tools/promtool
 export PROMTOOL
+# Debian's kcat and jq run the READMEs' kcat pipelines (tests/embedded); KCAT= overrides.
+KCAT ?= build/tools/kcat
+export KCAT
+# Debian's redis-server for tests and the embedded stack (router_service/embedded/redis_server.py).
+REDIS_SERVER_BIN ?= build/tools/redis-server
+export REDIS_SERVER_BIN
 PYTHON ?= python3
 
 .PHONY: install up test lint typecheck buf gen check-gen proto-ts pytest bench clean
@@ -22,8 +28,14 @@ install: $(STAMP)
 $(PROMTOOL): scripts/fetch_promtool.sh
 	scripts/fetch_promtool.sh $@
 
+$(KCAT): scripts/fetch_kcat.sh scripts/apt_tool.sh
+	scripts/fetch_kcat.sh $@
+
+$(REDIS_SERVER_BIN): scripts/fetch_redis.sh scripts/apt_tool.sh
+	scripts/fetch_redis.sh $@
+
 ## Run the embedded stack in the foreground; Ctrl-C stops it.
-up: install
+up: install $(REDIS_SERVER_BIN)
 	$(BIN)/router-service up
 
 ## Lint, type checks, buf checks, generated-code drift, the TypeScript contract check, all tests.
@@ -63,7 +75,7 @@ proto-ts: install
 	$(BIN)/buf generate
 	cd clients/typescript && npx --no-install tsc --noEmit -p .
 
-pytest: install $(PROMTOOL)
+pytest: install $(PROMTOOL) $(KCAT) $(REDIS_SERVER_BIN)
 	$(BIN)/pytest -q
 
 bench: install

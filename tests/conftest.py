@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from router_service.embedded.broker import EmbeddedBroker
+from router_service.embedded.redis_server import EmbeddedRedis
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +23,13 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedB
     asyncio.run(broker.start())
     yield broker
     asyncio.run(broker.stop())
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL (`redis://127.0.0.1:<port>/0`) of a real redis-server, memory only, started once per
+    session. Shared: tests isolate themselves by key prefix (or their own EmbeddedRedis)."""
+    server = EmbeddedRedis(log_path=tmp_path_factory.mktemp("redis") / "redis.log")
+    asyncio.run(server.start())  # a child process, not bound to any test's loop (as kafka_broker)
+    yield server.url
+    asyncio.run(server.stop())

@@ -33,7 +33,7 @@ from consumers.main import DEFAULT_METRICS_PORT, build_runners, serve
 from consumers.metrics import ConsumerMetrics
 from consumers.runner import RunnerConfig
 from router_service.app import RouterApp, start_metrics_server
-from router_service.embedded.broker import EmbeddedBroker
+from router_service.embedded.broker import EmbeddedBroker, port_if_free
 from router_service.settings import load_config
 from router_service.sim.presets import preset_config
 from router_service.sim.server import SimServer
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "config" / "embedded.yaml"
 SIM_PROFILES = {"SIM_FAST_URL": "fast", "SIM_CHEAP_URL": "cheap", "SIM_PREMIUM_URL": "premium"}
 SNAPSHOT_INTERVAL_S = 2.0
+KAFKA_PORT = 9092  # the embedded broker's, unless taken (then any free one, printed)
 CONSUMER_METRICS_LISTEN = f"127.0.0.1:{DEFAULT_METRICS_PORT}"
 CONSUMERS_STOP_TIMEOUT_S = 30.0
 
@@ -64,7 +65,7 @@ async def _stack(template: Path, port: int) -> None:
         env = dict(os.environ, ROUTER_LISTEN=f"127.0.0.1:{port}")
         embedded = not env.get("KAFKA_BOOTSTRAP_SERVERS")
         if embedded:
-            broker = EmbeddedBroker()
+            broker = EmbeddedBroker(port_if_free(KAFKA_PORT))  # the READMEs' kcat -b 127.0.0.1:9092
             await stack.enter_async_context(broker)
             # Tansu rejects the idempotent producer's InitProducerId: router and consumers both read this.
             env.update(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, KAFKA_ENABLE_IDEMPOTENCE="false")

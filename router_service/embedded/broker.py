@@ -71,6 +71,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_if_free(preferred: int) -> int:
+    """`preferred` when it can be bound on loopback now, else a free port.
+
+    `router-service up` asks for Kafka's usual 9092, so the README's `kcat -b 127.0.0.1:9092`
+    commands work as written; a second stack, or a real Kafka already there, gets another port
+    (printed by `up`).
+    """
+    with socket.socket() as sock:
+        try:
+            sock.bind((_HOST, preferred))
+        except OSError:
+            return free_port()
+    return preferred
+
+
 class EmbeddedBroker:
     """Start, stop and restart (on the same port) a memory-only Tansu broker."""
 

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 from pathlib import Path
 
 import pytest
 
 from router_service.embedded.api_versions import strip_default_tags
-from router_service.embedded.broker import BIN_ENV_VAR, BrokerStartError, EmbeddedBroker, _answers_kafka
+from router_service.embedded.broker import (
+    BIN_ENV_VAR,
+    BrokerStartError,
+    EmbeddedBroker,
+    _answers_kafka,
+    port_if_free,
+)
 from router_service.telemetry.kafka_client import ensure_topics
 
 
@@ -54,3 +61,13 @@ async def test_api_versions_v3_answers_carry_no_default_tags(kafka_broker: Embed
     assert response[:4] == struct.pack(">i", 7)
     assert strip_default_tags(response[4:]) == response[4:]  # nothing left to strip
     assert response.endswith(b"\x00")  # throttle_time_ms, then an empty tag section
+
+
+def test_port_if_free_takes_the_preferred_port_only_when_it_can_be_bound() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        other = port_if_free(taken)
+        assert other != taken
+    assert port_if_free(taken) == taken  # released: free again

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import struct
 import sys
@@ -101,7 +102,7 @@ async def _relay(upstream_port: int, client_r: asyncio.StreamReader, client_w: a
 
 
 async def serve(listen_port: int, upstream_port: int) -> None:
-    """Relay until SIGTERM/SIGINT."""
+    """Relay until SIGTERM/SIGINT, or until the process that started us is gone."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -109,8 +110,21 @@ async def serve(listen_port: int, upstream_port: int) -> None:
     server = await asyncio.start_server(
         lambda r, w: _relay(upstream_port, r, w), HOST, listen_port, reuse_address=True
     )
+    watch = asyncio.ensure_future(_orphaned(stop))
     async with server:
         await stop.wait()
+    watch.cancel()
+
+
+async def _orphaned(stop: asyncio.Event, poll_s: float = 0.5) -> None:
+    # A SIGKILLed owner (a crashed `router-service up`, a killed test run) cannot stop us; without
+    # this the relay would hold the public port (9092 for `up`) with nothing behind it.
+    parent = os.getppid()
+    while True:
+        await asyncio.sleep(poll_s)
+        if os.getppid() != parent:  # reparented: the owner died
+            stop.set()
+            return
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:

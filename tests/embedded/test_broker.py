@@ -1,8 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import socket
 import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,3 +77,45 @@ def test_port_if_free_takes_the_preferred_port_only_when_it_can_be_bound() -> No
         other = port_if_free(taken)
         assert other != taken
     assert port_if_free(taken) == taken  # released: free again
+
+
+_OWNER = """
+import asyncio, sys
+from router_service.embedded.broker import EmbeddedBroker
+
+async def main():
+    broker = EmbeddedBroker(log_path=sys.argv[1])
+    await broker.start()
+    print(broker.port, *(p.pid for p in broker._processes), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_the_relay_exits_when_its_owner_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed `router-service up` must not leave the public port held by a relay."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER, str(tmp_path / "tansu.log")], stdout=subprocess.PIPE, text=True
+    )
+    assert owner.stdout is not None
+    port, tansu_pid, relay_pid = (int(field) for field in owner.stdout.readline().split())
+    owner.kill()
+    owner.wait()
+    try:
+        deadline = time.monotonic() + 10  # the relay checks for its parent every 0.5 s
+        while not _gone(relay_pid):
+            assert time.monotonic() < deadline, "the relay outlived its owner by 10 s"
+            time.sleep(0.05)
+        assert not asyncio.run(_answers_kafka(port))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(tansu_pid, signal.SIGKILL)  # Tansu itself is orphaned: not ours to fix here
+
+
+def _gone(pid: int) -> bool:
+    """Exited (reaped, or a zombie its new parent has not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True

@@ -27,8 +27,9 @@ class DimensionRecord:
 
 
 class Aggregator(Protocol):
-    def apply(self, event: Event, offset: int) -> bool:
-        """Count a new event; False when it was dropped (too late for any window we keep)."""
+    def apply(self, event: Event, offset: int) -> bool | str:
+        """Count a new event: True; False when it was dropped as too late for any window we keep,
+        or the reason it was dropped (one of consumers.metrics.DROP_REASONS)."""
         ...
 
     def index(self, event: Event, offset: int) -> None:

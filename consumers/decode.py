@@ -122,7 +122,8 @@ def _feedback_from_json(data: dict[str, Any]) -> Feedback:
     score = data["score"]
     if isinstance(score, bool) or not isinstance(score, int | float | str):
         raise TypeError("score")
-    return Feedback(score=float(score))  # float("NaN") as the mapping spells it; aggregators reject it
+    # float("NaN") as the mapping spells it; aggregators reject it
+    return Feedback(score=float(score), evaluator=_flag(data, "evaluator"))
 
 
 _JSON_BODIES: dict[str, Callable[[dict[str, Any]], Body]] = {
@@ -184,7 +185,7 @@ def _from_proto(message: events_pb2.Event) -> Event | None:
     elif which == "completion":
         body = _completion_from_proto(message.completion)
     elif which == "feedback":
-        body = Feedback(message.feedback.score)
+        body = Feedback(message.feedback.score, message.feedback.evaluator)
     elif which == "error":
         return None
     else:

@@ -80,6 +80,9 @@ class Feedback:
     kind: ClassVar[str] = "feedback"
 
     score: float  # [0, 1]
+    # The scorer's key has the `evaluate` scope. For feedback the envelope's key, team and
+    # customer are the scorer's, not those of the request it scores.
+    evaluator: bool = False
 
 
 Body = Decision | Attempt | Completion | Feedback

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from consumers.aggregator import Aggregator
 from consumers.costs.aggregate import CostsAggregator, CostsConfig
 from consumers.health.aggregate import HealthAggregator
-from consumers.quality.aggregate import QualityAggregator
+from consumers.quality.aggregate import QualityAggregator, QualityConfig
+from consumers.quality.scores import DEFAULT_MAX_SCORER_SHARE
 
 DEFAULT_INPUT_TOPIC = "llmrouter.events.v1"
 COST_TAG_DIMENSIONS_ENV = "COST_TAG_DIMENSIONS"
+QUALITY_MAX_SCORER_SHARE_ENV = "QUALITY_MAX_SCORER_SHARE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,12 +24,20 @@ class JobOptions:
 
     # Caller tag keys whose values are cost-rollup dimensions; no other tag becomes a key.
     cost_tag_dimensions: frozenset[str] = frozenset()
+    # The share of a model x task's feedback weight one scorer (API key) may hold
+    # (consumers/quality/scores.py); written into every quality value, readers apply it.
+    quality_max_scorer_share: float = DEFAULT_MAX_SCORER_SHARE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> JobOptions:
-        """From COST_TAG_DIMENSIONS ("feature,env"); unset or empty: the defaults."""
+        """From COST_TAG_DIMENSIONS ("feature,env") and QUALITY_MAX_SCORER_SHARE ("0.05");
+        unset or empty: the defaults."""
         env = os.environ if env is None else env
-        return cls(cost_tag_dimensions=tag_keys(env.get(COST_TAG_DIMENSIONS_ENV, "").split(",")))
+        share = env.get(QUALITY_MAX_SCORER_SHARE_ENV, "").strip()
+        return cls(
+            cost_tag_dimensions=tag_keys(env.get(COST_TAG_DIMENSIONS_ENV, "").split(",")),
+            quality_max_scorer_share=float(share) if share else DEFAULT_MAX_SCORER_SHARE,
+        )
 
 
 def tag_keys(names: Iterable[str]) -> frozenset[str]:
@@ -59,6 +69,10 @@ def _costs(options: JobOptions) -> Aggregator:
     return CostsAggregator(CostsConfig(tag_dimensions=options.cost_tag_dimensions))
 
 
+def _quality(options: JobOptions) -> Aggregator:
+    return QualityAggregator(QualityConfig(max_scorer_share=options.quality_max_scorer_share))
+
+
 JOBS: dict[str, Job] = {
     # Attempts too: a hedge loser that answered after its request did carries a cost of its own.
     "costs": Job("costs", frozenset({"completion", "attempt"}), "llmrouter.costs.v1", _costs),
@@ -68,7 +82,7 @@ JOBS: dict[str, Job] = {
         "quality",
         frozenset({"decision", "completion", "feedback"}),
         "llmrouter.quality.v1",
-        lambda _: QualityAggregator(),
+        _quality,
     ),
 }
 

@@ -154,6 +154,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="caller tag keys that are cost-rollup dimensions, e.g. feature,env (default "
         "$COST_TAG_DIMENSIONS, else none: other tags never become snapshot keys)",
     )
+    parser.add_argument(
+        "--max-scorer-share",
+        type=float,
+        default=None,
+        help="quality: the share of a model x task's feedback weight one API key may hold "
+        "(default $QUALITY_MAX_SCORER_SHARE, else 0.05)",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -167,11 +174,14 @@ def run_from_args(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port if args.metrics_port > 0 else None,
         metrics_host=args.metrics_host,
         create_topics=args.create_topics,
-        options=_job_options(args.cost_tag_dimensions),
+        options=_job_options(args.cost_tag_dimensions, args.max_scorer_share),
     )
 
 
-def _job_options(cost_tag_dimensions: str | None) -> JobOptions:
-    if cost_tag_dimensions is None:
-        return JobOptions.from_env()
-    return JobOptions(cost_tag_dimensions=tag_keys(cost_tag_dimensions.split(",")))
+def _job_options(cost_tag_dimensions: str | None, max_scorer_share: float | None = None) -> JobOptions:
+    options = JobOptions.from_env()
+    if cost_tag_dimensions is not None:
+        options = dataclasses.replace(options, cost_tag_dimensions=tag_keys(cost_tag_dimensions.split(",")))
+    if max_scorer_share is not None:
+        options = dataclasses.replace(options, quality_max_scorer_share=max_scorer_share)
+    return options

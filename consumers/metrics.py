@@ -13,6 +13,16 @@ import contextlib
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 DUPLICATE_REASONS = ("redelivered", "event_id")
+# Why an event was not counted: "late" (older than every window kept; any job), and the quality
+# job's feedback checks (consumers/quality/aggregate.py).
+DROP_REASONS = (
+    "late",
+    "unattributed",
+    "invalid_score",
+    "not_allowed",
+    "superseded",
+    "too_many_scorers",
+)
 FLUSH_TRIGGERS = ("interval", "heartbeat", "revoke", "shutdown")
 
 
@@ -47,9 +57,10 @@ class ConsumerMetrics:
         )
         self.dropped = Counter(
             "llmrouter_consumer_events_dropped",
-            "Events not counted: older than every window kept, feedback for an unknown request, or a "
-            "score out of range.",
-            ["consumer"],
+            "Events not counted, by reason: late (older than every window kept), and for feedback "
+            "unattributed (unknown request), invalid_score, not_allowed (the scorer may not score "
+            "the request), superseded (older than the scorer's score in force), too_many_scorers.",
+            ["consumer", "reason"],
             registry=registry,
         )
         self.decode_errors = Counter(
@@ -125,7 +136,9 @@ class JobMetrics:
         self.records = metrics.records.labels(consumer=job)
         self.records_per_second = metrics.records_per_second.labels(consumer=job)
         self.counted = metrics.counted.labels(consumer=job)
-        self.dropped = metrics.dropped.labels(consumer=job)
+        self.dropped = {
+            reason: metrics.dropped.labels(consumer=job, reason=reason) for reason in DROP_REASONS
+        }
         self.decode_errors = metrics.decode_errors.labels(consumer=job)
         self.duplicates = {
             reason: metrics.duplicates.labels(consumer=job, reason=reason) for reason in DUPLICATE_REASONS

@@ -49,7 +49,8 @@ class BatchStats:
     counted: int = 0
     redelivered: int = 0  # below the offset the state covers: counted before a restart/rebalance
     duplicates: int = 0  # same event_id as an earlier record: a publisher resend
-    late: int = 0  # older than every window the job keeps
+    late: int = 0  # not counted (older than every window the job keeps, or another reason)
+    dropped: dict[str, int] = field(default_factory=dict)  # the same, by reason (metrics.DROP_REASONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +105,12 @@ class PartitionProcessor:
                 continue
             if not self._is_new(record):
                 stats.duplicates += 1
-            elif aggregator.apply(event, record.offset):
+            elif (outcome := aggregator.apply(event, record.offset)) is True:
                 stats.counted += 1
             else:
                 stats.late += 1
+                reason = outcome or "late"  # False: too late for any window
+                stats.dropped[reason] = stats.dropped.get(reason, 0) + 1
 
     def _is_new(self, record: InputRecord) -> bool:
         # An event without an id cannot be deduplicated (the router always sets one).

@@ -366,7 +366,8 @@ class ConsumerRunner:
         m = self._metrics
         m.records.inc(stats.records)
         m.counted.inc(stats.counted)
-        m.dropped.inc(stats.late)
+        for reason, dropped in stats.dropped.items():
+            m.dropped[reason].inc(dropped)
         m.duplicates["redelivered"].inc(stats.redelivered)
         m.duplicates["event_id"].inc(stats.duplicates)
         new_errors = self._reader.decode_errors - self._decode_errors_reported

@@ -36,6 +36,7 @@ from router_service.fleet.metrics import default_metrics as default_fleet_metric
 from router_service.fleet.subscriber import SnapshotSubscriber
 from router_service.identity.authenticator import Authenticator
 from router_service.identity.gate import AuthGate, AuthMode
+from router_service.identity.model import Identity, Scope
 from router_service.keystore.base import KeyStore
 from router_service.keystore.factory import build_key_store
 from router_service.providers.base import ProviderEndpoint
@@ -236,9 +237,21 @@ def _loopback(listen: str) -> bool:
 
 
 def _feedback_publisher(sink: EventSink) -> FeedbackSink:
-    def publish(request_id: str, score: float, tags: dict[str, str]) -> None:
-        context = RequestContext(request_id=request_id, tags=tags)
-        sink.publish(TelemetryEvent.create(context, FeedbackEvent(score, tags), now_unix_s=time.time()))
+    """Feedback events name the scorer: the envelope's key, team and customer are the identity
+    that gave the score (the quality consumer checks it against the request's owner)."""
+
+    def publish(request_id: str, score: float, tags: dict[str, str], scorer: Identity) -> None:
+        context = RequestContext(
+            request_id=request_id,
+            api_key_id=scorer.key_id,
+            team=scorer.team,
+            customer=scorer.customer,
+            tags=tags,
+        )
+        # Auth off (no key id): nobody is an evaluator, as before keys existed.
+        evaluator = bool(scorer.key_id) and scorer.may(Scope.EVALUATE)
+        body = FeedbackEvent(score, tags, evaluator=evaluator)
+        sink.publish(TelemetryEvent.create(context, body, now_unix_s=time.time()))
 
     return publish
 

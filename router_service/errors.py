@@ -250,15 +250,19 @@ class KeyStoreUnavailableError(RouterError):
 
 class PermissionDeniedError(RouterError):
     """A valid caller asked for something its identity does not allow. `scope` or `resource`
-    names what was missing, never whether another key could do it."""
+    names what was missing, never whether another key could do it. `owner` says whose the
+    resource is in words that name nobody ("another key": feedback for someone else's request)."""
 
     status_code = "PERMISSION_DENIED"
     reason = "PERMISSION_DENIED"
 
-    def __init__(self, message: str, *, scope: str = "", resource_kind: str = "", resource: str = "") -> None:
+    def __init__(
+        self, message: str, *, scope: str = "", resource_kind: str = "", resource: str = "", owner: str = ""
+    ) -> None:
         self.scope = scope
         self.resource_kind = resource_kind
         self.resource = resource
+        self.owner = owner
         super().__init__(message)
 
 

@@ -9,11 +9,15 @@
   `idempotency_window_s` after it was stored, within `idempotency_max_entries` and
   `idempotency_max_bytes`, least recently used evicted first.
 - **Feedback** (the `seen` table): every request id this router served, successful or failed, for
-  `feedback_window_s` from when it first arrived, so that `Feedback` can refuse ids it never saw.
-  Only the id and its expiry are kept; past `feedback_max_entries` the oldest go first.
+  `feedback_window_s` from when it first arrived, and who made it, so that `Feedback` can refuse
+  ids it never saw and scorers who may not score them (identity/access.py `may_score`). Kept: the
+  id, its expiry and a reference to the owner's Identity (the gate's object for the key, shared
+  by all its requests: no copy per request); past `feedback_max_entries` the oldest go first.
+  The first caller of an id owns it: a later call with the same id from another key is refused
+  (REQUEST_ID_REUSED) and changes nothing.
 
-Keyed by the caller's request id alone: once API keys exist (issue 13) the key id must be part of
-the key, or two tenants' equal ids (and equal requests) would share an answer.
+Keyed by the caller's request id; the idempotency fingerprint includes the caller's key id
+(api/servicer.py), so two tenants' equal ids and requests never share an answer.
 
 Per process, in memory: another replica or `--workers` process has tables of its own. Time comes
 from the injected monotonic `clock`, so the unit tests drive expiry exactly. Waiting for an
@@ -30,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from router_service.errors import RequestIdReusedError
+from router_service.identity.model import UNRESTRICTED, Identity
 
 __all__ = [
     "Answer",
@@ -140,42 +145,51 @@ class RequestLedger:
         self._clock = clock
         self._answers: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
         self._answer_bytes = 0
-        self._seen: OrderedDict[str, float] = OrderedDict()  # id -> expiry, oldest first
+        # id -> (expiry, owner), oldest first
+        self._seen: OrderedDict[str, tuple[float, Identity]] = OrderedDict()
 
     # --- feedback -----------------------------------------------------------------------------
 
-    def remember(self, request_id: str) -> None:
-        """`request_id` was served here (whatever its outcome): feedback may name it."""
+    def remember(self, request_id: str, owner: Identity = UNRESTRICTED) -> None:
+        """`request_id` was served here for `owner` (whatever its outcome): feedback may name it."""
         now = self._clock()
         seen = self._seen
         self._expire_seen(now)
-        if request_id in seen:  # not expired (just pruned): keeps its first expiry
+        if request_id in seen:  # not expired (just pruned): keeps its first expiry and owner
             return
-        seen[request_id] = now + self.config.feedback_window_s
+        seen[request_id] = (now + self.config.feedback_window_s, owner)
         if len(seen) > self.config.feedback_max_entries:
             seen.popitem(last=False)
 
     def known(self, request_id: str) -> bool:
         """Whether this router served `request_id` within the feedback window (and still holds it)."""
-        expires = self._seen.get(request_id)
-        return expires is not None and expires > self._clock()
+        return self.owner(request_id) is not None
+
+    def owner(self, request_id: str) -> Identity | None:
+        """Who made `request_id` (UNRESTRICTED: made with auth off); None when it is not known."""
+        entry = self._seen.get(request_id)
+        if entry is None or entry[0] <= self._clock():
+            return None
+        return entry[1]
 
     def _expire_seen(self, now: float) -> None:
         # Expiries grow with insertion order (one window, a monotonic clock): the expired are first.
         seen = self._seen
         while seen:
-            request_id, expires = next(iter(seen.items()))
+            request_id, (expires, _) = next(iter(seen.items()))
             if expires > now:
                 return
             del seen[request_id]
 
     # --- idempotency --------------------------------------------------------------------------
 
-    def claim(self, request_id: str, fingerprint: bytes) -> Ticket | Answer | InFlight:
+    def claim(
+        self, request_id: str, fingerprint: bytes, owner: Identity = UNRESTRICTED
+    ) -> Ticket | Answer | InFlight:
         """A `Ticket` to run the request, its stored `Answer`, or the `InFlight` call to wait for.
         Raises RequestIdReusedError when the id is known with a different request. Remembers the
-        id for feedback."""
-        self.remember(request_id)
+        id (and `owner`, when it is new) for feedback."""
+        self.remember(request_id, owner)
         now = self._clock()
         entry = self._answers.get(request_id)
         if entry is not None and entry.answer is not None and entry.expires <= now:
@@ -192,11 +206,13 @@ class RequestLedger:
         self._answers.move_to_end(request_id)
         return entry.answer
 
-    async def acquire(self, request_id: str, fingerprint: bytes) -> Ticket | Answer:
+    async def acquire(
+        self, request_id: str, fingerprint: bytes, owner: Identity = UNRESTRICTED
+    ) -> Ticket | Answer:
         """`claim`, waiting out an in-flight call: its answer, or a ticket when it failed (a retry
         after a failure runs again) and this call is the first to claim again."""
         while True:
-            claim = self.claim(request_id, fingerprint)
+            claim = self.claim(request_id, fingerprint, owner)
             if not isinstance(claim, InFlight):
                 return claim
             answer = await claim.wait()

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router_service.errors import RequestIdReusedError
+from router_service.identity.model import UNRESTRICTED, Identity
 from router_service.request_ledger import InFlight, LedgerConfig, RequestLedger, Ticket, fingerprint
 
 FP = fingerprint(b"Complete", b"request body")
@@ -185,6 +186,25 @@ def test_feedback_table_bound_drops_the_oldest() -> None:
     for request_id in ("a", "b", "c"):
         book.remember(request_id)
     assert [book.known(i) for i in "abc"] == [False, True, True]
+
+
+def test_feedback_table_remembers_who_made_each_request_first_caller_owns_it() -> None:
+    book, clock = ledger(feedback_window_s=100)
+    alice = Identity(key_id="k_alice", team="search", customer="acme")
+    bob = Identity(key_id="k_bob", team="ads", customer="acme")
+    book.remember("served", alice)
+    ticket(book.claim("claimed", FP, bob)).release()
+    assert book.owner("served") is alice and book.owner("claimed") is bob
+    book.remember("served", bob)  # seen again: keeps its first owner
+    running = ticket(book.claim("held", FP, alice))
+    with pytest.raises(RequestIdReusedError):  # bob's request has another fingerprint
+        book.claim("held", b"bob's request", bob)
+    running.release()
+    assert book.owner("served") is alice and book.owner("held") is alice
+    book.remember("anonymous")
+    assert book.owner("anonymous") is UNRESTRICTED and book.owner("never") is None
+    clock.now += 100
+    assert book.owner("served") is None  # expired with its id
 
 
 # --- properties -------------------------------------------------------------------------------

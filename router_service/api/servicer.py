@@ -5,7 +5,8 @@ this RPC (identity/gate.py), then narrows the request to what the identity may u
 (identity/access.py). Besides that, only the request ledger's two promises
 (router_service/request_ledger.py): a Complete or Stream with a caller request id seen before is
 answered from the ledger (or waits for the call still running) instead of reaching the engine
-again, and Feedback must name a request this router served. A caller request id that is invalid
+again, and Feedback must name a request this router served and come from a scorer who may score
+it (identity/access.py `may_score`). A caller request id that is invalid
 is never echoed: errors carry a router-generated id in ErrorInfo.metadata["request_id"], for
 every RPC.
 """
@@ -29,15 +30,16 @@ from router_service.api.status import to_rpc_error
 from router_service.api.trace_context import trace_ids
 from router_service.domain import ChatRequest, TextDelta, ToolCallDelta
 from router_service.engine import CallContext, Engine, StreamFinish, StreamStart
-from router_service.errors import RequestNotFoundError, RouterError
-from router_service.identity.access import authorize
+from router_service.errors import PermissionDeniedError, RequestNotFoundError, RouterError
+from router_service.identity.access import authorize, may_score
 from router_service.identity.gate import AuthGate, AuthMode
 from router_service.identity.model import Identity, Scope
 from router_service.request_ledger import Answer, RequestLedger, Ticket, fingerprint
 
 log = logging.getLogger(__name__)
 
-FeedbackSink = Callable[[str, float, dict[str, str]], None]
+# (request id, score, tags, scorer): the scorer's identity goes on the feedback event's envelope.
+FeedbackSink = Callable[[str, float, dict[str, str], Identity], None]
 
 
 def new_request_id() -> str:
@@ -165,26 +167,31 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         part of the fingerprint: another key sending the same id and body never gets this answer
         (it is told the id is in use)."""
         if not request.request_id:
-            self._ledger.remember(request_id)
+            self._ledger.remember(request_id, caller)
             return None
         body = fingerprint(
             kind + b"\0" + caller.key_id.encode(), request.SerializeToString(deterministic=True)
         )
-        return await self._ledger.acquire(request_id, body)
+        return await self._ledger.acquire(request_id, body, caller)
 
     async def Feedback(
         self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext
     ) -> pb.FeedbackResponse:
         error_id = request_id_for(request.request_id)
         try:
-            await self._identify(context, Scope.FEEDBACK)
+            caller = await self._identify(context, Scope.FEEDBACK)
             request_id, score, tags = codec.feedback_from_proto(request)
-            if self._require_known_feedback and not self._ledger.known(request_id):
+            owner = self._ledger.owner(request_id)
+            if owner is None and self._require_known_feedback:
                 raise RequestNotFoundError(request_id)
+            # An id this router does not know (require_known_request: false) is checked by the
+            # quality consumer instead, which sees every replica's requests.
+            if owner is not None and not may_score(caller, owner):
+                raise _not_yours(caller, request_id)
         except Exception as exc:
             await _abort(context, exc, error_id)
         if self._feedback is not None:
-            self._feedback(request_id, score, tags)
+            self._feedback(request_id, score, tags, caller)
         return pb.FeedbackResponse()
 
     async def _identify(self, context: grpc.aio.ServicerContext, scope: Scope) -> Identity:
@@ -217,6 +224,16 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             span_id=span_id,
             identity=caller,
         )
+
+
+def _not_yours(caller: Identity, request_id: str) -> PermissionDeniedError:
+    """Someone else's request: says so, never whose (no key id or team of the owner)."""
+    return PermissionDeniedError(
+        f"API key {caller.key_id} may not score request {request_id}: it belongs to another owner",
+        resource_kind="request",
+        resource=request_id,
+        owner="another key",
+    )
 
 
 def _stream_message(request_id: str, item: object) -> pb.StreamResponse:

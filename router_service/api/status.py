@@ -106,8 +106,12 @@ def _permission_denied(exc: PermissionDeniedError, request_id: str) -> RpcError:
     info = error_details_pb2.ResourceInfo(
         resource_type=_clip(exc.resource_kind, _MAX_FIELD_BYTES),
         resource_name=_clip(exc.resource, _MAX_FIELD_BYTES),
+        owner=_clip(exc.owner, _MAX_FIELD_BYTES),
     )
-    return _build(exc, request_id, {"kind": exc.resource_kind, "name": exc.resource}, info)
+    meta = {"kind": exc.resource_kind, "name": exc.resource}
+    if exc.owner:
+        meta["owner"] = exc.owner
+    return _build(exc, request_id, meta, info)
 
 
 def _invalid_request(exc: InvalidRequestError, request_id: str) -> RpcError:

@@ -137,7 +137,9 @@ def _quality(latest: Latest, config: FleetConfig) -> dict[tuple[str, TaskType], 
     out: dict[tuple[str, TaskType], QualityStats] = {}
     for stats in fleet_quality(latest).values():
         dimension = stats["dimension"]
-        count = int(stats["count"])
+        # The scorer-capped weight (consumers/quality/scores.py): 300 scores from one key count
+        # as about one, so one key cannot make a model's feedback "enough" on its own.
+        count = int(stats.get("effective_count", stats["count"]))
         task = _task(str(dimension["task_type"]))
         if task is None or count < config.min_feedback or stats["mean_score"] is None:
             continue

@@ -51,6 +51,22 @@ def allowed_models(identity: Identity) -> frozenset[str] | None:
     return identity.allowed_models or None
 
 
+def may_score(scorer: Identity, owner: Identity) -> bool:
+    """Whether `scorer` may give feedback on a request `owner` made: the key that made it, a key
+    of the same team and customer, or an evaluator (`evaluate` scope) of the same customer.
+
+    An empty key id on either side is auth `off` (UNRESTRICTED): a request made without a key
+    belongs to nobody, and a router that checks no keys trusts every scorer, as before keys
+    existed. consumers/quality/join.py applies the same rule to the events (it cannot import
+    this module); tests/identity/test_access.py holds the two equal.
+    """
+    if not scorer.key_id or not owner.key_id or scorer.key_id == owner.key_id:
+        return True
+    if scorer.customer != owner.customer:
+        return False
+    return (scorer.team != "" and scorer.team == owner.team) or scorer.may(Scope.EVALUATE)
+
+
 def _stricter(declared: DataSensitivity, floor: DataSensitivity | None) -> DataSensitivity:
     if floor is None or _SENSITIVITY_ORDER[declared] >= _SENSITIVITY_ORDER[floor]:
         return declared

@@ -283,7 +283,7 @@ def _flat_error(b: ErrorEvent) -> _Flat:
 
 def _flat_feedback(b: FeedbackEvent) -> _Flat:
     tags = b.tags
-    return ("feedback", b.score, tags if type(tags) is dict else dict(tags))
+    return ("feedback", b.score, tags if type(tags) is dict else dict(tags), b.evaluator)
 
 
 _FLATTEN: dict[type[Any], Callable[[Any], _Flat]] = {

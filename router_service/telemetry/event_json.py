@@ -164,7 +164,10 @@ def _error(body: ErrorEvent) -> str:
 
 
 def _feedback(body: FeedbackEvent) -> str:
-    return f'{{"score":{_double(body.score)},"tags":{_string_map(body.tags)}}}'
+    return (
+        f'{{"score":{_double(body.score)},"tags":{_string_map(body.tags)}'
+        f',"evaluator":{_BOOL[body.evaluator]}}}'
+    )
 
 
 # Value helpers. Integers go through `:d` so that a stray float fails loudly (an encode_error)

@@ -134,6 +134,7 @@ def _write_feedback(message: events_pb2.Event, body: FeedbackEvent) -> None:
     message.feedback.SetInParent()
     message.feedback.score = body.score
     message.feedback.tags.update(body.tags)
+    message.feedback.evaluator = body.evaluator
 
 
 _TASK_TYPES = {member: router_pb2.TaskType.Value(name) for member, name in wv.TASK_TYPE_NAMES.items()}

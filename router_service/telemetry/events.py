@@ -115,6 +115,9 @@ class FeedbackEvent:
 
     score: float
     tags: Mapping[str, str] = field(default_factory=dict)
+    # The scorer's key has the `evaluate` scope. Who scored is the event's context (its api key,
+    # team and customer), not the scored request's owner: consumers check that the two may meet.
+    evaluator: bool = False
 
 
 EventBody = DecisionEvent | AttemptEvent | CompletionEvent | ErrorEvent | FeedbackEvent

@@ -30,7 +30,7 @@ EXPECTED_BODIES: dict[str, ce.Body | None] = {
     "decision": ce.Decision(task_type="code", chosen="openai/gpt-4o-mini"),
     "attempt": ce.Attempt("openai", "gpt-4o-mini", "error", "rate_limited", latency_ms=432, ttft_ms=None),
     "completion": ce.Completion("anthropic", "claude-haiku", 1200, 340, 1000, 987_654_321_012, 0, False),
-    "feedback": ce.Feedback(0.75),
+    "feedback": ce.Feedback(0.75, evaluator=True),
     "error": None,
 }
 

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from prometheus_client import CollectorRegistry
 
 from consumers.health.view import fleet_health
-from consumers.jobs import JOBS
+from consumers.jobs import JOBS, JobOptions
 from consumers.main import serve
 from consumers.metrics import ConsumerMetrics
 from consumers.quality.view import fleet_quality
@@ -52,7 +52,8 @@ async def test_health_and_quality_snapshots_match_the_events(kafka_broker: Embed
     metrics = ConsumerMetrics(registry)
     runners = [
         ConsumerRunner(
-            JOBS[name],
+            # Every scorer counts fully (a share of 1 caps nobody): the plain means are checkable.
+            JOBS[name].configured(JobOptions(quality_max_scorer_share=1.0)),
             RunnerConfig(
                 input_topic=input_topic,
                 snapshot_topic=topics[name],

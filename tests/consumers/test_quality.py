@@ -24,9 +24,11 @@ class Stream:
         self.aggregator = aggregator
         self.offset = 0
 
-    def send(self, body: ce.Body, request_id: str, time_s: float = T0) -> bool:
+    def send(self, body: ce.Body, request_id: str, time_s: float = T0, **envelope: str) -> bool | str:
         self.offset += 1
-        event = consumer_event(body, event_id=f"e{self.offset}", request_id=request_id, time_s=time_s)
+        event = consumer_event(
+            body, event_id=f"e{self.offset}", request_id=request_id, time_s=time_s, **envelope
+        )
         return self.aggregator.apply(event, self.offset)
 
     def request(self, request_id: str, task: str = "code", model: str = "m1", time_s: float = T0) -> None:
@@ -41,32 +43,43 @@ def _values(aggregator: QualityAggregator) -> dict[str, dict[str, object] | None
 def test_feedback_counts_under_the_model_that_answered_and_the_task() -> None:
     stream = Stream(QualityAggregator())
     stream.request("r1", task="code", model="fallback-model")
-    assert stream.send(ce.Feedback(0.8), "r1")
-    assert stream.send(ce.Feedback(0.6), "r1")  # a second score for the same request counts too
+    assert stream.send(ce.Feedback(0.8), "r1") is True
+    assert stream.send(ce.Feedback(0.6), "r1") is True  # the same key again: replaces its score
     value = _values(stream.aggregator)["model=fallback-model,task=code"]
     assert value is not None
     assert value["dimension"] == {"model": "fallback-model", "task_type": "code"}
-    assert value["count"] == 2 and value["mean_score"] == pytest.approx(0.7)
+    assert value["count"] == 1 and value["mean_score"] == pytest.approx(0.6)
+
+
+def test_feedback_without_a_scorer_key_counts_every_time_as_before_keys() -> None:
+    stream = Stream(QualityAggregator())
+    stream.request("r1", task="code", model="m1")
+    assert stream.send(ce.Feedback(0.8), "r1", api_key_id="") is True
+    assert stream.send(ce.Feedback(0.6), "r1", api_key_id="") is True  # auth off: both count
+    value = _values(stream.aggregator)["model=m1,task=code"]
+    assert value is not None and value["count"] == 2 and value["mean_score"] == pytest.approx(0.7)
 
 
 @pytest.mark.parametrize(
-    ("setup", "score"),
+    ("setup", "score", "reason"),
     [
-        ("nothing", 0.5),  # unknown request
-        ("decision_only", 0.5),  # the request failed: no model answered
-        ("completion_only", 0.5),  # no decision seen: no task
-        ("both", math.nan),
-        ("both", 1.5),
-        ("both", -0.1),
+        ("nothing", 0.5, "unattributed"),  # unknown request
+        ("decision_only", 0.5, "unattributed"),  # the request failed: no model answered
+        ("completion_only", 0.5, "unattributed"),  # no decision seen: no task
+        ("both", math.nan, "invalid_score"),
+        ("both", 1.5, "invalid_score"),
+        ("both", -0.1, "invalid_score"),
     ],
 )
-def test_feedback_that_cannot_be_attributed_or_is_invalid_is_dropped(setup: str, score: float) -> None:
+def test_feedback_that_cannot_be_attributed_or_is_invalid_is_dropped(
+    setup: str, score: float, reason: str
+) -> None:
     stream = Stream(QualityAggregator())
     if setup in ("decision_only", "both"):
         stream.send(ce.Decision("chat"), "r1")
     if setup in ("completion_only", "both"):
         stream.send(ce.Completion("p", "m"), "r1")
-    assert stream.send(ce.Feedback(score), "r1") is False
+    assert stream.send(ce.Feedback(score), "r1") == reason
     assert _values(stream.aggregator) == {}
 
 
@@ -90,7 +103,7 @@ def test_feedback_older_than_the_window_is_dropped_and_old_days_expire() -> None
     stream.request("r2", time_s=T0 + 2 * 86_400)
     values = _values(stream.aggregator)
     assert values["model=m1,task=code"] is None  # its only day left the window: a tombstone
-    assert stream.send(ce.Feedback(1.0), "r2", time_s=T0) is False  # a score dated before the window
+    assert stream.send(ce.Feedback(1.0), "r2", time_s=T0) == "late"  # a score dated before the window
 
 
 # scores -> (mean, stddev, ci95 half width, confidence)

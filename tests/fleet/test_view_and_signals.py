@@ -82,9 +82,12 @@ def test_quality_needs_min_feedback_and_skips_unknown_tasks() -> None:
     ):
         for body in (ce.Decision(task, f"p/{model}"), ce.Completion("p", model), ce.Feedback(score)):
             offset += 1
-            aggregator.apply(
-                consumer_event(body, event_id=f"e{offset}", request_id=f"r{i}", time_s=T0), offset
+            # Each request made and scored by a key of its own: one key's scores would count as
+            # one vote (consumers/quality/scores.py).
+            event = consumer_event(
+                body, event_id=f"e{offset}", request_id=f"r{i}", time_s=T0, api_key_id=f"k{i}"
             )
+            aggregator.apply(event, offset)
     latest = {record_key(r.key, 0): r.value for r in aggregator.changes(T0)}
     quality = build_view({Topic.QUALITY: latest}, FRESH, T0, CONFIG).quality
     assert set(quality) == {("x", TaskType.CODE)}  # y: 4 scores < min_feedback; "unspecified": no task

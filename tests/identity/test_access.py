@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from consumers.quality import access as quality_access
 from router_service.catalog import Catalog, Deployment, Price
 from router_service.domain import ChatRequest, DataSensitivity, Message, ModelSelection, Role, RoutingHints
 from router_service.errors import PermissionDeniedError
-from router_service.identity.access import allowed_models, authorize, require_scope
+from router_service.identity.access import allowed_models, authorize, may_score, require_scope
 from router_service.identity.model import UNRESTRICTED, Identity, Scope
 
 PRICE = Price(1, 1, 1)
@@ -120,3 +123,55 @@ def test_scopes() -> None:
     assert not UNRESTRICTED.may(Scope.ADMIN)
     assert allowed_models(UNRESTRICTED) is None
     assert allowed_models(CHEAP_ONLY) == frozenset({"cheap"})
+
+
+# --- who may score a request (Feedback) ---------------------------------------------------------
+
+OWNER = Identity(key_id="k_owner", team="search", customer="acme")
+FEEDBACK_ONLY = frozenset({Scope.FEEDBACK})
+
+
+@pytest.mark.parametrize(
+    ("scorer", "allowed"),
+    [
+        (OWNER, True),  # the key that made it
+        (Identity(key_id="k_mate", team="search", customer="acme"), True),  # same team and customer
+        (Identity(key_id="k_ads", team="ads", customer="acme"), False),  # another team
+        (Identity(key_id="k_mate2", team="search", customer="globex"), False),  # another customer
+        (Identity(key_id="k_none", team="", customer="acme"), False),  # no team is nobody's team
+        (Identity(key_id="k_eval", team="qa", customer="acme", scopes=frozenset({Scope.EVALUATE})), True),
+        (Identity(key_id="k_eval2", team="qa", customer="globex", scopes=frozenset({Scope.EVALUATE})), False),
+        (UNRESTRICTED, True),  # auth off: as before keys existed
+    ],
+)
+def test_who_may_score_a_request(scorer: Identity, allowed: bool) -> None:
+    assert may_score(scorer, OWNER) is allowed
+
+
+def test_a_request_made_without_a_key_belongs_to_nobody() -> None:
+    assert may_score(Identity(key_id="k_any", team="ads", customer="globex"), UNRESTRICTED)
+
+
+_NAMES = st.sampled_from(["", "a", "b"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    scorer=st.tuples(_NAMES, _NAMES, _NAMES),
+    owner=st.tuples(_NAMES, _NAMES, _NAMES),
+    evaluator=st.booleans(),
+)
+def test_the_quality_consumer_applies_the_same_rule(
+    scorer: tuple[str, str, str], owner: tuple[str, str, str], evaluator: bool
+) -> None:
+    """consumers/quality/access.py restates the rule on event envelopes: they must agree."""
+    scopes = FEEDBACK_ONLY | ({Scope.EVALUATE} if evaluator else set())
+    router = may_score(
+        Identity(key_id=scorer[0], team=scorer[1], customer=scorer[2], scopes=scopes),
+        Identity(key_id=owner[0], team=owner[1], customer=owner[2]),
+    )
+    # The router marks an evaluator only when it has a key (app.py _feedback_publisher).
+    consumer = quality_access.may_score(
+        quality_access.Party(*scorer), evaluator and bool(scorer[0]), quality_access.Party(*owner)
+    )
+    assert router == consumer

@@ -87,7 +87,7 @@ def bodies() -> dict[str, ev.EventBody]:
         "attempt": ev.AttemptEvent(1, attempt(), "gpt-4o-mini-2024-07-18", hedged=True),
         "completion": completion(prompt_text="hi ✓", completion_text="hello"),
         "error": ev.ErrorEvent("UNAVAILABLE", "ALL_UPSTREAMS_FAILED", "every upstream failed", 3),
-        "feedback": ev.FeedbackEvent(0.75, {"source": "thumbs"}),
+        "feedback": ev.FeedbackEvent(0.75, {"source": "thumbs"}, evaluator=True),
     }
 
 

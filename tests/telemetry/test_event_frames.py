@@ -58,7 +58,7 @@ FULL_BODIES: dict[str, ev.EventBody] = {
     "attempt": _full_attempt(),
     "completion": _full_completion(),
     "error": ev.ErrorEvent("UNAVAILABLE", "ALL_UPSTREAMS_FAILED", "every upstream failed", 3),
-    "feedback": ev.FeedbackEvent(0.75, {"source": "thumbs"}),
+    "feedback": ev.FeedbackEvent(0.75, {"source": "thumbs"}, evaluator=True),
 }
 
 

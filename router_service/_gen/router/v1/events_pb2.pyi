@@ -89,7 +89,9 @@ class Event(_message.Message):
     from `traceparent` (the router starts no spans of its own yet); empty when not traced.
     """
     api_key_id: _builtins.str
-    """Id (never the secret) of the virtual API key that made the request; empty without governance."""
+    """Id (never the secret) of the virtual API key that made the request (for feedback events: the
+    key that gave the score); empty without governance.
+    """
     team: _builtins.str
     """Team owning the API key; empty without governance."""
     customer: _builtins.str
@@ -442,8 +444,14 @@ class FeedbackEvent(_message.Message):
 
     SCORE_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
+    EVALUATOR_FIELD_NUMBER: _builtins.int
     score: _builtins.float
     """Quality score in [0, 1]; 1 is best."""
+    evaluator: _builtins.bool
+    """The scorer's key has the `evaluate` scope (it may score any request of its customer). The
+    scorer itself is the envelope's api_key_id/team/customer: for feedback events these name who
+    gave the score, not who made the request.
+    """
     @_builtins.property
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form tags sent with the feedback (e.g. "source": "thumbs")."""
@@ -453,10 +461,11 @@ class FeedbackEvent(_message.Message):
         *,
         score: _builtins.float = ...,
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        evaluator: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["score", b"score", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluator", b"evaluator", "score", b"score", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

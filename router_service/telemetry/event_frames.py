@@ -104,6 +104,8 @@ class _Candidate(NamedTuple):  # domain.CandidateView
     exclusion_reason: str
     score: float
     estimated_cost_nanos: int
+    quality: float
+    quality_known: bool
 
 
 class _Decision(NamedTuple):  # domain.RouteDecision
@@ -173,7 +175,16 @@ def _flat_decision(body: DecisionEvent) -> _Flat:
         d.task_type.value,
         d.chain,
         tuple(
-            (c.provider, c.model, c.eligible, c.exclusion_reason, c.score, c.estimated_cost_nanos)
+            (
+                c.provider,
+                c.model,
+                c.eligible,
+                c.exclusion_reason,
+                c.score,
+                c.estimated_cost_nanos,
+                c.quality,
+                c.quality_known,
+            )
             for c in d.candidates
         ),
     )

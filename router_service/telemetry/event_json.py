@@ -98,7 +98,9 @@ def _candidate(candidate: domain.CandidateView) -> str:
         f',"eligible":{_BOOL[candidate.eligible]}'
         f',"exclusionReason":{_str(candidate.exclusion_reason)}'
         f',"score":{_double(candidate.score)}'
-        f',"estimatedCost":{{"currencyCode":"USD","units":"{units:d}","nanos":{nanos:d}}}}}'
+        f',"estimatedCost":{{"currencyCode":"USD","units":"{units:d}","nanos":{nanos:d}}}'
+        f',"quality":{_double(candidate.quality)}'
+        f',"qualityKnown":{_BOOL[candidate.quality_known]}}}'
     )
 
 

@@ -65,6 +65,8 @@ def _write_candidate(out: router_pb2.Candidate, candidate: domain.CandidateView)
     out.eligible = candidate.eligible
     out.exclusion_reason = candidate.exclusion_reason
     out.score = candidate.score
+    out.quality = candidate.quality
+    out.quality_known = candidate.quality_known
     cost = out.estimated_cost
     cost.currency_code = "USD"
     cost.units, cost.nanos = wv.money_parts(candidate.estimated_cost_nanos)

@@ -46,7 +46,9 @@ def _full_completion() -> ev.CompletionEvent:
 
 
 def _full_decision() -> ev.DecisionEvent:
-    every_field = domain.CandidateView("big", "ctx-small", False, "context window 8192 < 12000", 0.25, 77)
+    every_field = domain.CandidateView(
+        "big", "ctx-small", False, "context window 8192 < 12000", 0.25, 77, 0.8, True
+    )
     decision = h.decision()
     return ev.DecisionEvent(dataclasses.replace(decision, candidates=(every_field, *decision.candidates)))
 

@@ -6,6 +6,9 @@
   routerctl feedback REQUEST_ID SCORE      record a quality score in [0, 1]
   routerctl health [--bootstrap B]         the fleet's provider health (the consumers' snapshots)
   routerctl costs [--window hour] [--bootstrap B]   the fleet's spend in the current window
+  routerctl keys create|list|rotate|disable|enable ...   manage virtual keys (see keys_cli.py)
+
+Calls send `authorization: Bearer $ROUTER_API_KEY` (or --api-key) when a key is given.
 
 Prints the answer, then one routing summary line (model, attempts, latency, tokens, cost).
 """
@@ -18,11 +21,13 @@ import dataclasses
 import os
 import sys
 import time
+from typing import Any
 
 import grpc
 from aiokafka.errors import KafkaError
 from grpc_status import rpc_status
 
+from router_service import keys_cli
 from router_service._gen.router.v1 import router_pb2 as pb
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.fleet.config import FleetConfig
@@ -37,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("health", "costs"):
         return _fleet(args)
+    if args.command == "keys":
+        return keys_cli.run(args)
     channel = grpc.insecure_channel(args.target)
+    if args.api_key:
+        channel = grpc.intercept_channel(channel, _Bearer(args.api_key))
     stub = pb_grpc.RouterServiceStub(channel)
     try:
         return int(_COMMANDS[args.command](stub, args))
@@ -52,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="routerctl", description="Talk to the LLM router.")
     parser.add_argument("--target", default=DEFAULT_TARGET, help="router address (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("ROUTER_API_KEY", ""),
+        help="virtual key (default: $ROUTER_API_KEY)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("complete", "stream", "route"):
         p = sub.add_parser(name)
@@ -63,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--max-tokens", type=int, default=None)
         if name == "complete":
             p.add_argument("--stream", action="store_true")
+    keys_cli.add_parser(sub)
     fb = sub.add_parser("feedback")
     fb.add_argument("request_id")
     fb.add_argument("score", type=float)
@@ -77,6 +92,22 @@ def _parser() -> argparse.ArgumentParser:
         if name == "costs":
             p.add_argument("--window", choices=sorted(WINDOW_SECONDS), default="hour")
     return parser
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Sends `authorization: Bearer <key>` with every call."""
+
+    def __init__(self, key: str) -> None:
+        self._metadata = (("authorization", f"Bearer {key}"),)
+
+    def _with_key(self, details: Any) -> Any:
+        return details._replace(metadata=(*(details.metadata or ()), *self._metadata))
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_key(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_key(details), request)
 
 
 def _fleet(args: argparse.Namespace) -> int:

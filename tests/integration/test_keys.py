@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -275,3 +278,34 @@ async def eventually(action: Any, attempts: int = 200) -> None:
         except (grpc.aio.AioRpcError, AssertionError):
             await asyncio.sleep(0.02)
     await action()
+
+
+def routerctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "router_service.routerctl", *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+    )
+
+
+async def test_routerctl_creates_a_key_the_running_router_accepts(secured: RouterApp, keys: Keys) -> None:
+    created = await asyncio.to_thread(
+        routerctl, "keys", "create", "--keys-file", str(keys.path), "--id", "k_cli", "--team", "ops"
+    )
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    assert secret.startswith("lrk_k_cli.") and secret not in keys.path.read_text()
+    target = f"127.0.0.1:{secured.port}"
+
+    async def complete() -> None:
+        done = await asyncio.to_thread(
+            routerctl, "--target", target, "complete", "hello", env={"ROUTER_API_KEY": secret}
+        )
+        assert done.returncode == 0, done.stderr
+
+    await eventually(complete)
+    refused = await asyncio.to_thread(routerctl, "--target", target, "complete", "hello")
+    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
+    listed = await asyncio.to_thread(routerctl, "keys", "list", "--keys-file", str(keys.path))
+    assert "k_cli" in listed.stdout and secret not in listed.stdout
+    disabled = await asyncio.to_thread(routerctl, "keys", "disable", "k_cli", "--keys-file", str(keys.path))
+    assert disabled.returncode == 0 and "disabled" in disabled.stdout

@@ -37,6 +37,7 @@ from router_service.errors import (
     UnknownModelError,
 )
 from router_service.fleet.signals import FleetSignals
+from router_service.identity.access import allowed_models
 from router_service.providers.base import ProviderAdapter
 from router_service.request_run import (
     CallContext,
@@ -187,7 +188,8 @@ class Engine:
         """Route and report the decision; when nothing is eligible, the decision that says why
         is reported too, before the error ends the request."""
         try:
-            decision = self._route(setup, run.request, streaming, run.ctx.identity.allowed_models or None)
+            allowed = allowed_models(run.ctx.identity, setup.config.catalog)
+            decision = self._route(setup, run.request, streaming, allowed)
         except NoEligibleCandidateError as exc:
             if exc.decision is not None:
                 run.refused(exc.decision)

@@ -31,7 +31,7 @@ from router_service.api.trace_context import trace_ids
 from router_service.domain import ChatRequest, TextDelta, ToolCallDelta
 from router_service.engine import CallContext, Engine, StreamFinish, StreamStart
 from router_service.errors import PermissionDeniedError, RequestNotFoundError, RouterError
-from router_service.identity.access import authorize, may_score
+from router_service.identity.access import allowed_models, authorize, may_score
 from router_service.identity.gate import AuthGate, AuthMode
 from router_service.identity.model import Identity, Scope
 from router_service.request_ledger import Answer, RequestLedger, Ticket, fingerprint
@@ -80,7 +80,9 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         try:
             caller = await self._identify(context, Scope.ROUTE)
             chat = self._authorized(caller, codec.chat_from_proto(request.chat))
-            decision = self._engine.route(chat, allowed_models=caller.allowed_models or None)
+            decision = self._engine.route(
+                chat, allowed_models=allowed_models(caller, self._engine.config.catalog)
+            )
         except Exception as exc:
             await _abort(context, exc, request_id)
         return pb.RouteResponse(decision=codec.decision_to_proto(request_id, decision))

@@ -46,9 +46,16 @@ def authorize(identity: Identity, request: ChatRequest, catalog: Catalog, defaul
     )
 
 
-def allowed_models(identity: Identity) -> frozenset[str] | None:
-    """The routing filter's allow-list (catalog model names or deployment keys); None: any."""
-    return identity.allowed_models or None
+def allowed_models(identity: Identity, catalog: Catalog | None = None) -> frozenset[str] | None:
+    """The routing filter's allow-list (catalog model names or deployment keys); None: any. With
+    a region restriction (and a catalog), the deployment keys both lists admit."""
+    if not identity.allowed_regions or catalog is None:
+        return identity.allowed_models or None
+    return frozenset(
+        d.key
+        for d in catalog.deployments
+        if identity.may_use_region(d.region) and identity.may_use_model(d.model, d.key)
+    )
 
 
 def may_score(scorer: Identity, owner: Identity) -> bool:

@@ -175,3 +175,27 @@ def test_the_quality_consumer_applies_the_same_rule(
         quality_access.Party(*scorer), evaluator and bool(scorer[0]), quality_access.Party(*owner)
     )
     assert router == consumer
+
+
+def test_a_region_restriction_becomes_a_deployment_allow_list() -> None:
+    catalog = Catalog(
+        deployments=tuple(
+            Deployment(
+                provider=p,
+                model="m",
+                upstream_model="m",
+                price=PRICE,
+                context_window=8000,
+                max_output_tokens=1000,
+                capabilities=frozenset(),
+                region=r,
+            )
+            for p, r in [("eu1", "eu"), ("us1", "us"), ("eu2", "eu")]
+        ),
+        aliases={},
+    )
+    eu = Identity(key_id="k", allowed_regions=frozenset({"eu"}))
+    assert allowed_models(eu, catalog) == frozenset({"eu1/m", "eu2/m"})
+    eu_one = Identity(key_id="k", allowed_regions=frozenset({"eu"}), allowed_models=frozenset({"eu2/m"}))
+    assert allowed_models(eu_one, catalog) == frozenset({"eu2/m"})
+    assert allowed_models(Identity(key_id="k"), catalog) is None

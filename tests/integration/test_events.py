@@ -27,6 +27,9 @@ from router_service._gen.router.v1 import router_pb2 as pb
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp
 from router_service.embedded.broker import EmbeddedBroker
+from router_service.identity.model import Identity
+from router_service.keystore.admin import create_key
+from router_service.keystore.file_store import FileKeyStore
 from router_service.settings import parse_config
 from router_service.telemetry.event_codec import decode
 from router_service.telemetry.kafka_client import ensure_topics
@@ -396,3 +399,28 @@ async def test_retries_of_a_request_id_publish_no_second_set_of_events(
     for _, event, _, _ in records:
         by_request[event.request_id].append(event.WhichOneof("body"))
     assert dict(by_request) == expected
+
+
+async def test_every_event_of_a_keyed_call_carries_the_callers_identity_not_its_tags(
+    sims: Sims, kafka_broker: EmbeddedBroker, topic: str, tmp_path: Path
+) -> None:
+    store = FileKeyStore(tmp_path / "keys.yaml", poll_s=0)
+    await store.start()
+    _, secret = await create_key(store, Identity(key_id="k_search", team="search", customer="acme"))
+    config = router_config_dict(sims, attempt_timeout_s=2.0)
+    config["events"] = events_config(kafka_broker, topic, tmp_path / "spool")
+    config["auth"] = {"mode": "required", "keys_file": str(store.path)}
+    app = RouterApp(parse_config(config))
+    await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            stub = pb_grpc.RouterServiceStub(channel)
+            request = pb.CompleteRequest(chat=chat(tags={"team": "someone-else"}))
+            await stub.Complete(request, metadata=(("authorization", f"Bearer {secret}"),))
+    finally:
+        await app.stop(grace_s=2)
+    events = await read_events(kafka_broker.bootstrap, topic, expected=3)
+    assert len(events) == 3  # decision, attempt, completion
+    for _, _, plain, _ in events:
+        assert (plain["apiKeyId"], plain["team"], plain["customer"]) == ("k_search", "search", "acme")
+        assert secret.split(".", 1)[1][:12] not in json.dumps(plain)

@@ -32,6 +32,10 @@ HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
 
 # The router's own attributes (not GenAI conventions), under one prefix.
 REQUEST_ID = "llmrouter.request_id"
+# The caller's identity (never the secret): the virtual key id, its team and customer.
+API_KEY_ID = "llmrouter.api_key.id"
+TEAM = "llmrouter.team"
+CUSTOMER = "llmrouter.customer"
 DEPLOYMENT = "llmrouter.deployment"  # "<provider>/<model>": the catalog's key, as in metrics and events
 ATTEMPT_INDEX = "llmrouter.attempt.index"
 ATTEMPT_OUTCOME = "llmrouter.attempt.outcome"

@@ -73,6 +73,9 @@ class TracingObserver:
                     sc.ROUTE_STRATEGY: decision.strategy,
                     sc.ROUTE_CHOSEN: decision.chosen,
                     sc.ROUTE_FALLBACKS: list(decision.chain[1:]),
+                    sc.API_KEY_ID: ctx.api_key_id,
+                    sc.TEAM: ctx.team,
+                    sc.CUSTOMER: ctx.customer,
                 }
             )
 

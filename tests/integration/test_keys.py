@@ -309,3 +309,9 @@ async def test_routerctl_creates_a_key_the_running_router_accepts(secured: Route
     assert "k_cli" in listed.stdout and secret not in listed.stdout
     disabled = await asyncio.to_thread(routerctl, "keys", "disable", "k_cli", "--keys-file", str(keys.path))
     assert disabled.returncode == 0 and "disabled" in disabled.stdout
+
+
+async def test_with_auth_off_any_authorization_metadata_is_ignored(stub: pb_grpc.RouterServiceStub) -> None:
+    for value in ("Basic dXNlcjpwYXNz", "Bearer whatever", ""):
+        response = await stub.Complete(pb.CompleteRequest(chat=chat()), metadata=(("authorization", value),))
+        assert response.message.content

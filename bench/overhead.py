@@ -74,6 +74,10 @@ from router_service._gen.router.v1 import router_pb2 as pb
 from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.config_schema import HttpConfig
 from router_service.embedded.broker import EmbeddedBroker
+from router_service.identity import key_secret
+from router_service.identity.model import Identity
+from router_service.identity.records import Credential, KeyRecord
+from router_service.keystore.file_store import write_key_file
 from router_service.providers.http import make_http_client
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -213,14 +217,14 @@ ROUTER_CALLS: dict[int, int] = {}
 
 
 @asynccontextmanager
-async def router_client(port: int) -> AsyncIterator[Call]:
+async def router_client(port: int, metadata: tuple[tuple[str, str], ...] = ()) -> AsyncIterator[Call]:
     chat = pb.ChatRequest(messages=[pb.Message(role=pb.ROLE_USER, content=PROMPT)])
     request = pb.CompleteRequest(chat=chat)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         complete = pb_grpc.RouterServiceStub(channel).Complete
 
         async def call() -> None:
-            response = await complete(request, timeout=CALL_TIMEOUT_S)
+            response = await complete(request, timeout=CALL_TIMEOUT_S, metadata=metadata or None)
             if not response.message.content:
                 raise RuntimeError("empty answer from the router")
             ROUTER_CALLS[port] = ROUTER_CALLS.get(port, 0) + 1
@@ -269,6 +273,7 @@ class RouterVariant:
 
     name: str
     extra: dict[str, Any]
+    metadata: tuple[tuple[str, str], ...] = ()  # sent with every call (the auth variant's key)
 
     def config(self, sim_base_url: str, port: int) -> dict[str, Any]:
         return deep_merge(base_router_config(sim_base_url, port), self.extra)
@@ -325,12 +330,37 @@ def events_extra(bootstrap: str, spool_dir: Path, forwarder: bool = True) -> dic
     }
 
 
+AUTH_VARIANT = "router/aiohttp+auth"
+
+
+def auth_variant(tmp: Path) -> RouterVariant:
+    """`auth.mode: required` over a key file of 1,000 keys; every call presents one of them (the
+    same one: the verified-secret cache is warm after the first call, as for a real caller)."""
+    records, secret = [], ""
+    for i in range(1000):
+        key_id = f"k_bench_{i}"
+        candidate = key_secret.new_secret(key_id)
+        secret = secret or candidate
+        credential = Credential(key_secret.hash_secret(candidate))
+        records.append(KeyRecord(Identity(key_id=key_id, team="bench", customer="bench"), (credential,)))
+    path = tmp / "keys.yaml"
+    write_key_file(path, records)
+    extra = {"http": {"transport": "aiohttp"}, "auth": {"mode": "required", "keys_file": str(path)}}
+    return RouterVariant(AUTH_VARIANT, extra, (("authorization", f"Bearer {secret}"),))
+
+
 def router_variants(
-    extra_yaml: str | None, extra_name: str, events: dict[str, Any] | None, telemetry_only: bool = False
+    extra_yaml: str | None,
+    extra_name: str,
+    events: dict[str, Any] | None,
+    telemetry_only: bool = False,
+    auth: RouterVariant | None = None,
 ) -> list[RouterVariant]:
     variants = [RouterVariant(PLAIN, {"http": {"transport": "aiohttp"}})]
     if not telemetry_only:
         variants.append(RouterVariant("router/httpx", {"http": {"transport": "httpx"}}))
+        if auth is not None:
+            variants.append(auth)
     if events is not None:
         variants.append(RouterVariant(EVENTS_VARIANT, events))
     if extra_yaml:
@@ -364,8 +394,8 @@ def closed_loop_targets(endpoints: Endpoints) -> dict[str, ClientFactory]:
         direct_target("aiohttp"): lambda: httpx_client(url, "aiohttp"),
         direct_target("aiohttp-raw"): lambda: aiohttp_raw_client(url),
     }
-    for name, (_, server) in endpoints.routers.items():
-        targets[name] = functools.partial(router_client, server.port)
+    for name, (variant, server) in endpoints.routers.items():
+        targets[name] = functools.partial(router_client, server.port, variant.metadata)
     return targets
 
 
@@ -542,6 +572,11 @@ def derive(
     for variant in variants:
         cpu = ROUTER_CPU_US.get(variant.name, math.nan)
         rows.append(info_row(variant.name, "router CPU per request", cpu, "us", "router process CPU / calls"))
+    if any(v.name == AUTH_VARIANT for v in variants):
+        added = ROUTER_CPU_US.get(AUTH_VARIANT, math.nan) - ROUTER_CPU_US.get(PLAIN, math.nan)
+        rows.append(info_row(AUTH_VARIANT, "auth CPU per request", added, "us", f"{AUTH_VARIANT} - {PLAIN}"))
+        auth32, plain32 = find(closed, AUTH_VARIANT, 32), find(closed, PLAIN, 32)
+        rows.append(info_row(AUTH_VARIANT, "rps @c=32 / plain", auth32.rps / plain32.rps, "x", f"vs {PLAIN}"))
     if any(v.name == EVENTS_VARIANT for v in variants):
         rows += telemetry_rows(closed)
     return rows
@@ -684,6 +719,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="with --telemetry-only: repeat with fresh processes, report medians",
     )
+    parser.add_argument("--no-auth", action="store_true", help=f"skip the {AUTH_VARIANT} row (virtual keys)")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     if args.telemetry_only and args.no_events:
@@ -764,8 +800,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         embedded_broker(not args.no_events, Path(tmp)) as bootstrap,
     ):
         events = events_extra(bootstrap, Path(tmp) / "spool", not args.events_inline) if bootstrap else None
+        auth = None if args.no_auth else auth_variant(Path(tmp))
         variants = router_variants(
-            args.router_config_extra, args.router_config_extra_name, events, args.telemetry_only
+            args.router_config_extra, args.router_config_extra_name, events, args.telemetry_only, auth
         )
         sim = fleet.spawn_sim()
         sim_base_url = f"http://127.0.0.1:{sim.port}/v1"

@@ -25,9 +25,11 @@ class Presented:
     certificate_subject: str | None
 
 
-def presented_credentials(context: grpc.aio.ServicerContext) -> Presented:
-    """Raises UnauthenticatedError for an `authorization` value that is not a bearer token."""
-    return Presented(_bearer(context.invocation_metadata() or ()), _certificate_subject(context))
+def presented_credentials(context: grpc.aio.ServicerContext, *, certificates: bool = True) -> Presented:
+    """Raises UnauthenticatedError for an `authorization` value that is not a bearer token.
+    `certificates=False` skips the auth context (a few us a call) where no certificate can map."""
+    subject = _certificate_subject(context) if certificates else None
+    return Presented(_bearer(context.invocation_metadata() or ()), subject)
 
 
 def _bearer(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:

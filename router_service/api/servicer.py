@@ -199,7 +199,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
     async def _identify(self, context: grpc.aio.ServicerContext, scope: Scope) -> Identity:
         if self._gate.mode is AuthMode.OFF:  # nothing to check: not even the metadata is read
             return UNRESTRICTED
-        presented = presented_credentials(context)
+        presented = presented_credentials(context, certificates=self._gate.maps_certificates)
         return await self._gate.identify(presented.bearer, presented.certificate_subject, scope)
 
     def _authorized(self, caller: Identity, chat: ChatRequest) -> ChatRequest:

@@ -45,6 +45,11 @@ class AuthGate:
         self._anonymous = anonymous or Identity(key_id="anonymous", scopes=frozenset())
         self._certificates = dict(certificate_identities or {})
 
+    @property
+    def maps_certificates(self) -> bool:
+        """Whether a client certificate can identify a caller (mTLS identities configured)."""
+        return bool(self._certificates)
+
     async def identify(self, bearer: str | None, certificate_subject: str | None, scope: Scope) -> Identity:
         identity = await self._resolve(bearer, certificate_subject)
         require_scope(identity, scope)

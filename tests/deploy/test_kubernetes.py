@@ -15,7 +15,9 @@ import yaml
 
 from consumers.jobs import DEFAULT_INPUT_TOPIC, JOBS
 from consumers.main import DEFAULT_METRICS_PORT
+from deploy import health_probe
 from router_service.cli import build_parser
+from router_service.routerctl import _parser as routerctl_parser
 from router_service.settings import RuntimeConfig, load_config
 from router_service.telemetry.forwarding_publisher import ForwardingPublisher
 from tests.deploy.conftest import DEPLOY, load_yaml_documents
@@ -40,12 +42,24 @@ def _kafka_env() -> dict[str, str]:
     return dict(literal.split("=", 1) for literal in generator["literals"])
 
 
+def _secret_env() -> dict[str, str]:
+    """The router's variables set from Secrets the operator creates (deploy/README.md), each as a
+    placeholder naming its Secret and key."""
+    env = {}
+    for var in _container(_router()).get("env", []):
+        ref = var.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            assert ref.get("optional") is not True  # a missing Secret stops the pod, visibly
+            env[var["name"]] = f"secret:{ref['name']}/{ref['key']}"
+    return env
+
+
 def _router_config() -> RuntimeConfig:
     [generator] = [g for g in KUSTOMIZATION["configMapGenerator"] if g["name"] == "llm-router-config"]
     [entry] = generator["files"]
     key, _, file = entry.partition("=")
     assert key == "router.yaml"
-    return load_config(KUBERNETES / file, _kafka_env())
+    return load_config(KUBERNETES / file, _kafka_env() | _secret_env())
 
 
 def _router() -> dict[str, Any]:
@@ -81,8 +95,6 @@ def test_the_router_config_is_one_the_router_accepts_and_its_ports_are_the_conta
     assert config.server.listen == f"0.0.0.0:{ports['grpc']}"
     assert config.metrics.listen == f"0.0.0.0:{ports['metrics']}"
     assert config.server.workers == 1  # scaled with replicas
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert router[probe]["grpc"]["port"] == ports["grpc"]  # grpc.health.v1, served by the router
     template = _router()["spec"]["template"]["metadata"]["annotations"]
     assert template["prometheus.io/port"] == str(ports["metrics"])
     assert (
@@ -150,3 +162,73 @@ def test_every_container_runs_the_image_kustomize_rewrites_or_a_pinned_one() -> 
             assert container["image"] == image["name"] or re.fullmatch(
                 r"[\w./-]+:\d[\w.-]*", container["image"]
             )
+
+
+def _certificate() -> dict[str, Any]:
+    [certificate] = load_yaml_documents(KUBERNETES / "certificate.yaml")
+    return dict(certificate)
+
+
+def _mounts(container: dict[str, Any]) -> dict[str, Path]:
+    return {m["name"]: Path(m["mountPath"]) for m in container["volumeMounts"]}
+
+
+def _volumes() -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in _router()["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_every_call_needs_a_key_from_the_redis_every_replica_shares() -> None:
+    config = _router_config()
+    assert config.auth.mode == "required"
+    # The URL (with its password) comes from a Secret, never from the ConfigMap.
+    assert config.auth.redis_url.get_secret_value() == "secret:llm-router-keys/redis-url"
+    assert not config.auth.keys_file  # one file per pod would not be shared by the replicas
+    assert _router()["spec"]["replicas"] > 1
+
+
+def test_routerctl_keys_in_the_pod_finds_the_same_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `kubectl exec deploy/llm-router -- routerctl keys list` (deploy/README.md): the variable
+    # routerctl reads is the one auth.redis_url is read from, by the kubelet's $(VAR) expansion.
+    env = {var["name"]: var for var in _container(_router())["env"]}
+    assert env["ROUTER_KEYS_REDIS"]["value"] == "$(ROUTER_KEYS_REDIS_URL)"
+    names = list(env)
+    assert names.index("ROUTER_KEYS_REDIS_URL") < names.index("ROUTER_KEYS_REDIS")  # defined first
+    monkeypatch.setenv("ROUTER_KEYS_REDIS", "redis://keys:6379/0")
+    assert routerctl_parser().parse_args(["keys", "list"]).redis == "redis://keys:6379/0"
+
+
+def test_the_server_speaks_tls_with_the_certificate_from_the_tls_secret() -> None:
+    tls = _router_config().server.tls
+    assert tls is not None
+    mount = _mounts(_container(_router()))["tls"]
+    assert Path(tls.cert_file) == mount / "tls.crt" and Path(tls.key_file) == mount / "tls.key"
+    # Not nested in the ConfigMap's mount.
+    assert not mount.is_relative_to(_mounts(_container(_router()))["config"])
+    secret = _volumes()["tls"]["secret"]["secretName"]
+    certificate = _certificate()
+    assert certificate["kind"] == "Certificate" and certificate["spec"]["secretName"] == secret
+    assert certificate["metadata"]["namespace"] == KUSTOMIZATION["namespace"]
+    # The headless Service's name, as clients dial it, is in the certificate.
+    service = f"{_object('Service', 'llm-router')['metadata']['name']}.{KUSTOMIZATION['namespace']}"
+    assert f"{service}.svc.cluster.local" in certificate["spec"]["dnsNames"]
+    assert "certificate.yaml" not in KUSTOMIZATION["resources"]  # needs cert-manager's CRDs
+
+
+@pytest.mark.parametrize("probe", ["startupProbe", "readinessProbe", "livenessProbe"])
+def test_the_probes_check_grpc_health_over_tls_on_the_pods_own_port(probe: str) -> None:
+    container = _container(_router())
+    command = container[probe]["exec"]["command"]
+    assert command[0] == "python"
+    # The script is the one the image copies to that path.
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(rf"^COPY deploy/health_probe.py {re.escape(command[1])}$", dockerfile, re.MULTILINE)
+    args = health_probe.parse_args(command[2:])
+    host, _, port = args.target.rpartition(":")
+    assert host == "127.0.0.1" and int(port) == _ports(container)["grpc"]
+    # Verified against the CA of the mounted TLS Secret, under a name the certificate carries.
+    assert args.ca == _mounts(container)["tls"] / "ca.crt"
+    assert args.server_name in _certificate()["spec"]["dnsNames"]
+    tls = _router_config().server.tls
+    assert tls is not None and not tls.require_client_cert  # else the probe needs --cert/--key
+    # The probe gives up before the kubelet does, so a hung router reads as a failure with a reason.
+    assert args.timeout < container[probe]["timeoutSeconds"]

@@ -8,10 +8,17 @@ publishing snapshots every 2 s. Ctrl-C (or SIGTERM) stops everything it started:
 first (its last events are published), then the consumers (final flush and commit), then the
 simulators and the broker.
 
+Callers are identified (README "Keys and access"): the router runs with `auth.mode: optional`,
+so a call without a key gets the anonymous identity (complete, route, stream), and at start `up`
+writes a key file into its own temporary directory with one dev key, `k_dev` (team and customer
+`dev`, scopes route, complete, stream and feedback), whose secret is printed once, in the
+`export ROUTER_API_KEY=...` line of the endpoints (never logged). The file goes when `up` stops.
+
 Environment: KAFKA_BOOTSTRAP_SERVERS (a real cluster: no broker is started and the consumers
 create no topics), KAFKA_ENABLE_IDEMPOTENCE (set to false for the embedded broker; read by the
 router's config and by the consumers), ROUTER_METRICS_LISTEN (127.0.0.1:9464) and
-CONSUMER_METRICS_LISTEN (127.0.0.1:9465; empty disables either).
+CONSUMER_METRICS_LISTEN (127.0.0.1:9465; empty disables either), ROUTER_AUTH_MODE (optional;
+`required` refuses callers without a key, `off` attributes nothing).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import contextlib
 import logging
 import os
 import signal
+import tempfile
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -34,6 +42,9 @@ from consumers.metrics import ConsumerMetrics
 from consumers.runner import RunnerConfig
 from router_service.app import RouterApp, start_metrics_server
 from router_service.embedded.broker import EmbeddedBroker, port_if_free
+from router_service.identity.model import Identity, Scope
+from router_service.keystore.admin import create_key
+from router_service.keystore.file_store import FileKeyStore
 from router_service.settings import load_config
 from router_service.sim.presets import preset_config
 from router_service.sim.server import SimServer
@@ -46,6 +57,13 @@ SNAPSHOT_INTERVAL_S = 2.0
 KAFKA_PORT = 9092  # the embedded broker's, unless taken (then any free one, printed)
 CONSUMER_METRICS_LISTEN = f"127.0.0.1:{DEFAULT_METRICS_PORT}"
 CONSUMERS_STOP_TIMEOUT_S = 30.0
+# Feedback too, so the README's `routerctl feedback` works with it; not evaluate or admin.
+DEV_KEY = Identity(
+    key_id="k_dev",
+    team="dev",
+    customer="dev",
+    scopes=frozenset({Scope.ROUTE, Scope.COMPLETE, Scope.STREAM, Scope.FEEDBACK}),
+)
 
 
 def run_stack(template: Path | None, port: int) -> int:
@@ -63,6 +81,11 @@ async def _stack(template: Path, port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:  # leaves in reverse: router, consumers, sims, broker
         env = dict(os.environ, ROUTER_LISTEN=f"127.0.0.1:{port}")
+        # Entered first, so removed last: the router reads (and watches) the key file until it stops.
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llm-router-up-")))
+        keys_file, dev_secret = await _dev_key_file(scratch)
+        env.update(ROUTER_KEYS_FILE=str(keys_file))
+        env.setdefault("ROUTER_AUTH_MODE", "optional")
         embedded = not env.get("KAFKA_BOOTSTRAP_SERVERS")
         if embedded:
             broker = EmbeddedBroker(port_if_free(KAFKA_PORT))  # the READMEs' kcat -b 127.0.0.1:9092
@@ -85,7 +108,8 @@ async def _stack(template: Path, port: int) -> None:
         router = RouterApp(config)
         await stack.enter_async_context(router)
         consumers.start()  # after the router: it created the events topic the consumers read
-        _print_endpoints(env, router.port, config.metrics.listen, consumers.metrics_listen)
+        key = dev_secret if config.auth.mode != "off" else ""
+        _print_endpoints(env, router.port, config.metrics.listen, consumers.metrics_listen, key)
         await stop.wait()
         print("\nstopping...", flush=True)
 
@@ -141,12 +165,21 @@ class StackConsumers:
             server.server_close()
 
 
+async def _dev_key_file(directory: Path) -> tuple[Path, str]:
+    """A key file holding only `DEV_KEY` (its hash); returns the file and the key's secret."""
+    path = directory / "keys.yaml"
+    _, secret = await create_key(FileKeyStore(path, poll_s=0), DEV_KEY)
+    return path, secret
+
+
 def _report_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("consumers stopped; the router keeps running without them", exc_info=task.exception())
 
 
-def _print_endpoints(env: dict[str, str], port: int, metrics_listen: str, consumer_metrics: str) -> None:
+def _print_endpoints(
+    env: dict[str, str], port: int, metrics_listen: str, consumer_metrics: str, dev_key: str
+) -> None:
     kafka = env["KAFKA_BOOTSTRAP_SERVERS"]
     snapshot_topics = ", ".join(job.snapshot_topic for job in JOBS.values())
     lines = [
@@ -163,6 +196,14 @@ def _print_endpoints(env: dict[str, str], port: int, metrics_listen: str, consum
         else "  consumer metrics   disabled",
     ]
     lines += [f"  {var.removesuffix('_URL').lower():<18} {env[var]}" for var in SIM_PROFILES]
+    if dev_key:  # the only place the secret appears: stdout, for the user to paste
+        lines += [
+            f"  auth               {env['ROUTER_AUTH_MODE']}   (without a key: anonymous, no feedback)",
+            f"  dev key            {DEV_KEY.key_id}   (team {DEV_KEY.team}, customer {DEV_KEY.customer}, "
+            f"scopes {', '.join(sorted(s.value for s in DEV_KEY.scopes))})",
+            "",
+            f"  export ROUTER_API_KEY={dev_key}",
+        ]
     lines += [
         "",
         f'  try: routerctl --target 127.0.0.1:{port} complete "Hello there"',

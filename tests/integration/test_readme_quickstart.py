@@ -2,7 +2,10 @@
 every `routerctl` command of README.md's "Two commands" section as a subprocess.
 
 The commands are read from README.md itself, so the test fails when the README drifts from what
-works (only the feedback placeholder `<request-id>` is replaced, by the id a `complete` printed).
+works (only the feedback placeholder `<request-id>` is replaced, by the id a `complete` printed,
+and the README's `export ROUTER_API_KEY=...` line by the dev key `up` printed). The dev key is
+attributed and may give feedback for its own requests; without a key a caller is anonymous (no
+feedback: PERMISSION_DENIED), and a wrong key is UNAUTHENTICATED.
 Then about a hundred ordinary, varied prompts go through the embedded default policy, none of
 which may fail NO_ELIGIBLE_CANDIDATE, and forced tool calls and JSON modes come back as such
 through the router from the simulated providers.
@@ -41,21 +44,27 @@ SUMMARY = re.compile(
     r"tokens \d+ in / \d+ out \| \$\d+\.\d{9} \| request (?P<request_id>\S+)$",
     re.MULTILINE,
 )
+DEV_KEY_LINE = re.compile(r"^  export ROUTER_API_KEY=(lrk_k_dev\.\S+)$", re.MULTILINE)
 
 
-def readme_commands() -> list[str]:
-    """The routerctl lines of the code block after "With the stack up" in "## Two commands"."""
+def _readme_block() -> list[str]:
+    """The lines of the code block after "With the stack up" in "## Two commands"."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
     after = section.split("With the stack up", 1)[1]
-    block = after.split("```bash\n", 1)[1].split("```", 1)[0]
-    return [line.strip() for line in block.splitlines() if "routerctl" in line]
+    return after.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+
+
+def readme_commands() -> list[str]:
+    """The routerctl lines of that block."""
+    return [line.strip() for line in _readme_block() if "routerctl" in line]
 
 
 @dataclass
 class Stack:
     target: str
     log: Path
+    key: str = ""  # the dev key `up` printed
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -86,6 +95,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             time.sleep(0.1)
         with grpc.insecure_channel(stack.target) as channel:
             grpc.channel_ready_future(channel).result(timeout=20)
+        printed = DEV_KEY_LINE.search(stack.text())
+        assert printed, stack.text()
+        stack.key = printed[1]
         yield stack
     finally:
         process.send_signal(signal.SIGTERM)
@@ -96,10 +108,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             process.wait()
 
 
-def _routerctl(stack: Stack, command: str) -> subprocess.CompletedProcess[str]:
+def _routerctl(stack: Stack, command: str, key: str) -> subprocess.CompletedProcess[str]:
     argv = shlex.split(command)
     assert argv[0] == ".venv/bin/routerctl", command
-    env = {**os.environ, "ROUTER_TARGET": stack.target}
+    env = {**os.environ, "ROUTER_TARGET": stack.target, "ROUTER_API_KEY": key}
     return subprocess.run(
         [str(ROUTERCTL), *argv[1:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
@@ -111,13 +123,18 @@ def test_the_readme_lists_the_commands_this_test_runs() -> None:
     assert "<request-id>" in readme_commands()[-1]
 
 
+def test_the_readme_exports_the_printed_key_before_the_commands() -> None:
+    first = _readme_block()[0]
+    assert first.startswith("export ROUTER_API_KEY=lrk_k_dev."), first
+
+
 def test_every_readme_command_succeeds_against_up(stack: Stack) -> None:
     request_id = ""
     for command in readme_commands():
         if "<request-id>" in command:
             assert request_id, "a complete must run before feedback"
             command = command.replace("<request-id>", request_id)
-        done = _routerctl(stack, command)
+        done = _routerctl(stack, command, stack.key)
         where = f"{command}\nstdout: {done.stdout}\nstderr: {done.stderr}"
         assert done.returncode == 0, where
         verb = shlex.split(command)[1]
@@ -133,6 +150,58 @@ def test_every_readme_command_succeeds_against_up(stack: Stack) -> None:
             assert lines[3].split()[:4] == ["candidate", "eligible", "score", "quality"], where
         else:
             assert done.stdout.strip() == "recorded", where
+    # The README's feedback without the exported key: anonymous, which may not give feedback.
+    anonymous = _routerctl(stack, readme_commands()[-1].replace("<request-id>", request_id), "")
+    assert anonymous.returncode != 0 and "error: PERMISSION_DENIED" in anonymous.stderr, anonymous
+
+
+# --- the dev key: attributed, allowed feedback; anonymous and wrong keys ---------------------------
+
+
+def _bearer(key: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {key}"),)
+
+
+def _feedback(stub: pb_grpc.RouterServiceStub, request_id: str, key: str) -> tuple[str, str]:
+    try:
+        stub.Feedback(
+            pb.FeedbackRequest(request_id=request_id, score=0.8),
+            metadata=_bearer(key) if key else (),
+            timeout=10,
+        )
+    except grpc.RpcError as error:
+        return _error(error)
+    return "OK", ""
+
+
+def test_feedback_needs_the_dev_key_and_a_request_the_key_made(stack: Stack) -> None:
+    chat = _chat("Write a haiku about the sea")
+    with grpc.insecure_channel(stack.target) as channel:
+        stub = pb_grpc.RouterServiceStub(channel)
+        keyed = stub.Complete(pb.CompleteRequest(chat=chat), metadata=_bearer(stack.key), timeout=30)
+        anonymous = stub.Complete(pb.CompleteRequest(chat=chat), timeout=30)
+        code, detail = _feedback(stub, keyed.routing.request_id, "")
+        assert code == "PERMISSION_DENIED" and "lacks the 'feedback' scope" in detail, detail
+        assert _feedback(stub, keyed.routing.request_id, stack.key) == ("OK", "")
+        # The anonymous request is not k_dev's (nor its team's): the key's calls are attributed.
+        assert _feedback(stub, anonymous.routing.request_id, stack.key)[0] == "PERMISSION_DENIED"
+
+
+def test_a_wrong_key_is_unauthenticated_and_the_secret_is_printed_once(stack: Stack) -> None:
+    key_id, _, secret = stack.key.partition(".")
+    wrong = f"{key_id}.{secret[::-1]}"
+    with grpc.insecure_channel(stack.target) as channel:
+        stub = pb_grpc.RouterServiceStub(channel)
+        for call in (
+            lambda: stub.Route(pb.RouteRequest(chat=_chat("hi")), metadata=_bearer(wrong), timeout=10),
+            lambda: stub.Complete(pb.CompleteRequest(chat=_chat("hi")), metadata=_bearer(wrong), timeout=10),
+        ):
+            with pytest.raises(grpc.RpcError) as error:
+                call()
+            assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+    routed = _routerctl(stack, '.venv/bin/routerctl route "Summarise this contract"', stack.key)
+    assert routed.returncode == 0, routed.stderr
+    assert stack.text().count(secret) == 1  # the export line; never in a log line
 
 
 # --- the embedded default policy serves ordinary prompts ------------------------------------------

@@ -1,7 +1,8 @@
 """`router-service up` as a real process: the embedded broker, simulators, router and consumers.
 
-A completion through the router shows up in the consumers' cost snapshot topic, the consumers
-serve their metrics on their own port, and SIGTERM stops the router before the consumers and
+A completion through the router with the dev key `up` printed shows up in the consumers' cost
+snapshot topic, attributed to that key, its team and its customer; the consumers serve their
+metrics on their own port, and SIGTERM stops the router before the consumers and
 exits 0.
 """
 
@@ -48,10 +49,11 @@ async def _wait_for_line(
     raise AssertionError(f"no line matching {pattern!r}:\n{_text(log)}")
 
 
-async def _requests_in_costs_topic(bootstrap: str, now: float) -> int:
+async def _requests_in_costs_topic(bootstrap: str, now: float) -> dict[str, int]:
+    """{dimension key: requests} of this hour's cost rollups."""
     latest = await helpers.read_latest(bootstrap, "llmrouter.costs.v1", timeout_s=3)
-    total = fleet_totals(latest, "hour", window_start(now, 3600)).get("total=all")
-    return 0 if total is None else int(total.requests)
+    totals = fleet_totals(latest, "hour", window_start(now, 3600))
+    return {key: int(total.requests) for key, total in totals.items()}
 
 
 async def test_up_runs_the_consumers_and_stops_them_after_the_router(tmp_path: Path) -> None:
@@ -71,19 +73,23 @@ async def test_up_runs_the_consumers_and_stops_them_after_the_router(tmp_path: P
     try:
         bootstrap = await _wait_for_line(log_path, r"^  kafka +(\S+)", process, 30)
         await _wait_for_line(log_path, r"^  (snapshot topics +llmrouter\.costs\.v1, .*)$", process, 5)
+        key = await _wait_for_line(log_path, r"^  export ROUTER_API_KEY=(lrk_k_dev\.\S+)$", process, 5)
         now = time.time()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             await asyncio.wait_for(channel.channel_ready(), timeout=10)
             response = await pb_grpc.RouterServiceStub(channel).Complete(
-                pb.CompleteRequest(chat=chat()), timeout=10
+                pb.CompleteRequest(chat=chat()), metadata=(("authorization", f"Bearer {key}"),), timeout=10
             )
         assert response.routing.request_id
 
         deadline = time.monotonic() + 20
-        while (requests := await _requests_in_costs_topic(bootstrap, now)) < 1:
+        while (requests := await _requests_in_costs_topic(bootstrap, now)).get("total=all", 0) < 1:
             assert time.monotonic() < deadline, _text(log_path)
             await asyncio.sleep(0.5)
-        assert requests == 1
+        attributed = {
+            k: n for k, n in requests.items() if k.split("=")[0] in ("total", "api_key", "team", "customer")
+        }
+        assert attributed == {"total=all": 1, "api_key=k_dev": 1, "team=dev": 1, "customer=dev": 1}, requests
         # The request's attempts and its completion (costs reads attempts for unused hedge
         # answers). Usually one attempt, but `up`'s sims fail a few percent of calls, and a retry or
         # fallback is one more attempt; a hedge loser's attempt event may come a little later.

@@ -62,6 +62,18 @@ def test_the_router_config_it_mounts_is_accepted_with_the_services_environment()
     assert called | {"topics"} == set(router["depends_on"])
 
 
+def test_the_demo_runs_without_keys_so_it_publishes_on_loopback_only() -> None:
+    router = SERVICES["router"]
+    args = build_parser().parse_args(router["command"])
+    [source] = [v.split(":")[0] for v in router["volumes"] if v.split(":")[1] == str(args.config)]
+    config = load_config(DEPLOY / source, router["environment"])
+    assert config.auth.mode == "off" and config.server.tls is None  # as its comment says
+    # Anyone who can reach a port may call everything: only this machine can.
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name}: {port}"
+
+
 def test_prometheus_scrapes_the_metrics_ports_the_services_listen_on() -> None:
     router_env = SERVICES["router"]["environment"]
     consumers = build_parser().parse_args(SERVICES["consumers"]["command"])

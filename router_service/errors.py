@@ -117,6 +117,21 @@ class RequestNotFoundError(UnknownModelError):
         super().__init__("request", request_id)
 
 
+class UndecodableRequestError(RouterError):
+    """The request body is not a valid protobuf of the method's request type (truncated, invalid
+    UTF-8 in a string field, nested deeper than protobuf's recursion limit): nothing was read."""
+
+    status_code = "INVALID_ARGUMENT"
+    reason = "INVALID_REQUEST"
+
+    def __init__(self, message_type: str) -> None:
+        self.message_type = message_type
+        super().__init__(
+            f"the request body is not a valid {message_type}: truncated or malformed protobuf, "
+            "invalid UTF-8 in a string field, or nested deeper than protobuf allows"
+        )
+
+
 class RequestIdReusedError(RouterError):
     """A caller request id came again with a different request: a retry must repeat the request
     exactly, and a new request needs a new id."""

@@ -41,6 +41,7 @@ from router_service.config_schema import (
 )
 from router_service.domain import DataSensitivity, TaskType
 from router_service.fleet.config import FleetConfig
+from router_service.keystore.schema import error_path
 from router_service.providers.base import ProviderEndpoint
 from router_service.providers.limits import ResponseLimits
 from router_service.providers.usage import ModelLimits
@@ -143,7 +144,7 @@ def parse_config(data: Mapping[str, Any]) -> RuntimeConfig:
 def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors(include_input=False, include_url=False):
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        where = error_path(err["loc"])
         lines.append(f"{where or '(top level)'}: {err['msg']}")
     return "invalid config:\n  " + "\n  ".join(lines)
 

@@ -25,7 +25,8 @@ from grpc_status import rpc_status
 from prometheus_client import Counter
 
 from router_service.api.servicer import new_request_id
-from router_service.api.status import UndecodableRequestError, to_rpc_error
+from router_service.api.status import to_rpc_error
+from router_service.errors import UndecodableRequestError
 from router_service.telemetry import metrics
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,7 @@ from router_service.errors import (
     PermissionDeniedError,
     RouterError,
     StreamInterruptedError,
+    UndecodableRequestError,
     UnknownModelError,
     UpstreamRejectedError,
     status_of,
@@ -44,21 +45,6 @@ _MAX_DESCRIPTION_BYTES = 160
 _MAX_METADATA_KEY_BYTES = 64
 _MAX_METADATA_VALUE_BYTES = 256
 _MAX_STATUS_BYTES = 3072  # the serialized Status: 4 KiB in base64
-
-
-class UndecodableRequestError(RouterError):
-    """The request body is not a valid protobuf of the method's request type (truncated, invalid
-    UTF-8 in a string field, nested deeper than protobuf's recursion limit): nothing was read."""
-
-    status_code = "INVALID_ARGUMENT"
-    reason = "INVALID_REQUEST"
-
-    def __init__(self, message_type: str) -> None:
-        self.message_type = message_type
-        super().__init__(
-            f"the request body is not a valid {message_type}: truncated or malformed protobuf, "
-            "invalid UTF-8 in a string field, or nested deeper than protobuf allows"
-        )
 
 
 @dataclass(frozen=True, slots=True)

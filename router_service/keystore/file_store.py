@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from router_service.identity.records import KeyRecord
-from router_service.keystore.schema import KeyConfig, KeyFileConfig
+from router_service.keystore.schema import KeyConfig, KeyFileConfig, error_path
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,9 @@ def read_key_file(path: Path) -> dict[str, KeyRecord]:
     try:
         parsed = KeyFileConfig.model_validate(raw or {})
     except ValidationError as exc:
-        problems = "; ".join(f"{_path(e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False))
+        problems = "; ".join(f"{error_path(e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False))
         raise KeyFileError(f"{path}: {problems}") from None
     return {key.id: key.to_record() for key in parsed.keys}
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    """pydantic's error location as the config messages spell it: keys[0].secrets."""
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
 def write_key_file(path: Path, records: list[KeyRecord]) -> None:

@@ -130,3 +130,8 @@ class KeyFileConfig(_Strict):
 
 def _utc(unix_s: float | None) -> datetime.datetime | None:
     return None if unix_s is None else datetime.datetime.fromtimestamp(unix_s, datetime.UTC)
+
+
+def error_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as config messages spell it: `keys[0].secrets`, `models[2].provider`."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")

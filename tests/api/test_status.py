@@ -10,7 +10,7 @@ from google.rpc import error_details_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router_service.api.status import DOMAIN, MAX_FIELD_VIOLATIONS, UndecodableRequestError, to_rpc_error
+from router_service.api.status import DOMAIN, MAX_FIELD_VIOLATIONS, to_rpc_error
 from router_service.errors import (
     AllAttemptsFailedError,
     DeadlineExceededError,
@@ -20,6 +20,7 @@ from router_service.errors import (
     NoEligibleCandidateError,
     ProviderError,
     StreamInterruptedError,
+    UndecodableRequestError,
     UnknownModelError,
     UpstreamRejectedError,
 )

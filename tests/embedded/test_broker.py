@@ -18,7 +18,7 @@ from router_service.embedded.broker import (
     BIN_ENV_VAR,
     BrokerStartError,
     EmbeddedBroker,
-    _answers_kafka,
+    answers_kafka,
     port_if_free,
 )
 from router_service.telemetry.kafka_client import ensure_topics
@@ -34,11 +34,11 @@ async def test_restart_comes_back_empty_on_the_same_port(tmp_path: Path) -> None
 
     await broker.kill()
     assert not broker.running
-    assert not await _answers_kafka(port)
+    assert not await answers_kafka(port)
     await broker.restart()
 
     assert broker.running and broker.port == port
-    assert await _answers_kafka(port)
+    assert await answers_kafka(port)
     await ensure_topics(broker.bootstrap, {"drill.topic": 1})  # memory storage: created again
     await broker.stop()
     await broker.stop()  # idempotent
@@ -86,7 +86,7 @@ from router_service.embedded.broker import EmbeddedBroker
 async def main():
     broker = EmbeddedBroker(log_path=sys.argv[1])
     await broker.start()
-    print(broker.port, *(p.pid for p in broker._processes), flush=True)
+    print(broker.port, *broker.pids, flush=True)
     await asyncio.sleep(3600)
 
 asyncio.run(main())
@@ -107,7 +107,7 @@ def test_the_relay_exits_when_its_owner_is_killed(tmp_path: Path) -> None:
         while not _gone(relay_pid):
             assert time.monotonic() < deadline, "the relay outlived its owner by 10 s"
             time.sleep(0.05)
-        assert not asyncio.run(_answers_kafka(port))
+        assert not asyncio.run(answers_kafka(port))
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(tansu_pid, signal.SIGKILL)  # Tansu itself is orphaned: not ours to fix here

@@ -78,6 +78,7 @@ def _envelope_from_json(data: dict[str, Any]) -> Envelope:
         api_key_id=_text(data, "apiKeyId"),
         team=_text(data, "team"),
         customer=_text(data, "customer"),
+        user=_text(data, "user") if "user" in data else "",  # older events lack it
         tags=tags,
     )
 
@@ -201,6 +202,7 @@ def _envelope_from_proto(message: events_pb2.Event) -> Envelope:
         api_key_id=message.api_key_id,
         team=message.team,
         customer=message.customer,
+        user=message.user,
         tags=dict(message.tags),
     )
 

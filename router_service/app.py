@@ -246,6 +246,7 @@ def _feedback_publisher(sink: EventSink) -> FeedbackSink:
             api_key_id=scorer.key_id,
             team=scorer.team,
             customer=scorer.customer,
+            user=scorer.user,
             tags=tags,
         )
         # Auth off (no key id): nobody is an evaluator, as before keys existed.

@@ -71,6 +71,10 @@ class CallContext:
     def customer(self) -> str:
         return self.identity.customer
 
+    @property
+    def user(self) -> str:
+        return self.identity.user
+
 
 @dataclass(frozen=True, slots=True)
 class Completion:

@@ -94,6 +94,7 @@ class _Context(NamedTuple):  # events.RequestContext (an EventContext)
     api_key_id: str
     team: str
     customer: str
+    user: str
     tags: Mapping[str, str]
 
 
@@ -162,6 +163,7 @@ def _flat_context(c: EventContext) -> _Flat:
         c.api_key_id,
         c.team,
         c.customer,
+        c.user,
         tags if type(tags) is dict else dict(tags),
     )
 

@@ -61,13 +61,20 @@ def event_to_json(
     )
 
 
-# Until tracing and governance fill them in, these five are empty on every event: one constant
-# then, instead of five escaped strings (half of the envelope's 2 us).
-_EMPTY_TRACING_AND_TENANT = ',"traceId":"","spanId":"","apiKeyId":"","team":"","customer":""'
+# Without tracing and keys, these six are empty on every event: one constant then, instead of
+# six escaped strings (half of the envelope's 2 us).
+_EMPTY_TRACING_AND_TENANT = ',"traceId":"","spanId":"","apiKeyId":"","team":"","customer":"","user":""'
 
 
 def _tracing_and_tenant(context: EventContext) -> str:
-    if not (context.trace_id or context.span_id or context.api_key_id or context.team or context.customer):
+    if not (
+        context.trace_id
+        or context.span_id
+        or context.api_key_id
+        or context.team
+        or context.customer
+        or context.user
+    ):
         return _EMPTY_TRACING_AND_TENANT
     return (
         f',"traceId":{_str(context.trace_id)}'
@@ -75,6 +82,7 @@ def _tracing_and_tenant(context: EventContext) -> str:
         f',"apiKeyId":{_str(context.api_key_id)}'
         f',"team":{_str(context.team)}'
         f',"customer":{_str(context.customer)}'
+        f',"user":{_str(context.user)}'
     )
 
 

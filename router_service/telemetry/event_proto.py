@@ -38,6 +38,7 @@ def to_proto(event: TelemetryEvent, router_instance: str) -> events_pb2.Event:
         api_key_id=context.api_key_id,
         team=context.team,
         customer=context.customer,
+        user=context.user,
         tags=dict(context.tags),
         router_instance=router_instance,
     )

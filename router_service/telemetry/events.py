@@ -40,6 +40,8 @@ class EventContext(Protocol):
     @property
     def customer(self) -> str: ...
     @property
+    def user(self) -> str: ...  # the key's end user (an operator-assigned id), empty if none
+    @property
     def tags(self) -> Mapping[str, str]: ...
 
 
@@ -53,6 +55,7 @@ class RequestContext:
     api_key_id: str = ""  # the key's id, never the secret; empty until governance exists
     team: str = ""
     customer: str = ""
+    user: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -202,5 +202,6 @@ def _with_tags(context: EventContext, tags: Mapping[str, str]) -> RequestContext
         api_key_id=context.api_key_id,
         team=context.team,
         customer=context.customer,
+        user=context.user,
         tags=tags,
     )

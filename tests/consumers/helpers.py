@@ -45,6 +45,7 @@ def context(request_id: str, rng: random.Random) -> ev.RequestContext:
         api_key_id=rng.choice(KEYS),
         team=rng.choice(TEAMS),
         customer=rng.choice(("acme", "globex")),
+        user=rng.choice(("", "u-1", "u-2")),
         tags=tags,
     )
 

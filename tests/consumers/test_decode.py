@@ -47,11 +47,12 @@ def test_every_kind_decodes_to_the_same_facts_in_both_encodings(encoding: str, k
     assert event is not None
     assert event.body == expected
     envelope = event.envelope
-    assert (envelope.request_id, envelope.api_key_id, envelope.team, envelope.customer) == (
+    assert (envelope.request_id, envelope.api_key_id, envelope.team, envelope.customer, envelope.user) == (
         "req-1",
         "key-7",
         "search",
         "acme",
+        "u-4711",
     )
     assert dict(envelope.tags) == {"feature": "summarise", "plan": "pro"}
     assert math.isclose(envelope.event_time_s, th.NOW, abs_tol=1e-6)
@@ -64,6 +65,18 @@ def test_other_valid_json_spellings_go_the_canonical_way_and_decode_the_same() -
     snake = json_format.MessageToJson(message, preserving_proto_field_name=True, use_integers_for_enums=True)
     fast = decode(event_codec.encode(event, "json")[1], JSON)
     assert decode(snake.encode(), JSON) == fast
+
+
+def test_an_event_written_before_the_user_field_existed_decodes_with_no_user() -> None:
+    _, value, _ = event_codec.encode(th.event(th.bodies()["completion"]), "json")
+    data = json.loads(value)
+    del data["user"]
+
+    event = decode(json.dumps(data).encode(), JSON)
+
+    assert event is not None
+    assert event.envelope.user == ""
+    assert event.envelope.customer == "acme"
 
 
 def test_an_attempt_with_time_to_first_token_keeps_it() -> None:

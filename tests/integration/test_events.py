@@ -70,7 +70,8 @@ async def evented_router(
 
 async def read_events(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0) -> list[Any]:
     """All records of the topic as (key, decoded Event, plain-JSON dict, headers), once `expected`
-    arrived and nothing more came for a moment (extras would show up too)."""
+    arrived and nothing more came for a moment (extras would show up too). The plain dict is
+    None for protobuf records."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     out: list[Any] = []
@@ -84,7 +85,8 @@ async def read_events(bootstrap: str, topic: str, expected: int, timeout_s: floa
                 quiet_since = time.monotonic()
             for r in records:
                 headers = list(r.headers)
-                out.append((r.key, decode(r.value, headers), json.loads(r.value), dict(headers)))
+                plain = json.loads(r.value) if dict(headers)["content-type"] == b"application/json" else None
+                out.append((r.key, decode(r.value, headers), plain, dict(headers)))
             if len(out) >= expected and time.monotonic() - quiet_since > 1.0:
                 break
     finally:
@@ -401,14 +403,16 @@ async def test_retries_of_a_request_id_publish_no_second_set_of_events(
     assert dict(by_request) == expected
 
 
+@pytest.mark.parametrize("encoding", ["json", "protobuf"])
 async def test_every_event_of_a_keyed_call_carries_the_callers_identity_not_its_tags(
-    sims: Sims, kafka_broker: EmbeddedBroker, topic: str, tmp_path: Path
+    sims: Sims, kafka_broker: EmbeddedBroker, topic: str, tmp_path: Path, encoding: str
 ) -> None:
     store = FileKeyStore(tmp_path / "keys.yaml", poll_s=0)
     await store.start()
-    _, secret = await create_key(store, Identity(key_id="k_search", team="search", customer="acme"))
+    identity = Identity(key_id="k_search", team="search", customer="acme", user="u-4711")
+    _, secret = await create_key(store, identity)
     config = router_config_dict(sims, attempt_timeout_s=2.0)
-    config["events"] = events_config(kafka_broker, topic, tmp_path / "spool")
+    config["events"] = events_config(kafka_broker, topic, tmp_path / "spool", encoding=encoding)
     config["auth"] = {"mode": "required", "keys_file": str(store.path)}
     app = RouterApp(parse_config(config))
     await app.start()
@@ -421,6 +425,10 @@ async def test_every_event_of_a_keyed_call_carries_the_callers_identity_not_its_
         await app.stop(grace_s=2)
     events = await read_events(kafka_broker.bootstrap, topic, expected=3)
     assert len(events) == 3  # decision, attempt, completion
-    for _, _, plain, _ in events:
-        assert (plain["apiKeyId"], plain["team"], plain["customer"]) == ("k_search", "search", "acme")
-        assert secret.split(".", 1)[1][:12] not in json.dumps(plain)
+    attribution = ("k_search", "search", "acme", "u-4711")
+    for _, event, plain, _ in events:
+        assert (event.api_key_id, event.team, event.customer, event.user) == attribution
+        if encoding == "json":
+            assert (plain["apiKeyId"], plain["team"], plain["customer"], plain["user"]) == attribution
+        value = json.dumps(plain) if plain is not None else event.SerializeToString().decode("latin-1")
+        assert secret.split(".", 1)[1][:12] not in value

@@ -27,6 +27,7 @@ def context(request_id: str = "req-1", **overrides: Any) -> ev.RequestContext:
         "api_key_id": "key-7",
         "team": "search",
         "customer": "acme",
+        "user": "u-4711",
         "tags": {"feature": "summarise", "plan": "pro"},
     }
     fields.update(overrides)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from router_service import domain
+from router_service.identity.model import Identity
 from router_service.request_run import CallContext
 from router_service.telemetry import event_codec as codec
 from router_service.telemetry import event_frames
@@ -141,6 +142,7 @@ def test_an_engine_call_context_arrives_with_the_same_facts() -> None:
         tags=types.MappingProxyType({"feature": "chat"}),
         trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
         span_id="00f067aa0ba902b7",
+        identity=Identity(key_id="k_search", team="search", customer="acme", user="u-42"),
     )
     events = [ev.TelemetryEvent(call, body, "", h.NOW) for body in FULL_BODIES.values()]
 
@@ -149,7 +151,14 @@ def test_an_engine_call_context_arrives_with_the_same_facts() -> None:
     assert {id(e.context) for e in back} == {id(back[0].context)}  # still one context per request
     assert _fields(back[0].context) == _fields(
         ev.RequestContext(
-            "req-9", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "", "", "", {"feature": "chat"}
+            request_id="req-9",
+            trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+            span_id="00f067aa0ba902b7",
+            api_key_id="k_search",
+            team="search",
+            customer="acme",
+            user="u-42",
+            tags={"feature": "chat"},
         )
     )
 

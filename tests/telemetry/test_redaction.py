@@ -127,10 +127,12 @@ def test_caller_tags_are_redacted_whatever_include_content_says(include_content:
         original.trace_id,
         original.span_id,
     )
-    assert (context.api_key_id, context.team, context.customer) == (
+    # The attribution comes from the key store (operator data), not from the caller: kept as is.
+    assert (context.api_key_id, context.team, context.customer, context.user) == (
         original.api_key_id,
         original.team,
         original.customer,
+        "u-4711",
     )
 
 

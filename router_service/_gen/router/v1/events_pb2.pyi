@@ -67,6 +67,7 @@ class Event(_message.Message):
     API_KEY_ID_FIELD_NUMBER: _builtins.int
     TEAM_FIELD_NUMBER: _builtins.int
     CUSTOMER_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     ROUTER_INSTANCE_FIELD_NUMBER: _builtins.int
     DECISION_FIELD_NUMBER: _builtins.int
@@ -96,6 +97,12 @@ class Event(_message.Message):
     """Team owning the API key; empty without governance."""
     customer: _builtins.str
     """Customer the request is billed to; empty without governance."""
+    user: _builtins.str
+    """The end user the API key is issued to (the key's optional `user`, set by the operator in the
+    key store, never taken from the caller's tags); empty when the key names none or without
+    governance. Copied as is, like team and customer: key stores should hold an opaque user id
+    rather than an email or name, since events are kept and replayed.
+    """
     router_instance: _builtins.str
     """The router process that produced the event ("<hostname>-<pid>"); the "ce_source" header is
     "//llmrouter/router/" followed by this value.
@@ -139,6 +146,7 @@ class Event(_message.Message):
         api_key_id: _builtins.str = ...,
         team: _builtins.str = ...,
         customer: _builtins.str = ...,
+        user: _builtins.str = ...,
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         router_instance: _builtins.str = ...,
         decision: Global___DecisionEvent | None = ...,
@@ -149,7 +157,7 @@ class Event(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "body", b"body", "completion", b"completion", "decision", b"decision", "error", b"error", "event_time", b"event_time", "feedback", b"feedback"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "attempt", b"attempt", "body", b"body", "completion", b"completion", "customer", b"customer", "decision", b"decision", "error", b"error", "event_id", b"event_id", "event_time", b"event_time", "feedback", b"feedback", "request_id", b"request_id", "router_instance", b"router_instance", "span_id", b"span_id", "tags", b"tags", "team", b"team", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "attempt", b"attempt", "body", b"body", "completion", b"completion", "customer", b"customer", "decision", b"decision", "error", b"error", "event_id", b"event_id", "event_time", b"event_time", "feedback", b"feedback", "request_id", b"request_id", "router_instance", b"router_instance", "span_id", b"span_id", "tags", b"tags", "team", b"team", "trace_id", b"trace_id", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["decision", "attempt", "completion", "error", "feedback"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015

@@ -1,0 +1,280 @@
+"""Publishing decision benchmark: what each way of publishing events costs a router, in one run.
+
+    .venv/bin/python bench/publishing.py                 # ~4 min: both core layouts
+    .venv/bin/python bench/publishing.py --quick         # ~1/4 of the requests
+    .venv/bin/python bench/publishing.py --layout shared
+
+The overhead workload (bench/overhead.py's machinery: a `router-service sim --preset instant`, one
+`router-service serve` per variant, `Complete` at c=32 in closed loop, targets interleaved in
+rotating rounds so that the shared machine's drift lands on all of them alike). Variants:
+
+- router/plain            events off
+- events/inline           events published in the router's own event loop
+- events/forwarder        events handed to the event forwarder child process (only while the
+                          router still has one: `events.forwarder` in the config schema)
+- events/inline+durable   inline, every event written to the local log before the call answers
+                          (`events.durable`, only once the schema has it)
+
+Two core layouts, one after the other in the same run:
+
+- shared   every process may use both cores (a box whose cores all serve: `serve --workers` =
+           cores, a one-core CPU limit, or this bench machine with everyone's load)
+- pinned   each router alone on CPU 0; its forwarder, the load generator, the sim and the broker
+           on CPU 1 (the forwarder's best case: a core of its own)
+
+Figures per variant: req/s at c=32 (and the median over rounds of each round's req/s over the
+plain router's in the same round), router process CPU per call, its children's (the forwarder)
+CPU per call, and CPU per event ((router + children CPU per call - the plain router's) / events
+per call; a call publishes a decision, an attempt and a completion: 3 events).
+
+With --runs N the layouts repeat N times with fresh processes (runs differ by more than rounds
+do) and the summary holds each figure's median. Writes bench/results/publishing_decision.json.
+Compare rows of one run, never across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench.overhead import (
+    ROUTER_CALLS,
+    Endpoints,
+    Params,
+    RouterVariant,
+    closed_loop_targets,
+    embedded_broker,
+    event_loop_runner,
+    find,
+    git_head,
+    progress,
+    run_closed,
+    sigterm_as_exit,
+    start_and_wait,
+)
+from bench.servers import Fleet, children_cpu_s, process_cpu_s
+from router_service.config_schema import EventsConfig
+
+OUTPUT = Path(__file__).resolve().parent / "results" / "publishing_decision.json"
+EVENTS_PER_CALL = 3  # decision, attempt, completion
+PLAIN = "router/plain"
+LAYOUTS = ("shared", "pinned")
+
+
+@dataclass
+class Row:
+    layout: str
+    variant: str
+    rps: float
+    rps_vs_plain: float  # median over rounds of (this variant's round req/s / plain's)
+    round_rps: list[float]
+    errors: int
+    router_cpu_us_per_call: float
+    children_cpu_us_per_call: float
+    cpu_us_per_event: float  # router + children, less the plain router's, per event
+
+
+def events_base(bootstrap: str, spool_dir: Path) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": bootstrap,
+        "enable_idempotence": False,  # the embedded Tansu broker lacks it
+        "create_topic_partitions": 3,
+        "spool_dir": str(spool_dir),
+    }
+
+
+def variants(bootstrap: str, tmp: Path, layout: str) -> list[RouterVariant]:
+    """The variants this checkout supports: a field the schema lacks drops its row."""
+    fields = EventsConfig.model_fields
+    http = {"transport": "aiohttp"}
+    rows = [RouterVariant(PLAIN, {"http": http})]
+
+    def events(name: str, **extra: Any) -> RouterVariant:
+        spool = tmp / layout / name.replace("/", "_")
+        return RouterVariant(name, {"http": http, "events": {**events_base(bootstrap, spool), **extra}})
+
+    inline = {"forwarder": False} if "forwarder" in fields else {}
+    not_durable = {"durable": False} if "durable" in fields else {}
+    rows.append(events("events/inline", **inline, **not_durable))
+    if "forwarder" in fields:
+        rows.append(events("events/forwarder", forwarder=True, **not_durable))
+    if "durable" in fields:
+        rows.append(events("events/inline+durable", **inline, durable=True))
+    return rows
+
+
+async def measure(endpoints: Endpoints, params: Params, pin: bool) -> list[Row]:
+    await start_and_wait(endpoints)
+    if pin:
+        for _, server in endpoints.routers.values():
+            os.sched_setaffinity(server.proc.pid, {0})
+    targets = closed_loop_targets(endpoints)
+    names = list(endpoints.routers)
+    # CPU from here on (warm-up included, startup not): startup would dominate a short run.
+    before = {name: _cpu(server.proc.pid) for name, (_, server) in endpoints.routers.items()}
+    cells = await run_closed({name: targets[name] for name in names}, 32, params)
+    cpu: dict[str, tuple[float, float]] = {}
+    for name, (_, server) in endpoints.routers.items():
+        calls = ROUTER_CALLS.pop(server.port, 0)
+        (own_now, children_now), (own_then, children_then) = _cpu(server.proc.pid), before[name]
+        own, children = own_now - own_then, children_now - children_then
+        cpu[name] = (own / calls * 1e6, children / calls * 1e6) if calls else (math.nan, math.nan)
+    plain = find(cells, PLAIN, 32)
+    plain_cpu = sum(cpu[PLAIN])
+    layout = "pinned" if pin else "shared"
+    rows = []
+    for name in names:
+        cell = find(cells, name, 32)
+        paired = [on / off for on, off in zip(cell.round_rps, plain.round_rps, strict=False) if off]
+        own, children = cpu[name]
+        rows.append(
+            Row(
+                layout=layout,
+                variant=name,
+                rps=cell.rps,
+                rps_vs_plain=statistics.median(paired) if paired else math.nan,
+                round_rps=cell.round_rps,
+                errors=cell.errors,
+                router_cpu_us_per_call=own,
+                children_cpu_us_per_call=children,
+                cpu_us_per_event=(own + children - plain_cpu) / EVENTS_PER_CALL,
+            )
+        )
+    return rows
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    return process_cpu_s(pid), children_cpu_s(pid)
+
+
+def run_layout(layout: str, params: Params) -> list[Row]:
+    progress(f"layout {layout}")
+    _, run_loop = event_loop_runner()
+    pin = layout == "pinned"
+    previous = os.sched_getaffinity(0)
+    if pin:
+        os.sched_setaffinity(0, {1})  # every process started from here on inherits CPU 1
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-publishing-") as tmp,
+            Fleet(Path(tmp)) as fleet,
+            embedded_broker(True, Path(tmp)) as bootstrap,
+        ):
+            sim = fleet.spawn_sim()
+            sim_url = f"http://127.0.0.1:{sim.port}/v1"
+            endpoints = Endpoints(
+                sim=sim,
+                echo=fleet.spawn_echo(),
+                routers={
+                    v.name: (v, fleet.spawn_router(v.name, functools.partial(v.config, sim_url)))
+                    for v in variants(bootstrap, Path(tmp), layout)
+                },
+            )
+            rows: list[Row] = run_loop(measure(endpoints, params, pin))
+            return rows
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
+def medians(rows: list[Row]) -> list[Row]:
+    """One row per (layout, variant): the median of each figure over the runs."""
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.layout, row.variant), []).append(row)
+    out = []
+    for (layout, variant), group in groups.items():
+
+        def median(name: str, group: list[Row] = group) -> float:
+            return float(statistics.median(getattr(row, name) for row in group))
+
+        out.append(
+            Row(
+                layout=layout,
+                variant=variant,
+                rps=median("rps"),
+                rps_vs_plain=median("rps_vs_plain"),
+                round_rps=[],
+                errors=sum(row.errors for row in group),
+                router_cpu_us_per_call=median("router_cpu_us_per_call"),
+                children_cpu_us_per_call=median("children_cpu_us_per_call"),
+                cpu_us_per_event=median("cpu_us_per_event"),
+            )
+        )
+    return out
+
+
+def print_rows(rows: list[Row]) -> None:
+    header = (
+        f"{'layout':<7} {'variant':<22} {'req/s':>7} {'vs plain':>8} {'err':>4} "
+        f"{'router us/call':>14} {'child us/call':>13} {'us/event':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r.layout:<7} {r.variant:<22} {r.rps:>7.0f} {r.rps_vs_plain:>8.3f} {r.errors:>4} "
+            f"{r.router_cpu_us_per_call:>14.1f} {r.children_cpu_us_per_call:>13.1f} "
+            f"{r.cpu_us_per_event:>8.1f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="about 1/4 of the requests")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--layout", choices=LAYOUTS, action="append", help="default: both")
+    parser.add_argument("--runs", type=int, default=1, help="repeat the layouts; report medians")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    per_round = 250 if args.quick else 1000
+    params = Params(
+        requests_c1=0,
+        requests_c32=args.rounds * per_round,
+        warmup=300,
+        open_loop_s=0.0,
+        rounds=args.rounds,
+        concurrencies=(32,),
+    )
+    started, load_before = dt.datetime.now(dt.UTC), os.getloadavg()
+    rows: list[Row] = []
+    with sigterm_as_exit():
+        for run in range(args.runs):
+            progress(f"run {run + 1} of {args.runs}")
+            for layout in args.layout or LAYOUTS:
+                rows += run_layout(layout, params)
+    summary = medians(rows)
+    print_rows(summary)
+    report = {
+        "benchmark": "publishing decision",
+        "date_utc": started.isoformat(timespec="seconds"),
+        "git_head": git_head(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "params": asdict(params),
+        "events_per_call": EVENTS_PER_CALL,
+        "runs": args.runs,
+        "summary": [asdict(r) for r in summary],
+        "rows": [asdict(r) for r in rows],
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -56,6 +56,9 @@ class ServerConfig(_Strict):
     # cyclic GC's reach, so each collection scans only request-time objects (gc.freeze()).
     gc_freeze_after_start: bool = True
     tls: TlsConfig | None = None  # None: plaintext (fine on loopback; use TLS beyond it)
+    # gRPC server reflection (grpcurl without .proto files). It answers without a key, so off in
+    # production (deploy/): callers build from the published protos/ instead.
+    reflection: bool = True
 
     @field_validator("listen")
     @classmethod

@@ -1,4 +1,5 @@
-"""Builds the grpc.aio server: router service, health checking, reflection, limits, keepalive."""
+"""Builds the grpc.aio server: router service, health checking, reflection (unless configured
+off), limits, keepalive."""
 
 from __future__ import annotations
 
@@ -51,10 +52,9 @@ def create_server(
     pb_grpc.add_RouterServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
+    if config.reflection:
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        reflection.enable_server_reflection((SERVICE_NAME, health_name, reflection.SERVICE_NAME), server)
     address = listen or config.listen
     if config.tls is None:
         port = server.add_insecure_port(address)

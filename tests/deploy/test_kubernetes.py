@@ -197,6 +197,10 @@ def test_routerctl_keys_in_the_pod_finds_the_same_redis(monkeypatch: pytest.Monk
     assert routerctl_parser().parse_args(["keys", "list"]).redis == "redis://keys:6379/0"
 
 
+def test_production_serves_no_reflection_which_would_answer_without_a_key() -> None:
+    assert _router_config().server.reflection is False
+
+
 def test_the_server_speaks_tls_with_the_certificate_from_the_tls_secret() -> None:
     tls = _router_config().server.tls
     assert tls is not None

@@ -15,6 +15,11 @@ Why restarts and rebalances never double count:
   covered offset (restore_gate.py: a crash between dimension records and the checkpoint).
 - A record with an event_id seen before in this partition is a publisher resend and is skipped
   (dedupe.py).
+- With a dedupe log (dedupe_log.py), each flush writes the ids added since the last one before
+  its checkpoint, and the checkpoint says so (`dedupe.logged`); a restore then loads them and
+  seeks to `resume_from` (the checkpoint's offset, or the oldest record the aggregator's own
+  lookup state needs) instead of `replay_from` (which also re-reads the dedupe horizon). An older
+  checkpoint, or a job without its dedupe topic, falls back to `replay_from`.
 - An idle partition's heartbeat (`heartbeat`) re-publishes its last published checkpoint with a
   new `generated_at` only: a restore from it is the restore from the checkpoint it repeats.
 
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 
 from consumers.aggregator import Aggregator, DimensionRecord, JsonDict
 from consumers.dedupe import DedupeConfig, DedupeIndex
+from consumers.dedupe_log import DedupeLog, LogRecord, entries_below
 from consumers.events import Event
 from consumers.windows import rfc3339
 
@@ -59,14 +65,25 @@ class RestoredPartition:
 
     checkpoint: JsonDict | None = None
     dimensions: Sequence[tuple[str, JsonDict]] = field(default_factory=tuple)
+    # The partition's dedupe segments; None: no dedupe log was read (the job has none).
+    dedupe_segments: Sequence[JsonDict] | None = None
 
 
 class PartitionProcessor:
-    def __init__(self, topic: str, partition: int, aggregator: Aggregator, dedupe: DedupeConfig) -> None:
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        aggregator: Aggregator,
+        dedupe: DedupeConfig,
+        *,
+        dedupe_log: bool = False,
+    ) -> None:
         self.topic = topic
         self.partition = partition
         self.aggregator = aggregator
-        self._dedupe = DedupeIndex(dedupe)
+        self._dedupe = DedupeIndex(dedupe, logged=dedupe_log)
+        self._log = DedupeLog() if dedupe_log else None
         self.next_offset = 0  # first offset not yet counted
         self._replay_from: int | None = None  # None: no checkpoint, start at the beginning
         # The newest checkpoint known to be in the snapshot topic (restored or acknowledged).
@@ -74,10 +91,17 @@ class PartitionProcessor:
 
     def restore(self, restored: RestoredPartition) -> None:
         checkpoint = restored.checkpoint
+        segments = restored.dedupe_segments
+        if self._log is not None and segments is not None:
+            self._log.restored(segments)  # tombstoned later, whatever this restore uses of them
         if checkpoint is not None:
             self.next_offset = int(checkpoint["source"]["offset"])
             self._replay_from = int(checkpoint["replay_from"])
-            self._dedupe.max_timestamp_ms = int(checkpoint["dedupe"]["max_timestamp_ms"])
+            dedupe = checkpoint["dedupe"]
+            self._dedupe.max_timestamp_ms = int(dedupe["max_timestamp_ms"])
+            if self._log is not None and segments is not None and dedupe.get("logged") is True:
+                self._dedupe.load(entries_below(segments, self.next_offset), int(dedupe["max_timestamp_ms"]))
+                self._replay_from = int(checkpoint["resume_from"])
             self.aggregator.restore_meta(checkpoint["state"])
             self._published_checkpoint = checkpoint
         for key, value in restored.dimensions:
@@ -126,16 +150,38 @@ class PartitionProcessor:
         ]
 
     def checkpoint(self, now_s: float) -> JsonDict:
-        """The record that closes a flush: everything below next_offset is in the published state."""
-        starts = [self.next_offset, self._dedupe.replay_from(), self.aggregator.index_start()]
-        return {
+        """The record that closes a flush: everything below next_offset is in the published state.
+
+        With a dedupe log it must follow `dedupe_records()` of the same flush: `logged` says the
+        segments published before it hold every id of the index.
+        """
+        starts = (self.next_offset, self.aggregator.index_start())
+        resume = min(start for start in starts if start is not None)
+        dedupe_start = self._dedupe.replay_from()
+        checkpoint: JsonDict = {
             "kind": CHECKPOINT_KIND,
             "source": self._source(),
             "generated_at": rfc3339(now_s),
-            "replay_from": min(start for start in starts if start is not None),
+            "replay_from": resume if dedupe_start is None else min(resume, dedupe_start),
             "dedupe": {"max_timestamp_ms": self._dedupe.max_timestamp_ms},
             "state": self.aggregator.meta(),
         }
+        if self._log is not None:
+            checkpoint["dedupe"]["logged"] = True
+            checkpoint["resume_from"] = resume
+        return checkpoint
+
+    def dedupe_records(self) -> list[LogRecord]:
+        """The dedupe log's records of this flush (none without a log); they precede the checkpoint."""
+        if self._log is None:
+            return []
+        return self._log.take(self._dedupe.unlogged, self._dedupe.replay_from())
+
+    def dedupe_published(self, records: list[LogRecord]) -> None:
+        """The broker acknowledged `dedupe_records()`: those entries are logged."""
+        if self._log is not None:
+            self._log.published(records)
+            self._dedupe.unlogged.clear()  # the flush holds the runner's lock: nothing was added since
 
     def published(self, checkpoint: JsonDict) -> None:
         """The broker acknowledged `checkpoint` (and the flush it closes): heartbeats repeat it."""

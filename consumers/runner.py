@@ -7,6 +7,10 @@
 
 - At-least-once with exactly-once aggregates: see partition.py. A crash at any point loses only
   work that was never committed, and the next owner recomputes it from the last checkpoint.
+- Catching up after a crash: each flush first writes the dedupe ids added since the last one to
+  the job's dedupe topic (`<snapshot topic>.dedupe`, dedupe_log.py), so the next owner loads them
+  and resumes at the checkpoint's offset instead of re-reading the 15-minute dedupe horizon.
+  Without that topic (not created, `dedupe_log=False`) it re-reads the horizon, as before.
 - Rebalances (rebalance.py): on revoke, flush and commit the revoked partitions and keep their
   state aside; on assign, reuse that state when a partition comes back (the eager protocol
   revokes everything on every rebalance), otherwise restore it from the snapshot topic
@@ -65,6 +69,7 @@ class RunnerConfig:
     # session timeout. Kafka clients send JoinGroup with the request timeout: keep that larger.
     rebalance_timeout_ms: int | None = None
     dedupe: DedupeConfig = dataclasses.field(default_factory=DedupeConfig)
+    dedupe_log: bool = True  # write the dedupe index to <snapshot topic>.dedupe (when it exists)
     create_topics: bool = False  # dev/tests: create the snapshot topic (compacted) when missing
 
 
@@ -98,6 +103,10 @@ class ConsumerRunner:
         self._reader = RecordReader(job.kinds)
         self._sink = SnapshotSink(kafka, self.snapshot_topic, f"llmrouter-consumer-{job.name}")
         self._store = SnapshotReader(kafka, self.snapshot_topic)
+        self.dedupe_topic = f"{self.snapshot_topic}.dedupe"
+        self._log_sink = SnapshotSink(kafka, self.dedupe_topic, f"llmrouter-consumer-{job.name}-dedupe")
+        self._log_store = SnapshotReader(kafka, self.dedupe_topic)
+        self._logging = False  # set by _start: the dedupe topic exists and the config wants it
         self._consumer: Any = None
         self._processors: dict[int, PartitionProcessor] = {}
         self._parked: dict[int, PartitionProcessor] = {}  # revoked; reused if they come back
@@ -143,6 +152,8 @@ class ConsumerRunner:
             await self._create_snapshot_topic()
         await self._sink.load_partitions()
         await self._store.start()
+        if self._config.dedupe_log:
+            await self._start_dedupe_log()
         self._consumer = AIOKafkaConsumer(
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -160,15 +171,35 @@ class ConsumerRunner:
 
     async def _create_snapshot_topic(self) -> None:
         # As many partitions as the input: a restore then reads exactly one output partition.
+        await ensure_topic(self._kafka, self.snapshot_topic, await self._input_partitions(), compacted=True)
+
+    async def _input_partitions(self) -> int:
         try:
-            partitions = await topic_partitions(self._sink.client, self._config.input_topic)
+            return await topic_partitions(self._sink.client, self._config.input_topic)
         except TopicMissingError:
-            partitions = 1
-        await ensure_topic(self._kafka, self.snapshot_topic, partitions, compacted=True)
+            return 1
+
+    async def _start_dedupe_log(self) -> None:
+        await self._log_sink.start()
+        if self._config.create_topics:
+            await ensure_topic(self._kafka, self.dedupe_topic, await self._input_partitions(), compacted=True)
+        try:
+            await self._log_sink.load_partitions()
+        except TopicMissingError:
+            log.warning(
+                "%s: no topic %s: a restart re-reads the dedupe horizon (minutes of records) instead "
+                "of loading the dedupe index; create it like the snapshot topic (compacted)",
+                self.job.name,
+                self.dedupe_topic,
+            )
+            return
+        await self._log_store.start()
+        self._logging = True
 
     async def _close(self) -> None:
         consumer, self._consumer = self._consumer, None
-        for close in (consumer.stop if consumer else None, self._store.stop, self._sink.stop):
+        closers = (self._store.stop, self._sink.stop, self._log_store.stop, self._log_sink.stop)
+        for close in (consumer.stop if consumer else None, *closers):
             if close is None:
                 continue
             try:
@@ -238,6 +269,8 @@ class ConsumerRunner:
             ]
             records += heartbeats
             try:
+                # The dedupe segments first: the checkpoints below say they are in the topic.
+                await self._publish_dedupe_log(processors)
                 await self._sink.publish(records)
             except SinkError as exc:
                 for processor, changes, _ in taken:
@@ -256,6 +289,18 @@ class ConsumerRunner:
         if offsets:
             await self._commit(offsets)
         return True
+
+    async def _publish_dedupe_log(self, processors: Iterable[PartitionProcessor]) -> None:
+        taken = [(processor, processor.dedupe_records()) for processor in processors]
+        records = [
+            OutRecord(record_key(record.key, processor.partition), record.value, processor.partition)
+            for processor, log_records in taken
+            for record in log_records
+        ]
+        if records:
+            await self._log_sink.publish(records)
+        for processor, log_records in taken:
+            processor.dedupe_published(log_records)
 
     def _heartbeats(
         self, partitions: Iterable[int], flushing: Iterable[PartitionProcessor], now: float
@@ -344,13 +389,27 @@ class ConsumerRunner:
     async def _restore(self, partitions: list[int]) -> dict[int, PartitionProcessor]:
         if not partitions:
             return {}
-        snapshots = await self._store.read(partitions, self._sink.partitions)
+        if self._logging:
+            snapshots, logs = await asyncio.gather(
+                self._store.read(partitions, self._sink.partitions),
+                self._log_store.read(partitions, self._log_sink.partitions),
+            )
+        else:
+            snapshots, logs = await self._store.read(partitions, self._sink.partitions), {}
         processors = {}
         for partition in partitions:
             processor = PartitionProcessor(
-                self._config.input_topic, partition, self.job.new_aggregator(), self._config.dedupe
+                self._config.input_topic,
+                partition,
+                self.job.new_aggregator(),
+                self._config.dedupe,
+                dedupe_log=self._logging,
             )
-            processor.restore(snapshots.get(partition, RestoredPartition()))
+            restored = snapshots.get(partition, RestoredPartition())
+            if self._logging:
+                segments = [value for _, value in logs.get(partition, RestoredPartition()).dimensions]
+                restored = dataclasses.replace(restored, dedupe_segments=segments)
+            processor.restore(restored)
             processors[partition] = processor
         return processors
 

@@ -1,113 +1,80 @@
-"""Test helpers shared by the provider adapter tests: scripted upstream answers served through
-httpx.MockTransport, response bodies delivered in chosen chunks, and stream collectors."""
+"""Test helpers shared by the provider adapter tests: the `upstream` and `client` fixtures' adapter
+factory, and stream collectors. The fake upstream itself is tests/providers/upstream.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import AsyncExitStack
-from typing import Any, ClassVar, TypeVar
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from router_service.domain import ChatRequest, StreamEvent
-from router_service.errors import ProviderError
+from router_service.errors import ErrorClass, ProviderError
 from router_service.providers.base import ProviderAdapter, ProviderEndpoint
+from tests.providers.upstream import CLOSE_BEFORE_HEADERS, SILENT, FakeUpstream, Reply, http_client
 
 AdapterT = TypeVar("AdapterT")
 
 
-def split_every(data: bytes, size: int) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
-
-
-class ChunkedStream(httpx.AsyncByteStream):
-    """A response body delivered in exactly the chunks given, optionally failing after the last one.
-
-    `chunks` is iterated lazily, so a generator can stand for a body too large to build;
-    `chunks_sent` counts what the reader pulled and `closed` tells whether the response was closed."""
-
-    def __init__(self, chunks: Iterable[bytes], error: Exception | None = None) -> None:
-        self._chunks = chunks
-        self._error = error
-        self.chunks_sent = 0
-        self.closed = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self._chunks:
-            self.chunks_sent += 1
-            yield chunk
-        if self._error is not None:
-            raise self._error
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-class Upstream:
-    """MockTransport handler: records each request and replays one scripted answer."""
-
-    # Headers of every answer that is not streamed, before the scripted `headers`.
-    body_headers: ClassVar[Mapping[str, str]] = {}
-
-    def __init__(
-        self,
-        status: int = 200,
-        body: bytes = b"",
-        *,
-        stream: ChunkedStream | None = None,
-        headers: dict[str, str] | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        self.status = status
-        self.body = body
-        self.stream = stream
-        self.headers = headers or {}
-        self.error = error
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.error is not None:
-            raise self.error
-        if self.stream is not None:
-            headers = {"content-type": "text/event-stream", **self.headers}
-            return httpx.Response(self.status, headers=headers, stream=self.stream)
-        return httpx.Response(self.status, headers={**self.body_headers, **self.headers}, content=self.body)
-
-    @property
-    def sent(self) -> dict[str, Any]:
-        """The JSON body of the last request."""
-        body: dict[str, Any] = json.loads(self.requests[-1].content)
-        return body
-
-
-def sse_upstream(data: bytes, chunk_size: int | None = None, error: Exception | None = None) -> Upstream:
-    """An Upstream that streams `data` whole or in `chunk_size` pieces, then fails with `error`."""
-    chunks = [data] if chunk_size is None else split_every(data, chunk_size)
-    return Upstream(stream=ChunkedStream(chunks, error))
-
-
 def adapter_factory(
-    stack: AsyncExitStack,
+    upstream: FakeUpstream,
+    client: httpx.AsyncClient,
     make: Callable[[ProviderEndpoint, httpx.AsyncClient], AdapterT],
     endpoint: ProviderEndpoint,
 ) -> Callable[..., AdapterT]:
-    """`factory(upstream, options=None, headers=None)`: an adapter for `endpoint`, with those options
-    and headers, whose client is served by `upstream`. The clients are closed with `stack`."""
+    """`factory(reply=None, options=None, headers=None, client=client)`: an adapter for `endpoint`
+    moved onto `upstream` (same path), with those options and headers; a `reply` becomes upstream's
+    standing answer."""
 
     def factory(
-        upstream: Upstream,
+        reply: Reply | None = None,
         options: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        *,
+        client: httpx.AsyncClient = client,
     ) -> AdapterT:
-        client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
-        stack.push_async_callback(client.aclose)
-        return make(dataclasses.replace(endpoint, headers=headers or {}, options=options or {}), client)
+        if reply is not None:
+            upstream.reply = reply
+        moved = dataclasses.replace(
+            endpoint,
+            base_url=upstream.url + urlsplit(endpoint.base_url).path,
+            headers=headers or {},
+            options=options or {},
+        )
+        return make(moved, client)
 
     return factory
+
+
+# Transport faults a real upstream produces, what each becomes, and the httpx errors the adapter may
+# keep as the cause (the two client transports name a cut connection differently).
+TRANSPORT_FAULTS = [
+    pytest.param("refused", ErrorClass.CONNECTION, (httpx.ConnectError,), id="refused"),
+    pytest.param("silent", ErrorClass.TIMEOUT, (httpx.ReadTimeout,), id="read-timeout"),
+    pytest.param(
+        "closed",
+        ErrorClass.CONNECTION,
+        (httpx.RemoteProtocolError, httpx.ReadError),
+        id="closed-before-headers",
+    ),
+]
+CUT_MID_BODY = (httpx.RemoteProtocolError, httpx.ReadError)
+
+
+@asynccontextmanager
+async def faulty(fault: str, upstream: FakeUpstream) -> AsyncIterator[httpx.AsyncClient]:
+    """A client (with a short read timeout, so that "silent" is over quickly) whose next request to
+    `upstream` meets `fault`."""
+    if fault == "refused":
+        await upstream.stop_listening()
+    else:
+        upstream.reply = SILENT if fault == "silent" else CLOSE_BEFORE_HEADERS
+    async with http_client(read_timeout_s=0.3) as client:
+        yield client
 
 
 async def collect(adapter: ProviderAdapter, request: ChatRequest, model: str) -> list[StreamEvent]:

@@ -4,8 +4,7 @@ errors (fixtures/anthropic/, replayed byte-exact through httpx.MockTransport).""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 
@@ -39,7 +38,15 @@ from router_service.providers.anthropic import (
 )
 from router_service.providers.base import ProviderEndpoint
 from tests.providers import support
-from tests.providers.support import ChunkedStream, Upstream, adapter_factory, split_every
+from tests.providers.support import adapter_factory
+from tests.providers.upstream import (
+    FakeUpstream,
+    Reply,
+    json_reply,
+    split_every,
+    sse_reply,
+    sse_stream,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 API_KEY = "sk-ant-test-key-do-not-leak"
@@ -59,18 +66,16 @@ def fixture(name: str) -> bytes:
 Connect = Callable[..., AnthropicAdapter]
 
 
+ENDPOINT = ProviderEndpoint("anthropic", "anthropic", "https://api.anthropic.test/", API_KEY)
+
+
 @pytest.fixture
-async def connect() -> AsyncIterator[Connect]:
-    async with AsyncExitStack() as stack:
-        yield adapter_factory(
-            stack,
-            AnthropicAdapter,
-            ProviderEndpoint("anthropic", "anthropic", "https://api.anthropic.test/", API_KEY),
-        )
+def connect(upstream: FakeUpstream, client: httpx.AsyncClient) -> Connect:
+    return adapter_factory(upstream, client, AnthropicAdapter, ENDPOINT)
 
 
-def sse_upstream(name: str, chunk_size: int | None = None, error: Exception | None = None) -> Upstream:
-    return support.sse_upstream(fixture(name), chunk_size, error)
+def sse_upstream(name: str, chunk_size: int | None = None) -> Reply:
+    return sse_stream(fixture(name), chunk_size)
 
 
 async def collect(adapter: AnthropicAdapter, request: ChatRequest = HELLO) -> list[StreamEvent]:
@@ -86,8 +91,10 @@ async def collect_until_error(
 # --- request mapping ------------------------------------------------------------------------
 
 
-async def test_request_places_system_merges_roles_and_maps_tools(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("message_text.json"))
+async def test_request_places_system_merges_roles_and_maps_tools(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
+    upstream.reply = json_reply(fixture("message_text.json"))
     request = ChatRequest(
         messages=(
             Message(Role.SYSTEM, "You are terse."),
@@ -115,7 +122,7 @@ async def test_request_places_system_merges_roles_and_maps_tools(connect: Connec
         tool_choice=ToolChoice(ToolChoiceMode.AUTO),
     )
 
-    await connect(upstream).complete(request, MODEL)
+    await connect().complete(request, MODEL)
 
     assert upstream.sent == {
         "model": MODEL,
@@ -159,8 +166,10 @@ async def test_request_places_system_merges_roles_and_maps_tools(connect: Connec
     }
 
 
-async def test_tool_results_come_first_when_merged_after_user_text(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("message_text.json"))
+async def test_tool_results_come_first_when_merged_after_user_text(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
+    upstream.reply = json_reply(fixture("message_text.json"))
     request = ChatRequest(
         messages=(
             Message(Role.ASSISTANT, "", tool_calls=(ToolCall("toolu_1", "f", "{}"),)),
@@ -169,7 +178,7 @@ async def test_tool_results_come_first_when_merged_after_user_text(connect: Conn
         )
     )
 
-    await connect(upstream).complete(request, MODEL)
+    await connect().complete(request, MODEL)
 
     assert upstream.sent["messages"][1] == {
         "role": "user",
@@ -177,10 +186,9 @@ async def test_tool_results_come_first_when_merged_after_user_text(connect: Conn
     }
 
 
-async def test_headers_url_and_endpoint_options(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("message_text.json"))
+async def test_headers_url_and_endpoint_options(connect: Connect, upstream: FakeUpstream) -> None:
+    upstream.reply = json_reply(fixture("message_text.json"))
     adapter = connect(
-        upstream,
         options={"version": "2099-01-01", "default_max_tokens": "1024"},
         headers={"anthropic-beta": "prompt-caching-2024-07-31"},
     )
@@ -189,7 +197,7 @@ async def test_headers_url_and_endpoint_options(connect: Connect) -> None:
 
     sent = upstream.requests[-1]
     assert sent.method == "POST"
-    assert str(sent.url) == "https://api.anthropic.test/v1/messages"
+    assert sent.target == "/v1/messages"
     assert sent.headers["x-api-key"] == API_KEY
     assert sent.headers["anthropic-version"] == "2099-01-01"
     assert sent.headers["content-type"] == "application/json"
@@ -199,10 +207,10 @@ async def test_headers_url_and_endpoint_options(connect: Connect) -> None:
     assert "stream" not in upstream.sent
 
 
-async def test_default_version_and_max_tokens(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("message_text.json"))
+async def test_default_version_and_max_tokens(connect: Connect, upstream: FakeUpstream) -> None:
+    upstream.reply = json_reply(fixture("message_text.json"))
 
-    await connect(upstream).complete(HELLO, MODEL)
+    await connect().complete(HELLO, MODEL)
 
     assert upstream.requests[-1].headers["anthropic-version"] == "2023-06-01"
     assert upstream.sent["max_tokens"] == 4096
@@ -224,22 +232,20 @@ def test_bad_default_max_tokens_fails_at_construction(value: str) -> None:
         (ToolChoice(ToolChoiceMode.NONE), {"type": "none"}),
     ],
 )
-async def test_tool_choice(connect: Connect, choice: ToolChoice, wire: dict[str, str]) -> None:
-    upstream = Upstream(body=fixture("message_text.json"))
+async def test_tool_choice(
+    connect: Connect, upstream: FakeUpstream, choice: ToolChoice, wire: dict[str, str]
+) -> None:
+    upstream.reply = json_reply(fixture("message_text.json"))
 
-    await connect(upstream).complete(
-        ChatRequest(HELLO.messages, tools=(WEATHER_TOOL,), tool_choice=choice), MODEL
-    )
+    await connect().complete(ChatRequest(HELLO.messages, tools=(WEATHER_TOOL,), tool_choice=choice), MODEL)
 
     assert upstream.sent["tool_choice"] == wire
 
 
-async def test_tool_choice_is_not_sent_without_tools(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("message_text.json"))
+async def test_tool_choice_is_not_sent_without_tools(connect: Connect, upstream: FakeUpstream) -> None:
+    upstream.reply = json_reply(fixture("message_text.json"))
 
-    await connect(upstream).complete(
-        ChatRequest(HELLO.messages, tool_choice=ToolChoice(ToolChoiceMode.NONE)), MODEL
-    )
+    await connect().complete(ChatRequest(HELLO.messages, tool_choice=ToolChoice(ToolChoiceMode.NONE)), MODEL)
 
     assert "tool_choice" not in upstream.sent
     assert "tools" not in upstream.sent
@@ -261,38 +267,38 @@ SCHEMA_TEXT = '{"properties": {"city": {"type": "string"}}, "type": "object"}'
     ],
 )
 async def test_json_modes_become_a_system_instruction(
-    connect: Connect, response_format: ResponseFormat, expected_system: str
+    connect: Connect, upstream: FakeUpstream, response_format: ResponseFormat, expected_system: str
 ) -> None:
-    upstream = Upstream(body=fixture("message_text.json"))
+    upstream.reply = json_reply(fixture("message_text.json"))
     request = ChatRequest(
         (Message(Role.SYSTEM, "Be brief."), *HELLO.messages), response_format=response_format
     )
 
-    await connect(upstream).complete(request, MODEL)
+    await connect().complete(request, MODEL)
 
     assert upstream.sent["system"] == expected_system
 
 
-async def test_json_mode_without_system_messages(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("message_text.json"))
+async def test_json_mode_without_system_messages(connect: Connect, upstream: FakeUpstream) -> None:
+    upstream.reply = json_reply(fixture("message_text.json"))
     request = ChatRequest(HELLO.messages, response_format=ResponseFormat(ResponseFormatType.JSON_OBJECT))
 
-    await connect(upstream).complete(request, MODEL)
+    await connect().complete(request, MODEL)
 
     assert upstream.sent["system"] == JSON_OBJECT_INSTRUCTION
 
 
 @pytest.mark.parametrize("arguments", ["{not json", "[1, 2]", '"text"'])
 async def test_tool_call_arguments_that_are_not_an_object_are_rejected_before_sending(
-    connect: Connect, arguments: str
+    connect: Connect, upstream: FakeUpstream, arguments: str
 ) -> None:
-    upstream = Upstream(body=fixture("message_text.json"))
+    upstream.reply = json_reply(fixture("message_text.json"))
     request = ChatRequest(
         (*HELLO.messages, Message(Role.ASSISTANT, "", tool_calls=(ToolCall("toolu_1", "f", arguments),)))
     )
 
     with pytest.raises(ProviderError) as caught:
-        await connect(upstream).complete(request, MODEL)
+        await connect().complete(request, MODEL)
 
     assert caught.value.error_class is ErrorClass.INVALID_REQUEST
     assert "messages[1].tool_calls[0]" in caught.value.message
@@ -303,7 +309,7 @@ async def test_tool_call_arguments_that_are_not_an_object_are_rejected_before_se
 
 
 async def test_unary_text_answer(connect: Connect) -> None:
-    result = await connect(Upstream(body=fixture("message_text.json"))).complete(HELLO, "claude-sonnet-4-5")
+    result = await connect(json_reply(fixture("message_text.json"))).complete(HELLO, "claude-sonnet-4-5")
 
     assert result.message == Message(Role.ASSISTANT, "Hello! How can I help you today?")
     assert result.finish_reason is FinishReason.STOP
@@ -314,7 +320,7 @@ async def test_unary_text_answer(connect: Connect) -> None:
 
 
 async def test_unary_tool_use_answer(connect: Connect) -> None:
-    result = await connect(Upstream(body=fixture("message_tool_use.json"))).complete(HELLO, MODEL)
+    result = await connect(json_reply(fixture("message_tool_use.json"))).complete(HELLO, MODEL)
 
     assert result.message.content == "I'll check the weather in San Francisco."  # thinking block ignored
     assert result.message.tool_calls == (
@@ -330,7 +336,7 @@ async def test_unary_tool_use_answer(connect: Connect) -> None:
 
 
 async def test_unary_refusal_is_a_content_filter_finish(connect: Connect) -> None:
-    result = await connect(Upstream(body=fixture("message_refusal.json"))).complete(HELLO, MODEL)
+    result = await connect(json_reply(fixture("message_refusal.json"))).complete(HELLO, MODEL)
 
     assert result.finish_reason is FinishReason.CONTENT_FILTER
     assert result.message == Message(Role.ASSISTANT, "")
@@ -347,7 +353,7 @@ async def test_unary_refusal_is_a_content_filter_finish(connect: Connect) -> Non
 )
 async def test_malformed_success_body_is_a_bad_response(connect: Connect, body: bytes, what: str) -> None:
     with pytest.raises(ProviderError) as caught:
-        await connect(Upstream(body=body)).complete(HELLO, MODEL)
+        await connect(json_reply(body)).complete(HELLO, MODEL)
 
     assert caught.value.error_class is ErrorClass.BAD_RESPONSE
     assert what in caught.value.message
@@ -368,48 +374,47 @@ async def test_malformed_success_body_is_a_bad_response(connect: Connect, body: 
 )
 async def test_error_statuses(
     connect: Connect,
+    upstream: FakeUpstream,
     status: int,
     name: str,
     headers: dict[str, str],
     error_class: ErrorClass,
     retry_after_s: float | None,
 ) -> None:
-    upstream = Upstream(status, fixture(name), headers=headers)
+    upstream.reply = json_reply(fixture(name), status, headers)
 
     with pytest.raises(ProviderError) as caught:
-        await connect(upstream).complete(HELLO, MODEL)
+        await connect().complete(HELLO, MODEL)
 
     error = caught.value
     assert (error.error_class, error.status_code, error.retry_after_s) == (error_class, status, retry_after_s)
     assert API_KEY not in str(error) and API_KEY not in repr(error)
 
 
-@pytest.mark.parametrize(
-    ("exc", "error_class"),
-    [
-        (httpx.ConnectError("connection refused"), ErrorClass.CONNECTION),
-        (httpx.ReadTimeout("timed out"), ErrorClass.TIMEOUT),
-        (httpx.RemoteProtocolError("peer closed"), ErrorClass.CONNECTION),
-    ],
-)
+@pytest.mark.parametrize(("fault", "error_class", "causes"), support.TRANSPORT_FAULTS)
 async def test_transport_errors_are_translated_once(
-    connect: Connect, exc: httpx.HTTPError, error_class: ErrorClass
+    connect: Connect,
+    upstream: FakeUpstream,
+    fault: str,
+    error_class: ErrorClass,
+    causes: tuple[type[Exception], ...],
 ) -> None:
-    with pytest.raises(ProviderError) as caught:
-        await connect(Upstream(error=exc)).complete(HELLO, MODEL)
+    async with support.faulty(fault, upstream) as client:
+        with pytest.raises(ProviderError) as caught:
+            await connect(client=client).complete(HELLO, MODEL)
 
     assert caught.value.error_class is error_class
-    assert caught.value.__cause__ is exc
+    assert isinstance(caught.value.__cause__, causes)
 
 
 # --- streaming ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("chunk_size", [None, 1, 7, 64])
-async def test_stream_text(connect: Connect, chunk_size: int | None) -> None:
-    upstream = sse_upstream("stream_text.sse", chunk_size)
+async def test_stream_text(connect: Connect, upstream: FakeUpstream, chunk_size: int | None) -> None:
+    upstream.reply = sse_upstream("stream_text.sse", chunk_size)
 
-    events = await collect(connect(upstream))
+    events = await collect(connect())
 
     assert events == [
         TextDelta("Bonjour, "),
@@ -419,7 +424,7 @@ async def test_stream_text(connect: Connect, chunk_size: int | None) -> None:
         ),
     ]
     assert upstream.sent["stream"] is True
-    assert str(upstream.requests[-1].url) == "https://api.anthropic.test/v1/messages"
+    assert upstream.requests[-1].target == "/v1/messages"
 
 
 @pytest.mark.parametrize("chunk_size", [None, 1, 13])
@@ -468,63 +473,69 @@ async def test_stream_without_message_stop_is_a_connection_error(connect: Connec
     assert error.error_class is ErrorClass.CONNECTION
 
 
-async def test_stream_cut_inside_the_terminal_event_is_a_connection_error(connect: Connect) -> None:
+async def test_stream_cut_inside_the_terminal_event_is_a_connection_error(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
     data = fixture("stream_text.sse")
     cut = data[: data.rindex(b'"message_stop"}') + 5]
-    upstream = Upstream(stream=ChunkedStream(split_every(cut, 9)))
+    upstream.reply = sse_reply(split_every(cut, 9))
 
-    events, error = await collect_until_error(connect(upstream))
+    events, error = await collect_until_error(connect())
 
     assert [e for e in events if isinstance(e, StreamDone)] == []
     assert error.error_class is ErrorClass.CONNECTION
 
 
-async def test_stream_transport_failure_mid_stream(connect: Connect) -> None:
+async def test_stream_transport_failure_mid_stream(connect: Connect, upstream: FakeUpstream) -> None:
     data = fixture("stream_text.sse")
-    cause = httpx.ReadError("connection reset")
-    upstream = Upstream(stream=ChunkedStream([data[: data.index(b"content_block_stop")]], cause))
+    upstream.reply = sse_reply([data[: data.index(b"content_block_stop")]], end="cut")
 
-    events, error = await collect_until_error(connect(upstream))
+    events, error = await collect_until_error(connect())
 
     assert events == [TextDelta("Bonjour, "), TextDelta("ça va ? 日本")]
     assert error.error_class is ErrorClass.CONNECTION
-    assert error.__cause__ is cause
+    assert isinstance(error.__cause__, support.CUT_MID_BODY)
 
 
-async def test_stream_http_error_status(connect: Connect) -> None:
-    upstream = Upstream(
-        429, stream=ChunkedStream([fixture("error_rate_limit.json")]), headers={"retry-after": "7"}
-    )
+async def test_stream_http_error_status(connect: Connect, upstream: FakeUpstream) -> None:
+    upstream.reply = sse_reply([fixture("error_rate_limit.json")], 429, headers={"retry-after": "7"})
 
-    events, error = await collect_until_error(connect(upstream))
+    events, error = await collect_until_error(connect())
 
     assert events == []
     assert (error.error_class, error.status_code, error.retry_after_s) == (ErrorClass.RATE_LIMITED, 429, 7.0)
     assert "rate_limit_error" in error.message
 
 
-async def test_stream_event_with_invalid_json_is_a_bad_response(connect: Connect) -> None:
-    upstream = Upstream(stream=ChunkedStream([b"event: message_start\ndata: {not json\n\n"]))
+async def test_stream_event_with_invalid_json_is_a_bad_response(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
+    upstream.reply = sse_reply([b"event: message_start\ndata: {not json\n\n"])
 
-    _, error = await collect_until_error(connect(upstream))
+    _, error = await collect_until_error(connect())
 
     assert error.error_class is ErrorClass.BAD_RESPONSE
 
 
-async def test_closing_the_stream_early_closes_the_upstream_response(connect: Connect) -> None:
-    body = ChunkedStream(split_every(fixture("stream_text.sse"), 32))
-    stream = connect(Upstream(stream=body)).stream(HELLO, MODEL)
+async def test_closing_the_stream_early_closes_the_upstream_response(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
+    # The answer never ends, so only the adapter closing the response ends the connection.
+    stream = connect(sse_reply(split_every(fixture("stream_text.sse"), 32), end="hang")).stream(HELLO, MODEL)
 
     assert await anext(stream) == TextDelta("Bonjour, ")
     await stream.aclose()
 
-    assert body.closed
+    await upstream.wait_disconnect()
+    assert upstream.disconnects == 1
 
 
-async def test_stream_error_status_with_an_unreadable_body_keeps_the_status(connect: Connect) -> None:
-    upstream = Upstream(503, stream=ChunkedStream([b'{"type":"err'], httpx.ReadError("reset")))
+async def test_stream_error_status_with_an_unreadable_body_keeps_the_status(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
+    upstream.reply = Reply(503, [b'{"type":"err'], framing="chunked", end="cut")
 
-    _, error = await collect_until_error(connect(upstream))
+    _, error = await collect_until_error(connect())
 
     assert (error.error_class, error.status_code) == (ErrorClass.OVERLOADED, 503)
 
@@ -537,39 +548,41 @@ def test_base_url_must_be_http() -> None:
         AnthropicAdapter(ProviderEndpoint("anthropic", "anthropic", "api.anthropic.com"), httpx.AsyncClient())
 
 
-async def test_an_echoed_api_key_is_redacted_from_errors(connect: Connect) -> None:
+async def test_an_echoed_api_key_is_redacted_from_errors(connect: Connect, upstream: FakeUpstream) -> None:
     body = {
         "type": "error",
         "error": {"type": "authentication_error", "message": f"invalid x-api-key {API_KEY}"},
     }
-    upstream = Upstream(401, json.dumps(body).encode())
+    upstream.reply = json_reply(json.dumps(body).encode(), 401)
 
     with pytest.raises(ProviderError) as caught:
-        await connect(upstream).complete(HELLO, MODEL)
+        await connect().complete(HELLO, MODEL)
 
     assert caught.value.error_class is ErrorClass.AUTH
     assert "[redacted]" in caught.value.message
     assert API_KEY not in caught.value.message
 
 
-async def test_a_request_that_is_not_valid_json_fails_before_sending(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("message_text.json"))
+async def test_a_request_that_is_not_valid_json_fails_before_sending(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
+    upstream.reply = json_reply(fixture("message_text.json"))
     request = ChatRequest(HELLO.messages, params=GenerationParams(temperature=float("nan")))
 
     with pytest.raises(ProviderError) as caught:
-        await connect(upstream).complete(request, MODEL)
+        await connect().complete(request, MODEL)
 
     assert caught.value.error_class is ErrorClass.INVALID_REQUEST
     assert upstream.requests == []
 
 
-async def test_read_only_tool_schemas_are_encoded(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("message_text.json"))
+async def test_read_only_tool_schemas_are_encoded(connect: Connect, upstream: FakeUpstream) -> None:
+    upstream.reply = json_reply(fixture("message_text.json"))
     schema = MappingProxyType(
         {"type": "object", "properties": MappingProxyType({"q": MappingProxyType({"type": "string"})})}
     )
 
-    await connect(upstream).complete(
+    await connect().complete(
         ChatRequest(HELLO.messages, tools=(ToolSpec("search", parameters=schema),)), MODEL
     )
 

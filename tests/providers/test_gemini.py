@@ -4,8 +4,7 @@ and errors (fixtures/gemini/, replayed byte-exact through httpx.MockTransport)."
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -35,7 +34,8 @@ from router_service.errors import ErrorClass, ProviderError
 from router_service.providers.base import ProviderEndpoint
 from router_service.providers.gemini import GeminiAdapter, stream_error
 from tests.providers import support
-from tests.providers.support import ChunkedStream, adapter_factory, split_every
+from tests.providers.support import adapter_factory
+from tests.providers.upstream import Ending, FakeUpstream, Headers, Reply, split_every, sse_reply, sse_stream
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 API_KEY = "AIza-test-key-do-not-leak"
@@ -58,27 +58,23 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-class Upstream(support.Upstream):
-    """Answers carry the JSON content type the Gemini API sends."""
-
-    body_headers = {"content-type": "application/json; charset=UTF-8"}
+def answer(body: bytes, status: int = 200, headers: Headers = ()) -> Reply:
+    """An answer with the JSON content type the Gemini API sends."""
+    pairs = tuple(headers.items()) if isinstance(headers, dict) else tuple(headers)
+    return Reply(status, body, (("content-type", "application/json; charset=UTF-8"), *pairs))
 
 
 Connect = Callable[..., GeminiAdapter]
 
 
 @pytest.fixture
-async def connect() -> AsyncIterator[Connect]:
-    async with AsyncExitStack() as stack:
-        yield adapter_factory(
-            stack, GeminiAdapter, ProviderEndpoint("gemini", "gemini", BASE_URL + "/", API_KEY)
-        )
+def connect(upstream: FakeUpstream, client: httpx.AsyncClient) -> Connect:
+    endpoint = ProviderEndpoint("gemini", "gemini", BASE_URL + "/", API_KEY)
+    return adapter_factory(upstream, client, GeminiAdapter, endpoint)
 
 
-def sse_upstream(
-    name: str, chunk_size: int | None = None, error: Exception | None = None
-) -> support.Upstream:
-    return support.sse_upstream(fixture(name), chunk_size, error)
+def sse_upstream(name: str, chunk_size: int | None = None, end: Ending = "finish") -> Reply:
+    return sse_stream(fixture(name), chunk_size, end)
 
 
 async def collect(adapter: GeminiAdapter, request: ChatRequest = HELLO) -> list[StreamEvent]:
@@ -94,8 +90,10 @@ async def collect_until_error(
 # --- request mapping ------------------------------------------------------------------------
 
 
-async def test_request_maps_system_roles_function_calls_and_config(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("generate_text.json"))
+async def test_request_maps_system_roles_function_calls_and_config(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
+    upstream.reply = answer(fixture("generate_text.json"))
     request = ChatRequest(
         messages=(
             Message(Role.SYSTEM, "You are terse."),
@@ -122,7 +120,7 @@ async def test_request_maps_system_roles_function_calls_and_config(connect: Conn
         tool_choice=ToolChoice(ToolChoiceMode.AUTO),
     )
 
-    await connect(upstream).complete(request, MODEL)
+    await connect().complete(request, MODEL)
 
     assert upstream.sent == {
         "systemInstruction": {"parts": [{"text": "You are terse.\n\nUse metric units."}]},
@@ -169,32 +167,34 @@ async def test_request_maps_system_roles_function_calls_and_config(connect: Conn
     }
 
 
-async def test_url_and_headers_keep_the_key_out_of_the_url(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("generate_text.json"))
+async def test_url_and_headers_keep_the_key_out_of_the_url(connect: Connect, upstream: FakeUpstream) -> None:
+    upstream.reply = answer(fixture("generate_text.json"))
 
-    await connect(upstream, headers={"x-goog-user-project": "proj"}).complete(HELLO, MODEL)
+    await connect(headers={"x-goog-user-project": "proj"}).complete(HELLO, MODEL)
 
     sent = upstream.requests[-1]
     assert sent.method == "POST"
-    assert str(sent.url) == f"{BASE_URL}/v1beta/models/gemini-2.5-flash:generateContent"
+    assert sent.target == "/v1beta/models/gemini-2.5-flash:generateContent"
     assert sent.headers["x-goog-api-key"] == API_KEY
     assert sent.headers["content-type"] == "application/json"
     assert sent.headers["x-goog-user-project"] == "proj"
-    assert API_KEY not in str(sent.url)
+    assert API_KEY not in sent.target
     assert upstream.sent == {"contents": [{"role": "user", "parts": [{"text": "Hello"}]}]}
 
 
-async def test_model_prefix_and_api_version_option(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("generate_text.json"))
+async def test_model_prefix_and_api_version_option(connect: Connect, upstream: FakeUpstream) -> None:
+    upstream.reply = answer(fixture("generate_text.json"))
 
-    await connect(upstream, options={"api_version": "v1"}).complete(HELLO, "models/gemini-2.5-pro")
+    await connect(options={"api_version": "v1"}).complete(HELLO, "models/gemini-2.5-pro")
 
-    assert str(upstream.requests[-1].url) == f"{BASE_URL}/v1/models/gemini-2.5-pro:generateContent"
+    assert upstream.requests[-1].target == "/v1/models/gemini-2.5-pro:generateContent"
 
 
-async def test_tool_result_names_follow_the_latest_call_with_that_id(connect: Connect) -> None:
+async def test_tool_result_names_follow_the_latest_call_with_that_id(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
     # Synthesized ids restart at call_0 on every Gemini answer, so ids repeat across turns.
-    upstream = Upstream(body=fixture("generate_text.json"))
+    upstream.reply = answer(fixture("generate_text.json"))
     request = ChatRequest(
         messages=(
             Message(Role.USER, "q"),
@@ -206,7 +206,7 @@ async def test_tool_result_names_follow_the_latest_call_with_that_id(connect: Co
         )
     )
 
-    await connect(upstream).complete(request, MODEL)
+    await connect().complete(request, MODEL)
 
     responses = [
         part["functionResponse"]
@@ -221,26 +221,30 @@ async def test_tool_result_names_follow_the_latest_call_with_that_id(connect: Co
     ]
 
 
-async def test_tool_result_without_a_matching_call_is_rejected_before_sending(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("generate_text.json"))
+async def test_tool_result_without_a_matching_call_is_rejected_before_sending(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
+    upstream.reply = answer(fixture("generate_text.json"))
     request = ChatRequest((*HELLO.messages, Message(Role.TOOL, "x", tool_call_id="call_9")))
 
     with pytest.raises(ProviderError) as caught:
-        await connect(upstream).complete(request, MODEL)
+        await connect().complete(request, MODEL)
 
     assert caught.value.error_class is ErrorClass.INVALID_REQUEST
     assert "messages[1]" in caught.value.message
     assert upstream.requests == []
 
 
-async def test_tool_call_arguments_that_are_not_an_object_are_rejected(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("generate_text.json"))
+async def test_tool_call_arguments_that_are_not_an_object_are_rejected(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
+    upstream.reply = answer(fixture("generate_text.json"))
     request = ChatRequest(
         (*HELLO.messages, Message(Role.ASSISTANT, "", tool_calls=(ToolCall("c", "f", "[1]"),)))
     )
 
     with pytest.raises(ProviderError) as caught:
-        await connect(upstream).complete(request, MODEL)
+        await connect().complete(request, MODEL)
 
     assert caught.value.error_class is ErrorClass.INVALID_REQUEST
     assert upstream.requests == []
@@ -258,22 +262,20 @@ async def test_tool_call_arguments_that_are_not_an_object_are_rejected(connect: 
         ),
     ],
 )
-async def test_tool_choice(connect: Connect, choice: ToolChoice, wire: dict[str, Any]) -> None:
-    upstream = Upstream(body=fixture("generate_text.json"))
+async def test_tool_choice(
+    connect: Connect, upstream: FakeUpstream, choice: ToolChoice, wire: dict[str, Any]
+) -> None:
+    upstream.reply = answer(fixture("generate_text.json"))
 
-    await connect(upstream).complete(
-        ChatRequest(HELLO.messages, tools=(WEATHER_TOOL,), tool_choice=choice), MODEL
-    )
+    await connect().complete(ChatRequest(HELLO.messages, tools=(WEATHER_TOOL,), tool_choice=choice), MODEL)
 
     assert upstream.sent["toolConfig"] == {"functionCallingConfig": wire}
 
 
-async def test_tool_config_is_not_sent_without_tools(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("generate_text.json"))
+async def test_tool_config_is_not_sent_without_tools(connect: Connect, upstream: FakeUpstream) -> None:
+    upstream.reply = answer(fixture("generate_text.json"))
 
-    await connect(upstream).complete(
-        ChatRequest(HELLO.messages, tool_choice=ToolChoice(ToolChoiceMode.NONE)), MODEL
-    )
+    await connect().complete(ChatRequest(HELLO.messages, tool_choice=ToolChoice(ToolChoiceMode.NONE)), MODEL)
 
     assert "toolConfig" not in upstream.sent
     assert "tools" not in upstream.sent
@@ -294,11 +296,11 @@ SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "require
     ],
 )
 async def test_json_modes(
-    connect: Connect, response_format: ResponseFormat, config: dict[str, Any] | None
+    connect: Connect, upstream: FakeUpstream, response_format: ResponseFormat, config: dict[str, Any] | None
 ) -> None:
-    upstream = Upstream(body=fixture("generate_text.json"))
+    upstream.reply = answer(fixture("generate_text.json"))
 
-    await connect(upstream).complete(ChatRequest(HELLO.messages, response_format=response_format), MODEL)
+    await connect().complete(ChatRequest(HELLO.messages, response_format=response_format), MODEL)
 
     assert upstream.sent.get("generationConfig") == config
 
@@ -307,9 +309,7 @@ async def test_json_modes(
 
 
 async def test_unary_text_answer(connect: Connect) -> None:
-    result = await connect(Upstream(body=fixture("generate_text.json"))).complete(
-        HELLO, "gemini-flash-latest"
-    )
+    result = await connect(answer(fixture("generate_text.json"))).complete(HELLO, "gemini-flash-latest")
 
     assert result.message == Message(
         Role.ASSISTANT, "Hello! How can I help you today?"
@@ -322,7 +322,7 @@ async def test_unary_text_answer(connect: Connect) -> None:
 
 
 async def test_unary_function_calls_get_deterministic_ids(connect: Connect) -> None:
-    result = await connect(Upstream(body=fixture("generate_function_call.json"))).complete(HELLO, MODEL)
+    result = await connect(answer(fixture("generate_function_call.json"))).complete(HELLO, MODEL)
 
     assert result.message == Message(
         Role.ASSISTANT,
@@ -337,7 +337,7 @@ async def test_unary_function_calls_get_deterministic_ids(connect: Connect) -> N
 
 
 async def test_unary_safety_stop_is_a_content_filter_finish(connect: Connect) -> None:
-    result = await connect(Upstream(body=fixture("generate_safety.json"))).complete(HELLO, MODEL)
+    result = await connect(answer(fixture("generate_safety.json"))).complete(HELLO, MODEL)
 
     assert result.finish_reason is FinishReason.CONTENT_FILTER
     assert result.message == Message(Role.ASSISTANT, "")
@@ -345,7 +345,7 @@ async def test_unary_safety_stop_is_a_content_filter_finish(connect: Connect) ->
 
 async def test_blocked_prompt_raises_content_filtered(connect: Connect) -> None:
     with pytest.raises(ProviderError) as caught:
-        await connect(Upstream(body=fixture("prompt_blocked.json"))).complete(HELLO, MODEL)
+        await connect(answer(fixture("prompt_blocked.json"))).complete(HELLO, MODEL)
 
     assert caught.value.error_class is ErrorClass.CONTENT_FILTERED
     assert "SAFETY" in caught.value.message
@@ -367,7 +367,7 @@ async def test_blocked_prompt_raises_content_filtered(connect: Connect) -> None:
 )
 async def test_finish_reasons(connect: Connect, raw: str, expected: FinishReason) -> None:
     body = {"candidates": [{"content": {"parts": [{"text": "x"}], "role": "model"}, "finishReason": raw}]}
-    result = await connect(Upstream(body=json.dumps(body).encode())).complete(HELLO, MODEL)
+    result = await connect(answer(json.dumps(body).encode())).complete(HELLO, MODEL)
 
     assert result.finish_reason is expected
     assert result.upstream_model == MODEL  # no modelVersion in the answer: the requested model
@@ -384,7 +384,7 @@ async def test_finish_reasons(connect: Connect, raw: str, expected: FinishReason
 )
 async def test_malformed_success_body_is_a_bad_response(connect: Connect, body: bytes, what: str) -> None:
     with pytest.raises(ProviderError) as caught:
-        await connect(Upstream(body=body)).complete(HELLO, MODEL)
+        await connect(answer(body)).complete(HELLO, MODEL)
 
     assert caught.value.error_class is ErrorClass.BAD_RESPONSE
     assert what in caught.value.message
@@ -405,16 +405,17 @@ async def test_malformed_success_body_is_a_bad_response(connect: Connect, body: 
 )
 async def test_error_statuses(
     connect: Connect,
+    upstream: FakeUpstream,
     status: int,
     name: str,
     headers: dict[str, str],
     error_class: ErrorClass,
     retry_after_s: float | None,
 ) -> None:
-    upstream = Upstream(status, fixture(name), headers=headers)
+    upstream.reply = answer(fixture(name), status, headers)
 
     with pytest.raises(ProviderError) as caught:
-        await connect(upstream).complete(HELLO, MODEL)
+        await connect().complete(HELLO, MODEL)
 
     error = caught.value
     assert (error.error_class, error.status_code, error.retry_after_s) == (error_class, status, retry_after_s)
@@ -423,37 +424,35 @@ async def test_error_statuses(
 
 async def test_non_json_error_body_still_maps_by_status(connect: Connect) -> None:
     with pytest.raises(ProviderError) as caught:
-        await connect(Upstream(502, b"<html>Bad Gateway</html>")).complete(HELLO, MODEL)
+        await connect(answer(b"<html>Bad Gateway</html>", 502)).complete(HELLO, MODEL)
 
     assert (caught.value.error_class, caught.value.retry_after_s) == (ErrorClass.OVERLOADED, None)
 
 
-@pytest.mark.parametrize(
-    ("exc", "error_class"),
-    [
-        (httpx.ConnectError("connection refused"), ErrorClass.CONNECTION),
-        (httpx.ConnectTimeout("timed out"), ErrorClass.TIMEOUT),
-        (httpx.RemoteProtocolError("peer closed"), ErrorClass.CONNECTION),
-    ],
-)
+@pytest.mark.parametrize(("fault", "error_class", "causes"), support.TRANSPORT_FAULTS)
 async def test_transport_errors_are_translated_once(
-    connect: Connect, exc: httpx.HTTPError, error_class: ErrorClass
+    connect: Connect,
+    upstream: FakeUpstream,
+    fault: str,
+    error_class: ErrorClass,
+    causes: tuple[type[Exception], ...],
 ) -> None:
-    with pytest.raises(ProviderError) as caught:
-        await connect(Upstream(error=exc)).complete(HELLO, MODEL)
+    async with support.faulty(fault, upstream) as client:
+        with pytest.raises(ProviderError) as caught:
+            await connect(client=client).complete(HELLO, MODEL)
 
     assert caught.value.error_class is error_class
-    assert caught.value.__cause__ is exc
+    assert isinstance(caught.value.__cause__, causes)
 
 
 # --- streaming ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("chunk_size", [None, 1, 7, 64])
-async def test_stream_text(connect: Connect, chunk_size: int | None) -> None:
-    upstream = sse_upstream("stream_text.sse", chunk_size)
+async def test_stream_text(connect: Connect, upstream: FakeUpstream, chunk_size: int | None) -> None:
+    upstream.reply = sse_upstream("stream_text.sse", chunk_size)
 
-    events = await collect(connect(upstream))
+    events = await collect(connect())
 
     assert events == [
         TextDelta("Bonjour, "),
@@ -465,7 +464,7 @@ async def test_stream_text(connect: Connect, chunk_size: int | None) -> None:
         ),
     ]
     sent = upstream.requests[-1]
-    assert str(sent.url) == f"{BASE_URL}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    assert sent.target == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
     assert sent.headers["x-goog-api-key"] == API_KEY
     assert upstream.sent == {"contents": [{"role": "user", "parts": [{"text": "Hello"}]}]}
 
@@ -523,25 +522,25 @@ async def test_stream_without_finish_reason_is_a_connection_error(connect: Conne
     assert error.error_class is ErrorClass.CONNECTION
 
 
-async def test_stream_cut_inside_the_final_chunk_is_a_connection_error(connect: Connect) -> None:
+async def test_stream_cut_inside_the_final_chunk_is_a_connection_error(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
     data = fixture("stream_text.sse")
     cut = data[: data.rindex(b'"finishReason"') + 20]
-    upstream = Upstream(stream=ChunkedStream(split_every(cut, 9)))
+    upstream.reply = sse_reply(split_every(cut, 9))
 
-    events, error = await collect_until_error(connect(upstream))
+    events, error = await collect_until_error(connect())
 
     assert events == [TextDelta("Bonjour, "), TextDelta("ça va ? 日本")]
     assert error.error_class is ErrorClass.CONNECTION
 
 
 async def test_stream_transport_failure_mid_stream(connect: Connect) -> None:
-    cause = httpx.ReadError("connection reset")
-
-    events, error = await collect_until_error(connect(sse_upstream("stream_cut.sse", 64, error=cause)))
+    events, error = await collect_until_error(connect(sse_upstream("stream_cut.sse", 64, end="cut")))
 
     assert events == [TextDelta("Hello"), TextDelta(", wor")]
     assert error.error_class is ErrorClass.CONNECTION
-    assert error.__cause__ is cause
+    assert isinstance(error.__cause__, support.CUT_MID_BODY)
 
 
 async def test_stream_blocked_prompt_raises_content_filtered(connect: Connect) -> None:
@@ -552,37 +551,44 @@ async def test_stream_blocked_prompt_raises_content_filtered(connect: Connect) -
     assert "PROHIBITED_CONTENT" in error.message
 
 
-async def test_stream_http_error_status(connect: Connect) -> None:
-    upstream = Upstream(429, stream=ChunkedStream(split_every(fixture("error_rate_limit.json"), 100)))
+async def test_stream_http_error_status(connect: Connect, upstream: FakeUpstream) -> None:
+    upstream.reply = sse_reply(split_every(fixture("error_rate_limit.json"), 100), 429)
 
-    events, error = await collect_until_error(connect(upstream))
+    events, error = await collect_until_error(connect())
 
     assert events == []
     assert (error.error_class, error.status_code, error.retry_after_s) == (ErrorClass.RATE_LIMITED, 429, 17.0)
 
 
-async def test_stream_chunk_with_invalid_json_is_a_bad_response(connect: Connect) -> None:
-    upstream = Upstream(stream=ChunkedStream([b"data: {not json\r\n\r\n"]))
+async def test_stream_chunk_with_invalid_json_is_a_bad_response(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
+    upstream.reply = sse_reply([b"data: {not json\r\n\r\n"])
 
-    _, error = await collect_until_error(connect(upstream))
+    _, error = await collect_until_error(connect())
 
     assert error.error_class is ErrorClass.BAD_RESPONSE
 
 
-async def test_closing_the_stream_early_closes_the_upstream_response(connect: Connect) -> None:
-    body = ChunkedStream(split_every(fixture("stream_text.sse"), 32))
-    stream = connect(Upstream(stream=body)).stream(HELLO, MODEL)
+async def test_closing_the_stream_early_closes_the_upstream_response(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
+    # The answer never ends, so only the adapter closing the response ends the connection.
+    stream = connect(sse_reply(split_every(fixture("stream_text.sse"), 32), end="hang")).stream(HELLO, MODEL)
 
     assert await anext(stream) == TextDelta("Bonjour, ")
     await stream.aclose()
 
-    assert body.closed
+    await upstream.wait_disconnect()
+    assert upstream.disconnects == 1
 
 
-async def test_stream_error_status_with_an_unreadable_body_keeps_the_status(connect: Connect) -> None:
-    upstream = Upstream(503, stream=ChunkedStream([b'{"error":'], httpx.ReadError("reset")))
+async def test_stream_error_status_with_an_unreadable_body_keeps_the_status(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
+    upstream.reply = Reply(503, [b'{"error":'], framing="chunked", end="cut")
 
-    _, error = await collect_until_error(connect(upstream))
+    _, error = await collect_until_error(connect())
 
     assert (error.error_class, error.status_code) == (ErrorClass.OVERLOADED, 503)
 
@@ -597,33 +603,35 @@ def test_base_url_must_be_http() -> None:
         )
 
 
-async def test_an_echoed_api_key_is_redacted_from_errors(connect: Connect) -> None:
+async def test_an_echoed_api_key_is_redacted_from_errors(connect: Connect, upstream: FakeUpstream) -> None:
     body = {
         "error": {"code": 403, "message": f"Key {API_KEY} is not allowed here", "status": "PERMISSION_DENIED"}
     }
-    upstream = Upstream(403, json.dumps(body).encode())
+    upstream.reply = answer(json.dumps(body).encode(), 403)
 
     with pytest.raises(ProviderError) as caught:
-        await connect(upstream).complete(HELLO, MODEL)
+        await connect().complete(HELLO, MODEL)
 
     assert caught.value.error_class is ErrorClass.AUTH
     assert "[redacted]" in caught.value.message
     assert API_KEY not in caught.value.message
 
 
-async def test_a_request_that_is_not_valid_json_fails_before_sending(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("generate_text.json"))
+async def test_a_request_that_is_not_valid_json_fails_before_sending(
+    connect: Connect, upstream: FakeUpstream
+) -> None:
+    upstream.reply = answer(fixture("generate_text.json"))
     request = ChatRequest(HELLO.messages, params=GenerationParams(top_p=float("inf")))
 
     with pytest.raises(ProviderError) as caught:
-        await connect(upstream).complete(request, MODEL)
+        await connect().complete(request, MODEL)
 
     assert caught.value.error_class is ErrorClass.INVALID_REQUEST
     assert upstream.requests == []
 
 
-async def test_read_only_schemas_are_encoded(connect: Connect) -> None:
-    upstream = Upstream(body=fixture("generate_text.json"))
+async def test_read_only_schemas_are_encoded(connect: Connect, upstream: FakeUpstream) -> None:
+    upstream.reply = answer(fixture("generate_text.json"))
     schema = MappingProxyType(
         {"type": "object", "properties": MappingProxyType({"q": MappingProxyType({"type": "string"})})}
     )
@@ -633,7 +641,7 @@ async def test_read_only_schemas_are_encoded(connect: Connect) -> None:
         response_format=ResponseFormat(ResponseFormatType.JSON_SCHEMA, json_schema=schema),
     )
 
-    await connect(upstream).complete(request, MODEL)
+    await connect().complete(request, MODEL)
 
     plain = {"type": "object", "properties": {"q": {"type": "string"}}}
     assert upstream.sent["tools"] == [

@@ -1,13 +1,14 @@
-"""OpenAIAdapter on recorded Chat Completions traffic, served through httpx.MockTransport."""
+"""OpenAIAdapter on recorded Chat Completions traffic, served by the fake upstream over loopback."""
 
 from __future__ import annotations
 
 import json
 import re
 import types
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -35,7 +36,7 @@ from router_service.errors import ErrorClass, ProviderError
 from router_service.providers.base import ProviderEndpoint
 from router_service.providers.openai import OpenAIAdapter, from_wire, to_wire
 from tests.providers import support
-from tests.providers.support import ChunkedStream, split_every
+from tests.providers.upstream import FakeUpstream, Reply, json_reply, recorded_reply, split_every, sse_reply
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openai"
 API_KEY = "sk-test-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
@@ -50,66 +51,24 @@ WEATHER_TOOL = ToolSpec(
 # --- test plumbing ------------------------------------------------------------------------------
 
 
-class Upstream:
-    """A fake OpenAI server: set `reply` (a Response or an exception to raise), read `requests`."""
-
-    def __init__(self) -> None:
-        self.reply: httpx.Response | Exception = httpx.Response(500)
-        self.requests: list[httpx.Request] = []
-        self._clients: list[httpx.AsyncClient] = []
-
-    def adapter(self, **endpoint_fields: Any) -> OpenAIAdapter:
-        fields: dict[str, Any] = {
-            "name": "openai",
-            "kind": "openai",
-            "base_url": "https://api.openai.com/v1",
-            "api_key": API_KEY,
-        }
-        fields.update(endpoint_fields)
-        client = httpx.AsyncClient(transport=httpx.MockTransport(self._handle))
-        self._clients.append(client)
-        return OpenAIAdapter(ProviderEndpoint(**fields), client)
-
-    def _handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if isinstance(self.reply, Exception):
-            raise self.reply
-        return self.reply
-
-    @property
-    def sent_json(self) -> Any:
-        return json.loads(self.requests[-1].content)
-
-    async def aclose(self) -> None:
-        for client in self._clients:
-            await client.aclose()
+Connect = Callable[..., OpenAIAdapter]
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    server = Upstream()
-    yield server
-    await server.aclose()
+def connect(upstream: FakeUpstream, client: httpx.AsyncClient) -> Connect:
+    """`connect(**endpoint_fields)`: an adapter on `upstream`; a `base_url` keeps only its path."""
+
+    def make(*, client: httpx.AsyncClient = client, **endpoint_fields: Any) -> OpenAIAdapter:
+        fields: dict[str, Any] = {"name": "openai", "kind": "openai", "api_key": API_KEY}
+        fields.update(endpoint_fields)
+        fields["base_url"] = upstream.url + urlsplit(fields.get("base_url", "https://api.openai.com/v1")).path
+        return OpenAIAdapter(ProviderEndpoint(**fields), client)
+
+    return make
 
 
-def json_reply(name: str) -> httpx.Response:
-    return httpx.Response(
-        200, headers={"content-type": "application/json"}, content=(FIXTURES / name).read_bytes()
-    )
-
-
-def raw_http_reply(name: str) -> httpx.Response:
-    """A response recorded as raw HTTP/1.1: status line, headers, blank line, body."""
-    head, _, body = (FIXTURES / name).read_bytes().partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = [(name, value) for name, _, value in (line.partition(": ") for line in header_lines)]
-    return httpx.Response(int(status_line.split()[1]), headers=headers, content=body)
-
-
-def sse_reply(chunks: Iterable[bytes], fail_with: Exception | None = None) -> httpx.Response:
-    return httpx.Response(
-        200, headers={"content-type": "text/event-stream"}, stream=ChunkedStream(chunks, fail_with)
-    )
+def fixture_reply(name: str) -> Reply:
+    return json_reply((FIXTURES / name).read_bytes())
 
 
 def sse_bytes(name: str) -> bytes:
@@ -140,10 +99,12 @@ async def call(adapter: OpenAIAdapter, mode: str) -> None:
 # --- unary --------------------------------------------------------------------------------------
 
 
-async def test_complete_parses_a_text_answer_and_sends_minimal_request(upstream: Upstream) -> None:
-    upstream.reply = json_reply("chat_completion_text.json")
+async def test_complete_parses_a_text_answer_and_sends_minimal_request(
+    upstream: FakeUpstream, connect: Connect
+) -> None:
+    upstream.reply = fixture_reply("chat_completion_text.json")
 
-    result = await upstream.adapter().complete(HI, "gpt-4.1")
+    result = await connect().complete(HI, "gpt-4.1")
 
     assert result == ChatResult(
         message=Message(Role.ASSISTANT, "Hello! How can I assist you today?"),
@@ -153,17 +114,17 @@ async def test_complete_parses_a_text_answer_and_sends_minimal_request(upstream:
         response_id="chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
     )
     sent = upstream.requests[0]
-    assert (sent.method, str(sent.url)) == ("POST", "https://api.openai.com/v1/chat/completions")
+    assert (sent.method, sent.target) == ("POST", "/v1/chat/completions")
     assert sent.headers["authorization"] == f"Bearer {API_KEY}"
     assert sent.headers["content-type"] == "application/json"
     # Unset parameters are omitted, and a unary call asks for no stream.
-    assert upstream.sent_json == {"model": "gpt-4.1", "messages": [{"role": "user", "content": "Hi"}]}
+    assert upstream.sent == {"model": "gpt-4.1", "messages": [{"role": "user", "content": "Hi"}]}
 
 
-async def test_complete_parses_tool_calls_and_cached_tokens(upstream: Upstream) -> None:
-    upstream.reply = json_reply("chat_completion_tool_calls.json")
+async def test_complete_parses_tool_calls_and_cached_tokens(upstream: FakeUpstream, connect: Connect) -> None:
+    upstream.reply = fixture_reply("chat_completion_tool_calls.json")
 
-    result = await upstream.adapter().complete(HI, "gpt-4o-mini")
+    result = await connect().complete(HI, "gpt-4o-mini")
 
     assert result.message == Message(
         Role.ASSISTANT,
@@ -174,13 +135,15 @@ async def test_complete_parses_tool_calls_and_cached_tokens(upstream: Upstream) 
     assert result.usage == Usage(input_tokens=82, output_tokens=17, cached_input_tokens=64)
 
 
-async def test_content_filtered_200_is_a_result_not_an_error(upstream: Upstream) -> None:
+async def test_content_filtered_200_is_a_result_not_an_error(
+    upstream: FakeUpstream, connect: Connect
+) -> None:
     body = json.loads((FIXTURES / "chat_completion_text.json").read_bytes())
     body["choices"][0]["message"]["content"] = None
     body["choices"][0]["finish_reason"] = "content_filter"
-    upstream.reply = httpx.Response(200, json=body)
+    upstream.reply = json_reply(body)
 
-    result = await upstream.adapter().complete(HI, "gpt-4o-mini")
+    result = await connect().complete(HI, "gpt-4o-mini")
 
     assert result.finish_reason is FinishReason.CONTENT_FILTER
     assert result.message.content == ""
@@ -191,7 +154,7 @@ async def test_content_filtered_200_is_a_result_not_an_error(upstream: Upstream)
     [
         pytest.param(
             {"base_url": "https://api.openai.com/v1/"},
-            "https://api.openai.com/v1/chat/completions",
+            "/v1/chat/completions",
             {"authorization": f"Bearer {API_KEY}"},
             ["api-key"],
             id="openai-trailing-slash",
@@ -201,21 +164,21 @@ async def test_content_filtered_200_is_a_result_not_an_error(upstream: Upstream)
                 "base_url": "https://myres.openai.azure.com/openai/deployments/gpt-4o",
                 "options": {"auth": "azure", "api_version": "2024-10-21"},
             },
-            "https://myres.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+            "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
             {"api-key": API_KEY},
             ["authorization"],
             id="azure",
         ),
         pytest.param(
             {"base_url": "http://127.0.0.1:11434/v1", "api_key": ""},
-            "http://127.0.0.1:11434/v1/chat/completions",
+            "/v1/chat/completions",
             {},
             ["authorization", "api-key"],
             id="ollama-without-key",
         ),
         pytest.param(
             {"headers": {"OpenAI-Organization": "org-123", "X-Title": "router"}},
-            "https://api.openai.com/v1/chat/completions",
+            "/v1/chat/completions",
             {"openai-organization": "org-123", "x-title": "router", "authorization": f"Bearer {API_KEY}"},
             ["api-key"],
             id="extra-headers",
@@ -224,7 +187,8 @@ async def test_content_filtered_200_is_a_result_not_an_error(upstream: Upstream)
 )
 @pytest.mark.parametrize("mode", ["complete", "stream"])
 async def test_url_and_auth_headers(
-    upstream: Upstream,
+    upstream: FakeUpstream,
+    connect: Connect,
     mode: str,
     endpoint_fields: dict[str, Any],
     url: str,
@@ -233,13 +197,13 @@ async def test_url_and_auth_headers(
 ) -> None:
     streaming = mode == "stream"
     upstream.reply = (
-        sse_reply([sse_bytes("stream_text.sse")]) if streaming else json_reply("chat_completion_text.json")
+        sse_reply([sse_bytes("stream_text.sse")]) if streaming else fixture_reply("chat_completion_text.json")
     )
 
-    await call(upstream.adapter(**endpoint_fields), mode)
+    await call(connect(**endpoint_fields), mode)
 
     sent = upstream.requests[0]
-    assert str(sent.url) == url
+    assert sent.target == url
     for name, value in expected_headers.items():
         assert sent.headers[name] == value
     for name in absent_headers:
@@ -253,11 +217,13 @@ def test_non_http_base_url_fails_at_construction() -> None:
 
 
 @pytest.mark.parametrize("body", [b"<html>502 Bad Gateway</html>", b"[1, 2]", b"\xff\xfe", b""])
-async def test_unparseable_200_body_is_bad_response(upstream: Upstream, body: bytes) -> None:
-    upstream.reply = httpx.Response(200, content=body)
+async def test_unparseable_200_body_is_bad_response(
+    upstream: FakeUpstream, connect: Connect, body: bytes
+) -> None:
+    upstream.reply = Reply(200, body)
 
     with pytest.raises(ProviderError) as info:
-        await upstream.adapter().complete(HI, "gpt-4o-mini")
+        await connect().complete(HI, "gpt-4o-mini")
 
     assert info.value.error_class is ErrorClass.BAD_RESPONSE
 
@@ -275,17 +241,18 @@ async def test_unparseable_200_body_is_bad_response(upstream: Upstream, body: by
 )
 @pytest.mark.parametrize("mode", ["complete", "stream"])
 async def test_http_errors_are_classified(
-    upstream: Upstream,
+    upstream: FakeUpstream,
+    connect: Connect,
     mode: str,
     fixture: str,
     error_class: ErrorClass,
     status: int,
     retry_after_s: float | None,
 ) -> None:
-    upstream.reply = raw_http_reply(fixture)
+    upstream.reply = recorded_reply(FIXTURES / fixture)
 
     with pytest.raises(ProviderError) as info:
-        await call(upstream.adapter(), mode)
+        await call(connect(), mode)
 
     error = info.value
     assert (error.error_class, error.status_code, error.retry_after_s) == (error_class, status, retry_after_s)
@@ -293,56 +260,55 @@ async def test_http_errors_are_classified(
 
 
 @pytest.mark.parametrize("mode", ["complete", "stream"])
-async def test_api_key_echoed_by_upstream_is_redacted(upstream: Upstream, mode: str) -> None:
+async def test_api_key_echoed_by_upstream_is_redacted(
+    upstream: FakeUpstream, connect: Connect, mode: str
+) -> None:
     body = {"error": {"message": f"Invalid API key: {API_KEY}", "type": "invalid_request_error"}}
-    upstream.reply = httpx.Response(401, json=body)
+    upstream.reply = json_reply(body, 401)
 
     with pytest.raises(ProviderError) as info:
-        await call(upstream.adapter(), mode)
+        await call(connect(), mode)
 
     assert info.value.error_class is ErrorClass.AUTH
     assert "[redacted]" in info.value.message
     assert API_KEY not in f"{info.value} {info.value!r} {info.value.message}"
 
 
-async def test_stream_error_body_is_read_only_up_to_a_bound(upstream: Upstream) -> None:
-    body = ChunkedStream(b"x" * 16384 for _ in range(1000))  # 16 MB if read to the end
-    upstream.reply = httpx.Response(503, stream=body)
+async def test_stream_error_body_is_read_only_up_to_a_bound(upstream: FakeUpstream, connect: Connect) -> None:
+    offered = 64 << 20  # generated lazily; what the server got out is bounded by the socket buffers
+    upstream.reply = Reply(503, (b"x" * 16384 for _ in range(offered // 16384)), framing="chunked")
 
-    _, error = await collect_until_error(upstream.adapter())
+    _, error = await collect_until_error(connect())
 
     assert error.error_class is ErrorClass.OVERLOADED
-    assert body.chunks_sent <= 5
+    await upstream.wait_disconnect()  # the client stopped reading and closed the connection
+    assert upstream.body_bytes_sent < offered // 4
     assert len(error.message) <= len("HTTP 503: ") + 300
 
 
-@pytest.mark.parametrize(
-    ("exc", "error_class"),
-    [
-        (httpx.ConnectError("[Errno 111] Connection refused"), ErrorClass.CONNECTION),
-        (httpx.ConnectTimeout("timed out"), ErrorClass.TIMEOUT),
-        (httpx.ReadTimeout("timed out"), ErrorClass.TIMEOUT),
-        (httpx.RemoteProtocolError("Server disconnected without sending a response."), ErrorClass.CONNECTION),
-    ],
-)
+@pytest.mark.parametrize(("fault", "error_class", "causes"), support.TRANSPORT_FAULTS)
 @pytest.mark.parametrize("mode", ["complete", "stream"])
 async def test_transport_errors_become_provider_errors(
-    upstream: Upstream, mode: str, exc: httpx.HTTPError, error_class: ErrorClass
+    upstream: FakeUpstream,
+    connect: Connect,
+    mode: str,
+    fault: str,
+    error_class: ErrorClass,
+    causes: tuple[type[Exception], ...],
 ) -> None:
-    upstream.reply = exc
-
-    with pytest.raises(ProviderError) as info:
-        await call(upstream.adapter(), mode)
+    async with support.faulty(fault, upstream) as client:
+        with pytest.raises(ProviderError) as info:
+            await call(connect(client=client), mode)
 
     assert info.value.error_class is error_class
-    assert info.value.__cause__ is exc  # translated once, at the edge, keeping the original
+    assert isinstance(info.value.__cause__, causes)  # translated once, at the edge, keeping the original
 
 
-async def test_unserializable_request_fails_before_any_call(upstream: Upstream) -> None:
+async def test_unserializable_request_fails_before_any_call(upstream: FakeUpstream, connect: Connect) -> None:
     request = ChatRequest(messages=HI.messages, params=GenerationParams(temperature=float("nan")))
 
     with pytest.raises(ProviderError) as info:
-        await upstream.adapter().complete(request, "gpt-4o-mini")
+        await connect().complete(request, "gpt-4o-mini")
 
     assert info.value.error_class is ErrorClass.INVALID_REQUEST
     assert upstream.requests == []
@@ -613,25 +579,25 @@ def test_to_wire_asks_a_stream_for_usage() -> None:
     [({}, "max_tokens"), ({"max_tokens_field": "max_completion_tokens"}, "max_completion_tokens")],
 )
 async def test_endpoint_option_picks_max_tokens_field(
-    upstream: Upstream, options: dict[str, str], sent_field: str
+    upstream: FakeUpstream, connect: Connect, options: dict[str, str], sent_field: str
 ) -> None:
-    upstream.reply = json_reply("chat_completion_text.json")
+    upstream.reply = fixture_reply("chat_completion_text.json")
     request = ChatRequest(messages=HI.messages, params=GenerationParams(max_output_tokens=100))
 
-    await upstream.adapter(options=options).complete(request, "o3-mini")
+    await connect(options=options).complete(request, "o3-mini")
 
-    assert upstream.sent_json[sent_field] == 100
-    assert {"max_tokens", "max_completion_tokens"} & upstream.sent_json.keys() == {sent_field}
+    assert upstream.sent[sent_field] == 100
+    assert {"max_tokens", "max_completion_tokens"} & upstream.sent.keys() == {sent_field}
 
 
-async def test_read_only_mappings_in_schemas_are_sent(upstream: Upstream) -> None:
-    upstream.reply = json_reply("chat_completion_text.json")
+async def test_read_only_mappings_in_schemas_are_sent(upstream: FakeUpstream, connect: Connect) -> None:
+    upstream.reply = fixture_reply("chat_completion_text.json")
     frozen = types.MappingProxyType({"type": "object", "properties": types.MappingProxyType({})})
     request = ChatRequest(messages=HI.messages, tools=(ToolSpec("now", parameters=frozen),))
 
-    await upstream.adapter().complete(request, "gpt-4o")
+    await connect().complete(request, "gpt-4o")
 
-    assert upstream.sent_json["tools"][0]["function"]["parameters"] == {"type": "object", "properties": {}}
+    assert upstream.sent["tools"][0]["function"]["parameters"] == {"type": "object", "properties": {}}
 
 
 # --- streaming ----------------------------------------------------------------------------------
@@ -686,20 +652,23 @@ CHUNKERS = [_whole, _every(1), _every(7), _every(64)]
 @pytest.mark.parametrize("transform", TRANSFORMS, ids=lambda f: f.__name__.strip("_"))
 @pytest.mark.parametrize("chunker", CHUNKERS, ids=["whole", "1-byte", "7-byte", "64-byte"])
 async def test_stream_text_in_any_framing(
-    upstream: Upstream, transform: Callable[[bytes], bytes], chunker: Callable[[bytes], list[bytes]]
+    upstream: FakeUpstream,
+    connect: Connect,
+    transform: Callable[[bytes], bytes],
+    chunker: Callable[[bytes], list[bytes]],
 ) -> None:
     upstream.reply = sse_reply(chunker(transform(sse_bytes("stream_text.sse"))))
 
-    assert await collect(upstream.adapter()) == TEXT_EVENTS
+    assert await collect(connect()) == TEXT_EVENTS
 
 
 @pytest.mark.parametrize("chunker", CHUNKERS, ids=["whole", "1-byte", "7-byte", "64-byte"])
 async def test_stream_tool_call_fragments(
-    upstream: Upstream, chunker: Callable[[bytes], list[bytes]]
+    upstream: FakeUpstream, connect: Connect, chunker: Callable[[bytes], list[bytes]]
 ) -> None:
     upstream.reply = sse_reply(chunker(sse_bytes("stream_tool_calls.sse")))
 
-    events = await collect(upstream.adapter())
+    events = await collect(connect())
 
     assert events == TOOL_EVENTS
     arguments = ["", ""]
@@ -712,7 +681,7 @@ async def test_stream_tool_call_fragments(
     ]
 
 
-async def test_stream_request_asks_for_a_stream_with_usage(upstream: Upstream) -> None:
+async def test_stream_request_asks_for_a_stream_with_usage(upstream: FakeUpstream, connect: Connect) -> None:
     upstream.reply = sse_reply([sse_bytes("stream_text.sse")])
     request = ChatRequest(
         messages=HI.messages,
@@ -721,13 +690,10 @@ async def test_stream_request_asks_for_a_stream_with_usage(upstream: Upstream) -
         response_format=ResponseFormat(ResponseFormatType.JSON_OBJECT),
     )
 
-    await collect(upstream.adapter(), request)
+    await collect(connect(), request)
 
-    sent = upstream.sent_json
-    assert (upstream.requests[0].method, str(upstream.requests[0].url)) == (
-        "POST",
-        "https://api.openai.com/v1/chat/completions",
-    )
+    sent = upstream.sent
+    assert (upstream.requests[0].method, upstream.requests[0].target) == ("POST", "/v1/chat/completions")
     assert (sent["model"], sent["stream"], sent["stream_options"]) == (
         "gpt-4o-mini",
         True,
@@ -737,11 +703,13 @@ async def test_stream_request_asks_for_a_stream_with_usage(upstream: Upstream) -
     assert sent["tools"][0]["function"]["name"] == "get_weather"
 
 
-async def test_stream_reads_usage_from_null_choices_and_defaults_to_zero(upstream: Upstream) -> None:
+async def test_stream_reads_usage_from_null_choices_and_defaults_to_zero(
+    upstream: FakeUpstream, connect: Connect
+) -> None:
     text = '{"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}'
     usage = '{"choices":null,"usage":{"prompt_tokens":3,"completion_tokens":1}}'
     upstream.reply = sse_reply([sse_of(text, usage, "[DONE]")])
-    adapter = upstream.adapter()
+    adapter = connect()
 
     assert await collect(adapter) == [TextDelta("hi"), StreamDone(FinishReason.STOP, Usage(3, 1), "")]
 
@@ -749,7 +717,9 @@ async def test_stream_reads_usage_from_null_choices_and_defaults_to_zero(upstrea
     assert await collect(adapter) == [TextDelta("hi"), StreamDone(FinishReason.STOP, Usage(), "")]
 
 
-async def test_stream_skips_role_only_empty_and_deltaless_chunks(upstream: Upstream) -> None:
+async def test_stream_skips_role_only_empty_and_deltaless_chunks(
+    upstream: FakeUpstream, connect: Connect
+) -> None:
     upstream.reply = sse_reply(
         [
             sse_of(
@@ -763,13 +733,15 @@ async def test_stream_skips_role_only_empty_and_deltaless_chunks(upstream: Upstr
         ]
     )
 
-    assert await collect(upstream.adapter()) == [StreamDone(FinishReason.STOP, Usage(), "")]
+    assert await collect(connect()) == [StreamDone(FinishReason.STOP, Usage(), "")]
 
 
-async def test_stream_error_mid_stream_raises_after_delivered_text(upstream: Upstream) -> None:
+async def test_stream_error_mid_stream_raises_after_delivered_text(
+    upstream: FakeUpstream, connect: Connect
+) -> None:
     upstream.reply = sse_reply(_every(5)(sse_bytes("stream_error_mid_stream.sse")))
 
-    events, error = await collect_until_error(upstream.adapter())
+    events, error = await collect_until_error(connect())
 
     assert events == [TextDelta("Once upon"), TextDelta(" a time")]
     assert error.error_class is ErrorClass.OVERLOADED
@@ -798,74 +770,84 @@ async def test_stream_error_mid_stream_raises_after_delivered_text(upstream: Ups
     ],
     ids=["rate-limit", "overloaded", "other-type", "string-error", "vllm-object-error", "sse-error-event"],
 )
-async def test_stream_error_classes(upstream: Upstream, frame: str, error_class: ErrorClass) -> None:
+async def test_stream_error_classes(
+    upstream: FakeUpstream, connect: Connect, frame: str, error_class: ErrorClass
+) -> None:
     first = sse_of('{"choices":[{"index":0,"delta":{"content":"x"}}]}')
     upstream.reply = sse_reply([first, frame.encode() + b"\n\n", sse_of("[DONE]")])
 
-    events, error = await collect_until_error(upstream.adapter())
+    events, error = await collect_until_error(connect())
 
     assert events == [TextDelta("x")]
     assert error.error_class is error_class
 
 
-async def test_stream_cut_without_done_is_a_connection_error(upstream: Upstream) -> None:
+async def test_stream_cut_without_done_is_a_connection_error(
+    upstream: FakeUpstream, connect: Connect
+) -> None:
     upstream.reply = sse_reply(_every(3)(sse_bytes("stream_cut_without_done.sse")))
 
-    events, error = await collect_until_error(upstream.adapter())
+    events, error = await collect_until_error(connect())
 
     assert events == [TextDelta("The answer"), TextDelta(" is")]
     assert (error.error_class, error.message) == (ErrorClass.CONNECTION, "stream ended before [DONE]")
 
 
-async def test_stream_with_finish_and_usage_but_no_done_is_still_incomplete(upstream: Upstream) -> None:
+async def test_stream_with_finish_and_usage_but_no_done_is_still_incomplete(
+    upstream: FakeUpstream, connect: Connect
+) -> None:
     complete = sse_bytes("stream_text.sse")
     upstream.reply = sse_reply([complete.replace(b"data: [DONE]\n\n", b"")])
 
-    events, error = await collect_until_error(upstream.adapter())
+    events, error = await collect_until_error(connect())
 
     assert events == TEXT_EVENTS[:-1]  # every delta, but no StreamDone
     assert error.error_class is ErrorClass.CONNECTION
 
 
-async def test_stream_invalid_json_chunk_is_bad_response(upstream: Upstream) -> None:
+async def test_stream_invalid_json_chunk_is_bad_response(upstream: FakeUpstream, connect: Connect) -> None:
     upstream.reply = sse_reply(
         [sse_of('{"choices":[{"index":0,"delta":{"content":"x"}}]}', '{"choices":[', "[DONE]")]
     )
 
-    events, error = await collect_until_error(upstream.adapter())
+    events, error = await collect_until_error(connect())
 
     assert events == [TextDelta("x")]
     assert error.error_class is ErrorClass.BAD_RESPONSE
 
 
-async def test_stream_transport_failure_mid_body_is_a_connection_error(upstream: Upstream) -> None:
-    failure = httpx.ReadError("peer closed connection without sending complete message body")
-    upstream.reply = sse_reply([sse_bytes("stream_cut_without_done.sse")], fail_with=failure)
+async def test_stream_transport_failure_mid_body_is_a_connection_error(
+    upstream: FakeUpstream, connect: Connect
+) -> None:
+    upstream.reply = sse_reply([sse_bytes("stream_cut_without_done.sse")], end="cut")
 
-    events, error = await collect_until_error(upstream.adapter())
+    events, error = await collect_until_error(connect())
 
     assert events == [TextDelta("The answer"), TextDelta(" is")]
     assert error.error_class is ErrorClass.CONNECTION
-    assert error.__cause__ is failure
+    assert isinstance(error.__cause__, support.CUT_MID_BODY)
 
 
-async def test_stream_closes_the_response_after_done(upstream: Upstream) -> None:
+async def test_stream_closes_the_response_after_done(upstream: FakeUpstream, connect: Connect) -> None:
     trailing = b'data: {"choices":[{"index":0,"delta":{"content":"after done"}}]}\n\n'
-    body = ChunkedStream([sse_bytes("stream_text.sse"), trailing])
-    upstream.reply = httpx.Response(200, stream=body)
+    # The answer never ends, so only the adapter closing the response ends the connection.
+    upstream.reply = sse_reply([sse_bytes("stream_text.sse"), trailing], end="hang")
 
-    events = await collect(upstream.adapter())
+    events = await collect(connect())
 
     assert events == TEXT_EVENTS  # nothing after [DONE] is read as part of the answer
-    assert body.closed
+    await upstream.wait_disconnect()
+    assert upstream.disconnects == 1
 
 
-async def test_stream_closes_the_response_when_the_caller_stops_early(upstream: Upstream) -> None:
-    body = ChunkedStream(_every(50)(sse_bytes("stream_text.sse")))
-    upstream.reply = httpx.Response(200, stream=body)
-    stream = upstream.adapter().stream(HI, "gpt-4o-mini")
+async def test_stream_closes_the_response_when_the_caller_stops_early(
+    upstream: FakeUpstream, connect: Connect
+) -> None:
+    upstream.reply = sse_reply(_every(50)(sse_bytes("stream_text.sse")), end="hang")
+    stream = connect().stream(HI, "gpt-4o-mini")
 
     assert await anext(stream) == TextDelta("Hello")
     await stream.aclose()
 
-    assert body.closed
+    await upstream.wait_disconnect()
+    assert upstream.disconnects == 1

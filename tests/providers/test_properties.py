@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,8 +35,9 @@ from router_service.providers.base import ProviderAdapter, ProviderEndpoint
 from router_service.providers.gemini import GeminiAdapter
 from router_service.providers.openai import OpenAIAdapter
 from router_service.providers.usage import ModelLimits, usage_bounds
-from tests.providers.support import ChunkedStream, Upstream, split_every
+from tests.providers.upstream import FakeUpstream, http_client, json_reply, split_every, sse_reply
 
+T = TypeVar("T")
 REQUEST = ChatRequest(messages=(Message(Role.USER, "hi"),))
 LIMITS = ModelLimits(context_window=200_000, max_output_tokens=8192)
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -183,37 +185,59 @@ def assert_usage_invariants(usage: Usage) -> None:
     assert usage.output_tokens <= max_output
 
 
-async def _unary(kind: str, body: bytes) -> ChatResult | ProviderError:
-    async with AsyncExitStack() as stack:
-        adapter = _adapter(stack, kind, Upstream(body=body))
-        try:
-            return await adapter.complete(REQUEST, "m")
-        except ProviderError as exc:
-            return exc
+class Served:
+    """One loop, one fake upstream and one client for a whole module: a property runs hundreds of
+    examples, and a server and client per example would cost more than the examples themselves."""
+
+    def __init__(self) -> None:
+        self._runner = asyncio.Runner()
+        self._stack = AsyncExitStack()
+        self.upstream = self._runner.run(self._stack.enter_async_context(FakeUpstream()))
+        self.client = self._runner.run(self._stack.enter_async_context(http_client()))
+
+    def run(self, call: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(call)
+
+    def close(self) -> None:
+        self._runner.run(self._stack.aclose())
+        self._runner.close()
 
 
-async def _stream(kind: str, data: bytes, chunk: int) -> tuple[list[StreamEvent], ProviderError | None]:
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    served = Served()
+    yield served
+    served.close()
+
+
+async def _unary(served: Served, kind: str, body: bytes) -> ChatResult | ProviderError:
+    served.upstream.reply = json_reply(body)
+    try:
+        return await _adapter(served, kind).complete(REQUEST, "m")
+    except ProviderError as exc:
+        return exc
+
+
+async def _stream(
+    served: Served, kind: str, data: bytes, chunk: int
+) -> tuple[list[StreamEvent], ProviderError | None]:
+    served.upstream.reply = sse_reply(split_every(data, chunk))
     events: list[StreamEvent] = []
-    async with AsyncExitStack() as stack:
-        adapter = _adapter(stack, kind, Upstream(stream=ChunkedStream(split_every(data, chunk))))
-        try:
-            async for event in adapter.stream(REQUEST, "m"):
-                events.append(event)
-        except ProviderError as exc:
-            return events, exc
+    try:
+        async for event in _adapter(served, kind).stream(REQUEST, "m"):
+            events.append(event)
+    except ProviderError as exc:
+        return events, exc
     return events, None
 
 
-def _adapter(stack: AsyncExitStack, kind: str, upstream: Upstream) -> ProviderAdapter:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
-    stack.push_async_callback(client.aclose)
-    return ADAPTERS[kind](
-        ProviderEndpoint(kind, kind, "https://upstream.test", "k", models={"m": LIMITS}), client
-    )
+def _adapter(served: Served, kind: str) -> ProviderAdapter:
+    endpoint = ProviderEndpoint(kind, kind, served.upstream.url, "k", models={"m": LIMITS})
+    return ADAPTERS[kind](endpoint, served.client)
 
 
-def check_unary(kind: str, body: bytes) -> None:
-    outcome = asyncio.run(_unary(kind, body))
+def check_unary(served: Served, kind: str, body: bytes) -> None:
+    outcome = served.run(_unary(served, kind, body))
     if isinstance(outcome, ChatResult):
         assert isinstance(outcome.message.content, str)
         assert isinstance(outcome.finish_reason, FinishReason)
@@ -221,8 +245,8 @@ def check_unary(kind: str, body: bytes) -> None:
         assert_usage_invariants(outcome.usage)
 
 
-def check_stream(kind: str, data: bytes, chunk: int) -> None:
-    events, error = asyncio.run(_stream(kind, data, chunk))
+def check_stream(served: Served, kind: str, data: bytes, chunk: int) -> None:
+    events, error = served.run(_stream(served, kind, data, chunk))
     assert all(isinstance(e, (TextDelta, ToolCallDelta, StreamDone)) for e in events)
     done = [e for e in events if isinstance(e, StreamDone)]
     assert len(done) <= 1
@@ -234,35 +258,35 @@ def check_stream(kind: str, data: bytes, chunk: int) -> None:
 
 @PROPERTY
 @given(body=raw_bytes(encoded(openai_body)))
-def test_openai_unary_bodies(body: bytes) -> None:
-    check_unary("openai", body)
+def test_openai_unary_bodies(served: Served, body: bytes) -> None:
+    check_unary(served, "openai", body)
 
 
 @PROPERTY
 @given(body=raw_bytes(encoded(anthropic_body)))
-def test_anthropic_unary_bodies(body: bytes) -> None:
-    check_unary("anthropic", body)
+def test_anthropic_unary_bodies(served: Served, body: bytes) -> None:
+    check_unary(served, "anthropic", body)
 
 
 @PROPERTY
 @given(body=raw_bytes(encoded(gemini_body)))
-def test_gemini_unary_bodies(body: bytes) -> None:
-    check_unary("gemini", body)
+def test_gemini_unary_bodies(served: Served, body: bytes) -> None:
+    check_unary(served, "gemini", body)
 
 
 @PROPERTY
 @given(data=sse(openai_chunk, done=True), chunk=st.integers(1, 64))
-def test_openai_streams(data: bytes, chunk: int) -> None:
-    check_stream("openai", data, chunk)
+def test_openai_streams(served: Served, data: bytes, chunk: int) -> None:
+    check_stream(served, "openai", data, chunk)
 
 
 @PROPERTY
 @given(data=sse(anthropic_event, done=False), chunk=st.integers(1, 64))
-def test_anthropic_streams(data: bytes, chunk: int) -> None:
-    check_stream("anthropic", data, chunk)
+def test_anthropic_streams(served: Served, data: bytes, chunk: int) -> None:
+    check_stream(served, "anthropic", data, chunk)
 
 
 @PROPERTY
 @given(data=sse(gemini_body, done=False), chunk=st.integers(1, 64))
-def test_gemini_streams(data: bytes, chunk: int) -> None:
-    check_stream("gemini", data, chunk)
+def test_gemini_streams(served: Served, data: bytes, chunk: int) -> None:
+    check_stream(served, "gemini", data, chunk)

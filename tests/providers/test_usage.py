@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client import REGISTRY
 
@@ -28,7 +28,8 @@ from router_service.providers.usage import (
     usage_bounds,
     wire_count,
 )
-from tests.providers.support import ChunkedStream, Upstream, adapter_factory, collect
+from tests.providers.support import adapter_factory, collect
+from tests.providers.upstream import FakeUpstream, Reply, json_reply, sse_reply
 
 PROMPT = "a prompt that must never reach a log line"
 REQUEST = ChatRequest(messages=(Message(Role.USER, PROMPT),))
@@ -190,15 +191,16 @@ IMPLAUSIBLE = [
 ]
 
 
+Connect = Callable[[Wire, Reply], ProviderAdapter]
+
+
 @pytest.fixture
-async def stack() -> AsyncIterator[AsyncExitStack]:
-    async with AsyncExitStack() as s:
-        yield s
+def connect(upstream: FakeUpstream, client: httpx.AsyncClient) -> Connect:
+    def make(wire: Wire, reply: Reply) -> ProviderAdapter:
+        endpoint = ProviderEndpoint(wire.name, wire.name, "https://upstream.test", "k", models={"m": LIMITS})
+        return adapter_factory(upstream, client, wire.make, endpoint)(reply)
 
-
-def _adapter(stack: AsyncExitStack, wire: Wire, upstream: Upstream) -> ProviderAdapter:
-    endpoint = ProviderEndpoint(wire.name, wire.name, "https://upstream.test", "k", models={"m": LIMITS})
-    return adapter_factory(stack, wire.make, endpoint)(upstream)
+    return make
 
 
 def _counted(provider: str, reason: str) -> float:
@@ -209,7 +211,7 @@ def _counted(provider: str, reason: str) -> float:
 @pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.name)
 @pytest.mark.parametrize(("i", "o", "c", "reason"), IMPLAUSIBLE)
 async def test_implausible_usage_fails_the_attempt_unary_and_stream(
-    stack: AsyncExitStack,
+    connect: Connect,
     wire: Wire,
     i: object,
     o: object,
@@ -219,12 +221,12 @@ async def test_implausible_usage_fails_the_attempt_unary_and_stream(
 ) -> None:
     caplog.set_level(logging.WARNING)
     before = _counted(wire.name, reason)
-    unary = _adapter(stack, wire, Upstream(body=json.dumps(wire.body(i, o, c)).encode()))
+    unary = connect(wire, json_reply(wire.body(i, o, c)))
     with pytest.raises(ProviderError) as caught:
         await unary.complete(REQUEST, "m")
     assert caught.value.error_class is ErrorClass.BAD_RESPONSE
 
-    streaming = _adapter(stack, wire, Upstream(stream=ChunkedStream([wire.stream(i, o, c)])))
+    streaming = connect(wire, sse_reply([wire.stream(i, o, c)]))
     events = []
     with pytest.raises(ProviderError) as caught:
         async for event in streaming.stream(REQUEST, "m"):
@@ -239,18 +241,18 @@ async def test_implausible_usage_fails_the_attempt_unary_and_stream(
 
 
 @pytest.mark.parametrize("wire", [WIRES[0], WIRES[2]], ids=lambda w: w.name)
-async def test_cached_above_input_is_refused(stack: AsyncExitStack, wire: Wire) -> None:
-    adapter = _adapter(stack, wire, Upstream(body=json.dumps(wire.body(3, 5, 4)).encode()))
+async def test_cached_above_input_is_refused(connect: Connect, wire: Wire) -> None:
+    adapter = connect(wire, json_reply(wire.body(3, 5, 4)))
     with pytest.raises(ImplausibleUsageError) as caught:
         await adapter.complete(REQUEST, "m")
     assert caught.value.reason == "cached_above_input"
 
 
 @pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.name)
-async def test_plausible_usage_is_kept_unary_and_stream(stack: AsyncExitStack, wire: Wire) -> None:
-    unary = _adapter(stack, wire, Upstream(body=json.dumps(wire.body(30, 5, 2)).encode()))
+async def test_plausible_usage_is_kept_unary_and_stream(connect: Connect, wire: Wire) -> None:
+    unary = connect(wire, json_reply(wire.body(30, 5, 2)))
     result = await unary.complete(REQUEST, "m")
-    streaming = _adapter(stack, wire, Upstream(stream=ChunkedStream([wire.stream(30, 5, 2)])))
+    streaming = connect(wire, sse_reply([wire.stream(30, 5, 2)]))
     done = (await collect(streaming, REQUEST, "m"))[-1]
     assert isinstance(done, StreamDone)
     # Anthropic reports cache reads apart from input_tokens; the internal input includes them.

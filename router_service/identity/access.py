@@ -14,6 +14,7 @@ from router_service.catalog import Catalog
 from router_service.domain import ChatRequest, DataSensitivity
 from router_service.errors import PermissionDeniedError
 from router_service.identity.model import Identity, Scope
+from router_service.routing.key_allow_list import KeyAllowList
 
 _SENSITIVITY_ORDER = {s: i for i, s in enumerate(DataSensitivity)}
 
@@ -48,13 +49,18 @@ def authorize(identity: Identity, request: ChatRequest, catalog: Catalog, defaul
 
 def allowed_models(identity: Identity, catalog: Catalog | None = None) -> frozenset[str] | None:
     """The routing filter's allow-list (catalog model names or deployment keys); None: any. With
-    a region restriction (and a catalog), the deployment keys both lists admit."""
+    a region restriction (and a catalog), the deployment keys both lists admit, as a
+    KeyAllowList that keeps the two rules for the filter's exclusion reasons."""
     if not identity.allowed_regions or catalog is None:
         return identity.allowed_models or None
-    return frozenset(
-        d.key
-        for d in catalog.deployments
-        if identity.may_use_region(d.region) and identity.may_use_model(d.model, d.key)
+    return KeyAllowList(
+        (
+            d.key
+            for d in catalog.deployments
+            if identity.may_use_region(d.region) and identity.may_use_model(d.model, d.key)
+        ),
+        models=identity.allowed_models,
+        regions=identity.allowed_regions,
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from router_service.domain import ChatRequest, DataSensitivity, ResponseFormatType, TaskType
 from router_service.routing.candidate import CandidateTable, sensitivity_rank, task_index
 from router_service.routing.cost import TokenEstimate
+from router_service.routing.key_allow_list import KeyAllowList
 from router_service.routing.policy import Policy
 from router_service.routing.strategies.base import RankContext
 
@@ -183,7 +184,22 @@ def key_access(
     allowed = limits.allowed_models or frozenset()
     keys, models = ctx.table.keys, ctx.table.models
     failing = [i for i in alive if keys[i] not in allowed and models[i] not in allowed]
-    return _exclude(alive, reasons, failing, lambda i: f"model {models[i]!r} not allowed for this API key")
+    if not isinstance(allowed, KeyAllowList):
+        return _exclude(alive, reasons, failing, lambda i: _model_not_allowed(models[i]))
+    regions = ", ".join(sorted(allowed.regions))
+
+    def describe(i: int) -> str:
+        # The model rule first: a model the key may not use is that, in whatever region.
+        if allowed.excluded_by_model(models[i], keys[i]):
+            return _model_not_allowed(models[i])
+        region = ctx.table.deployments[i].region
+        return f"region {region or 'unknown'!r} not in this API key's regions ({regions})"
+
+    return _exclude(alive, reasons, failing, describe)
+
+
+def _model_not_allowed(model: str) -> str:
+    return f"model {model!r} not allowed for this API key"
 
 
 def allowed_providers(

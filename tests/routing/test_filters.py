@@ -17,6 +17,8 @@ from router_service.domain import (
     ToolSpec,
 )
 from router_service.errors import NoEligibleCandidateError
+from router_service.identity.access import allowed_models
+from router_service.identity.model import Identity
 from router_service.routing.planner import RequestContext, plan
 from router_service.routing.policy import Policy
 from tests.routing.factories import (
@@ -160,6 +162,54 @@ def test_key_access_allows_by_model_name_or_deployment_key() -> None:
         "q/m"
     ] == "model 'm' not allowed for this API key"
     assert plan(request(), cat, OPEN, HEALTHY, 0.0, context=context).chain == ("p/m", "q/m", "r/other")
+
+
+@pytest.mark.parametrize(
+    ("models", "reasons"),
+    [
+        # Regions only: every model may be used, so the region is what excludes.
+        (
+            frozenset(),
+            {
+                "us1/m": "region 'us' not in this API key's regions (eu, eu-2)",
+                "nowhere/m": "region 'unknown' not in this API key's regions (eu, eu-2)",
+                "eu1/other": "",
+            },
+        ),
+        # Both rules: the model rule is named when the model is out, whatever the region.
+        (
+            frozenset({"m"}),
+            {
+                "us1/m": "region 'us' not in this API key's regions (eu, eu-2)",
+                "nowhere/m": "region 'unknown' not in this API key's regions (eu, eu-2)",
+                "eu1/other": "model 'other' not allowed for this API key",
+                "us1/other": "model 'other' not allowed for this API key",
+            },
+        ),
+        # A deployment key in the model allow-list admits only that deployment of its model.
+        (
+            frozenset({"eu1/m"}),
+            dict.fromkeys(("eu2/m", "us1/m"), "model 'm' not allowed for this API key"),
+        ),
+    ],
+)
+def test_a_key_exclusion_names_the_rule_model_or_region_that_excluded_it(
+    models: frozenset[str], reasons: dict[str, str]
+) -> None:
+    cat = catalog(
+        deployment("eu1/m", region="eu"),
+        deployment("eu2/m", region="eu-2"),
+        deployment("us1/m", region="us"),
+        deployment("nowhere/m"),
+        deployment("eu1/other", region="eu"),
+        deployment("us1/other", region="us"),
+    )
+    identity = Identity(key_id="k", allowed_models=models, allowed_regions=frozenset({"eu", "eu-2"}))
+    context = RequestContext(allowed_models=allowed_models(identity, cat))
+    decision = plan(request(), cat, OPEN, HEALTHY, 0.0, context=context)
+    got = {c.key: c.exclusion_reason for c in decision.candidates}
+    assert {key: got[key] for key in reasons} == reasons
+    assert "eu1/m" in decision.chain and got["eu1/m"] == ""
 
 
 def test_streaming_requires_the_streaming_capability() -> None:

@@ -17,6 +17,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from router_service._gen.router.v1 import router_pb2 as pb
@@ -202,6 +203,10 @@ async def test_feedback_needs_the_feedback_scope(client: grpc.aio.Channel, keys:
 async def test_health_and_reflection_need_no_key(client: grpc.aio.Channel) -> None:
     answer = await health_pb2_grpc.HealthStub(client).Check(health_pb2.HealthCheckRequest())
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    reflect = reflection_pb2_grpc.ServerReflectionStub(client)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    [listed] = [r async for r in reflect.ServerReflectionInfo(iter([request]), timeout=10)]
+    assert "router.v1.RouterService" in {s.name for s in listed.list_services_response.service}
 
 
 async def test_new_keys_rotation_and_disabling_reach_the_running_router(

@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from router_service.catalog import NANOS_PER_USD
 from router_service.keystore.schema import IdentityConfig
+from router_service.limits.schema import LimitsConfig
 from router_service.providers.url_safety import is_cleartext_remote
 from router_service.telemetry.pii import DEFAULT_PII
 from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS, DEFAULT_TOPIC
@@ -239,6 +240,9 @@ class EventsConfig(_Strict):
     # every core already runs a router (serve --workers = cores, or a one-core CPU limit).
     forwarder: bool = True
     spool_max_bytes: Annotated[int, Field(ge=1 << 20)] = 256 << 20
+    # Every event written to the spool before its call answers (a write-ahead log, trimmed as the
+    # broker acks): a killed router replays them at its next start (PublisherConfig.durable).
+    durable: bool = True
     # Kafka's idempotent producer; the embedded Tansu broker does not support it (see up).
     enable_idempotence: bool = True
     include_content: bool = False  # prompts and answers in completion events (redacted)
@@ -433,6 +437,7 @@ class FileConfig(_Strict):
     classifier: ClassifierSettings = ClassifierSettings()
     requests: RequestsSettings = RequestsSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    limits: LimitsConfig = LimitsConfig()  # budgets and rate limits (router_service/limits/)
     providers: dict[str, ProviderConfig]
     models: list[ModelConfig]
     aliases: dict[str, list[str]] = {}
@@ -466,6 +471,7 @@ class FileConfig(_Strict):
             # gRPC Python verifies client certificates only when it requires them; without
             # that it does not ask for one, and no certificate could be mapped.
             problems.append("auth.certificate_identities: needs server.tls with require_client_cert: true")
+        problems += self.limits.policy_problems(self.policies)
         if self.routing.default_policy not in self.policies:
             problems.append(f"routing.default_policy: unknown policy {self.routing.default_policy!r}")
         if problems:

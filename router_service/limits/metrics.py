@@ -1,0 +1,24 @@
+"""Prometheus metrics of the limits. Labels are bounded: level and metric are closed enums, decision
+and policy closed sets. Entities (teams, keys) never become labels; decision events carry them."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+DECISIONS = Counter(
+    "llmrouter_limits_decisions",
+    "Admission decisions by the level and metric that decided (allow: '', '') and the decision "
+    "(allow, deny, downgrade, soft_exceeded, ceiling).",
+    ["level", "metric", "decision"],
+)
+STORE_FAILURES = Counter(
+    "llmrouter_limits_store_failures",
+    "Limits store unreachable or too slow, by operation (reserve, settle) and what the failure "
+    "policy did (fail_open: admitted uncounted, fail_closed: refused, lost: a settle not counted).",
+    ["operation", "policy"],
+)
+LATE_SETTLES = Counter(
+    "llmrouter_limits_late_settles",
+    "Settles that arrived after their reservation expired (the hold was already given back; the "
+    "spend still counts): each may push a limit past its amount by that request's cost.",
+)

@@ -27,8 +27,8 @@ class Envelope:
     api_key_id: str = ""
     team: str = ""
     customer: str = ""
-    user: str = ""  # the key's end user; absent in events written before the field existed
     tags: Mapping[str, str] = field(default_factory=dict)
+    user: str = ""  # the key's end user; absent in events written before the field existed
 
 
 @dataclass(frozen=True, slots=True)

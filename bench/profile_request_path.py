@@ -455,7 +455,16 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("grpc core + aio", ("/grpc/", "grpc/_cython", "/grpc_status/", "/grpc_health/")),
     ("protobuf", ("/google/protobuf/", "_pb2.py", "google._upb", "_message.abi3", "/google/type/")),
     ("api (servicer, codec, interceptor)", ("router_service/api/",)),
-    ("engine + request_run", ("router_service/engine.py", "router_service/request_run.py")),
+    (
+        "engine + request path",
+        (
+            "router_service/engine.py",
+            "router_service/targets.py",
+            "router_service/attempt_recorder.py",
+            "router_service/call.py",
+            "router_service/clock.py",
+        ),
+    ),
     ("routing decision", ("router_service/routing/", "router_service/catalog.py")),
     ("live state (resilience)", ("router_service/resilience/",)),
     ("fleet", ("router_service/fleet/",)),

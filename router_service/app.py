@@ -16,6 +16,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import random
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -30,9 +31,11 @@ from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from router_service.api.interceptors import MetricsInterceptor
 from router_service.api.server import create_server, mark_serving
 from router_service.api.servicer import FeedbackSink, RouterServicer
-from router_service.engine import Engine, RequestObserver
+from router_service.clock import SYSTEM_CLOCK
+from router_service.engine import Engine, EngineParts, RequestObserver
 from router_service.fleet.metrics import FleetMetrics
 from router_service.fleet.metrics import default_metrics as default_fleet_metrics
+from router_service.fleet.signals import FleetSignals
 from router_service.fleet.subscriber import SnapshotSubscriber
 from router_service.identity.authenticator import Authenticator
 from router_service.identity.gate import AuthGate, AuthMode
@@ -43,6 +46,8 @@ from router_service.providers.base import ProviderEndpoint
 from router_service.providers.http import make_http_client
 from router_service.providers.registry import build_adapters
 from router_service.request_ledger import RequestLedger
+from router_service.resilience.live_state import LiveState
+from router_service.resilience.retry import RetryBudgets
 from router_service.settings import ConfigError, RuntimeConfig, load_config
 from router_service.telemetry.events import EventSink, FeedbackEvent, NullSink, RequestContext, TelemetryEvent
 from router_service.telemetry.forwarding_publisher import ForwardingPublisher
@@ -96,7 +101,7 @@ class RouterApp:
             interceptors.insert(0, interceptor)  # first: the call's span is current in all the rest
             observers.append(tracing_observer)
         observer = observers[0] if len(observers) == 1 else FanOut(*observers)
-        engine = Engine(self.config, adapters, observer=observer)
+        engine = Engine(self.config, adapters, _engine_parts(self.config, observer))
         self._stack.push_async_callback(engine.aclose)  # before the HTTP client closes
         self._engine, self._client = engine, client
         self._register_live_metrics(engine)
@@ -234,6 +239,21 @@ class RouterApp:
 def _loopback(listen: str) -> bool:
     host = listen.rpartition(":")[0].strip("[]")
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _engine_parts(config: RuntimeConfig, observer: RequestObserver) -> EngineParts:
+    """The engine's collaborators, made once: a config reload keeps them (health knowledge and
+    spent retries are not config), so live-state settings keep their startup values."""
+    live = LiveState(config.live_state)
+    return EngineParts(
+        live=live,
+        budgets=RetryBudgets(),
+        clock=SYSTEM_CLOCK,
+        rng=random.Random(),
+        observer=observer,
+        # Routing reads live state merged with the fleet view (fed by `_start_fleet_view`).
+        fleet=FleetSignals(live, config.fleet) if config.fleet is not None else None,
+    )
 
 
 def _feedback_publisher(sink: EventSink) -> FeedbackSink:

@@ -1,9 +1,16 @@
 """Runs a routing decision: attempts inside the caller's deadline, retries, fallbacks, hedges.
 
 The only loop over targets. Which targets, in what order, is `routing.Router`; what to do after a
-failure is the error policy and retry budget (`request_run.Targets`); breakers and latency live in
-`resilience.LiveState`, updated after every attempt; telemetry goes to a non-blocking observer.
-The engine knows nothing about gRPC or HTTP.
+failure is the error policy and retry budget (`targets.Targets`); breakers and latency live in
+`resilience.LiveState`, which only the request's `attempt_recorder.RequestRecorder` updates (and
+reports to a non-blocking observer). Time is the injected `Clock`: no timer here reads the system
+clock, so tests run hedges, timeouts and backoffs on virtual time. The engine knows nothing about
+gRPC or HTTP, and builds none of its collaborators (`EngineParts`; app.py makes them).
+
+One request, one path: `complete`/`stream` open a `RequestRecorder`, `_admit` routes (the one step
+before anything is sent: the place for checks that refuse or answer a request without an
+upstream), the target loop attempts, and the recorder's `finished`/`ended_with` settles the
+request, exactly once whatever happened.
 
 Streams fall back only before their first event reaches the caller; after that a failure raises
 StreamInterruptedError (never a clean finish).
@@ -13,7 +20,7 @@ answered nothing since the loser was sent. Then the loser is left to finish (or 
 attempt timeout) in the background: a hung deployment behind a hedging policy must still fail its
 attempts and be taken out of rotation, instead of only ever losing races (which say nothing about
 health) while keeping its traffic. Its attempt event is published when it ends, with its real
-outcome and, when it answered, the cost of that unused answer (`request_run.LateAttempt`).
+outcome and, when it answered, the cost of that unused answer (`RequestRecorder.detach`).
 `aclose` cancels what is still running at shutdown.
 """
 
@@ -23,11 +30,20 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from router_service.attempt_recorder import Attempt, RequestRecorder
+from router_service.call import (
+    CallContext,
+    Completion,
+    NullObserver,
+    RequestObserver,
+    StreamFinish,
+    StreamStart,
+)
 from router_service.catalog import Deployment
+from router_service.clock import Clock
 from router_service.domain import ChatRequest, ChatResult, RouteDecision, StreamDone, StreamEvent, TextDelta
 from router_service.errors import (
     ErrorClass,
@@ -39,28 +55,18 @@ from router_service.errors import (
 from router_service.fleet.signals import FleetSignals
 from router_service.identity.access import allowed_models
 from router_service.providers.base import ProviderAdapter
-from router_service.request_run import (
-    CallContext,
-    Completion,
-    LateAttempt,
-    NullObserver,
-    RequestObserver,
-    Resilience,
-    Run,
-    StreamFinish,
-    StreamStart,
-    Targets,
-)
 from router_service.resilience.live_state import LiveState
-from router_service.resilience.retry import RetryBudget
+from router_service.resilience.retry import RetryBudgets
 from router_service.routing.hedge import hedge_delay_s
 from router_service.routing.router import Router
 from router_service.settings import RuntimeConfig
+from router_service.targets import RetryRules, Targets
 
 __all__ = [
     "CallContext",
     "Completion",
     "Engine",
+    "EngineParts",
     "NullObserver",
     "RequestObserver",
     "StreamFinish",
@@ -75,6 +81,22 @@ _Outcome = tuple[ChatResult | None, ProviderError | None]
 
 
 @dataclass(frozen=True, slots=True)
+class EngineParts:
+    """What an `Engine` is given rather than builds: made once by the composition root (app.py),
+    and kept across config reloads, because health knowledge, spent retries, time and the random
+    stream are not config."""
+
+    live: LiveState
+    budgets: RetryBudgets
+    clock: Clock
+    rng: random.Random  # retry jitter and routing draws; seed it for reproducible tests
+    observer: RequestObserver = field(default_factory=NullObserver)
+    # What routing reads when the app feeds a fleet view from the snapshot topics: `live` merged
+    # with it. Resilience (breakers, stuck attempts) stays on local state alone.
+    fleet: FleetSignals | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _Setup:
     """Everything a config reload replaces, swapped as one reference: a request reads it once at
     its start and keeps using that version, so a reload never mixes two configs in one request."""
@@ -82,30 +104,18 @@ class _Setup:
     config: RuntimeConfig
     adapters: Mapping[str, ProviderAdapter]
     router: Router
-    res: Resilience
+    rules: RetryRules
 
 
 class Engine:
     def __init__(
-        self,
-        config: RuntimeConfig,
-        adapters: Mapping[str, ProviderAdapter],
-        *,
-        observer: RequestObserver | None = None,
-        live: LiveState | None = None,
-        seed: int | None = None,
+        self, config: RuntimeConfig, adapters: Mapping[str, ProviderAdapter], parts: EngineParts
     ) -> None:
-        self._observer: RequestObserver = observer or NullObserver()
-        # Live state, retry budgets and randomness outlive reloads: health knowledge is not config.
-        self.live = live or LiveState(config.live_state)
-        # What routing reads: this instance's live state, merged with the fleet view when there is one
-        # (the app feeds `fleet` from the snapshot topics). Resilience (breakers, stuck attempts)
-        # stays on local state alone.
-        self.fleet = FleetSignals(self.live, config.fleet) if config.fleet is not None else None
-        self._signals: FleetSignals | LiveState = self.fleet or self.live
-        self._budgets: dict[str, RetryBudget] = {}
-        self._rng = random.Random(seed)
-        self._seed = seed
+        self._parts = parts
+        self._clock = parts.clock
+        self.live = parts.live
+        self.fleet = parts.fleet
+        self._signals: FleetSignals | LiveState = parts.fleet or parts.live
         self._setup = self._build(config, adapters)
         self._detached: set[asyncio.Task[_Outcome]] = set()  # hedge losers left to finish
 
@@ -125,25 +135,27 @@ class Engine:
     def config(self) -> RuntimeConfig:
         return self._setup.config
 
+    @property
+    def clock(self) -> Clock:
+        """The clock requests run on: a caller's `CallContext` deadline is a time on it."""
+        return self._clock
+
     def _build(self, config: RuntimeConfig, adapters: Mapping[str, ProviderAdapter]) -> _Setup:
         router = Router(
             config.catalog,
             config.policies,
             config.routing.default_policy,
             env=config.routing_env,
-            seed=self._seed,
+            rng=self._parts.rng,
         )
-        res = Resilience(
-            live=self.live,
+        rules = RetryRules(
             error_policy=config.live_state.error_policy,
             retry=config.retry,
             budget_config=config.retry_budget,
-            budgets=self._budgets,
-            rng=self._rng,
             stuck_after_p95_multiple=config.stuck_after_p95_multiple,
             stuck_min_s=config.stuck_min_s,
         )
-        return _Setup(config, adapters, router, res)
+        return _Setup(config, adapters, router, rules)
 
     # --- decisions ---------------------------------------------------------------------------
 
@@ -159,7 +171,7 @@ class Engine:
         name = request.hints.policy
         if name and name not in setup.config.policies:
             raise UnknownModelError("policy", name)
-        now = time.monotonic()
+        now = self._clock.monotonic()
         signals, fleet = self._signals, self.fleet
         quality = fleet.quality_view() if fleet is not None else None
         return setup.router.route(
@@ -175,7 +187,7 @@ class Engine:
     # --- unary --------------------------------------------------------------------------------
 
     async def complete(self, request: ChatRequest, ctx: CallContext) -> Completion:
-        run = Run(ctx, request, self._observer, self.live)
+        run = self._recorder(ctx, request)
         try:
             completion = await self._complete(run, self._setup)
         except BaseException as exc:
@@ -184,9 +196,21 @@ class Engine:
         run.finished(completion)
         return completion
 
-    def _decide(self, run: Run, setup: _Setup, streaming: bool) -> RouteDecision:
-        """Route and report the decision; when nothing is eligible, the decision that says why
-        is reported too, before the error ends the request."""
+    def _recorder(self, ctx: CallContext, request: ChatRequest) -> RequestRecorder:
+        parts = self._parts
+        return RequestRecorder(ctx, request, parts.observer, parts.live, parts.clock)
+
+    def _targets(self, run: RequestRecorder, setup: _Setup) -> Targets:
+        parts = self._parts
+        return Targets(run, setup.config.catalog, setup.rules, parts.budgets, parts.rng)
+
+    def _admit(self, run: RequestRecorder, setup: _Setup, streaming: bool) -> RouteDecision:
+        """Admit the request: route it and report the decision. The one step, shared by unary and
+        streaming calls, between a request's arrival and its first upstream attempt: a check that
+        refuses a request (a budget, a rate limit) or answers it without an upstream (a cache)
+        belongs here. Whatever it raises is settled like any other end, by the recorder's
+        `ended_with`, exactly once. When nothing is eligible, the decision that says why is
+        reported too, before the error ends the request."""
         try:
             allowed = allowed_models(run.ctx.identity, setup.config.catalog)
             decision = self._route(setup, run.request, streaming, allowed)
@@ -196,18 +220,20 @@ class Engine:
             raise
         return run.decided(decision)
 
-    async def _complete(self, run: Run, setup: _Setup) -> Completion:
-        decision = self._decide(run, setup, False)
-        targets = Targets(run, setup.config.catalog, setup.res)
+    async def _complete(self, run: RequestRecorder, setup: _Setup) -> Completion:
+        decision = self._admit(run, setup, False)
+        targets = self._targets(run, setup)
         policy = setup.config.policies.get(decision.policy)
         first = True
         while (deployment := targets.next()) is not None:
             delay = None
             if first and policy is not None:
-                delay = hedge_delay_s(policy.hedge, self._signals, deployment.key, time.monotonic())
+                delay = hedge_delay_s(policy.hedge, self._signals, deployment.key, self._clock.monotonic())
             first = False
             if delay is None:
-                outcomes = [(deployment, await self._attempt(setup, run, targets, deployment))]
+                timeout = targets.timeout_for(deployment)
+                attempt = run.start(deployment)
+                outcomes = [(deployment, await self._attempt(setup, run, attempt, timeout))]
             else:
                 outcomes = await self._race(setup, run, targets, deployment, delay)
             for used, (result, _) in outcomes:
@@ -219,7 +245,7 @@ class Engine:
             await targets.after_failure(used, error)
         raise targets.exhausted()
 
-    def _completion(self, run: Run, deployment: Deployment, result: ChatResult) -> Completion:
+    def _completion(self, run: RequestRecorder, deployment: Deployment, result: ChatResult) -> Completion:
         return Completion(
             result=result,
             deployment=deployment,
@@ -229,67 +255,53 @@ class Engine:
         )
 
     async def _attempt(
-        self,
-        setup: _Setup,
-        run: Run,
-        targets: Targets,
-        d: Deployment,
-        *,
-        racer: _Racer | None = None,
+        self, setup: _Setup, run: RequestRecorder, attempt: Attempt, timeout_s: float
     ) -> _Outcome:
-        """One upstream call, recorded; returns (result, None) or (None, error). A racer left to
-        finish after the answer (see `_race`) reports through its LateAttempt instead. Its
-        `hedged` flag is read when the attempt ends: the first choice joins a race only once
-        the hedge is sent."""
-        timeout = targets.timeout_for(d)
-        started = time.monotonic()
-        if racer is not None:
-            racer.started = started
-        self.live.begin(d.key, started)
+        """One upstream call, its outcome recorded; returns (result, None) or (None, error)."""
+        d = attempt.deployment
         try:
-            async with asyncio.timeout(timeout):
+            async with self._clock.timeout(timeout_s):
                 result = await setup.adapters[d.provider].complete(run.request, d.upstream_model)
         except asyncio.CancelledError:
-            self._recorder(run, racer).cancelled(d, started, hedged=_hedged(racer))
+            attempt.cancelled()
             raise
         except (ProviderError, TimeoutError) as exc:
-            error = _as_provider_error(exc, timeout)
-            self._recorder(run, racer).failed(d, started, error, hedged=_hedged(racer))
+            error = _as_provider_error(exc, timeout_s)
+            attempt.failed(error)
             return None, error
-        finally:
-            self.live.end(d.key)
-        self._recorder(run, racer).succeeded(d, started, None, hedged=_hedged(racer), usage=result.usage)
+        except BaseException:
+            attempt.abort()
+            raise
+        attempt.succeeded(usage=result.usage)
         return result, None
 
-    def _recorder(self, run: Run, racer: _Racer | None) -> Run | LateAttempt:
-        late = racer.late if racer is not None else None
-        return late if late is not None else run
-
     async def _race(
-        self, setup: _Setup, run: Run, targets: Targets, first: Deployment, delay_s: float
+        self, setup: _Setup, run: RequestRecorder, targets: Targets, first: Deployment, delay_s: float
     ) -> list[tuple[Deployment, _Outcome]]:
         """Hedge: if `first` has not answered after `delay_s`, race the next deployment. The first
         good answer wins. A loser whose deployment has answered something since the loser was sent
         is cancelled (recorded as a cancelled attempt); one whose deployment has answered nothing
         is left to finish in the background (see the module docstring), so that a hung
         deployment's attempts still time out and count against its health."""
-        racers: dict[asyncio.Task[_Outcome], _Racer] = {}
+        racers: dict[asyncio.Task[_Outcome], Attempt] = {}
 
         def start(d: Deployment, hedged: bool) -> None:
-            racer = _Racer(d, hedged)
-            task = asyncio.create_task(self._attempt(setup, run, targets, d, racer=racer))
-            racers[task] = racer
+            timeout = targets.timeout_for(d)
+            attempt = run.start(d, hedged=hedged)
+            racers[asyncio.create_task(self._attempt(setup, run, attempt, timeout))] = attempt
 
         start(first, False)
         won = False
         try:
-            done, _ = await asyncio.wait(racers, timeout=delay_s)
-            second = None if done else targets.peek_hedge()
+            with contextlib.suppress(TimeoutError):
+                async with self._clock.timeout(delay_s):
+                    await asyncio.wait(racers)
+            second = None if any(task.done() for task in racers) else targets.peek_hedge()
             if second is not None:
                 # From now on the first choice races too: both attempts are marked hedged, the
                 # loser as well as the winner (events.proto AttemptEvent.hedged).
-                for racer in racers.values():
-                    racer.hedged = True
+                for attempt in racers.values():
+                    attempt.hedged = True
                 start(second, True)
             outcomes: list[tuple[Deployment, _Outcome]] = []
             pending = set(racers)
@@ -304,18 +316,18 @@ class Engine:
             return outcomes
         finally:
             cancelled = []
-            for task, racer in racers.items():
+            for task, attempt in racers.items():
                 if task.done():
                     continue
-                if won and not self.live.answered_since(racer.deployment.key, racer.started):
-                    self._detach(run, task, racer)
+                if won and not self.live.answered_since(attempt.deployment.key, attempt.started):
+                    self._detach(run, task, attempt)
                 else:
                     task.cancel()
                     cancelled.append(task)
             await asyncio.gather(*cancelled, return_exceptions=True)
 
-    def _detach(self, run: Run, task: asyncio.Task[_Outcome], racer: _Racer) -> None:
-        racer.late = run.abandoned(racer.deployment, racer.started, hedged=racer.hedged)
+    def _detach(self, run: RequestRecorder, task: asyncio.Task[_Outcome], attempt: Attempt) -> None:
+        run.detach(attempt)
         self._detached.add(task)
         task.add_done_callback(self._forget)
 
@@ -328,7 +340,7 @@ class Engine:
 
     async def stream(self, request: ChatRequest, ctx: CallContext) -> AsyncGenerator[StreamItem, None]:
         """Yields StreamStart, then deltas, then StreamFinish."""
-        run = Run(ctx, request, self._observer, self.live)
+        run = self._recorder(ctx, request)
         try:
             # aclosing: when our consumer stops early, the inner generators (and with them the
             # upstream HTTP response) are closed now, not whenever they are garbage-collected.
@@ -342,31 +354,32 @@ class Engine:
             run.ended_with(exc)
             raise
 
-    async def _stream(self, run: Run, setup: _Setup) -> AsyncGenerator[StreamItem, None]:
-        self._decide(run, setup, True)
-        targets = Targets(run, setup.config.catalog, setup.res)
+    async def _stream(self, run: RequestRecorder, setup: _Setup) -> AsyncGenerator[StreamItem, None]:
+        self._admit(run, setup, True)
+        targets = self._targets(run, setup)
         routing = setup.config.routing
         while (deployment := targets.next()) is not None:
             upstream = setup.adapters[deployment.provider].stream(run.request, deployment.upstream_model)
             timeout = min(targets.timeout_for(deployment), routing.first_token_timeout_s)
-            started = time.monotonic()
-            self.live.begin(deployment.key, started)
+            attempt = run.start(deployment)
             try:
-                async with asyncio.timeout(timeout):
+                async with self._clock.timeout(timeout):
                     first = await anext(upstream)
             except asyncio.CancelledError:
-                self.live.end(deployment.key)
-                run.cancelled(deployment, started)
+                attempt.cancelled()
                 await upstream.aclose()
                 raise
             except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
-                self.live.end(deployment.key)
                 await upstream.aclose()
                 error = _as_provider_error(exc, timeout)
-                run.failed(deployment, started, error)
+                attempt.failed(error)
                 await targets.after_failure(deployment, error)
                 continue
-            relay = self._relay(run, upstream, first, deployment, started, routing.stream_stall_timeout_s)
+            except BaseException:
+                attempt.abort()
+                await upstream.aclose()
+                raise
+            relay = self._relay(run, upstream, first, attempt, routing.stream_stall_timeout_s)
             async with contextlib.aclosing(relay) as items:
                 async for item in items:
                     yield item
@@ -375,14 +388,14 @@ class Engine:
 
     async def _relay(
         self,
-        run: Run,
+        run: RequestRecorder,
         upstream: AsyncGenerator[StreamEvent, None],
         first: StreamEvent,
-        deployment: Deployment,
-        started: float,
+        attempt: Attempt,
         stall_s: float,
     ) -> AsyncGenerator[StreamItem, None]:
-        ttft = time.monotonic() - started
+        deployment = attempt.deployment
+        ttft = self._clock.monotonic() - attempt.started
         delivered = 0
         event: StreamEvent = first
         try:
@@ -391,38 +404,23 @@ class Engine:
                 if isinstance(event, TextDelta):
                     delivered += len(event.text)
                 yield event
-                async with asyncio.timeout(stall_s):
+                async with self._clock.timeout(stall_s):
                     event = await anext(upstream)
         except (StopAsyncIteration, TimeoutError, ProviderError) as exc:
             error = _as_provider_error(exc, stall_s)
-            run.failed(deployment, started, error)
+            attempt.failed(error)
             raise StreamInterruptedError(deployment.key, error, delivered) from None
         except (asyncio.CancelledError, GeneratorExit):
-            run.cancelled(deployment, started)
+            attempt.cancelled()
+            raise
+        except BaseException:
+            attempt.abort()
             raise
         finally:
-            self.live.end(deployment.key)
             await upstream.aclose()
-        run.succeeded(deployment, started, ttft)
+        attempt.succeeded(ttft)
         cost = deployment.price.cost_nanos(event.usage)
         yield StreamFinish(event, deployment, run.decision_or_raise(), tuple(run.attempts), cost)
-
-
-class _Racer:
-    """One attempt of a hedge race."""
-
-    __slots__ = ("deployment", "hedged", "late", "started")
-
-    def __init__(self, deployment: Deployment, hedged: bool) -> None:
-        self.deployment = deployment
-        # In a race: the hedge from its start, the first choice from when the hedge is sent.
-        self.hedged = hedged
-        self.started = time.monotonic()  # replaced by the attempt's own start
-        self.late: LateAttempt | None = None  # set when left to finish after the answer
-
-
-def _hedged(racer: _Racer | None) -> bool:
-    return racer is not None and racer.hedged
 
 
 def _as_provider_error(exc: BaseException, timeout_s: float) -> ProviderError:

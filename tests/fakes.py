@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from router_service.clock import SYSTEM_CLOCK, Clock
 from router_service.domain import (
     AttemptRecord,
     ChatRequest,
@@ -30,7 +31,7 @@ HANG = "hang"
 
 @dataclass(frozen=True)
 class Delayed:
-    """A script step: wait `seconds`, then play `then`."""
+    """A script step: wait `seconds` (on the adapter's clock), then play `then`."""
 
     seconds: float
     then: Any
@@ -46,13 +47,15 @@ def ok_result(text: str = "ok") -> ChatResult:
 
 @dataclass
 class FakeAdapter:
-    """Plays a script, one step per call: a ChatResult, a ProviderError, HANG, or (for streams) a
-    list of StreamEvents/ProviderErrors yielded in order."""
+    """Plays a script, one step per call: a ChatResult, an exception (raised), HANG, or (for streams) a
+    list of StreamEvents/ProviderErrors yielded in order. `Delayed` steps wait on `clock` (give it
+    the engine's `ManualClock`, so that nothing sleeps for real)."""
 
     name: str
     script: list[Any] = field(default_factory=list)
     calls: int = 0
     cancelled: int = 0
+    clock: Clock = SYSTEM_CLOCK
 
     @property
     def endpoint(self) -> ProviderEndpoint:
@@ -65,7 +68,7 @@ class FakeAdapter:
     async def complete(self, request: ChatRequest, upstream_model: str) -> ChatResult:
         step = self._next()
         if isinstance(step, Delayed):
-            await asyncio.sleep(step.seconds)
+            await self.clock.sleep(step.seconds)
             step = step.then
         if step == HANG:
             try:
@@ -73,14 +76,14 @@ class FakeAdapter:
             except asyncio.CancelledError:
                 self.cancelled += 1
                 raise
-        if isinstance(step, ProviderError):
+        if isinstance(step, Exception):
             raise step
         assert isinstance(step, ChatResult)
         return step
 
     async def stream(self, request: ChatRequest, upstream_model: str) -> AsyncGenerator[StreamEvent, None]:
         step = self._next()
-        if isinstance(step, ProviderError):
+        if isinstance(step, Exception):
             raise step
         events: Sequence[Any] = step if isinstance(step, list) else [TextDelta(self.name), done()]
         try:

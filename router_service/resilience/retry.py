@@ -126,3 +126,20 @@ class RetryBudget:
             return False
         self._window.add(now, _RETRIES)
         return True
+
+
+class RetryBudgets:
+    """One `RetryBudget` per provider, so one provider's outage cannot spend another's retries.
+    Process-wide and outliving config reloads (what was spent is not config); a provider's budget
+    is created, with the settings then in force, the first time a request goes to it."""
+
+    __slots__ = ("_budgets",)
+
+    def __init__(self) -> None:
+        self._budgets: dict[str, RetryBudget] = {}
+
+    def for_provider(self, provider: str, config: RetryBudgetConfig) -> RetryBudget:
+        budget = self._budgets.get(provider)
+        if budget is None:
+            budget = self._budgets[provider] = RetryBudget(config)
+        return budget

@@ -45,7 +45,10 @@ class Router:
         *,
         env: RoutingEnv = DEFAULT_ENV,
         seed: int | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        """`rng`: the random stream to draw from (the engine passes its own, which outlives
+        reloads); without one, a new stream seeded with `seed`."""
         if default_policy not in policies:
             raise ValueError(f"default policy {default_policy!r} is not defined")
         for name, policy in policies.items():
@@ -58,7 +61,7 @@ class Router:
         self.default_policy = default_policy
         self.env = env
         self._counters = RoundRobinCounters()
-        self._rng = random.Random(seed)
+        self._rng = rng if rng is not None else random.Random(seed)
 
     def policy(self, name: str = "") -> Policy:
         """The named policy ("" for the default); InvalidRequestError if there is none."""

@@ -28,11 +28,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from router_service.call import CallContext, Completion, StreamFinish
 from router_service.config_schema import TracingConfig
 from router_service.domain import AttemptOutcome, AttemptRecord, ChatRequest, RouteDecision, Usage
 from router_service.errors import status_of
 from router_service.providers.base import ProviderEndpoint
-from router_service.request_run import CallContext, Completion, StreamFinish
 from router_service.telemetry import genai_semconv as sc
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from router_service import domain
+from router_service.call import CallContext
 from router_service.identity.model import Identity
-from router_service.request_run import CallContext
 from router_service.telemetry import event_codec as codec
 from router_service.telemetry import event_frames
 from router_service.telemetry import events as ev

@@ -11,10 +11,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from router_service.call import CallContext
 from router_service.config_schema import TracingConfig
 from router_service.domain import AttemptOutcome, AttemptRecord, Usage
 from router_service.providers.base import ProviderEndpoint
-from router_service.request_run import CallContext
 from router_service.telemetry.tracing import TracingObserver, build_tracer_provider
 
 ENDPOINTS = {"openai": ProviderEndpoint("openai", "openai", "https://api.openai.com/v1")}

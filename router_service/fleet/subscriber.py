@@ -5,6 +5,16 @@ beginning (the newest value per key is the state, as compaction would keep it). 
 `refresh_interval_s` the view is rebuilt from what was read and handed to `on_view`. The router
 never waits for this: it starts with an empty (all stale) view, and a broker that is down or a
 topic that does not exist yet only keeps the view stale, retried in the background.
+
+A partition that brings nothing for half of `stale_after_s` (a live consumer writes at least every
+snapshot interval) is checked: if the reader's position is past the partition's end, the broker
+lost or reset its log (a restart of the memory-only embedded broker, a crash that lost the tail of
+a persisted one, a topic deleted and re-created), and that partition is read again from the
+beginning. Without this the reader waited, silently, until the partition grew past its old
+position, skipping every record written meanwhile: the view went stale (issue 19, item 5) with
+the consumers writing all along. Tansu answers a fetch past the end with no records rather than
+OFFSET_OUT_OF_RANGE, so the client's own reset never fires there; on Kafka it does, and
+`auto_offset_reset="earliest"` makes it re-read rather than jump to the end.
 """
 
 from __future__ import annotations
@@ -107,6 +117,7 @@ class SnapshotSubscriber:
                 enable_auto_commit=False,
                 client_id="llmrouter-fleet-view",
                 fetch_max_wait_ms=_FETCH_WAIT_MS,
+                auto_offset_reset="earliest",
                 **self._security.client_kwargs(),
             )
             try:
@@ -127,6 +138,8 @@ class SnapshotSubscriber:
         assigned: set[TopicPartition] = set()
         complete = False  # every topic found: no more metadata lookups
         next_refresh = next_discovery = last_build = 0.0
+        heard: dict[TopicPartition, float] = {}  # monotonic time of the last record (or of the last check)
+        quiet_s = self._config.stale_after_s / 2
         while True:
             if not complete and time.monotonic() >= next_discovery:
                 complete = await self._assign_new(consumer, assigned)
@@ -134,11 +147,17 @@ class SnapshotSubscriber:
             changed = False
             if assigned:
                 batches = await consumer.getmany(timeout_ms=_POLL_MS)
+                arrived = time.monotonic()
                 for tp, messages in batches.items():
                     topic = self._topics[tp.topic]
                     for message in messages:
                         self.state.add(topic, message.key, message.value, message.timestamp)
+                    heard[tp] = arrived
                 changed = bool(batches)
+                quiet = quiet_partitions(assigned, heard, arrived, quiet_s)
+                if quiet:
+                    await _rewind_past_end(consumer, quiet)
+                    heard.update(dict.fromkeys(quiet, time.monotonic()))
             else:
                 await asyncio.sleep(_POLL_MS / 1000)
             # New records are applied at once (a snapshot arrives in one burst per interval); the
@@ -182,6 +201,31 @@ class SnapshotSubscriber:
             return
         self._on_view(view)
         _report(self._metrics, view, self.state.newest_s, now, self._config)
+
+
+def quiet_partitions(
+    assigned: Iterable[TopicPartition], heard: dict[TopicPartition, float], now: float, quiet_s: float
+) -> list[TopicPartition]:
+    """Partitions that brought no record (nor were checked) for `quiet_s`; first seen: from now."""
+    out = []
+    for tp in assigned:
+        if now - heard.setdefault(tp, now) >= quiet_s:
+            out.append(tp)
+    return out
+
+
+async def _rewind_past_end(consumer: Any, partitions: list[TopicPartition]) -> None:
+    """Read again from the beginning the partitions the reader is positioned past the end of.
+
+    On Tansu the position of a partition read to its end is past the end it reports (the base
+    offset of its last batch), so a quiet partition with records is read again too: a snapshot
+    topic is small, and reading an old value before the newest one of its key changes nothing.
+    """
+    ends = await consumer.end_offsets(partitions)
+    behind = [tp for tp in partitions if await consumer.position(tp) > ends[tp]]
+    if behind:
+        log.info("fleet view: re-reading %d snapshot partitions from the beginning", len(behind))
+        await consumer.seek_to_beginning(*behind)
 
 
 async def _existing_partitions(consumer: Any, names: Iterable[str]) -> set[TopicPartition]:

@@ -11,6 +11,12 @@ escapes unmapped. Adapters classify failures by httpx exception type, so `Mapped
 re-maps those cases at this one edge: disconnects are connection errors, garbage is a protocol
 error, and only real timeouts are timeouts.
 
+One stack: every provider call goes through the httpx API on one pooled client; on the default
+transport the connections are the aiohttp session inside httpx-aiohttp's transport, and nothing else
+opens its own (the simulator and benches' aiohttp use is server-side or a labelled reference).
+`UpstreamClient` remembers the transport it was built with, so WireClient reaches it without httpx's
+private per-URL lookup.
+
 `MappedAiohttpTransport.post` is the unary fast path `WireClient.post_json` takes on this transport:
 the same aiohttp call and the same error mapping, without an httpx Request and Response around it
 (see its docstring for the cost).
@@ -19,8 +25,9 @@ the same aiohttp call and the same error mapping, without an httpx Request and R
 from __future__ import annotations
 
 import contextlib
+import http.cookiejar
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import aiohttp
 import httpx
@@ -30,6 +37,23 @@ from httpx_aiohttp.transport import map_aiohttp_exceptions
 from router_service.config_schema import HttpConfig
 from router_service.errors import ProviderError
 from router_service.providers.limits import ResponseLimits, too_large
+
+
+class UpstreamClient(httpx.AsyncClient):
+    """The shared client, knowing the transport it was built with: `WireClient` reaches the aiohttp
+    fast path (`MappedAiohttpTransport.post`) and its streams' transport through `transport`, an
+    attribute of ours, not through httpx's private per-URL lookup. `transport` is None on httpx's
+    own transport, whose calls go through `AsyncClient.send` (redirects off, cookies refused)."""
+
+    def __init__(self, *, transport: MappedAiohttpTransport | None = None, **kwargs: Any) -> None:
+        super().__init__(transport=transport, **kwargs)
+        self.upstream_transport = transport
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    # As the aiohttp session's DummyCookieJar: the client is shared by every caller, so an
+    # upstream's Set-Cookie must never ride along on another caller's request.
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 def make_http_client(config: HttpConfig) -> httpx.AsyncClient:
@@ -44,16 +68,20 @@ def make_http_client(config: HttpConfig) -> httpx.AsyncClient:
             max_connections=config.max_connections,
             max_keepalive_connections=config.max_keepalive_connections,
         )
-        return httpx.AsyncClient(timeout=timeout, limits=limits, http2=config.http2)
+        return UpstreamClient(timeout=timeout, limits=limits, http2=config.http2, cookies=_no_cookies())
     transport = MappedAiohttpTransport(client=lambda: _aiohttp_session(config))
-    return httpx.AsyncClient(timeout=timeout, transport=transport)
+    return UpstreamClient(timeout=timeout, transport=transport, cookies=_no_cookies())
 
 
 def _aiohttp_session(config: HttpConfig) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=config.max_connections, ttl_dns_cache=300)
     # httpx applies its own timeouts through the transport; aiohttp's default 5-minute total
     # timeout would otherwise cut long streams.
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
+    # No cookie jar: the session is shared by every caller, and an upstream's Set-Cookie (a CDN's
+    # bot-management cookie, say) must not ride along on everyone's later requests.
+    return aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=None), cookie_jar=aiohttp.DummyCookieJar()
+    )
 
 
 @contextlib.contextmanager

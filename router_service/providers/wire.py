@@ -25,7 +25,7 @@ import httpx
 from router_service.domain import ToolCall
 from router_service.errors import ErrorClass, ProviderError
 from router_service.providers.base import bad_response, error_from_transport
-from router_service.providers.http import MappedAiohttpTransport, client_timeout
+from router_service.providers.http import MappedAiohttpTransport, UpstreamClient, client_timeout
 from router_service.providers.limits import (
     ResponseLimits,
     bounded_stream,
@@ -93,8 +93,8 @@ class WireClient:
     async def _post(self, target: _Target, content: bytes) -> bytes | tuple[int, httpx.Headers, bytes]:
         """The answer within the bounds: a 2xx body (fast path), or status, headers and decoded body
         (at most a prefix of an error body)."""
-        transport = self.client._transport_for_url(target.url)  # private, see _send
-        if isinstance(transport, MappedAiohttpTransport) and transport.proxy is None:
+        transport = _fast_transport(self.client)
+        if transport is not None:
             answer = await transport.post(
                 target.text, target.aiohttp_headers, content, self._aiohttp_timeout, self.limits
             )
@@ -153,13 +153,16 @@ class WireClient:
             raise error_from_transport(exc) from exc
 
     async def _send(self, url: httpx.URL, content: bytes) -> httpx.Response:
-        """Send straight through the client's transport, with the client's timeouts.
+        """The response, unread: its body is read (and the response closed) by the caller.
 
-        `AsyncClient.send` adds redirects, cookie extraction, auth flows and event hooks, none of
-        which an LLM API call uses, and they cost about 40% of the client-side CPU per request on this
-        machine (546 vs 328 us per call at concurrency 32, README "Performance"). The transport is
-        still the one the client would use for this URL (proxy mounts included).
+        On the aiohttp transport the request goes straight to it: `AsyncClient.send` adds
+        redirects, cookie handling, auth flows and event hooks, none of which an LLM API call
+        uses, at about 40% of the client-side CPU per request on this machine (546 vs 328 us per
+        call at concurrency 32, README "Performance"). Any other transport (httpx's own, a test's
+        MockTransport) goes through `send`, the public way.
         """
+        # Built as-is rather than by `client.build_request`, which would add httpx's default
+        # headers (user-agent, accept-encoding) that neither path has ever sent.
         request = httpx.Request(
             "POST",
             url,
@@ -167,8 +170,16 @@ class WireClient:
             headers=self.headers,
             extensions={"timeout": self.client.timeout.as_dict()},
         )
-        transport = self.client._transport_for_url(request.url)  # private, see docstring
+        transport = _fast_transport(self.client)
+        if transport is None:
+            return await self.client.send(request, stream=True)
         return await transport.handle_async_request(request)
+
+
+def _fast_transport(client: httpx.AsyncClient) -> MappedAiohttpTransport | None:
+    """The aiohttp transport `make_http_client` built `client` with, if it did and with no proxy."""
+    transport = client.upstream_transport if isinstance(client, UpstreamClient) else None
+    return transport if transport is not None and transport.proxy is None else None
 
 
 def _text(headers: httpx.Headers, body: bytes) -> str:

@@ -20,7 +20,6 @@ Steps:
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -255,68 +254,10 @@ def _chain(groups: Sequence[Iterable[int]], limit: int, deferred: Callable[[int]
     return chain[:limit]
 
 
-# Views are built per candidate per request, and a frozen dataclass's generated __init__ costs
-# about a microsecond on its own: with 50 candidates, a third of the whole decision. So a view is
-# built as a plain slotted draft with the same slot layout and then given its real class, which
-# CPython allows between layout-compatible classes; the result is an ordinary CandidateView,
-# equal to one built by the constructor (tests check this). The decision itself is built the same
-# way. The guard below fails at import, not silently, if either class's fields ever change.
-_VIEW_FIELDS = (
-    "provider",
-    "model",
-    "eligible",
-    "exclusion_reason",
-    "score",
-    "estimated_cost_nanos",
-    "quality",
-    "quality_known",
-)
-_DECISION_FIELDS = ("policy", "strategy", "task_type", "chain", "candidates")
-
-
-def _check_layout(cls: type, fields: tuple[str, ...]) -> None:
-    names = tuple(f.name for f in dataclasses.fields(cls))
-    if names != fields or getattr(cls, "__slots__", None) != fields:
-        raise ImportError(f"{cls.__name__} fields changed: update routing.planner's drafts")
-
-
-_check_layout(CandidateView, _VIEW_FIELDS)
-_check_layout(RouteDecision, _DECISION_FIELDS)
-
-
-class _ViewDraft:
-    __slots__ = _VIEW_FIELDS
-    provider: str
-    model: str
-    eligible: bool
-    exclusion_reason: str
-    score: float
-    estimated_cost_nanos: int
-    quality: float
-    quality_known: bool
-
-
-class _DecisionDraft:
-    __slots__ = _DECISION_FIELDS
-    policy: str
-    strategy: str
-    task_type: TaskType
-    chain: tuple[str, ...]
-    candidates: tuple[CandidateView, ...]
-
-
 def _decision(
     policy: str, strategy: str, task: TaskType, chain: tuple[str, ...], candidates: tuple[CandidateView, ...]
 ) -> RouteDecision:
-    """RouteDecision(policy, strategy, task, chain, candidates), built as a draft (see above)."""
-    decision = _DecisionDraft()
-    decision.policy = policy
-    decision.strategy = strategy
-    decision.task_type = task
-    decision.chain = chain
-    decision.candidates = candidates
-    decision.__class__ = RouteDecision  # type: ignore[assignment]
-    return decision  # type: ignore[return-value]  # it is one now (typing.cast would be a call)
+    return RouteDecision(policy, strategy, task, chain, candidates)
 
 
 def _scatter(indices: Sequence[int], values: Sequence[float], size: int) -> list[float]:
@@ -330,30 +271,19 @@ def _scatter(indices: Sequence[int], values: Sequence[float], size: int) -> list
 def _views(
     ctx: RankContext, reasons: Sequence[str | None], scores: Sequence[float]
 ) -> tuple[CandidateView, ...]:
-    # Calling the draft class is cheaper than object.__new__(draft): no argument checks.
-    draft, view_class = _ViewDraft, CandidateView
     table = ctx.table
-    views: list[_ViewDraft] = []
-    append = views.append
-    for provider, model, reason, score, cost, quality, known in zip(
-        table.providers,
-        table.models,
-        reasons,
-        scores,
-        ctx.cost_nanos,
-        ctx.qualities,
-        ctx.quality_known,
-        strict=True,
-    ):
-        view = draft()
-        view.provider = provider
-        view.model = model
-        view.eligible = reason is None
-        view.exclusion_reason = reason or ""
-        view.score = score
-        view.estimated_cost_nanos = cost
-        view.quality = quality
-        view.quality_known = known
-        view.__class__ = view_class  # type: ignore[assignment]
-        append(view)
-    return tuple(views)  # type: ignore[arg-type]  # CandidateViews now (typing.cast would be a call)
+    return tuple(
+        [
+            CandidateView(provider, model, reason is None, reason or "", score, cost, quality, known)
+            for provider, model, reason, score, cost, quality, known in zip(
+                table.providers,
+                table.models,
+                reasons,
+                scores,
+                ctx.cost_nanos,
+                ctx.qualities,
+                ctx.quality_known,
+                strict=True,
+            )
+        ]
+    )

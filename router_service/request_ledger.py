@@ -231,6 +231,12 @@ class RequestLedger:
         return len(self._answers)
 
     @property
+    def feedback_entries(self) -> int:
+        """Ids held for feedback, expired ones not yet pruned included: what the memory bound
+        (`feedback_max_entries`) applies to."""
+        return len(self._seen)
+
+    @property
     def answer_bytes(self) -> int:
         return self._answer_bytes
 

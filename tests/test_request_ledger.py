@@ -226,7 +226,7 @@ def test_feedback_table_finds_an_id_iff_remembered_within_the_window_and_not_evi
         model = [(i, e) for i, e in model if e > clock.now]
         if request_id not in {i for i, _ in model}:
             model = [*model, (request_id, clock.now + 60)][-bound:]
-        assert len(book._seen) <= bound
+        assert book.feedback_entries <= bound
         for candidate in {i for i, _ in steps}:
             assert book.known(candidate) == (candidate in {i for i, _ in model}), candidate
 

@@ -119,5 +119,5 @@ if __name__ == "__main__":
     print(f"{'store':<14}{'p50 us':>10}{'p99 us':>10}{'mean us':>10}{'rps c=32':>11}")
     for name, row in result.items():
         print(f"{name:<14}{row['p50_us']:>10}{row['p99_us']:>10}{row['mean_us']:>10}{row['rps_c32']:>11}")
-    result["config"] = {"requests": args.requests, "limits_per_caller": 6}  # type: ignore[dict-item]
+    result["config"] = {"requests": args.requests, "limits_per_caller": 6}
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -15,13 +15,29 @@ REDIS_SERVER_BIN ?= build/tools/redis-server
 export REDIS_SERVER_BIN
 PYTHON ?= python3
 
-.PHONY: install up test lint typecheck buf gen check-gen proto-ts pytest bench clean
+.PHONY: install lock up test lint typecheck buf gen check-gen proto-ts pytest bench clean
 
-$(STAMP): pyproject.toml
+# Everything, runtime and dev, transitive dependencies and pip and the build backend included,
+# comes from requirements.lock, by hash; the project itself is then installed on top of it,
+# pulling nothing. `pip check` fails when pyproject.toml asks for a version the lock lacks
+# (run `make lock`).
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $(STAMP)
+
+# Re-resolve requirements.lock after changing a dependency in pyproject.toml (or
+# requirements-build.in): versions already locked stay unless the change needs others; add
+# UPGRADE=--upgrade to move every package to its latest allowed version (README "Dependencies").
+# uv comes from the lock itself, so that this works while pyproject.toml and the lock disagree.
+lock:
+	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && \
+	  $(PY) -m pip install --quiet --require-hashes --no-deps -r requirements.lock; }
+	$(BIN)/uv pip compile pyproject.toml requirements-build.in --extra dev --universal \
+	  --python-version 3.11 --generate-hashes --custom-compile-command "make lock" \
+	  --quiet $(UPGRADE) --output-file requirements.lock
 
 install: $(STAMP)
 

@@ -5,11 +5,9 @@ unary and stream; through a real gRPC router, not into the caller's status, deta
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote
 
@@ -18,8 +16,8 @@ import httpx
 import pytest
 from grpc_status import rpc_status
 
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp
 from router_service.config_schema import HttpConfig
 from router_service.domain import ChatRequest, Message, Role
@@ -31,6 +29,7 @@ from router_service.providers.http import make_http_client
 from router_service.providers.openai import OpenAIAdapter
 from router_service.providers.scrub import SecretScrubber, secret_values
 from router_service.settings import parse_config
+from tests.providers.upstream import FakeUpstream, Reply, json_reply, sse_reply
 
 KEY = "sk-canary-Q7f3Zp9LmX2vB8nR4tY6wK1dH5jS0cEa"
 REQUEST = ChatRequest(messages=(Message(Role.USER, "hi"),))
@@ -80,45 +79,6 @@ def bodies(form: str) -> dict[str, bytes]:
     }
 
 
-class EchoServer:
-    """Loopback HTTP/1.1 answering every request with a fixed status and body."""
-
-    def __init__(self) -> None:
-        self.status = "401 Unauthorized"
-        self.content_type = "application/json"
-        self.body = b""
-        self.url = ""
-        self._server: asyncio.Server | None = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-                length = re.search(r"(?i)content-length: (\d+)", head)
-                await reader.readexactly(int(length.group(1)) if length else 0)
-                lines = [f"HTTP/1.1 {self.status}", f"content-type: {self.content_type}"]
-                lines.append(f"content-length: {len(self.body)}")
-                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + self.body)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-    async def __aenter__(self) -> EchoServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[EchoServer]:
-    async with EchoServer() as s:
-        yield s
-
-
 @pytest.fixture(params=["aiohttp", "httpx"])
 async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
     async with make_http_client(HttpConfig(transport=request.param)) as made:
@@ -145,12 +105,12 @@ async def _error_of(adapter: ProviderAdapter, stream: bool) -> ProviderError:
 @pytest.mark.parametrize("form", FORMS.values(), ids=FORMS.keys())
 @pytest.mark.parametrize("kind", ADAPTERS)
 async def test_no_form_of_the_key_reaches_the_error_message(
-    server: EchoServer, client: httpx.AsyncClient, kind: str, form: str
+    upstream: FakeUpstream, client: httpx.AsyncClient, kind: str, form: str
 ) -> None:
-    adapter = ADAPTERS[kind](ProviderEndpoint(kind, kind, server.url, KEY), client)
+    adapter = ADAPTERS[kind](ProviderEndpoint(kind, kind, upstream.url, KEY), client)
     for shape, body in bodies(form).items():
-        server.body = body
-        server.content_type = "application/json" if shape == "json" else "text/plain"
+        content_type = "application/json" if shape == "json" else "text/plain"
+        upstream.reply = Reply(401, body, [("content-type", content_type)])
         for stream in (False, True):
             error = await _error_of(adapter, stream)
             assert error.status_code == 401
@@ -159,9 +119,9 @@ async def test_no_form_of_the_key_reaches_the_error_message(
             assert "[redacted]" in error.message or "*" in form
 
 
-async def test_the_summary_keeps_what_helps(server: EchoServer, client: httpx.AsyncClient) -> None:
-    server.body = bodies(KEY)["json"]
-    adapter = OpenAIAdapter(ProviderEndpoint("openai", "openai", server.url, KEY), client)
+async def test_the_summary_keeps_what_helps(upstream: FakeUpstream, client: httpx.AsyncClient) -> None:
+    upstream.reply = json_reply(bodies(KEY)["json"], 401)
+    adapter = OpenAIAdapter(ProviderEndpoint("openai", "openai", upstream.url, KEY), client)
     error = await _error_of(adapter, stream=False)
     assert error.message == (
         "HTTP 401: [invalid_request_error/invalid_api_key] Incorrect API key provided: [redacted]. "
@@ -169,29 +129,27 @@ async def test_the_summary_keeps_what_helps(server: EchoServer, client: httpx.As
     )
 
 
-async def test_mid_stream_errors_are_scrubbed_too(server: EchoServer, client: httpx.AsyncClient) -> None:
-    server.status, server.content_type = "200 OK", "text/event-stream"
+async def test_mid_stream_errors_are_scrubbed_too(upstream: FakeUpstream, client: httpx.AsyncClient) -> None:
     openai = {"error": {"message": f"key {FORMS['json-escaped-dashes']} revoked", "type": "server_error"}}
     anthropic = {"type": "error", "error": {"type": "api_error", "message": f"bad key {KEY[:14]}"}}
     gemini = {"error": {"code": 500, "status": "INTERNAL", "message": f"key {KEY[3:30]} rejected"}}
     for kind, event in (("openai", openai), ("anthropic", anthropic), ("gemini", gemini)):
-        server.body = b"data: " + json.dumps(event).replace("\\\\u002d", "\\u002d").encode() + b"\n\n"
-        adapter = ADAPTERS[kind](ProviderEndpoint(kind, kind, server.url, KEY), client)
+        frame = b"data: " + json.dumps(event).replace("\\\\u002d", "\\u002d").encode() + b"\n\n"
+        upstream.reply = sse_reply([frame])
+        adapter = ADAPTERS[kind](ProviderEndpoint(kind, kind, upstream.url, KEY), client)
         error = await _error_of(adapter, stream=True)
         assert_no_piece(error.message)
         assert "[redacted]" in error.message
 
 
 async def test_auth_header_values_and_other_accounts_keys_are_scrubbed(
-    server: EchoServer, client: httpx.AsyncClient
+    upstream: FakeUpstream, client: httpx.AsyncClient
 ) -> None:
     gateway_token = "gw-tok-9f8e7d6c5b4a39281706"
     other_key = "sk-proj-OtherAccountKey0123456789abcdef"
-    server.body = json.dumps(
-        {"error": {"message": f"token {gateway_token} and {other_key} refused"}}
-    ).encode()
+    upstream.reply = json_reply({"error": {"message": f"token {gateway_token} and {other_key} refused"}}, 401)
     endpoint = ProviderEndpoint(
-        "gw", "openai", server.url, "", headers={"X-Gateway-Auth": f"Bearer {gateway_token}"}
+        "gw", "openai", upstream.url, "", headers={"X-Gateway-Auth": f"Bearer {gateway_token}"}
     )
     error = await _error_of(OpenAIAdapter(endpoint, client), stream=False)
     assert_no_piece(error.message, gateway_token)
@@ -213,7 +171,7 @@ def test_the_scrubber_redacts_a_short_secret_only_whole() -> None:
 
 
 async def test_the_caller_and_the_logs_never_see_the_key(
-    server: EchoServer, caplog: pytest.LogCaptureFixture
+    upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     config = parse_config(
@@ -225,7 +183,7 @@ async def test_the_caller_and_the_logs_never_see_the_key(
                 "max_retries": 0,
                 "error_classes": {"auth": {"cooldown": False, "counts_against_health": False}},
             },
-            "providers": {"p": {"kind": "openai", "base_url": server.url + "/v1", "api_key": KEY}},
+            "providers": {"p": {"kind": "openai", "base_url": upstream.url + "/v1", "api_key": KEY}},
             "models": [{"name": "m", "provider": "p", "price_per_mtok": {"input": "1", "output": "1"}}],
         }
     )
@@ -238,9 +196,9 @@ async def test_the_caller_and_the_logs_never_see_the_key(
             chat = pb.ChatRequest(messages=[pb.Message(role=pb.ROLE_USER, content="hi")])
             # 401: the attempt fails as auth; 400: the caller's request is blamed, and the upstream's
             # (summarised) message reaches the caller's status.
-            for status, form in itertools.product(("401 Unauthorized", "400 Bad Request"), FORMS.values()):
+            for status, form in itertools.product((401, 400), FORMS.values()):
                 for body in bodies(form).values():
-                    server.status, server.body = status, body
+                    upstream.reply = json_reply(body, status)
                     with pytest.raises(grpc.aio.AioRpcError) as caught:
                         await stub.Complete(pb.CompleteRequest(chat=chat), timeout=10)
                     seen.append(_everything(caught.value))

@@ -36,6 +36,9 @@ REQUEST_ID = "llmrouter.request_id"
 API_KEY_ID = "llmrouter.api_key.id"
 TEAM = "llmrouter.team"
 CUSTOMER = "llmrouter.customer"
+# The key's end user: OpenTelemetry's registry has a general attribute for it (`user.id`, which
+# replaced `enduser.id`), so the standard name rather than one under our prefix.
+USER_ID = "user.id"
 DEPLOYMENT = "llmrouter.deployment"  # "<provider>/<model>": the catalog's key, as in metrics and events
 ATTEMPT_INDEX = "llmrouter.attempt.index"
 ATTEMPT_OUTCOME = "llmrouter.attempt.outcome"

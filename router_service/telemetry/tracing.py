@@ -76,6 +76,7 @@ class TracingObserver:
                     sc.API_KEY_ID: ctx.api_key_id,
                     sc.TEAM: ctx.team,
                     sc.CUSTOMER: ctx.customer,
+                    sc.USER_ID: ctx.user,
                 }
             )
 

@@ -13,7 +13,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from router_service.call import CallContext
 from router_service.config_schema import TracingConfig
-from router_service.domain import AttemptOutcome, AttemptRecord, Usage
+from router_service.domain import AttemptOutcome, AttemptRecord, RouteDecision, TaskType, Usage
+from router_service.identity.model import Identity
 from router_service.providers.base import ProviderEndpoint
 from router_service.telemetry.tracing import TracingObserver, build_tracer_provider
 
@@ -32,6 +33,26 @@ def _attempt(outcome: AttemptOutcome, provider: str = "openai", **fields: object
     return AttemptRecord(
         provider, "gpt-4o-mini", outcome, latency_s=0.25, started_at_unix_s=1_700_000_000.0, **fields
     )  # type: ignore[arg-type]
+
+
+def test_the_decision_puts_the_callers_identity_on_the_server_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    observer = TracingObserver(tracer, lambda: ENDPOINTS)
+    identity = Identity(key_id="k_search", team="search", customer="acme", user="u-42")
+    ctx = CallContext(request_id="r-1", deadline=0.0, identity=identity)
+    decision = RouteDecision("default", "priority", TaskType.CHAT, ("openai/gpt-4o-mini",), ())
+    with tracer.start_as_current_span("router.v1.RouterService/Complete", kind=SpanKind.SERVER):
+        observer.on_decision(ctx, decision)
+    [span] = exporter.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert {key: attributes.get(key) for key in ("llmrouter.api_key.id", "llmrouter.team")} == {
+        "llmrouter.api_key.id": "k_search",
+        "llmrouter.team": "search",
+    }
+    assert (attributes.get("llmrouter.customer"), attributes.get("user.id")) == ("acme", "u-42")
 
 
 def test_a_hedge_losers_answer_is_a_span_with_its_billed_usage() -> None:

@@ -3,47 +3,14 @@ failures surface as the httpx exception types that adapters classify, never as a
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from router_service.config_schema import HttpConfig
 from router_service.providers.http import make_http_client
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
-    await writer.drain()
-    writer.close()
-
-
-async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.write(b"NOT HTTP AT ALL\r\n\r\n")
-    await writer.drain()
-    writer.close()
-
-
-async def close_before_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.close()
-
-
-async def cut_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
-    await writer.drain()
-    writer.close()
-
-
-async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    await asyncio.sleep(5)
+from tests.providers.upstream import CLOSE_BEFORE_HEADERS, CUT_BODY, GARBAGE, SILENT, FakeUpstream, Reply
 
 
 @pytest.fixture(params=["aiohttp", "httpx"])
@@ -53,44 +20,35 @@ async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncCli
         yield c
 
 
-async def serve(handler: Handler) -> tuple[asyncio.Server, str]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}/"
-
-
-async def fetch(client: httpx.AsyncClient, handler: Handler) -> bytes:
-    server, url = await serve(handler)
-    try:
-        async with client.stream("GET", url) as response:
-            return await response.aread()
-    finally:
-        server.close()
+async def fetch(client: httpx.AsyncClient, reply: Reply) -> bytes:
+    async with FakeUpstream(reply) as upstream, client.stream("GET", upstream.url + "/") as response:
+        return await response.aread()
 
 
 async def test_ok(client: httpx.AsyncClient) -> None:
-    assert await fetch(client, ok) == b"hello"
+    assert await fetch(client, Reply(200, b"hello")) == b"hello"
 
 
 @pytest.mark.parametrize(
-    ("handler", "expected"),
+    ("reply", "expected"),
     [
-        (garbage, (httpx.RemoteProtocolError, httpx.ReadError)),
-        (close_before_headers, (httpx.RemoteProtocolError, httpx.ReadError)),
-        (cut_body, (httpx.RemoteProtocolError, httpx.ReadError)),
-        (silent, (httpx.ReadTimeout,)),
+        pytest.param(GARBAGE, (httpx.RemoteProtocolError, httpx.ReadError), id="garbage"),
+        pytest.param(
+            CLOSE_BEFORE_HEADERS, (httpx.RemoteProtocolError, httpx.ReadError), id="close-before-headers"
+        ),
+        pytest.param(CUT_BODY, (httpx.RemoteProtocolError, httpx.ReadError), id="cut-body"),
+        pytest.param(SILENT, (httpx.ReadTimeout,), id="silent"),
     ],
 )
 async def test_failures_map_to_the_httpx_types_adapters_classify(
-    client: httpx.AsyncClient, handler: Handler, expected: tuple[type[Exception], ...]
+    client: httpx.AsyncClient, reply: Reply, expected: tuple[type[Exception], ...]
 ) -> None:
     with pytest.raises(expected):
-        await fetch(client, handler)
+        await fetch(client, reply)
 
 
 async def test_refused_connection_is_a_connect_error(client: httpx.AsyncClient) -> None:
-    server, url = await serve(ok)
-    server.close()
-    await server.wait_closed()
-    with pytest.raises(httpx.ConnectError):
-        await client.get(url)
+    async with FakeUpstream(Reply(200, b"hello")) as upstream:
+        await upstream.stop_listening()
+        with pytest.raises(httpx.ConnectError):
+            await client.get(upstream.url + "/")

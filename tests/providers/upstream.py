@@ -93,6 +93,8 @@ def split_every(data: bytes, size: int) -> list[bytes]:
 CLOSE_BEFORE_HEADERS = Reply(raw=b"", end="cut")
 SILENT = Reply(raw=b"", end="hang")
 GARBAGE = Reply(raw=b"NOT HTTP AT ALL\r\n\r\n", end="cut")
+# A body cut short of the content-length its headers promised.
+CUT_BODY = Reply(200, [b"partial"], (("content-length", "100"),), "close", "cut")
 
 
 @dataclass(frozen=True)

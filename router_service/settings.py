@@ -309,6 +309,7 @@ def _publisher(events: EventsConfig) -> PublisherConfig:
         spool_dir=events.spool_dir,
         forwarder=events.forwarder,
         spool_max_bytes=events.spool_max_bytes,
+        durable=events.durable,
         enable_idempotence=events.enable_idempotence,
         include_content=events.include_content,
         redact_pii=tuple(events.redact_pii),

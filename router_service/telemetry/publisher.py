@@ -23,6 +23,20 @@ event or a hundred. So the sender lingers: at a few hundred events per second, r
 events made that fixed cost most of an event's price (bench/event_publisher.py, paced loads).
 Events reach Kafka up to `linger_ms` later; a full batch (`send_batch_max`) goes at once.
 
+Durability (`durable`, the default). publish() encodes the event and writes it to the spool, one
+write() flushed to the OS, before it returns, so before the call that published it answers: the
+spool is then a write-ahead log of every event, and the in-memory queue only a read-ahead of its
+tail. A delivered round trims the log (`Spool.ack`, up to the round's last record). A router
+killed with events in the linger (SIGKILL, the OOM killer, a crash) leaves them in the page
+cache, which outlives the process; the next start replays them before anything new, as it
+replays an outage's spool. What had reached the broker but not been trimmed yet is sent twice:
+consumers drop the copy by event_id. A machine crash or power loss can still lose what the
+kernel had not written back (up to about 30 s by default). A failed round needs no copying: its
+records and everything queued behind them are in the log already, and replay starts at the
+first unacknowledged one. Cost: one small write per event on the request path (bench/publishing.py,
+"events/inline+durable"). With `durable: false`, events live in memory until acked (a killed
+router loses the linger's worth) and touch the disk only when the broker cannot take them.
+
 Ordering. While in spool mode, the queue only drains and new events only go to the spool, so the
 queue always holds older events than the spool and delivery follows publish order. One narrow
 exception: if the broker fails while the sender is still draining the queue after an overflow,
@@ -70,7 +84,7 @@ from router_service.telemetry.publisher_config import DEFAULT_TOPIC, PublisherCo
 from router_service.telemetry.publisher_metrics import DropReporter, PublisherMetrics, default_metrics
 from router_service.telemetry.record_batches import SentBatch, send_batches
 from router_service.telemetry.redaction import ContentPolicy, build_redactor
-from router_service.telemetry.spool import Spool, SpoolRecord
+from router_service.telemetry.spool import Spool, SpoolPosition, SpoolRecord
 
 __all__ = ["DEFAULT_TOPIC", "KafkaPublisher", "PublisherConfig"]
 
@@ -79,6 +93,10 @@ log = logging.getLogger(__name__)
 _TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
 # What a broken or unreachable broker raises; anything else is a bug and is logged as one.
 _BROKER_ERRORS = (KafkaError, OSError, TimeoutError, TopicMissingError)
+
+# An encoded event waiting for the sender, and where the write-ahead log holds it (None: not in
+# the spool, because `durable` is off, the event came before start(), or the write failed).
+_Pending = tuple[SpoolRecord, SpoolPosition | None]
 
 
 class _State(enum.Enum):
@@ -100,7 +118,9 @@ class KafkaPublisher:
             config.include_content, build_redactor(config.redact_pii, config.redact_patterns)
         )
         self._drops = DropReporter(self._metrics)
-        self._queue: EventQueue[TelemetryEvent] = EventQueue(config.queue_max)
+        self._queue: EventQueue[_Pending] = EventQueue(config.queue_max)
+        self._durable = config.durable
+        self._spool_writable = True  # the last spool write worked; failures are logged on the edge
         self._state = _State.NEW
         self._spool_mode = False
         self._healthy = True  # last delivery or connect worked; failures are logged on the edge only
@@ -119,7 +139,12 @@ class KafkaPublisher:
         if self._state is not _State.NEW:
             raise RuntimeError(f"KafkaPublisher cannot start when {self._state.value}")
         cfg = self._config
-        self._spool = Spool(cfg.spool_dir, cfg.spool_max_bytes, segment_bytes=cfg.spool_segment_bytes)
+        self._spool = Spool(
+            cfg.spool_dir,
+            cfg.spool_max_bytes,
+            segment_bytes=cfg.spool_segment_bytes,
+            sync_segments=not cfg.durable,  # see Spool: no fsync stalls on the request path
+        )
         if not self._spool.is_empty:
             log.info(
                 "event spool holds %d bytes from an earlier run; replaying first", self._spool.pending_bytes
@@ -145,7 +170,7 @@ class KafkaPublisher:
         self._stop_requested.set()
         self._queue.wake()  # out of its wait or linger
         await self._await_sender(timeout)
-        self._spool_events(self._drain_queue())  # whatever the sender could not flush
+        self._to_spool(self._drain_queue())  # whatever the sender could not flush
         await self._disconnect(max(deadline - time.monotonic(), 0.5))
         assert self._spool is not None
         self._metrics.spool_bytes.set(self._spool.total_bytes)
@@ -175,22 +200,29 @@ class KafkaPublisher:
     # -- the request path --------------------------------------------------------------------
 
     def publish(self, event: TelemetryEvent) -> None:
-        """Hand an event over. Never blocks, never awaits, never raises."""
+        """Hand an event over. Never blocks, never awaits, never raises. With `durable`, the event
+        is in the spool (the OS's page cache) when this returns."""
         try:
             state = self._state
+            if state is _State.STOPPED:
+                self._drops.drop("closed")
+                return
+            record = self._encode(event)
+            if record is None:
+                return
             if state is _State.RUNNING and not self._spool_mode:
-                if self._queue.put(event):
-                    return  # the common case, first: this runs three times per request
+                # The common case, first: this runs three times per request.
+                pending = (record, self._log(record) if self._durable else None)
+                if self._queue.put(pending):
+                    return
                 # Full. From now on every event goes through the spool, behind what it already holds.
                 self._spool_mode = True
-                self._spool_events([event])
-            elif state is _State.NEW:
-                if not self._queue.put(event):
+                self._to_spool([pending])
+            elif state is _State.NEW:  # the spool is not open yet (nothing publishes this early)
+                if not self._queue.put((record, None)):
                     self._drops.drop("closed")
-            elif state in (_State.RUNNING, _State.STOPPING):
-                self._spool_events([event])
-            else:
-                self._drops.drop("closed")
+            else:  # spool mode, or stopping: behind what the spool holds
+                self._to_spool([(record, None)])
         except Exception:  # the request path must not fail because of telemetry
             log.exception(
                 "unexpected error publishing a %s event of %s", event.kind, event.context.request_id
@@ -285,14 +317,15 @@ class KafkaPublisher:
         await self._gather_batch()
         if self._producer_lost() or (self._stop_requested.is_set() and not self._queue):
             return  # the loop replaces the producer (or stops) first; the events wait in the queue
-        events = self._queue.take(self._config.send_batch_max)
+        pending = self._queue.take(self._config.send_batch_max)
         self._metrics.queue_depth.set(len(self._queue))
-        records = self._encode_all(events)
-        self._in_flight = len(events)
+        self._in_flight = len(pending)
         try:
-            delivered = not records or await self._deliver_or_spool_on_cancel(records)
-            if not delivered:
-                self._enter_spool_mode(records)
+            delivered = not pending or await self._deliver_or_spool_on_cancel(pending)
+            if delivered:
+                self._trim(pending)
+            else:
+                self._enter_spool_mode(pending)
         finally:
             self._in_flight = 0
         if not delivered:
@@ -321,12 +354,22 @@ class KafkaPublisher:
         else:
             await self._back_off()  # the records stay in the spool, unacknowledged
 
-    async def _deliver_or_spool_on_cancel(self, records: Sequence[SpoolRecord]) -> bool:
+    async def _deliver_or_spool_on_cancel(self, pending: Sequence[_Pending]) -> bool:
         try:
-            return await self._deliver(records)
+            return await self._deliver([record for record, _ in pending])
         except asyncio.CancelledError:
-            self._spool_records(records)  # stop() ran out of time: keep the batch on disk
+            self._to_spool(pending)  # stop() ran out of time: keep the batch on disk
             raise
+
+    def _trim(self, delivered: Sequence[_Pending]) -> None:
+        """Delivered: trim the write-ahead log up to the last of them that it holds. Everything
+        the log holds before it was delivered too (the log and the queue share one order)."""
+        if not self._durable:
+            return
+        last = next((position for _, position in reversed(delivered) if position is not None), None)
+        if last is not None:
+            assert self._spool is not None
+            self._spool.ack(last)
 
     async def _deliver(self, records: Sequence[SpoolRecord]) -> bool:
         """Send and await acks; False on a broker failure (the caller keeps the records)."""
@@ -367,21 +410,22 @@ class KafkaPublisher:
 
     async def _final_flush(self) -> None:
         """On stop: send what is still queued (connecting first if we never tried); else spool it."""
-        events = self._drain_queue()
-        records = self._encode_all(events)
-        if not records:
+        pending = self._drain_queue()
+        if not pending:
             return
         delivered = False
-        self._in_flight = len(events)
+        self._in_flight = len(pending)
         try:
             if self._producer_lost():
                 await self._disconnect(1.0)
             if self._producer is None and not self._spool_mode:
                 await self._connect()
-            delivered = self._producer is not None and await self._deliver(records)
+            delivered = self._producer is not None and await self._deliver([r for r, _ in pending])
+            if delivered:
+                self._trim(pending)
         finally:  # not delivered, or cancelled because stop() ran out of time: keep them on disk
             if not delivered:
-                self._spool_records(records)
+                self._to_spool(pending)
             self._in_flight = 0
 
     # -- failure handling and the spool -------------------------------------------------------
@@ -399,52 +443,62 @@ class KafkaPublisher:
             log.info("event broker recovered; %d spooled bytes left to replay", self._spool.pending_bytes)
         self._healthy = True
 
-    def _enter_spool_mode(self, failed: Sequence[SpoolRecord]) -> None:
+    def _enter_spool_mode(self, failed: Sequence[_Pending]) -> None:
         """Spool a failed batch and everything queued behind it, in order, without awaiting."""
-        self._spool_records(failed)
+        self._to_spool(failed)
         self._move_queue_to_spool()
 
     def _move_queue_to_spool(self) -> None:
         self._spool_mode = True
-        self._spool_events(self._drain_queue())
+        self._to_spool(self._drain_queue())
 
-    def _drain_queue(self) -> list[TelemetryEvent]:
-        events = self._queue.take_all()
+    def _drain_queue(self) -> list[_Pending]:
+        pending = self._queue.take_all()
         self._metrics.queue_depth.set(0)
-        return events
+        return pending
 
-    def _spool_events(self, events: Sequence[TelemetryEvent]) -> None:
-        self._spool_records(self._encode_all(events))
-
-    def _spool_records(self, records: Sequence[SpoolRecord]) -> None:
-        if not records:
+    def _to_spool(self, pending: Sequence[_Pending]) -> None:
+        """Leave these events to a spool replay: write those the spool does not hold yet (with
+        `durable`, it holds them all but the few whose write failed, or that came before start)."""
+        if not pending:
             return
         assert self._spool is not None
-        for record in records:
-            try:
-                appended = self._spool.append(record)
-            except OSError:
-                log.exception("cannot write the event spool")
-                self._drops.drop("spool_error")
+        spooled = 0
+        for record, position in pending:
+            if position is None and self._log(record, count_drop=True) is None:
                 continue
-            if appended:
-                self._metrics.spooled.inc()
-            else:
-                self._drops.drop("spool_full")
+            spooled += 1
+        if spooled:
+            self._metrics.spooled.inc(spooled)
         self._metrics.spool_bytes.set(self._spool.total_bytes)
 
-    def _encode_all(self, events: Sequence[TelemetryEvent]) -> list[SpoolRecord]:
-        topic, encode, apply_content_policy = self._config.topic, self._encoder.encode, self._content.apply
-        records = []
-        for event in events:
-            try:
-                key, value, headers = encode(apply_content_policy(event))
-            except Exception:  # a bug in one event must not take the batch down with it
-                log.exception("cannot encode a %s event of request %s", event.kind, event.context.request_id)
-                self._drops.drop("encode_error")
-                continue
-            records.append(SpoolRecord(topic, key, value, headers))
-        return records
+    def _log(self, record: SpoolRecord, *, count_drop: bool = False) -> SpoolPosition | None:
+        """Append to the spool. None if it is full or cannot be written: counted as a drop with
+        `count_drop`; else the caller keeps the record in memory (with `durable`, an event whose
+        write failed is still sent from the queue, only not crash-safe)."""
+        assert self._spool is not None
+        try:
+            position = self._spool.write(record)
+        except OSError:
+            if self._spool_writable:  # on the edge: with `durable` this runs once per event
+                log.exception("cannot write the event spool")
+            self._spool_writable = False
+            if count_drop:
+                self._drops.drop("spool_error")
+            return None
+        self._spool_writable = True
+        if position is None and count_drop:
+            self._drops.drop("spool_full")
+        return position
+
+    def _encode(self, event: TelemetryEvent) -> SpoolRecord | None:
+        try:
+            key, value, headers = self._encoder.encode(self._content.apply(event))
+        except Exception:  # a bug in one event must not take the others down with it
+            log.exception("cannot encode a %s event of request %s", event.kind, event.context.request_id)
+            self._drops.drop("encode_error")
+            return None
+        return SpoolRecord(self._config.topic, key, value, headers)
 
     async def _disconnect(self, budget_s: float) -> None:
         producer, self._producer, self._guard = self._producer, None, None

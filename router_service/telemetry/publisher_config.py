@@ -32,6 +32,11 @@ class PublisherConfig:
     spool_dir: str = "var/spool/events"
     spool_max_bytes: int = 256 << 20
     spool_segment_bytes: int = 8 << 20
+    # Write every event to the spool (a write-ahead log) in publish(), before its call answers,
+    # and trim it as the broker acks: a router killed (SIGKILL, OOM) with events still lingering
+    # replays them at its next start instead of losing them. One small write per event; see
+    # publisher.py "Durability". False: events live in memory until the broker acks them.
+    durable: bool = True
     # gzip works out of the box; snappy, lz4 and zstd need the cramjam package (aiokafka[zstd]).
     compression_type: str = "zstd"  # zstd | lz4 | gzip | snappy | none (cramjam provides zstd, lz4, snappy)
     # How long the sender gathers events into one round before sending them. A round's fixed cost

@@ -6,10 +6,15 @@ Each record is framed as `>II` (payload length, CRC32 of the payload) + payload,
 by a crash mid-write is recognised on the next open, cut off, and never replayed.
 
 Guarantees: records replay in append order (oldest segment first) and survive a process restart;
-a record is written with one write() and flushed to the OS, so a process crash loses at most the
-record being written. It is not fsynced per record (that costs a disk flush per event); a power
-loss can lose the tail, which for telemetry is the trade we make. Total size is bounded:
-`append` returns False when the record does not fit, and the caller counts the drop.
+a record is written with one write() and flushed to the OS, so a process crash (SIGKILL included)
+loses at most the record being written: the page cache holds the rest and the kernel writes it
+back. It is not fsynced per record (that costs a disk flush per event), so a machine crash or
+power loss can lose the tail the kernel had not written back yet (by default up to about 30 s of
+it, vm.dirty_expire_centisecs); `sync_segments` fsyncs each segment when it is closed. Total size
+is bounded: `append` returns False when the record does not fit, and the caller counts the drop.
+
+Two uses (publisher.py): a spool for what the broker could not take, and, with `events.durable`,
+a write-ahead log of every event before its call answers, trimmed (`ack`) as the broker acks.
 
 Pure synchronous file I/O with no asyncio: appends are small buffered writes, cheap enough to
 run on the event loop.
@@ -74,16 +79,27 @@ class Spool:
     """Append records, replay them in order, acknowledge what was delivered."""
 
     def __init__(
-        self, directory: str | os.PathLike[str], max_bytes: int, *, segment_bytes: int = 8 << 20
+        self,
+        directory: str | os.PathLike[str],
+        max_bytes: int,
+        *,
+        segment_bytes: int = 8 << 20,
+        sync_segments: bool = True,
     ) -> None:
+        """`sync_segments`: fsync a segment when it is closed (full, or at close()). A write-ahead
+        log on the request path turns it off: a full segment's fsync would stall every call in
+        flight, and what it buys (the segment on disk before the kernel writes it back) only
+        matters on a machine crash."""
         if max_bytes <= 0 or segment_bytes <= 0:
             raise ValueError("max_bytes and segment_bytes must be positive")
         self._dir = Path(directory)
         self._max_bytes = max_bytes
         self._segment_bytes = segment_bytes
+        self._sync_segments = sync_segments
         _private_dir(self._dir)
         self._lock = _acquire_lock(self._dir / _LOCK_FILE)
         self._sizes: dict[int, int] = {}  # segment number -> bytes of whole records in it
+        self._total = 0  # sum(self._sizes.values()), kept: append() runs once per event
         self._writer: io.BufferedWriter | None = None  # the active (last) segment, opened lazily
         self._cursor = SpoolPosition(0, 0)
         self._load()
@@ -93,7 +109,7 @@ class Spool:
     @property
     def total_bytes(self) -> int:
         """Bytes on disk in segment files, including acknowledged records not yet deleted."""
-        return sum(self._sizes.values())
+        return self._total
 
     @property
     def pending_bytes(self) -> int:
@@ -108,10 +124,15 @@ class Spool:
 
     def append(self, record: SpoolRecord) -> bool:
         """Write one record; False (and nothing written) when it would exceed max_bytes."""
+        return self.write(record) is not None
+
+    def write(self, record: SpoolRecord) -> SpoolPosition | None:
+        """Write one record and return the position just after it (ack that once it is
+        delivered); None (and nothing written) when it would exceed max_bytes."""
         payload = _encode(record)
         frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
-        if self.total_bytes + len(frame) > self._max_bytes:
-            return False
+        if self._total + len(frame) > self._max_bytes:
+            return None
         writer, segment = self._writer_for(len(frame))
         try:
             writer.write(frame)
@@ -121,8 +142,10 @@ class Spool:
             self._close_writer(sync=False)
             os.truncate(self._segment_path(segment), self._sizes[segment])
             raise
-        self._sizes[segment] += len(frame)
-        return True
+        end = self._sizes[segment] + len(frame)
+        self._sizes[segment] = end
+        self._total += len(frame)
+        return SpoolPosition(segment, end)
 
     def _writer_for(self, frame_size: int) -> tuple[io.BufferedWriter, int]:
         active = self._active_segment()
@@ -185,8 +208,8 @@ class Spool:
 
     def _delete_segment(self, segment: int) -> None:
         if segment == self._active_segment():
-            self._close_writer()
-        del self._sizes[segment]
+            self._close_writer(sync=False)  # about to be deleted: nothing to make durable
+        self._total -= self._sizes.pop(segment)
         self._segment_path(segment).unlink(missing_ok=True)
 
     def _unread(self, segment: int) -> int:
@@ -210,12 +233,12 @@ class Spool:
         if not self._lock.closed:
             self._lock.close()  # closing the descriptor releases the flock
 
-    def _close_writer(self, *, sync: bool = True) -> None:
+    def _close_writer(self, *, sync: bool | None = None) -> None:
         if self._writer is None:
             return
         writer, self._writer = self._writer, None
         try:
-            if sync:  # a closed segment is final: make it durable, not just written
+            if self._sync_segments if sync is None else sync:  # a closed segment is final: make it durable
                 writer.flush()
                 os.fsync(writer.fileno())
         finally:
@@ -235,6 +258,7 @@ class Spool:
             self._sizes[int(path.stem)] = path.stat().st_size
         if self._sizes:
             self._truncate_torn_tail(max(self._sizes))
+        self._total = sum(self._sizes.values())
         self._cursor = self._load_cursor()
         if self._sizes and self._cursor.segment < min(self._sizes):
             self._cursor = SpoolPosition(min(self._sizes), 0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Literal
 
 import httpx
@@ -21,6 +21,7 @@ from router_service.providers.http import make_http_client
 from router_service.providers.limits import ResponseLimits
 from router_service.providers.openai import OpenAIAdapter
 from router_service.providers.sse import SSEParser
+from tests.providers.upstream import FakeUpstream, Headers, Reply, json_reply
 
 HUGE = 200 << 20  # what the server offers
 PIECE = 64 << 10
@@ -30,78 +31,22 @@ OK_BODY = (
     b' "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}'
 )
 
-Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]
-
-
-class Server:
-    """Loopback HTTP/1.1: reads one request, answers with `reply`; counts the body bytes it got out."""
-
-    def __init__(self, reply: Callable[[Server, asyncio.StreamWriter], Awaitable[None]]) -> None:
-        self._reply = reply
-        self.sent = 0
-        self.url = ""
-        self._server: asyncio.Server | None = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-        length = re.search(r"(?i)content-length: (\d+)", head)
-        await reader.readexactly(int(length.group(1)) if length else 0)
-        try:
-            await self._reply(self, writer)
-        except (ConnectionError, OSError):
-            pass  # the client stopped reading: what this test wants
-        finally:
-            writer.close()
-
-    async def write(self, writer: asyncio.StreamWriter, data: bytes, *, chunked: bool) -> None:
-        writer.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
-        self.sent += len(data)
-        await writer.drain()
-
-    async def __aenter__(self) -> Server:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v1"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-
 
 def huge(
-    status: str, headers: str, *, chunked: bool, piece: bytes = b"x" * PIECE, prefix: bytes = b""
-) -> Callable[[Server, asyncio.StreamWriter], Awaitable[None]]:
-    async def reply(server: Server, writer: asyncio.StreamWriter) -> None:
-        framing = "transfer-encoding: chunked" if chunked else f"content-length: {HUGE}"
-        writer.write(f"HTTP/1.1 {status}\r\n{headers}{framing}\r\n\r\n".encode())
-        if prefix:
-            await server.write(writer, prefix, chunked=chunked)
-        while server.sent < HUGE:
-            await server.write(writer, piece, chunked=chunked)
-        if chunked:
-            writer.write(b"0\r\n\r\n")
-
-    return reply
+    status: int, headers: Headers = (), *, chunked: bool, piece: bytes = b"x" * PIECE, prefix: bytes = b""
+) -> Reply:
+    """HUGE bytes offered, in `piece`s after `prefix`: a tuple of one object repeated, so the
+    server never holds the body and the reply can be replayed (each transport gets its turn)."""
+    pieces = ((prefix,) if prefix else ()) + (piece,) * (HUGE // len(piece))
+    if chunked:
+        return Reply(status, pieces, headers, "chunked")
+    length = sum(map(len, pieces))
+    return Reply(status, pieces, (*headers, ("content-length", str(length))), "close")
 
 
-def gzip_bomb() -> Callable[[Server, asyncio.StreamWriter], Awaitable[None]]:
+def gzip_bomb() -> Reply:
     body = gzip.compress(b"[" + b" " * HUGE + b"]", compresslevel=9)  # ~200 KB on the wire
-
-    async def reply(server: Server, writer: asyncio.StreamWriter) -> None:
-        head = f"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: {len(body)}\r\n\r\n"
-        writer.write(head.encode())
-        await server.write(writer, body, chunked=False)
-
-    return reply
-
-
-def small(status: str, body: bytes) -> Callable[[Server, asyncio.StreamWriter], Awaitable[None]]:
-    async def reply(server: Server, writer: asyncio.StreamWriter) -> None:
-        head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
-        writer.write(head.encode() + body)
-        await writer.drain()
-
-    return reply
+    return Reply(200, body, (("content-encoding", "gzip"),))
 
 
 def peak_rss_reset() -> None:
@@ -140,89 +85,89 @@ async def fails_as_bad_response(call: Awaitable[object]) -> ProviderError:
 @pytest.mark.parametrize(
     "reply",
     [
-        pytest.param(huge("200 OK", "", chunked=False), id="content-length"),
-        pytest.param(huge("200 OK", "", chunked=True), id="chunked"),
+        pytest.param(huge(200, chunked=False), id="content-length"),
+        pytest.param(huge(200, chunked=True), id="chunked"),
         pytest.param(gzip_bomb(), id="gzip-bomb"),
     ],
 )
 async def test_an_oversized_answer_is_bad_response_and_rss_stays_bounded(
-    client: httpx.AsyncClient, reply: Callable[[Server, asyncio.StreamWriter], Awaitable[None]]
+    client: httpx.AsyncClient, reply: Reply
 ) -> None:
-    async with Server(reply) as server:
+    async with FakeUpstream(reply) as server:
         peak_rss_reset()
         before = rss_kib("VmRSS")
-        error = await fails_as_bad_response(adapter(client, server.url).complete(REQUEST, "m"))
+        error = await fails_as_bad_response(adapter(client, server.url + "/v1").complete(REQUEST, "m"))
         peak = rss_kib("VmHWM")
     assert "larger than 16777216 bytes" in error.message
     # 200 MB offered; the bound is 16 MiB. Generous: the bound read once, plus copies and slack.
     assert (peak - before) < 120 << 10, f"RSS grew by {(peak - before) >> 10} MiB"
-    assert server.sent < HUGE // 2  # reading stopped: the server could not push its whole body
+    assert server.body_bytes_sent < HUGE // 2  # reading stopped: the server could not push its whole body
 
 
 async def test_content_length_over_the_bound_fails_before_reading(client: httpx.AsyncClient) -> None:
-    async with Server(huge("200 OK", "", chunked=False)) as server:
-        await fails_as_bad_response(adapter(client, server.url).complete(REQUEST, "m"))
+    async with FakeUpstream(huge(200, chunked=False)) as server:
+        await fails_as_bad_response(adapter(client, server.url + "/v1").complete(REQUEST, "m"))
         await asyncio.sleep(0.05)
     # Only what the kernel's socket buffers took in before the close; never the 16 MiB bound.
-    assert server.sent < 16 << 20
+    assert server.body_bytes_sent < 16 << 20
 
 
 async def test_a_body_within_a_small_configured_bound_is_read_and_one_byte_more_is_not(
     client: httpx.AsyncClient,
 ) -> None:
     limits = ResponseLimits(max_response_bytes=len(OK_BODY))
-    async with Server(small("200 OK", OK_BODY)) as server:
-        result = await adapter(client, server.url, limits).complete(REQUEST, "m")
+    async with FakeUpstream(json_reply(OK_BODY)) as server:
+        result = await adapter(client, server.url + "/v1", limits).complete(REQUEST, "m")
     assert result.message.content == "ok"
     limits = ResponseLimits(max_response_bytes=len(OK_BODY) - 1)
-    async with Server(small("200 OK", OK_BODY)) as server:
-        await fails_as_bad_response(adapter(client, server.url, limits).complete(REQUEST, "m"))
+    async with FakeUpstream(json_reply(OK_BODY)) as server:
+        await fails_as_bad_response(adapter(client, server.url + "/v1", limits).complete(REQUEST, "m"))
 
 
 async def test_a_huge_error_body_is_read_only_as_a_prefix(client: httpx.AsyncClient) -> None:
-    reply = huge("500 Internal Server Error", "content-type: text/plain\r\n", chunked=True)
-    async with Server(reply) as server:
+    reply = huge(500, [("content-type", "text/plain")], chunked=True)
+    async with FakeUpstream(reply) as server:
         peak_rss_reset()
         before = rss_kib("VmRSS")
         with pytest.raises(ProviderError) as caught:
-            await adapter(client, server.url).complete(REQUEST, "m")
+            await adapter(client, server.url + "/v1").complete(REQUEST, "m")
         peak = rss_kib("VmHWM")
     assert caught.value.error_class is ErrorClass.OVERLOADED  # the status still decides
     assert caught.value.status_code == 500
     assert len(caught.value.message) < 400
     assert (peak - before) < 64 << 10
-    assert server.sent < HUGE // 2
+    assert server.body_bytes_sent < HUGE // 2
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 async def test_a_stream_line_that_never_ends_is_bad_response(transport: Literal["aiohttp", "httpx"]) -> None:
-    reply = huge("200 OK", "content-type: text/event-stream\r\n", chunked=True, prefix=b"data: ")
+    reply = huge(200, [("content-type", "text/event-stream")], chunked=True, prefix=b"data: ")
     async with (
         make_http_client(HttpConfig(transport=transport, read_timeout_s=30)) as client,
-        Server(reply) as server,
+        FakeUpstream(reply) as server,
     ):
         peak_rss_reset()
         before = rss_kib("VmRSS")
-        error = await fails_as_bad_response(_drain(adapter(client, server.url), REQUEST))
+        error = await fails_as_bad_response(_drain(adapter(client, server.url + "/v1"), REQUEST))
         peak = rss_kib("VmHWM")
     assert "line longer than 1048576 bytes" in error.message
     assert (peak - before) < 64 << 10
-    assert server.sent < HUGE // 2
+    assert server.body_bytes_sent < HUGE // 2
 
 
 async def test_a_stream_over_its_total_bound_is_bad_response(client: httpx.AsyncClient) -> None:
     chunk = b'data: {"choices": [{"index": 0, "delta": {"content": "x"}}]}\n\n'
-    reply = huge("200 OK", "content-type: text/event-stream\r\n", chunked=True, piece=chunk * 100)
+    reply = huge(200, [("content-type", "text/event-stream")], chunked=True, piece=chunk * 100)
     limits = ResponseLimits(max_stream_bytes=1 << 20)
-    async with Server(reply) as server:
+    async with FakeUpstream(reply) as server:
         events = []
         with pytest.raises(ProviderError) as caught:
-            async for event in adapter(client, server.url, limits).stream(REQUEST, "m"):
+            async for event in adapter(client, server.url + "/v1", limits).stream(REQUEST, "m"):
                 events.append(event)
     assert caught.value.error_class is ErrorClass.BAD_RESPONSE
     assert "stream larger than 1048576 bytes" in caught.value.message
     assert 0 < len(events) <= (1 << 20) // len(chunk)
-    assert server.sent < HUGE // 2
+    assert server.body_bytes_sent < HUGE // 2
 
 
 async def _drain(adapter: OpenAIAdapter, request: ChatRequest) -> None:

@@ -4,9 +4,8 @@ answers and the same ProviderErrors, for both transports."""
 
 from __future__ import annotations
 
-import asyncio
 import gzip
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,68 +16,19 @@ from router_service.errors import ErrorClass, ProviderError
 from router_service.providers.base import error_from_response, error_from_transport
 from router_service.providers.http import MappedAiohttpTransport, make_http_client
 from router_service.providers.wire import WireClient, decode_object
+from tests.providers.upstream import (
+    CLOSE_BEFORE_HEADERS,
+    CUT_BODY,
+    GARBAGE,
+    SILENT,
+    FakeUpstream,
+    Reply,
+    json_reply,
+)
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 HEADERS = {"content-type": "application/json", "authorization": "Bearer k", "X-Extra": "1"}
 BODY = b'{"model":"m"}'
-
-
-class Server:
-    """A loopback HTTP/1.1 server answering every request with `reply`; keeps each request's head."""
-
-    def __init__(self, reply: Handler) -> None:
-        self.reply = reply
-        self.heads: list[list[tuple[str, str]]] = []
-        self.bodies: list[bytes] = []
-        self.url = ""
-        self._server: asyncio.Server | None = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")[1:-2]
-        headers = [(n.lower(), v) for n, _, v in (line.partition(": ") for line in head)]
-        self.heads.append(headers)
-        self.bodies.append(await reader.readexactly(int(dict(headers).get("content-length", "0"))))
-        await self.reply(reader, writer)
-
-    async def __aenter__(self) -> Server:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v1/chat"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-
-
-def answer(status: str, headers: list[tuple[str, str]], body: bytes) -> Handler:
-    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        lines = [f"HTTP/1.1 {status}", *(f"{n}: {v}" for n, v in headers)]
-        lines += [f"content-length: {len(body)}", "connection: close"]  # no reuse of a closed socket
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-        await writer.drain()
-        writer.close()
-
-    return reply
-
-
-async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(b"NOT HTTP AT ALL\r\n\r\n")
-    await writer.drain()
-    writer.close()
-
-
-async def close_before_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.close()
-
-
-async def cut_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
-    await writer.drain()
-    writer.close()
-
-
-async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await asyncio.sleep(5)
+PATH = "/v1/chat"
 
 
 def http_error(status: int, headers: httpx.Headers, body_text: str) -> ProviderError:
@@ -136,53 +86,52 @@ def outcome(result: dict[str, Any] | ProviderError) -> object:
 async def test_the_fast_path_sends_what_the_aiohttp_transport_sends(
     clients: dict[str, httpx.AsyncClient],
 ) -> None:
-    async with Server(answer("200 OK", [("content-type", "application/json")], b'{"ok":1}')) as server:
-        assert await post_json(clients["aiohttp"], server.url) == {"ok": 1}
-        assert await post_json_via_httpx_objects(clients["aiohttp"], server.url) == {"ok": 1}
-    fast, slow = server.heads
+    async with FakeUpstream(json_reply(b'{"ok":1}')) as server:
+        assert await post_json(clients["aiohttp"], server.url + PATH) == {"ok": 1}
+        assert await post_json_via_httpx_objects(clients["aiohttp"], server.url + PATH) == {"ok": 1}
+    fast, slow = (request.headers.multi_items() for request in server.requests)
     assert sorted(fast) == sorted(slow)
     assert ("authorization", "Bearer k") in fast and ("x-extra", "1") in fast
-    assert server.bodies == [BODY, BODY]
+    assert [request.body for request in server.requests] == [BODY, BODY]
 
 
 @pytest.mark.parametrize(
     "reply",
     [
-        answer("200 OK", [("content-type", "application/json")], b'{"ok":1}'),
-        answer("200 OK", [("content-encoding", "gzip")], gzip.compress(b'{"zipped":true}')),
-        answer("429 Too Many Requests", [("retry-after", "7")], b'{"error":"slow down"}'),
-        answer("500 Internal Server Error", [("content-type", "text/plain; charset=latin-1")], b"\xe9t\xe9"),
-        answer("200 OK", [], b"[1, 2]"),
-        answer("200 OK", [], b"not json"),
+        json_reply(b'{"ok":1}'),
+        Reply(200, gzip.compress(b'{"zipped":true}'), [("content-encoding", "gzip")]),
+        Reply(429, b'{"error":"slow down"}', [("retry-after", "7")]),
+        Reply(500, b"\xe9t\xe9", [("content-type", "text/plain; charset=latin-1")]),
+        Reply(200, b"[1, 2]"),
+        Reply(200, b"not json"),
     ],
 )
-async def test_answers_are_read_alike(clients: dict[str, httpx.AsyncClient], reply: Handler) -> None:
-    async with Server(reply) as server:
-        fast = outcome(await post_json(clients["aiohttp"], server.url))
-        slow = outcome(await post_json_via_httpx_objects(clients["aiohttp"], server.url))
-        httpx_transport = outcome(await post_json(clients["httpx"], server.url))
+async def test_answers_are_read_alike(clients: dict[str, httpx.AsyncClient], reply: Reply) -> None:
+    async with FakeUpstream(reply) as server:
+        fast = outcome(await post_json(clients["aiohttp"], server.url + PATH))
+        slow = outcome(await post_json_via_httpx_objects(clients["aiohttp"], server.url + PATH))
+        httpx_transport = outcome(await post_json(clients["httpx"], server.url + PATH))
     assert fast == slow == httpx_transport
 
 
-@pytest.mark.parametrize("reply", [garbage, close_before_headers, cut_body, silent])
+@pytest.mark.parametrize("reply", [GARBAGE, CLOSE_BEFORE_HEADERS, CUT_BODY, SILENT])
 async def test_failures_raise_the_errors_of_the_slow_path(
-    clients: dict[str, httpx.AsyncClient], reply: Handler
+    clients: dict[str, httpx.AsyncClient], reply: Reply
 ) -> None:
-    async with Server(reply) as server:
-        fast = await post_json(clients["aiohttp"], server.url)
-        slow = await post_json_via_httpx_objects(clients["aiohttp"], server.url)
+    async with FakeUpstream(reply) as server:
+        fast = await post_json(clients["aiohttp"], server.url + PATH)
+        slow = await post_json_via_httpx_objects(clients["aiohttp"], server.url + PATH)
     assert isinstance(fast, ProviderError) and isinstance(slow, ProviderError)
     assert outcome(fast) == outcome(slow)
     assert type(fast.__cause__) is type(slow.__cause__)
-    expected = ErrorClass.TIMEOUT if reply is silent else ErrorClass.CONNECTION
+    expected = ErrorClass.TIMEOUT if reply is SILENT else ErrorClass.CONNECTION
     assert fast.error_class is expected
 
 
 async def test_a_refused_connection_is_a_connection_error(clients: dict[str, httpx.AsyncClient]) -> None:
-    async with Server(garbage) as server:
-        url = server.url
-    await asyncio.sleep(0)
-    result = await post_json(clients["aiohttp"], url)
+    async with FakeUpstream(GARBAGE) as server:
+        await server.stop_listening()
+        result = await post_json(clients["aiohttp"], server.url + PATH)
     assert isinstance(result, ProviderError)
     assert result.error_class is ErrorClass.CONNECTION
     assert isinstance(result.__cause__, httpx.ConnectError)

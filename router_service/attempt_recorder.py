@@ -82,7 +82,10 @@ class RequestRecorder:
         self.attempts.append(record)
         attempt.late_index = len(self.attempts) - 1
 
-    def _publish(self, attempt: Attempt, record: AttemptRecord, failure: ProviderError | None) -> None:
+    def attempt_ended(self, attempt: Attempt, record: AttemptRecord, failure: ProviderError | None) -> None:
+        """`attempt` has its outcome (already in live state): no longer in flight, and reported."""
+        attempt.ended = True
+        self.live.end(attempt.deployment.key)
         upstream_model = attempt.deployment.upstream_model
         if attempt.late_index is not None:
             self.observer.on_attempt(self.ctx, attempt.late_index, record, upstream_model)
@@ -113,11 +116,11 @@ class Attempt:
     """One upstream attempt in flight. `hedged` is read when it ends: the first choice of a race
     becomes hedged only once the hedge is sent."""
 
-    __slots__ = ("_ended", "_recorder", "deployment", "hedged", "late_index", "started")
+    __slots__ = ("_recorder", "deployment", "ended", "hedged", "late_index", "started")
 
     def __init__(self, recorder: RequestRecorder, d: Deployment, started: float, hedged: bool) -> None:
         self._recorder = recorder
-        self._ended = False
+        self.ended = False  # has its outcome (or was aborted)
         self.deployment = d
         self.started = started
         self.hedged = hedged
@@ -140,7 +143,7 @@ class Attempt:
             unused_usage=unused,
             unused_cost_nanos=d.price.cost_nanos(unused) if unused is not None else 0,
         )
-        self._end(record, None)
+        recorder.attempt_ended(self, record, None)
 
     def failed(self, error: ProviderError) -> None:
         recorder = self._recorder
@@ -155,7 +158,7 @@ class Attempt:
             http_status=error.status_code,
             retry_after_s=error.retry_after_s,
         )
-        self._end(record, error)
+        recorder.attempt_ended(self, record, error)
 
     def cancelled(self) -> None:
         """Nobody's failure (the caller left, a hedge lost, or shutdown cancelled a detached
@@ -163,19 +166,14 @@ class Attempt:
         recorder = self._recorder
         now = recorder.clock.monotonic()
         recorder.live.record_failure(self.deployment.key, ErrorClass.CANCELLED, now)
-        self._end(_cancelled_record(self, now, recorder.clock.time()), None)
+        recorder.attempt_ended(self, _cancelled_record(self, now, recorder.clock.time()), None)
 
     def abort(self) -> None:
         """End without an outcome (an unexpected exception, which goes on as itself): only the
         in-flight count is put back. Does nothing after an outcome."""
-        if not self._ended:
-            self._ended = True
+        if not self.ended:
+            self.ended = True
             self._recorder.live.end(self.deployment.key)
-
-    def _end(self, record: AttemptRecord, failure: ProviderError | None) -> None:
-        self._ended = True
-        self._recorder.live.end(self.deployment.key)
-        self._recorder._publish(self, record, failure)
 
 
 def _record(

@@ -187,7 +187,8 @@ class Engine:
     # --- unary --------------------------------------------------------------------------------
 
     async def complete(self, request: ChatRequest, ctx: CallContext) -> Completion:
-        run = self._recorder(ctx, request)
+        parts = self._parts
+        run = RequestRecorder(ctx, request, parts.observer, parts.live, parts.clock)
         try:
             completion = await self._complete(run, self._setup)
         except BaseException as exc:
@@ -195,14 +196,6 @@ class Engine:
             raise
         run.finished(completion)
         return completion
-
-    def _recorder(self, ctx: CallContext, request: ChatRequest) -> RequestRecorder:
-        parts = self._parts
-        return RequestRecorder(ctx, request, parts.observer, parts.live, parts.clock)
-
-    def _targets(self, run: RequestRecorder, setup: _Setup) -> Targets:
-        parts = self._parts
-        return Targets(run, setup.config.catalog, setup.rules, parts.budgets, parts.rng)
 
     def _admit(self, run: RequestRecorder, setup: _Setup, streaming: bool) -> RouteDecision:
         """Admit the request: route it and report the decision. The one step, shared by unary and
@@ -222,7 +215,7 @@ class Engine:
 
     async def _complete(self, run: RequestRecorder, setup: _Setup) -> Completion:
         decision = self._admit(run, setup, False)
-        targets = self._targets(run, setup)
+        targets = Targets(run, setup.config.catalog, setup.rules, self._parts.budgets, self._parts.rng)
         policy = setup.config.policies.get(decision.policy)
         first = True
         while (deployment := targets.next()) is not None:
@@ -340,7 +333,8 @@ class Engine:
 
     async def stream(self, request: ChatRequest, ctx: CallContext) -> AsyncGenerator[StreamItem, None]:
         """Yields StreamStart, then deltas, then StreamFinish."""
-        run = self._recorder(ctx, request)
+        parts = self._parts
+        run = RequestRecorder(ctx, request, parts.observer, parts.live, parts.clock)
         try:
             # aclosing: when our consumer stops early, the inner generators (and with them the
             # upstream HTTP response) are closed now, not whenever they are garbage-collected.
@@ -356,7 +350,7 @@ class Engine:
 
     async def _stream(self, run: RequestRecorder, setup: _Setup) -> AsyncGenerator[StreamItem, None]:
         self._admit(run, setup, True)
-        targets = self._targets(run, setup)
+        targets = Targets(run, setup.config.catalog, setup.rules, self._parts.budgets, self._parts.rng)
         routing = setup.config.routing
         while (deployment := targets.next()) is not None:
             upstream = setup.adapters[deployment.provider].stream(run.request, deployment.upstream_model)

@@ -1,5 +1,5 @@
 """Anthropic Messages adapter: the JSON it sends, and what it makes of recorded answers, streams and
-errors (fixtures/anthropic/, replayed byte-exact through httpx.MockTransport)."""
+errors (fixtures/anthropic/, served byte-exact by the fake upstream over loopback)."""
 
 from __future__ import annotations
 

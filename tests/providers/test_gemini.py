@@ -1,5 +1,5 @@
 """Gemini generateContent adapter: the JSON it sends, and what it makes of recorded answers, streams
-and errors (fixtures/gemini/, replayed byte-exact through httpx.MockTransport)."""
+and errors (fixtures/gemini/, served byte-exact by the fake upstream over loopback)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 from collections.abc import Sequence
 
@@ -44,6 +45,7 @@ def run_consumer(
     *,
     input_topic: str = DEFAULT_INPUT_TOPIC,
     group_id: str | None = None,
+    group_instance_id: str = "",
     snapshot_topic: str | None = None,
     snapshot_interval_s: float = 5.0,
     metrics_port: int | None = DEFAULT_METRICS_PORT,
@@ -66,6 +68,7 @@ def run_consumer(
         input_topic=input_topic,
         snapshot_topic=snapshot_topic or "",
         group_id=group_id or "",
+        group_instance_id=group_instance_id,
         snapshot_interval_s=snapshot_interval_s,
         create_topics=create_topics,
     )
@@ -142,6 +145,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", default=None, help="Kafka servers (default KAFKA_BOOTSTRAP_SERVERS)")
     parser.add_argument("--input-topic", default=DEFAULT_INPUT_TOPIC)
     parser.add_argument("--group-id", default=None, help="consumer group (default llmrouter-consumer-<kind>)")
+    parser.add_argument(
+        "--group-instance-id",
+        default=os.environ.get("CONSUMER_GROUP_INSTANCE_ID", ""),
+        help="static group membership: a stable name per instance (e.g. the pod name); a restart "
+        "under it resumes at once instead of after the session timeout (default "
+        "$CONSUMER_GROUP_INSTANCE_ID, else dynamic membership)",
+    )
     parser.add_argument("--snapshot-topic", default=None, help="default llmrouter.<kind>.v1")
     parser.add_argument("--snapshot-interval", type=float, default=5.0, help="seconds between flushes")
     parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="0 or less: off")
@@ -169,6 +179,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         args.bootstrap,
         input_topic=args.input_topic,
         group_id=args.group_id,
+        group_instance_id=args.group_instance_id,
         snapshot_topic=args.snapshot_topic,
         snapshot_interval_s=args.snapshot_interval,
         metrics_port=args.metrics_port if args.metrics_port > 0 else None,

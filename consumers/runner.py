@@ -46,8 +46,8 @@ from consumers.partition import BatchStats, PartitionProcessor, RestoredPartitio
 from consumers.rebalance import RebalanceHandler
 from consumers.records import RecordReader
 from consumers.sink import OutRecord, SinkError, SnapshotSink
-from consumers.snapshot_keys import CHECKPOINT_KEY, record_key
 from consumers.snapshot_store import SnapshotReader
+from router_contract.snapshot_keys import CHECKPOINT_KEY, record_key
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,11 @@ class RunnerConfig:
     input_topic: str = DEFAULT_INPUT_TOPIC
     snapshot_topic: str = ""  # "" -> the job's (llmrouter.<job>.v1)
     group_id: str = ""  # "" -> the job's (llmrouter-consumer-<job>)
+    # Static group membership (KIP-345): a stable name per consumer instance (a StatefulSet pod
+    # name). A member restarted under the same name takes its partitions back at once, instead of
+    # waiting for the group to expire the dead member (the session timeout) and rebalance; the
+    # job name is appended, so `consume all` gives each job its own. "" -> dynamic membership.
+    group_instance_id: str = ""
     snapshot_interval_s: float = 5.0
     poll_timeout_ms: int = 500  # also bounds how long stop() takes to be noticed
     max_poll_records: int = 5_000
@@ -156,6 +161,9 @@ class ConsumerRunner:
             await self._start_dedupe_log()
         self._consumer = AIOKafkaConsumer(
             group_id=self.group_id,
+            group_instance_id=f"{self._config.group_instance_id}-{self.job.name}"
+            if self._config.group_instance_id
+            else None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self._config.max_poll_records,

@@ -1,0 +1,320 @@
+"""Consumer crash recovery: how long a SIGKILLed `consume costs` process takes to catch up again.
+
+    .venv/bin/python bench/consumer_recovery.py                  # 1,000 events/s, ~2 min
+    .venv/bin/python bench/consumer_recovery.py --history 200000 --rate 1000 --no-baseline
+
+An EmbeddedBroker (Tansu, loopback), a 4-partition events topic, and per variant:
+1. `history` events published at once (the backlog a 15-minute dedupe horizon holds: at 1,000
+   events/s it is capped by max_ids, 200,000 per partition), then events at `rate` per second,
+   sent in rounds every 50 ms as the router's publisher does, until the end;
+2. a real `router-service consume costs` process (snapshot interval `interval`); once it has
+   caught up and run `warmup` seconds, it is SIGKILLed, and restarted `down` seconds later;
+3. the catch-up time: from the restart until every partition's lag (the process's own
+   llmrouter_consumer_lag_records) is under one snapshot interval of arrivals (rate x interval),
+   and how many records the restarted process re-read below its checkpoint (redelivered);
+4. then the producer stops, the process drains, is stopped (SIGTERM: final flush), and its cost
+   rollup (total=all, day windows) is compared with the published completions: no double count.
+
+Variants, back to back in one run: `log` (the dedupe log: the restart loads the dedupe index) or
+`replay` (no dedupe topic: the restart re-reads the dedupe horizon, as before issue 19); and
+`static` (--group-instance-id: the restart takes the dead member's place at once) or `dynamic`
+(the group first expires the dead member: the 10 s session timeout, then a rebalance).
+Writes bench/results/consumer_recovery.json. Shared, noisy machine: compare rows of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from bench.consumers import _one_request
+from consumers.kafka import KafkaOptions, ensure_topic
+from consumers.snapshot_store import SnapshotReader
+from router_contract.readers.costs import fleet_totals
+from router_contract.snapshot_keys import record_key
+from router_contract.windows import window_start
+from router_service.embedded.broker import EmbeddedBroker, free_port
+from router_service.telemetry import event_codec
+from router_service.telemetry import events as ev
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results" / "consumer_recovery.json"
+PARTITIONS = 4
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class Plan:
+    rate: float = 1000.0  # events per second while the consumer is killed and restarted
+    history: int = 50_000  # events already in the topic (the dedupe horizon's backlog)
+    warmup_s: float = 8.0
+    down_s: float = 1.0
+    interval_s: float = 5.0
+    dedupe_log: bool = True
+    timeout_s: float = 120.0  # give up waiting for the catch-up (reported as None)
+    group_instance_id: str = ""  # static membership: the restart takes the dead member's place
+
+
+@dataclass
+class Result:
+    variant: str
+    rate: float
+    history: int
+    lag_bound: int  # rate x snapshot interval
+    lag_at_restart: int | None  # first lag the restarted process reported (sum over partitions)
+    catch_up_s: float | None  # restart -> every partition's lag under the bound
+    redelivered: int  # records the restarted process re-read below its checkpoint
+    completions: int  # published
+    counted_requests: int  # in the rollup (must equal completions)
+    cost_exact: bool  # the rollup's cost equals the published cost, to the nano
+
+
+class Producer:
+    """Events at a steady rate, sent in 50 ms rounds; remembers the cost of every completion."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._rng = random.Random(7)
+        self._producer: Any = None
+        self._futures: list[asyncio.Future[Any]] = []
+        self.completions: dict[int, tuple[int, int]] = {}  # day start -> (requests, cost nanos)
+        self.sent = 0
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, enable_idempotence=False, acks="all", linger_ms=5
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*self._futures)
+        await self._producer.stop()
+
+    async def send(self, count: int) -> None:
+        sent = 0
+        while sent < count:
+            now = time.time()
+            for event in _one_request(self._rng, f"req-{uuid.uuid4().hex}", now):
+                await self._send(event)
+                sent += 1
+
+    async def run(self, rate: float, stop: asyncio.Event) -> None:
+        started, sent = time.monotonic(), 0
+        while not stop.is_set():
+            due = int((time.monotonic() - started) * rate)
+            if due > sent:
+                before = self.sent
+                await self.send(due - sent)
+                sent += self.sent - before
+            await asyncio.sleep(0.05)
+
+    async def _send(self, event: ev.TelemetryEvent) -> None:
+        key, value, headers = event_codec.encode(event, "json", router_instance="bench-1")
+        self._futures.append(await self._producer.send(self._topic, value, key=key, headers=headers))
+        self.sent += 1
+        if isinstance(event.body, ev.CompletionEvent):
+            day = window_start(event.event_time_unix_s, DAY_S)
+            requests, cost = self.completions.get(day, (0, 0))
+            self.completions[day] = (requests + 1, cost + event.body.cost_nanos)
+        if len(self._futures) > 5_000:
+            await asyncio.gather(*self._futures)
+            self._futures.clear()
+
+
+class ConsumerProcess:
+    """`router-service consume costs` as a child process, with its /metrics read over HTTP."""
+
+    def __init__(self, bootstrap: str, topic: str, snapshot_topic: str, plan: Plan, log: Path) -> None:
+        self.port = free_port()
+        self._command = [
+            sys.executable, "-m", "router_launcher.cli", "consume", "costs", "--bootstrap", bootstrap,
+            "--input-topic", topic, "--snapshot-topic", snapshot_topic, "--group-id", f"g-{snapshot_topic}",
+            "--snapshot-interval", str(plan.interval_s), "--metrics-port", str(self.port),
+            "--group-instance-id", plan.group_instance_id,
+        ] + (["--create-topics"] if plan.dedupe_log else [])  # fmt: skip
+        self._log = log
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        env = {**os.environ, "KAFKA_ENABLE_IDEMPOTENCE": "false"}
+        with self._log.open("ab") as log:
+            self._process = await asyncio.create_subprocess_exec(
+                *self._command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    async def kill(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+            await self._process.wait()
+
+    async def terminate(self) -> int:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self._process.wait(), 30)
+
+    async def metrics(self) -> dict[str, float]:
+        """{sample name with labels: value} of the costs consumer; {} while it does not answer."""
+        try:
+            async with httpx.AsyncClient() as client:
+                text = (await client.get(f"http://127.0.0.1:{self.port}/metrics", timeout=1)).text
+        except httpx.HTTPError:
+            return {}
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("llmrouter_consumer_") and 'consumer="costs"' in line:
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+
+def lags(metrics: dict[str, float]) -> list[float]:
+    return [value for name, value in metrics.items() if name.startswith("llmrouter_consumer_lag_records{")]
+
+
+def redelivered(metrics: dict[str, float]) -> int:
+    prefix = "llmrouter_consumer_duplicates"
+    return int(
+        sum(v for name, v in metrics.items() if name.startswith(f"{prefix}_total") and "redelivered" in name)
+    )
+
+
+async def wait_caught_up(
+    process: ConsumerProcess, bound: float, timeout_s: float
+) -> tuple[float | None, int | None]:
+    """Seconds until every partition reports a lag under `bound` (None: timed out), and the first lag seen."""
+    started = time.monotonic()
+    first: int | None = None
+    while time.monotonic() - started < timeout_s:
+        current = lags(await process.metrics())
+        if len(current) == PARTITIONS:
+            first = int(sum(current)) if first is None else first
+            if all(lag < bound for lag in current):
+                return time.monotonic() - started, first
+        await asyncio.sleep(0.1)
+    return None, first
+
+
+async def rollup(bootstrap: str, snapshot_topic: str) -> dict[int, tuple[int, int]]:
+    """{day start: (requests, cost nanos)} of total=all, as the snapshot topic says."""
+    reader = SnapshotReader(KafkaOptions(bootstrap, enable_idempotence=False), snapshot_topic)
+    await reader.start()
+    try:
+        restored = await reader.read(range(PARTITIONS), PARTITIONS)
+    finally:
+        await reader.stop()
+    latest = {record_key(key, p): value for p, r in restored.items() for key, value in r.dimensions}
+    out = {}
+    for day in {window_start(time.time() - s, DAY_S) for s in (0, DAY_S)}:
+        totals = fleet_totals(latest, "day", day).get("total=all")
+        if totals is not None:
+            out[day] = (totals.requests, totals.cost_nanos_usd)
+    return out
+
+
+async def recovery(bootstrap: str, plan: Plan, workdir: Path) -> Result:
+    topic = f"bench.recovery.events.{uuid.uuid4().hex[:8]}"
+    snapshot_topic = f"bench.recovery.costs.{uuid.uuid4().hex[:8]}"
+    options = KafkaOptions(bootstrap, enable_idempotence=False)
+    await ensure_topic(options, topic, PARTITIONS, compacted=False)
+    await ensure_topic(options, snapshot_topic, PARTITIONS, compacted=True)
+    producer = Producer(bootstrap, topic)
+    await producer.start()
+    await producer.send(plan.history)
+    process = ConsumerProcess(bootstrap, topic, snapshot_topic, plan, workdir / f"{snapshot_topic}.log")
+    stop = asyncio.Event()
+    feeding = asyncio.create_task(producer.run(plan.rate, stop))
+    bound = plan.rate * plan.interval_s
+    try:
+        await process.start()
+        if (await wait_caught_up(process, bound / PARTITIONS, plan.timeout_s * 3))[0] is None:
+            raise RuntimeError(f"the consumer never caught up with the history; see {workdir}")
+        await asyncio.sleep(plan.warmup_s)
+        await process.kill()
+        await asyncio.sleep(plan.down_s)
+        await process.start()
+        catch_up_s, first_lag = await wait_caught_up(process, bound / PARTITIONS, plan.timeout_s)
+        stop.set()
+        await feeding
+        await producer.stop()
+        replayed = redelivered(await process.metrics())
+        await wait_caught_up(process, 1, plan.timeout_s)  # drained: every lag 0
+        code = await process.terminate()
+        if code != 0:
+            raise RuntimeError(f"the consumer exited {code}; see {workdir}")
+    finally:
+        stop.set()
+        await process.kill()
+    counted = await rollup(bootstrap, snapshot_topic)
+    completions = sum(requests for requests, _ in producer.completions.values())
+    return Result(
+        variant=("log" if plan.dedupe_log else "replay")
+        + ("/static" if plan.group_instance_id else "/dynamic"),
+        rate=plan.rate,
+        history=plan.history,
+        lag_bound=int(bound),
+        lag_at_restart=first_lag,
+        catch_up_s=None if catch_up_s is None else round(catch_up_s, 2),
+        redelivered=replayed,
+        completions=completions,
+        counted_requests=sum(requests for requests, _ in counted.values()),
+        cost_exact=counted == producer.completions,
+    )
+
+
+async def run(plans: list[Plan], workdir: Path) -> list[Result]:
+    results = []
+    async with EmbeddedBroker() as broker:
+        for plan in plans:
+            result = await recovery(broker.bootstrap, plan, workdir)
+            print(json.dumps(asdict(result)), flush=True)
+            results.append(result)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--history", type=int, default=50_000)
+    parser.add_argument("--warmup", type=float, default=8.0)
+    parser.add_argument("--down", type=float, default=1.0)
+    parser.add_argument("--interval", type=float, default=5.0)
+    parser.add_argument("--no-baseline", action="store_true", help="skip the replay variant")
+    args = parser.parse_args()
+    base = Plan(args.rate, args.history, args.warmup, args.down, args.interval, group_instance_id="bench-0")
+    plans = [base]
+    if not args.no_baseline:
+        plans += [
+            dataclasses.replace(base, group_instance_id=""),
+            dataclasses.replace(base, group_instance_id="", dedupe_log=False),
+        ]
+    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"consumer-recovery-{uuid.uuid4().hex[:6]}"
+    workdir.mkdir(parents=True)
+    results = asyncio.run(run(plans, workdir))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps({"generated_at": time.time(), "results": [asdict(r) for r in results]}, indent=2) + "\n"
+    )
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

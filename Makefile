@@ -60,6 +60,7 @@ test: install lint typecheck buf check-gen proto-ts pytest
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
@@ -75,15 +76,15 @@ buf: install
 	   $(BIN)/buf breaking --against ".git#ref=$$against"; \
 	 else echo "buf breaking: no earlier commit to compare against"; fi
 
-## Regenerate router_service/_gen from protos/.
+## Regenerate router_contract/_gen from protos/.
 gen: install
 	PYTHON=$(PY) scripts/gen_protos.sh
 
 # Fails when the committed generated code differs from what the protos generate.
 check-gen: install
 	@tmp=$$(mktemp -d) && PYTHON=$(PY) OUT=$$tmp scripts/gen_protos.sh && \
-	 diff -r -x __pycache__ router_service/_gen $$tmp && echo "generated code is up to date" || \
-	 { echo "router_service/_gen is stale: run 'make gen' and commit"; exit 1; }
+	 diff -r -x __pycache__ router_contract/_gen $$tmp && echo "generated code is up to date" || \
+	 { echo "router_contract/_gen is stale: run 'make gen' and commit"; exit 1; }
 
 # Second language: TypeScript stubs from the same protos must compile.
 proto-ts: install

@@ -70,8 +70,8 @@ from bench.servers import (
     process_cpu_s,
     wait_ready,
 )
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.config_schema import HttpConfig
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.identity import key_secret

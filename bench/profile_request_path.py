@@ -81,8 +81,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from bench.overhead import MODEL, base_router_config
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp
 from router_service.config_schema import HttpConfig
 from router_service.embedded.broker import EmbeddedBroker

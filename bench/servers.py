@@ -36,7 +36,7 @@ def free_port() -> int:
 
 def router_service_argv() -> list[str]:
     script = Path(sys.executable).with_name("router-service")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "router_service.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "router_launcher.cli"]
 
 
 @dataclass

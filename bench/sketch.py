@@ -6,7 +6,7 @@
 Rows (best of `--reps`, microseconds):
 - record/home-made   the consumers' former LogHistogram.add (one log, one dict increment), kept here
                      as the reference: a bucket index and a count, nothing else
-- record/ddsketch    ddsketch.DDSketch.add, what consumers.sketch.LogHistogram.add runs now
+- record/ddsketch    ddsketch.DDSketch.add, what router_contract.sketch.LogHistogram.add runs now
 - record/router      LatencySketch.record (slot rotation, clamping, then DDSketch.add): what an
                      attempt costs the router, twice per attempt at most (latency, time to first token)
 - read/router        LatencySketch.quantiles over a full 6-slot window (merge + three quantiles):

@@ -7,6 +7,6 @@ aggregates are exactly-once through offsets checkpointed with the state and even
 deduplication (partition.py, dedupe.py). consumers/README.md describes the design and the
 snapshot formats; the entry point is `consumers.main.run_consumer`.
 
-Imports: the event schema and codec of the router (`router_service._gen...events_pb2`,
-`router_service.telemetry.event_codec`), nothing else of it.
+Imports: of the router's side, only the contract package (`router_contract`: the event schema,
+the record layout, the snapshot formats and readers); never `router_service` (import-linter).
 """

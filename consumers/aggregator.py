@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from consumers.events import Event
+from router_contract.snapshot_records import JsonDict
 
-JsonDict = dict[str, Any]
+__all__ = ["Aggregator", "DimensionRecord", "JsonDict"]
 
 
 @dataclass(frozen=True, slots=True)

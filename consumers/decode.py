@@ -4,7 +4,7 @@ The router prints `router.v1.Event` in the proto3 JSON mapping with every field 
 (lowerCamelCase names, enum names, int64 as strings, RFC 3339 "Z" times). The fast path reads
 that dict directly. Anything it does not expect (a missing field, snake_case names, numeric enums,
 a time offset...) is not guessed at: the record goes to the canonical parser,
-`router_service.telemetry.event_codec.decode`, which also handles protobuf values. Only what the
+`router_contract.event_records.decode`, which also handles protobuf values. Only what the
 canonical parser rejects is undecodable (DecodeError), so a third-party producer using another
 valid spelling of the mapping is still read correctly, just more slowly.
 """
@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from consumers.events import Attempt, Body, Completion, Decision, Envelope, Event, Feedback
-from router_service._gen.router.v1 import events_pb2
-from router_service.telemetry import event_codec
+from router_contract import event_records
+from router_contract._gen.router.v1 import events_pb2
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -41,7 +41,7 @@ def decode(value: bytes | None, headers: Headers) -> Event | None:
         except _SHAPE_ERRORS:
             pass  # not the router's usual spelling: let the canonical parser judge it
     try:
-        message = event_codec.decode(value, headers)
+        message = event_records.decode(value, headers)
     except Exception as exc:  # the protobuf/json parsers raise many types; all mean "bad record"
         raise DecodeError(f"undecodable event: {exc}") from exc
     return _from_proto(message)

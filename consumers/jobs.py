@@ -11,7 +11,7 @@ from consumers.aggregator import Aggregator
 from consumers.costs.aggregate import CostsAggregator, CostsConfig
 from consumers.health.aggregate import HealthAggregator
 from consumers.quality.aggregate import QualityAggregator, QualityConfig
-from consumers.quality.scores import DEFAULT_MAX_SCORER_SHARE
+from router_contract.quality_scores import DEFAULT_MAX_SCORER_SHARE
 
 DEFAULT_INPUT_TOPIC = "llmrouter.events.v1"
 COST_TAG_DIMENSIONS_ENV = "COST_TAG_DIMENSIONS"
@@ -25,7 +25,7 @@ class JobOptions:
     # Caller tag keys whose values are cost-rollup dimensions; no other tag becomes a key.
     cost_tag_dimensions: frozenset[str] = frozenset()
     # The share of a model x task's feedback weight one scorer (API key) may hold
-    # (consumers/quality/scores.py); written into every quality value, readers apply it.
+    # (router_contract/quality_scores.py); written into every quality value, readers apply it.
     quality_max_scorer_share: float = DEFAULT_MAX_SCORER_SHARE
 
     @classmethod

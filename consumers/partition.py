@@ -36,7 +36,7 @@ from consumers.aggregator import Aggregator, DimensionRecord, JsonDict
 from consumers.dedupe import DedupeConfig, DedupeIndex
 from consumers.dedupe_log import DedupeLog, LogRecord, entries_below
 from consumers.events import Event
-from consumers.windows import rfc3339
+from router_contract.windows import rfc3339
 
 CHECKPOINT_KIND = "checkpoint"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from consumers.decode import DecodeError, decode
 from consumers.partition import InputRecord
-from router_service.telemetry.event_codec import kind_of
+from router_contract.event_records import kind_of
 
 log = logging.getLogger(__name__)
 _LOGGED_ERRORS = 10  # then one log line per 1000 errors; the metric counts them all

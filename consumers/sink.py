@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 
 from consumers.aggregator import JsonDict
 from consumers.kafka import KafkaOptions, topic_partitions
-from consumers.snapshot_keys import output_partition
+from router_contract.snapshot_keys import output_partition
 
 _HEADERS = [("content-type", b"application/json")]
 # How long a flush may wait for its acks; then it fails, nothing is committed, and the next

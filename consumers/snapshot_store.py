@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from consumers.aggregator import JsonDict
 from consumers.kafka import KafkaOptions
 from consumers.partition import RestoredPartition
-from consumers.snapshot_keys import CHECKPOINT_KEY, output_partition, parse_record_key
+from router_contract.snapshot_keys import CHECKPOINT_KEY, output_partition, parse_record_key
 
 log = logging.getLogger(__name__)
 _DRAIN_MS = 200

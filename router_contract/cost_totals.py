@@ -10,9 +10,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
-from consumers.events import Attempt, Completion
+
+class CompletionCost(Protocol):
+    """What `Totals.add` reads of a completion (consumers.events.Completion has it)."""
+
+    @property
+    def cache_hit(self) -> bool: ...
+    @property
+    def cost_nanos_usd(self) -> int: ...
+    @property
+    def cost_saved_nanos_usd(self) -> int: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cached_input_tokens(self) -> int: ...
+
+
+class UnusedAnswerCost(Protocol):
+    """What `Totals.add_unused` reads of an attempt whose answer nobody used (consumers.events.Attempt)."""
+
+    @property
+    def unused_cost_nanos_usd(self) -> int: ...
+    @property
+    def unused_input_tokens(self) -> int: ...
+    @property
+    def unused_output_tokens(self) -> int: ...
+    @property
+    def unused_cached_input_tokens(self) -> int: ...
+
 
 NANOS_PER_USD = 1_000_000_000
 # Amounts printed as strings; counts of requests stay JSON numbers.
@@ -44,7 +73,7 @@ class Totals:
     unused_answers: int = 0
     unused_cost_nanos_usd: int = 0
 
-    def add(self, completion: Completion) -> None:
+    def add(self, completion: CompletionCost) -> None:
         self.requests += 1
         self.cache_hits += completion.cache_hit
         self.cost_nanos_usd += completion.cost_nanos_usd
@@ -53,7 +82,7 @@ class Totals:
         self.output_tokens += completion.output_tokens
         self.cached_input_tokens += completion.cached_input_tokens
 
-    def add_unused(self, attempt: Attempt) -> None:
+    def add_unused(self, attempt: UnusedAnswerCost) -> None:
         self.unused_answers += 1
         self.unused_cost_nanos_usd += attempt.unused_cost_nanos_usd
         self.cost_nanos_usd += attempt.unused_cost_nanos_usd

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.health.slots import Slot
+from router_contract.health_slots import Slot
 
 PROVIDER_ERRORS = frozenset({"rate_limited", "overloaded", "timeout", "connection", "auth", "bad_response"})
 PRIOR_SUCCESSES = 5

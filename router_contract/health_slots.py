@@ -6,11 +6,23 @@ a reader can combine the same slot from every input partition.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from consumers.events import Attempt
-from consumers.sketch import LogHistogram
-from consumers.windows import parse_rfc3339, rfc3339
+from router_contract.sketch import LogHistogram
+from router_contract.windows import parse_rfc3339, rfc3339
+
+
+class AttemptOutcome(Protocol):
+    """What `Slot.add` reads of an attempt (consumers.events.Attempt has it)."""
+
+    @property
+    def outcome(self) -> str: ...  # "success" | "error" | "cancelled" | "unspecified"
+    @property
+    def error_class(self) -> str: ...
+    @property
+    def latency_ms(self) -> int: ...
+    @property
+    def ttft_ms(self) -> int | None: ...
 
 
 class Slot:
@@ -24,7 +36,7 @@ class Slot:
         self.latency_ms = LogHistogram(relative_accuracy)  # successful attempts only
         self.ttft_ms = LogHistogram(relative_accuracy)
 
-    def add(self, attempt: Attempt) -> None:
+    def add(self, attempt: AttemptOutcome) -> None:
         self.attempts += 1
         if attempt.outcome == "success":
             self.successes += 1

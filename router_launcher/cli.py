@@ -79,7 +79,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sim":
         return _sim(args)
     if args.command == "up":
-        from router_service.stack import run_stack
+        from router_launcher.stack import run_stack
 
         return run_stack(args.config, args.port)
     if args.command == "consume":

@@ -27,9 +27,9 @@ import grpc
 from aiokafka.errors import KafkaError
 from grpc_status import rpc_status
 
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service import keys_cli
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.fleet.config import FleetConfig
 from router_service.fleet.subscriber import read_fleet_view
 from router_service.fleet.tables import WINDOW_SECONDS, costs_table, health_table

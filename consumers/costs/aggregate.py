@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from consumers.aggregator import DimensionRecord, JsonDict
 from consumers.costs.dimensions import Dimension, dimensions_of, is_configured
 from consumers.costs.rollup import DimensionTotals
-from consumers.costs.totals import Totals
 from consumers.events import Attempt, Completion, Event
 from consumers.restore_gate import RestoreGate
-from consumers.windows import GRANULARITIES, window_start
+from router_contract.cost_totals import Totals
+from router_contract.windows import GRANULARITIES, window_start
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumers.events import Attempt, Completion, Envelope
-from consumers.snapshot_keys import part
+from router_contract.snapshot_keys import part
 
 OVERFLOW_VALUE = "_OTHER"  # where new dimensions go once a partition holds max_dimensions
 TAG = "tag"

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping
 
 from consumers.aggregator import JsonDict
 from consumers.costs.dimensions import Dimension
-from consumers.costs.totals import Totals
 from consumers.events import Attempt, Completion
-from consumers.windows import parse_rfc3339, rfc3339
+from router_contract.cost_totals import Totals
+from router_contract.windows import parse_rfc3339, rfc3339
 
 KIND = "cost_rollup"
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 from consumers.aggregator import DimensionRecord, JsonDict
 from consumers.events import Attempt, Event
-from consumers.health.score import ScoreConfig, merged, summary
-from consumers.health.slots import Slot
 from consumers.restore_gate import RestoreGate
-from consumers.sketch import DEFAULT_RELATIVE_ACCURACY
-from consumers.snapshot_keys import part
-from consumers.windows import rfc3339, window_start
+from router_contract.health_score import ScoreConfig, merged, summary
+from router_contract.health_slots import Slot
+from router_contract.sketch import DEFAULT_RELATIVE_ACCURACY
+from router_contract.snapshot_keys import part
+from router_contract.windows import rfc3339, window_start
 
 KIND = "provider_health"
 

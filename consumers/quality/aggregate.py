@@ -34,17 +34,17 @@ from consumers.aggregator import DimensionRecord, JsonDict
 from consumers.events import Completion, Decision, Event, Feedback
 from consumers.quality.access import Party, may_score
 from consumers.quality.join import JoinConfig, RequestIndex, ScoreInForce
-from consumers.quality.scores import (
+from consumers.restore_gate import RestoreGate
+from router_contract.quality_scores import (
     ANONYMOUS,
     DEFAULT_MAX_SCORER_SHARE,
     MICROS,
     ScoreSums,
     capped_statistics,
 )
-from consumers.quality.view import day_scorers
-from consumers.restore_gate import RestoreGate
-from consumers.snapshot_keys import part
-from consumers.windows import parse_rfc3339, rfc3339, window_start
+from router_contract.readers.quality import day_scorers
+from router_contract.snapshot_keys import part
+from router_contract.windows import parse_rfc3339, rfc3339, window_start
 
 KIND = "model_quality"
 DAY_S = 86_400

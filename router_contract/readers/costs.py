@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from consumers.aggregator import JsonDict
-from consumers.costs.totals import Totals
-from consumers.snapshot_keys import CHECKPOINT_KEY, parse_record_key
-from consumers.windows import parse_rfc3339
+from router_contract.cost_totals import Totals
+from router_contract.snapshot_keys import CHECKPOINT_KEY, parse_record_key
+from router_contract.snapshot_records import JsonDict
+from router_contract.windows import parse_rfc3339
 
 
 def window_totals(value: JsonDict, granularity: str, start_s: int) -> Totals | None:

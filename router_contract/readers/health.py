@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from consumers.aggregator import JsonDict
-from consumers.health.score import DEFAULT_SCORE_CONFIG, ScoreConfig, merged, summary
-from consumers.health.slots import Slot
-from consumers.snapshot_keys import CHECKPOINT_KEY, parse_record_key
-from consumers.windows import parse_rfc3339
+from router_contract.health_score import DEFAULT_SCORE_CONFIG, ScoreConfig, merged, summary
+from router_contract.health_slots import Slot
+from router_contract.snapshot_keys import CHECKPOINT_KEY, parse_record_key
+from router_contract.snapshot_records import JsonDict
+from router_contract.windows import parse_rfc3339
 
 
 def fleet_health(

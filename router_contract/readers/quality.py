@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from consumers.aggregator import JsonDict
-from consumers.quality.scores import ANONYMOUS, DEFAULT_MAX_SCORER_SHARE, ScoreSums, capped_statistics
-from consumers.snapshot_keys import CHECKPOINT_KEY, parse_record_key
+from router_contract.quality_scores import ANONYMOUS, DEFAULT_MAX_SCORER_SHARE, ScoreSums, capped_statistics
+from router_contract.snapshot_keys import CHECKPOINT_KEY, parse_record_key
+from router_contract.snapshot_records import JsonDict
 
 
 def fleet_quality(latest: Mapping[str, JsonDict | None]) -> dict[str, dict[str, Any]]:

@@ -17,7 +17,7 @@ from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.type.money_pb2 import Money
 
-from router_service._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2 as pb
 from router_service.domain import (
     AttemptOutcome,
     AttemptRecord,

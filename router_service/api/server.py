@@ -9,8 +9,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from router_service._gen.router.v1 import router_pb2
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.api.interceptors import RequestDecodeInterceptor
 from router_service.api.tls import server_credentials
 from router_service.config_schema import ServerConfig

@@ -22,8 +22,8 @@ from typing import NoReturn
 import grpc
 from grpc_status import rpc_status
 
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.api import codec
 from router_service.api.credentials import presented_credentials
 from router_service.api.status import to_rpc_error

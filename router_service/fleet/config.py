@@ -21,7 +21,7 @@ class FleetConfig:
     # Health: only the newest part of the consumers' window (300 s by default) counts, so a
     # recovered deployment's old errors stop demoting it sooner.
     health_window_s: float = 120.0
-    # Health score (consumers/health/score.py) below which a deployment is demoted: it leads the
+    # Health score (router_contract/health_score.py) below which a deployment is demoted: it leads the
     # fallback chain for only part of the requests it would win and goes behind the healthy
     # candidates for the rest. The share falls linearly from 1 at `demote_below` to `min_share`
     # at `floor_score` and below.

@@ -41,7 +41,7 @@ class FleetMetrics:
         )
         self.health_score = Gauge(
             "llmrouter_fleet_health_score",
-            "Fleet health score per deployment (consumers/health/score.py), where the fleet has data.",
+            "Fleet health score per deployment (router_contract/health_score.py), where the fleet has data.",
             ["deployment"],
             registry=registry,
         )

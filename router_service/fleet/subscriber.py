@@ -30,7 +30,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumers.aggregator import JsonDict
+from router_contract.snapshot_records import JsonDict
 from router_service.fleet.config import FleetConfig
 from router_service.fleet.metrics import FleetMetrics, default_metrics
 from router_service.fleet.view import FleetView, Topic, build_view, stale_topics

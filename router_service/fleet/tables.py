@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from consumers.costs.totals import usd_text
+from router_contract.cost_totals import usd_text
 from router_service.fleet.config import FleetConfig
 from router_service.fleet.view import FleetView, Topic
 

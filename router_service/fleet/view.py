@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from consumers.aggregator import JsonDict
-from consumers.costs.totals import Totals
-from consumers.costs.view import fleet_totals
-from consumers.health.score import PROVIDER_ERRORS
-from consumers.health.view import fleet_health
-from consumers.quality.view import fleet_quality
-from consumers.windows import parse_rfc3339
+from router_contract.cost_totals import Totals
+from router_contract.health_score import PROVIDER_ERRORS
+from router_contract.readers.costs import fleet_totals
+from router_contract.readers.health import fleet_health
+from router_contract.readers.quality import fleet_quality
+from router_contract.snapshot_records import JsonDict
+from router_contract.windows import parse_rfc3339
 from router_service.domain import TaskType
 from router_service.fleet.config import FleetConfig
 
@@ -37,7 +37,7 @@ class Topic(Enum):
 
 @dataclass(frozen=True, slots=True)
 class DeploymentHealth:
-    score: float  # consumers/health/score.py, in [0, 1]
+    score: float  # router_contract/health_score.py, in [0, 1]
     judged: int  # successes + provider errors in the window
     attempts: int
     error_rate: float
@@ -137,7 +137,7 @@ def _quality(latest: Latest, config: FleetConfig) -> dict[tuple[str, TaskType], 
     out: dict[tuple[str, TaskType], QualityStats] = {}
     for stats in fleet_quality(latest).values():
         dimension = stats["dimension"]
-        # The scorer-capped weight (consumers/quality/scores.py): 300 scores from one key count
+        # The scorer-capped weight (router_contract/quality_scores.py): 300 scores from one key count
         # as about one, so one key cannot make a model's feedback "enough" on its own.
         count = int(stats.get("effective_count", stats["count"]))
         task = _task(str(dimension["task_type"]))

@@ -1,7 +1,7 @@
 """Rolling latency quantiles (P50/P95/P99) over a time window, in bounded memory.
 
 The sketch is DataDog's DDSketch (`ddsketch` on PyPI), the same one the consumers publish
-(consumers/sketch.py), read the same way (`get_quantile_value`): so this router's P95 and the
+(router_contract/sketch.py), read the same way (`get_quantile_value`): so this router's P95 and the
 fleet's, which routing mixes (fleet/signals.py fills a cold local P95 with the fleet's), mean the
 same thing. A quantile is the value at rank q * (n - 1) of the samples in the window, within a
 relative error of `relative_accuracy` (1%: a true 200 ms P95 reads between 198 and 202 ms); the
@@ -27,7 +27,7 @@ class SketchConfig:
     slots: int = 6
     min_s: float = 0.001
     max_s: float = 600.0
-    relative_accuracy: float = 0.01  # as the consumers' (consumers.sketch.DEFAULT_RELATIVE_ACCURACY)
+    relative_accuracy: float = 0.01  # as the consumers' (router_contract.sketch.DEFAULT_RELATIVE_ACCURACY)
     # Fewer samples than this in the window: no quantiles (the cold-start rules apply instead).
     min_samples: int = 10
 

@@ -23,8 +23,8 @@ from typing import Any
 import grpc
 import httpx
 
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp
 from router_service.settings import parse_config
 from router_service.sim.presets import preset_config

@@ -18,47 +18,46 @@ from __future__ import annotations
 import functools
 import os
 import socket
-from collections.abc import Sequence
 from json.encoder import encode_basestring
 from typing import Literal
 
-from google.protobuf import json_format
-
-from router_service._gen.router.v1 import events_pb2
+from router_contract._gen.router.v1 import events_pb2
+from router_contract.event_records import (
+    CONTENT_TYPES,
+    DATASCHEMA,
+    SOURCE_PREFIX,
+    SPEC_VERSION,
+    ce_type,
+    decode,
+    kind_of,
+)
 from router_service.telemetry import wire_values as wv
 from router_service.telemetry.event_json import event_to_json
 from router_service.telemetry.event_proto import to_proto as _to_proto
 from router_service.telemetry.events import EVENT_KINDS, TelemetryEvent, new_event_id
 
+# The record layout's names and parser are the contract's (router_contract.event_records); they
+# stay importable from here for the router's own code.
+__all__ = [
+    "CONTENT_TYPES",
+    "DATASCHEMA",
+    "ENCODINGS",
+    "SOURCE_PREFIX",
+    "SPEC_VERSION",
+    "Encoding",
+    "RecordEncoder",
+    "ce_type",
+    "decode",
+    "default_router_instance",
+    "encode",
+    "kind_of",
+    "to_proto",
+]
+
 Encoding = Literal["json", "protobuf"]
 ENCODINGS: tuple[Encoding, ...] = ("json", "protobuf")
 Headers = list[tuple[str, bytes]]
 RecordHeaders = tuple[tuple[str, bytes], ...]
-
-CONTENT_TYPES: dict[str, str] = {"json": "application/json", "protobuf": "application/protobuf"}
-DATASCHEMA = "type.googleapis.com/router.v1.Event"
-SOURCE_PREFIX = "//llmrouter/router/"
-SPEC_VERSION = "1.0"
-
-
-def ce_type(kind: str) -> str:
-    """CloudEvents type of an event kind; a breaking schema change would publish `.v2` alongside."""
-    return f"com.llmrouter.{kind}.v1"
-
-
-_KIND_BY_CE_TYPE = {ce_type(kind).encode(): kind for kind in EVENT_KINDS}
-_CE_TYPE_POSITION = 3  # in RecordEncoder's headers
-
-
-def kind_of(headers: Sequence[tuple[str, bytes]]) -> str:
-    """The event kind named by a record's `ce_type` header ("unknown" when absent or foreign)."""
-    if len(headers) > _CE_TYPE_POSITION and headers[_CE_TYPE_POSITION][0] == "ce_type":
-        # Where RecordEncoder puts it: the publisher asks this for every acknowledged record.
-        return _KIND_BY_CE_TYPE.get(headers[_CE_TYPE_POSITION][1], "unknown")
-    for name, value in headers:
-        if name == "ce_type":
-            return _KIND_BY_CE_TYPE.get(value, "unknown")
-    return "unknown"
 
 
 @functools.cache
@@ -120,7 +119,7 @@ class RecordEncoder:
                 TelemetryEvent(context, body, event_id, event_time_unix_s), self._router_instance
             )
             value = message.SerializeToString()
-        headers = (  # the order records always had
+        headers = (  # the order records always had (ce_type at CE_TYPE_POSITION: kind_of looks there)
             _SPEC_VERSION_HEADER,
             ("ce_id", event_id.encode()),
             self._source,
@@ -134,16 +133,3 @@ class RecordEncoder:
 
 _SPEC_VERSION_HEADER = ("ce_specversion", SPEC_VERSION.encode())
 _DATASCHEMA_HEADER = ("ce_dataschema", DATASCHEMA.encode())
-
-
-def decode(value: bytes, headers: Sequence[tuple[str, bytes]]) -> events_pb2.Event:
-    """Parse a record's value, as JSON or protobuf according to its `content-type` header."""
-    content_type = dict(headers).get("content-type", CONTENT_TYPES["json"].encode()).decode()
-    message = events_pb2.Event()
-    if content_type == CONTENT_TYPES["protobuf"]:
-        message.ParseFromString(value)
-    elif content_type == CONTENT_TYPES["json"]:
-        json_format.Parse(value, message)
-    else:
-        raise ValueError(f"unsupported content-type {content_type!r}")
-    return message

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from router_contract._gen.router.v1 import events_pb2, router_pb2
 from router_service import domain
-from router_service._gen.router.v1 import events_pb2, router_pb2
 from router_service.telemetry import wire_values as wv
 from router_service.telemetry.events import (
     AttemptEvent,

@@ -6,7 +6,7 @@ import pytest
 from google.protobuf import struct_pb2
 from hypothesis import HealthCheck, given, settings
 
-from router_service._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2 as pb
 from router_service.api import codec
 from router_service.domain import (
     DataSensitivity,

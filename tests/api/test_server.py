@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.api.server import create_server, mark_serving
 from router_service.config_schema import ServerConfig
 

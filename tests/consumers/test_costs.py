@@ -7,9 +7,9 @@ import pytest
 from consumers import events as ce
 from consumers.costs.aggregate import CostsAggregator, CostsConfig
 from consumers.costs.dimensions import dimensions_of
-from consumers.costs.totals import Totals, usd_text
-from consumers.costs.view import fleet_totals
-from consumers.snapshot_keys import record_key
+from router_contract.cost_totals import Totals, usd_text
+from router_contract.readers.costs import fleet_totals
+from router_contract.snapshot_keys import record_key
 from tests.consumers.helpers import consumer_event
 
 DAY0 = 1_795_046_400  # 2026-11-19T00:00:00Z, a UTC midnight

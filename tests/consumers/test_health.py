@@ -6,10 +6,10 @@ import pytest
 
 from consumers import events as ce
 from consumers.health.aggregate import HealthAggregator, HealthConfig
-from consumers.health.score import ScoreConfig, health_score
-from consumers.health.slots import Slot
-from consumers.health.view import fleet_health
-from consumers.snapshot_keys import record_key
+from router_contract.health_score import ScoreConfig, health_score
+from router_contract.health_slots import Slot
+from router_contract.readers.health import fleet_health
+from router_contract.snapshot_keys import record_key
 from tests.consumers.helpers import consumer_event
 
 T0 = 1_795_046_400.0  # a multiple of every slot size used here

@@ -8,12 +8,12 @@ from collections import Counter, defaultdict
 
 from prometheus_client import CollectorRegistry
 
-from consumers.health.view import fleet_health
 from consumers.jobs import JOBS, JobOptions
 from consumers.main import serve
 from consumers.metrics import ConsumerMetrics
-from consumers.quality.view import fleet_quality
 from consumers.runner import ConsumerRunner, RunnerConfig
+from router_contract.readers.health import fleet_health
+from router_contract.readers.quality import fleet_quality
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.telemetry import events as ev
 from tests.consumers import helpers

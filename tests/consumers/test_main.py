@@ -14,8 +14,8 @@ from consumers.kafka import KafkaOptions
 from consumers.main import _job_options, add_arguments, build_runners
 from consumers.metrics import ConsumerMetrics
 from consumers.runner import RunnerConfig
-from consumers.snapshot_keys import parse_record_key, record_key
-from router_service import cli
+from router_contract.snapshot_keys import parse_record_key, record_key
+from router_launcher import cli
 from tests.consumers.helpers import consumer_event
 
 
@@ -147,7 +147,7 @@ def test_the_costs_runner_aggregates_by_the_configured_tag_keys() -> None:
 
 
 def test_up_gives_its_consumers_the_tag_dimensions_of_its_environment() -> None:
-    from router_service.stack import StackConsumers
+    from router_launcher.stack import StackConsumers
 
     options = JobOptions.from_env({"COST_TAG_DIMENSIONS": "feature,env"})
     consumers = StackConsumers(KafkaOptions(), create_topics=False, metrics_listen="", options=options)

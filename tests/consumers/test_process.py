@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from consumers.costs.view import fleet_totals
 from consumers.kafka import ensure_topic
-from consumers.windows import window_start
+from router_contract.readers.costs import fleet_totals
+from router_contract.windows import window_start
 from router_service.embedded.broker import EmbeddedBroker, free_port
 from tests.consumers import helpers
 from tests.telemetry.helpers import eventually
@@ -48,7 +48,7 @@ async def test_sigterm_flushes_commits_and_exits_zero(kafka_broker: EmbeddedBrok
     written = await helpers.publish(bootstrap, input_topic, events)
     port = free_port()
     command = [
-        sys.executable, "-m", "router_service.cli", "consume", "costs", "--bootstrap", bootstrap,
+        sys.executable, "-m", "router_launcher.cli", "consume", "costs", "--bootstrap", bootstrap,
         "--input-topic", input_topic, "--snapshot-topic", snapshot_topic, "--group-id", group,
         "--snapshot-interval", "600",  # no interval flush: only the shutdown can publish anything
         "--metrics-port", str(port), "--create-topics",

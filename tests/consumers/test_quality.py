@@ -9,9 +9,9 @@ import pytest
 from consumers import events as ce
 from consumers.quality.aggregate import QualityAggregator, QualityConfig
 from consumers.quality.join import JoinConfig, RequestIndex
-from consumers.quality.scores import ScoreSums, statistics
-from consumers.quality.view import fleet_quality
-from consumers.snapshot_keys import record_key
+from router_contract.quality_scores import ScoreSums, statistics
+from router_contract.readers.quality import fleet_quality
+from router_contract.snapshot_keys import record_key
 from tests.consumers.helpers import consumer_event
 
 T0 = 1_795_046_400.0

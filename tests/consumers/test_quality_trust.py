@@ -16,9 +16,9 @@ from consumers.dedupe import DedupeConfig
 from consumers.partition import BatchStats, InputRecord, PartitionProcessor
 from consumers.quality.aggregate import QualityAggregator, QualityConfig
 from consumers.quality.join import JoinConfig
-from consumers.quality.scores import ANONYMOUS, ScoreSums, capped_statistics, scorer_weights, statistics
-from consumers.quality.view import fleet_quality
-from consumers.snapshot_keys import record_key
+from router_contract.quality_scores import ANONYMOUS, ScoreSums, capped_statistics, scorer_weights, statistics
+from router_contract.readers.quality import fleet_quality
+from router_contract.snapshot_keys import record_key
 from tests.consumers.helpers import consumer_event
 from tests.consumers.test_partition import _interrupted, _state, _uninterrupted
 

@@ -15,9 +15,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from consumers.costs.view import fleet_totals
-from consumers.snapshot_keys import CHECKPOINT_KEY, parse_record_key, record_key
-from consumers.windows import GRANULARITIES, parse_rfc3339, window_start
+from router_contract.readers.costs import fleet_totals
+from router_contract.snapshot_keys import CHECKPOINT_KEY, parse_record_key, record_key
+from router_contract.windows import GRANULARITIES, parse_rfc3339, window_start
 from router_service.telemetry import events as ev
 from tests.consumers import helpers
 from tests.consumers.conftest import ManualClock, Running, Setup, StartRunner

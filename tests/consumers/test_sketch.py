@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.sketch import LogHistogram
+from router_contract.sketch import LogHistogram
 
 
 def _exact(values: list[float], q: float) -> float:

@@ -17,7 +17,7 @@ import yaml
 
 from consumers.jobs import JOBS
 from consumers.main import DEFAULT_METRICS_PORT
-from router_service.cli import build_parser
+from router_launcher.cli import build_parser
 from router_service.settings import load_config
 from tests.deploy.conftest import DEPLOY, ROOT
 

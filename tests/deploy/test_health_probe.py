@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health
 
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.api.server import create_server, mark_serving
 from router_service.config_schema import ServerConfig, TlsConfig
 from tests.deploy.conftest import DEPLOY, load_yaml_documents

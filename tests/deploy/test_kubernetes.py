@@ -12,14 +12,14 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+from router_service.telemetry.forwarding_publisher import ForwardingPublisher
 
 from consumers.jobs import DEFAULT_INPUT_TOPIC, JOBS
 from consumers.main import DEFAULT_METRICS_PORT
 from deploy import health_probe
-from router_service.cli import build_parser
+from router_launcher.cli import build_parser
 from router_service.routerctl import _parser as routerctl_parser
 from router_service.settings import RuntimeConfig, load_config
-from router_service.telemetry.forwarding_publisher import ForwardingPublisher
 from tests.deploy.conftest import DEPLOY, load_yaml_documents
 
 KUBERNETES = DEPLOY / "kubernetes"

@@ -24,8 +24,8 @@ import httpx
 import pytest
 import yaml
 
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.embedded.broker import free_port
 from tests.deploy.conftest import DEPLOY, ROOT
 from tests.deploy.test_grafana_dashboard import dashboard_queries
@@ -33,7 +33,7 @@ from tests.integration.conftest import chat
 
 pytestmark = pytest.mark.timeout(240)
 
-CLI = [sys.executable, "-m", "router_service.cli"]
+CLI = [sys.executable, "-m", "router_launcher.cli"]
 # Alerts a healthy stack must not even have pending once its consumers have published (the others
 # need minutes of data to judge, and `up`'s simulators fail a few percent of calls on purpose).
 HEALTHY_STACK_QUIET = {

@@ -11,7 +11,7 @@ import pytest
 from consumers import events as ce
 from consumers.health.aggregate import HealthAggregator
 from consumers.quality.aggregate import QualityAggregator
-from consumers.snapshot_keys import record_key
+from router_contract.snapshot_keys import record_key
 from router_service.domain import TaskType
 from router_service.errors import ErrorClass
 from router_service.fleet.config import FleetConfig
@@ -83,7 +83,7 @@ def test_quality_needs_min_feedback_and_skips_unknown_tasks() -> None:
         for body in (ce.Decision(task, f"p/{model}"), ce.Completion("p", model), ce.Feedback(score)):
             offset += 1
             # Each request made and scored by a key of its own: one key's scores would count as
-            # one vote (consumers/quality/scores.py).
+            # one vote (router_contract/quality_scores.py).
             event = consumer_event(
                 body, event_id=f"e{offset}", request_id=f"r{i}", time_s=T0, api_key_id=f"k{i}"
             )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from router_service._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2 as pb
 from router_service.sim.drill import (
     Call,
     HangDrill,

@@ -10,8 +10,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.settings import parse_config

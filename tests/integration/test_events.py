@@ -22,9 +22,9 @@ from prometheus_client import REGISTRY, generate_latest
 
 from consumers.costs.aggregate import CostsAggregator
 from consumers.decode import decode as consumer_decode
-from router_service._gen.router.v1 import events_pb2
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import events_pb2
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.identity.model import Identity

@@ -20,14 +20,14 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumers.costs.totals import usd_text
 from consumers.jobs import job_named
 from consumers.kafka import KafkaOptions
 from consumers.metrics import ConsumerMetrics
 from consumers.runner import ConsumerRunner, RunnerConfig
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract.cost_totals import usd_text
 from router_service import routerctl
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.fleet.config import FleetConfig

@@ -20,8 +20,8 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from tests.api.proto_strategies import STRINGS, messages
 from tests.integration.conftest import chat
 

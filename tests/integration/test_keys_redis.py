@@ -15,8 +15,8 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.identity.model import Identity

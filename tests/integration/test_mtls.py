@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp
 from router_service.identity.model import Identity
 from router_service.keystore.admin import create_key

@@ -14,11 +14,11 @@ from pathlib import Path
 import grpc
 import yaml
 
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from tests.integration.conftest import Sims, chat, router_config_dict
 
-CLI = [sys.executable, "-m", "router_service.cli"]
+CLI = [sys.executable, "-m", "router_launcher.cli"]
 
 
 def free_port() -> int:

@@ -32,12 +32,12 @@ from google.protobuf import json_format, struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.embedded.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "router_service.cli"]
+CLI = [sys.executable, "-m", "router_launcher.cli"]
 ROUTERCTL = ROOT / ".venv" / "bin" / "routerctl"
 SUMMARY = re.compile(
     r"^-- (?P<deployment>[\w.:-]+/[\w.:-]+) \| attempts \d+ \| \d+ ms \| "

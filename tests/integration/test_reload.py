@@ -8,8 +8,8 @@ import asyncio
 import grpc
 from prometheus_client import REGISTRY
 
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp
 from router_service.settings import parse_config
 from tests.integration.conftest import Sims, chat, router_config_dict

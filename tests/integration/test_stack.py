@@ -20,15 +20,15 @@ from pathlib import Path
 import grpc
 import httpx
 
-from consumers.costs.view import fleet_totals
-from consumers.windows import window_start
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract.readers.costs import fleet_totals
+from router_contract.windows import window_start
 from router_service.embedded.broker import free_port
 from tests.consumers import helpers
 from tests.integration.conftest import chat
 
-CLI = [sys.executable, "-m", "router_service.cli"]
+CLI = [sys.executable, "-m", "router_launcher.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

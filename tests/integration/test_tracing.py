@@ -25,8 +25,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from prometheus_client import CollectorRegistry
 
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp
 from router_service.settings import parse_config
 from tests.integration.conftest import Sims, chat, router_config_dict
@@ -218,7 +218,7 @@ def test_tracing_is_off_by_default_and_then_loads_nothing(sims: Sims) -> None:
     assert not parse_config(router_config_dict(sims)).tracing.enabled
     # A router process that never enables tracing never imports the SDK, exporter or instrumentation.
     code = (
-        "import sys, router_service.app, router_service.cli;"
+        "import sys, router_service.app, router_launcher.cli;"
         "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk', 'opentelemetry.exporter',"
         " 'opentelemetry.instrumentation'))))"
     )

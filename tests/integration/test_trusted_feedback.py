@@ -25,10 +25,10 @@ from prometheus_client import CollectorRegistry
 from consumers.jobs import job_named
 from consumers.kafka import KafkaOptions
 from consumers.metrics import ConsumerMetrics
-from consumers.quality.view import fleet_quality
 from consumers.runner import ConsumerRunner, RunnerConfig
-from router_service._gen.router.v1 import router_pb2 as pb
-from router_service._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract._gen.router.v1 import router_pb2 as pb
+from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract.readers.quality import fleet_quality
 from router_service.app import RouterApp, _feedback_publisher
 from router_service.domain import TaskType
 from router_service.embedded.broker import EmbeddedBroker

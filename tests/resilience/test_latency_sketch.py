@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from consumers.sketch import LogHistogram
+from router_contract.sketch import LogHistogram
 from router_service.resilience.latency_sketch import LatencySketch, SketchConfig
 
 

@@ -8,8 +8,8 @@ import uuid
 import pytest
 from google.protobuf import json_format
 
+from router_contract._gen.router.v1 import events_pb2, router_pb2
 from router_service import domain
-from router_service._gen.router.v1 import events_pb2, router_pb2
 from router_service.errors import ErrorClass
 from router_service.telemetry import event_codec as codec
 from router_service.telemetry import events as ev

@@ -5,7 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from router_service._gen.router.v1 import router_pb2 as _router_pb2
+from router_contract._gen.router.v1 import router_pb2 as _router_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

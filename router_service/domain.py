@@ -223,6 +223,12 @@ class CandidateView:
     # and whether it is known; quality floors exclude only on known estimates.
     quality: float = 0.0
     quality_known: bool = False
+    # With a learning quality view or strategy (`routing.learning`): the uncertainty (sd) of
+    # `quality`, the (decayed) number of feedback scores it rests on, and whether this candidate
+    # is the request's exploration probe rather than the best known deal.
+    quality_sd: float = 0.0
+    quality_samples: float = 0.0
+    exploration: bool = False
 
     @property
     def key(self) -> str:

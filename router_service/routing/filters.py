@@ -259,6 +259,9 @@ def quality_floor(
     - candidates whose quality is unknown (no configured prior, and no feedback for the task):
       unknown is not bad, and excluding them would also keep them from ever being learned."""
     table = ctx.table
+    floor_z: float | None = getattr(ctx.quality_view, "floor_z", None)  # PosteriorQualityView
+    if floor_z is not None:
+        return _posterior_floor(alive, ctx, limits, reasons, floor_z)
     qualities, floor = ctx.qualities, limits.min_quality or 0.0
     index = task_index(limits.task)
     if qualities is table.quality_by_task[index]:  # the priors: no QualityView
@@ -275,6 +278,26 @@ def quality_floor(
     suffix = f" below floor {floor:.2f} for {limits.task.value}"
     for i in failing:
         reasons[i] = f"quality {qualities[i]:.2f}{suffix}"
+    return [i for i in alive if reasons[i] is None]
+
+
+def _posterior_floor(
+    alive: list[int], ctx: RankContext, limits: RequestLimits, reasons: list[str | None], floor_z: float
+) -> list[int]:
+    """`quality_floor` against a learning view's posteriors: a candidate is excluded only when
+    even its optimistic estimate (mean + floor_z sd) is below the floor. So a candidate with a
+    wrong or no prior stays a candidate (for probes: the `learned` strategy exploits only means
+    that clear the floor) until its scores show it is below, and one excluded on scores becomes
+    a candidate again as they decay (the posterior widens back toward the prior). Pins are exempt."""
+    floor = limits.min_quality or 0.0
+    posteriors, pinned = ctx.posteriors, ctx.table.pinned_count
+    failing = [i for i in alive if i >= pinned and posteriors[i].upper(floor_z) < floor]
+    if not failing:
+        return alive
+    suffix = f" below floor {floor:.2f} for {limits.task.value}"
+    for i in failing:
+        p = posteriors[i]
+        reasons[i] = f"quality {p.mean:.2f} +- {p.sd:.2f} ({p.count:.0f} scores){suffix}"
     return [i for i in alive if reasons[i] is None]
 
 

@@ -130,6 +130,7 @@ def decide(
     limits = RequestLimits(
         request, policy, task, estimate, streaming=streaming, allowed_models=allowed_models
     )
+    ctx.floor = limits.min_quality
     eligible, reasons = run_checks(ctx, limits)
     eligible = _healthy(eligible, reasons, table, health, now)
     if not eligible:
@@ -272,6 +273,8 @@ def _views(
     ctx: RankContext, reasons: Sequence[str | None], scores: Sequence[float]
 ) -> tuple[CandidateView, ...]:
     table = ctx.table
+    if ctx.posteriors_read:  # a learning strategy or floor read them: show what they rest on
+        return _learned_views(ctx, reasons, scores)
     return tuple(
         [
             CandidateView(provider, model, reason is None, reason or "", score, cost, quality, known)
@@ -284,6 +287,44 @@ def _views(
                 ctx.qualities,
                 ctx.quality_known,
                 strict=True,
+            )
+        ]
+    )
+
+
+def _learned_views(
+    ctx: RankContext, reasons: Sequence[str | None], scores: Sequence[float]
+) -> tuple[CandidateView, ...]:
+    """`_views` with each candidate's posterior: estimate, uncertainty, the scores it rests on,
+    and whether it is this request's exploration probe."""
+    table = ctx.table
+    explored = ctx.explored
+    return tuple(
+        [
+            CandidateView(
+                provider,
+                model,
+                reason is None,
+                reason or "",
+                score,
+                cost,
+                posterior.mean,
+                known,
+                posterior.sd,
+                posterior.count,
+                i == explored,
+            )
+            for i, (provider, model, reason, score, cost, posterior, known) in enumerate(
+                zip(
+                    table.providers,
+                    table.models,
+                    reasons,
+                    scores,
+                    ctx.cost_nanos,
+                    ctx.posteriors,
+                    ctx.quality_known,
+                    strict=True,
+                )
             )
         ]
     )

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from router_service.domain import TaskType
+from router_service.routing.learning.posterior import Posterior
 
 
 class HealthView(Protocol):
@@ -59,6 +60,17 @@ class ObservedQualityView(QualityView, Protocol):
     def observed(self, key: str, task: TaskType) -> bool:
         """Whether `quality` for (`key`, `task`) rests on feedback, not on the prior alone."""
         ...
+
+
+class PosteriorQualityView(ObservedQualityView, Protocol):
+    """A view that learns (`learning.QualityLearner`): quality with its uncertainty. Floors then
+    compare against the optimistic bound `mean + floor_z * sd`, and the `learned` strategy probes
+    within `budget` (an `ExplorationBudget`)."""
+
+    @property
+    def floor_z(self) -> float: ...
+
+    def posterior(self, key: str, task: TaskType, prior: float, now_s: float) -> Posterior: ...
 
 
 class AlwaysHealthy:

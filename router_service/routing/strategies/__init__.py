@@ -17,6 +17,7 @@ from router_service.routing.strategies.base import (
 from router_service.routing.strategies.composite import Composite, parse
 from router_service.routing.strategies.cost import CostAware
 from router_service.routing.strategies.latency import LatencyAware
+from router_service.routing.strategies.learned import Learned
 from router_service.routing.strategies.priority import Priority
 from router_service.routing.strategies.quality import QualityAware
 from router_service.routing.strategies.round_robin import RoundRobin
@@ -29,6 +30,7 @@ STRATEGIES: Mapping[str, StrategyFactory] = MappingProxyType(
         "latency": LatencyAware.from_params,
         "cost": CostAware.from_params,
         "quality": QualityAware.from_params,
+        "learned": Learned.from_params,
         "priority": Priority.from_params,
     }
 )

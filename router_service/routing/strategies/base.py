@@ -18,6 +18,7 @@ from typing import Protocol
 
 from router_service.domain import TaskType
 from router_service.routing.candidate import CandidateTable, task_index
+from router_service.routing.learning.posterior import Posterior, PosteriorConfig, prior_posterior
 from router_service.routing.signals import LiveSignals, QualityView
 
 TieBreak = Callable[[list[int]], Iterable[int]]
@@ -55,8 +56,11 @@ class RankContext:
     __slots__ = (
         "_known",
         "_p95s",
+        "_posteriors",
         "_qualities",
         "cost_nanos",
+        "explored",
+        "floor",
         "live",
         "now",
         "quality_view",
@@ -79,6 +83,7 @@ class RankContext:
         streaming: bool = False,
         random_value: float = 0.0,
         ticket: int = 0,
+        floor: float | None = None,
     ) -> None:
         self.table = table
         self.cost_nanos = cost_nanos
@@ -89,6 +94,12 @@ class RankContext:
         self.streaming = streaming
         self.random_value = random_value
         self.ticket = ticket
+        # The request's quality floor (the stricter of policy and hints), for strategies that
+        # exploit only what clears it and probe the rest (`learned`).
+        self.floor = floor
+        # The candidate a strategy picked as an exploration probe, -1 if none: for `Route`.
+        self.explored = -1
+        self._posteriors: Sequence[Posterior] | None = None
         self._qualities: Sequence[float] | None = None
         self._known: Sequence[bool] | None = None
         self._p95s: list[float | None] | None = None
@@ -107,6 +118,27 @@ class RankContext:
                     view.quality(k, task, p) for k, p in zip(self.table.keys, priors, strict=True)
                 ]
         return self._qualities
+
+    @property
+    def posteriors(self) -> Sequence[Posterior]:
+        """Per candidate: the posterior of its quality for this task, from a view that learns
+        (`PosteriorQualityView`), else the prior alone with the default uncertainty."""
+        if self._posteriors is None:
+            priors = self.table.quality_by_task[task_index(self.task)]
+            posterior = getattr(self.quality_view, "posterior", None)  # PosteriorQualityView
+            if posterior is None:
+                self._posteriors = [_prior_posterior(p) for p in priors]
+            else:
+                task, now = self.task, self.now
+                self._posteriors = [
+                    posterior(k, task, p, now) for k, p in zip(self.table.keys, priors, strict=True)
+                ]
+        return self._posteriors
+
+    @property
+    def posteriors_read(self) -> bool:
+        """Whether `posteriors` were computed for this request (`Route` then shows them)."""
+        return self._posteriors is not None
 
     @property
     def quality_known(self) -> Sequence[bool]:
@@ -141,6 +173,19 @@ class RankContext:
             return totals
         ttfts = live.ttft_p95s(keys, now)
         return [t if t is not None else total for t, total in zip(ttfts, totals, strict=True)]
+
+
+_DEFAULT_POSTERIOR = PosteriorConfig()
+_PRIOR_POSTERIORS: dict[float, Posterior] = {}
+
+
+def _prior_posterior(prior: float) -> Posterior:
+    found = _PRIOR_POSTERIORS.get(prior)
+    if found is None:
+        if len(_PRIOR_POSTERIORS) > 1024:  # priors come from config: few distinct values
+            _PRIOR_POSTERIORS.clear()
+        found = _PRIOR_POSTERIORS[prior] = prior_posterior(prior, _DEFAULT_POSTERIOR)
+    return found
 
 
 class Strategy(Protocol):

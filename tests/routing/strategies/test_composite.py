@@ -38,7 +38,15 @@ def test_invalid_compositions_fail_with_a_precise_message(spec: str, message: st
 
 
 def test_registry_has_the_named_strategies() -> None:
-    assert set(STRATEGIES) == {"round_robin", "weighted", "latency", "cost", "quality", "priority"}
+    assert set(STRATEGIES) == {
+        "round_robin",
+        "weighted",
+        "latency",
+        "cost",
+        "quality",
+        "learned",
+        "priority",
+    }
 
 
 def test_each_factory_builds_a_strategy_named_by_its_key() -> None:

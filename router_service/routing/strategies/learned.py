@@ -1,0 +1,76 @@
+"""Learned: the cheapest deployment credibly as good as the best, probing the uncertain ones.
+
+Reads each candidate's quality posterior for the request's region (`RankContext.posteriors`, from
+a learning `QualityView`: `routing.learning.QualityLearner`) and picks with `learning.choose`:
+the cheapest within `quality_tolerance` of the best posterior mean, unless a Thompson sample
+says an under-sampled candidate may be the better deal and the view's exploration budget allows a
+probe. Never probes for a pinned call, and never without a learning view (nothing would learn
+from the probe). The normal draws come from a generator seeded with the request's
+`random_value`: reproducible in tests, and sticky for a sticky key.
+
+Final: it orders the whole group itself (cost is part of the choice). Score: the posterior mean.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from router_service.routing.learning.budget import ExplorationBudget
+from router_service.routing.learning.choice import choose
+from router_service.routing.strategies.base import RankContext, StrategyParams, TieBreak
+
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    tolerance: float = 0.02
+    name: ClassVar[str] = "learned"
+    final: ClassVar[bool] = True
+
+    @classmethod
+    def from_params(cls, params: StrategyParams) -> Learned:
+        return cls(tolerance=params.quality_tolerance)
+
+    def scores(self, group: Sequence[int], ctx: RankContext) -> list[float]:
+        posteriors = ctx.posteriors
+        return [posteriors[i].mean for i in group]
+
+    def order(
+        self, group: list[int], scores: Sequence[float], ctx: RankContext, tie_break: TieBreak
+    ) -> list[int]:
+        if len(group) <= 1:
+            return group
+        posteriors, costs = ctx.posteriors, ctx.cost_nanos
+        means = [p.mean for p in posteriors]
+        sds = [p.sd for p in posteriors]
+        budget: ExplorationBudget | None = getattr(ctx.quality_view, "budget", None)
+        probing = budget is not None and not ctx.table.pinned_count
+        now = ctx.now
+        draws: Sequence[float] = ()
+        if probing:
+            gauss = random.Random(ctx.random_value).gauss
+            draws = [gauss(0.0, 1.0) for _ in group]
+
+        def may_probe(probe: int, exploit: int) -> bool:
+            assert budget is not None
+            return budget.allows(costs[probe], costs[exploit], now)
+
+        choice = choose(
+            group,
+            means,
+            sds,
+            costs,
+            draws,
+            tolerance=self.tolerance,
+            floor=ctx.floor,
+            may_probe=may_probe if probing else None,
+        )
+        pick = choice.order[0]
+        if probing:  # a pinned call neither probes nor counts as traffic probes may take a share of
+            assert budget is not None
+            budget.record(costs[pick], costs[pick] - costs[choice.exploit], choice.explored, now)
+        if choice.explored:
+            ctx.explored = pick
+        return choice.order

@@ -1,8 +1,9 @@
 """Composition root: builds every object from config, owns start/stop order and signals.
 
 Start: HTTP client -> adapters -> event publisher -> engine -> fleet view subscriber -> gRPC
-       server -> health SERVING.
-Stop:  health NOT_SERVING -> server.stop(grace) (drains in-flight calls and streams) -> engine
+       server -> OpenAI HTTP door (when configured) -> health SERVING.
+Stop:  health NOT_SERVING -> gRPC server.stop(grace) and the HTTP door's drain, together (both
+       stop accepting, then in-flight calls and streams get the grace period) -> engine
        (cancels hedge losers still running) -> publisher flush (to Kafka, or to the disk spool)
        -> HTTP client.
 """
@@ -42,6 +43,7 @@ from router_service.identity.gate import AuthGate, AuthMode
 from router_service.identity.model import Identity, Scope
 from router_service.keystore.base import KeyStore
 from router_service.keystore.factory import build_key_store
+from router_service.openai_door.server import OpenAIDoor
 from router_service.providers.base import ProviderEndpoint
 from router_service.providers.http import make_http_client
 from router_service.providers.registry import build_adapters
@@ -50,13 +52,15 @@ from router_service.resilience.live_state import LiveState
 from router_service.resilience.retry import RetryBudgets
 from router_service.settings import ConfigError, RuntimeConfig, load_config
 from router_service.telemetry.events import EventSink, FeedbackEvent, NullSink, RequestContext, TelemetryEvent
-from router_service.telemetry.forwarding_publisher import ForwardingPublisher
 from router_service.telemetry.kafka_client import ensure_topics
 from router_service.telemetry.live_metrics import LiveStateCollector
 from router_service.telemetry.observer import EventObserver, FanOut, MetricsObserver
 from router_service.telemetry.publisher import KafkaPublisher
 
 log = logging.getLogger(__name__)
+# Serving on after SIGTERM before the server stops: a few event-loop turns hand every call already
+# accepted to its handler; short enough that no orchestrator notices.
+_DRAIN_S = 0.25
 
 
 class RouterApp:
@@ -81,6 +85,8 @@ class RouterApp:
         self._stack = AsyncExitStack()
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
+        self._door: OpenAIDoor | None = None
+        self.openai_port = 0  # the OpenAI-compatible HTTP door's, when server.openai_http is set
         self._stopped = False
         self._engine: Engine | None = None
         self._client: httpx.AsyncClient | None = None
@@ -107,11 +113,12 @@ class RouterApp:
         self._register_live_metrics(engine)
         self._start_fleet_view(engine)
         gate = await self._start_auth()
+        ledger = RequestLedger(self.config.ledger)  # both doors': gRPC Feedback may name HTTP requests
         servicer = RouterServicer(
             engine,
             self.config.routing.default_deadline_s,
             feedback=_feedback_publisher(sink),
-            ledger=RequestLedger(self.config.ledger),
+            ledger=ledger,
             require_known_feedback=self.config.require_known_feedback,
             gate=gate,
         )
@@ -123,9 +130,20 @@ class RouterApp:
             interceptors=interceptors,
         )
         await self._server.start()
+        await self._start_openai_door(engine, gate, ledger)
         await mark_serving(self._health)
         log.info("router listening on port %d (config %s)", self.port, self.config.source or "<inline>")
         return self.port
+
+    async def _start_openai_door(self, engine: Engine, gate: AuthGate, ledger: RequestLedger) -> None:
+        http = self.config.server.openai_http
+        if http is None:
+            return
+        door = OpenAIDoor(
+            engine, http, default_deadline_s=self.config.routing.default_deadline_s, gate=gate, ledger=ledger
+        )
+        self.openai_port = await door.start(reuse_port=self._reuse_port)
+        self._door = door
 
     async def _start_auth(self) -> AuthGate:
         """The auth gate over the configured key store (started here, stopped with the app)."""
@@ -211,7 +229,7 @@ class RouterApp:
             events = dataclasses.replace(events, spool_dir=f"{events.spool_dir}/worker-{self._worker_index}")
         if self.config.create_topic_partitions:
             await ensure_topics(events.bootstrap_servers, {events.topic: self.config.create_topic_partitions})
-        publisher = ForwardingPublisher(events) if events.forwarder else KafkaPublisher(events)
+        publisher = KafkaPublisher(events)
         await publisher.start()
         self._stack.push_async_callback(publisher.stop)
         return publisher
@@ -224,7 +242,18 @@ class RouterApp:
         if self._health is not None:
             await self._health.enter_graceful_shutdown()  # load balancers stop sending new calls
         if self._server is not None:
-            await self._server.stop(grace)  # refuse new RPCs, let in-flight ones finish
+            # Keep serving a moment first: grpc.aio's stop() CANCELs (no details, no event) every
+            # call the core had accepted but not yet handed to a handler, so a call that arrived a
+            # fraction of a millisecond before SIGTERM failed (issue 19). After the drain they are
+            # all running and get the grace like any in-flight call; callers that watch health
+            # have stopped sending, and a call arriving later is refused UNAVAILABLE by the core.
+            await asyncio.sleep(min(_DRAIN_S, grace))
+        drains = []  # both doors refuse new calls, then let in-flight ones finish, at the same time
+        if self._server is not None:
+            drains.append(self._server.stop(grace))
+        if self._door is not None:
+            drains.append(self._door.stop(grace))
+        await asyncio.gather(*drains)
         await self._stack.aclose()
         log.info("router stopped")
 

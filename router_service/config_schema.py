@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from router_service.cache.schema import CacheConfig
 from router_service.catalog import NANOS_PER_USD
 from router_service.keystore.schema import IdentityConfig
 from router_service.limits.schema import LimitsConfig
@@ -42,6 +43,29 @@ class TlsConfig(_Strict):
         return self
 
 
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:50051")
+    return value
+
+
+class OpenAIHttpConfig(_Strict):
+    """The OpenAI-compatible HTTP door (router_service/openai_door/): same process, engine, keys and
+    events as gRPC, on its own port. Plaintext HTTP/1.1: keep it on loopback or behind a TLS proxy."""
+
+    listen: str = "127.0.0.1:8080"
+    # A larger body is answered 413 before it is read whole (as gRPC's max_receive_message_bytes).
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
+    # An idle keep-alive connection is closed after this long.
+    keepalive_timeout_s: Annotated[float, Field(gt=0)] = 75.0
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_host_port(cls, value: str) -> str:
+        return _host_port(value)
+
+
 class ServerConfig(_Strict):
     listen: str = "127.0.0.1:50051"
     workers: Annotated[int, Field(ge=1, le=64)] = 1
@@ -60,6 +84,8 @@ class ServerConfig(_Strict):
     # gRPC server reflection (grpcurl without .proto files). It answers without a key, so off in
     # production (deploy/): callers build from the published protos/ instead.
     reflection: bool = True
+    # The OpenAI-compatible HTTP endpoint beside gRPC; None (the default): not served.
+    openai_http: OpenAIHttpConfig | None = None
 
     @field_validator("listen")
     @classmethod
@@ -235,10 +261,6 @@ class EventsConfig(_Strict):
     # and events reach Kafka up to this much later (measured in PublisherConfig.linger_ms).
     linger_ms: Annotated[int, Field(ge=0, le=10_000)] = DEFAULT_LINGER_MS
     spool_dir: str = "var/spool/events"
-    # Publish from a child process, off the router's event loop (see forwarding_publisher.py):
-    # ~3% of a router's throughput against ~8% in its own loop, but more CPU in all; false where
-    # every core already runs a router (serve --workers = cores, or a one-core CPU limit).
-    forwarder: bool = True
     spool_max_bytes: Annotated[int, Field(ge=1 << 20)] = 256 << 20
     # Every event written to the spool before its call answers (a write-ahead log, trimmed as the
     # broker acks): a killed router replays them at its next start (PublisherConfig.durable).
@@ -438,6 +460,7 @@ class FileConfig(_Strict):
     requests: RequestsSettings = RequestsSettings()
     feedback: FeedbackSettings = FeedbackSettings()
     limits: LimitsConfig = LimitsConfig()  # budgets and rate limits (router_service/limits/)
+    cache: CacheConfig = CacheConfig()  # the response cache (router_service/cache/); off by default
     providers: dict[str, ProviderConfig]
     models: list[ModelConfig]
     aliases: dict[str, list[str]] = {}
@@ -472,6 +495,7 @@ class FileConfig(_Strict):
             # that it does not ask for one, and no certificate could be mapped.
             problems.append("auth.certificate_identities: needs server.tls with require_client_cert: true")
         problems += self.limits.policy_problems(self.policies)
+        problems += self.cache.policy_problems(self.policies)
         if self.routing.default_policy not in self.policies:
             problems.append(f"routing.default_policy: unknown policy {self.routing.default_policy!r}")
         if problems:

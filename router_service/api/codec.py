@@ -7,9 +7,7 @@ before anything is routed, called or published.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -42,15 +40,29 @@ from router_service.domain import (
     ToolSpec,
     Usage,
 )
-from router_service.errors import FieldViolation, InvalidRequestError
-
-MAX_MESSAGES = 1024
-MAX_TOOLS = 128
-MAX_STOP_SEQUENCES = 4
-MAX_TAGS = 32
-MAX_TAG_BYTES = 256
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+from router_service.request_rules import (
+    NOT_JSON,
+    REQUEST_ID_RULE,
+    MessagePaths,
+    ParamPaths,
+    ToolCallPaths,
+    Violations,
+    check_latency_target,
+    check_message,
+    check_message_count,
+    check_min_quality,
+    check_params,
+    check_request_id,
+    check_response_format,
+    check_tags,
+    check_tool_call,
+    check_tool_choice,
+    check_tool_count,
+    check_tool_name,
+)
+from router_service.request_rules import (
+    REQUEST_ID_RE as REQUEST_ID_RE,  # re-exported: the servicer checks ids with it
+)
 
 _ROLES = {
     pb.ROLE_SYSTEM: Role.SYSTEM,
@@ -117,18 +129,7 @@ _TOOL_CHOICE_ALLOWED = _allowed(pb.ToolChoiceMode.Name, _TOOL_CHOICE)
 _FORMATS_ALLOWED = _allowed(pb.ResponseFormatType.Name, _FORMATS)
 
 
-class _Violations:
-    """Collects every violation so the caller sees them all at once, not one per retry."""
-
-    def __init__(self) -> None:
-        self.items: list[FieldViolation] = []
-
-    def add(self, field: str, description: str) -> None:
-        self.items.append(FieldViolation(field, description))
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise InvalidRequestError(self.items)
+_Violations = Violations
 
 
 # --- field helpers: each turns one kind of wire value into a domain value or a violation -------
@@ -160,7 +161,7 @@ def _duration_s(d: Duration, path: str, v: _Violations) -> float | None:
     return seconds + nanos / NANOS_PER_UNIT
 
 
-_NOT_JSON = "must not contain NaN or Infinity (numbers must be finite to be JSON)"
+_NOT_JSON = NOT_JSON
 
 
 def _struct(s: struct_pb2.Struct, path: str, v: _Violations) -> dict[str, Any] | None:
@@ -193,19 +194,6 @@ def _value(value: struct_pb2.Value, bad: list[bool]) -> Any:
     return None  # null_value, or no kind set: JSON null, as json_format reads it
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _json_object(text: str) -> bool | None:
-    """True when `text` is a JSON object, False when it is other JSON, None when it is not JSON.
-    Strict: Python's json accepts NaN and Infinity, which no other parser (nor upstream) does."""
-    try:
-        return isinstance(json.loads(text, parse_constant=_reject_constant), dict)
-    except (ValueError, RecursionError):
-        return None
-
-
 # --- requests ---------------------------------------------------------------------------------
 
 
@@ -213,8 +201,7 @@ def call_from_proto(request_id: str, chat: pb.ChatRequest) -> tuple[str, ChatReq
     """Validate a Complete/Stream request: the caller's request id ("" when absent) and the chat.
     Every violation of both is reported in one InvalidRequestError."""
     v = _Violations()
-    if request_id and not REQUEST_ID_RE.match(request_id):
-        v.add("request_id", "must be 1-128 characters of [A-Za-z0-9._:-]")
+    check_request_id(request_id, "request_id", v)
     return request_id, _chat(chat, "chat", v)
 
 
@@ -240,10 +227,7 @@ def _chat(msg: pb.ChatRequest, prefix: str, v: _Violations) -> ChatRequest:
 
 
 def _messages(msg: pb.ChatRequest, prefix: str, v: _Violations) -> tuple[Message, ...]:
-    if not msg.messages:
-        v.add(f"{prefix}.messages", "at least one message is required")
-    if len(msg.messages) > MAX_MESSAGES:
-        v.add(f"{prefix}.messages", f"at most {MAX_MESSAGES} messages")
+    check_message_count(len(msg.messages), f"{prefix}.messages", v)
     return tuple(
         _plain_message(m) or _message(m, f"{prefix}.messages[{i}]", v) for i, m in enumerate(msg.messages)
     )
@@ -261,41 +245,27 @@ def _plain_message(m: pb.Message) -> Message | None:
 def _message(m: pb.Message, path: str, v: _Violations) -> Message:
     role = _enum(m.role, _ROLES, _ROLES_ALLOWED, f"{path}.role", v) or Role.USER
     calls = tuple(_tool_call(c, f"{path}.tool_calls[{j}]", v) for j, c in enumerate(m.tool_calls))
-    if calls and role is not Role.ASSISTANT:
-        v.add(f"{path}.tool_calls", "only assistant messages may carry tool calls")
-    if role is Role.TOOL and not m.tool_call_id:
-        v.add(f"{path}.tool_call_id", "required for ROLE_TOOL messages")
-    if not m.content and not calls and role is not Role.ASSISTANT:
-        v.add(f"{path}.content", "must not be empty")
+    check_message(role, m.content, bool(calls), m.tool_call_id, path, v, _MESSAGE_PATHS)
     return Message(role=role, content=m.content, tool_calls=calls, tool_call_id=m.tool_call_id, name=m.name)
 
 
+_MESSAGE_PATHS = MessagePaths()
+
+
 def _tool_call(c: pb.ToolCall, path: str, v: _Violations) -> ToolCall:
-    if not c.id:
-        v.add(f"{path}.id", "must not be empty")
-    if not TOOL_NAME_RE.match(c.name):
-        v.add(f"{path}.name", "must be 1-64 characters of [A-Za-z0-9_-]")
-    is_object = _json_object(c.arguments_json or "{}")
-    if is_object is None:
-        v.add(f"{path}.arguments_json", "must be valid JSON")
-    elif not is_object:
-        v.add(f"{path}.arguments_json", "must be a JSON object")
-    return ToolCall(id=c.id, name=c.name, arguments_json=c.arguments_json or "{}")
+    paths = ToolCallPaths(f"{path}.id", f"{path}.name", f"{path}.arguments_json")
+    arguments = check_tool_call(c.id, c.name, c.arguments_json, paths, v)
+    return ToolCall(id=c.id, name=c.name, arguments_json=arguments)
 
 
 def _tools(msg: pb.ChatRequest, prefix: str, v: _Violations) -> tuple[ToolSpec, ...]:
     if not msg.tools:
         return ()
-    if len(msg.tools) > MAX_TOOLS:
-        v.add(f"{prefix}.tools", f"at most {MAX_TOOLS} tools")
+    check_tool_count(len(msg.tools), f"{prefix}.tools", v)
     names: set[str] = set()
     tools = []
     for i, t in enumerate(msg.tools):
-        if not TOOL_NAME_RE.match(t.name):
-            v.add(f"{prefix}.tools[{i}].name", "must be 1-64 characters of [A-Za-z0-9_-]")
-        elif t.name in names:
-            v.add(f"{prefix}.tools[{i}].name", f"duplicate tool name {t.name!r}")
-        names.add(t.name)
+        check_tool_name(t.name, names, f"{prefix}.tools[{i}].name", v)
         params = (
             (_struct(t.parameters, f"{prefix}.tools[{i}].parameters", v) or {})
             if t.HasField("parameters")
@@ -314,10 +284,8 @@ def _tool_choice(
     if mode is None:
         return None
     name = msg.tool_choice.function_name
-    if mode is ToolChoiceMode.FUNCTION and name not in {t.name for t in tools}:
-        v.add(f"{prefix}.tool_choice.function_name", "must name one of the request's tools")
-    if mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.FUNCTION) and not tools:
-        v.add(f"{prefix}.tool_choice.mode", "requires at least one tool")
+    path = f"{prefix}.tool_choice"
+    check_tool_choice(mode, name, {t.name for t in tools}, f"{path}.mode", f"{path}.function_name", v)
     return ToolChoice(mode=mode, function_name=name)
 
 
@@ -334,8 +302,7 @@ def _response_format(msg: pb.ChatRequest, prefix: str, v: _Violations) -> Respon
         schema = _struct(rf.json_schema, f"{path}.json_schema", v)
         if schema is None:  # named already: not JSON
             return None
-    if kind is ResponseFormatType.JSON_SCHEMA and not schema:
-        v.add(f"{path}.json_schema", "required with RESPONSE_FORMAT_TYPE_JSON_SCHEMA")
+    check_response_format(kind, schema, f"{path}.json_schema", v)
     return ResponseFormat(type=kind, json_schema=schema, schema_name=rf.schema_name or "response")
 
 
@@ -353,16 +320,10 @@ def _params(msg: pb.ChatRequest, prefix: str, v: _Violations) -> GenerationParam
     temperature = o.temperature if o.HasField("temperature") else None
     top_p = o.top_p if o.HasField("top_p") else None
     max_tokens = o.max_output_tokens if o.HasField("max_output_tokens") else None
-    if temperature is not None and not 0.0 <= temperature <= 2.0:
-        v.add(f"{path}.temperature", "must be in [0, 2]")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        v.add(f"{path}.top_p", "must be in (0, 1]")
-    if max_tokens is not None and max_tokens <= 0:
-        v.add(f"{path}.max_output_tokens", "must be > 0")
-    if len(o.stop_sequences) > MAX_STOP_SEQUENCES:
-        v.add(f"{path}.stop_sequences", f"at most {MAX_STOP_SEQUENCES}")
-    if any(not s for s in o.stop_sequences):
-        v.add(f"{path}.stop_sequences", "must not contain empty strings")
+    paths = ParamPaths(
+        f"{path}.temperature", f"{path}.top_p", f"{path}.max_output_tokens", f"{path}.stop_sequences"
+    )
+    check_params(temperature, top_p, max_tokens, o.stop_sequences, paths, v)
     return GenerationParams(
         temperature=temperature,
         top_p=top_p,
@@ -397,11 +358,9 @@ def _hints(msg: pb.ChatRequest, prefix: str, v: _Violations) -> RoutingHints:
     latency = None
     if h.HasField("latency_target"):
         latency = _duration_s(h.latency_target, f"{path}.latency_target", v)
-        if latency is not None and latency <= 0:
-            v.add(f"{path}.latency_target", "must be positive")
+        check_latency_target(latency, f"{path}.latency_target", v)
     min_quality = h.min_quality if h.HasField("min_quality") else None
-    if min_quality is not None and not 0.0 <= min_quality <= 1.0:
-        v.add(f"{path}.min_quality", "must be in [0, 1]")
+    check_min_quality(min_quality, f"{path}.min_quality", v)
     task_type = None
     if h.task_type != pb.TASK_TYPE_UNSPECIFIED:
         task_type = _enum(h.task_type, _TASKS, _TASKS_ALLOWED, f"{path}.task_type", v)
@@ -421,13 +380,7 @@ def _hints(msg: pb.ChatRequest, prefix: str, v: _Violations) -> RoutingHints:
 def _tags(tags: Any, path: str, v: _Violations) -> dict[str, str]:
     if not tags:
         return {}
-    if len(tags) > MAX_TAGS:
-        v.add(path, f"at most {MAX_TAGS} tags")
-    for key, value in tags.items():
-        if not key or len(key.encode()) > MAX_TAG_BYTES or len(value.encode()) > MAX_TAG_BYTES:
-            v.add(
-                f"{path}[{key!r}]", f"keys must be non-empty; keys and values at most {MAX_TAG_BYTES} bytes"
-            )
+    check_tags(tags, path, v)
     return dict(tags)
 
 
@@ -436,7 +389,7 @@ def feedback_from_proto(msg: pb.FeedbackRequest) -> tuple[str, float, dict[str, 
     if not msg.request_id:
         v.add("request_id", "required")
     elif not REQUEST_ID_RE.match(msg.request_id):
-        v.add("request_id", "must be 1-128 characters of [A-Za-z0-9._:-]")
+        v.add("request_id", REQUEST_ID_RULE)
     if not 0.0 <= msg.score <= 1.0:
         v.add("score", "must be in [0, 1]")
     tags = _tags(msg.tags, "tags", v)

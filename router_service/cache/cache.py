@@ -1,0 +1,183 @@
+"""The facade the request path calls: look up before routing upstream, store after a clean answer.
+
+    found = await cache.lookup(ctx.identity, request, policy, directives)
+    if isinstance(found, Hit):                      # answer now: zero cost, no attempts
+        return entry.as_completion(found.entry, catalog[found.entry.deployment], decision)
+    completion, shared = await cache.coalesce(found, lambda: run_upstream(...))
+    if not shared:
+        await cache.store(found, entry.from_completion(completion, clock.time()))
+
+`Stream` does the same with `entry.replay` on a hit and an `entry.StreamCapture` fed every item it
+yields, stored only when `capture.answer(...)` is not None (the stream finished cleanly). An entry
+whose deployment is no longer in the catalog is best treated as a miss.
+
+A cache failure never fails a call: a store error, a timeout or an unreadable value is counted
+(`llmrouter_cache_errors_total{operation}`), logged without the key's text (a short prefix of the
+hash) at most every `_LOG_EVERY_S` per operation, and answered as a miss (or a skipped store).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from router_service.cache import metrics
+from router_service.cache.coalesce import Coalescer
+from router_service.cache.codec import CorruptEntryError, decode, encode
+from router_service.cache.entry import CachedAnswer
+from router_service.cache.key import ScopeBy, cache_key, tenant_scope
+from router_service.cache.rules import NO_DIRECTIVES, CacheRules, Directives, Skip, access, fresh
+from router_service.cache.store import CacheStore, CacheUnavailableError, MemoryCacheStore
+from router_service.clock import Clock
+from router_service.domain import ChatRequest
+from router_service.identity.model import Identity
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_LOG_EVERY_S = 10.0
+_INFLATE_FACTOR = 64  # an entry inflates to at most this many times its size cap (JSON compresses ~10x)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    ttl_s: float = 3600.0
+    scope_by: ScopeBy = ScopeBy.TEAM
+    # Each store call is bounded by this (None: no bound, for the in-process store).
+    timeout_s: float | None = None
+    coalesce: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    key: str
+    entry: CachedAnswer
+    age_s: float  # how old the answer is; say so in the response
+
+
+@dataclass(frozen=True, slots=True)
+class Miss:
+    key: str  # "" when the request is not cacheable: nothing to store, nothing to coalesce on
+    write: bool  # store the fresh answer under `key`
+    skip: Skip | None = None
+
+
+_BYPASS = Miss("", False)
+
+
+class ResponseCache:
+    def __init__(self, store: CacheStore, rules: CacheRules, settings: CacheSettings, clock: Clock) -> None:
+        self._store = store
+        self._rules = rules
+        self._settings = settings
+        self._clock = clock
+        self._max_inflated = store.max_value_bytes * _INFLATE_FACTOR
+        self._coalescer: Coalescer[Any] = Coalescer()
+        self._logged_at: dict[str, float] = {}
+
+    @property
+    def settings(self) -> CacheSettings:
+        return self._settings
+
+    async def lookup(
+        self, identity: Identity, request: ChatRequest, policy: str, directives: Directives = NO_DIRECTIVES
+    ) -> Hit | Miss:
+        try:
+            allowed = access(self._rules, identity, request, policy, directives)
+            if allowed.skip is not None:
+                metrics.SKIPS.labels(allowed.skip.value).inc()
+                return Miss("", False, allowed.skip)
+            key = cache_key(tenant_scope(identity, self._settings.scope_by), request, policy)
+        except Exception as exc:  # a request the key cannot normalize goes around the cache
+            self._failed("key", "", exc)
+            return _BYPASS
+        miss = Miss(key, allowed.write)
+        if not allowed.read:
+            return miss
+        metrics.LOOKUPS.inc()
+        found = await self._get(key)
+        if found is None:
+            return miss
+        age = found.age_s(self._clock.time())
+        if not fresh(age, self._settings.ttl_s, directives):
+            return miss
+        metrics.HITS.inc()
+        return Hit(key, found, age)
+
+    async def store(self, miss: Miss, answer: CachedAnswer) -> bool:
+        """Write a clean answer under the miss's key; True when it was stored."""
+        if not miss.write or not miss.key:
+            return False
+        try:
+            value = encode(miss.key, answer)
+        except Exception as exc:
+            self._failed("encode", miss.key, exc)
+            return False
+        try:
+            async with self._clock.timeout(self._settings.timeout_s):
+                stored = await self._store.set(miss.key, value, self._settings.ttl_s)
+        except (CacheUnavailableError, TimeoutError) as exc:
+            self._failed("set", miss.key, exc)
+            return False
+        self._gauge()
+        if not stored:
+            metrics.OVERSIZE.inc()
+            return False
+        metrics.STORES.inc()
+        metrics.STORED_BYTES.inc(len(value))
+        return True
+
+    async def coalesce(
+        self, miss: Miss, producer: Callable[[], Awaitable[T]], kind: str = ""
+    ) -> tuple[T, bool]:
+        """Run `producer`, unless an identical call (same key and `kind`: "complete", "stream", so
+        the two never get each other's result types) is already running: then its result.
+        (result, shared): a shared result was another call's, already stored by it."""
+        if not miss.key or not self._settings.coalesce:
+            return await producer(), False
+        result, shared = await self._coalescer.run(f"{kind}:{miss.key}", producer)
+        if shared:
+            metrics.COALESCED.inc()
+        return cast(T, result), shared
+
+    async def close(self) -> None:
+        await self._store.close()
+        self._gauge()
+
+    async def _get(self, key: str) -> CachedAnswer | None:
+        try:
+            async with self._clock.timeout(self._settings.timeout_s):
+                value = await self._store.get(key)
+        except (CacheUnavailableError, TimeoutError) as exc:
+            self._failed("get", key, exc)
+            return None
+        if value is None:
+            return None
+        try:
+            return decode(key, value, self._max_inflated)
+        except CorruptEntryError as exc:
+            self._failed("decode", key, exc)
+            return None
+
+    def _gauge(self) -> None:
+        if isinstance(self._store, MemoryCacheStore):
+            metrics.MEMORY_BYTES.set(self._store.size_bytes)
+
+    def _failed(self, operation: str, key: str, exc: BaseException) -> None:
+        metrics.ERRORS.labels(operation).inc()
+        now = self._clock.monotonic()
+        last = self._logged_at.get(operation)
+        if last is not None and now - last < _LOG_EVERY_S:
+            return
+        self._logged_at[operation] = now
+        # The exception's type and our own message only; the key as a short hash prefix.
+        log.warning("response cache %s failed (key %s…): %s", operation, key[:12], _describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, CacheUnavailableError | CorruptEntryError):
+        return str(exc)
+    return type(exc).__name__

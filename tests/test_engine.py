@@ -34,7 +34,7 @@ from router_service.errors import (
 )
 from router_service.resilience.live_state import LiveState
 from router_service.resilience.retry import RetryBudgets
-from router_service.settings import parse_config
+from router_service.settings import RuntimeConfig, parse_config
 from tests.fakes import HANG, Delayed, FakeAdapter, RecordingObserver, done, error, ok_result
 
 PROVIDERS = ("a", "b", "c")
@@ -44,7 +44,24 @@ T = TypeVar("T")
 def make_engine(
     *, resilience: dict[str, Any] | None = None, policy: dict[str, Any] | None = None, **routing: Any
 ) -> tuple[Engine, dict[str, FakeAdapter], RecordingObserver]:
-    config = parse_config(
+    config = engine_config(resilience=resilience, policy=policy, **routing)
+    clock = ManualClock()
+    adapters = {p: FakeAdapter(p, clock=clock) for p in PROVIDERS}
+    observer = RecordingObserver()
+    parts = EngineParts(
+        live=LiveState(config.live_state),
+        budgets=RetryBudgets(),
+        clock=clock,
+        rng=random.Random(1),
+        observer=observer,
+    )
+    return Engine(config, adapters, parts), adapters, observer  # type: ignore[arg-type]
+
+
+def engine_config(
+    *, resilience: dict[str, Any] | None = None, policy: dict[str, Any] | None = None, **routing: Any
+) -> RuntimeConfig:
+    return parse_config(
         {
             "routing": {"attempt_timeout_s": 0.2, "first_token_timeout_s": 0.2, **routing},
             # No same-deployment retries unless a test asks: most tests here are about fallbacks.
@@ -62,17 +79,6 @@ def make_engine(
             "policies": {"default": {"models": [f"m{p}" for p in PROVIDERS], **(policy or {})}},
         }
     )
-    clock = ManualClock()
-    adapters = {p: FakeAdapter(p, clock=clock) for p in PROVIDERS}
-    observer = RecordingObserver()
-    parts = EngineParts(
-        live=LiveState(config.live_state),
-        budgets=RetryBudgets(),
-        clock=clock,
-        rng=random.Random(1),
-        observer=observer,
-    )
-    return Engine(config, adapters, parts), adapters, observer  # type: ignore[arg-type]
 
 
 def clock_of(engine: Engine) -> ManualClock:
@@ -381,6 +387,8 @@ async def test_hung_first_choice_is_hedged_and_the_loser_left_to_time_out() -> N
         ("b", AttemptOutcome.SUCCESS),
         ("a", AttemptOutcome.CANCELLED),
     ]
+    hedge, first = result.attempts
+    assert hedge.started_at_unix_s - first.started_at_unix_s == pytest.approx(0.05)  # sent at delay_s
     # "a" has answered nothing since the loser was sent: it runs on until its own timeout, which
     # then counts against a's health, and only then is its attempt reported, as what it was.
     assert adapters["a"].cancelled == 0 and engine.live.in_flight("a/ma") == 1
@@ -494,3 +502,19 @@ async def test_adapter_bug_propagates_as_itself_and_leaves_nothing_in_flight(str
             await run(engine, engine.complete(request(), ctx(engine)))
     assert engine.live.in_flight("a/ma") == 0 and adapters["b"].calls == 0
     assert not observer.attempts and len(observer.errors) == 1  # no outcome to report, one end
+
+
+async def test_reload_swaps_the_config_and_keeps_what_the_engine_learned() -> None:
+    breaker = {"breaker": {"allowed_fails": 1, "cooldown_s": 60}}
+    engine, adapters, _ = make_engine(resilience=breaker)
+    live = engine.live
+    adapters["a"].script = [error(ErrorClass.OVERLOADED, 500)] * 2
+    for _ in range(2):  # allowed_fails + 1 failures: a's breaker opens
+        assert (await run(engine, engine.complete(request(), ctx(engine)))).deployment.provider == "b"
+    # The reload reorders the policy: c before b. a's breaker opened before it and stays open.
+    reordered = engine_config(resilience=breaker, policy={"models": ["ma", "mc", "mb"]})
+    engine.reconfigure(reordered, adapters)  # type: ignore[arg-type]
+    result = await run(engine, engine.complete(request(), ctx(engine)))
+    assert engine.config is reordered and engine.live is live
+    assert [a.provider for a in result.attempts] == ["c"]
+    assert adapters["a"].calls == 2

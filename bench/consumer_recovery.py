@@ -191,7 +191,7 @@ def lags(metrics: dict[str, float]) -> list[float]:
 
 
 def redelivered(metrics: dict[str, float]) -> int:
-    prefix = "llmrouter_consumer_duplicates"
+    prefix = "llmrouter_consumer_duplicates_skipped"
     return int(
         sum(v for name, v in metrics.items() if name.startswith(f"{prefix}_total") and "redelivered" in name)
     )

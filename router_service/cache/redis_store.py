@@ -23,6 +23,10 @@ class RedisCacheStore:
         self._redis = client
         self._prefix = prefix
 
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     @classmethod
     def from_url(
         cls, url: str, *, max_value_bytes: int, prefix: str = DEFAULT_PREFIX, timeout_s: float = 0.1

@@ -7,9 +7,9 @@ does not ring it: with slack 0.5 sd and threshold 8 sd, a quality that did not c
 once per 10^4 scores (Siegmund's approximation of the in-control run length), a drop of 4 sd (0.9
 to 0.45 under a judge with sd 0.1) rings after 2-3 scores, a drop of 2 sd after about 5.
 
-On the alarm the learner keeps only the scores of the current excursion (those since the
-evidence last was 0, i.e. roughly the ones after the drop) and forgets the rest, so the arm's
-estimate falls at once instead of over a half-life.
+On the alarm the learner keeps only the scores since the most likely change point (within the
+current excursion, the start of the suffix whose evidence per score is largest) and forgets the rest, so
+the arm's estimate falls at once instead of over a half-life.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MIN_SPREAD = 0.02  # a judge that always gives the same score would otherwise make any dip an alarm
+MAX_RUN = 64  # scores of one excursion kept to locate the change point (bounded memory per arm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,28 +33,44 @@ class DriftConfig:
 
 
 class DropDetector:
-    """The evidence of a drop, and the sums of the scores that built it."""
+    """The evidence of a drop, and the scores of the current excursion (the last `MAX_RUN`)."""
 
-    __slots__ = ("evidence", "run_squares", "run_sum", "run_weight")
+    __slots__ = ("evidence", "scores", "steps")
 
     def __init__(self) -> None:
         self.evidence = 0.0
-        self.run_weight = 0.0
-        self.run_sum = 0.0
-        self.run_squares = 0.0
+        self.scores: list[float] = []
+        self.steps: list[float] = []
 
     def update(self, reference: float, spread: float, score: float, config: DriftConfig) -> bool:
-        """Whether `score` rings the alarm; the detector restarts when it does."""
+        """Whether `score` rings the alarm; then `after_drop()` says which scores to keep."""
         sd = max(spread, MIN_SPREAD)
-        evidence = self.evidence + (reference - score) / sd - config.slack_sd
+        step = (reference - score) / sd - config.slack_sd
+        evidence = self.evidence + step
         if evidence <= 0.0:
             self.reset()
             return False
         self.evidence = evidence
-        self.run_weight += 1.0
-        self.run_sum += score
-        self.run_squares += score * score
+        self.scores.append(score)
+        self.steps.append(step)
+        if len(self.steps) > MAX_RUN:
+            del self.scores[0], self.steps[0]
         return evidence > config.threshold_sd
 
+    def after_drop(self) -> list[float]:
+        """The excursion's scores from its likeliest change point: the start of the suffix (of at
+        least two scores) whose steps average highest. An excursion often starts with a few
+        in-control scores that barely add evidence; the scores after a drop add a lot each."""
+        steps = self.steps
+        best, best_start, total = float("-inf"), len(steps), 0.0
+        for start in range(len(steps) - 1, -1, -1):
+            total += steps[start]
+            length = len(steps) - start
+            if (length >= 2 or start == 0) and total / length > best:
+                best, best_start = total / length, start
+        return self.scores[best_start:]
+
     def reset(self) -> None:
-        self.evidence = self.run_weight = self.run_sum = self.run_squares = 0.0
+        self.evidence = 0.0
+        self.scores.clear()
+        self.steps.clear()

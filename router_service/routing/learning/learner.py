@@ -87,9 +87,9 @@ class QualityLearner:
                 drifted = arm.detector.update(before.mean, before.score_sd, score, config.drift)
         stats.add(score, time_s, config.posterior.half_life_s)
         if drifted:
-            detector = arm.detector
-            stats.replace(detector.run_weight, detector.run_sum, detector.run_squares)
-            detector.reset()
+            kept = arm.detector.after_drop()
+            stats.replace(float(len(kept)), sum(kept), sum(x * x for x in kept))
+            arm.detector.reset()
             after = stats.posterior(prior, config.posterior, time_s).mean
             self.drifts[(key, region)] = self.drifts.get((key, region), 0) + 1
             self.drift_log = [*self.drift_log[-99:], DriftEvent(key, region, time_s, before.mean, after)]

@@ -40,14 +40,17 @@ class Learned:
     def order(
         self, group: list[int], scores: Sequence[float], ctx: RankContext, tie_break: TieBreak
     ) -> list[int]:
-        if len(group) <= 1:
-            return group
-        posteriors, costs = ctx.posteriors, ctx.cost_nanos
-        means = [p.mean for p in posteriors]
-        sds = [p.sd for p in posteriors]
+        costs, now = ctx.cost_nanos, ctx.now
         budget: ExplorationBudget | None = getattr(ctx.quality_view, "budget", None)
         probing = budget is not None and not ctx.table.pinned_count
-        now = ctx.now
+        if len(group) <= 1:
+            if probing and group:  # still traffic that probes may take a share of
+                assert budget is not None
+                budget.record(costs[group[0]], 0, False, now)
+            return group
+        posteriors = ctx.posteriors
+        means = [p.mean for p in posteriors]
+        sds = [p.sd for p in posteriors]
         draws: Sequence[float] = ()
         if probing:
             gauss = random.Random(ctx.random_value).gauss

@@ -1,0 +1,174 @@
+"""The learner's parts on exact inputs: posteriors, decay, drift, budget, the pure choice."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from router_service.domain import TaskType
+from router_service.routing.learning import (
+    ArmStats,
+    BudgetConfig,
+    DriftConfig,
+    ExplorationBudget,
+    LearnerConfig,
+    PosteriorConfig,
+    QualityLearner,
+    choose,
+)
+
+CONFIG = PosteriorConfig(half_life_s=100.0, prior_strength=1.0, prior_variance=0.04)
+
+
+def test_an_arm_never_scored_is_its_prior_with_the_prior_uncertainty() -> None:
+    posterior = ArmStats().posterior(0.5, CONFIG, 0.0)
+    assert (posterior.mean, posterior.count) == (0.5, 0.0)
+    assert posterior.sd == pytest.approx(0.2)
+
+
+def test_scores_move_the_mean_from_the_prior_and_narrow_it() -> None:
+    stats = ArmStats()
+    for _ in range(9):
+        stats.add(0.9, 0.0, CONFIG.half_life_s)
+    posterior = stats.posterior(0.5, CONFIG, 0.0)
+    assert posterior.mean == pytest.approx((0.5 + 9 * 0.9) / 10)
+    # identical scores: only the prior's pseudo-variance is left, over 10 pseudo-scores
+    assert posterior.sd == pytest.approx(math.sqrt(0.04 / 10 / 10))
+    assert posterior.count == pytest.approx(9.0)
+
+
+def test_a_noisy_judge_keeps_an_arm_wider_than_a_consistent_one() -> None:
+    steady, noisy = ArmStats(), ArmStats()
+    for score in (0.5, 0.5, 0.5, 0.5):
+        steady.add(score, 0.0, CONFIG.half_life_s)
+    for score in (0.1, 0.9, 0.1, 0.9):
+        noisy.add(score, 0.0, CONFIG.half_life_s)
+    assert noisy.posterior(0.5, CONFIG, 0.0).sd > 2 * steady.posterior(0.5, CONFIG, 0.0).sd
+
+
+def test_scores_lose_half_their_weight_per_half_life_and_the_posterior_widens() -> None:
+    stats = ArmStats()
+    for _ in range(8):
+        stats.add(1.0, 0.0, CONFIG.half_life_s)
+    fresh = stats.posterior(0.5, CONFIG, 0.0)
+    aged = stats.posterior(0.5, CONFIG, 100.0)
+    assert aged.count == pytest.approx(4.0)
+    assert aged.sd > fresh.sd
+    assert aged.mean == pytest.approx((0.5 + 4.0) / 5.0)
+    stats.decay_to(50.0, CONFIG.half_life_s)
+    stats.decay_to(10.0, CONFIG.half_life_s)  # an earlier time ages nothing
+    assert stats.weight == pytest.approx(8.0 / math.sqrt(2.0))
+
+
+def _learner(**drift: float) -> QualityLearner:
+    return QualityLearner(
+        LearnerConfig(posterior=PosteriorConfig(half_life_s=1e9), drift=DriftConfig(**drift))
+    )
+
+
+def test_a_halved_quality_rings_the_drift_alarm_within_a_few_scores_and_demotes_at_once() -> None:
+    rng = random.Random(5)
+    learner = _learner()
+    for t in range(200):
+        assert not learner.observe("p/m", "code", rng.gauss(0.9, 0.1), float(t))
+    before = learner.posterior("p/m", TaskType.CODE, 0.5, 200.0).mean
+    rang_at = None
+    for k in range(10):
+        if learner.observe("p/m", "code", rng.gauss(0.45, 0.1), 200.0 + k):
+            rang_at = k
+            break
+    assert rang_at is not None and rang_at <= 4
+    after = learner.posterior("p/m", TaskType.CODE, 0.5, 210.0).mean
+    assert before > 0.85 and after < 0.6
+    assert learner.drifts == {("p/m", "code"): 1}
+    assert learner.drift_log[-1].before == pytest.approx(before, abs=0.02)
+
+
+def test_a_steady_noisy_arm_does_not_ring_the_alarm() -> None:
+    rng = random.Random(11)
+    learner = _learner()
+    rang = sum(learner.observe("p/m", "chat", rng.gauss(0.7, 0.15), float(t)) for t in range(3000))
+    assert rang == 0
+
+
+def test_the_detector_can_be_turned_off() -> None:
+    learner = QualityLearner(LearnerConfig(drift=DriftConfig(enabled=False)))
+    for t in range(50):
+        learner.observe("p/m", "chat", 0.9, float(t))
+    assert not any(learner.observe("p/m", "chat", 0.0, 50.0 + t) for t in range(20))
+
+
+def test_feedback_is_filed_per_region_and_scores_are_clipped() -> None:
+    learner = QualityLearner()
+    learner.observe("p/m", "code", 7.0, 0.0)
+    assert learner.observed("p/m", TaskType.CODE) and not learner.observed("p/m", TaskType.CHAT)
+    assert learner.quality("p/m", TaskType.CODE, 0.5) == pytest.approx((0.5 + 1.0) / 2)
+    assert learner.quality("p/m", TaskType.CHAT, 0.3) == 0.3
+
+
+def test_the_least_recently_scored_arms_go_past_max_arms() -> None:
+    learner = QualityLearner(LearnerConfig(max_arms=2))
+    for key in ("a/x", "b/x", "a/x", "c/x"):
+        learner.observe(key, "chat", 1.0, 0.0)
+    assert learner.arm_count() == 2
+    assert not learner.observed("b/x", TaskType.CHAT) and learner.observed("a/x", TaskType.CHAT)
+
+
+def test_the_budget_lets_the_first_request_probe_then_holds_the_traffic_share() -> None:
+    budget = ExplorationBudget(BudgetConfig(traffic_share=0.1, spend_share=1.0, half_life_s=1e9))
+    assert budget.allows(1, 1, 0.0)
+    budget.record(1, 0, True, 0.0)
+    assert not budget.allows(1, 1, 0.0)  # 2 probes in 2 requests > 0.1 * 2 + 1
+    for _ in range(9):
+        budget.record(1, 0, False, 0.0)
+    assert budget.allows(1, 1, 0.0)  # 2 <= 0.1 * 11 + 1
+
+
+def test_an_expensive_probe_waits_until_cheaper_traffic_paid_for_it() -> None:
+    budget = ExplorationBudget(BudgetConfig(traffic_share=1.0, spend_share=0.2, half_life_s=1e9))
+    assert not budget.allows(30, 1, 0.0)  # 29 extra > 0.2 * 30
+    for _ in range(120):
+        budget.record(1, 0, False, 0.0)
+    assert budget.allows(30, 1, 0.0)  # 29 <= 0.2 * 150
+
+
+@pytest.mark.parametrize(
+    ("means", "costs", "pick"),
+    [
+        ([0.9, 0.89, 0.7], [30, 10, 1], 1),  # within tolerance of the best: the cheaper one
+        ([0.9, 0.85, 0.7], [30, 10, 1], 0),  # 0.05 below the best is not within 0.02
+        ([0.8, 0.8, 0.8], [3, 2, 2], 1),  # equal cost: config order
+    ],
+)
+def test_exploit_is_the_cheapest_within_tolerance_of_the_best_mean(
+    means: list[float], costs: list[int], pick: int
+) -> None:
+    choice = choose([0, 1, 2], means, [0.01] * 3, costs, (), tolerance=0.02, floor=None, may_probe=None)
+    assert choice.order[0] == pick and not choice.explored and sorted(choice.order) == [0, 1, 2]
+
+
+def test_an_uncertain_arm_that_draws_high_is_probed_only_when_the_budget_allows() -> None:
+    means, sds, costs = [0.8, 0.5], [0.01, 0.3], [10, 1]
+    draws = [0.0, 2.0]  # the cheap arm draws 0.5 + 0.6 = 1.1
+    allowed = choose(
+        [0, 1], means, sds, costs, draws, tolerance=0.02, floor=None, may_probe=lambda p, e: True
+    )
+    assert allowed.order == [1, 0] and allowed.explored and allowed.exploit == 0
+    refused = choose(
+        [0, 1], means, sds, costs, draws, tolerance=0.02, floor=None, may_probe=lambda p, e: False
+    )
+    assert refused.order == [0, 1] and not refused.explored
+    low = choose(
+        [0, 1], means, sds, costs, [0.0, -1.0], tolerance=0.02, floor=None, may_probe=lambda p, e: True
+    )
+    assert low.order[0] == 0 and not low.explored
+
+
+def test_exploit_takes_only_means_that_clear_the_floor() -> None:
+    # the cheap arm is within tolerance of nothing that clears 0.8; it is only ever a probe
+    choice = choose([0, 1], [0.85, 0.6], [0.01, 0.01], [10, 1], (), tolerance=0.3, floor=0.8, may_probe=None)
+    assert choice.order[0] == 0
+    nobody = choose([0, 1], [0.7, 0.6], [0.01, 0.01], [10, 1], (), tolerance=0.0, floor=0.8, may_probe=None)
+    assert nobody.order[0] == 0  # none clears it: the best mean of those the filter let through

@@ -14,6 +14,9 @@ when installed). Cells, each at concurrency 1 and 32 in closed loop:
 - http/aiohttp         the same through httpx over `httpx_aiohttp.AiohttpTransport`
 - http/aiohttp-raw     the same with a raw aiohttp.ClientSession (reference)
 - router/<transport>   `Complete` through the router to the same sim
+- router/aiohttp+events            the same publishing its events to an embedded broker, each written
+                                   to the spool before the call answers (events.durable, the default)
+- router/aiohttp+events-volatile   the same with events.durable: false (the log's cost: the difference)
 
 `http/httpx` and `http/aiohttp` are built by the router's own `make_http_client`, so they measure the
 client the router uses. The targets of one load shape are measured interleaved, in rounds (default 5,
@@ -64,7 +67,6 @@ from bench.load import Call, Load, Sample, closed_loop, open_loop, percentile_ms
 from bench.servers import (
     Fleet,
     Server,
-    children_cpu_s,
     grpc_health_probe,
     http_probe,
     process_cpu_s,
@@ -312,12 +314,14 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 EVENTS_VARIANT = "router/aiohttp+events"
+VOLATILE_VARIANT = "router/aiohttp+events-volatile"  # events.durable: false, for the log's cost
 PLAIN = "router/aiohttp"  # what EVENTS_VARIANT is compared with
 
 
-def events_extra(bootstrap: str, spool_dir: Path, forwarder: bool = True) -> dict[str, Any]:
-    """Telemetry on: every request publishes its decision, attempt and completion events, through
-    the router's event forwarder process (the default) or in its own loop (`forwarder=False`)."""
+def events_extra(bootstrap: str, spool_dir: Path, durable: bool = True) -> dict[str, Any]:
+    """Telemetry on: every request publishes its decision, attempt and completion events, each
+    written to the spool before the call answers (`durable`, the default) or kept in memory until
+    the broker acks it (`durable=False`)."""
     return {
         "http": {"transport": "aiohttp"},
         "events": {
@@ -325,7 +329,7 @@ def events_extra(bootstrap: str, spool_dir: Path, forwarder: bool = True) -> dic
             "enable_idempotence": False,  # the embedded Tansu broker lacks it
             "create_topic_partitions": 3,
             "spool_dir": str(spool_dir),
-            "forwarder": forwarder,
+            "durable": durable,
         },
     }
 
@@ -363,6 +367,9 @@ def router_variants(
             variants.append(auth)
     if events is not None:
         variants.append(RouterVariant(EVENTS_VARIANT, events))
+        spool = f"{events['events']['spool_dir']}-volatile"  # each router locks its own spool
+        volatile = deep_merge(events, {"events": {"durable": False, "spool_dir": spool}})
+        variants.append(RouterVariant(VOLATILE_VARIANT, volatile))
     if extra_yaml:
         text = Path(extra_yaml[1:]).read_text() if extra_yaml.startswith("@") else extra_yaml
         extra = yaml.safe_load(text) or {}
@@ -463,8 +470,8 @@ async def start_and_wait(endpoints: Endpoints) -> None:
 
 
 def pin_routers(endpoints: Endpoints) -> None:
-    """--pin-router: each router process on CPU 0, alone; its event forwarder, the load generator,
-    the sim, the echo server and the broker stay on CPU 1 (run() put this process there before
+    """--pin-router: each router process on CPU 0, alone; the load generator, the sim, the echo
+    server and the broker stay on CPU 1 (run() put this process there before
     starting them, so they inherited it). A production router has its cores and the broker is
     elsewhere: this measures what telemetry costs a router's own throughput."""
     for _, server in endpoints.routers.values():
@@ -480,8 +487,9 @@ async def measure(
     targets = closed_loop_targets(endpoints)
     closed: list[CellResult] = []
     opened: list[CellResult] = []
-    if telemetry_only:  # the two routers at c=32, nothing else
-        closed = await run_closed({name: targets[name] for name in (PLAIN, EVENTS_VARIANT)}, 32, params)
+    if telemetry_only:  # the events routers and the plain one at c=32, nothing else
+        names = (PLAIN, EVENTS_VARIANT, VOLATILE_VARIANT)
+        closed = await run_closed({name: targets[name] for name in names}, 32, params)
     else:
         for concurrency in params.concurrencies:
             closed += await run_closed(targets, concurrency, params)
@@ -493,14 +501,11 @@ async def measure(
     for name, (_, server) in endpoints.routers.items():
         calls = ROUTER_CALLS.get(server.port, 0)
         ROUTER_CPU_US[name] = process_cpu_s(server.proc.pid) / calls * 1e6 if calls else math.nan
-        FORWARDER_CPU_US[name] = children_cpu_s(server.proc.pid) / calls * 1e6 if calls else math.nan
     return closed, opened
 
 
 # Router process CPU per answered call, over the whole run (startup included, amortised).
 ROUTER_CPU_US: dict[str, float] = {}
-# The same for its children: the event forwarder, which publishes on another core.
-FORWARDER_CPU_US: dict[str, float] = {}
 
 
 # --- derived rows -----------------------------------------------------------------------------------
@@ -583,15 +588,21 @@ def derive(
 
 
 def telemetry_rows(closed: list[CellResult]) -> list[BudgetRow]:
-    """What publishing events costs: router CPU per request and c=32 throughput, events on vs off.
+    """What publishing events costs: router CPU per request and c=32 throughput, events on vs off,
+    and what the durable log (events.durable) costs of that: events on vs on without it.
 
     The throughput cost is the median over rounds of 1 - (events-on req/s / events-off req/s),
     each round's two cells measured back to back: the shared machine's speed drifts by more than
     the effect between rounds, and pairing cancels that drift where pooling all rounds does not.
     The pooled figure is printed too."""
     events_cpu, plain_cpu = ROUTER_CPU_US.get(EVENTS_VARIANT, math.nan), ROUTER_CPU_US.get(PLAIN, math.nan)
+    volatile_cpu = ROUTER_CPU_US.get(VOLATILE_VARIANT, math.nan)
     with_events, without = find(closed, EVENTS_VARIANT, 32), find(closed, PLAIN, 32)
+    volatile = find(closed, VOLATILE_VARIANT, 32)
     paired = [1 - on / off for on, off in zip(with_events.round_rps, without.round_rps, strict=False) if off]
+    paired_log = [
+        1 - on / off for on, off in zip(with_events.round_rps, volatile.round_rps, strict=False) if off
+    ]
     pooled = 1 - with_events.rps / without.rps
     cost = statistics.median(paired) if paired else pooled
     basis = f"median of {len(paired)} paired rounds of 1 - {EVENTS_VARIANT} / {PLAIN} rps @c=32"
@@ -605,10 +616,17 @@ def telemetry_rows(closed: list[CellResult]) -> list[BudgetRow]:
         ),
         info_row(
             EVENTS_VARIANT,
-            "forwarder CPU per request",
-            FORWARDER_CPU_US.get(EVENTS_VARIANT, math.nan),
+            "durable log CPU per req",
+            events_cpu - volatile_cpu,
             "us",
-            "the event forwarder process, on another core",
+            f"router CPU per request vs {VOLATILE_VARIANT}",
+        ),
+        info_row(
+            EVENTS_VARIANT,
+            "durable log tput cost",
+            statistics.median(paired_log) * 100 if paired_log else math.nan,
+            "%",
+            f"median of {len(paired_log)} paired rounds of 1 - {EVENTS_VARIANT} / {VOLATILE_VARIANT}",
         ),
         info_row(EVENTS_VARIANT, "telemetry tput cost, pooled", pooled * 100, "%", "all rounds at once"),
         budget_row(EVENTS_VARIANT, TELEMETRY_COST, cost * 100, basis, with_events, without),
@@ -700,12 +718,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--pin-router",
         action="store_true",
-        help="routers alone on CPU 0, everything else (forwarder, broker, load, sim) on CPU 1",
-    )
-    parser.add_argument(
-        "--events-inline",
-        action="store_true",
-        help=f"{EVENTS_VARIANT} publishes in the router's own loop (events.forwarder: false)",
+        help="routers alone on CPU 0, everything else (broker, load, sim) on CPU 1",
     )
     parser.add_argument(
         "--telemetry-only",
@@ -799,7 +812,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         Fleet(Path(tmp)) as fleet,
         embedded_broker(not args.no_events, Path(tmp)) as bootstrap,
     ):
-        events = events_extra(bootstrap, Path(tmp) / "spool", not args.events_inline) if bootstrap else None
+        events = events_extra(bootstrap, Path(tmp) / "spool") if bootstrap else None
         auth = None if args.no_auth else auth_variant(Path(tmp))
         variants = router_variants(
             args.router_config_extra, args.router_config_extra_name, events, args.telemetry_only, auth
@@ -820,7 +833,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "router overhead",
         "machine": machine_info(started, loadavg_before, loop_name),
         "params": asdict(params),
-        "options": {"pin_router": args.pin_router, "events_inline": args.events_inline},
+        "options": {"pin_router": args.pin_router},
         "router_variants": [{"name": v.name, "transport": v.transport, "extra": v.extra} for v in variants],
         "closed_loop": [asdict(c) for c in closed],
         "open_loop": [asdict(c) for c in opened],

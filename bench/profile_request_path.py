@@ -23,8 +23,8 @@ that noise from the shared machine lands on all of them alike:
 - router          `Complete` through a RouterApp (bench/overhead.py's config: metrics interceptor
                   and observer on, events off)
 - router+events   the same, publishing its decision, attempt and completion events to the broker
-                  through its event forwarder process (pinned, like the broker, off the router's CPU)
-- router+events-inline   the same with `events.forwarder: false`: publishing in the router's loop
+                  (pinned off the router's CPU), each written to the spool first (`events.durable`)
+- router+events-volatile   the same with `events.durable: false`: events in memory until acked
 - router+tracing  `router` with `tracing` on, every call sampled (no caller traceparent: a new
                   trace each), spans exported over OTLP/HTTP to a sink process off the router's CPU
 - router+tracing-unsampled   the same with `sample_ratio: 0`: what tracing costs a call it does
@@ -100,7 +100,7 @@ VARIANTS = (
     "http",
     "router",
     "router+events",
-    "router+events-inline",
+    "router+events-volatile",
     "router+tracing",
     "router+tracing-unsampled",
 )
@@ -119,9 +119,9 @@ def pin_to(cpu: int | None) -> None:
 
 
 def pin_children_to(cpu: int | None) -> None:
-    """Children started after this process pinned itself (the embedded broker, the router's event
-    forwarder) join the others: a real deployment gives them cores of their own, or other
-    machines, not a share of the router's."""
+    """Children started after this process pinned itself (the embedded broker) join the others:
+    a real deployment gives them cores of their own, or other machines, not a share of the
+    router's."""
     if cpu is None or not hasattr(os, "sched_setaffinity"):
         return
     for children in Path("/proc/self/task").glob("*/children"):
@@ -389,8 +389,8 @@ async def start_variants(
             events = (
                 await stack.enter_async_context(events_config()) if name.startswith("router+events") else None
             )
-            if name == "router+events-inline" and events is not None:
-                events["forwarder"] = False  # publishing in the router's own event loop
+            if name == "router+events-volatile" and events is not None:
+                events["durable"] = False  # no write-ahead log: events in memory until acked
             tracing = None
             if name.startswith("router+tracing"):
                 endpoint = f"{await otlp_sink(stack, others_cpu)}/v1/traces"
@@ -441,7 +441,7 @@ def print_cpu(variants: list[Variant], args: argparse.Namespace) -> None:
         medians[v.name] = statistics.median(v.cpu_us)
         reps = " ".join(f"{x:.0f}" for x in v.cpu_us)
         print(f"{v.name:<20} {medians[v.name]:>8.1f} {min(v.cpu_us):>8.1f}   {reps}")
-    for events in ("router+events", "router+events-inline"):
+    for events in ("router+events", "router+events-volatile"):
         if events in medians and "router" in medians:
             extra = medians[events] - medians["router"]
             share = extra / medians["router"] * 100

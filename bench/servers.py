@@ -142,7 +142,7 @@ def process_cpu_s(pid: int) -> float:
 
 
 def children_cpu_s(pid: int) -> float:
-    """CPU seconds used by a process's running children (a router's event forwarder), and theirs."""
+    """CPU seconds used by a process's running children, and theirs."""
     total = 0.0
     for children in Path(f"/proc/{pid}/task").glob("*/children"):
         for child in children.read_text().split():

@@ -307,7 +307,6 @@ def _publisher(events: EventsConfig) -> PublisherConfig:
         queue_max=events.queue_max,
         linger_ms=events.linger_ms,
         spool_dir=events.spool_dir,
-        forwarder=events.forwarder,
         spool_max_bytes=events.spool_max_bytes,
         durable=events.durable,
         enable_idempotence=events.enable_idempotence,

@@ -156,12 +156,15 @@ def test_invalid_routing_config_names_the_field(change: dict[str, Any], message:
         parse_config(minimal(**change))
 
 
-@pytest.mark.parametrize(("events", "forwarder"), [({}, True), ({"forwarder": False}, False)])
-def test_events_publish_through_a_forwarder_unless_configured_off(
-    events: dict[str, Any], forwarder: bool
-) -> None:
+@pytest.mark.parametrize(("events", "durable"), [({}, True), ({"durable": False}, False)])
+def test_events_are_durable_unless_configured_off(events: dict[str, Any], durable: bool) -> None:
     config = parse_config(minimal(events={"bootstrap_servers": "127.0.0.1:9092", **events}))
-    assert config.events is not None and config.events.forwarder is forwarder
+    assert config.events is not None and config.events.durable is durable
+
+
+def test_the_forwarder_setting_is_gone() -> None:
+    with pytest.raises(ConfigError, match=r"events\.forwarder"):
+        parse_config(minimal(events={"bootstrap_servers": "127.0.0.1:9092", "forwarder": True}))
 
 
 @pytest.mark.parametrize(

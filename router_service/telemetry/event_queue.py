@@ -26,21 +26,9 @@ class EventQueue(Generic[T]):
         self._waiter: asyncio.Future[None] | None = None  # the sender's, while it waits
         self._wanted = 1  # how many items the waiting sender needs before it is woken
         self._woken = False  # a wake() not consumed by a wait yet
-        self._taken_total = 0
 
     def __len__(self) -> int:
         return len(self._items)
-
-    @property
-    def taken_total(self) -> int:
-        """How many items were ever taken out."""
-        return self._taken_total
-
-    @property
-    def entered_total(self) -> int:
-        """How many items were ever put in: the ordinal of the newest item (its position in the
-        queue's whole history, from 1). Derived, so that put() need not count."""
-        return self._taken_total + len(self._items)
 
     def put(self, item: T) -> bool:
         """Append an item; False (and nothing appended) when the queue is full. Never blocks."""
@@ -86,7 +74,6 @@ class EventQueue(Generic[T]):
             items.clear()
         else:
             taken = [items.popleft() for _ in range(limit)]
-        self._taken_total += len(taken)
         return taken
 
     def take_all(self) -> list[T]:

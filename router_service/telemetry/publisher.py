@@ -1,8 +1,9 @@
 """KafkaPublisher: the engine's EventSink, at-least-once into Kafka, spooling to disk when it must.
 
-Flow. `publish()` only appends to a bounded in-memory queue (it never awaits). One sender task,
-owned by start()/stop(), runs in rounds: it waits for an event, lingers `linger_ms` for more to
-arrive, encodes them all, hands them to an aiokafka producer as one batch per partition
+Flow. `publish()` encodes the event, writes it to the spool (with `durable`, see Durability) and
+appends it to a bounded in-memory queue; it never awaits. One sender task, owned by
+start()/stop(), runs in rounds: it waits for an event, lingers `linger_ms` for more to arrive,
+hands them to an aiokafka producer as one batch per partition
 (record_batches.py) and waits for the broker's acknowledgements. When the broker is unreachable
 (at startup too), or a delivery fails or times out, the failed batch and everything queued behind
 it go to the disk spool and the publisher switches to *spool mode*: new events go straight to the
@@ -22,6 +23,13 @@ same several hundred microseconds of loop, producer and protocol work whether it
 event or a hundred. So the sender lingers: at a few hundred events per second, rounds of one or two
 events made that fixed cost most of an event's price (bench/event_publisher.py, paced loads).
 Events reach Kafka up to `linger_ms` later; a full batch (`send_batch_max`) goes at once.
+
+In process, not in a child. An earlier version handed events to a forwarder child process that
+published them from another core. It bought 3-5% of a router's throughput only where the child
+had a core to itself, cost more CPU in all (packing and unpacking on top of publishing), and made
+a router crash lose what sat in the pipe; with `durable`, the router encodes and writes every
+event itself before answering, which was most of what the child took off its loop. Measured
+back to back in bench/publishing.py (bench/results/publishing_decision.json, bench/README.md).
 
 Durability (`durable`, the default). publish() encodes the event and writes it to the spool, one
 write() flushed to the OS, before it returns, so before the call that published it answers: the
@@ -128,7 +136,6 @@ class KafkaPublisher:
         self._producer: AIOKafkaProducer | None = None
         self._guard: ProducerGuard | None = None  # watches self._producer's connections
         self._task: asyncio.Task[None] | None = None
-        self._in_flight = 0  # events taken from the queue whose round is not settled yet
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
 
@@ -229,20 +236,6 @@ class KafkaPublisher:
             )
             self._drops.drop("encode_error")
 
-    # -- settlement: what the forwarder acknowledges to the router ---------------------------
-
-    def accepted_mark(self) -> int:
-        """A mark for every event published so far. Once settled_mark() reaches it, each of them
-        has been acknowledged by the broker, written to the spool, or dropped and counted.
-
-        Events that skip the queue (spool mode) settle within publish(). Queued ones settle in
-        queue order: the sender takes them from the front and settles a round before it takes the
-        next, so the queue's counts are the marks and the request path pays nothing for them."""
-        return self._queue.entered_total
-
-    def settled_mark(self) -> int:
-        return self._queue.taken_total - self._in_flight
-
     # -- the sender task ---------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -319,16 +312,11 @@ class KafkaPublisher:
             return  # the loop replaces the producer (or stops) first; the events wait in the queue
         pending = self._queue.take(self._config.send_batch_max)
         self._metrics.queue_depth.set(len(self._queue))
-        self._in_flight = len(pending)
-        try:
-            delivered = not pending or await self._deliver_or_spool_on_cancel(pending)
-            if delivered:
-                self._trim(pending)
-            else:
-                self._enter_spool_mode(pending)
-        finally:
-            self._in_flight = 0
-        if not delivered:
+        delivered = not pending or await self._deliver_or_spool_on_cancel(pending)
+        if delivered:
+            self._trim(pending)
+        else:
+            self._enter_spool_mode(pending)
             await self._back_off()
 
     async def _gather_batch(self) -> None:
@@ -414,7 +402,6 @@ class KafkaPublisher:
         if not pending:
             return
         delivered = False
-        self._in_flight = len(pending)
         try:
             if self._producer_lost():
                 await self._disconnect(1.0)
@@ -426,7 +413,6 @@ class KafkaPublisher:
         finally:  # not delivered, or cancelled because stop() ran out of time: keep them on disk
             if not delivered:
                 self._to_spool(pending)
-            self._in_flight = 0
 
     # -- failure handling and the spool -------------------------------------------------------
 

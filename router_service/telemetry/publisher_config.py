@@ -57,13 +57,9 @@ class PublisherConfig:
     client_id: str = "llmrouter-router"
     router_instance: str = ""  # "" -> "<hostname>-<pid>"
     security: KafkaSecurity = dataclasses.field(default_factory=KafkaSecurity)
-    # Publish from a forwarder process (forwarding_publisher.py), off the router's event loop;
-    # False: in the router's own loop (KafkaPublisher), which costs it more of its throughput.
-    forwarder: bool = True
     include_content: bool = False  # put (redacted) prompt/answer text into completion events
     # Redaction of content, caller tags and error messages: the built-in secret shapes always,
     # these built-in PII patterns (names in telemetry/pii.py; default all), then extra regexes.
-    # Names, not regexes, so the config crosses the forwarder pipe as plain data.
     redact_pii: tuple[str, ...] = DEFAULT_PII
     redact_patterns: tuple[str, ...] = ()
 

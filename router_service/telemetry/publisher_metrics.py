@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import Any
 
 from aiokafka.errors import KafkaError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
@@ -26,13 +25,7 @@ DROP_REASONS = (
     "too_large",  # bigger than the broker's or producer's maximum record size
     "encode_error",  # the event could not be encoded (a bug; logged with the traceback)
     "closed",  # published after stop()
-    "forwarder_behind",  # the router's queue overflowed: its forwarder process was down or slow
 )
-
-# The metrics a forwarder process reports to its router (see forwarding_publisher.py). The queue
-# depth is not among them: the router reports what it holds, which includes the forwarder's queue.
-_FORWARDED_COUNTERS = ("published", "spooled", "replayed", "dropped", "publish_errors")
-_FORWARDED_GAUGES = ("spool_bytes", "broker_up")
 
 
 class PublisherMetrics:
@@ -85,17 +78,6 @@ class PublisherMetrics:
             registry=registry,
             multiprocess_mode="livemin",
         )
-        self.forwarder_up = Gauge(
-            "llmrouter_events_forwarder_up",
-            "1 while the event forwarder process runs and takes events (forwarder mode only).",
-            registry=registry,
-            multiprocess_mode="livemin",
-        )
-        self.forwarder_restarts = Counter(
-            "llmrouter_events_forwarder_restarts",
-            "Times the event forwarder process died and was started again.",
-            registry=registry,
-        )
         # Pre-create every series, so dashboards and alerts see zeros rather than gaps.
         for kind in EVENT_KINDS:
             self.published.labels(type=kind)
@@ -104,44 +86,6 @@ class PublisherMetrics:
 
     def count_error(self, exc: BaseException) -> None:
         self.publish_errors.labels(error=error_label(exc)).inc()
-
-    def forwarded_values(self) -> tuple[MetricValues, MetricValues]:
-        """(counter totals, gauge values) of the metrics a forwarder reports, by series."""
-        return _values(self, _FORWARDED_COUNTERS, "_total"), _values(self, _FORWARDED_GAUGES, "")
-
-    def apply_forwarded(self, counter_increments: MetricValues, gauges: MetricValues) -> None:
-        """Add a forwarder's counter increments to these counters and take its gauge values."""
-        for (name, labels), increment in counter_increments.items():
-            _series(getattr(self, name), labels).inc(increment)
-        for (name, labels), value in gauges.items():
-            _series(getattr(self, name), labels).set(value)
-
-
-# (metric attribute, label pairs) -> value
-MetricValues = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def _values(metrics: PublisherMetrics, names: tuple[str, ...], suffix: str) -> MetricValues:
-    values: MetricValues = {}
-    for name in names:
-        for family in getattr(metrics, name).collect():
-            for sample in family.samples:
-                if sample.name == family.name + suffix:  # not _created
-                    values[name, tuple(sorted(sample.labels.items()))] = sample.value
-    return values
-
-
-def _series(metric: Any, labels: tuple[tuple[str, str], ...]) -> Any:
-    return metric.labels(**dict(labels)) if labels else metric
-
-
-def counter_increments(totals: MetricValues, previous: MetricValues) -> MetricValues:
-    """What each counter gained since `previous`, the series that did not gain left out."""
-    return {
-        key: value - previous.get(key, 0.0)
-        for key, value in totals.items()
-        if value != previous.get(key, 0.0)
-    }
 
 
 def error_label(exc: BaseException) -> str:

@@ -12,7 +12,6 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
-from router_service.telemetry.forwarding_publisher import ForwardingPublisher
 
 from consumers.jobs import DEFAULT_INPUT_TOPIC, JOBS
 from consumers.main import DEFAULT_METRICS_PORT
@@ -20,6 +19,7 @@ from deploy import health_probe
 from router_launcher.cli import build_parser
 from router_service.routerctl import _parser as routerctl_parser
 from router_service.settings import RuntimeConfig, load_config
+from router_service.telemetry.publisher import KafkaPublisher
 from tests.deploy.conftest import DEPLOY, load_yaml_documents
 
 KUBERNETES = DEPLOY / "kubernetes"
@@ -127,7 +127,7 @@ def test_the_grace_period_covers_the_whole_shutdown() -> None:
     spec = _router()["spec"]["template"]["spec"]
     pre_stop = _container(_router())["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
-    flush_budget = inspect.signature(ForwardingPublisher.stop).parameters["timeout"].default
+    flush_budget = inspect.signature(KafkaPublisher.stop).parameters["timeout"].default
     needed = float(pre_stop[1]) + _router_config().server.grace_period_s + flush_budget
     assert spec["terminationGracePeriodSeconds"] > needed
 

@@ -40,7 +40,6 @@ HEALTHY_STACK_QUIET = {
     "LLMRouterDown",
     "LLMRouterConsumerDown",
     "LLMRouterEventBrokerUnreachable",
-    "LLMRouterEventForwarderDown",
     "LLMRouterFleetViewStale",
     "LLMRouterEventsDropped",
 }

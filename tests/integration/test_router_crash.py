@@ -122,8 +122,6 @@ async def crash_and_restart(
         "durable": durable,
         "linger_ms": 150,  # the default: the window a crash used to lose
     }
-    if "forwarder" in config_schema_fields():
-        config["events"]["forwarder"] = False
     path = tmp_path / "router.yaml"
     path.write_text(yaml.safe_dump(config))
     log_path = tmp_path / "router.log"
@@ -148,12 +146,6 @@ async def crash_and_restart(
             restarted.kill()
             restarted.wait()
     return answered, found
-
-
-def config_schema_fields() -> set[str]:
-    from router_service.config_schema import EventsConfig
-
-    return set(EventsConfig.model_fields)
 
 
 async def test_sigkill_under_load_loses_no_answered_calls_events(

@@ -62,17 +62,3 @@ def test_put_and_wake_work_before_any_event_loop_runs() -> None:
     queue: EventQueue[int] = EventQueue(maxsize=2)  # publish() may run before start()
     queue.wake()
     assert queue.put(1)
-
-
-def test_totals_count_every_item_that_entered_and_left() -> None:
-    queue: EventQueue[int] = EventQueue(maxsize=3)
-    for item in range(4):
-        queue.put(item)  # the fourth is refused: it never entered
-    assert (queue.entered_total, queue.taken_total) == (3, 0)
-
-    queue.take(2)
-    queue.put(9)
-    assert (queue.entered_total, queue.taken_total) == (4, 2)
-
-    queue.take_all()
-    assert (queue.entered_total, queue.taken_total) == (4, 4)

@@ -1,6 +1,6 @@
 """What leaves the process: caller tags and content as they reach the real broker and the disk
-spool, through both publishers (in-process, and the forwarder child that gets its config over
-the pipe). Content is off, as by default: tags are still redacted."""
+spool, with and without the write-ahead log (`durable`). Content is off, as by default: tags
+are still redacted."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from aiokafka import AIOKafkaConsumer
 
 from router_service.embedded.broker import EmbeddedBroker, free_port
 from router_service.telemetry import events as ev
-from router_service.telemetry.forwarding_publisher import ForwardingPublisher
 from router_service.telemetry.kafka_client import ensure_topics
 from router_service.telemetry.publisher import KafkaPublisher
 from tests.telemetry import helpers as h
@@ -57,17 +56,14 @@ def _assert_scrubbed(data: bytes) -> None:
 
 
 @pytest.mark.parametrize("encoding", ["json", "protobuf"])
-@pytest.mark.parametrize("publisher_class", [KafkaPublisher, ForwardingPublisher])
+@pytest.mark.parametrize("durable", [True, False])
 async def test_tags_reach_kafka_redacted(
-    kafka_broker: EmbeddedBroker,
-    tmp_path: Path,
-    publisher_class: type[KafkaPublisher | ForwardingPublisher],
-    encoding: str,
+    kafka_broker: EmbeddedBroker, tmp_path: Path, durable: bool, encoding: str
 ) -> None:
     topic = h.unique_topic()
     await ensure_topics(kafka_broker.bootstrap, {topic: 1})
-    publisher = publisher_class(
-        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), encoding=encoding)
+    publisher = KafkaPublisher(
+        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), encoding=encoding, durable=durable)
     )
     await publisher.start()
     sent = _leaky_events()

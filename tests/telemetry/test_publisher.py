@@ -12,9 +12,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from router_service.embedded.broker import EmbeddedBroker, free_port
 from router_service.telemetry import event_codec, publisher_config
-from router_service.telemetry.forwarding_publisher import ForwardingPublisher
 from router_service.telemetry.kafka_client import ensure_topics
 from router_service.telemetry.publisher import KafkaPublisher, PublisherConfig
+from router_service.telemetry.spool import Spool
 from tests.telemetry import helpers as h
 
 
@@ -42,14 +42,14 @@ async def test_publishes_exactly_the_events_given(kafka_broker: EmbeddedBroker, 
     assert metrics.value("llmrouter_events_dropped_total", reason="spool_full") == 0
 
 
-@pytest.mark.parametrize("publisher_class", [KafkaPublisher, ForwardingPublisher])
+@pytest.mark.parametrize("durable", [True, False])
 async def test_events_of_one_request_arrive_in_publish_order(
-    kafka_broker: EmbeddedBroker, tmp_path: Path, publisher_class: type[KafkaPublisher | ForwardingPublisher]
+    kafka_broker: EmbeddedBroker, tmp_path: Path, durable: bool
 ) -> None:
     topic = h.unique_topic()
     await ensure_topics(kafka_broker.bootstrap, {topic: 4})
-    publisher = publisher_class(
-        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), send_batch_max=7)
+    publisher = KafkaPublisher(
+        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), send_batch_max=7, durable=durable)
     )
     await publisher.start()
     sent = h.events(120, request_ids=("r1", "r2", "r3"))
@@ -280,31 +280,78 @@ async def _topics(bootstrap: str) -> list[str]:
         await admin.close()
 
 
-async def test_settlement_marks_cover_delivered_and_spooled_events(
+async def test_a_durable_publish_is_on_disk_when_it_returns(
     kafka_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     topic = h.unique_topic()
     await ensure_topics(kafka_broker.bootstrap, {topic: 3})
     metrics = h.Metrics()
-    up = KafkaPublisher(
-        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path / "up")), metrics=metrics
-    )
-    await up.start()
-    for event in h.events(30):
-        up.publish(event)
-    assert up.accepted_mark() == 30
-    await h.eventually(lambda: up.settled_mark() == 30, what="30 settled")
-    assert metrics.value("llmrouter_events_published_total", type="feedback") == 30  # settled = acked here
-    await up.stop()
+    config = h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), linger_ms=10_000)
+    publisher = KafkaPublisher(config, metrics=metrics)
+    await publisher.start()
+    sent = h.events(20, request_ids=[f"req-durable-{i:02d}" for i in range(20)])
 
-    down_metrics = h.Metrics()
-    down = KafkaPublisher(
-        h.publisher_config(f"127.0.0.1:{free_port()}", topic, str(tmp_path / "down")), metrics=down_metrics
+    for event in sent:
+        publisher.publish(event)
+        # No round has run (the linger is long): the event is in a segment file, as a crash finds it.
+        assert f"req-durable-{sent.index(event):02d}".encode() in _segment_bytes(tmp_path)
+    await publisher.stop()
+
+    assert metrics.value("llmrouter_events_published_total", type="feedback") == 20
+    assert metrics.value("llmrouter_events_spooled_total") == 0  # the log is not an outage's spool
+    with Spool(tmp_path, 1 << 20) as spool:  # delivered rounds trimmed the log to nothing
+        assert spool.is_empty and not list(spool.replay())
+
+
+async def test_without_durable_a_healthy_broker_leaves_the_disk_alone(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topic = h.unique_topic()
+    await ensure_topics(kafka_broker.bootstrap, {topic: 3})
+    config = h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), linger_ms=10_000, durable=False)
+    publisher = KafkaPublisher(config)
+    await publisher.start()
+    sent = h.events(20)
+
+    for event in sent:
+        publisher.publish(event)
+    assert _segment_bytes(tmp_path) == b""
+    await publisher.stop()
+
+    records = await h.read_topic(kafka_broker.bootstrap, topic, {e.event_id for e in sent})
+    assert len(records) == len(sent)
+
+
+async def test_an_untrimmed_durable_log_is_replayed_once_by_the_next_publisher(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Records logged but never trimmed, as a SIGKILL leaves them (tests/integration/
+    test_router_crash.py kills a real router process): the next publisher sends them first."""
+    topic = h.unique_topic()
+    await ensure_topics(kafka_broker.bootstrap, {topic: 1})  # one partition: one order to check
+    unreachable = h.publisher_config(f"127.0.0.1:{free_port()}", topic, str(tmp_path), linger_ms=10_000)
+    dead = KafkaPublisher(unreachable)
+    await dead.start()
+    left = h.events(15, request_ids=("req-left",))
+    for event in left:
+        dead.publish(event)
+    await dead.stop(timeout=1.0)
+    metrics = h.Metrics()
+    successor = KafkaPublisher(
+        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path)), metrics=metrics
     )
-    for event in h.events(10):
-        down.publish(event)  # queued before start; the broker is unreachable: they go to the spool
-    assert (down.accepted_mark(), down.settled_mark()) == (10, 0)
-    await down.start()
-    await h.eventually(lambda: down.settled_mark() == 10, what="spooled events settled")
-    assert down_metrics.value("llmrouter_events_spooled_total") == 10
-    await down.stop(timeout=2.0)
+    await successor.start()
+    await h.eventually(lambda: metrics.value("llmrouter_events_replayed_total") == 15, what="replayed")
+    new = h.events(5, request_ids=("req-new",))
+    for event in new:
+        successor.publish(event)
+    await successor.stop()
+
+    records = await h.read_topic(kafka_broker.bootstrap, topic, {e.event_id for e in left + new})
+    keys = [key for _, key, _ in records]
+    assert keys == [b"req-left"] * 15 + [b"req-new"] * 5  # one partition's order: the log first
+    assert len({event_id for event_id, _, _ in records}) == 20
+
+
+def _segment_bytes(directory: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in sorted(directory.glob("*.seg")))

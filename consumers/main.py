@@ -32,6 +32,7 @@ from consumers.jobs import DEFAULT_INPUT_TOPIC, JOBS, JobOptions, job_named, tag
 from consumers.kafka import KafkaOptions, TopicMissingError
 from consumers.metrics import ConsumerMetrics, default_metrics
 from consumers.runner import ConsumerRunner, RunnerConfig, RunnerError
+from router_contract.snapshot_records import SNAPSHOT_ENCODINGS, SnapshotEncoding
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def run_consumer(
     group_instance_id: str = "",
     snapshot_topic: str | None = None,
     snapshot_interval_s: float = 5.0,
+    snapshot_encoding: SnapshotEncoding = "protobuf",
     metrics_port: int | None = DEFAULT_METRICS_PORT,
     metrics_host: str = "127.0.0.1",
     create_topics: bool = False,
@@ -70,6 +72,7 @@ def run_consumer(
         group_id=group_id or "",
         group_instance_id=group_instance_id,
         snapshot_interval_s=snapshot_interval_s,
+        snapshot_encoding=snapshot_encoding,
         create_topics=create_topics,
     )
     runners = build_runners(kind, kafka_options, config, default_metrics(), options or JobOptions.from_env())
@@ -154,6 +157,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--snapshot-topic", default=None, help="default llmrouter.<kind>.v1")
     parser.add_argument("--snapshot-interval", type=float, default=5.0, help="seconds between flushes")
+    parser.add_argument(
+        "--snapshot-encoding",
+        choices=SNAPSHOT_ENCODINGS,
+        default="protobuf",
+        help="router.v1.Snapshot as protobuf (default) or its proto3 JSON mapping (kcat | jq)",
+    )
     parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="0 or less: off")
     parser.add_argument("--metrics-host", default="127.0.0.1")
     parser.add_argument("--create-topics", action="store_true", help="create missing snapshot topics (dev)")
@@ -182,6 +191,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         group_instance_id=args.group_instance_id,
         snapshot_topic=args.snapshot_topic,
         snapshot_interval_s=args.snapshot_interval,
+        snapshot_encoding=args.snapshot_encoding,
         metrics_port=args.metrics_port if args.metrics_port > 0 else None,
         metrics_host=args.metrics_host,
         create_topics=args.create_topics,

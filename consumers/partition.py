@@ -21,7 +21,11 @@ Why restarts and rebalances never double count:
   lookup state needs) instead of `replay_from` (which also re-reads the dedupe horizon). An older
   checkpoint, or a job without its dedupe topic, falls back to `replay_from`.
 - An idle partition's heartbeat (`heartbeat`) re-publishes its last published checkpoint with a
-  new `generated_at` only: a restore from it is the restore from the checkpoint it repeats.
+  new `generated_at` (and freshness) only: a restore from it is the restore from the checkpoint
+  it repeats.
+- Every published value says how fresh it is (`freshness`: the event-time watermark, the input
+  records not counted yet, and the phase: replaying records counted before a restore, catching
+  up, or live), so readers can tell a catching-up rollup from a final one (router.v1.Snapshot).
 
 Counting is therefore a deterministic function of the partition's records, whoever processes
 them, however often: at-least-once delivery, exactly-once aggregates.
@@ -36,9 +40,15 @@ from consumers.aggregator import Aggregator, DimensionRecord, JsonDict
 from consumers.dedupe import DedupeConfig, DedupeIndex
 from consumers.dedupe_log import DedupeLog, LogRecord, entries_below
 from consumers.events import Event
+from router_contract.snapshot_records import PHASE_CATCHING_UP, PHASE_LIVE, PHASE_REPLAYING
 from router_contract.windows import rfc3339
 
 CHECKPOINT_KIND = "checkpoint"
+# A partition with records not counted yet whose watermark is older than this, by the flush's
+# wall clock, is catching up: its sums read short. Router events reach the consumers within a
+# poll plus a snapshot interval (seconds); an idle partition (nothing unread) is live however old
+# its watermark.
+CATCHING_UP_BEHIND_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,9 @@ class PartitionProcessor:
         self._replay_from: int | None = None  # None: no checkpoint, start at the beginning
         # The newest checkpoint known to be in the snapshot topic (restored or acknowledged).
         self._published_checkpoint: JsonDict | None = None
+        # The input partition's end offset, as the runner last saw it (None: not known).
+        self.end_offset: int | None = None
+        self._read_to = 0  # one past the highest offset processed (replays included)
 
     def restore(self, restored: RestoredPartition) -> None:
         checkpoint = restored.checkpoint
@@ -106,6 +119,8 @@ class PartitionProcessor:
             self._published_checkpoint = checkpoint
         for key, value in restored.dimensions:
             self.aggregator.restore(key, value, int(value["source"]["offset"]))
+        # Reading resumes at seek_offset(): what lies between it and next_offset is a replay.
+        self._read_to = self._replay_from or 0
 
     def seek_offset(self) -> int | None:
         """Where to read from right after `restore` (None: the beginning of the partition).
@@ -118,6 +133,7 @@ class PartitionProcessor:
         aggregator = self.aggregator
         for record in records:
             stats.records += 1
+            self._read_to = max(self._read_to, record.offset + 1)
             event = record.event
             if record.offset < self.next_offset:
                 stats.redelivered += 1
@@ -144,10 +160,23 @@ class PartitionProcessor:
         """Changed dimensions, each stamped with the offset it covers, ready to publish."""
         source = self._source()
         generated_at = rfc3339(now_s)
+        freshness = self.freshness(now_s)
         return [
-            DimensionRecord(change.key, _stamped(change.value, source, generated_at))
+            DimensionRecord(change.key, _stamped(change.value, source, generated_at, freshness))
             for change in self.aggregator.changes(now_s)
         ]
+
+    def freshness(self, now_s: float) -> JsonDict:
+        """How current the state is now: watermark, input records not counted yet, phase."""
+        watermark_s = float(self.aggregator.meta().get("watermark_s", 0.0))
+        lag = 0 if self.end_offset is None else max(0, self.end_offset - self.next_offset)
+        if self._read_to < self.next_offset:
+            phase = PHASE_REPLAYING  # re-reading what the restored checkpoint already counts
+        elif lag and now_s - watermark_s > CATCHING_UP_BEHIND_S:
+            phase = PHASE_CATCHING_UP
+        else:
+            phase = PHASE_LIVE
+        return {"phase": phase, "lag_count": lag, "watermark_s": watermark_s}
 
     def checkpoint(self, now_s: float) -> JsonDict:
         """The record that closes a flush: everything below next_offset is in the published state.
@@ -162,6 +191,7 @@ class PartitionProcessor:
             "kind": CHECKPOINT_KIND,
             "source": self._source(),
             "generated_at": rfc3339(now_s),
+            "freshness": self.freshness(now_s),
             "replay_from": resume if dedupe_start is None else min(resume, dedupe_start),
             "dedupe": {"max_timestamp_ms": self._dedupe.max_timestamp_ms},
             "state": self.aggregator.meta(),
@@ -202,7 +232,7 @@ class PartitionProcessor:
             return self.checkpoint(now_s) if self.next_offset == 0 else None
         if int(last["source"]["offset"]) != self.next_offset:
             return None
-        return {**last, "generated_at": rfc3339(now_s)}
+        return {**last, "generated_at": rfc3339(now_s), "freshness": self.freshness(now_s)}
 
     def mark_dirty(self, keys: Iterable[str]) -> None:
         self.aggregator.mark_dirty(keys)
@@ -211,5 +241,9 @@ class PartitionProcessor:
         return {"topic": self.topic, "partition": self.partition, "offset": self.next_offset}
 
 
-def _stamped(value: JsonDict | None, source: JsonDict, generated_at: str) -> JsonDict | None:
-    return None if value is None else {**value, "generated_at": generated_at, "source": source}
+def _stamped(
+    value: JsonDict | None, source: JsonDict, generated_at: str, freshness: JsonDict
+) -> JsonDict | None:
+    if value is None:
+        return None
+    return {**value, "generated_at": generated_at, "source": source, "freshness": freshness}

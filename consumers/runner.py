@@ -48,6 +48,7 @@ from consumers.records import RecordReader
 from consumers.sink import OutRecord, SinkError, SnapshotSink
 from consumers.snapshot_store import SnapshotReader
 from router_contract.snapshot_keys import CHECKPOINT_KEY, record_key
+from router_contract.snapshot_records import SnapshotEncoding
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,9 @@ class RunnerConfig:
     dedupe: DedupeConfig = dataclasses.field(default_factory=DedupeConfig)
     dedupe_log: bool = True  # write the dedupe index to <snapshot topic>.dedupe (when it exists)
     create_topics: bool = False  # dev/tests: create the snapshot topic (compacted) when missing
+    # router.v1.Snapshot on the snapshot topic: protobuf (compact, fast to restore) or its proto3
+    # JSON mapping (for kcat | jq). Readers take either, and the JSON written before the schema.
+    snapshot_encoding: SnapshotEncoding = "protobuf"
 
 
 class RunnerError(Exception):
@@ -106,7 +110,9 @@ class ConsumerRunner:
         self.snapshot_topic = config.snapshot_topic or job.snapshot_topic
         self.group_id = config.group_id or job.group_id
         self._reader = RecordReader(job.kinds)
-        self._sink = SnapshotSink(kafka, self.snapshot_topic, f"llmrouter-consumer-{job.name}")
+        self._sink = SnapshotSink(
+            kafka, self.snapshot_topic, f"llmrouter-consumer-{job.name}", encoding=config.snapshot_encoding
+        )
         self._store = SnapshotReader(kafka, self.snapshot_topic)
         self.dedupe_topic = f"{self.snapshot_topic}.dedupe"
         self._log_sink = SnapshotSink(kafka, self.dedupe_topic, f"llmrouter-consumer-{job.name}-dedupe")
@@ -446,6 +452,7 @@ class ConsumerRunner:
     def _report_lag(self, tp: Any, processor: PartitionProcessor) -> None:
         highwater = self._consumer.highwater(tp)
         if highwater is not None:
+            processor.end_offset = highwater  # the snapshots' freshness says how far behind it is
             self._metrics.set_lag(tp.partition, max(0, highwater - processor.next_offset))
 
     def _report_rate(self) -> None:

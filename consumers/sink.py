@@ -1,6 +1,9 @@
 """Publishes snapshot records to a job's snapshot topic and waits until the broker has them.
 
-Values are compact UTF-8 JSON (`content-type: application/json`); a None value is a tombstone.
+Snapshot values go out as `router.v1.Snapshot` (router_contract/snapshot_records.py), in
+protobuf binary by default or in its proto3 JSON mapping (`--snapshot-encoding json`, for kcat
+and jq), with `content-type` and `ce_dataschema` headers. A sink without an encoding (the dedupe
+log's) writes compact UTF-8 JSON (`content-type: application/json`). A None value is a tombstone.
 All records of one input partition go to one output partition (snapshot_keys.py), in order, so
 a flush's dimension records always precede its checkpoint record.
 """
@@ -18,6 +21,7 @@ from aiokafka.errors import KafkaError
 
 from consumers.aggregator import JsonDict
 from consumers.kafka import KafkaOptions, topic_partitions
+from router_contract import snapshot_records
 from router_contract.snapshot_keys import output_partition
 
 _HEADERS = [("content-type", b"application/json")]
@@ -39,8 +43,17 @@ class OutRecord:
 
 
 class SnapshotSink:
-    def __init__(self, options: KafkaOptions, topic: str, client_id: str) -> None:
+    def __init__(
+        self,
+        options: KafkaOptions,
+        topic: str,
+        client_id: str,
+        *,
+        encoding: snapshot_records.SnapshotEncoding | None = None,
+    ) -> None:
         self._options = options
+        self._encoding = encoding
+        self._headers = _HEADERS if encoding is None else snapshot_records.headers(encoding)
         self._topic = topic
         self._client_id = client_id
         self._producer: Any = None
@@ -85,12 +98,17 @@ class SnapshotSink:
             raise SinkError(f"publishing {len(records)} snapshot records failed: {exc!r}") from exc
 
     async def _send(self, record: OutRecord) -> asyncio.Future[Any]:
-        value = None if record.value is None else _JSON.encode(record.value).encode()
+        value = None if record.value is None else self._encode(record.value)
         future: asyncio.Future[Any] = await self._producer.send(
             self._topic,
             value=value,
             key=record.key.encode(),
             partition=output_partition(record.input_partition, self.partitions),
-            headers=_HEADERS,
+            headers=self._headers,
         )
         return future
+
+    def _encode(self, value: JsonDict) -> bytes:
+        if self._encoding is None:
+            return _JSON.encode(value).encode()
+        return snapshot_records.encode(value, self._encoding)

@@ -9,7 +9,6 @@ a previous owner flushed (and had acknowledged) before the rebalance is included
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Collection
@@ -20,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from consumers.aggregator import JsonDict
 from consumers.kafka import KafkaOptions
 from consumers.partition import RestoredPartition
+from router_contract import snapshot_records
 from router_contract.snapshot_keys import CHECKPOINT_KEY, output_partition, parse_record_key
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,8 @@ async def _past(consumer: Any, end: dict[Any, int]) -> bool:
 def _keep(message: Any, wanted: set[int], latest: dict[int, dict[str, JsonDict | None]]) -> None:
     try:
         key, partition = parse_record_key(message.key.decode())
-        value = None if message.value is None else json.loads(message.value)
-    except (AttributeError, UnicodeDecodeError, ValueError):
+        value = None if message.value is None else snapshot_records.decode(message.value, message.headers)
+    except (AttributeError, UnicodeDecodeError, ValueError):  # SnapshotDecodeError is a ValueError
         log.warning("skipping a record this consumer cannot have written at offset %s", message.offset)
         return
     if partition in wanted:

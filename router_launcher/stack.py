@@ -127,7 +127,11 @@ class StackConsumers:
         options: JobOptions | None = None,
     ) -> None:
         self._registry = CollectorRegistry()
-        config = RunnerConfig(snapshot_interval_s=SNAPSHOT_INTERVAL_S, create_topics=create_topics)
+        # Snapshots in the proto3 JSON mapping: this stack is for looking at with kcat and jq
+        # (consumers/README.md); deployments keep the default, protobuf.
+        config = RunnerConfig(
+            snapshot_interval_s=SNAPSHOT_INTERVAL_S, snapshot_encoding="json", create_topics=create_topics
+        )
         self.runners = build_runners("all", kafka, config, ConsumerMetrics(self._registry), options)
         self.metrics_listen = metrics_listen
         self._metrics_server: Any = None

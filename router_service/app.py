@@ -2,8 +2,10 @@
 
 Start: HTTP client -> adapters -> event publisher -> engine -> fleet view subscriber -> gRPC
        server -> OpenAI HTTP door (when configured) -> health SERVING.
-Stop:  health NOT_SERVING -> gRPC server.stop(grace) and the HTTP door's drain, together (both
-       stop accepting, then in-flight calls and streams get the grace period) -> engine
+Stop:  the shutdown gate closes (every gRPC call reaching a handler from then on is refused
+       UNAVAILABLE + RetryInfo, with its error event) -> health NOT_SERVING -> the gRPC drain
+       (the server keeps accepting, and refusing, until the calls started before the stop end,
+       then server.stop) and the HTTP door's drain, together, both within the grace -> engine
        (cancels hedge losers still running) -> publisher flush (to Kafka, or to the disk spool)
        -> HTTP client.
 """
@@ -29,8 +31,8 @@ import httpx
 from grpc_health.v1 import health
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
-from router_service.api.interceptors import MetricsInterceptor
-from router_service.api.server import create_server, mark_serving
+from router_service.api.interceptors import MetricsInterceptor, ShutdownGate
+from router_service.api.server import SERVICE_NAME, create_server, mark_serving
 from router_service.api.servicer import FeedbackSink, RouterServicer
 from router_service.clock import SYSTEM_CLOCK
 from router_service.engine import Engine, EngineParts, RequestObserver
@@ -58,8 +60,9 @@ from router_service.telemetry.observer import EventObserver, FanOut, MetricsObse
 from router_service.telemetry.publisher import KafkaPublisher
 
 log = logging.getLogger(__name__)
-# Serving on after SIGTERM before the server stops: a few event-loop turns hand every call already
-# accepted to its handler; short enough that no orchestrator notices.
+# Accepting on after SIGTERM, at least, before the server stops: a few event-loop turns hand every
+# call the core already accepted to the shutdown gate (refused with RetryInfo, not CANCELLED);
+# short enough that no orchestrator notices.
 _DRAIN_S = 0.25
 
 
@@ -85,6 +88,7 @@ class RouterApp:
         self._stack = AsyncExitStack()
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
+        self._gate: ShutdownGate | None = None
         self._door: OpenAIDoor | None = None
         self.openai_port = 0  # the OpenAI-compatible HTTP door's, when server.openai_http is set
         self._stopped = False
@@ -101,7 +105,8 @@ class RouterApp:
         observers: list[RequestObserver] = [MetricsObserver()]
         if self.config.events is not None:
             observers.append(EventObserver(sink, include_content=self.config.events.include_content))
-        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
+        self._gate = ShutdownGate(SERVICE_NAME, sink)
+        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(), self._gate]
         if self.config.tracing.enabled:
             interceptor, tracing_observer = self._start_tracing(lambda: self.config.endpoints)
             interceptors.insert(0, interceptor)  # first: the call's span is current in all the rest
@@ -239,23 +244,31 @@ class RouterApp:
             return
         self._stopped = True
         grace = self.config.server.grace_period_s if grace_s is None else grace_s
+        if self._gate is not None:
+            self._gate.close()  # first, before any await: no call starts once the stop began
         if self._health is not None:
             await self._health.enter_graceful_shutdown()  # load balancers stop sending new calls
-        if self._server is not None:
-            # Keep serving a moment first: grpc.aio's stop() CANCELs (no details, no event) every
-            # call the core had accepted but not yet handed to a handler, so a call that arrived a
-            # fraction of a millisecond before SIGTERM failed (issue 19). After the drain they are
-            # all running and get the grace like any in-flight call; callers that watch health
-            # have stopped sending, and a call arriving later is refused UNAVAILABLE by the core.
-            await asyncio.sleep(min(_DRAIN_S, grace))
         drains = []  # both doors refuse new calls, then let in-flight ones finish, at the same time
         if self._server is not None:
-            drains.append(self._server.stop(grace))
+            drains.append(self._drain_grpc(self._server, grace))
         if self._door is not None:
             drains.append(self._door.stop(grace))
         await asyncio.gather(*drains)
         await self._stack.aclose()
         log.info("router stopped")
+
+    async def _drain_grpc(self, server: grpc.aio.Server, grace: float) -> None:
+        """Keep the server accepting while the calls started before the stop finish (at most
+        `grace`), then stop it. grpc.aio's stop() CANCELs (no details, no event) every call the
+        core accepted but had not handed to a handler yet, and a call arriving after it gets the
+        core's own UNAVAILABLE without RetryInfo (issue 19): until then, the shutdown gate
+        answers both kinds itself. The first `_DRAIN_S` hands every call already queued in the
+        core to the gate even when nothing is running."""
+        deadline = time.monotonic() + grace
+        await asyncio.sleep(min(_DRAIN_S, grace))
+        if self._gate is not None and not await self._gate.wait_idle(deadline - time.monotonic()):
+            log.warning("grace period over with %d calls still running: cancelling them", self._gate.running)
+        await server.stop(max(0.0, deadline - time.monotonic()))
 
     async def __aenter__(self) -> RouterApp:
         await self.start()

@@ -263,6 +263,19 @@ class KeyStoreUnavailableError(RouterError):
     reason = "KEY_STORE_UNAVAILABLE"
 
 
+class ShuttingDownError(RouterError):
+    """The router is stopping: it finishes the calls it started and starts no more. UNAVAILABLE
+    with a retry delay: the call never began, so another instance (or this one, restarted) can
+    run it as if it were new."""
+
+    status_code = "UNAVAILABLE"
+    reason = "SHUTTING_DOWN"
+
+    def __init__(self, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__("the router is shutting down; retry the call")
+
+
 class PermissionDeniedError(RouterError):
     """A valid caller asked for something its identity does not allow. `scope` or `resource`
     names what was missing, never whether another key could do it. `owner` says whose the

@@ -1,5 +1,6 @@
-"""Server interceptors: per-RPC metrics (count by status code, duration, in-flight), and the
-guard that answers a request body that does not decode with INVALID_ARGUMENT.
+"""Server interceptors: per-RPC metrics (count by status code, duration, in-flight), the guard
+that answers a request body that does not decode with INVALID_ARGUMENT, and the shutdown gate
+that refuses calls once the router began to stop.
 
 Both wrap the handler's behaviour instead of the continuation: the metrics see the final status
 code (including codes set by `context.abort`, and cancellations), and the guard sees a failed
@@ -24,10 +25,12 @@ import grpc
 from grpc_status import rpc_status
 from prometheus_client import Counter
 
-from router_service.api.servicer import new_request_id
-from router_service.api.status import to_rpc_error
-from router_service.errors import UndecodableRequestError
+from router_service.api.servicer import new_request_id, request_id_for
+from router_service.api.status import DEFAULT_RETRY_DELAY_S, to_rpc_error
+from router_service.api.trace_context import trace_ids
+from router_service.errors import ShuttingDownError, UndecodableRequestError, status_of
 from router_service.telemetry import metrics
+from router_service.telemetry.events import ErrorEvent, EventSink, RequestContext, TelemetryEvent
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,108 @@ class RequestDecodeInterceptor(_CachingInterceptor):
         if deserializer is None:  # raw bytes in: nothing can fail to decode
             return handler
         return _rewrap(handler, _guarded, _tolerant(deserializer, _message_type(deserializer, method_path)))
+
+
+class ShutdownGate(_CachingInterceptor):
+    """Once `close()` is called, every call of `service` that reaches a handler is refused:
+    UNAVAILABLE with RetryInfo and ErrorInfo SHUTTING_DOWN, and (for Complete and Stream, the
+    calls that publish events) its error event. Until then it counts the calls running, so the
+    stop can wait for exactly those (`wait_idle`) before the server stops.
+
+    Why not leave it to `server.stop(grace)`: grpc.aio CANCELs (no details, no event) each call
+    the core accepted but had not handed to a handler yet, and once stopped the core refuses new
+    ones itself, without RetryInfo. With the gate the server keeps accepting while the started
+    calls finish, and every call that arrives meanwhile gets an answer a client knows to retry.
+    Install it inside the metrics interceptor, so the refusals are counted by code."""
+
+    def __init__(
+        self, service: str, sink: EventSink, *, retry_after_s: float = DEFAULT_RETRY_DELAY_S
+    ) -> None:
+        super().__init__()
+        self._prefix = f"/{service}/"
+        self._sink = sink
+        self._retry_after_s = retry_after_s
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.closed = False
+        self.refused = 0
+
+    @property
+    def running(self) -> int:
+        """Calls of the service started (before the close) and not finished."""
+        return self._running
+
+    def close(self) -> None:
+        """Start no more calls. Synchronous: nothing can start between the stop and this."""
+        self.closed = True
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no started call is running, at most `timeout_s`; False if some still are."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), max(0.0, timeout_s))
+        except TimeoutError:
+            return False
+        return True
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method_path: str) -> grpc.RpcMethodHandler:
+        if not method_path.startswith(self._prefix):  # health and reflection answer while stopping
+            return handler
+        method = method_path.rsplit("/", 1)[-1]
+        return _rewrap(handler, lambda behaviour, _: self._gated(behaviour, method in _EVENTED_METHODS))
+
+    def _gated(self, behaviour: Behaviour, evented: bool) -> Behaviour:
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                if self.closed:
+                    await self._refuse(request, context, evented)
+                self._started()
+                try:
+                    async for response in behaviour(request, context):
+                        yield response
+                finally:
+                    self._finished()
+
+            return stream
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if self.closed:
+                await self._refuse(request, context, evented)
+            self._started()
+            try:
+                return await behaviour(request, context)
+            finally:
+                self._finished()
+
+        return unary
+
+    def _started(self) -> None:
+        self._running += 1
+        self._idle.clear()
+
+    def _finished(self) -> None:
+        self._running -= 1
+        if not self._running:
+            self._idle.set()
+
+    async def _refuse(self, request: Any, context: grpc.aio.ServicerContext, evented: bool) -> None:
+        # The caller's id when it is valid (an undecodable body has none): the error event and
+        # ErrorInfo name the call the client will retry.
+        request_id = request_id_for(str(getattr(request, "request_id", "")))
+        error = ShuttingDownError(self._retry_after_s)
+        self.refused += 1
+        if evented:
+            trace_id, span_id = trace_ids(context.invocation_metadata())
+            code, reason = status_of(error)
+            event_context = RequestContext(request_id=request_id, trace_id=trace_id, span_id=span_id)
+            body = ErrorEvent(code, reason, str(error), attempt_count=0)
+            self._sink.publish(TelemetryEvent.create(event_context, body, now_unix_s=time.time()))
+        status = rpc_status.to_status(to_rpc_error(error, request_id).status)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+_EVENTED_METHODS = frozenset({"Complete", "Stream"})
 
 
 class _Undecodable:

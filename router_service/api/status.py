@@ -26,6 +26,7 @@ from router_service.errors import (
     NoEligibleCandidateError,
     PermissionDeniedError,
     RouterError,
+    ShuttingDownError,
     StreamInterruptedError,
     UndecodableRequestError,
     UnknownModelError,
@@ -73,6 +74,8 @@ def to_rpc_error(exc: BaseException, request_id: str) -> RpcError:
         return _build(exc, request_id, {f"excluded:{k}": v for k, v in list(exc.exclusions.items())[:16]})
     if isinstance(exc, AllAttemptsFailedError):
         return _all_failed(exc, request_id)
+    if isinstance(exc, ShuttingDownError):
+        return _build(exc, request_id, {}, _retry_info(exc.retry_after_s))
     if isinstance(exc, UpstreamRejectedError):
         return _build(exc, request_id, {"target": exc.target, "error_class": exc.error.error_class.value})
     if isinstance(exc, StreamInterruptedError):
@@ -125,10 +128,13 @@ def _all_failed(exc: AllAttemptsFailedError, request_id: str) -> RpcError:
         return _build(exc, request_id, meta)
     delays = [e.retry_after_s for _, e in exc.failures if e.retry_after_s is not None]
     delay = min(delays) if delays else DEFAULT_RETRY_DELAY_S
-    retry = error_details_pb2.RetryInfo(
-        retry_delay=duration_pb2.Duration(seconds=int(delay), nanos=int(delay % 1 * 1e9))
+    return _build(exc, request_id, meta, _retry_info(delay))
+
+
+def _retry_info(delay_s: float) -> error_details_pb2.RetryInfo:
+    return error_details_pb2.RetryInfo(
+        retry_delay=duration_pb2.Duration(seconds=int(delay_s), nanos=int(delay_s % 1 * 1e9))
     )
-    return _build(exc, request_id, meta, retry)
 
 
 def _build(

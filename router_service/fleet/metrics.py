@@ -24,12 +24,34 @@ class FleetMetrics:
             ["topic"],
             registry=registry,
         )
+        self.catching_up = Gauge(
+            "llmrouter_fleet_snapshot_catching_up",
+            "1 while a topic's consumers say (in their checkpoints) that some input partition is "
+            "replaying or behind: its rollups read short until they catch up.",
+            ["topic"],
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "llmrouter_fleet_snapshot_lag_records",
+            "Input records a topic's consumers had not counted yet, summed over input partitions, "
+            "as their latest checkpoints state.",
+            ["topic"],
+            registry=registry,
+        )
+        self.watermark_age = Gauge(
+            "llmrouter_fleet_snapshot_watermark_age_seconds",
+            "Wall clock minus the oldest input partition's event-time watermark in a topic's latest "
+            "checkpoints (grows while no events arrive; with catching_up, how far behind it is).",
+            ["topic"],
+            registry=registry,
+        )
         self.records = Counter(
             "llmrouter_fleet_snapshot_records", "Snapshot records read.", ["topic"], registry=registry
         )
         self.decode_errors = Counter(
             "llmrouter_fleet_snapshot_decode_errors",
-            "Snapshot records skipped because they were not valid JSON objects.",
+            "Snapshot records skipped because they were not router.v1.Snapshot values this version "
+            "reads (or, from before the schema, JSON objects).",
             ["topic"],
             registry=registry,
         )

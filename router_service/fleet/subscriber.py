@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from router_contract import snapshot_records
 from router_contract.snapshot_records import JsonDict
 from router_service.fleet.config import FleetConfig
 from router_service.fleet.metrics import FleetMetrics, default_metrics
@@ -54,13 +54,20 @@ class SnapshotState:
         self.newest_s: dict[Topic, float] = {}
         self._metrics = metrics
 
-    def add(self, topic: Topic, key: bytes | None, value: bytes | None, timestamp_ms: int) -> None:
+    def add(
+        self,
+        topic: Topic,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp_ms: int,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
         try:
             record_key = key.decode() if key is not None else ""
-            decoded = None if value is None else json.loads(value)
-            if not record_key or not (decoded is None or isinstance(decoded, dict)):
+            decoded = None if value is None else snapshot_records.decode(value, headers)
+            if not record_key:
                 raise ValueError("not a snapshot record")
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError):  # SnapshotDecodeError is a ValueError
             if self._metrics is not None:
                 self._metrics.decode_errors.labels(topic.value).inc()
             return
@@ -151,7 +158,7 @@ class SnapshotSubscriber:
                 for tp, messages in batches.items():
                     topic = self._topics[tp.topic]
                     for message in messages:
-                        self.state.add(topic, message.key, message.value, message.timestamp)
+                        self.state.add(topic, message.key, message.value, message.timestamp, message.headers)
                     heard[tp] = arrived
                 changed = bool(batches)
                 quiet = quiet_partitions(assigned, heard, arrived, quiet_s)
@@ -251,6 +258,12 @@ def _report(
         metrics.stale.labels(topic.value).set(1 if topic in view.stale else 0)
         if topic in newest_s:
             metrics.age.labels(topic.value).set(max(0.0, now - newest_s[topic]))
+        fresh = view.freshness.get(topic)
+        if fresh is not None:
+            metrics.catching_up.labels(topic.value).set(1 if fresh.catching_up else 0)
+            metrics.lag.labels(topic.value).set(fresh.lag_count)
+            if fresh.watermark_s is not None:
+                metrics.watermark_age.labels(topic.value).set(max(0.0, now - fresh.watermark_s))
     metrics.health_score.clear()
     metrics.traffic_share.clear()
     for key, health in view.health.items():
@@ -299,6 +312,6 @@ async def _drain(
         batches = await consumer.getmany(timeout_ms=200 if past else _POLL_MS)
         for tp, messages in batches.items():
             for message in messages:
-                state.add(names[tp.topic], message.key, message.value, message.timestamp)
+                state.add(names[tp.topic], message.key, message.value, message.timestamp, message.headers)
         if past and not batches:
             return

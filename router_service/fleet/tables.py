@@ -15,8 +15,9 @@ def health_table(view: FleetView, config: FleetConfig) -> str:
     if Topic.HEALTH in view.stale:
         return "health: no fresh snapshot (are the health consumers running?)"
     lines = [
+        *_catching_up(view, Topic.HEALTH),
         f"{'deployment':<36} {'score':>6} {'share':>6} {'attempts':>9} {'errors':>7} "
-        f"{'p95 s':>7} {'ttft p95 s':>10}"
+        f"{'p95 s':>7} {'ttft p95 s':>10}",
     ]
     for key, h in sorted(view.health.items()):
         lines.append(
@@ -35,6 +36,7 @@ def costs_table(view: FleetView, granularity: str, now_s: float) -> str:
     start = int(now_s // size) * size
     totals = view.cost_totals(granularity, start)
     lines = [
+        *_catching_up(view, Topic.COSTS),
         f"current {granularity} window (UTC, since {_utc(start)})",
         f"{'dimension':<40} {'requests':>9} {'cost $':>16} {'input tok':>11} {'output tok':>11} "
         f"{'cached':>9}",
@@ -49,6 +51,16 @@ def costs_table(view: FleetView, granularity: str, now_s: float) -> str:
     if not totals:
         lines.append("(no completions in this window)")
     return "\n".join(lines)
+
+
+def _catching_up(view: FleetView, topic: Topic) -> list[str]:
+    fresh = view.freshness.get(topic)
+    if fresh is None or not fresh.catching_up:
+        return []
+    return [
+        f"{topic.value}: consumers catching up ({fresh.lag_count} input records not counted yet): "
+        "figures read short until they finish"
+    ]
 
 
 def _opt(seconds: float | None) -> str:

@@ -6,6 +6,10 @@ router's: freshness (a topic with no record for `stale_after_s` is ignored: its 
 or cut off) and the wall-clock slide of the health window (a consumer slides its window by event
 time, so a partition that gets no events keeps its last window; the router drops slots that
 ended before `now - window`, with the router's own, shorter `health_window_s`).
+
+What the consumers say of their own freshness is the router's to show too (`TopicFreshness`, from
+each input partition's latest checkpoint): a topic whose consumers are replaying or catching up
+after a restart is still used, but flagged (metrics, routerctl), since its sums read short.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from router_contract.health_score import PROVIDER_ERRORS
 from router_contract.readers.costs import fleet_totals
 from router_contract.readers.health import fleet_health
 from router_contract.readers.quality import fleet_quality
-from router_contract.snapshot_records import JsonDict
+from router_contract.snapshot_keys import CHECKPOINT_KEY, parse_record_key
+from router_contract.snapshot_records import PHASE_LIVE, JsonDict
 from router_contract.windows import parse_rfc3339
 from router_service.domain import TaskType
 from router_service.fleet.config import FleetConfig
@@ -53,6 +58,16 @@ class QualityStats:
 
 
 @dataclass(frozen=True, slots=True)
+class TopicFreshness:
+    """What a topic's consumers said of their state in each input partition's latest checkpoint."""
+
+    catching_up: bool  # some partition is replaying or behind: sums read short, rates stale
+    lag_count: int  # input records not counted yet, summed over partitions
+    watermark_s: float | None  # the oldest partition watermark (event time); None: no events yet
+    partitions: int  # input partitions with a checkpoint
+
+
+@dataclass(frozen=True, slots=True)
 class FleetView:
     """What the fleet saw. Empty maps for stale or unread topics: the router then uses local state."""
 
@@ -60,6 +75,7 @@ class FleetView:
     quality: Mapping[tuple[str, TaskType], QualityStats] = field(default_factory=dict)  # (model, task)
     costs: Latest = field(default_factory=dict)  # raw records; see `cost_totals`
     stale: frozenset[Topic] = frozenset(Topic)  # topics ignored as stale or never read
+    freshness: Mapping[Topic, TopicFreshness] = field(default_factory=dict)  # topics with checkpoints
 
     def cost_totals(self, granularity: str, start_s: int) -> dict[str, Totals]:
         """{dimension ("team=search", "total=all"...): exact totals of the window starting at start_s}.
@@ -89,6 +105,31 @@ def build_view(
         quality={} if Topic.QUALITY in stale else _quality(latest.get(Topic.QUALITY, {}), config),
         costs={} if Topic.COSTS in stale else dict(latest.get(Topic.COSTS, {})),
         stale=stale,
+        freshness={
+            topic: fresh for topic, values in latest.items() if (fresh := topic_freshness(values)) is not None
+        },
+    )
+
+
+def topic_freshness(latest: Latest) -> TopicFreshness | None:
+    """The freshness the input partitions' latest checkpoints state (None: no checkpoint says it).
+
+    Checkpoints, not dimension records: every flush and heartbeat writes one per partition, while a
+    dimension's record is as old as its last change.
+    """
+    stated = []
+    for record_key, value in latest.items():
+        dimension_key, _ = parse_record_key(record_key)
+        if dimension_key == CHECKPOINT_KEY and value is not None and "freshness" in value:
+            stated.append(value["freshness"])
+    if not stated:
+        return None
+    watermarks = [float(f["watermark_s"]) for f in stated if f.get("watermark_s")]
+    return TopicFreshness(
+        catching_up=any(f["phase"] != PHASE_LIVE for f in stated),
+        lag_count=sum(int(f.get("lag_count", 0)) for f in stated),
+        watermark_s=min(watermarks) if watermarks else None,
+        partitions=len(stated),
     )
 
 

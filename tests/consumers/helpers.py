@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 import uuid
@@ -15,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumers import events as ce
 from consumers.kafka import KafkaOptions, ensure_topic
+from router_contract import snapshot_records
 from router_service import domain
 from router_service.telemetry import event_codec
 from router_service.telemetry import events as ev
@@ -211,11 +211,16 @@ async def read_latest(bootstrap: str, topic: str, timeout_s: float = 10.0) -> di
                 break
             for messages in batches.values():
                 for message in messages:
-                    value = None if message.value is None else json.loads(message.value)
+                    value = _decoded(message)
                     latest[message.key.decode()] = value
     finally:
         await consumer.stop()
     return latest
+
+
+def _decoded(message: Any) -> Any:
+    """A snapshot (or dedupe log) record's value as the consumers built it; None: tombstone."""
+    return None if message.value is None else snapshot_records.decode(message.value, message.headers)
 
 
 @dataclass(frozen=True)
@@ -248,7 +253,7 @@ async def read_records(bootstrap: str, topic: str, timeout_s: float = 10.0) -> l
             polls += 1
             for messages in batches.values():
                 for message in messages:
-                    value = None if message.value is None else json.loads(message.value)
+                    value = _decoded(message)
                     out.append(SnapshotRecord(message.key.decode(), value, message.timestamp))
             if draining:
                 break

@@ -65,7 +65,7 @@ def _feed(processor: PartitionProcessor, records: Sequence[InputRecord], start: 
 def _state(topic: Topic) -> dict[str, Any]:
     """Dimension values without the fields that say when and up to where they were written."""
     return {
-        key: {k: v for k, v in value.items() if k not in ("generated_at", "source")}
+        key: {k: v for k, v in value.items() if k not in ("generated_at", "source", "freshness")}
         for key, value in topic.items()
         if key != "_checkpoint" and value is not None
     }
@@ -228,7 +228,13 @@ def test_a_heartbeat_repeats_the_published_checkpoint_even_before_the_replay() -
     assert restored.checkpoint(T0 + 5)["replay_from"] == 40
     beat = restored.heartbeat(T0 + 5)
     assert beat is not None and beat["generated_at"] != published["generated_at"]
-    assert {**beat, "generated_at": None} == {**published, "generated_at": None}
+    # Only when it was written and how fresh the state is then (replaying, here) differ.
+    assert beat["freshness"]["phase"] == "replaying"
+    assert {**beat, "generated_at": None, "freshness": None} == {
+        **published,
+        "generated_at": None,
+        "freshness": None,
+    }
 
     _feed(restored, records[:45], restored.seek_offset())  # replayed, then 5 new records
     assert restored.heartbeat(T0 + 6) is None

@@ -86,6 +86,7 @@ async def _cost_snapshots(bootstrap: str) -> None:
             snapshot_topic=COSTS_TOPIC,
             group_id=helpers.unique("g"),
             snapshot_interval_s=0.3,
+            snapshot_encoding="json",  # as `router-service up` and `--snapshot-encoding json` write
             poll_timeout_ms=100,
             **FAST_GROUPS,
         ),
@@ -133,9 +134,10 @@ async def test_the_readmes_kcat_pipelines_show_the_published_events_and_costs(
         hours = [json.loads(line) for line in run_documented(costs_command, kcat, broker.bootstrap)]
         completions = [e.body for e in events if isinstance(e.body, ev.CompletionEvent)]
         assert hours, "the costs pipeline printed nothing"
-        assert all(set(hour) == {"start", "cost_usd", "requests"} for hour in hours)
+        assert all(set(hour) == {"start", "requests", "costNanosUsd"} for hour in hours)
         assert hours[-1]["requests"] == REQUESTS == len(completions)
-        assert hours[-1]["cost_usd"] == usd_text(sum(c.cost_nanos for c in completions))
+        assert hours[-1]["costNanosUsd"] == str(sum(c.cost_nanos for c in completions))  # int64: exact
+        assert hours[-1]["start"].endswith(":00:00Z")  # a Timestamp in the JSON mapping
 
 
 async def test_kcat_lists_produces_and_consumes_keys_and_headers(

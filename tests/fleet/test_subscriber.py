@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,10 +20,13 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
+from router_contract import snapshot_records
+from router_contract.windows import rfc3339
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.fleet.config import FleetConfig
 from router_service.fleet.metrics import FleetMetrics
 from router_service.fleet.subscriber import SnapshotSubscriber, quiet_partitions
+from router_service.fleet.tables import costs_table
 from router_service.fleet.view import FleetView, Topic
 
 pytestmark = pytest.mark.timeout(120)
@@ -99,3 +103,74 @@ def test_quiet_partitions_are_those_without_a_record_for_the_quiet_time() -> Non
     assert heard[c] == 20.0  # first seen now: quiet from now on
     assert quiet_partitions([a, b, c], heard, 24.0, 5.0) == [a, b]
     assert quiet_partitions([a, b, c], heard, 25.0, 5.0) == [a, b, c]
+
+
+def _checkpoint(partition: int, phase: str, lag: int, watermark_s: float) -> bytes:
+    return snapshot_records.encode(
+        {
+            "kind": "checkpoint",
+            "source": {"topic": "llmrouter.events.v1", "partition": partition, "offset": 100},
+            "generated_at": rfc3339(time.time()),
+            "freshness": {"phase": phase, "lag_count": lag, "watermark_s": watermark_s},
+            "replay_from": 90,
+            "dedupe": {"max_timestamp_ms": 0},
+            "state": {"watermark_s": watermark_s},
+        }
+    )
+
+
+async def test_the_view_and_metrics_say_when_the_consumers_are_catching_up(
+    kafka_broker: EmbeddedBroker,
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    topics = {topic: f"{name}.{suffix}" for topic, name in TOPICS.items()}
+    config = FleetConfig(
+        health_topic=topics[Topic.HEALTH],
+        quality_topic=topics[Topic.QUALITY],
+        costs_topic=topics[Topic.COSTS],
+        refresh_interval_s=0.2,
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1) for name in topics.values()])
+    finally:
+        await admin.close()
+    now = time.time()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        headers = snapshot_records.headers("protobuf")
+        for topic, name in topics.items():
+            # Costs: input partition 1 restarted and is 5,000 records behind; the others are live.
+            behind = topic is Topic.COSTS
+            for partition, (phase, lag) in enumerate(
+                [("live", 0), ("catching_up", 5000) if behind else ("live", 2)]
+            ):
+                value = _checkpoint(partition, phase, lag, now - (600 if behind and partition else 1))
+                await producer.send_and_wait(
+                    name, value, key=f"_checkpoint#{partition}".encode(), headers=headers
+                )
+    finally:
+        await producer.stop()
+
+    registry = CollectorRegistry()
+    views: list[FleetView] = []
+    subscriber = SnapshotSubscriber(
+        kafka_broker.bootstrap, config, views.append, metrics=FleetMetrics(registry)
+    )
+    subscriber.start()
+    try:
+        await _until(lambda: bool(views) and len(views[-1].freshness) == 3, 30)
+    finally:
+        await subscriber.stop()
+    costs, health = views[-1].freshness[Topic.COSTS], views[-1].freshness[Topic.HEALTH]
+    assert costs.catching_up and costs.lag_count == 5000 and costs.partitions == 2
+    assert costs.watermark_s == pytest.approx(now - 600)  # the partition furthest behind
+    assert not health.catching_up and health.lag_count == 2
+    gauge = registry.get_sample_value
+    assert gauge("llmrouter_fleet_snapshot_catching_up", {"topic": "costs"}) == 1
+    assert gauge("llmrouter_fleet_snapshot_catching_up", {"topic": "health"}) == 0
+    assert gauge("llmrouter_fleet_snapshot_lag_records", {"topic": "costs"}) == 5000
+    assert gauge("llmrouter_fleet_snapshot_watermark_age_seconds", {"topic": "costs"}) >= 600
+    assert costs_table(views[-1], "hour", now).startswith("costs: consumers catching up (5000 input records")

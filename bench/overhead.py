@@ -3,6 +3,7 @@
     .venv/bin/python bench/overhead.py                   # full run (~1-2 min)
     .venv/bin/python bench/overhead.py --quick           # ~1/5 of the requests
     .venv/bin/python bench/overhead.py --router-config-extra 'telemetry: {...}'   # one more router row
+    .venv/bin/python bench/overhead.py --door-only       # the OpenAI door vs gRPC, 20 short rounds
 
 Every server runs in its own process on a free 127.0.0.1 port: a simulated provider (`router-service sim
 --preset instant`), a bare grpc.aio echo service (bench/echo_server.py) and one router per variant
@@ -17,6 +18,9 @@ when installed). Cells, each at concurrency 1 and 32 in closed loop:
 - router/aiohttp+events            the same publishing its events to an embedded broker, each written
                                    to the spool before the call answers (events.durable, the default)
 - router/aiohttp+events-volatile   the same with events.durable: false (the log's cost: the difference)
+- door/aiohttp         the same request as POST /v1/chat/completions to the router's OpenAI-compatible
+                       HTTP door (server.openai_http; a router of its own, otherwise router/aiohttp's
+                       config), from a raw aiohttp session: the door's cost next to the gRPC path's
 
 `http/httpx` and `http/aiohttp` are built by the router's own `make_http_client`, so they measure the
 client the router uses. The targets of one load shape are measured interleaved, in rounds (default 5,
@@ -67,6 +71,7 @@ from bench.load import Call, Load, Sample, closed_loop, open_loop, percentile_ms
 from bench.servers import (
     Fleet,
     Server,
+    free_port,
     grpc_health_probe,
     http_probe,
     process_cpu_s,
@@ -86,6 +91,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ECHO_METHOD = "/bench.v1.Echo/Echo"
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "overhead.json"
 TELEMETRY_OUTPUT = BENCH_DIR / "results" / "telemetry_cost.json"
+DOOR_OUTPUT = BENCH_DIR / "results" / "openai_door_overhead.json"
 ROUNDS_DEFAULT = 5
 
 MODEL = "bench-model"
@@ -94,6 +100,10 @@ PROMPT = "Hello router"
 ECHO_PAYLOAD = b"x" * 64
 # The body the router's OpenAI adapter sends for a CompleteRequest with one user message.
 HTTP_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}).encode()
+# What a caller of the router's OpenAI door sends for the gRPC row's request: automatic routing
+# under the default policy (`router`), one user message.
+DOOR_BODY = json.dumps({"model": "router", "messages": [{"role": "user", "content": PROMPT}]}).encode()
+DOOR_HEADERS = {"content-type": "application/json"}
 HTTP_HEADERS = {"content-type": "application/json", "authorization": f"Bearer {API_KEY}"}
 
 CALL_TIMEOUT_S = 10.0  # per request; a stuck request fails the cell instead of hanging the bench
@@ -176,6 +186,9 @@ OVERHEAD_P99 = Budget("overhead p99 @c=1", "ms", 1.5, higher_is_better=False)
 THROUGHPUT_VS_ECHO = Budget("rps @c=32 / echo rps", "x", 0.5, higher_is_better=True)
 OPEN_LOOP_ADDED_P99 = Budget("open-loop added p99", "ms", 3.0, higher_is_better=False)
 TELEMETRY_COST = Budget("telemetry throughput cost", "%", 5.0, higher_is_better=False)
+# Issue 16: the HTTP door against the gRPC path of the same router config, same workload.
+DOOR_ADDED_P50 = Budget("door p50 @c=1 - gRPC", "ms", 0.2, higher_is_better=False)
+DOOR_THROUGHPUT = Budget("door rps @c=32 / gRPC", "x", 0.8, higher_is_better=True)
 
 
 def summarize(target: str, mode: str, sample: Sample, offered_rps: float | None = None) -> CellResult:
@@ -262,6 +275,25 @@ async def aiohttp_raw_client(url: str) -> AsyncIterator[Call]:
         yield call
 
 
+@asynccontextmanager
+async def door_client(door_port: int, router_port: int) -> AsyncIterator[Call]:
+    """The OpenAI door with a lean client (a raw aiohttp session, keep-alive): what the door adds,
+    not what an SDK adds. Calls are counted under the router's gRPC port, for CPU per request."""
+    url = f"http://127.0.0.1:{door_port}/v1/chat/completions"
+    connector = aiohttp.TCPConnector(limit=512)
+    timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def call() -> None:
+            async with session.post(url, data=DOOR_BODY, headers=DOOR_HEADERS) as response:
+                body = await response.read()
+                if response.status != 200 or b'"content"' not in body:
+                    raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+            ROUTER_CALLS[router_port] = ROUTER_CALLS.get(router_port, 0) + 1
+
+        yield call
+
+
 def direct_target(transport: str) -> str:
     return f"http/{transport}"
 
@@ -276,6 +308,7 @@ class RouterVariant:
     name: str
     extra: dict[str, Any]
     metadata: tuple[tuple[str, str], ...] = ()  # sent with every call (the auth variant's key)
+    door_port: int = 0  # measured through its OpenAI HTTP door on this port instead of gRPC
 
     def config(self, sim_base_url: str, port: int) -> dict[str, Any]:
         return deep_merge(base_router_config(sim_base_url, port), self.extra)
@@ -334,6 +367,16 @@ def events_extra(bootstrap: str, spool_dir: Path, durable: bool = True) -> dict[
     }
 
 
+DOOR_VARIANT = "door/aiohttp"
+
+
+def door_variant() -> RouterVariant:
+    """router/aiohttp's config with the OpenAI door on a free port; its calls go through the door."""
+    port = free_port()
+    extra = {"http": {"transport": "aiohttp"}, "server": {"openai_http": {"listen": f"127.0.0.1:{port}"}}}
+    return RouterVariant(DOOR_VARIANT, extra, door_port=port)
+
+
 AUTH_VARIANT = "router/aiohttp+auth"
 
 
@@ -359,12 +402,15 @@ def router_variants(
     events: dict[str, Any] | None,
     telemetry_only: bool = False,
     auth: RouterVariant | None = None,
+    door: RouterVariant | None = None,
 ) -> list[RouterVariant]:
     variants = [RouterVariant(PLAIN, {"http": {"transport": "aiohttp"}})]
     if not telemetry_only:
         variants.append(RouterVariant("router/httpx", {"http": {"transport": "httpx"}}))
         if auth is not None:
             variants.append(auth)
+        if door is not None:
+            variants.append(door)
     if events is not None:
         variants.append(RouterVariant(EVENTS_VARIANT, events))
         spool = f"{events['events']['spool_dir']}-volatile"  # each router locks its own spool
@@ -402,7 +448,10 @@ def closed_loop_targets(endpoints: Endpoints) -> dict[str, ClientFactory]:
         direct_target("aiohttp-raw"): lambda: aiohttp_raw_client(url),
     }
     for name, (variant, server) in endpoints.routers.items():
-        targets[name] = functools.partial(router_client, server.port, variant.metadata)
+        if variant.door_port:
+            targets[name] = functools.partial(door_client, variant.door_port, server.port)
+        else:
+            targets[name] = functools.partial(router_client, server.port, variant.metadata)
     return targets
 
 
@@ -479,7 +528,11 @@ def pin_routers(endpoints: Endpoints) -> None:
 
 
 async def measure(
-    endpoints: Endpoints, params: Params, telemetry_only: bool = False, pin: bool = False
+    endpoints: Endpoints,
+    params: Params,
+    telemetry_only: bool = False,
+    pin: bool = False,
+    door_only: bool = False,
 ) -> tuple[list[CellResult], list[CellResult]]:
     await start_and_wait(endpoints)
     if pin:
@@ -490,6 +543,11 @@ async def measure(
     if telemetry_only:  # the events routers and the plain one at c=32, nothing else
         names = (PLAIN, EVENTS_VARIANT, VOLATILE_VARIANT)
         closed = await run_closed({name: targets[name] for name in names}, 32, params)
+    elif door_only:  # the door and the gRPC path of the same config, nothing else
+        for concurrency in params.concurrencies:
+            closed += await run_closed(
+                {name: targets[name] for name in (PLAIN, DOOR_VARIANT)}, concurrency, params
+            )
     else:
         for concurrency in params.concurrencies:
             closed += await run_closed(targets, concurrency, params)
@@ -582,9 +640,44 @@ def derive(
         rows.append(info_row(AUTH_VARIANT, "auth CPU per request", added, "us", f"{AUTH_VARIANT} - {PLAIN}"))
         auth32, plain32 = find(closed, AUTH_VARIANT, 32), find(closed, PLAIN, 32)
         rows.append(info_row(AUTH_VARIANT, "rps @c=32 / plain", auth32.rps / plain32.rps, "x", f"vs {PLAIN}"))
+    if any(v.name == DOOR_VARIANT for v in variants):
+        rows += door_rows(closed)
     if any(v.name == EVENTS_VARIANT for v in variants):
         rows += telemetry_rows(closed)
     return rows
+
+
+def door_rows(closed: list[CellResult]) -> list[BudgetRow]:
+    """The OpenAI door against the gRPC path (PLAIN: the same config without the door), same
+    request, same sim: the door's added p50 at c=1 minus the gRPC path's is door p50 - gRPC p50,
+    as both are measured against the same direct call. Throughput: the median over rounds of
+    door / gRPC req/s, each round's two cells measured back to back (the pooled ratio too)."""
+    door1, grpc1 = find(closed, DOOR_VARIANT, 1), find(closed, PLAIN, 1)
+    door32, grpc32 = find(closed, DOOR_VARIANT, 32), find(closed, PLAIN, 32)
+    paired = [d / g for d, g in zip(door32.round_rps, grpc32.round_rps, strict=False) if g]
+    ratio = statistics.median(paired) if paired else door32.rps / grpc32.rps
+    door_cpu, grpc_cpu = ROUTER_CPU_US.get(DOOR_VARIANT, math.nan), ROUTER_CPU_US.get(PLAIN, math.nan)
+    return [
+        budget_row(
+            DOOR_VARIANT,
+            DOOR_ADDED_P50,
+            door1.p50_ms - grpc1.p50_ms,
+            f"{DOOR_VARIANT} - {PLAIN}",
+            door1,
+            grpc1,
+        ),
+        info_row(DOOR_VARIANT, "door p99 @c=1 - gRPC", door1.p99_ms - grpc1.p99_ms, "ms", f"vs {PLAIN}"),
+        budget_row(
+            DOOR_VARIANT,
+            DOOR_THROUGHPUT,
+            ratio,
+            f"median of {len(paired)} paired rounds of {DOOR_VARIANT} / {PLAIN} rps @c=32",
+            door32,
+            grpc32,
+        ),
+        info_row(DOOR_VARIANT, "door/gRPC rps, pooled", door32.rps / grpc32.rps, "x", "all rounds at once"),
+        info_row(DOOR_VARIANT, "door CPU - gRPC per req", door_cpu - grpc_cpu, "us", f"vs {PLAIN}"),
+    ]
 
 
 def telemetry_rows(closed: list[CellResult]) -> list[BudgetRow]:
@@ -733,14 +826,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --telemetry-only: repeat with fresh processes, report medians",
     )
     parser.add_argument("--no-auth", action="store_true", help=f"skip the {AUTH_VARIANT} row (virtual keys)")
+    parser.add_argument("--no-door", action="store_true", help=f"skip the {DOOR_VARIANT} row (OpenAI HTTP)")
+    parser.add_argument(
+        "--door-only",
+        action="store_true",
+        help=f"only {DOOR_VARIANT} and {PLAIN} at c=1 and c=32, closed loop, in more, shorter rounds "
+        "(default 20; writes bench/results/openai_door_overhead.json)",
+    )
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     if args.telemetry_only and args.no_events:
         parser.error("--telemetry-only needs the events row")
     if args.runs > 1 and not args.telemetry_only:
         parser.error("--runs is for --telemetry-only")
+    if args.door_only and (args.telemetry_only or args.no_door):
+        parser.error("--door-only measures the door alone (not with --telemetry-only or --no-door)")
+    if args.door_only:
+        args.no_events = args.no_auth = True  # no broker, no key file: neither row is measured
     if args.output is None:
-        args.output = TELEMETRY_OUTPUT if args.telemetry_only else DEFAULT_OUTPUT
+        args.output = (
+            TELEMETRY_OUTPUT if args.telemetry_only else DOOR_OUTPUT if args.door_only else DEFAULT_OUTPUT
+        )
     return args
 
 
@@ -755,6 +861,15 @@ def params_from(args: argparse.Namespace) -> Params:
             open_loop_s=0.0,
             rounds=max(1, rounds),
             concurrencies=(32,),
+        )
+    if args.door_only:
+        rounds = args.rounds if args.rounds != ROUNDS_DEFAULT else 20
+        return Params(
+            requests_c1=args.requests or rounds * 100 // scale,
+            requests_c32=args.requests or rounds * 400 // scale,
+            warmup=args.warmup if args.warmup is not None else 200,
+            open_loop_s=0.0,
+            rounds=max(1, rounds),
         )
     return Params(
         requests_c1=args.requests or 1000 // scale,
@@ -814,9 +929,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ):
         events = events_extra(bootstrap, Path(tmp) / "spool") if bootstrap else None
         auth = None if args.no_auth else auth_variant(Path(tmp))
+        door = None if args.no_door else door_variant()
         variants = router_variants(
-            args.router_config_extra, args.router_config_extra_name, events, args.telemetry_only, auth
+            args.router_config_extra, args.router_config_extra_name, events, args.telemetry_only, auth, door
         )
+        if args.door_only:
+            variants = [v for v in variants if v.name in (PLAIN, DOOR_VARIANT)]
         sim = fleet.spawn_sim()
         sim_base_url = f"http://127.0.0.1:{sim.port}/v1"
         endpoints = Endpoints(
@@ -827,8 +945,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for v in variants
             },
         )
-        closed, opened = run_loop(measure(endpoints, params, args.telemetry_only, args.pin_router))
-    budget = telemetry_rows(closed) if args.telemetry_only else derive(variants, closed, opened)
+        closed, opened = run_loop(
+            measure(endpoints, params, args.telemetry_only, args.pin_router, args.door_only)
+        )
+    if args.telemetry_only:
+        budget = telemetry_rows(closed)
+    elif args.door_only:
+        budget = door_rows(closed)
+    else:
+        budget = derive(variants, closed, opened)
     return {
         "benchmark": "router overhead",
         "machine": machine_info(started, loadavg_before, loop_name),

@@ -79,6 +79,7 @@ def _envelope_from_json(data: dict[str, Any]) -> Envelope:
         team=_text(data, "team"),
         customer=_text(data, "customer"),
         user=_text(data, "user") if "user" in data else "",  # older events lack it
+        router_instance=_text(data, "routerInstance") if "routerInstance" in data else "",
         tags=tags,
     )
 
@@ -89,6 +90,7 @@ def _decision_from_json(data: dict[str, Any]) -> Decision:
 
 def _attempt_from_json(data: dict[str, Any]) -> Attempt:
     ttft = data.get("timeToFirstTokenMs")
+    cooldown = data.get("breakerCooldownMs")
     unused = data.get("unusedUsage") or {}  # a message field: absent unless set
     return Attempt(
         provider=_text(data, "provider"),
@@ -102,6 +104,7 @@ def _attempt_from_json(data: dict[str, Any]) -> Attempt:
         unused_cached_input_tokens=int(unused.get("cachedInputTokenCount", 0)),
         # Absent in events written before the field existed.
         unused_cost_nanos_usd=int(data.get("unusedCostNanosUsd", 0)),
+        breaker_cooldown_ms=None if cooldown is None else int(cooldown),
     )
 
 
@@ -223,6 +226,7 @@ def _attempt_from_proto(attempt: events_pb2.AttemptEvent) -> Attempt:
 
 
 def _completion_from_proto(completion: events_pb2.CompletionEvent) -> Completion:
+        router_instance=message.router_instance,
     usage = completion.usage
     return Completion(
         provider=completion.provider,
@@ -234,3 +238,4 @@ def _completion_from_proto(completion: events_pb2.CompletionEvent) -> Completion
         cost_saved_nanos_usd=completion.cost_saved_nanos_usd,
         cache_hit=completion.cache_hit,
     )
+        breaker_cooldown_ms=attempt.breaker_cooldown_ms if attempt.HasField("breaker_cooldown_ms") else None,

@@ -29,6 +29,7 @@ class Envelope:
     customer: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     user: str = ""  # the key's end user; absent in events written before the field existed
+    router_instance: str = ""  # the router that produced the event ("<hostname>-<pid>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,8 @@ class Attempt:
     unused_output_tokens: int = 0
     unused_cached_input_tokens: int = 0
     unused_cost_nanos_usd: int = 0
+    # Set when this attempt's failure opened the deployment's breaker on its router: the cooldown.
+    breaker_cooldown_ms: int | None = None
 
     @property
     def billed_unused(self) -> bool:

@@ -207,6 +207,9 @@ class AttemptRecord:
     # A hedge loser that finished after its request was answered: what its unused answer cost.
     unused_usage: Usage | None = None
     unused_cost_nanos: int = 0
+    # Set when this failure opened the deployment's circuit breaker here: its cooldown, which the
+    # event carries to the fleet (AttemptEvent.breaker_cooldown_ms).
+    breaker_cooldown_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,6 +148,8 @@ def _completion(body: CompletionEvent) -> str:
         f',"model":{_str(body.model)}'
         f',"usage":{{"inputTokenCount":"{usage.input_tokens:d}"'
         f',"outputTokenCount":"{usage.output_tokens:d}"'
+    if attempt.breaker_cooldown_s is not None:
+        text += f',"breakerCooldownMs":"{round(attempt.breaker_cooldown_s * 1000):d}"'
         f',"cachedInputTokenCount":"{usage.cached_input_tokens:d}"}}'
         f',"costNanosUsd":"{body.cost_nanos:d}"'
         f',"cacheHit":{_BOOL[body.cache_hit]}'

@@ -102,6 +102,8 @@ def _write_attempt(message: events_pb2.Event, body: AttemptEvent) -> None:
 
 
 def _write_completion(message: events_pb2.Event, body: CompletionEvent) -> None:
+    if attempt.breaker_cooldown_s is not None:
+        out.breaker_cooldown_ms = wv.millis(attempt.breaker_cooldown_s)
     out = message.completion
     out.SetInParent()
     out.provider = body.provider

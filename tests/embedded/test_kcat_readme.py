@@ -25,7 +25,6 @@ from prometheus_client import CollectorRegistry
 from consumers.jobs import JOBS
 from consumers.metrics import ConsumerMetrics
 from consumers.runner import ConsumerRunner, RunnerConfig
-from router_contract.cost_totals import usd_text
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.telemetry import events as ev
 from tests.consumers import helpers

@@ -8,8 +8,11 @@ attempt, completion per request, bench/event_publisher.py's `request_events`) ar
 with the production encoder (JSON), then sent in rounds of 500 with zstd, acks=all, as the
 publisher sends them, through:
 
-- aiokafka      the publisher's path (record_batches.send_batches on an AIOKafkaProducer), all of it
-                on the event loop's thread
+- aiokafka      the publisher's path (record_batches.send_batches on an AIOKafkaProducer: one
+                closed batch per partition and round), all of it on the event loop's thread
+- aiokafka-send the same producer through its plain per-record API, `send()` for each record: what
+                record_batches.py saves (it stays only if that is >= 1% of a call's CPU, ~2 us an
+                event at 3 events per call of ~600 us)
 - confluent     confluent-kafka's Producer (librdkafka): `produce()` per record on the calling
                 thread, batching, compression and I/O on librdkafka's own threads, outside the GIL.
                 Only when the confluent-kafka package is importable (it is not a dependency);
@@ -69,7 +72,7 @@ def encoded(count: int, topic: str) -> list[SpoolRecord]:
     return records
 
 
-async def aiokafka_cell(bootstrap: str, records: list[SpoolRecord]) -> Row:
+async def aiokafka_cell(bootstrap: str, records: list[SpoolRecord], *, per_record: bool = False) -> Row:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -82,14 +85,22 @@ async def aiokafka_cell(bootstrap: str, records: list[SpoolRecord]) -> Row:
     try:
         started_wall, started_thread, started_cpu = time.monotonic(), time.thread_time(), time.process_time()
         for first in range(0, len(records), ROUND):
-            sent = await send_batches(producer, records[first : first + ROUND], 1 << 20, lambda _: None)
-            await asyncio.gather(*(batch.future for batch in sent))
+            batch = records[first : first + ROUND]
+            if per_record:
+                futures = [
+                    await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers)) for r in batch
+                ]
+            else:
+                sent = await send_batches(producer, batch, 1 << 20, lambda _: None)
+                futures = [one.future for one in sent]
+            await asyncio.gather(*futures)
         wall = time.monotonic() - started_wall
         thread, cpu = time.thread_time() - started_thread, time.process_time() - started_cpu
     finally:
         await producer.stop()
     per_event = 1e6 / len(records)
-    return Row("aiokafka", len(records), thread * per_event, cpu * per_event, len(records) / wall)
+    name = "aiokafka-send" if per_record else "aiokafka"
+    return Row(name, len(records), thread * per_event, cpu * per_event, len(records) / wall)
 
 
 def confluent_cell(bootstrap: str, records: list[SpoolRecord]) -> Row | None:
@@ -136,12 +147,13 @@ async def run(events: int, repeats: int) -> list[Row]:
         await broker.start()
         try:
             for _ in range(repeats):
-                for name in ("aiokafka", "confluent"):
+                for name in ("aiokafka", "aiokafka-send", "confluent"):
                     topic = f"bench.producers.{uuid.uuid4().hex[:8]}"
                     await ensure_topics(broker.bootstrap, {topic: 3})
                     records = encoded(events, topic)
-                    if name == "aiokafka":
-                        rows.append(await aiokafka_cell(broker.bootstrap, records))
+                    if name.startswith("aiokafka"):
+                        per_record = name == "aiokafka-send"
+                        rows.append(await aiokafka_cell(broker.bootstrap, records, per_record=per_record))
                     else:
                         row = await asyncio.to_thread(confluent_cell, broker.bootstrap, records)
                         if row is not None:

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import logging
+import marshal
 import os
 import stat
+import struct
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -229,3 +232,41 @@ def test_a_private_spool_opens_without_warnings(
         open_spool(tmp_path / "spool", max_bytes=1 << 20)
 
     assert caplog.records == []
+
+
+def test_a_spool_of_the_earlier_record_format_is_still_replayed(
+    tmp_path: Path, open_spool: OpenSpool
+) -> None:
+    original = SpoolRecord("llmrouter.events.v1", b"req-1", b"{}", (("ce_id", b"e-1"), ("ce_type", b"x")))
+    keyless = SpoolRecord("t", None, b"v", ())
+    (tmp_path / "000000000001.seg").write_bytes(
+        _frame(_struct_format(original)) + _frame(_struct_format(keyless))
+    )
+    spool = open_spool(tmp_path, max_bytes=1 << 20)
+
+    assert [rec for _, rec in spool.replay()] == [original, keyless]
+
+
+def test_a_record_of_an_unexpected_shape_is_skipped_as_corrupt(tmp_path: Path, open_spool: OpenSpool) -> None:
+    good = record(1)
+    odd = b"\x02" + marshal.dumps(("t", 5, b"v", ()))  # an int key: intact bytes, not a record
+    (tmp_path / "000000000001.seg").write_bytes(_frame(odd))
+    (tmp_path / "000000000002.seg").write_bytes(_frame(b"\x02" + marshal.dumps(tuple(good))))
+    spool = open_spool(tmp_path, max_bytes=1 << 20)
+
+    assert [rec for _, rec in spool.replay()] == [good]
+
+
+def _frame(payload: bytes) -> bytes:
+    return struct.pack(">II", len(payload), zlib.crc32(payload)) + payload
+
+
+def _struct_format(rec: SpoolRecord) -> bytes:
+    """A payload as spools wrote it before the marshal format (format 1)."""
+    topic = rec.topic.encode()
+    parts = [struct.pack(">BH", 1, len(topic)), topic]
+    parts += [struct.pack(">i", -1)] if rec.key is None else [struct.pack(">i", len(rec.key)), rec.key]
+    parts += [struct.pack(">I", len(rec.value)), rec.value, struct.pack(">H", len(rec.headers))]
+    for name, value in rec.headers:
+        parts += [struct.pack(">H", len(name.encode())), name.encode(), struct.pack(">I", len(value)), value]
+    return b"".join(parts)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from router_service.cache.rules import NO_DIRECTIVES, Directives
 from router_service.catalog import Deployment
 from router_service.domain import AttemptRecord, ChatRequest, ChatResult, RouteDecision, StreamDone
 from router_service.identity.model import UNRESTRICTED, Identity
@@ -28,6 +29,7 @@ class CallContext:
     span_id: str = ""  # the caller's span id (16 hex)
 
     identity: Identity = UNRESTRICTED  # who called (the auth gate's answer)
+    cache: Directives = NO_DIRECTIVES  # the caller's no-cache / no-store / max-age for this call
 
     # A CallContext is also its events' telemetry.events.EventContext: the attribution
     # dimensions come from the identity, never from what the caller claims in tags.
@@ -49,12 +51,22 @@ class CallContext:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheHit:
+    """The answer came from the response cache (router_service/cache/): nothing went upstream,
+    so the cost is 0 and there are no attempts."""
+
+    age_s: float  # how old the answer is (0 for a concurrent identical call's fresh answer)
+    saved_cost_nanos: int  # what the answer would have cost upstream
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     result: ChatResult
     deployment: Deployment
     decision: RouteDecision
     attempts: tuple[AttemptRecord, ...]
     cost_nanos: int
+    cache_hit: CacheHit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +76,7 @@ class StreamStart:
     deployment: Deployment
     decision: RouteDecision
     attempts: tuple[AttemptRecord, ...]
+    cache_hit: CacheHit | None = None  # a replay of a cached answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +86,7 @@ class StreamFinish:
     decision: RouteDecision
     attempts: tuple[AttemptRecord, ...]
     cost_nanos: int
+    cache_hit: CacheHit | None = None
 
 
 class RequestObserver(Protocol):

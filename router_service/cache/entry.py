@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router_service.call import Completion, StreamFinish, StreamStart
+from router_service.call import CacheHit, Completion, StreamFinish, StreamStart
 from router_service.catalog import Deployment
 from router_service.domain import (
     ChatResult,
@@ -62,21 +62,27 @@ def from_completion(completion: Completion, now: float) -> CachedAnswer:
     )
 
 
-def as_completion(entry: CachedAnswer, deployment: Deployment, decision: RouteDecision) -> Completion:
-    """The answer of a hit on `Complete`: no attempts, zero cost."""
+def as_completion(
+    entry: CachedAnswer, deployment: Deployment, decision: RouteDecision, age_s: float = 0.0
+) -> Completion:
+    """The answer of a hit on `Complete`: no attempts, zero cost, marked as a hit this old."""
     message = Message(Role.ASSISTANT, entry.content, entry.tool_calls)
     result = ChatResult(message, entry.finish_reason, entry.usage, entry.upstream_model)
-    return Completion(result, deployment, decision, (), 0)
+    hit = CacheHit(age_s, saved_cost_nanos(entry, deployment))
+    return Completion(result, deployment, decision, (), 0, hit)
 
 
-def replay(entry: CachedAnswer, deployment: Deployment, decision: RouteDecision) -> list[ReplayItem]:
+def replay(
+    entry: CachedAnswer, deployment: Deployment, decision: RouteDecision, age_s: float = 0.0
+) -> list[ReplayItem]:
     """The items of a hit on `Stream`, in the order a live stream yields them."""
-    items: list[ReplayItem] = [StreamStart(deployment, decision, ())]
+    hit = CacheHit(age_s, saved_cost_nanos(entry, deployment))
+    items: list[ReplayItem] = [StreamStart(deployment, decision, (), hit)]
     if entry.content:
         items.append(TextDelta(entry.content))
     items += [ToolCallDelta(i, c.id, c.name, c.arguments_json) for i, c in enumerate(entry.tool_calls)]
     done = StreamDone(entry.finish_reason, entry.usage, entry.upstream_model)
-    items.append(StreamFinish(done, deployment, decision, (), 0))
+    items.append(StreamFinish(done, deployment, decision, (), 0, hit))
     return items
 
 

@@ -29,3 +29,8 @@ COALESCED = Counter(
     "llmrouter_cache_coalesced", "Calls answered by a concurrent identical call's upstream request."
 )
 MEMORY_BYTES = Gauge("llmrouter_cache_memory_bytes", "Bytes held by the in-process cache store.")
+SAVED_COST = Counter(
+    "llmrouter_cache_saved_cost_nano_usd",
+    "What answers from the cache (hits and coalesced calls) would have cost upstream, in nano-USD.",
+    ["provider", "model"],
+)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 
+from router_service.cache import metrics as cache_metrics
 from router_service.domain import AttemptOutcome, AttemptRecord, ChatRequest, RouteDecision, Usage
 from router_service.engine import CallContext, Completion, RequestObserver, StreamFinish
 from router_service.errors import RouterError, status_of
@@ -52,6 +53,11 @@ def _deployment(provider: str, model: str) -> _DeploymentMetrics:
 
 
 @functools.cache
+def _saved_cost(provider: str, model: str) -> Counter:
+    return cache_metrics.SAVED_COST.labels(provider, model)
+
+
+@functools.cache
 def _decisions(policy: str, strategy: str) -> Counter:
     return metrics.DECISIONS.labels(policy, strategy)
 
@@ -84,7 +90,13 @@ class MetricsObserver:
     def on_completion(
         self, ctx: CallContext, request: ChatRequest, outcome: Completion | StreamFinish, latency_s: float
     ) -> None:
-        d = _deployment(outcome.deployment.provider, outcome.deployment.model)
+        deployment = outcome.deployment
+        if outcome.cache_hit is not None:  # nothing was billed: count what it saved instead
+            saved = outcome.cache_hit.saved_cost_nanos
+            if saved:
+                _saved_cost(deployment.provider, deployment.model).inc(saved)
+            return
+        d = _deployment(deployment.provider, deployment.model)
         usage = outcome.result.usage if isinstance(outcome, Completion) else outcome.done.usage
         _count_billed(d, usage, outcome.cost_nanos)
 
@@ -126,6 +138,7 @@ class EventObserver:
             # Streamed text is not buffered by the router, so stream completions carry no answer.
             usage, finish, answer = outcome.done.usage, outcome.done.finish_reason, None
         content = self._include_content
+        hit = outcome.cache_hit
         body = CompletionEvent(
             provider=outcome.deployment.provider,
             model=outcome.deployment.model,
@@ -135,6 +148,8 @@ class EventObserver:
             attempt_count=len(outcome.attempts),
             stream=ctx.stream,
             finish_reason=finish,
+            cache_hit=hit is not None,
+            cost_saved_nanos=0 if hit is None else hit.saved_cost_nanos,
             prompt_text=_prompt_text(request) if content else None,
             completion_text=answer if content else None,
         )

@@ -16,7 +16,7 @@ from router_service.cache.entry import (
     replay,
     saved_cost_nanos,
 )
-from router_service.call import StreamFinish, StreamStart
+from router_service.call import CacheHit, StreamFinish, StreamStart
 from router_service.domain import (
     FinishReason,
     RouteDecision,
@@ -40,7 +40,19 @@ def test_a_hit_on_complete_answers_the_entry_with_zero_cost_and_no_attempts() ->
     assert completion.result.usage == entry.usage
     assert completion.result.finish_reason is FinishReason.STOP
     assert (completion.cost_nanos, completion.attempts) == (0, ())
+    assert completion.cache_hit == CacheHit(0.0, saved_cost_nanos(entry, deployment()))
     assert from_completion(completion, entry.created_at) == entry
+
+
+def test_a_hit_says_how_old_its_answer_is_and_what_it_saved() -> None:
+    entry = answer("four")
+    saved = saved_cost_nanos(entry, deployment())
+    assert as_completion(entry, deployment(), DECISION, 42.5).cache_hit == CacheHit(42.5, saved)
+    items = replay(entry, deployment(), DECISION, 7.0)
+    assert [i.cache_hit for i in items if isinstance(i, StreamStart | StreamFinish)] == [
+        CacheHit(7.0, saved),
+        CacheHit(7.0, saved),
+    ]
 
 
 def test_the_saved_cost_is_the_usage_at_the_deployments_price() -> None:
@@ -51,11 +63,12 @@ def test_the_saved_cost_is_the_usage_at_the_deployments_price() -> None:
 def test_a_replay_is_routing_then_deltas_then_the_end() -> None:
     entry = answer("The answer is 4.")
     items = replay(entry, deployment(), DECISION)
+    hit = CacheHit(0.0, saved_cost_nanos(entry, deployment()))
     assert items == [
-        StreamStart(deployment(), DECISION, ()),
+        StreamStart(deployment(), DECISION, (), hit),
         TextDelta("The answer is 4."),
         ToolCallDelta(0, "call_1", "lookup", '{"q":"x"}'),
-        StreamFinish(DONE, deployment(), DECISION, (), 0),
+        StreamFinish(DONE, deployment(), DECISION, (), 0, hit),
     ]
 
 

@@ -14,7 +14,6 @@ every RPC.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import NoReturn
@@ -34,27 +33,18 @@ from router_service.errors import PermissionDeniedError, RequestNotFoundError, R
 from router_service.identity.access import allowed_models, authorize, may_score
 from router_service.identity.gate import AuthGate, AuthMode
 from router_service.identity.model import UNRESTRICTED, Identity, Scope
+from router_service.request_ids import (  # both doors'; re-exported for the interceptors
+    new_request_id as new_request_id,
+)
+from router_service.request_ids import (
+    request_id_for as request_id_for,
+)
 from router_service.request_ledger import Answer, RequestLedger, Ticket, fingerprint
 
 log = logging.getLogger(__name__)
 
 # (request id, score, tags, scorer): the scorer's identity goes on the feedback event's envelope.
 FeedbackSink = Callable[[str, float, dict[str, str], Identity], None]
-
-
-def new_request_id() -> str:
-    """A random UUID (version 4) as 32 hex digits, as `uuid.uuid4().hex` gives it, built from
-    os.urandom directly: uuid.UUID's constructor was 5 us of every request without an id."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return raw.hex()
-
-
-def request_id_for(caller_id: str) -> str:
-    """The id a call goes by: the caller's when it is valid, else a new one (an invalid id is
-    reported as a violation of the rule, never echoed back)."""
-    return caller_id if codec.REQUEST_ID_RE.match(caller_id) else new_request_id()
 
 
 class RouterServicer(pb_grpc.RouterServiceServicer):

@@ -27,7 +27,6 @@ from typing import Any
 
 from aiohttp import web
 
-from router_service.api.servicer import new_request_id  # one request id format for both doors
 from router_service.api.trace_context import trace_ids
 from router_service.call import CallContext, StreamFinish, StreamStart
 from router_service.config_schema import OpenAIHttpConfig
@@ -46,8 +45,10 @@ from router_service.identity.gate import AuthGate, AuthMode
 from router_service.identity.model import UNRESTRICTED, Identity, Scope
 from router_service.openai_door import response
 from router_service.openai_door.errors import to_http_error
+from router_service.openai_door.metrics import measured, note, note_code
 from router_service.openai_door.models import model_list
 from router_service.openai_door.request import DoorRequest, chat_from_openai, parse_body
+from router_service.request_ids import new_request_id  # one request id format for both doors
 from router_service.request_ledger import RequestLedger
 
 log = logging.getLogger(__name__)
@@ -77,13 +78,13 @@ class OpenAIDoor:
         self.port = 0
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self._config.max_body_bytes)
-        app.add_routes(
+        app = web.Application(client_max_size=self._config.max_body_bytes, middlewares=[measured])
+        app.add_routes(  # the names are the metrics' route label
             [
-                web.post("/v1/chat/completions", self._chat),
-                web.get("/v1/models", self._models),
-                web.get("/v1/models/{model:.+}", self._model),
-                web.route("*", "/{tail:.*}", self._not_found),
+                web.post("/v1/chat/completions", self._chat, name="chat_completions"),
+                web.get("/v1/models", self._models, name="models"),
+                web.get("/v1/models/{model:.+}", self._model, name="model"),
+                web.route("*", "/{tail:.*}", self._not_found, name="unknown"),
             ]
         )
         return app
@@ -131,7 +132,7 @@ class OpenAIDoor:
             try:
                 raw = await request.read()
             except web.HTTPRequestEntityTooLarge:
-                return _error_response(_too_large(self._config.max_body_bytes), request_id, 413)
+                return _error_response(request, _too_large(self._config.max_body_bytes), request_id, 413)
             body = parse_body(raw)
             stream = body.get("stream") is True
             caller = await self._identify(request, Scope.STREAM if stream else Scope.COMPLETE)
@@ -144,7 +145,7 @@ class OpenAIDoor:
                 return await self._stream(request, door, chat, ctx)
             done = await self._engine.complete(chat, ctx)
         except Exception as exc:
-            return _error_response(exc, request_id)
+            return _error_response(request, exc, request_id)
         body_out = response.completion_body(request_id, int(time.time()), done)
         headers = {
             **response.routing_headers(request_id, done.deployment, len(done.attempts)),
@@ -182,6 +183,10 @@ class OpenAIDoor:
             except Exception as exc:
                 if out is None:
                     raise
+                if isinstance(exc, ConnectionError):  # the caller went away mid-stream
+                    note_code(request, "CANCELLED")
+                else:
+                    note(request, exc)
                 if not isinstance(exc, (RouterError, ConnectionError)):
                     log.exception("unexpected error in stream %s", ctx.request_id)
                 with contextlib.suppress(ConnectionError):
@@ -196,7 +201,7 @@ class OpenAIDoor:
         try:
             caller = await self._identify(request, Scope.ROUTE)
         except Exception as exc:
-            return _error_response(exc, request_id)
+            return _error_response(request, exc, request_id)
         config = self._engine.config
         body = model_list(caller, config.catalog, config.policies.keys())
         return web.Response(body=response.encode(body), content_type=JSON)
@@ -212,10 +217,11 @@ class OpenAIDoor:
             if entry is None:  # unknown, or not this key's: the same answer, naming nothing else
                 raise UnknownModelError("model", name)
         except Exception as exc:
-            return _error_response(exc, request_id)
+            return _error_response(request, exc, request_id)
         return web.Response(body=response.encode(entry), content_type=JSON)
 
     async def _not_found(self, request: web.Request) -> web.Response:
+        note_code(request, "NOT_FOUND")
         body = {
             "error": {
                 "message": f"no route {request.method} {request.path}; this router serves "
@@ -271,7 +277,10 @@ def _too_large(limit: int) -> InvalidRequestError:
     return InvalidRequestError([FieldViolation("body", f"must be at most {limit} bytes")])
 
 
-def _error_response(exc: BaseException, request_id: str, status: int | None = None) -> web.Response:
+def _error_response(
+    request: web.Request, exc: BaseException, request_id: str, status: int | None = None
+) -> web.Response:
+    note(request, exc)
     if not isinstance(exc, RouterError):
         log.exception("unexpected error handling request %s", request_id, exc_info=exc)
     error = to_http_error(exc, request_id)

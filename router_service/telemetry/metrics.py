@@ -41,6 +41,25 @@ RPC_DURATION = Histogram(
 )
 RPC_IN_FLIGHT = Gauge("llmrouter_rpc_in_flight", "gRPC calls being handled now.", ["method"])
 
+# The OpenAI-compatible HTTP door's calls (openai_door/metrics.py), the rpc families' twins: route
+# is the door's route name (chat_completions, models, model, unknown), status the HTTP status sent
+# (499: the caller went away first), code the router's final status as a gRPC call would report it
+# (so a stream that failed after its 200 and first chunk counts as 200 with its error's code).
+HTTP_REQUESTS = Counter(
+    "llmrouter_http_requests",
+    "OpenAI-compatible HTTP calls handled, by route, HTTP status and final router status code.",
+    ["route", "status", "code"],
+)
+HTTP_DURATION = Histogram(
+    "llmrouter_http_duration_seconds",
+    "OpenAI-compatible HTTP call duration as seen by the server (a stream: until its last byte).",
+    ["route"],
+    buckets=RPC_DURATION_BUCKETS,
+)
+HTTP_IN_FLIGHT = Gauge(
+    "llmrouter_http_in_flight", "OpenAI-compatible HTTP calls being handled now.", ["route"]
+)
+
 UPSTREAM_ATTEMPTS = Counter(
     "llmrouter_upstream_attempts",
     "Upstream attempts by outcome (success, error, cancelled) and error class ('' on success).",

@@ -206,6 +206,7 @@ def _envelope_from_proto(message: events_pb2.Event) -> Envelope:
         team=message.team,
         customer=message.customer,
         user=message.user,
+        router_instance=message.router_instance,
         tags=dict(message.tags),
     )
 
@@ -222,11 +223,11 @@ def _attempt_from_proto(attempt: events_pb2.AttemptEvent) -> Attempt:
         unused_output_tokens=attempt.unused_usage.output_token_count,
         unused_cached_input_tokens=attempt.unused_usage.cached_input_token_count,
         unused_cost_nanos_usd=attempt.unused_cost_nanos_usd,
+        breaker_cooldown_ms=attempt.breaker_cooldown_ms if attempt.HasField("breaker_cooldown_ms") else None,
     )
 
 
 def _completion_from_proto(completion: events_pb2.CompletionEvent) -> Completion:
-        router_instance=message.router_instance,
     usage = completion.usage
     return Completion(
         provider=completion.provider,
@@ -238,4 +239,3 @@ def _completion_from_proto(completion: events_pb2.CompletionEvent) -> Completion
         cost_saved_nanos_usd=completion.cost_saved_nanos_usd,
         cache_hit=completion.cache_hit,
     )
-        breaker_cooldown_ms=attempt.breaker_cooldown_ms if attempt.HasField("breaker_cooldown_ms") else None,

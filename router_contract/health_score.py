@@ -14,6 +14,18 @@ do not count for or against the provider. The prior keeps a deployment with a ha
 from swinging between 0 and 1 on one failure: 1 failure in 1 attempt scores 5/6, 10 in 10 scores
 1/3, 100 in 100 scores 0.05. The latency factor only bites past the SLO (default 30 s): slowness
 below that is the routing strategies' business, not health's.
+
+That is the window's verdict; a deployment failing *now* is capped below it (health_recent.py):
+
+    current      = PRIOR / (PRIOR + streak)  when streak >= MIN_STREAK, else 1
+                   streak: provider failures since the newest success (fleet-wide)
+    current      = min(current, BREAKER_OPEN_SCORE)  while any router reports its breaker open
+    score        = min(availability * latency, current)
+
+So the last MIN_STREAK attempts failing, or one router's open breaker, demote a deployment
+whatever its earlier successes (0.625 after 3 failures in a row, 0.25 with a breaker open: below
+the routers' default demotion threshold 0.9 and floor 0.5), and one success lifts the cap. Fewer
+than MIN_STREAK failures in a row are the ordinary noise of a healthy deployment and do not cap.
 """
 
 from __future__ import annotations
@@ -22,10 +34,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from router_contract.health_recent import Recent
 from router_contract.health_slots import Slot
 
 PROVIDER_ERRORS = frozenset({"rate_limited", "overloaded", "timeout", "connection", "auth", "bad_response"})
 PRIOR_SUCCESSES = 5
+MIN_STREAK = 3
+BREAKER_OPEN_SCORE = 0.25
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
 
@@ -44,18 +59,37 @@ def merged(slots: Iterable[Slot], relative_accuracy: float) -> Slot:
     return total
 
 
-def health_score(total: Slot, config: ScoreConfig = DEFAULT_SCORE_CONFIG) -> float:
+def health_score(total: Slot, config: ScoreConfig = DEFAULT_SCORE_CONFIG, current: float = 1.0) -> float:
+    """The window's score of `total`, capped at `current` (`current_score`)."""
     provider_errors = sum(count for name, count in total.errors.items() if name in PROVIDER_ERRORS)
     availability = (total.successes + PRIOR_SUCCESSES) / (total.successes + provider_errors + PRIOR_SUCCESSES)
     p95 = total.latency_ms.quantile(0.95)
     latency = 1.0 if not p95 else min(1.0, config.latency_slo_ms / p95)
-    return round(availability * latency, 4)
+    return round(min(availability * latency, current), 4)
 
 
-def summary(total: Slot, span_s: float, config: ScoreConfig = DEFAULT_SCORE_CONFIG) -> dict[str, Any]:
-    """The derived fields of a health snapshot, from the merged slots of a window `span_s` long."""
+def current_score(recent: Recent, now_s: float) -> float:
+    """The cap "failing now" puts on the score at `now_s` (1: none)."""
+    streak = recent.streak
+    score = PRIOR_SUCCESSES / (PRIOR_SUCCESSES + streak) if streak >= MIN_STREAK else 1.0
+    if recent.open_breakers(now_s):
+        score = min(score, BREAKER_OPEN_SCORE)
+    return score
+
+
+def summary(
+    total: Slot,
+    span_s: float,
+    config: ScoreConfig = DEFAULT_SCORE_CONFIG,
+    recent: Recent | None = None,
+    now_s: float = 0.0,
+) -> dict[str, Any]:
+    """The derived fields of a health snapshot, from the merged slots of a window `span_s` long
+    and what the deployment is doing at `now_s` (`recent`; None: nothing known)."""
     attempts = total.attempts
     errors = sum(total.errors.values())
+    recent = recent if recent is not None else Recent()
+    current = current_score(recent, now_s)
     return {
         "attempts": attempts,
         "successes": total.successes,
@@ -68,7 +102,12 @@ def summary(total: Slot, span_s: float, config: ScoreConfig = DEFAULT_SCORE_CONF
         },
         "latency_ms": _quantiles(total.latency_ms.quantile),
         "ttft_ms": _quantiles(total.ttft_ms.quantile),
-        "health_score": health_score(total, config),
+        "health_score": health_score(total, config, current),
+        "current": {
+            "failing": current < 1.0,
+            "failures_since_success": recent.streak,
+            "open_breakers": recent.open_breakers(now_s),
+        },
     }
 
 

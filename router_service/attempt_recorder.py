@@ -148,7 +148,9 @@ class Attempt:
     def failed(self, error: ProviderError) -> None:
         recorder = self._recorder
         now = recorder.clock.monotonic()
-        recorder.live.record_failure(self.deployment.key, error.error_class, now, error.retry_after_s)
+        opened = recorder.live.record_failure(
+            self.deployment.key, error.error_class, now, error.retry_after_s
+        )
         record = _record(
             self,
             AttemptOutcome.ERROR,
@@ -157,6 +159,7 @@ class Attempt:
             error_class=error.error_class.value,
             http_status=error.status_code,
             retry_after_s=error.retry_after_s,
+            breaker_cooldown_s=opened,
         )
         recorder.attempt_ended(self, record, error)
 
@@ -188,6 +191,7 @@ def _record(
     retry_after_s: float | None = None,
     unused_usage: Usage | None = None,
     unused_cost_nanos: int = 0,
+    breaker_cooldown_s: float | None = None,
 ) -> AttemptRecord:
     d = attempt.deployment
     latency = now - attempt.started
@@ -204,6 +208,7 @@ def _record(
         hedged=attempt.hedged,
         unused_usage=unused_usage,
         unused_cost_nanos=unused_cost_nanos,
+        breaker_cooldown_s=breaker_cooldown_s,
     )
 
 

@@ -6,6 +6,10 @@ attempt older than the oldest kept slot is late and dropped. Every flush publish
 provider/model that has attempts in the window (rates move as the window slides even without new
 attempts) and a tombstone for one whose window emptied, so a reader never sees stale health as
 current.
+
+Beside the slots, each deployment keeps what it is doing now (router_contract/health_recent.py):
+provider failures since its newest success and the breakers routers reported opening on it. A
+deployment whose slots left the window stays while a reported breaker is still open.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from dataclasses import dataclass, field
 from consumers.aggregator import DimensionRecord, JsonDict
 from consumers.events import Attempt, Event
 from consumers.restore_gate import RestoreGate
-from router_contract.health_score import ScoreConfig, merged, summary
+from router_contract.health_recent import Recent
+from router_contract.health_score import PROVIDER_ERRORS, ScoreConfig, merged, summary
 from router_contract.health_slots import Slot
 from router_contract.sketch import DEFAULT_RELATIVE_ACCURACY
 from router_contract.snapshot_keys import part
@@ -38,14 +43,15 @@ class HealthConfig:
 
 
 class DeploymentHealth:
-    """One provider/model's slots in the window: slot start -> Slot."""
+    """One provider/model's slots in the window (slot start -> Slot), and what it does now."""
 
-    __slots__ = ("model", "provider", "slots")
+    __slots__ = ("model", "provider", "recent", "slots")
 
     def __init__(self, provider: str, model: str) -> None:
         self.provider = provider
         self.model = model
         self.slots: dict[int, Slot] = {}
+        self.recent = Recent()
 
 
 def deployment_key(provider: str, model: str) -> str:
@@ -72,6 +78,7 @@ class HealthAggregator:
         key = deployment_key(attempt.provider, attempt.model)
         if self._gate.admits(key, offset):
             self._slot(key, attempt, start).add(attempt)
+            _note(self._dims[key].recent, event, attempt)
         return True
 
     def index(self, event: Event, offset: int) -> None:
@@ -84,6 +91,7 @@ class HealthAggregator:
         dimension = value["dimension"]
         state = DeploymentHealth(str(dimension["provider"]), str(dimension["model"]))
         state.slots = dict(Slot.from_json(slot) for slot in value["slots"])
+        state.recent = Recent.from_json(value.get("recent"))  # None: written before the field
         self._dims[key] = state
         self._gate.cover(key, covered_offset)
 
@@ -125,7 +133,8 @@ class HealthAggregator:
     def _prune(self) -> None:
         for key, state in list(self._dims.items()):
             state.slots = {start: slot for start, slot in state.slots.items() if start >= self._retain_from}
-            if not state.slots:
+            state.recent.prune(self._retain_from)
+            if not state.slots and not state.recent.open_breakers(self._watermark_s):
                 del self._dims[key]
                 self._expired.add(key)
 
@@ -141,6 +150,17 @@ class HealthAggregator:
                 "seconds": self._config.window_s,
                 "slot_seconds": self._config.slot_s,
             },
-            **summary(total, span_s, self._config.score),
+            **summary(total, span_s, self._config.score, state.recent, self._watermark_s),
             "slots": [slot.to_json(start) for start, slot in sorted(state.slots.items())],
+            "recent": state.recent.to_json(),
         }
+
+
+def _note(recent: Recent, event: Event, attempt: Attempt) -> None:
+    time_s = event.envelope.event_time_s
+    if attempt.outcome == "success":
+        recent.success(time_s)
+    elif attempt.outcome == "error" and attempt.error_class in PROVIDER_ERRORS:
+        recent.failure(time_s)
+    if attempt.breaker_cooldown_ms is not None:
+        recent.breaker_opened(event.envelope.router_instance, time_s, attempt.breaker_cooldown_ms / 1000)

@@ -5,7 +5,9 @@ the router and the consumers cannot disagree on what a snapshot means. Two thing
 router's: freshness (a topic with no record for `stale_after_s` is ignored: its consumer is down
 or cut off) and the wall-clock slide of the health window (a consumer slides its window by event
 time, so a partition that gets no events keeps its last window; the router drops slots that
-ended before `now - window`, with the router's own, shorter `health_window_s`).
+ended before `now - window`, with the router's own, shorter `health_window_s`; the failures since
+the last success slide the same way, while a breaker a router reported open counts until its
+cooldown ends, even once its slots have slid out).
 
 What the consumers say of their own freshness is the router's to show too (`TopicFreshness`, from
 each input partition's latest checkpoint): a topic whose consumers are replaying or catching up
@@ -48,6 +50,10 @@ class DeploymentHealth:
     error_rate: float
     latency_p95_s: float | None  # successful attempts; None without samples
     ttft_p95_s: float | None
+    # Failing now (router_contract/health_recent.py): the score is capped by the failures since
+    # the last success or by routers' open breakers, which `open_breakers` names.
+    failing: bool = False
+    open_breakers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +146,14 @@ def _health(latest: Latest, now_s: float, config: FleetConfig) -> dict[str, Depl
         if (slid := _slide(value, now_s, config.health_window_s)) is not None
     }
     out: dict[str, DeploymentHealth] = {}
-    for summary in fleet_health(current).values():
+    for summary in fleet_health(current, now_s=now_s).values():
         dimension = summary["dimension"]
         errors: dict[str, int] = summary["errors"]
         judged = summary["successes"] + sum(n for name, n in errors.items() if name in PROVIDER_ERRORS)
-        if judged < config.min_attempts:
+        now = summary["current"]
+        # A failure streak or an open breaker is evidence enough, however few the attempts: a
+        # breaker opens after a handful of failures, and then no more attempts come.
+        if judged < config.min_attempts and not now["failing"]:
             continue
         out[f"{dimension['provider']}/{dimension['model']}"] = DeploymentHealth(
             score=float(summary["health_score"]),
@@ -153,12 +162,15 @@ def _health(latest: Latest, now_s: float, config: FleetConfig) -> dict[str, Depl
             error_rate=float(summary["error_rate"]),
             latency_p95_s=_seconds(summary["latency_ms"]["p95"]),
             ttft_p95_s=_seconds(summary["ttft_ms"]["p95"]),
+            failing=bool(now["failing"]),
+            open_breakers=tuple(now["open_breakers"]),
         )
     return out
 
 
 def _slide(value: JsonDict | None, now_s: float, max_window_s: float) -> JsonDict | None:
-    """The value without the slots that ended before `now_s - window`; None if none is left.
+    """The value without the slots and failures before `now_s - window`; None if nothing is left
+    (no slot, no breaker open at `now_s`).
 
     Checkpoint records have no window and pass through (fleet_health skips them)."""
     if value is None or "window" not in value:
@@ -167,11 +179,17 @@ def _slide(value: JsonDict | None, now_s: float, max_window_s: float) -> JsonDic
     oldest_end = now_s - min(float(window["seconds"]), max_window_s)
     slot_s = float(window["slot_seconds"])
     slots = [slot for slot in value["slots"] if parse_rfc3339(slot["start"]) + slot_s > oldest_end]
-    if not slots:
+    recent = value.get("recent")
+    if recent is not None:
+        failures = [text for text in recent["failures"] if parse_rfc3339(text) > oldest_end]
+        if len(failures) != len(recent["failures"]):
+            recent = {**recent, "failures": failures}
+    breaker_open = recent is not None and any(parse_rfc3339(b["until"]) > now_s for b in recent["breakers"])
+    if not slots and not breaker_open:
         return None
-    if len(slots) == len(value["slots"]):
+    if len(slots) == len(value["slots"]) and recent is value.get("recent"):
         return value
-    return {**value, "slots": slots}
+    return {**value, "slots": slots, "recent": recent}
 
 
 def _quality(latest: Latest, config: FleetConfig) -> dict[tuple[str, TaskType], QualityStats]:

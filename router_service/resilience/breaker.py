@@ -180,24 +180,28 @@ class CircuitBreaker:
         rule: ErrorRule,
         retry_after_s: float | None = None,
         failure_rate: float = 1.0,
-    ) -> None:
-        """Account one failed attempt. `failure_rate` is the window's health-failure share."""
+    ) -> float | None:
+        """Account one failed attempt. `failure_rate` is the window's health-failure share.
+
+        Returns the cooldown in seconds when this failure opened the breaker, else None (it was
+        open already, or stays closed): what the attempt's event tells the fleet."""
         state = self.state(now)
         if not (rule.counts_against_health or rule.cooldown):
             if state is BreakerState.HALF_OPEN:
                 self._release_probe()  # the probe proved nothing either way
-            return
+            return None
         if state is BreakerState.OPEN:
             if rule.cooldown:  # e.g. a later 429 with a longer Retry-After
                 self._open_until = max(self._open_until, now + self._cooldown(rule, retry_after_s))
-            return
+            return None
         if rule.cooldown:
-            self._open(now, rule, retry_after_s, _describe(error_class, retry_after_s))
-        elif state is BreakerState.HALF_OPEN:
-            self._open(now, rule, retry_after_s, f"probe failed ({error_class.value})")
-        elif self._too_many_failures(now, failure_rate):
+            return self._open(now, rule, retry_after_s, _describe(error_class, retry_after_s))
+        if state is BreakerState.HALF_OPEN:
+            return self._open(now, rule, retry_after_s, f"probe failed ({error_class.value})")
+        if self._too_many_failures(now, failure_rate):
             window = self._config.fail_window_s
-            self._open(now, rule, retry_after_s, f"{len(self._failures)} failures in {window:g}s")
+            return self._open(now, rule, retry_after_s, f"{len(self._failures)} failures in {window:g}s")
+        return None
 
     # --- transitions -------------------------------------------------------------------------
 
@@ -210,14 +214,16 @@ class CircuitBreaker:
             self._state = BreakerState.CLOSED
             self._opens = 0
 
-    def _open(self, now: float, rule: ErrorRule, retry_after_s: float | None, reason: str) -> None:
-        self._open_until = now + self._cooldown(rule, retry_after_s)
+    def _open(self, now: float, rule: ErrorRule, retry_after_s: float | None, reason: str) -> float:
+        cooldown = self._cooldown(rule, retry_after_s)
+        self._open_until = now + cooldown
         self._opens += 1
         self._state = BreakerState.OPEN
         self._reason = reason
         self._reason_cache = (-1, "")
         self._failures.clear()
         self._probes.clear()
+        return cooldown
 
     def _start_ramp(self, now: float) -> None:
         self._probes.clear()

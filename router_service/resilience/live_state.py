@@ -134,7 +134,8 @@ class LiveState:
 
     def record_failure(
         self, key: str, error_class: ErrorClass, now: float, retry_after_s: float | None = None
-    ) -> None:
+    ) -> float | None:
+        """Returns the cooldown (s) when this failure opened the breaker, else None."""
         deployment = self._get(key)
         rule = self._policy.rule(error_class)
         outcomes = deployment.outcomes
@@ -143,8 +144,9 @@ class LiveState:
             outcomes.add(now, _ATTEMPTS)
             outcomes.add(now, _HEALTH_FAILURES)
         failure_rate = _ratio(outcomes.total(now, _HEALTH_FAILURES), outcomes.total(now, _ATTEMPTS))
-        deployment.breaker.on_failure(now, error_class, rule, retry_after_s, failure_rate)
+        opened = deployment.breaker.on_failure(now, error_class, rule, retry_after_s, failure_rate)
         self._track(key, deployment.breaker)
+        return opened
 
     # --- routing reads -----------------------------------------------------------------------
 

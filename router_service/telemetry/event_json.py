@@ -136,6 +136,8 @@ def _attempt(body: AttemptEvent) -> str:
         text += f',"timeToFirstTokenMs":"{round(attempt.time_to_first_token_s * 1000):d}"'
     if attempt.retry_after_s is not None:
         text += f',"retryAfterMs":"{round(attempt.retry_after_s * 1000):d}"'
+    if attempt.breaker_cooldown_s is not None:
+        text += f',"breakerCooldownMs":"{round(attempt.breaker_cooldown_s * 1000):d}"'
     if attempt.started_at_unix_s:
         text += f',"startTime":"{wv.rfc3339_of(attempt.started_at_unix_s)}"'
     return text + "}"
@@ -148,8 +150,6 @@ def _completion(body: CompletionEvent) -> str:
         f',"model":{_str(body.model)}'
         f',"usage":{{"inputTokenCount":"{usage.input_tokens:d}"'
         f',"outputTokenCount":"{usage.output_tokens:d}"'
-    if attempt.breaker_cooldown_s is not None:
-        text += f',"breakerCooldownMs":"{round(attempt.breaker_cooldown_s * 1000):d}"'
         f',"cachedInputTokenCount":"{usage.cached_input_tokens:d}"}}'
         f',"costNanosUsd":"{body.cost_nanos:d}"'
         f',"cacheHit":{_BOOL[body.cache_hit]}'

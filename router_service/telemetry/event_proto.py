@@ -97,13 +97,13 @@ def _write_attempt(message: events_pb2.Event, body: AttemptEvent) -> None:
         out.time_to_first_token_ms = wv.millis(attempt.time_to_first_token_s)
     if attempt.retry_after_s is not None:
         out.retry_after_ms = wv.millis(attempt.retry_after_s)
+    if attempt.breaker_cooldown_s is not None:
+        out.breaker_cooldown_ms = wv.millis(attempt.breaker_cooldown_s)
     if attempt.started_at_unix_s:
         out.start_time.seconds, out.start_time.nanos = wv.split_time(attempt.started_at_unix_s)
 
 
 def _write_completion(message: events_pb2.Event, body: CompletionEvent) -> None:
-    if attempt.breaker_cooldown_s is not None:
-        out.breaker_cooldown_ms = wv.millis(attempt.breaker_cooldown_s)
     out = message.completion
     out.SetInParent()
     out.provider = body.provider

@@ -63,7 +63,7 @@ def test_other_valid_json_spellings_go_the_canonical_way_and_decode_the_same() -
     event = th.event(th.bodies()["completion"])
     message = event_codec.to_proto(event, router_instance="r")
     snake = json_format.MessageToJson(message, preserving_proto_field_name=True, use_integers_for_enums=True)
-    fast = decode(event_codec.encode(event, "json")[1], JSON)
+    fast = decode(event_codec.encode(event, "json", router_instance="r")[1], JSON)
     assert decode(snake.encode(), JSON) == fast
 
 

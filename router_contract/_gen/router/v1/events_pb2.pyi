@@ -231,6 +231,7 @@ class AttemptEvent(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     UNUSED_USAGE_FIELD_NUMBER: _builtins.int
     UNUSED_COST_NANOS_USD_FIELD_NUMBER: _builtins.int
+    BREAKER_COOLDOWN_MS_FIELD_NUMBER: _builtins.int
     attempt_index: _builtins.int
     """Position of this attempt in the response's RoutingMetadata.attempts, starting at 0: attempts
     are listed as they end, and a hedge race's loser right after the race's winner.
@@ -266,6 +267,12 @@ class AttemptEvent(_message.Message):
     A loser cancelled at once (its deployment was answering) reports no usage: the upstream
     stops on disconnect and does not say what it billed.
     """
+    breaker_cooldown_ms: _builtins.int
+    """Set when this attempt's failure opened the deployment's circuit breaker on this router (it
+    stops sending there): the cooldown in milliseconds before the router probes it again. The
+    health consumers pass it on in their snapshots, so every router demotes the deployment
+    meanwhile, not only the one that saw it fail; unset on every other attempt.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When the attempt started (UTC); unset when unknown."""
@@ -295,15 +302,20 @@ class AttemptEvent(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         unused_usage: _router_pb2.Usage | None = ...,
         unused_cost_nanos_usd: _builtins.int = ...,
+        breaker_cooldown_ms: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_after_ms", b"_retry_after_ms", "_time_to_first_token_ms", b"_time_to_first_token_ms", "retry_after_ms", b"retry_after_ms", "start_time", b"start_time", "time_to_first_token_ms", b"time_to_first_token_ms", "unused_usage", b"unused_usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_breaker_cooldown_ms", b"_breaker_cooldown_ms", "_retry_after_ms", b"_retry_after_ms", "_time_to_first_token_ms", b"_time_to_first_token_ms", "breaker_cooldown_ms", b"breaker_cooldown_ms", "retry_after_ms", b"retry_after_ms", "start_time", b"start_time", "time_to_first_token_ms", b"time_to_first_token_ms", "unused_usage", b"unused_usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_after_ms", b"_retry_after_ms", "_time_to_first_token_ms", b"_time_to_first_token_ms", "attempt_index", b"attempt_index", "error_class", b"error_class", "hedged", b"hedged", "http_status", b"http_status", "latency_ms", b"latency_ms", "model", b"model", "outcome", b"outcome", "provider", b"provider", "retry_after_ms", b"retry_after_ms", "start_time", b"start_time", "time_to_first_token_ms", b"time_to_first_token_ms", "unused_cost_nanos_usd", b"unused_cost_nanos_usd", "unused_usage", b"unused_usage", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_breaker_cooldown_ms", b"_breaker_cooldown_ms", "_retry_after_ms", b"_retry_after_ms", "_time_to_first_token_ms", b"_time_to_first_token_ms", "attempt_index", b"attempt_index", "breaker_cooldown_ms", b"breaker_cooldown_ms", "error_class", b"error_class", "hedged", b"hedged", "http_status", b"http_status", "latency_ms", b"latency_ms", "model", b"model", "outcome", b"outcome", "provider", b"provider", "retry_after_ms", b"retry_after_ms", "start_time", b"start_time", "time_to_first_token_ms", b"time_to_first_token_ms", "unused_cost_nanos_usd", b"unused_cost_nanos_usd", "unused_usage", b"unused_usage", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__breaker_cooldown_ms: _TypeAlias = _typing.Literal["breaker_cooldown_ms"]  # noqa: Y015
+    _WhichOneofArgType__breaker_cooldown_ms: _TypeAlias = _typing.Literal["_breaker_cooldown_ms", b"_breaker_cooldown_ms"]  # noqa: Y015
     _WhichOneofReturnType__retry_after_ms: _TypeAlias = _typing.Literal["retry_after_ms"]  # noqa: Y015
     _WhichOneofArgType__retry_after_ms: _TypeAlias = _typing.Literal["_retry_after_ms", b"_retry_after_ms"]  # noqa: Y015
     _WhichOneofReturnType__time_to_first_token_ms: _TypeAlias = _typing.Literal["time_to_first_token_ms"]  # noqa: Y015
     _WhichOneofArgType__time_to_first_token_ms: _TypeAlias = _typing.Literal["_time_to_first_token_ms", b"_time_to_first_token_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__breaker_cooldown_ms) -> _WhichOneofReturnType__breaker_cooldown_ms | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__retry_after_ms) -> _WhichOneofReturnType__retry_after_ms | None: ...
     @_typing.overload

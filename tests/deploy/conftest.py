@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from consumers.metrics import ConsumerMetrics
+from router_service.cache import metrics as cache_metrics
 from router_service.fleet.metrics import FleetMetrics
 from router_service.resilience.live_state import LiveState
 from router_service.telemetry import metrics as router_metrics
@@ -50,6 +51,7 @@ def _metric_objects() -> Iterator[tuple[str, str, Iterable[str]]]:
     registry = CollectorRegistry()
     holders = [
         vars(router_metrics),
+        vars(cache_metrics),
         vars(PublisherMetrics(registry)),
         vars(FleetMetrics(registry)),
         vars(ConsumerMetrics(registry)),

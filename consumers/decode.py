@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from consumers.events import Attempt, Body, Completion, Decision, Envelope, Event, Feedback
+from consumers.events import Attempt, Body, Completion, Decision, Envelope, Event, Feedback, Governance
 from router_contract import event_records
 from router_contract._gen.router.v1 import events_pb2
 
@@ -130,11 +130,28 @@ def _feedback_from_json(data: dict[str, Any]) -> Feedback:
     return Feedback(score=float(score), evaluator=_flag(data, "evaluator"))
 
 
+def _governance_from_json(data: dict[str, Any]) -> Governance:
+    return Governance(
+        decision=_enum(data["decision"], "GOVERNANCE_DECISION_"),
+        level=_text(data, "level"),
+        entity=_text(data, "entity"),
+        metric=_text(data, "metric"),
+        limit=int(data["limit"]),
+        current=int(data["current"]),
+        asked=int(data["asked"]),
+        reserved_cost_nanos_usd=int(data["reservedCostNanosUsd"]),
+        reserved_tokens=int(data["reservedTokens"]),
+        downgrade_policy=_text(data, "downgradePolicy"),
+        hedge=_flag(data, "hedge"),
+    )
+
+
 _JSON_BODIES: dict[str, Callable[[dict[str, Any]], Body]] = {
     "decision": _decision_from_json,
     "attempt": _attempt_from_json,
     "completion": _completion_from_json,
     "feedback": _feedback_from_json,
+    "governance": _governance_from_json,
 }
 
 
@@ -176,6 +193,7 @@ def _enum_names(message: Any, field: str, prefix: str) -> Mapping[int, str]:
 _TASK_TYPES = _enum_names(events_pb2.DecisionEvent, "task_type", "TASK_TYPE_")
 _OUTCOMES = _enum_names(events_pb2.AttemptEvent, "outcome", "ATTEMPT_OUTCOME_")
 _ERROR_CLASSES = _enum_names(events_pb2.AttemptEvent, "error_class", "ERROR_CLASS_")
+_GOVERNANCE_DECISIONS = _enum_names(events_pb2.GovernanceEvent, "decision", "GOVERNANCE_DECISION_")
 
 
 def _from_proto(message: events_pb2.Event) -> Event | None:
@@ -190,6 +208,8 @@ def _from_proto(message: events_pb2.Event) -> Event | None:
         body = _completion_from_proto(message.completion)
     elif which == "feedback":
         body = Feedback(message.feedback.score, message.feedback.evaluator)
+    elif which == "governance":
+        body = _governance_from_proto(message.governance)
     elif which == "error":
         return None
     else:
@@ -238,4 +258,20 @@ def _completion_from_proto(completion: events_pb2.CompletionEvent) -> Completion
         cost_nanos_usd=completion.cost_nanos_usd,
         cost_saved_nanos_usd=completion.cost_saved_nanos_usd,
         cache_hit=completion.cache_hit,
+    )
+
+
+def _governance_from_proto(g: events_pb2.GovernanceEvent) -> Governance:
+    return Governance(
+        decision=_GOVERNANCE_DECISIONS.get(g.decision, "unspecified"),
+        level=g.level,
+        entity=g.entity,
+        metric=g.metric,
+        limit=g.limit,
+        current=g.current,
+        asked=g.asked,
+        reserved_cost_nanos_usd=g.reserved_cost_nanos_usd,
+        reserved_tokens=g.reserved_tokens,
+        downgrade_policy=g.downgrade_policy,
+        hedge=g.hedge,
     )

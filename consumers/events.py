@@ -89,7 +89,27 @@ class Feedback:
     evaluator: bool = False
 
 
-Body = Decision | Attempt | Completion | Feedback
+@dataclass(frozen=True, slots=True)
+class Governance:
+    """A budget or rate limit's admission decision (events.proto GovernanceEvent): the settled
+    truth of spend stays the completions; these say why a caller was refused or downgraded."""
+
+    kind: ClassVar[str] = "governance"
+
+    decision: str  # allow | downgrade | deny | allow_uncounted | deny_store_unavailable
+    level: str = ""
+    entity: str = ""
+    metric: str = ""
+    limit: int = 0
+    current: int = 0
+    asked: int = 0
+    reserved_cost_nanos_usd: int = 0
+    reserved_tokens: int = 0
+    downgrade_policy: str = ""
+    hedge: bool = False
+
+
+Body = Decision | Attempt | Completion | Feedback | Governance
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,4 +123,4 @@ class Event:
 
 
 # The kinds the consumers model; "error" events are not read by any aggregator yet.
-MODELLED_KINDS = frozenset(body.kind for body in (Decision, Attempt, Completion, Feedback))
+MODELLED_KINDS = frozenset(body.kind for body in (Decision, Attempt, Completion, Feedback, Governance))

@@ -1,6 +1,6 @@
 """Composition root: builds every object from config, owns start/stop order and signals.
 
-Start: HTTP client -> adapters -> event publisher -> engine -> fleet view subscriber -> gRPC
+Start: HTTP client -> adapters -> event publisher -> limits -> engine -> fleet view subscriber -> gRPC
        server -> OpenAI HTTP door (when configured) -> health SERVING.
 Stop:  the shutdown gate closes (every gRPC call reaching a handler from then on is refused
        UNAVAILABLE + RetryInfo, with its error event) -> health NOT_SERVING -> the gRPC drain
@@ -40,11 +40,13 @@ from router_service.fleet.metrics import FleetMetrics
 from router_service.fleet.metrics import default_metrics as default_fleet_metrics
 from router_service.fleet.signals import FleetSignals
 from router_service.fleet.subscriber import SnapshotSubscriber
+from router_service.governance import Governance
 from router_service.identity.authenticator import Authenticator
 from router_service.identity.gate import AuthGate, AuthMode
 from router_service.identity.model import Identity, Scope
 from router_service.keystore.base import KeyStore
 from router_service.keystore.factory import build_key_store
+from router_service.limits.factory import build_governor
 from router_service.openai_door.server import OpenAIDoor
 from router_service.providers.base import ProviderEndpoint
 from router_service.providers.http import make_http_client
@@ -95,6 +97,7 @@ class RouterApp:
         self._engine: Engine | None = None
         self._client: httpx.AsyncClient | None = None
         self.key_store: KeyStore | None = None  # None with auth off
+        self.governance: Governance | None = None  # None when no limit is configured
         self.port = 0
 
     async def start(self) -> int:
@@ -112,7 +115,8 @@ class RouterApp:
             interceptors.insert(0, interceptor)  # first: the call's span is current in all the rest
             observers.append(tracing_observer)
         observer = observers[0] if len(observers) == 1 else FanOut(*observers)
-        engine = Engine(self.config, adapters, _engine_parts(self.config, observer))
+        governance = self._start_limits(sink)
+        engine = Engine(self.config, adapters, _engine_parts(self.config, observer, governance))
         self._stack.push_async_callback(engine.aclose)  # before the HTTP client closes
         self._engine, self._client = engine, client
         self._register_live_metrics(engine)
@@ -139,6 +143,18 @@ class RouterApp:
         await mark_serving(self._health)
         log.info("router listening on port %d (config %s)", self.port, self.config.source or "<inline>")
         return self.port
+
+    def _start_limits(self, sink: EventSink) -> Governance | None:
+        """Budgets and rate limits, when any are configured: closed after the engine (LIFO), so
+        the settles of calls drained at stop reach the store before it closes."""
+        governor = build_governor(self.config.limits)
+        if governor is None:
+            return None
+        self._stack.push_async_callback(governor.close)
+        governance = Governance(governor, sink)
+        self._stack.push_async_callback(governance.aclose)
+        self.governance = governance
+        return governance
 
     async def _start_openai_door(self, engine: Engine, gate: AuthGate, ledger: RequestLedger) -> None:
         http = self.config.server.openai_http
@@ -283,7 +299,9 @@ def _loopback(listen: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-def _engine_parts(config: RuntimeConfig, observer: RequestObserver) -> EngineParts:
+def _engine_parts(
+    config: RuntimeConfig, observer: RequestObserver, governance: Governance | None = None
+) -> EngineParts:
     """The engine's collaborators, made once: a config reload keeps them (health knowledge and
     spent retries are not config), so live-state settings keep their startup values."""
     live = LiveState(config.live_state)
@@ -295,6 +313,7 @@ def _engine_parts(config: RuntimeConfig, observer: RequestObserver) -> EnginePar
         observer=observer,
         # Routing reads live state merged with the fleet view (fed by `_start_fleet_view`).
         fleet=FleetSignals(live, config.fleet) if config.fleet is not None else None,
+        governance=governance,
     )
 
 

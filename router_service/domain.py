@@ -239,6 +239,15 @@ class CandidateView:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetDowngrade:
+    """A soft budget threshold moved the request to a cheaper policy (router_service/limits/)."""
+
+    from_policy: str  # the policy the request would have been routed with
+    entity: str  # the limited entity whose threshold was reached: "team:search", "global"
+    reason: str  # in words, e.g. "team:search cost at >= 80% of its limit per month (UTC)"
+
+
+@dataclass(frozen=True, slots=True)
 class RouteDecision:
     """The auditable result of routing: the ordered chain and every candidate considered."""
 
@@ -247,6 +256,7 @@ class RouteDecision:
     task_type: TaskType
     chain: tuple[str, ...]  # deployment keys "provider/model", first is the choice
     candidates: tuple[CandidateView, ...]
+    downgrade: BudgetDowngrade | None = None  # set when `policy` is a budget's downgrade policy
 
     @property
     def chosen(self) -> str:

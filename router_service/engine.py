@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from router_service.attempt_recorder import Attempt, RequestRecorder
@@ -53,7 +54,9 @@ from router_service.errors import (
     UnknownModelError,
 )
 from router_service.fleet.signals import FleetSignals
+from router_service.governance import Governance, RequestHold, downgrade_of, estimate_for
 from router_service.identity.access import allowed_models
+from router_service.limits.governor import Admission
 from router_service.providers.base import ProviderAdapter
 from router_service.resilience.live_state import LiveState
 from router_service.resilience.retry import RetryBudgets
@@ -94,6 +97,8 @@ class EngineParts:
     # What routing reads when the app feeds a fleet view from the snapshot topics: `live` merged
     # with it. Resilience (breakers, stuck attempts) stays on local state alone.
     fleet: FleetSignals | None = None
+    # Budgets and rate limits (router_service/governance.py); None: nothing is limited.
+    governance: Governance | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,32 +194,67 @@ class Engine:
     async def complete(self, request: ChatRequest, ctx: CallContext) -> Completion:
         parts = self._parts
         run = RequestRecorder(ctx, request, parts.observer, parts.live, parts.clock)
+        hold = None if parts.governance is None else RequestHold(parts.governance)
         try:
-            completion = await self._complete(run, self._setup)
+            completion = await self._complete(run, self._setup, hold)
         except BaseException as exc:
             run.ended_with(exc)
+            if hold is not None:
+                hold.release()
             raise
         run.finished(completion)
+        if hold is not None:
+            hold.settle(completion.cost_nanos, completion.result.usage)
         return completion
 
-    def _admit(self, run: RequestRecorder, setup: _Setup, streaming: bool) -> RouteDecision:
-        """Admit the request: route it and report the decision. The one step, shared by unary and
-        streaming calls, between a request's arrival and its first upstream attempt: a check that
-        refuses a request (a budget, a rate limit) or answers it without an upstream (a cache)
-        belongs here. Whatever it raises is settled like any other end, by the recorder's
-        `ended_with`, exactly once. When nothing is eligible, the decision that says why is
-        reported too, before the error ends the request."""
+    async def _admit(
+        self, run: RequestRecorder, setup: _Setup, streaming: bool, hold: RequestHold | None
+    ) -> RouteDecision:
+        """Admit the request: route it, reserve its limits and report the decision. The one step,
+        shared by unary and streaming calls, between a request's arrival and its first upstream
+        attempt: a check that refuses a request (a budget, a rate limit) or answers it without
+        an upstream (a cache) belongs here. Whatever it raises is settled like any other end, by
+        the recorder's `ended_with` (and the hold's release), exactly once. When nothing is
+        eligible, the decision that says why is reported too, before the error ends the request."""
         try:
             allowed = allowed_models(run.ctx.identity, setup.config.catalog)
             decision = self._route(setup, run.request, streaming, allowed)
+            if hold is not None:
+                decision = await self._govern(run, setup, streaming, allowed, decision, hold)
         except NoEligibleCandidateError as exc:
             if exc.decision is not None:
                 run.refused(exc.decision)
             raise
         return run.decided(decision)
 
-    async def _complete(self, run: RequestRecorder, setup: _Setup) -> Completion:
-        decision = self._admit(run, setup, False)
+    async def _govern(
+        self,
+        run: RequestRecorder,
+        setup: _Setup,
+        streaming: bool,
+        allowed: frozenset[str] | None,
+        decision: RouteDecision,
+        hold: RequestHold,
+    ) -> RouteDecision:
+        """Reserve the worst case of the decision's chain (limits/cost.py); a soft budget past its
+        threshold routes the request again with its cheaper policy, and the decision says so.
+        The reservation stays the first chain's: the downgrade policy is the cheaper one."""
+        request = run.request
+        hold.prompt_tokens = setup.config.routing_env.cost_model.prompt_tokens(request)
+        by_key = setup.config.catalog.by_key
+        estimate = estimate_for(
+            (by_key[k] for k in decision.chain), hold.prompt_tokens, request.params.max_output_tokens
+        )
+        admission = await hold.admit(run.ctx, estimate, decision.policy)
+        target = admission.downgrade_policy
+        if not target or target == decision.policy:
+            return decision
+        moved = dataclasses.replace(request, hints=dataclasses.replace(request.hints, policy=target))
+        downgraded = self._route(setup, moved, streaming, allowed)
+        return dataclasses.replace(downgraded, downgrade=downgrade_of(admission, decision.policy))
+
+    async def _complete(self, run: RequestRecorder, setup: _Setup, hold: RequestHold | None) -> Completion:
+        decision = await self._admit(run, setup, False, hold)
         targets = Targets(run, setup.config.catalog, setup.rules, self._parts.budgets, self._parts.rng)
         policy = setup.config.policies.get(decision.policy)
         first = True
@@ -228,7 +268,7 @@ class Engine:
                 attempt = run.start(deployment)
                 outcomes = [(deployment, await self._attempt(setup, run, attempt, timeout))]
             else:
-                outcomes = await self._race(setup, run, targets, deployment, delay)
+                outcomes = await self._race(setup, run, targets, deployment, delay, hold)
             for used, (result, _) in outcomes:
                 if result is not None:
                     return self._completion(run, used, result)
@@ -269,14 +309,23 @@ class Engine:
         return result, None
 
     async def _race(
-        self, setup: _Setup, run: RequestRecorder, targets: Targets, first: Deployment, delay_s: float
+        self,
+        setup: _Setup,
+        run: RequestRecorder,
+        targets: Targets,
+        first: Deployment,
+        delay_s: float,
+        hold: RequestHold | None,
     ) -> list[tuple[Deployment, _Outcome]]:
         """Hedge: if `first` has not answered after `delay_s`, race the next deployment. The first
         good answer wins. A loser whose deployment has answered something since the loser was sent
         is cancelled (recorded as a cancelled attempt); one whose deployment has answered nothing
         is left to finish in the background (see the module docstring), so that a hung
-        deployment's attempts still time out and count against its health."""
+        deployment's attempts still time out and count against its health. Under limits the
+        hedge reserves its own worst case first (a refusal means no hedge); that reservation is
+        the loser's: settled with its unused answer when it is left to finish, else released."""
         racers: dict[asyncio.Task[_Outcome], Attempt] = {}
+        hedge_hold: Admission | None = None
 
         def start(d: Deployment, hedged: bool) -> None:
             timeout = targets.timeout_for(d)
@@ -290,6 +339,10 @@ class Engine:
                 async with self._clock.timeout(delay_s):
                     await asyncio.wait(racers)
             second = None if any(task.done() for task in racers) else targets.peek_hedge()
+            if second is not None and hold is not None:
+                hedge_hold = await self._reserve_hedge(run, setup, second, hold)
+                if hedge_hold is None or any(task.done() for task in racers):
+                    second = None
             if second is not None:
                 # From now on the first choice races too: both attempts are marked hedged, the
                 # loser as well as the winner (events.proto AttemptEvent.hedged).
@@ -313,16 +366,34 @@ class Engine:
                 if task.done():
                     continue
                 if won and not self.live.answered_since(attempt.deployment.key, attempt.started):
-                    self._detach(run, task, attempt)
+                    self._detach(run, task, attempt, hold, hedge_hold)
+                    hedge_hold = None  # the loser's end settles it
                 else:
                     task.cancel()
                     cancelled.append(task)
+            if hold is not None and hedge_hold is not None:
+                hold.release_other(hedge_hold)
             await asyncio.gather(*cancelled, return_exceptions=True)
 
-    def _detach(self, run: RequestRecorder, task: asyncio.Task[_Outcome], attempt: Attempt) -> None:
+    async def _reserve_hedge(
+        self, run: RequestRecorder, setup: _Setup, second: Deployment, hold: RequestHold
+    ) -> Admission | None:
+        estimate = estimate_for((second,), hold.prompt_tokens, run.request.params.max_output_tokens)
+        return await hold.hedge(run.ctx, estimate, run.decision_or_raise().policy)
+
+    def _detach(
+        self,
+        run: RequestRecorder,
+        task: asyncio.Task[_Outcome],
+        attempt: Attempt,
+        hold: RequestHold | None,
+        reservation: Admission | None,
+    ) -> None:
         run.detach(attempt)
         self._detached.add(task)
         task.add_done_callback(self._forget)
+        if hold is not None and reservation is not None:
+            task.add_done_callback(_settle_loser(hold, reservation, attempt.deployment))
 
     def _forget(self, task: asyncio.Task[_Outcome]) -> None:
         self._detached.discard(task)
@@ -335,21 +406,28 @@ class Engine:
         """Yields StreamStart, then deltas, then StreamFinish."""
         parts = self._parts
         run = RequestRecorder(ctx, request, parts.observer, parts.live, parts.clock)
+        hold = None if parts.governance is None else RequestHold(parts.governance)
         try:
             # aclosing: when our consumer stops early, the inner generators (and with them the
             # upstream HTTP response) are closed now, not whenever they are garbage-collected.
-            async with contextlib.aclosing(self._stream(run, self._setup)) as items:
+            async with contextlib.aclosing(self._stream(run, self._setup, hold)) as items:
                 async for item in items:
                     if isinstance(item, StreamFinish):
                         run.finished(item)  # before yielding: the consumer may stop right after it
+                        if hold is not None:
+                            hold.settle(item.cost_nanos, item.done.usage)  # the stream's real tokens
                     yield item
         except BaseException as exc:
             # GeneratorExit: the consumer stopped iterating (caller went away).
             run.ended_with(exc)
+            if hold is not None:
+                hold.release()  # nothing after a settle: only the first of the two counts
             raise
 
-    async def _stream(self, run: RequestRecorder, setup: _Setup) -> AsyncGenerator[StreamItem, None]:
-        self._admit(run, setup, True)
+    async def _stream(
+        self, run: RequestRecorder, setup: _Setup, hold: RequestHold | None
+    ) -> AsyncGenerator[StreamItem, None]:
+        await self._admit(run, setup, True, hold)
         targets = Targets(run, setup.config.catalog, setup.rules, self._parts.budgets, self._parts.rng)
         routing = setup.config.routing
         while (deployment := targets.next()) is not None:
@@ -415,6 +493,22 @@ class Engine:
         attempt.succeeded(ttft)
         cost = deployment.price.cost_nanos(event.usage)
         yield StreamFinish(event, deployment, run.decision_or_raise(), tuple(run.attempts), cost)
+
+
+def _settle_loser(
+    hold: RequestHold, reservation: Admission, deployment: Deployment
+) -> Callable[[asyncio.Task[_Outcome]], None]:
+    """A detached hedge loser's reservation, settled when it ends: the upstream billed an
+    answer nobody used (its attempt event carries the same cost), else nothing was used."""
+
+    def done(task: asyncio.Task[_Outcome]) -> None:
+        result = None if task.cancelled() or task.exception() is not None else task.result()[0]
+        if result is None:
+            hold.release_other(reservation)
+        else:
+            hold.settle_other(reservation, deployment.price.cost_nanos(result.usage), result.usage)
+
+    return done
 
 
 def _as_provider_error(exc: BaseException, timeout_s: float) -> ProviderError:

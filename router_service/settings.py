@@ -42,6 +42,7 @@ from router_service.config_schema import (
 from router_service.domain import DataSensitivity, TaskType
 from router_service.fleet.config import FleetConfig
 from router_service.keystore.schema import error_path
+from router_service.limits.schema import LimitsConfig
 from router_service.providers.base import ProviderEndpoint
 from router_service.providers.limits import ResponseLimits
 from router_service.providers.usage import ModelLimits
@@ -87,6 +88,7 @@ class RuntimeConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)  # read at start only (app.py builds the gate)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)  # requests.* and feedback.* windows
     require_known_feedback: bool = True  # feedback.require_known_request
+    limits: LimitsConfig = field(default_factory=LimitsConfig)  # read at start only (app.py)
     source: str = ""  # path the config came from, for logs
 
 
@@ -206,6 +208,7 @@ def to_runtime(cfg: FileConfig) -> RuntimeConfig:
             feedback_max_entries=cfg.feedback.max_entries,
         ),
         require_known_feedback=cfg.feedback.require_known_request,
+        limits=cfg.limits,
     )
 
 

@@ -19,6 +19,7 @@ from router_contract._gen.router.v1 import router_pb2 as pb
 from router_service.domain import (
     AttemptOutcome,
     AttemptRecord,
+    BudgetDowngrade,
     CandidateView,
     ChatRequest,
     ChatResult,
@@ -526,6 +527,14 @@ def fill_routing(
     for a in attempts:
         fill_attempt(target.attempts.add(), a)
     target.task_type = _TASKS_TO_PB.get(decision.task_type, pb.TASK_TYPE_UNSPECIFIED)
+    if decision.downgrade is not None:
+        fill_downgrade(target.downgrade, decision.downgrade)
+
+
+def fill_downgrade(target: pb.BudgetDowngrade, downgrade: BudgetDowngrade) -> None:
+    target.from_policy = downgrade.from_policy
+    target.entity = downgrade.entity
+    target.reason = downgrade.reason
 
 
 def candidate_to_proto(c: CandidateView) -> pb.Candidate:
@@ -542,7 +551,7 @@ def candidate_to_proto(c: CandidateView) -> pb.Candidate:
 
 
 def decision_to_proto(request_id: str, d: RouteDecision) -> pb.RouteDecision:
-    return pb.RouteDecision(
+    message = pb.RouteDecision(
         request_id=request_id,
         policy=d.policy,
         strategy=d.strategy,
@@ -551,6 +560,9 @@ def decision_to_proto(request_id: str, d: RouteDecision) -> pb.RouteDecision:
         fallbacks=list(d.chain[1:]),
         candidates=[candidate_to_proto(c) for c in d.candidates],
     )
+    if d.downgrade is not None:
+        fill_downgrade(message.downgrade, d.downgrade)
+    return message
 
 
 def complete_response(result: ChatResult, cost_nanos: int) -> pb.CompleteResponse:

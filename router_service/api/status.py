@@ -33,6 +33,8 @@ from router_service.errors import (
     UpstreamRejectedError,
     status_of,
 )
+from router_service.limits.errors import LimitExceededError, LimitsUnavailableError
+from router_service.limits.rpc_details import limit_details
 
 DOMAIN = "llmrouter.router.v1"
 DEFAULT_RETRY_DELAY_S = 1.0
@@ -78,6 +80,11 @@ def to_rpc_error(exc: BaseException, request_id: str) -> RpcError:
         return _build(exc, request_id, {}, _retry_info(exc.retry_after_s))
     if isinstance(exc, UpstreamRejectedError):
         return _build(exc, request_id, {"target": exc.target, "error_class": exc.error.error_class.value})
+    if isinstance(exc, (LimitExceededError, LimitsUnavailableError)):
+        # RESOURCE_EXHAUSTED with QuotaFailure (level, entity, limit, period) and RetryInfo when
+        # the window resets; UNAVAILABLE with RetryInfo for a fail_closed store outage.
+        metadata, details = limit_details(exc)
+        return _build(exc, request_id, metadata, *details)
     if isinstance(exc, StreamInterruptedError):
         meta = {
             "target": exc.target,

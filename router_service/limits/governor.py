@@ -138,6 +138,10 @@ class Governor:
         metrics.DECISIONS.labels("", "", "allow").inc()
         return Admission(self, reservation_id, Reservation(bounds, checks), decided)
 
+    async def close(self) -> None:
+        """Close the store (its connections); admissions after this fail as store failures."""
+        await self._store.close()
+
     async def finish(self, reservation_id: str, reservation: Reservation, usage: Usage) -> None:
         try:
             live = await self._store.settle(reservation_id, reservation.settlements(usage), self._clock())

@@ -32,6 +32,7 @@ from router_service.telemetry.events import (
     EventBody,
     EventContext,
     FeedbackEvent,
+    GovernanceEvent,
     TelemetryEvent,
 )
 
@@ -94,7 +95,18 @@ def _decision(body: DecisionEvent) -> str:
         f',"taskType":"{wv.TASK_TYPE_NAMES[decision.task_type]}"'
         f',"chosen":{_str(decision.chosen)}'
         f',"fallbacks":[{",".join(map(_str, decision.chain[1:]))}]'
-        f',"candidates":[{",".join(map(_candidate, decision.candidates))}]}}'
+        f',"candidates":[{",".join(map(_candidate, decision.candidates))}]'
+        f"{_downgrade(decision.downgrade)}}}"
+    )
+
+
+def _downgrade(downgrade: domain.BudgetDowngrade | None) -> str:
+    if downgrade is None:
+        return ""
+    return (
+        f',"downgrade":{{"fromPolicy":{_str(downgrade.from_policy)}'
+        f',"entity":{_str(downgrade.entity)}'
+        f',"reason":{_str(downgrade.reason)}}}'
     )
 
 
@@ -182,6 +194,27 @@ def _feedback(body: FeedbackEvent) -> str:
     )
 
 
+def _governance(body: GovernanceEvent) -> str:
+    text = (
+        f'{{"decision":"{wv.GOVERNANCE_DECISION_NAMES[body.decision]}"'
+        f',"level":{_str(body.level)}'
+        f',"entity":{_str(body.entity)}'
+        f',"metric":{_str(body.metric)}'
+        f',"limit":"{body.limit:d}"'
+        f',"current":"{body.current:d}"'
+        f',"asked":"{body.asked:d}"'
+        f',"period":{_str(body.period)}'
+        f',"reservedCostNanosUsd":"{body.reserved_cost_nanos:d}"'
+        f',"reservedTokens":"{body.reserved_tokens:d}"'
+        f',"policy":{_str(body.policy)}'
+        f',"downgradePolicy":{_str(body.downgrade_policy)}'
+        f',"hedge":{_BOOL[body.hedge]}'
+    )
+    if body.retry_after_s is not None:
+        text += f',"retryAfterMs":"{round(body.retry_after_s * 1000):d}"'
+    return text + "}"
+
+
 # Value helpers. Integers go through `:d` so that a stray float fails loudly (an encode_error)
 # instead of printing a value the mapping does not allow. The builders above inline the simplest
 # conversions (wv.millis is round(s * 1000); enum names are dict lookups): these run for every
@@ -212,4 +245,5 @@ _BUILDERS: dict[type[EventBody], Callable[[Any], str]] = {
     CompletionEvent: _completion,
     ErrorEvent: _error,
     FeedbackEvent: _feedback,
+    GovernanceEvent: _governance,
 }

@@ -23,6 +23,7 @@ from router_service.telemetry.events import (
     ErrorEvent,
     EventBody,
     FeedbackEvent,
+    GovernanceEvent,
     TelemetryEvent,
 )
 
@@ -58,6 +59,10 @@ def _write_decision(message: events_pb2.Event, body: DecisionEvent) -> None:
     out.fallbacks.extend(decision.chain[1:])
     for candidate in decision.candidates:
         _write_candidate(out.candidates.add(), candidate)
+    if (downgrade := decision.downgrade) is not None:
+        out.downgrade.from_policy = downgrade.from_policy
+        out.downgrade.entity = downgrade.entity
+        out.downgrade.reason = downgrade.reason
 
 
 def _write_candidate(out: router_pb2.Candidate, candidate: domain.CandidateView) -> None:
@@ -142,6 +147,30 @@ def _write_feedback(message: events_pb2.Event, body: FeedbackEvent) -> None:
     message.feedback.evaluator = body.evaluator
 
 
+def _write_governance(message: events_pb2.Event, body: GovernanceEvent) -> None:
+    out = message.governance
+    out.SetInParent()
+    out.decision = _GOVERNANCE_DECISIONS[body.decision]
+    out.level = body.level
+    out.entity = body.entity
+    out.metric = body.metric
+    out.limit = body.limit
+    out.current = body.current
+    out.asked = body.asked
+    out.period = body.period
+    out.reserved_cost_nanos_usd = body.reserved_cost_nanos
+    out.reserved_tokens = body.reserved_tokens
+    out.policy = body.policy
+    out.downgrade_policy = body.downgrade_policy
+    out.hedge = body.hedge
+    if body.retry_after_s is not None:
+        out.retry_after_ms = wv.millis(body.retry_after_s)
+
+
+_GOVERNANCE_DECISIONS = {
+    name: events_pb2.GovernanceDecision.Value(wv.GOVERNANCE_DECISION_NAMES[name])
+    for name in wv.GOVERNANCE_DECISION_NAMES
+}
 _TASK_TYPES = {member: router_pb2.TaskType.Value(name) for member, name in wv.TASK_TYPE_NAMES.items()}
 _OUTCOMES = {member: router_pb2.AttemptOutcome.Value(name) for member, name in wv.OUTCOME_NAMES.items()}
 
@@ -154,4 +183,5 @@ _WRITERS: dict[type[EventBody], Callable[[events_pb2.Event, Any], None]] = {
     CompletionEvent: _write_completion,
     ErrorEvent: _write_error,
     FeedbackEvent: _write_feedback,
+    GovernanceEvent: _write_governance,
 }

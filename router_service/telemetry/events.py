@@ -123,11 +123,36 @@ class FeedbackEvent:
     evaluator: bool = False
 
 
-EventBody = DecisionEvent | AttemptEvent | CompletionEvent | ErrorEvent | FeedbackEvent
+@dataclass(slots=True)
+class GovernanceEvent:
+    """One admission decision of the budgets and rate limits (events.proto GovernanceEvent)."""
+
+    kind: ClassVar[str] = "governance"
+
+    decision: str  # allow | downgrade | deny | allow_uncounted | deny_store_unavailable
+    reserved_cost_nanos: int  # the worst-case reservation
+    reserved_tokens: int
+    policy: str = ""  # routed with before governance
+    level: str = ""  # of the deciding limit (deny, downgrade, deny_store_unavailable)
+    entity: str = ""
+    metric: str = ""
+    limit: int = 0
+    current: int = 0
+    asked: int = 0
+    period: str = ""
+    downgrade_policy: str = ""
+    hedge: bool = False  # the reservation of a hedge's second attempt
+    retry_after_s: float | None = None
+
+
+GOVERNANCE_DECISIONS = ("allow", "downgrade", "deny", "allow_uncounted", "deny_store_unavailable")
+
+EventBody = DecisionEvent | AttemptEvent | CompletionEvent | ErrorEvent | FeedbackEvent | GovernanceEvent
 
 # Every body kind, in schema order; metric labels and CloudEvents types come from this closed set.
 EVENT_KINDS: tuple[str, ...] = tuple(
-    body.kind for body in (DecisionEvent, AttemptEvent, CompletionEvent, ErrorEvent, FeedbackEvent)
+    body.kind
+    for body in (DecisionEvent, AttemptEvent, CompletionEvent, ErrorEvent, FeedbackEvent, GovernanceEvent)
 )
 
 

@@ -77,6 +77,14 @@ FINISH_REASON_NAMES: dict[domain.FinishReason, str] = {
     for member in domain.FinishReason
     if member is not domain.FinishReason.UNKNOWN
 }
+# events.GovernanceEvent.decision -> the events.proto GovernanceDecision enum name.
+GOVERNANCE_DECISION_NAMES = {
+    "allow": "GOVERNANCE_DECISION_ALLOW",
+    "downgrade": "GOVERNANCE_DECISION_DOWNGRADE",
+    "deny": "GOVERNANCE_DECISION_DENY",
+    "allow_uncounted": "GOVERNANCE_DECISION_ALLOW_UNCOUNTED",
+    "deny_store_unavailable": "GOVERNANCE_DECISION_DENY_STORE_UNAVAILABLE",
+}
 ERROR_CLASS_UNSPECIFIED = "ERROR_CLASS_UNSPECIFIED"
 FINISH_REASON_UNSPECIFIED = "FINISH_REASON_UNSPECIFIED"
 

@@ -89,6 +89,21 @@ def bodies() -> dict[str, ev.EventBody]:
         "completion": completion(prompt_text="hi ✓", completion_text="hello"),
         "error": ev.ErrorEvent("UNAVAILABLE", "ALL_UPSTREAMS_FAILED", "every upstream failed", 3),
         "feedback": ev.FeedbackEvent(0.75, {"source": "thumbs"}, evaluator=True),
+        "governance": ev.GovernanceEvent(
+            decision="deny",
+            reserved_cost_nanos=8_192_050,
+            reserved_tokens=4_101,
+            policy="default",
+            level="team",
+            entity="team:search ✓",
+            metric="cost",
+            limit=1_000_000_000,
+            current=995_000_000,
+            asked=8_192_050,
+            period="month (Europe/Berlin)",
+            hedge=True,
+            retry_after_s=3600.25,
+        ),
     }
 
 

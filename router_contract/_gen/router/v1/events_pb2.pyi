@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from router_contract._gen.router.v1 import router_pb2 as _router_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +20,44 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _GovernanceDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GovernanceDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GovernanceDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GOVERNANCE_DECISION_UNSPECIFIED: _GovernanceDecision.ValueType  # 0
+    GOVERNANCE_DECISION_ALLOW: _GovernanceDecision.ValueType  # 1
+    """Every limit of the caller had room: the worst case is reserved."""
+    GOVERNANCE_DECISION_DOWNGRADE: _GovernanceDecision.ValueType  # 2
+    """Admitted and reserved, but a soft budget's threshold moves the request to a cheaper policy."""
+    GOVERNANCE_DECISION_DENY: _GovernanceDecision.ValueType  # 3
+    """Refused: a hard limit (or a per-request cost ceiling) would be passed. RESOURCE_EXHAUSTED."""
+    GOVERNANCE_DECISION_ALLOW_UNCOUNTED: _GovernanceDecision.ValueType  # 4
+    """The limits store was unreachable and every limit of the caller is fail_open: admitted,
+    counted nowhere (llmrouter_limits_store_failures counts these too).
+    """
+    GOVERNANCE_DECISION_DENY_STORE_UNAVAILABLE: _GovernanceDecision.ValueType  # 5
+    """The limits store was unreachable and a limit of the caller is fail_closed: refused, UNAVAILABLE."""
+
+class GovernanceDecision(_GovernanceDecision, metaclass=_GovernanceDecisionEnumTypeWrapper):
+    """GovernanceDecision is what the budgets and rate limits decided for one reservation."""
+
+GOVERNANCE_DECISION_UNSPECIFIED: GovernanceDecision.ValueType  # 0
+GOVERNANCE_DECISION_ALLOW: GovernanceDecision.ValueType  # 1
+"""Every limit of the caller had room: the worst case is reserved."""
+GOVERNANCE_DECISION_DOWNGRADE: GovernanceDecision.ValueType  # 2
+"""Admitted and reserved, but a soft budget's threshold moves the request to a cheaper policy."""
+GOVERNANCE_DECISION_DENY: GovernanceDecision.ValueType  # 3
+"""Refused: a hard limit (or a per-request cost ceiling) would be passed. RESOURCE_EXHAUSTED."""
+GOVERNANCE_DECISION_ALLOW_UNCOUNTED: GovernanceDecision.ValueType  # 4
+"""The limits store was unreachable and every limit of the caller is fail_open: admitted,
+counted nowhere (llmrouter_limits_store_failures counts these too).
+"""
+GOVERNANCE_DECISION_DENY_STORE_UNAVAILABLE: GovernanceDecision.ValueType  # 5
+"""The limits store was unreachable and a limit of the caller is fail_closed: refused, UNAVAILABLE."""
+Global___GovernanceDecision: _TypeAlias = GovernanceDecision  # noqa: Y015
 
 @_typing.final
 class Event(_message.Message):
@@ -75,6 +114,7 @@ class Event(_message.Message):
     COMPLETION_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     FEEDBACK_FIELD_NUMBER: _builtins.int
+    GOVERNANCE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique id of this event (a random UUID, lowercase, 36 characters). Equal to the "ce_id" header."""
     request_id: _builtins.str
@@ -135,6 +175,10 @@ class Event(_message.Message):
     def feedback(self) -> Global___FeedbackEvent:
         """A caller scored an earlier request."""
 
+    @_builtins.property
+    def governance(self) -> Global___GovernanceEvent:
+        """A budget or rate limit admitted, downgraded or refused a request (or one hedge attempt)."""
+
     def __init__(
         self,
         *,
@@ -154,12 +198,13 @@ class Event(_message.Message):
         completion: Global___CompletionEvent | None = ...,
         error: Global___ErrorEvent | None = ...,
         feedback: Global___FeedbackEvent | None = ...,
+        governance: Global___GovernanceEvent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "body", b"body", "completion", b"completion", "decision", b"decision", "error", b"error", "event_time", b"event_time", "feedback", b"feedback"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "body", b"body", "completion", b"completion", "decision", b"decision", "error", b"error", "event_time", b"event_time", "feedback", b"feedback", "governance", b"governance"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "attempt", b"attempt", "body", b"body", "completion", b"completion", "customer", b"customer", "decision", b"decision", "error", b"error", "event_id", b"event_id", "event_time", b"event_time", "feedback", b"feedback", "request_id", b"request_id", "router_instance", b"router_instance", "span_id", b"span_id", "tags", b"tags", "team", b"team", "trace_id", b"trace_id", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "attempt", b"attempt", "body", b"body", "completion", b"completion", "customer", b"customer", "decision", b"decision", "error", b"error", "event_id", b"event_id", "event_time", b"event_time", "feedback", b"feedback", "governance", b"governance", "request_id", b"request_id", "router_instance", b"router_instance", "span_id", b"span_id", "tags", b"tags", "team", b"team", "trace_id", b"trace_id", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["decision", "attempt", "completion", "error", "feedback"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["decision", "attempt", "completion", "error", "feedback", "governance"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -177,6 +222,7 @@ class DecisionEvent(_message.Message):
     CHOSEN_FIELD_NUMBER: _builtins.int
     FALLBACKS_FIELD_NUMBER: _builtins.int
     CANDIDATES_FIELD_NUMBER: _builtins.int
+    DOWNGRADE_FIELD_NUMBER: _builtins.int
     policy: _builtins.str
     """Routing policy used."""
     strategy: _builtins.str
@@ -193,6 +239,10 @@ class DecisionEvent(_message.Message):
     def candidates(self) -> _containers.RepeatedCompositeFieldContainer[_router_pb2.Candidate]:
         """Every candidate considered, eligible or not, with its score, estimated cost and exclusion reason."""
 
+    @_builtins.property
+    def downgrade(self) -> _router_pb2.BudgetDowngrade:
+        """Set when a soft budget's threshold moved the request to `policy`, a cheaper one."""
+
     def __init__(
         self,
         *,
@@ -202,10 +252,11 @@ class DecisionEvent(_message.Message):
         chosen: _builtins.str = ...,
         fallbacks: _abc.Iterable[_builtins.str] | None = ...,
         candidates: _abc.Iterable[_router_pb2.Candidate] | None = ...,
+        downgrade: _router_pb2.BudgetDowngrade | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["downgrade", b"downgrade"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "chosen", b"chosen", "fallbacks", b"fallbacks", "policy", b"policy", "strategy", b"strategy", "task_type", b"task_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "chosen", b"chosen", "downgrade", b"downgrade", "fallbacks", b"fallbacks", "policy", b"policy", "strategy", b"strategy", "task_type", b"task_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -490,3 +541,86 @@ class FeedbackEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FeedbackEvent: _TypeAlias = FeedbackEvent  # noqa: Y015
+
+@_typing.final
+class GovernanceEvent(_message.Message):
+    """GovernanceEvent records one admission decision of the budgets and rate limits: "why was I
+    blocked?" is one query over these (api_key_id, team and customer are on the envelope). One per
+    request a limit applies to, before any upstream attempt, plus one per hedge attempt (a hedge
+    reserves too). Callers no limit applies to get none.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    ENTITY_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CURRENT_FIELD_NUMBER: _builtins.int
+    ASKED_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    RESERVED_COST_NANOS_USD_FIELD_NUMBER: _builtins.int
+    RESERVED_TOKENS_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    DOWNGRADE_POLICY_FIELD_NUMBER: _builtins.int
+    HEDGE_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
+    decision: Global___GovernanceDecision.ValueType
+    """What was decided."""
+    level: _builtins.str
+    """For DENY and DOWNGRADE: the level that decided ("key", "team", "customer", "global"); for
+    DENY_STORE_UNAVAILABLE the fail_closed limit's; empty for ALLOW.
+    """
+    entity: _builtins.str
+    """The limited entity that decided: "key:<id>", "team:<name>", "customer:<name>", "global"."""
+    metric: _builtins.str
+    """The metric that decided: "cost" (nano-USD), "tokens", "requests", "concurrent"."""
+    limit: _builtins.int
+    """The limit's amount in the metric's unit (DENY: the hard limit or per-request ceiling)."""
+    current: _builtins.int
+    """DENY: used + reserved of the limit before this request."""
+    asked: _builtins.int
+    """DENY: what this request asked for in the metric's unit."""
+    period: _builtins.str
+    """The limit's window in words, e.g. "month (UTC)", "minute", "request", "concurrent"."""
+    reserved_cost_nanos_usd: _builtins.int
+    """The reservation: the worst-case cost in nano-USD (every estimated input token at full price,
+    the output at its cap, on the dearest candidate) and tokens (estimated input + max output).
+    """
+    reserved_tokens: _builtins.int
+    policy: _builtins.str
+    """The policy the request was routed with before governance (DOWNGRADE: the one it left)."""
+    downgrade_policy: _builtins.str
+    """DOWNGRADE: the cheaper policy the request moves to."""
+    hedge: _builtins.bool
+    """True for the reservation of a hedge's second attempt."""
+    retry_after_ms: _builtins.int
+    """DENY of a windowed limit: milliseconds until its window resets (the RetryInfo sent)."""
+    def __init__(
+        self,
+        *,
+        decision: Global___GovernanceDecision.ValueType = ...,
+        level: _builtins.str = ...,
+        entity: _builtins.str = ...,
+        metric: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        current: _builtins.int = ...,
+        asked: _builtins.int = ...,
+        period: _builtins.str = ...,
+        reserved_cost_nanos_usd: _builtins.int = ...,
+        reserved_tokens: _builtins.int = ...,
+        policy: _builtins.str = ...,
+        downgrade_policy: _builtins.str = ...,
+        hedge: _builtins.bool = ...,
+        retry_after_ms: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_after_ms", b"_retry_after_ms", "retry_after_ms", b"retry_after_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_after_ms", b"_retry_after_ms", "asked", b"asked", "current", b"current", "decision", b"decision", "downgrade_policy", b"downgrade_policy", "entity", b"entity", "hedge", b"hedge", "level", b"level", "limit", b"limit", "metric", b"metric", "period", b"period", "policy", b"policy", "reserved_cost_nanos_usd", b"reserved_cost_nanos_usd", "reserved_tokens", b"reserved_tokens", "retry_after_ms", b"retry_after_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__retry_after_ms: _TypeAlias = _typing.Literal["retry_after_ms"]  # noqa: Y015
+    _WhichOneofArgType__retry_after_ms: _TypeAlias = _typing.Literal["_retry_after_ms", b"_retry_after_ms"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__retry_after_ms) -> _WhichOneofReturnType__retry_after_ms | None: ...
+
+Global___GovernanceEvent: _TypeAlias = GovernanceEvent  # noqa: Y015

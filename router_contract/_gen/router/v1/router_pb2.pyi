@@ -1055,6 +1055,7 @@ class RoutingMetadata(_message.Message):
     STRATEGY_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     TASK_TYPE_FIELD_NUMBER: _builtins.int
+    DOWNGRADE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The request id (caller's or generated); appears in every event and log line."""
     provider: _builtins.str
@@ -1075,6 +1076,10 @@ class RoutingMetadata(_message.Message):
         finish in the background) right after the race's winner.
         """
 
+    @_builtins.property
+    def downgrade(self) -> Global___BudgetDowngrade:
+        """Set when a soft budget's threshold moved the request to `policy`, a cheaper one."""
+
     def __init__(
         self,
         *,
@@ -1086,10 +1091,11 @@ class RoutingMetadata(_message.Message):
         strategy: _builtins.str = ...,
         attempts: _abc.Iterable[Global___Attempt] | None = ...,
         task_type: Global___TaskType.ValueType = ...,
+        downgrade: Global___BudgetDowngrade | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["downgrade", b"downgrade"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "model", b"model", "policy", b"policy", "provider", b"provider", "request_id", b"request_id", "strategy", b"strategy", "task_type", b"task_type", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "downgrade", b"downgrade", "model", b"model", "policy", b"policy", "provider", b"provider", "request_id", b"request_id", "strategy", b"strategy", "task_type", b"task_type", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1210,6 +1216,7 @@ class RouteDecision(_message.Message):
     CHOSEN_FIELD_NUMBER: _builtins.int
     FALLBACKS_FIELD_NUMBER: _builtins.int
     CANDIDATES_FIELD_NUMBER: _builtins.int
+    DOWNGRADE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Request id the decision is for (generated for Route calls)."""
     policy: _builtins.str
@@ -1228,6 +1235,12 @@ class RouteDecision(_message.Message):
     def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Candidate]:
         """Every candidate considered, eligible or not."""
 
+    @_builtins.property
+    def downgrade(self) -> Global___BudgetDowngrade:
+        """Set when a soft budget's threshold moved the request to `policy`, a cheaper one (for Route:
+        what a Complete or Stream of this caller would be routed with now; nothing is reserved).
+        """
+
     def __init__(
         self,
         *,
@@ -1238,14 +1251,50 @@ class RouteDecision(_message.Message):
         chosen: _builtins.str = ...,
         fallbacks: _abc.Iterable[_builtins.str] | None = ...,
         candidates: _abc.Iterable[Global___Candidate] | None = ...,
+        downgrade: Global___BudgetDowngrade | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["downgrade", b"downgrade"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "chosen", b"chosen", "fallbacks", b"fallbacks", "policy", b"policy", "request_id", b"request_id", "strategy", b"strategy", "task_type", b"task_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "chosen", b"chosen", "downgrade", b"downgrade", "fallbacks", b"fallbacks", "policy", b"policy", "request_id", b"request_id", "strategy", b"strategy", "task_type", b"task_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RouteDecision: _TypeAlias = RouteDecision  # noqa: Y015
+
+@_typing.final
+class BudgetDowngrade(_message.Message):
+    """BudgetDowngrade says that budget-aware routing moved a request to a cheaper policy: a soft
+    budget (limits.budgets[].downgrade_at) reached its threshold. A hard limit refuses instead
+    (RESOURCE_EXHAUSTED with QuotaFailure).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_POLICY_FIELD_NUMBER: _builtins.int
+    ENTITY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    from_policy: _builtins.str
+    """The policy the request would have been routed with."""
+    entity: _builtins.str
+    """The limited entity whose threshold was reached: "key:<id>", "team:<name>",
+    "customer:<name>" or "global".
+    """
+    reason: _builtins.str
+    """The threshold in words, e.g. "team:search cost at >= 80% of 1000000000 per month (UTC)"."""
+    def __init__(
+        self,
+        *,
+        from_policy: _builtins.str = ...,
+        entity: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entity", b"entity", "from_policy", b"from_policy", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BudgetDowngrade: _TypeAlias = BudgetDowngrade  # noqa: Y015
 
 @_typing.final
 class Candidate(_message.Message):

@@ -1,0 +1,207 @@
+"""Budgets and rate limits on the request path (issue 14): reserve before dispatch, settle after.
+
+The engine's `_admit` asks `Governance.admit` for the request's worst case (limits/cost.py over
+the decision's chain, the estimated prompt and the output cap) and routes with the downgrade
+policy when a soft budget says so; a hedge's second attempt reserves on its own
+(`RequestHold.hedge`). Every reservation ends exactly once: settled to the exact cost and the
+real tokens of what the upstream answered (a stream: its final usage; a detached hedge loser: its
+unused answer), or released when the request fails or is cancelled.
+
+Settles and releases run as background tasks: the reservation already holds the money, so the
+caller does not wait for the store's second round trip. They are never lost silently: the
+governor counts a settle the store did not take (`llmrouter_limits_store_failures{operation=
+"settle"}`), an unexpected failure is counted here, and `aclose` waits for those still running.
+
+Each admission decision is published as a GovernanceEvent (allow, downgrade, deny, and the two
+store-outage outcomes); callers no limit applies to get none, and cost nothing but a dict lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+from router_service.call import CallContext
+from router_service.catalog import Deployment
+from router_service.domain import BudgetDowngrade, Usage
+from router_service.limits import metrics
+from router_service.limits.cost import worst_case
+from router_service.limits.errors import LimitExceededError, LimitsUnavailableError
+from router_service.limits.governor import UNLIMITED, Admission, Governor
+from router_service.limits.model import Estimate
+from router_service.telemetry.events import EventSink, GovernanceEvent, NullSink, TelemetryEvent
+
+log = logging.getLogger(__name__)
+
+
+class Governance:
+    """The limits governor as the engine uses it; one per router, kept across config reloads."""
+
+    def __init__(
+        self, governor: Governor, sink: EventSink | None = None, *, wall: Callable[[], float] = time.time
+    ) -> None:
+        self.governor = governor
+        self._sink = sink or NullSink()
+        self._wall = wall
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def admit(
+        self, ctx: CallContext, estimate: Estimate, policy: str, *, hedge: bool = False
+    ) -> Admission:
+        """Reserve `estimate` against every limit of the caller; raises LimitExceededError
+        (RESOURCE_EXHAUSTED) or LimitsUnavailableError (UNAVAILABLE), having counted nothing."""
+        try:
+            admission = await self.governor.admit(ctx.identity, estimate)
+        except LimitExceededError as exc:
+            self._publish(ctx, _denied(exc, estimate, policy, hedge))
+            raise
+        except LimitsUnavailableError as exc:
+            body = _event("deny_store_unavailable", estimate, policy, hedge, entity=exc.entity)
+            self._publish(ctx, body)
+            raise
+        if admission is UNLIMITED:
+            return admission
+        if not admission.counted:
+            self._publish(ctx, _event("allow_uncounted", estimate, policy, hedge))
+        elif (by := admission.verdict.downgraded_by) is not None:
+            limit = by.limit
+            body = _event(
+                "downgrade",
+                estimate,
+                policy,
+                hedge,
+                level=limit.level.value,
+                entity=by.entity,
+                metric=limit.metric.value,
+                limit=limit.amount,
+                period=limit.period_text,
+                downgrade_policy=admission.downgrade_policy,
+            )
+            self._publish(ctx, body)
+        else:
+            self._publish(ctx, _event("allow", estimate, policy, hedge))
+        return admission
+
+    def settle(self, admission: Admission, cost_nanos: int, usage: Usage | None) -> None:
+        """Count what the request used, off the caller's path (see the module docstring)."""
+        if admission.counted:
+            tokens = 0 if usage is None else usage.input_tokens + usage.output_tokens
+            self._spawn(admission.settle(cost_nanos, tokens))
+
+    def release(self, admission: Admission) -> None:
+        if admission.counted:
+            self._spawn(admission.release())
+
+    async def aclose(self) -> None:
+        """Wait for the settles still running (at shutdown, before the store closes)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if task.cancelled():
+            metrics.STORE_FAILURES.labels("settle", "cancelled").inc()
+            return
+        if (exc := task.exception()) is not None:
+            # The governor already counts a store that did not answer; anything else lands here.
+            metrics.STORE_FAILURES.labels("settle", "error").inc()
+            log.error("limits: a settle failed unexpectedly", exc_info=exc)
+
+    def _publish(self, ctx: CallContext, body: GovernanceEvent) -> None:
+        self._sink.publish(TelemetryEvent(ctx, body, "", self._wall()))
+
+
+class RequestHold:
+    """One request's reservations: the request's own (`primary`) and its hedge's, if any."""
+
+    __slots__ = ("_ended", "_governance", "primary", "prompt_tokens")
+
+    def __init__(self, governance: Governance) -> None:
+        self._governance = governance
+        self.primary: Admission = UNLIMITED
+        self.prompt_tokens = 0  # the estimate the primary reservation was made with
+        self._ended = False
+
+    async def admit(self, ctx: CallContext, estimate: Estimate, policy: str) -> Admission:
+        self.primary = await self._governance.admit(ctx, estimate, policy)
+        return self.primary
+
+    async def hedge(self, ctx: CallContext, estimate: Estimate, policy: str) -> Admission | None:
+        """The hedge's own reservation, or None: a limit refuses it (the request goes on
+        without the hedge; the refusal is an event like any other)."""
+        try:
+            return await self._governance.admit(ctx, estimate, policy, hedge=True)
+        except (LimitExceededError, LimitsUnavailableError):
+            return None
+
+    def settle(self, cost_nanos: int, usage: Usage | None) -> None:
+        """The request answered: count its exact cost and real tokens. Only the first of
+        `settle` and `release` counts (a stream's consumer may stop right after its end)."""
+        if not self._ended:
+            self._ended = True
+            self._governance.settle(self.primary, cost_nanos, usage)
+
+    def release(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._governance.release(self.primary)
+
+    def settle_other(self, admission: Admission, cost_nanos: int, usage: Usage | None) -> None:
+        self._governance.settle(admission, cost_nanos, usage)
+
+    def release_other(self, admission: Admission) -> None:
+        self._governance.release(admission)
+
+
+def estimate_for(chain: Iterable[Deployment], prompt_tokens: int, max_output: int | None) -> Estimate:
+    """The reservation of a request that may be answered by any deployment of `chain`."""
+    return worst_case(chain, prompt_tokens, max_output)
+
+
+def downgrade_of(admission: Admission, from_policy: str) -> BudgetDowngrade:
+    by = admission.verdict.downgraded_by
+    assert by is not None
+    limit = by.limit
+    share = round((limit.downgrade_at or 0.0) * 100)
+    reason = f"{by.entity} {limit.metric.value} at >= {share}% of {limit.amount} per {limit.period_text}"
+    return BudgetDowngrade(from_policy=from_policy, entity=by.entity, reason=reason)
+
+
+def _denied(exc: LimitExceededError, estimate: Estimate, policy: str, hedge: bool) -> GovernanceEvent:
+    return _event(
+        "deny",
+        estimate,
+        policy,
+        hedge,
+        level=exc.level.value,
+        entity=exc.entity,
+        metric=exc.metric.value,
+        limit=exc.limit,
+        current=exc.current,
+        asked=exc.asked,
+        period=exc.period,
+        retry_after_s=exc.retry_after_s,
+    )
+
+
+def _event(decision: str, estimate: Estimate, policy: str, hedge: bool, **fields: Any) -> GovernanceEvent:
+    return GovernanceEvent(
+        decision=decision,
+        reserved_cost_nanos=estimate.cost_nanos,
+        reserved_tokens=estimate.tokens,
+        policy=policy,
+        hedge=hedge,
+        **fields,
+    )

@@ -59,6 +59,7 @@ from router_service.domain import (
 )
 from router_service.errors import ErrorClass, RouterError
 from router_service.resilience.live_state import LiveState
+from router_service.routing.learning import QualityLearner
 from router_service.routing.policy import HedgeConfig, Policy
 from router_service.routing.router import Router
 from router_service.routing.strategies import StrategyParams
@@ -134,6 +135,19 @@ LOOKUP_TOOL = ToolSpec(
 )
 
 
+def warm_learner(catalog: Catalog, rng: random.Random) -> QualityLearner:
+    """A learner with feedback for most arms (0 to 40 scores each, some arms never scored), as a
+    router hours into its day would hold: its posteriors are what `learned` and floors read."""
+    learner = QualityLearner()
+    for d in catalog.deployments:
+        for task in TaskType:
+            true = rng.uniform(0.3, 0.95)
+            for k in range(rng.choice((0, 3, 10, 40))):
+                score = min(max(rng.gauss(true, 0.1), 0.0), 1.0)
+                learner.observe(d.key, task.value, score, NOW - 3_600 + k * 60.0, d.quality[task])
+    return learner
+
+
 def chat(prompt: str, hints: RoutingHints, **fields: object) -> ChatRequest:
     return ChatRequest(messages=(SYSTEM, Message(Role.USER, prompt)), hints=hints, **fields)  # type: ignore[arg-type]
 
@@ -159,6 +173,14 @@ def scenarios() -> dict[str, list[ChatRequest]]:
     }
 
 
+# With a learning quality view (`QualityLearner`): the same classified prompts, the learned
+# strategy, and quality>cost reading the same posterior means (the cost of the learner alone).
+LEARNED_SCENARIOS = {
+    "learned": [chat(p, RoutingHints(policy="learned")) for p in PROMPTS],
+    "quality>cost, learner": [chat(p, RoutingHints(policy="default")) for p in PROMPTS],
+}
+
+
 @dataclass(frozen=True)
 class Round:
     p50_us: float
@@ -177,24 +199,30 @@ class Row:
     rounds: list[Round]
 
 
-def measure(router: Router, live: LiveState, pool: Sequence[ChatRequest], iterations: int) -> list[float]:
+def measure(
+    router: Router,
+    live: LiveState,
+    pool: Sequence[ChatRequest],
+    iterations: int,
+    quality: QualityLearner | None = None,
+) -> list[float]:
     for request in list(pool) * WARMUP_ROUNDS:  # compile policies, fill caches, warm the CPU
-        decide(router, live, request)
+        decide(router, live, request, quality)
     samples = []
     clock = time.perf_counter_ns
     gc.collect()
     for k in range(iterations):
         request = pool[k % len(pool)]
         start = clock()
-        decide(router, live, request)
+        decide(router, live, request, quality)
         samples.append((clock() - start) / 1_000)
     return samples
 
 
-def decide(router: Router, live: LiveState, request: ChatRequest) -> None:
+def decide(router: Router, live: LiveState, request: ChatRequest, quality: QualityLearner | None) -> None:
     # "No eligible candidate" is a decision too (with a reason per candidate): time it the same.
     with contextlib.suppress(RouterError):
-        router.route(request, live, NOW, live=live)
+        router.route(request, live, NOW, live=live, quality=quality)
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -208,12 +236,17 @@ def run(iterations: int, rounds: int) -> list[Row]:
         rng = random.Random(size)
         catalog = build_catalog(size, rng)
         live = warm_live_state(catalog, rng)
-        setups.append((size, Router(catalog, build_policies(), "default", seed=1), live))
+        learner = warm_learner(catalog, rng)
+        policies = build_policies() | {"learned": Policy("learned", strategy="learned")}
+        setups.append((size, Router(catalog, policies, "default", seed=1), live, learner))
     results: dict[tuple[int, str], list[Round]] = {}
     for _ in range(rounds):
-        for size, router, live in setups:
-            for scenario, pool in scenarios().items():
-                samples = measure(router, live, pool, iterations)
+        for size, router, live, learner in setups:
+            runs: list[tuple[str, list[ChatRequest], QualityLearner | None]]
+            runs = [(name, pool, None) for name, pool in scenarios().items()]
+            runs += [(name, pool, learner) for name, pool in LEARNED_SCENARIOS.items()]
+            for scenario, pool, quality in runs:
+                samples = measure(router, live, pool, iterations, quality)
                 measured = Round(percentile(samples, 0.50), percentile(samples, 0.99), max(samples))
                 results.setdefault((size, scenario), []).append(measured)
     return [

@@ -72,6 +72,12 @@ class PosteriorQualityView(ObservedQualityView, Protocol):
 
     def posterior(self, key: str, task: TaskType, prior: float, now_s: float) -> Posterior: ...
 
+    def posteriors(
+        self, keys: Sequence[str], task: TaskType, priors: Sequence[float], now_s: float
+    ) -> list[Posterior]:
+        """`posterior` per key (with its prior) in one call: the planner reads every candidate."""
+        ...
+
 
 class AlwaysHealthy:
     def unavailable_reason(self, key: str, now: float) -> str | None:

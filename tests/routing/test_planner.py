@@ -186,9 +186,9 @@ def test_views_are_ordinary_candidate_views() -> None:
             view.quality,
             view.quality_known,
         )
+        # Compared and hashed by value (a RouteDecision holding views is hashable). Not frozen:
+        # a frozen dataclass's constructor halved the speed of a 50-candidate decision.
         assert view == rebuilt and hash(view) == hash(rebuilt) and repr(view) == repr(rebuilt)
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            view.score = 1.0  # type: ignore[misc]
 
 
 def test_the_decision_is_an_ordinary_route_decision() -> None:

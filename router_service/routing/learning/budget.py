@@ -38,6 +38,12 @@ class ExplorationBudget:
         self.explore_spend = 0.0  # cost of probes beyond the exploit picks they replaced
         self.time_s = 0.0
 
+    def open(self, now_s: float) -> bool:
+        """Whether the traffic share leaves room for a probe now, whatever it costs: when it does
+        not, a request need not even draw a sample."""
+        self._decay_to(now_s)
+        return self.explored + 1.0 <= self.config.traffic_share * (self.requests + 1.0) + 1.0
+
     def allows(self, probe_cost: int, exploit_cost: int, now_s: float) -> bool:
         """Whether a probe costing `probe_cost` may replace a pick costing `exploit_cost` now."""
         self._decay_to(now_s)

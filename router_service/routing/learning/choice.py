@@ -14,12 +14,31 @@ draw per candidate:
 The fallbacks follow: the exploit band cheapest first, then the rest by posterior mean.
 Hard filters (cost caps, sensitivity, regions, key scopes, health) ran before: a probe is only
 ever one of the candidates they left.
+
+`normal_draws` gives the draws for a request from its uniform `random_value`: a window of a fixed
+table of standard normals, so a request costs one slice instead of a generator and a `gauss()`
+per candidate, and the same value (a sticky key) gives the same draws.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+_TABLE_SIZE = 8_192  # two requests share a window only if their values start it at the same slot
+_PAD = 128  # windows up to this size never wrap: a plain slice
+_gauss = random.Random(0x5EED).gauss
+_NORMALS = [_gauss(0.0, 1.0) for _ in range(_TABLE_SIZE)]
+_NORMALS += _NORMALS[:_PAD]
+
+
+def normal_draws(random_value: float, count: int) -> list[float]:
+    """`count` standard normal draws determined by `random_value` in [0, 1)."""
+    start = int(random_value * _TABLE_SIZE) % _TABLE_SIZE
+    if count <= _PAD:
+        return _NORMALS[start : start + count]
+    return [_NORMALS[(start + j) % _TABLE_SIZE] for j in range(count)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,22 +64,23 @@ def choose(
     if not group:
         raise ValueError("choose: empty group")
     clearing = group if floor is None else [i for i in group if means[i] >= floor] or group
-    best = max(means[i] for i in clearing)
-    band = [i for i in clearing if means[i] >= best - tolerance]
+    cut = max([means[i] for i in clearing]) - tolerance
+    band = [i for i in clearing if means[i] >= cut]  # usually a handful of the 50
     exploit = min(band, key=lambda i: (costs[i], -means[i], i))
     pick, explored = exploit, False
     if may_probe is not None and len(group) > 1:
-        sampled = {i: means[i] + sds[i] * draw for i, draw in zip(group, draws, strict=True)}
-        best_draw = max(sampled.values())
-        probe = min(
-            (i for i in group if sampled[i] >= best_draw - tolerance),
-            key=lambda i: (costs[i], -sampled[i], i),
-        )
+        sampled = [means[i] + sds[i] * draw for i, draw in zip(group, draws, strict=True)]
+        cut = max(sampled) - tolerance
+        contenders = [(costs[i], -s, i) for i, s in zip(group, sampled, strict=True) if s >= cut]
+        probe = min(contenders)[2]
         if probe != exploit and may_probe(probe, exploit):
             pick, explored = probe, True
-    in_band = set(band)
-    rest = sorted(
-        (i for i in group if i != pick),
-        key=lambda i: (0, costs[i], -means[i], i) if i in in_band else (1, -means[i], costs[i], i),
-    )
-    return Choice([pick, *rest], explored, exploit)
+    # The rest: the band cheapest first, then the others by mean (ties: cheaper, then index).
+    # Stable sorts on plain keys, least significant first, build no tuple per candidate.
+    in_band = sorted([i for i in band if i != pick], key=lambda i: (costs[i], -means[i], i))
+    taken = set(band)
+    taken.add(pick)
+    others = sorted([i for i in group if i not in taken])
+    others.sort(key=costs.__getitem__)
+    others.sort(key=means.__getitem__, reverse=True)  # reverse sorts are stable too
+    return Choice([pick, *in_band, *others], explored, exploit)

@@ -125,14 +125,17 @@ class RankContext:
         (`PosteriorQualityView`), else the prior alone with the default uncertainty."""
         if self._posteriors is None:
             priors = self.table.quality_by_task[task_index(self.task)]
-            posterior = getattr(self.quality_view, "posterior", None)  # PosteriorQualityView
-            if posterior is None:
-                self._posteriors = [_prior_posterior(p) for p in priors]
-            else:
+            view = self.quality_view
+            bulk = getattr(view, "posteriors", None)  # PosteriorQualityView's bulk read
+            if bulk is not None:
+                self._posteriors = bulk(self.table.keys, self.task, priors, self.now)
+            elif (posterior := getattr(view, "posterior", None)) is not None:
                 task, now = self.task, self.now
                 self._posteriors = [
                     posterior(k, task, p, now) for k, p in zip(self.table.keys, priors, strict=True)
                 ]
+            else:
+                self._posteriors = [_prior_posterior(p) for p in priors]
         return self._posteriors
 
     @property

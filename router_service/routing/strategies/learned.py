@@ -5,21 +5,21 @@ a learning `QualityView`: `routing.learning.QualityLearner`) and picks with `lea
 the cheapest within `quality_tolerance` of the best posterior mean, unless a Thompson sample
 says an under-sampled candidate may be the better deal and the view's exploration budget allows a
 probe. Never probes for a pinned call, and never without a learning view (nothing would learn
-from the probe). The normal draws come from a generator seeded with the request's
-`random_value`: reproducible in tests, and sticky for a sticky key.
+from the probe). The normal draws are determined by the request's `random_value`
+(`learning.normal_draws`): reproducible in tests, and sticky for a sticky key. No draw at all
+while the budget's traffic share is spent: no probe could be taken.
 
 Final: it orders the whole group itself (cost is part of the choice). Score: the posterior mean.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 from router_service.routing.learning.budget import ExplorationBudget
-from router_service.routing.learning.choice import choose
+from router_service.routing.learning.choice import choose, normal_draws
 from router_service.routing.strategies.base import RankContext, StrategyParams, TieBreak
 
 
@@ -52,9 +52,9 @@ class Learned:
         means = [p.mean for p in posteriors]
         sds = [p.sd for p in posteriors]
         draws: Sequence[float] = ()
-        if probing:
-            gauss = random.Random(ctx.random_value).gauss
-            draws = [gauss(0.0, 1.0) for _ in group]
+        sampling = probing and budget is not None and budget.open(now)
+        if sampling:
+            draws = normal_draws(ctx.random_value, len(group))
 
         def may_probe(probe: int, exploit: int) -> bool:
             assert budget is not None
@@ -68,7 +68,7 @@ class Learned:
             draws,
             tolerance=self.tolerance,
             floor=ctx.floor,
-            may_probe=may_probe if probing else None,
+            may_probe=may_probe if sampling else None,
         )
         pick = choice.order[0]
         if probing:  # a pinned call neither probes nor counts as traffic probes may take a share of

@@ -9,8 +9,10 @@ or COST_TAG_DIMENSIONS, e.g. `feature,env`; none by default: other tags never be
 dimensions.py). Windows: UTC minute, hour and day by event
 time; each keeps the current window and the one before (aggregate.py).
 
-Record key: `<dimension>#<input partition>` (snapshot_keys.py); readers sum the partitions of a
-dimension (view.py). Value (JSON; amounts are decimal strings, exact beyond 2**53):
+Record key: `<dimension>#<input partition>` (router_contract/snapshot_keys.py); readers sum the
+partitions of a dimension (router_contract/readers/costs.py). Value, in the consumers' dict form
+(on the wire: router.v1.Snapshot `cost`, router_contract/snapshot_records.py; amounts are decimal
+strings, exact beyond 2**53):
 
     {
       "kind": "cost_rollup",

@@ -2,10 +2,13 @@
 
 Input: attempt events. Per provider/model and input partition, a rolling window (default 300 s
 in 30 s slots, by event time) of attempts by outcome and error class, with mergeable latency and
-time-to-first-token sketches (sketch.py); the score is documented in score.py.
+time-to-first-token sketches (router_contract/sketch.py); the score is documented in
+router_contract/health_score.py.
 
-Record key: `<provider>/<model>#<input partition>`; readers merge partitions (view.py: slot by
-slot, sketches merged), then summarise with the same formula. Value (JSON):
+Record key: `<provider>/<model>#<input partition>`; readers merge partitions
+(router_contract/readers/health.py: slot by slot, sketches merged), then summarise with the same
+formula. Value, in the consumers' dict form (on the wire: router.v1.Snapshot `deployment_health`,
+without the summaries, which readers recompute):
 
     {
       "kind": "provider_health",

@@ -2,10 +2,12 @@
 
 Input: decision events (task type), completion events (the model that answered) and feedback
 events (a score for a request id), joined per request in a bounded index (join.py). Scores are
-kept as integer sums per UTC day over the last 7 days (scores.py documents the statistics).
+kept as integer sums per UTC day over the last 7 days (router_contract/quality_scores.py
+documents the statistics).
 
 Record key: `model=<model>,task=<task type>#<input partition>`; readers sum the partitions'
-days (view.py). Value (JSON):
+days (router_contract/readers/quality.py). Value, in the consumers' dict form (on the wire:
+router.v1.Snapshot `quality`, without the statistics, which readers recompute):
 
     {
       "kind": "model_quality",

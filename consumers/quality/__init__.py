@@ -23,9 +23,10 @@ router.v1.Snapshot `quality`, without the statistics, which readers recompute):
       "source": {"topic": "llmrouter.events.v1", "partition": 1, "offset": 901}
     }
 
-Statistics are scorer-capped (scores.py): `count` is the raw number of scores, `effective_count`
-the weight after capping each scorer (API key; "" is feedback given with auth off) at
-`max_scorer_share` of it. Readers recompute them fleet-wide from the days' `scorers` (view.py).
+Statistics are scorer-capped (router_contract/quality_scores.py): `count` is the raw number of
+scores, `effective_count` the weight after capping each scorer (API key; "" is feedback given with
+auth off) at `max_scorer_share` of it. Readers recompute them fleet-wide from the days' `scorers`
+(router_contract/readers/quality.py).
 
 Task types are the lowercase TaskType names without prefix ("chat", "code", "retrieval",
 "creative", "reasoning", "extraction", "unspecified").

@@ -15,9 +15,10 @@ Trusted feedback (issue 13):
   a replacement after a restart takes out exactly what was counted before it.
 - Feedback without a scorer key (auth off) counts each time, as before keys existed.
 - Sums are kept per scorer, so that readers can cap one scorer's share of the weight
-  (scores.py; applied fleet-wide in view.py). At most `max_scorers` scorers per model x task and
-  partition are kept apart; the scores of any further ones share the bucket "*" (no key id can
-  be "*"), which is capped as if it were one scorer.
+  (router_contract/quality_scores.py; applied fleet-wide in router_contract/readers/quality.py).
+  At most `max_scorers` scorers per model x task and partition are kept apart; the scores of any
+  further ones share the bucket "*" (no key id can be "*"), which is capped as if it were one
+  scorer.
 Dropped feedback is counted by reason (metrics.py DROP_REASONS): "unattributed" (unknown or
 unanswered request), "invalid_score" (not a number in [0, 1]), "not_allowed" (the scorer may
 not score the request), "superseded" (older than the scorer's score in force),

@@ -547,6 +547,9 @@ def candidate_to_proto(c: CandidateView) -> pb.Candidate:
         estimated_cost=nanos_to_money(c.estimated_cost_nanos),
         quality=c.quality,
         quality_known=c.quality_known,
+        quality_sd=c.quality_sd,
+        quality_samples=c.quality_samples,
+        exploration=c.exploration,
     )
 
 

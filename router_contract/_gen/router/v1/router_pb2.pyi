@@ -1310,6 +1310,9 @@ class Candidate(_message.Message):
     ESTIMATED_COST_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
     QUALITY_KNOWN_FIELD_NUMBER: _builtins.int
+    QUALITY_SD_FIELD_NUMBER: _builtins.int
+    QUALITY_SAMPLES_FIELD_NUMBER: _builtins.int
+    EXPLORATION_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """Provider name."""
     model: _builtins.str
@@ -1328,6 +1331,20 @@ class Candidate(_message.Message):
     """Whether `quality` is known (a configured prior, or fleet feedback for the task). Quality floors
     exclude only on known estimates: a model with no prior at all is not excluded by one.
     """
+    quality_sd: _builtins.float
+    """Set when routing read a learned estimate (the `learned` strategy, or a quality floor against
+    the learner: README "Routing that learns"); `quality` is then the posterior mean. The
+    uncertainty of `quality`: the standard deviation of its posterior.
+    """
+    quality_samples: _builtins.float
+    """How many feedback scores `quality` rests on, each weighed down by age (half-life decay), so
+    it is fractional; 0: the configured prior alone.
+    """
+    exploration: _builtins.bool
+    """Whether this candidate is the request's exploration probe: chosen because its quality is
+    uncertain enough that it may be the better deal, within the exploration budget, rather than
+    as the cheapest candidate credibly as good as the best. At most one candidate per decision.
+    """
     @_builtins.property
     def estimated_cost(self) -> _money_pb2.Money:
         """Estimated cost of this request on this candidate."""
@@ -1343,10 +1360,13 @@ class Candidate(_message.Message):
         estimated_cost: _money_pb2.Money | None = ...,
         quality: _builtins.float = ...,
         quality_known: _builtins.bool = ...,
+        quality_sd: _builtins.float = ...,
+        quality_samples: _builtins.float = ...,
+        exploration: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["estimated_cost", b"estimated_cost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["eligible", b"eligible", "estimated_cost", b"estimated_cost", "exclusion_reason", b"exclusion_reason", "model", b"model", "provider", b"provider", "quality", b"quality", "quality_known", b"quality_known", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eligible", b"eligible", "estimated_cost", b"estimated_cost", "exclusion_reason", b"exclusion_reason", "exploration", b"exploration", "model", b"model", "provider", b"provider", "quality", b"quality", "quality_known", b"quality_known", "quality_samples", b"quality_samples", "quality_sd", b"quality_sd", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

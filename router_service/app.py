@@ -34,6 +34,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from router_service.api.interceptors import MetricsInterceptor, ShutdownGate
 from router_service.api.server import SERVICE_NAME, create_server, mark_serving
 from router_service.api.servicer import FeedbackSink, RouterServicer
+from router_service.cache.cache import ResponseCache
+from router_service.cache.factory import build_cache
 from router_service.clock import SYSTEM_CLOCK
 from router_service.engine import Engine, EngineParts, RequestObserver
 from router_service.fleet.metrics import FleetMetrics
@@ -116,7 +118,8 @@ class RouterApp:
             observers.append(tracing_observer)
         observer = observers[0] if len(observers) == 1 else FanOut(*observers)
         governance = self._start_limits(sink)
-        engine = Engine(self.config, adapters, _engine_parts(self.config, observer, governance))
+        cache = self._start_cache()
+        engine = Engine(self.config, adapters, _engine_parts(self.config, observer, governance, cache))
         self._stack.push_async_callback(engine.aclose)  # before the HTTP client closes
         self._engine, self._client = engine, client
         self._register_live_metrics(engine)
@@ -155,6 +158,14 @@ class RouterApp:
         self._stack.push_async_callback(governance.aclose)
         self.governance = governance
         return governance
+
+    def _start_cache(self) -> ResponseCache | None:
+        """The response cache, when enabled (its store: this process's memory, or the shared
+        Redis); closed after the engine (LIFO), so calls drained at stop can still store."""
+        cache = build_cache(self.config.cache, SYSTEM_CLOCK)
+        if cache is not None:
+            self._stack.push_async_callback(cache.close)
+        return cache
 
     async def _start_openai_door(self, engine: Engine, gate: AuthGate, ledger: RequestLedger) -> None:
         http = self.config.server.openai_http
@@ -300,7 +311,10 @@ def _loopback(listen: str) -> bool:
 
 
 def _engine_parts(
-    config: RuntimeConfig, observer: RequestObserver, governance: Governance | None = None
+    config: RuntimeConfig,
+    observer: RequestObserver,
+    governance: Governance | None = None,
+    cache: ResponseCache | None = None,
 ) -> EngineParts:
     """The engine's collaborators, made once: a config reload keeps them (health knowledge and
     spent retries are not config), so live-state settings keep their startup values."""
@@ -314,6 +328,7 @@ def _engine_parts(
         # Routing reads live state merged with the fleet view (fed by `_start_fleet_view`).
         fleet=FleetSignals(live, config.fleet) if config.fleet is not None else None,
         governance=governance,
+        cache=cache,
     )
 
 

@@ -35,7 +35,10 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from router_service.attempt_recorder import Attempt, RequestRecorder
+from router_service.cache import entry as cache_entry
+from router_service.cache.cache import Hit, Miss, ResponseCache
 from router_service.call import (
+    CacheHit,
     CallContext,
     Completion,
     NullObserver,
@@ -99,6 +102,20 @@ class EngineParts:
     fleet: FleetSignals | None = None
     # Budgets and rate limits (router_service/governance.py); None: nothing is limited.
     governance: Governance | None = None
+    # The response cache (router_service/cache/); None: off, the request path skips it.
+    cache: ResponseCache | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """What admission decided: the route, and the cache's part. `hit`: answer from the cache now
+    (`answered_by` is its deployment in the current catalog); `miss`: store the fresh answer
+    under it (None: no cache, or this answer must not be stored)."""
+
+    decision: RouteDecision
+    hit: Hit | None = None
+    answered_by: Deployment | None = None
+    miss: Miss | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,23 +226,62 @@ class Engine:
 
     async def _admit(
         self, run: RequestRecorder, setup: _Setup, streaming: bool, hold: RequestHold | None
-    ) -> RouteDecision:
+    ) -> _Admitted:
         """Admit the request: route it, reserve its limits and report the decision. The one step,
         shared by unary and streaming calls, between a request's arrival and its first upstream
         attempt: a check that refuses a request (a budget, a rate limit) or answers it without
         an upstream (a cache) belongs here. Whatever it raises is settled like any other end, by
         the recorder's `ended_with` (and the hold's release), exactly once. When nothing is
-        eligible, the decision that says why is reported too, before the error ends the request."""
+        eligible, the decision that says why is reported too, before the error ends the request.
+
+        Order: route (the cache key names the policy routing settled on), the cache lookup, then
+        the limits. A hit sends nothing upstream and costs nothing, so it reserves nothing (nor
+        counts against request-rate limits). A miss is stored only if the limits left the policy
+        as it was keyed: a downgraded answer must not answer later calls of the dearer policy."""
         try:
             allowed = allowed_models(run.ctx.identity, setup.config.catalog)
             decision = self._route(setup, run.request, streaming, allowed)
+            looked = await self._look_up(run.ctx, run.request, setup, decision)
+            if isinstance(looked, tuple):
+                return _Admitted(run.decided(decision), hit=looked[0], answered_by=looked[1])
+            keyed_policy = decision.policy
             if hold is not None:
                 decision = await self._govern(run, setup, streaming, allowed, decision, hold)
         except NoEligibleCandidateError as exc:
             if exc.decision is not None:
                 run.refused(exc.decision)
             raise
-        return run.decided(decision)
+        miss = looked if decision.policy == keyed_policy else None
+        return _Admitted(run.decided(decision), miss=miss)
+
+    async def _look_up(
+        self, ctx: CallContext, request: ChatRequest, setup: _Setup, decision: RouteDecision
+    ) -> tuple[Hit, Deployment] | Miss | None:
+        """The cache's answer for this request (never an error: the cache counts its own
+        failures as misses). A hit whose deployment left the catalog, or is no longer a candidate
+        of the policy, is a miss: the answer is not one this request could get now."""
+        cache = self._parts.cache
+        if cache is None:
+            return None
+        directives = ctx.cache
+        found = await cache.lookup(ctx.identity, request, decision.policy, directives)
+        if isinstance(found, Miss):
+            return found
+        deployment = setup.config.catalog.by_key.get(found.entry.deployment)
+        if deployment is None or all(c.key != deployment.key for c in decision.candidates):
+            return Miss(found.key, write=not directives.no_store)
+        return found, deployment
+
+    async def cache_status(
+        self, request: ChatRequest, ctx: CallContext, decision: RouteDecision
+    ) -> CacheHit | None:
+        """For `Route`: whether a Complete or Stream of this caller would be answered from the
+        cache now, and by how old an answer (the entry is only read)."""
+        looked = await self._look_up(ctx, request, self._setup, decision)
+        if not isinstance(looked, tuple):
+            return None
+        hit, deployment = looked
+        return CacheHit(hit.age_s, cache_entry.saved_cost_nanos(hit.entry, deployment))
 
     async def _govern(
         self,
@@ -254,7 +310,28 @@ class Engine:
         return dataclasses.replace(downgraded, downgrade=downgrade_of(admission, decision.policy))
 
     async def _complete(self, run: RequestRecorder, setup: _Setup, hold: RequestHold | None) -> Completion:
-        decision = await self._admit(run, setup, False, hold)
+        admitted = await self._admit(run, setup, False, hold)
+        decision = admitted.decision
+        if admitted.hit is not None:
+            assert admitted.answered_by is not None
+            hit = admitted.hit
+            return cache_entry.as_completion(hit.entry, admitted.answered_by, decision, hit.age_s)
+        cache, miss = self._parts.cache, admitted.miss
+        if cache is None or miss is None:
+            return await self._dispatch(run, setup, decision, hold)
+        # Identical concurrent misses of this tenant share one upstream call (the key is theirs).
+        completion, shared = await cache.coalesce(
+            miss, lambda: self._dispatch(run, setup, decision, hold), "complete"
+        )
+        if shared:
+            return _coalesced(completion, decision)
+        await cache.store(miss, cache_entry.from_completion(completion, self._clock.time()))
+        return completion
+
+    async def _dispatch(
+        self, run: RequestRecorder, setup: _Setup, decision: RouteDecision, hold: RequestHold | None
+    ) -> Completion:
+        """The attempts of an admitted unary request, until one answers or the targets run out."""
         targets = Targets(run, setup.config.catalog, setup.rules, self._parts.budgets, self._parts.rng)
         policy = setup.config.policies.get(decision.policy)
         first = True
@@ -427,7 +504,17 @@ class Engine:
     async def _stream(
         self, run: RequestRecorder, setup: _Setup, hold: RequestHold | None
     ) -> AsyncGenerator[StreamItem, None]:
-        await self._admit(run, setup, True, hold)
+        admitted = await self._admit(run, setup, True, hold)
+        if admitted.hit is not None:
+            assert admitted.answered_by is not None
+            hit = admitted.hit
+            for replayed in cache_entry.replay(hit.entry, admitted.answered_by, admitted.decision, hit.age_s):
+                yield replayed
+            return
+        cache, miss = self._parts.cache, admitted.miss
+        # Stored only once the stream finished cleanly: a failed or interrupted one has no answer.
+        storing = cache is not None and miss is not None and miss.write
+        capture = cache_entry.StreamCapture() if storing else None
         targets = Targets(run, setup.config.catalog, setup.rules, self._parts.budgets, self._parts.rng)
         routing = setup.config.routing
         while (deployment := targets.next()) is not None:
@@ -454,6 +541,13 @@ class Engine:
             relay = self._relay(run, upstream, first, attempt, routing.stream_stall_timeout_s)
             async with contextlib.aclosing(relay) as items:
                 async for item in items:
+                    if capture is not None:
+                        capture.add(item)
+                        # Before the end is yielded: the consumer may stop right after it.
+                        if isinstance(item, StreamFinish) and cache is not None and miss is not None:
+                            answer = capture.answer(self._clock.time())
+                            if answer is not None:
+                                await cache.store(miss, answer)
                     yield item
             return
         raise targets.exhausted()
@@ -509,6 +603,12 @@ def _settle_loser(
             hold.settle_other(reservation, deployment.price.cost_nanos(result.usage), result.usage)
 
     return done
+
+
+def _coalesced(leader: Completion, decision: RouteDecision) -> Completion:
+    """A concurrent identical call's answer: this call sent nothing upstream, so it costs nothing
+    and reports a hit on a fresh answer (age 0) that saved what the leader's call cost."""
+    return Completion(leader.result, leader.deployment, decision, (), 0, CacheHit(0.0, leader.cost_nanos))
 
 
 def _as_provider_error(exc: BaseException, timeout_s: float) -> ProviderError:

@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
 )
 
+from router_service.cache.schema import CacheConfig
 from router_service.catalog import Catalog, Deployment, Price
 from router_service.config_schema import (
     AuthConfig,
@@ -89,6 +90,7 @@ class RuntimeConfig:
     ledger: LedgerConfig = field(default_factory=LedgerConfig)  # requests.* and feedback.* windows
     require_known_feedback: bool = True  # feedback.require_known_request
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # read at start only (app.py)
+    cache: CacheConfig = field(default_factory=CacheConfig)  # read at start only (app.py)
     source: str = ""  # path the config came from, for logs
 
 
@@ -209,6 +211,7 @@ def to_runtime(cfg: FileConfig) -> RuntimeConfig:
         ),
         require_known_feedback=cfg.feedback.require_known_request,
         limits=cfg.limits,
+        cache=cfg.cache,
     )
 
 

@@ -16,6 +16,8 @@ from google.protobuf.duration_pb2 import Duration
 from google.type.money_pb2 import Money
 
 from router_contract._gen.router.v1 import router_pb2 as pb
+from router_service.cache.rules import NO_DIRECTIVES, Directives
+from router_service.call import CacheHit
 from router_service.domain import (
     AttemptOutcome,
     AttemptRecord,
@@ -204,6 +206,29 @@ def call_from_proto(request_id: str, chat: pb.ChatRequest) -> tuple[str, ChatReq
     v = _Violations()
     check_request_id(request_id, "request_id", v)
     return request_id, _chat(chat, "chat", v)
+
+
+def cached_call_from_proto(
+    request_id: str, chat: pb.ChatRequest, cache: pb.CacheDirectives | None
+) -> tuple[ChatRequest, Directives]:
+    """`call_from_proto` with the call's cache directives (None: not sent): every violation of
+    the id, the chat and the directives is reported in one InvalidRequestError."""
+    v = _Violations()
+    check_request_id(request_id, "request_id", v)
+    directives = NO_DIRECTIVES if cache is None else _directives(cache, "cache", v)
+    return _chat(chat, "chat", v), directives
+
+
+def _directives(msg: pb.CacheDirectives, path: str, v: _Violations) -> Directives:
+    if not (msg.no_cache or msg.no_store or msg.HasField("max_age")):
+        return NO_DIRECTIVES
+    max_age: float | None = None
+    if msg.HasField("max_age"):
+        max_age = _duration_s(msg.max_age, f"{path}.max_age", v)
+        if max_age is not None and max_age < 0:
+            v.add(f"{path}.max_age", f"must not be negative (got {max_age:g}s); 0 means never from the cache")
+            max_age = None
+    return Directives(no_cache=msg.no_cache, no_store=msg.no_store, max_age_s=max_age)
 
 
 def chat_from_proto(msg: pb.ChatRequest, prefix: str = "chat") -> ChatRequest:
@@ -502,9 +527,10 @@ def routing_to_proto(
     provider: str = "",
     model: str = "",
     upstream_model: str = "",
+    cache: CacheHit | None = None,
 ) -> pb.RoutingMetadata:
     routing = pb.RoutingMetadata()
-    fill_routing(routing, request_id, decision, attempts, provider, model, upstream_model)
+    fill_routing(routing, request_id, decision, attempts, provider, model, upstream_model, cache)
     return routing
 
 
@@ -516,6 +542,7 @@ def fill_routing(
     provider: str = "",
     model: str = "",
     upstream_model: str = "",
+    cache: CacheHit | None = None,
 ) -> None:
     target.SetInParent()
     target.request_id = request_id
@@ -529,6 +556,14 @@ def fill_routing(
     target.task_type = _TASKS_TO_PB.get(decision.task_type, pb.TASK_TYPE_UNSPECIFIED)
     if decision.downgrade is not None:
         fill_downgrade(target.downgrade, decision.downgrade)
+    if cache is not None:
+        fill_cache_status(target.cache, cache)
+
+
+def fill_cache_status(target: pb.CacheStatus, hit: CacheHit) -> None:
+    target.hit = True
+    fill_duration(target.age, hit.age_s)
+    fill_money(target.saved_cost, hit.saved_cost_nanos)
 
 
 def fill_downgrade(target: pb.BudgetDowngrade, downgrade: BudgetDowngrade) -> None:

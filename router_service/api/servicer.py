@@ -27,6 +27,7 @@ from router_service.api import codec
 from router_service.api.credentials import presented_credentials
 from router_service.api.status import to_rpc_error
 from router_service.api.trace_context import trace_ids
+from router_service.cache.rules import NO_DIRECTIVES, Directives
 from router_service.domain import ChatRequest, TextDelta, ToolCallDelta
 from router_service.engine import CallContext, Engine, StreamFinish, StreamStart
 from router_service.errors import PermissionDeniedError, RequestNotFoundError, RouterError
@@ -69,13 +70,21 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         request_id = new_request_id()
         try:
             caller = await self._identify(context, Scope.ROUTE)
-            chat = self._authorized(caller, codec.chat_from_proto(request.chat))
+            cache = request.cache if request.HasField("cache") else None
+            chat, directives = codec.cached_call_from_proto("", request.chat, cache)
+            chat = self._authorized(caller, chat)
             decision = self._engine.route(
                 chat, allowed_models=allowed_models(caller, self._engine.config.catalog)
             )
+            # Would a Complete or Stream be answered from the cache now? (Only read; never fails.)
+            ctx = CallContext(request_id=request_id, deadline=0.0, identity=caller, cache=directives)
+            hit = await self._engine.cache_status(chat, ctx, decision)
         except Exception as exc:
             await _abort(context, exc, request_id)
-        return pb.RouteResponse(decision=codec.decision_to_proto(request_id, decision))
+        response = pb.RouteResponse(decision=codec.decision_to_proto(request_id, decision))
+        if hit is not None:
+            codec.fill_cache_status(response.decision.cache, hit)
+        return response
 
     async def Complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
@@ -83,7 +92,8 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         request_id = request_id_for(request.request_id)
         try:
             caller = await self._identify(context, Scope.COMPLETE)
-            _, chat = codec.call_from_proto(request.request_id, request.chat)
+            cache = request.cache if request.HasField("cache") else None
+            chat, directives = codec.cached_call_from_proto(request.request_id, request.chat, cache)
             chat = self._authorized(caller, chat)
             claim = await self._claim(request, b"Complete", request_id, caller)
         except Exception as exc:
@@ -91,7 +101,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         if claim is not None and not isinstance(claim, Ticket):
             return pb.CompleteResponse.FromString(claim[0])  # the first call's answer, byte for byte
         try:
-            response = await self._complete(chat, context, request_id, caller)
+            response = await self._complete(chat, context, request_id, caller, directives)
             if claim is not None:
                 claim.store((response.SerializeToString(),))
         except Exception as exc:
@@ -102,9 +112,15 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         return response
 
     async def _complete(
-        self, chat: ChatRequest, context: grpc.aio.ServicerContext, request_id: str, caller: Identity
+        self,
+        chat: ChatRequest,
+        context: grpc.aio.ServicerContext,
+        request_id: str,
+        caller: Identity,
+        directives: Directives,
     ) -> pb.CompleteResponse:
-        done = await self._engine.complete(chat, self._context(context, request_id, chat.tags, False, caller))
+        ctx = self._context(context, request_id, chat.tags, False, caller, directives)
+        done = await self._engine.complete(chat, ctx)
         response = codec.complete_response(done.result, done.cost_nanos)
         codec.fill_routing(
             response.routing,
@@ -114,6 +130,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             done.deployment.provider,
             done.deployment.model,
             done.result.upstream_model or done.deployment.upstream_model,
+            done.cache_hit,
         )
         return response
 
@@ -123,7 +140,8 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         request_id = request_id_for(request.request_id)
         try:
             caller = await self._identify(context, Scope.STREAM)
-            _, chat = codec.call_from_proto(request.request_id, request.chat)
+            cache = request.cache if request.HasField("cache") else None
+            chat, directives = codec.cached_call_from_proto(request.request_id, request.chat, cache)
             chat = self._authorized(caller, chat)
             claim = await self._claim(request, b"Stream", request_id, caller)
         except Exception as exc:
@@ -136,7 +154,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         # completion event is published by then, so a retry must not run the request again.
         sent: list[bytes] | None = None if claim is None else []
         try:
-            ctx = self._context(context, request_id, chat.tags, True, caller)
+            ctx = self._context(context, request_id, chat.tags, True, caller, directives)
             async for item in self._engine.stream(chat, ctx):
                 message = _stream_message(request_id, item)
                 if sent is not None and claim is not None:
@@ -205,6 +223,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         tags: dict[str, str] | object,
         stream: bool,
         caller: Identity,
+        directives: Directives = NO_DIRECTIVES,
     ) -> CallContext:
         now = time.monotonic()
         remaining = context.time_remaining()
@@ -219,6 +238,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             trace_id=trace_id,
             span_id=span_id,
             identity=caller,
+            cache=directives,
         )
 
 
@@ -240,7 +260,7 @@ def _stream_message(request_id: str, item: object) -> pb.StreamResponse:
     if isinstance(item, StreamStart):
         d = item.deployment
         routing = codec.routing_to_proto(
-            request_id, item.decision, item.attempts, d.provider, d.model, d.upstream_model
+            request_id, item.decision, item.attempts, d.provider, d.model, d.upstream_model, item.cache_hit
         )
         return pb.StreamResponse(routing=routing)
     if isinstance(item, StreamFinish):
@@ -252,6 +272,7 @@ def _stream_message(request_id: str, item: object) -> pb.StreamResponse:
             d.provider,
             d.model,
             item.done.upstream_model or d.upstream_model,
+            item.cache_hit,
         )
         end = pb.StreamEnd(
             finish_reason=codec.finish_reason_to_proto(item.done.finish_reason),

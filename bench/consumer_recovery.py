@@ -11,14 +11,18 @@ An EmbeddedBroker (Tansu, loopback), a 4-partition events topic, and per variant
    caught up and run `warmup` seconds, it is SIGKILLed, and restarted `down` seconds later;
 3. the catch-up time: from the restart until every partition's lag (the process's own
    llmrouter_consumer_lag_records) is under one snapshot interval of arrivals (rate x interval),
-   and how many records the restarted process re-read below its checkpoint (redelivered);
+   and how many records the restarted process re-read below its checkpoint (redelivered); split
+   into the time until /metrics answers (interpreter start), until it owns every partition
+   again (group join and sync, then the restore from the snapshot topic) and the replay after
+   that, with the replay's records per second (the consumer's own speed, group aside);
 4. then the producer stops, the process drains, is stopped (SIGTERM: final flush), and its cost
    rollup (total=all, day windows) is compared with the published completions: no double count.
 
 Variants, back to back in one run: `log` (the dedupe log: the restart loads the dedupe index) or
 `replay` (no dedupe topic: the restart re-reads the dedupe horizon, as before issue 19); and
 `static` (--group-instance-id: the restart takes the dead member's place at once) or `dynamic`
-(the group first expires the dead member: the 10 s session timeout, then a rebalance).
+(the group first expires the dead member: the session timeout, then a rebalance), with the
+consumers' default 10 s session timeout or `--session-timeout-ms`.
 Writes bench/results/consumer_recovery.json. Shared, noisy machine: compare rows of one run.
 """
 
@@ -71,6 +75,7 @@ class Plan:
     dedupe_log: bool = True
     timeout_s: float = 120.0  # give up waiting for the catch-up (reported as None)
     group_instance_id: str = ""  # static membership: the restart takes the dead member's place
+    session_timeout_ms: int = 10_000
 
 
 @dataclass
@@ -81,6 +86,9 @@ class Result:
     lag_bound: int  # rate x snapshot interval
     lag_at_restart: int | None  # first lag the restarted process reported (sum over partitions)
     catch_up_s: float | None  # restart -> every partition's lag under the bound
+    up_s: float | None  # restart -> /metrics answers
+    owned_s: float | None  # restart -> every partition assigned and restored
+    replay_records_per_s: float | None  # records read from owned_s to catch_up_s, per second
     redelivered: int  # records the restarted process re-read below its checkpoint
     completions: int  # published
     counted_requests: int  # in the rollup (must equal completions)
@@ -150,6 +158,7 @@ class ConsumerProcess:
             "--input-topic", topic, "--snapshot-topic", snapshot_topic, "--group-id", f"g-{snapshot_topic}",
             "--snapshot-interval", str(plan.interval_s), "--metrics-port", str(self.port),
             "--group-instance-id", plan.group_instance_id,
+            "--session-timeout-ms", str(plan.session_timeout_ms),
         ] + (["--create-topics"] if plan.dedupe_log else [])  # fmt: skip
         self._log = log
         self._process: asyncio.subprocess.Process | None = None
@@ -197,20 +206,51 @@ def redelivered(metrics: dict[str, float]) -> int:
     )
 
 
-async def wait_caught_up(
-    process: ConsumerProcess, bound: float, timeout_s: float
-) -> tuple[float | None, int | None]:
-    """Seconds until every partition reports a lag under `bound` (None: timed out), and the first lag seen."""
+@dataclass
+class CatchUp:
+    done_s: float | None = None  # every partition's lag under the bound (None: timed out)
+    first_lag: int | None = None  # the first lag seen
+    up_s: float | None = None
+    owned_s: float | None = None
+    records_at_owned: float = 0.0
+    records_at_done: float = 0.0
+
+    def replay_rate(self) -> float | None:
+        if self.done_s is None or self.owned_s is None or self.done_s <= self.owned_s:
+            return None
+        return round((self.records_at_done - self.records_at_owned) / (self.done_s - self.owned_s))
+
+
+def _records(metrics: dict[str, float]) -> float:
+    return sum(v for name, v in metrics.items() if name.startswith("llmrouter_consumer_records_total"))
+
+
+def _owned(metrics: dict[str, float]) -> bool:
+    return any(
+        name.startswith("llmrouter_consumer_assigned_partitions") and value == PARTITIONS
+        for name, value in metrics.items()
+    )
+
+
+async def wait_caught_up(process: ConsumerProcess, bound: float, timeout_s: float) -> CatchUp:
+    """Seconds until every partition reports a lag under `bound`, and the steps on the way."""
     started = time.monotonic()
-    first: int | None = None
+    out = CatchUp()
     while time.monotonic() - started < timeout_s:
-        current = lags(await process.metrics())
+        metrics = await process.metrics()
+        now = time.monotonic() - started
+        if metrics and out.up_s is None:
+            out.up_s = now
+        if out.owned_s is None and _owned(metrics):
+            out.owned_s, out.records_at_owned = now, _records(metrics)
+        current = lags(metrics)
         if len(current) == PARTITIONS:
-            first = int(sum(current)) if first is None else first
+            out.first_lag = int(sum(current)) if out.first_lag is None else out.first_lag
             if all(lag < bound for lag in current):
-                return time.monotonic() - started, first
-        await asyncio.sleep(0.1)
-    return None, first
+                out.done_s, out.records_at_done = now, _records(metrics)
+                return out
+        await asyncio.sleep(0.05)
+    return out
 
 
 async def rollup(bootstrap: str, snapshot_topic: str) -> dict[int, tuple[int, int]]:
@@ -245,13 +285,13 @@ async def recovery(bootstrap: str, plan: Plan, workdir: Path) -> Result:
     bound = plan.rate * plan.interval_s
     try:
         await process.start()
-        if (await wait_caught_up(process, bound / PARTITIONS, plan.timeout_s * 3))[0] is None:
+        if (await wait_caught_up(process, bound / PARTITIONS, plan.timeout_s * 3)).done_s is None:
             raise RuntimeError(f"the consumer never caught up with the history; see {workdir}")
         await asyncio.sleep(plan.warmup_s)
         await process.kill()
         await asyncio.sleep(plan.down_s)
         await process.start()
-        catch_up_s, first_lag = await wait_caught_up(process, bound / PARTITIONS, plan.timeout_s)
+        catch_up = await wait_caught_up(process, bound / PARTITIONS, plan.timeout_s)
         stop.set()
         await feeding
         await producer.stop()
@@ -267,17 +307,25 @@ async def recovery(bootstrap: str, plan: Plan, workdir: Path) -> Result:
     completions = sum(requests for requests, _ in producer.completions.values())
     return Result(
         variant=("log" if plan.dedupe_log else "replay")
-        + ("/static" if plan.group_instance_id else "/dynamic"),
+        + ("/static" if plan.group_instance_id else "/dynamic")
+        + f"/session {plan.session_timeout_ms / 1000:g}s",
         rate=plan.rate,
         history=plan.history,
         lag_bound=int(bound),
-        lag_at_restart=first_lag,
-        catch_up_s=None if catch_up_s is None else round(catch_up_s, 2),
+        lag_at_restart=catch_up.first_lag,
+        catch_up_s=_round(catch_up.done_s),
+        up_s=_round(catch_up.up_s),
+        owned_s=_round(catch_up.owned_s),
+        replay_records_per_s=catch_up.replay_rate(),
         redelivered=replayed,
         completions=completions,
         counted_requests=sum(requests for requests, _ in counted.values()),
         cost_exact=counted == producer.completions,
     )
+
+
+def _round(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 2)
 
 
 async def run(plans: list[Plan], workdir: Path) -> list[Result]:
@@ -297,14 +345,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--down", type=float, default=1.0)
     parser.add_argument("--interval", type=float, default=5.0)
-    parser.add_argument("--no-baseline", action="store_true", help="skip the replay variant")
+    parser.add_argument("--session-timeout-ms", type=int, default=2_000, help="of the fast variants")
+    parser.add_argument("--no-baseline", action="store_true", help="only log/dynamic with the short session")
     args = parser.parse_args()
-    base = Plan(args.rate, args.history, args.warmup, args.down, args.interval, group_instance_id="bench-0")
-    plans = [base]
+    fast = Plan(
+        args.rate,
+        args.history,
+        args.warmup,
+        args.down,
+        args.interval,
+        session_timeout_ms=args.session_timeout_ms,
+    )
+    plans = [fast]
     if not args.no_baseline:
         plans += [
-            dataclasses.replace(base, group_instance_id=""),
-            dataclasses.replace(base, group_instance_id="", dedupe_log=False),
+            dataclasses.replace(fast, session_timeout_ms=10_000, group_instance_id="bench-0"),
+            dataclasses.replace(fast, session_timeout_ms=10_000),
+            dataclasses.replace(fast, dedupe_log=False),
         ]
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"consumer-recovery-{uuid.uuid4().hex[:6]}"
     workdir.mkdir(parents=True)

@@ -50,6 +50,7 @@ def run_consumer(
     snapshot_topic: str | None = None,
     snapshot_interval_s: float = 5.0,
     snapshot_encoding: SnapshotEncoding = "protobuf",
+    session_timeout_ms: int = 10_000,
     metrics_port: int | None = DEFAULT_METRICS_PORT,
     metrics_host: str = "127.0.0.1",
     create_topics: bool = False,
@@ -73,6 +74,9 @@ def run_consumer(
         group_instance_id=group_instance_id,
         snapshot_interval_s=snapshot_interval_s,
         snapshot_encoding=snapshot_encoding,
+        session_timeout_ms=session_timeout_ms,
+        # Kafka's advice: heartbeats at most a third of the session timeout apart.
+        heartbeat_interval_ms=min(3_000, session_timeout_ms // 3),
         create_topics=create_topics,
     )
     runners = build_runners(kind, kafka_options, config, default_metrics(), options or JobOptions.from_env())
@@ -155,6 +159,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "under it resumes at once instead of after the session timeout (default "
         "$CONSUMER_GROUP_INSTANCE_ID, else dynamic membership)",
     )
+    parser.add_argument(
+        "--session-timeout-ms",
+        type=int,
+        default=int(os.environ.get("CONSUMER_SESSION_TIMEOUT_MS", "10000")),
+        help="how long the group waits for a silent (killed) member before giving its partitions "
+        "to another; Kafka brokers refuse values under group.min.session.timeout.ms (6 s by "
+        "default); the embedded broker takes 2000 (default $CONSUMER_SESSION_TIMEOUT_MS, else 10000)",
+    )
     parser.add_argument("--snapshot-topic", default=None, help="default llmrouter.<kind>.v1")
     parser.add_argument("--snapshot-interval", type=float, default=5.0, help="seconds between flushes")
     parser.add_argument(
@@ -192,6 +204,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         snapshot_topic=args.snapshot_topic,
         snapshot_interval_s=args.snapshot_interval,
         snapshot_encoding=args.snapshot_encoding,
+        session_timeout_ms=args.session_timeout_ms,
         metrics_port=args.metrics_port if args.metrics_port > 0 else None,
         metrics_host=args.metrics_host,
         create_topics=args.create_topics,

@@ -133,7 +133,7 @@ def test_the_grace_period_covers_the_whole_shutdown() -> None:
 
 
 def test_the_consumers_command_parses_and_serves_metrics_on_the_declared_port() -> None:
-    deployment = _object("Deployment", "llm-router-consumers")
+    deployment = _object("StatefulSet", "llm-router-consumers")
     container = _container(deployment)
     args = build_parser().parse_args(container["args"])
     assert (args.command, args.kind, args.metrics_host) == ("consume", "all", "0.0.0.0")
@@ -146,13 +146,37 @@ def test_the_topics_job_creates_the_topics_the_router_and_consumers_use() -> Non
     [container] = _object("Job", "llm-router-topics")["spec"]["template"]["spec"]["containers"]
     script = container["args"][0]
     created = set(re.findall(r"--topic\s+(\S+)", script))
-    created |= set(shlex.split(re.search(r"for t in ([^;]+);", script).group(1)))  # type: ignore[union-attr]
+    loop = shlex.split(re.search(r"for t in ([^;]+);", script).group(1))  # type: ignore[union-attr]
+    created |= {name for word in loop for name in _brace_expanded(word)}
     created.discard('"$t"')
     config = _router_config()
     assert config.events is not None and config.fleet is not None
     used = {config.events.topic, DEFAULT_INPUT_TOPIC, *(job.snapshot_topic for job in JOBS.values())}
     used |= {config.fleet.health_topic, config.fleet.quality_topic, config.fleet.costs_topic}
+    used |= {f"{job.snapshot_topic}.dedupe" for job in JOBS.values()}  # each job's dedupe log
     assert created == used
+
+
+def _brace_expanded(word: str) -> list[str]:
+    """bash's expansion of one `a{b,c}d` group (all the topics job uses)."""
+    match = re.fullmatch(r"([^{]*)\{([^}]*)\}(.*)", word)
+    if match is None:
+        return [word]
+    head, options, tail = match.groups()
+    return [f"{head}{option}{tail}" for option in options.split(",")]
+
+
+def test_each_consumer_pod_is_a_static_group_member_under_its_stable_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    statefulset = _object("StatefulSet", "llm-router-consumers")
+    env = {var["name"]: var for var in _container(statefulset)["env"]}
+    ref = env["CONSUMER_GROUP_INSTANCE_ID"]["valueFrom"]["fieldRef"]
+    assert ref == {"fieldPath": "metadata.name"}  # stable in a StatefulSet, across replacements
+    # The pod's command takes its member name from that variable (no flag overrides it).
+    monkeypatch.setenv("CONSUMER_GROUP_INSTANCE_ID", "llm-router-consumers-1")
+    args = build_parser().parse_args(_container(statefulset)["args"])
+    assert args.group_instance_id == "llm-router-consumers-1"
 
 
 def test_every_container_runs_the_image_kustomize_rewrites_or_a_pinned_one() -> None:

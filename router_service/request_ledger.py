@@ -66,9 +66,14 @@ class LedgerConfig:
 
 
 def fingerprint(kind: bytes, body: bytes) -> bytes:
-    """What identifies a request's content: the RPC (`kind`) and its serialized request. The same
-    id with another fingerprint is another request, not a retry."""
-    return hashlib.blake2b(body, digest_size=16, person=kind[:16]).digest()
+    """What identifies a request's content: the RPC (`kind`, with the caller's key id) and its
+    serialized request. The same id with another fingerprint is another request, not a retry.
+    `kind` is hashed whole, length first: blake2b's `person` parameter (16 bytes) cut it, so two
+    keys whose ids began alike ("Complete\0k_team_a..." and "...k_team_b...") shared answers."""
+    digest = hashlib.blake2b(len(kind).to_bytes(4, "big"), digest_size=16)
+    digest.update(kind)
+    digest.update(body)
+    return digest.digest()
 
 
 class _Entry:

@@ -61,6 +61,15 @@ def test_fingerprint_tells_rpcs_and_bodies_apart() -> None:
     assert fingerprint(b"Complete", b"x") != fingerprint(b"Complete", b"y")
 
 
+def test_fingerprint_tells_keys_apart_however_long_their_ids() -> None:
+    """The servicer puts the caller's key id in `kind`: all of it counts, not its first bytes."""
+    team_a, team_b = b"Complete\0k_team_alpha", b"Complete\0k_team_beta"
+    assert fingerprint(team_a, b"x") != fingerprint(team_b, b"x")
+    assert fingerprint(b"Stream\0k_0123456789ab", b"x") != fingerprint(b"Stream\0k_0123456789ac", b"x")
+    # The length prefix: where kind ends and body begins is part of what is hashed.
+    assert fingerprint(b"Complete", b"\0x") != fingerprint(b"Complete\0", b"x")
+
+
 def test_failure_is_not_stored_and_a_retry_runs_again() -> None:
     book, _ = ledger()
     ticket(book.claim("r1", FP)).release()

@@ -45,11 +45,19 @@ from router_service.identity.gate import AuthGate, AuthMode
 from router_service.identity.model import UNRESTRICTED, Identity, Scope
 from router_service.openai_door import response
 from router_service.openai_door.errors import to_http_error
+from router_service.openai_door.idempotency import (
+    UNARY,
+    answer_headers,
+    caller_request_id,
+    request_fingerprint,
+    stream_answer,
+    unary_answer,
+)
 from router_service.openai_door.metrics import measured, note, note_code
 from router_service.openai_door.models import model_list
 from router_service.openai_door.request import DoorRequest, chat_from_openai, parse_body
 from router_service.request_ids import new_request_id  # one request id format for both doors
-from router_service.request_ledger import RequestLedger
+from router_service.request_ledger import Answer, RequestLedger, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -128,38 +136,61 @@ class OpenAIDoor:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
+        claim: Ticket | None = None
         try:
             try:
                 raw = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 return _error_response(request, _too_large(self._config.max_body_bytes), request_id, 413)
             body = parse_body(raw)
+            caller_id = caller_request_id(request.headers)
+            request_id = caller_id or request_id
             stream = body.get("stream") is True
             caller = await self._identify(request, Scope.STREAM if stream else Scope.COMPLETE)
             config = self._engine.config
             door = chat_from_openai(body, request.headers, config.catalog.aliases.keys())
             chat = self._authorized(caller, door.chat)
+            if caller_id:  # a retry of it is answered from the ledger (idempotency.py)
+                fingerprint = request_fingerprint(caller, body, request.headers)
+                acquired = await self._ledger.acquire(request_id, fingerprint, caller)
+                if not isinstance(acquired, Ticket):
+                    return await _replay(request, acquired)
+                claim = acquired
+            else:
+                self._ledger.remember(request_id, caller)
             ctx = self._context(request, request_id, chat, door.stream, caller)
-            self._ledger.remember(request_id, caller)
             if door.stream:
-                return await self._stream(request, door, chat, ctx)
+                return await self._stream(request, door, chat, ctx, claim)
             done = await self._engine.complete(chat, ctx)
+            body_out = response.encode(response.completion_body(request_id, int(time.time()), done))
+            headers = {
+                **response.routing_headers(request_id, done.deployment, len(done.attempts)),
+                **response.cost_headers(done.cost_nanos),
+            }
+            if claim is not None:
+                claim.store(unary_answer(headers, body_out))
         except Exception as exc:
             return _error_response(request, exc, request_id)
-        body_out = response.completion_body(request_id, int(time.time()), done)
-        headers = {
-            **response.routing_headers(request_id, done.deployment, len(done.attempts)),
-            **response.cost_headers(done.cost_nanos),
-        }
-        return web.Response(body=response.encode(body_out), content_type=JSON, headers=headers)
+        finally:
+            if claim is not None:
+                claim.release()  # failed or cancelled: nothing stored, a retry runs again
+        return web.Response(body=body_out, content_type=JSON, headers=headers)
 
     async def _stream(
-        self, request: web.Request, door: DoorRequest, chat: ChatRequest, ctx: CallContext
+        self,
+        request: web.Request,
+        door: DoorRequest,
+        chat: ChatRequest,
+        ctx: CallContext,
+        claim: Ticket | None = None,
     ) -> web.StreamResponse:
         """Errors before the first chunk are raised (the caller answers them with a status the SDK
-        retries on); after it, the stream ends with an error event."""
+        retries on); after it, the stream ends with an error event. With a `claim`, every event
+        sent is kept, and stored when the stream ended well (a retry replays them)."""
         writer = response.ChunkWriter(ctx.request_id, int(time.time()), door.model, door.include_usage)
         out: web.StreamResponse | None = None
+        headers: dict[str, str] = {}
+        sent: list[bytes] | None = [] if claim is not None else None
         async with contextlib.aclosing(self._engine.stream(chat, ctx)) as items:
             try:
                 async for item in items:
@@ -168,10 +199,11 @@ class OpenAIDoor:
                     elif isinstance(item, ToolCallDelta):
                         data = writer.tool_call(item)
                     elif isinstance(item, StreamStart):
-                        headers = response.routing_headers(
-                            ctx.request_id, item.deployment, len(item.attempts)
-                        )
-                        out = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
+                        headers = {
+                            **_SSE_HEADERS,
+                            **response.routing_headers(ctx.request_id, item.deployment, len(item.attempts)),
+                        }
+                        out = web.StreamResponse(headers=headers)
                         await out.prepare(request)
                         data = writer.start(item)
                     elif isinstance(item, StreamFinish):
@@ -180,6 +212,8 @@ class OpenAIDoor:
                         continue
                     assert out is not None, "the engine sends StreamStart first"
                     await out.write(data)
+                    if sent is not None:
+                        sent.append(data)
             except Exception as exc:
                 if out is None:
                     raise
@@ -194,6 +228,8 @@ class OpenAIDoor:
                 return out
         assert out is not None
         await out.write_eof()
+        if claim is not None and sent is not None:
+            claim.store(stream_answer(headers, sent))
         return out
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -267,6 +303,19 @@ class OpenAIDoor:
             span_id=span_id,
             identity=caller,
         )
+
+
+async def _replay(request: web.Request, answer: Answer) -> web.StreamResponse:
+    """The first call's answer to a retry: the same headers and bytes (and x-router-replayed)."""
+    headers = answer_headers(answer)
+    if answer[0] == UNARY:
+        return web.Response(body=answer[2], content_type=JSON, headers=headers)
+    out = web.StreamResponse(headers=headers)
+    await out.prepare(request)
+    for event in answer[2:]:
+        await out.write(event)
+    await out.write_eof()
+    return out
 
 
 def _trace_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -53,9 +53,11 @@ from router_service.openai_door.server import OpenAIDoor
 from router_service.providers.base import ProviderEndpoint
 from router_service.providers.http import make_http_client
 from router_service.providers.registry import build_adapters
+from router_service.quality_learning.feed import LearningFeed
 from router_service.request_ledger import RequestLedger
 from router_service.resilience.live_state import LiveState
 from router_service.resilience.retry import RetryBudgets
+from router_service.routing.learning import QualityLearner
 from router_service.settings import ConfigError, RuntimeConfig, load_config
 from router_service.telemetry.events import EventSink, FeedbackEvent, NullSink, RequestContext, TelemetryEvent
 from router_service.telemetry.kafka_client import ensure_topics
@@ -116,10 +118,14 @@ class RouterApp:
             interceptor, tracing_observer = self._start_tracing(lambda: self.config.endpoints)
             interceptors.insert(0, interceptor)  # first: the call's span is current in all the rest
             observers.append(tracing_observer)
+        learning = _learning_feed(self.config)
+        if learning is not None:
+            observers.append(learning)  # remembers who answered what, for the feedback to come
         observer = observers[0] if len(observers) == 1 else FanOut(*observers)
         governance = self._start_limits(sink)
         cache = self._start_cache()
-        engine = Engine(self.config, adapters, _engine_parts(self.config, observer, governance, cache))
+        parts = _engine_parts(self.config, observer, governance, cache, learning)
+        engine = Engine(self.config, adapters, parts)
         self._stack.push_async_callback(engine.aclose)  # before the HTTP client closes
         self._engine, self._client = engine, client
         self._register_live_metrics(engine)
@@ -129,7 +135,7 @@ class RouterApp:
         servicer = RouterServicer(
             engine,
             self.config.routing.default_deadline_s,
-            feedback=_feedback_publisher(sink),
+            feedback=_feedback_sink(sink, learning),
             ledger=ledger,
             require_known_feedback=self.config.require_known_feedback,
             gate=gate,
@@ -315,6 +321,7 @@ def _engine_parts(
     observer: RequestObserver,
     governance: Governance | None = None,
     cache: ResponseCache | None = None,
+    learning: LearningFeed | None = None,
 ) -> EngineParts:
     """The engine's collaborators, made once: a config reload keeps them (health knowledge and
     spent retries are not config), so live-state settings keep their startup values."""
@@ -329,7 +336,28 @@ def _engine_parts(
         fleet=FleetSignals(live, config.fleet) if config.fleet is not None else None,
         governance=governance,
         cache=cache,
+        learner=learning.learner if learning is not None else None,
     )
+
+
+def _learning_feed(config: RuntimeConfig) -> LearningFeed | None:
+    """The quality learner and what feeds it, when a policy uses `learned`. On the engine's clock
+    (`SYSTEM_CLOCK.monotonic`): routing reads the learner at the times it files scores on."""
+    if config.learning is None:
+        return None
+    ledger = config.ledger
+    return LearningFeed(
+        QualityLearner(config.learning),
+        SYSTEM_CLOCK.monotonic,
+        window_s=ledger.feedback_window_s,
+        max_entries=ledger.feedback_max_entries,
+    )
+
+
+def _feedback_sink(sink: EventSink, learning: LearningFeed | None) -> FeedbackSink:
+    """Feedback is published (for the quality consumer), then filed in this router's learner."""
+    publish = _feedback_publisher(sink)
+    return publish if learning is None else learning.feedback_sink(publish)
 
 
 def _feedback_publisher(sink: EventSink) -> FeedbackSink:

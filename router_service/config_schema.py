@@ -18,6 +18,7 @@ from router_service.catalog import NANOS_PER_USD
 from router_service.keystore.schema import IdentityConfig
 from router_service.limits.schema import LimitsConfig
 from router_service.providers.url_safety import is_cleartext_remote
+from router_service.quality_learning.schema import LearningConfig
 from router_service.telemetry.pii import DEFAULT_PII
 from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS, DEFAULT_TOPIC
 
@@ -461,6 +462,9 @@ class FileConfig(_Strict):
     feedback: FeedbackSettings = FeedbackSettings()
     limits: LimitsConfig = LimitsConfig()  # budgets and rate limits (router_service/limits/)
     cache: CacheConfig = CacheConfig()  # the response cache (router_service/cache/); off by default
+    # The quality learner's settings (router_service/quality_learning/): used when a policy's
+    # strategy uses `learned`, else nothing is built.
+    learning: LearningConfig = LearningConfig()
     providers: dict[str, ProviderConfig]
     models: list[ModelConfig]
     aliases: dict[str, list[str]] = {}

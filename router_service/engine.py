@@ -64,6 +64,7 @@ from router_service.providers.base import ProviderAdapter
 from router_service.resilience.live_state import LiveState
 from router_service.resilience.retry import RetryBudgets
 from router_service.routing.hedge import hedge_delay_s
+from router_service.routing.learning import QualityLearner
 from router_service.routing.router import Router
 from router_service.settings import RuntimeConfig
 from router_service.targets import RetryRules, Targets
@@ -104,6 +105,8 @@ class EngineParts:
     governance: Governance | None = None
     # The response cache (router_service/cache/); None: off, the request path skips it.
     cache: ResponseCache | None = None
+    # The quality learner policies using `learned` route with (router_service/quality_learning/).
+    learner: QualityLearner | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,7 @@ class Engine:
             config.routing.default_policy,
             env=config.routing_env,
             rng=self._parts.rng,
+            learner=self._parts.learner,
         )
         rules = RetryRules(
             error_policy=config.live_state.error_policy,

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
 from pydantic import (
@@ -53,9 +53,11 @@ from router_service.resilience.error_policy import ErrorPolicy
 from router_service.resilience.live_state import LiveStateConfig
 from router_service.resilience.retry import RetryBudgetConfig, RetryConfig
 from router_service.routing.classifier import ClassifierConfig, ModelClassifier, RuleClassifier
+from router_service.routing.learning import LearnerConfig
 from router_service.routing.planner import DEFAULT_ENV, RoutingEnv
 from router_service.routing.policy import HedgeConfig, Policy
 from router_service.routing.strategies import StrategyParams
+from router_service.routing.strategies.learned import learns
 from router_service.telemetry.kafka_client import KafkaSecurity
 from router_service.telemetry.publisher_config import PublisherConfig
 
@@ -91,6 +93,9 @@ class RuntimeConfig:
     require_known_feedback: bool = True  # feedback.require_known_request
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # read at start only (app.py)
     cache: CacheConfig = field(default_factory=CacheConfig)  # read at start only (app.py)
+    # The quality learner's settings, when a policy's strategy uses `learned`; None: no learner
+    # (read at start only: app.py builds the learner and what feeds it).
+    learning: LearnerConfig | None = None
     source: str = ""  # path the config came from, for logs
 
 
@@ -212,7 +217,13 @@ def to_runtime(cfg: FileConfig) -> RuntimeConfig:
         require_known_feedback=cfg.feedback.require_known_request,
         limits=cfg.limits,
         cache=cfg.cache,
+        learning=_learning(cfg, policies.values()),
     )
+
+
+def _learning(cfg: FileConfig, policies: Iterable[Policy]) -> LearnerConfig | None:
+    """The learner's settings when a policy routes with it (strategy `learned`), else None."""
+    return cfg.learning.to_learner_config() if any(learns(p.strategy) for p in policies) else None
 
 
 def _response_limits(http: HttpConfig) -> ResponseLimits:

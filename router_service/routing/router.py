@@ -18,7 +18,8 @@ from router_service.errors import FieldViolation, InvalidRequestError
 from router_service.routing.compiled import compiled_policy
 from router_service.routing.planner import DEFAULT_ENV, RoutingEnv, decide
 from router_service.routing.policy import Policy
-from router_service.routing.signals import HealthView, LiveSignals, QualityView
+from router_service.routing.signals import HealthView, LiveSignals, PosteriorQualityView, QualityView
+from router_service.routing.strategies.learned import learns
 
 
 class RoundRobinCounters:
@@ -46,9 +47,11 @@ class Router:
         env: RoutingEnv = DEFAULT_ENV,
         seed: int | None = None,
         rng: random.Random | None = None,
+        learner: PosteriorQualityView | None = None,
     ) -> None:
         """`rng`: the random stream to draw from (the engine passes its own, which outlives
-        reloads); without one, a new stream seeded with `seed`."""
+        reloads); without one, a new stream seeded with `seed`. `learner`: the quality view of
+        the policies whose strategy uses `learned` (others keep the `quality` `route` is given)."""
         if default_policy not in policies:
             raise ValueError(f"default policy {default_policy!r} is not defined")
         for name, policy in policies.items():
@@ -62,6 +65,10 @@ class Router:
         self.env = env
         self._counters = RoundRobinCounters()
         self._rng = rng if rng is not None else random.Random(seed)
+        self._learner = learner
+        self._learning = (
+            frozenset(n for n, p in policies.items() if learns(p.strategy)) if learner else frozenset()
+        )
 
     def policy(self, name: str = "") -> Policy:
         """The named policy ("" for the default); InvalidRequestError if there is none."""
@@ -93,6 +100,8 @@ class Router:
         compiled = self._compiled.get(policy.name)
         if compiled is None or compiled.policy is not policy:  # `policies` changed since __init__
             compiled = compiled_policy(self.catalog, policy)
+        if policy.name in self._learning:
+            quality = self._learner
         if sticky_key:
             ticket, random_value = _sticky_draws(sticky_key)
         else:

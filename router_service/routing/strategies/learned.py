@@ -23,6 +23,12 @@ from router_service.routing.learning.choice import choose, normal_draws
 from router_service.routing.strategies.base import RankContext, StrategyParams, TieBreak
 
 
+def learns(strategy: str) -> bool:
+    """Whether a strategy composition ("quality>learned") includes `learned`: such a policy routes
+    with the learner (`Router(learner=...)`) rather than the fleet's quality view."""
+    return Learned.name in (part.strip() for part in strategy.split(">"))
+
+
 @dataclass(frozen=True, slots=True)
 class Learned:
     tolerance: float = 0.02

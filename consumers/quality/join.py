@@ -6,6 +6,13 @@ by the request id, so they share a partition, and this index, per partition, rem
 request id -> (task, model, owner) until the feedback comes. The owner (key, team, customer of
 the decision's or completion's envelope) decides who may score it (access.py).
 
+The task is what the request was when it was first routed: the caller's declared task when the
+request gave one, else the router's classification then, as its first decision event recorded
+it. A later decision for the same request id (routed again once its idempotent answer expired,
+perhaps by a retrained classifier or after a reload) does not move the request to another task:
+its feedback, and the history it feeds, stay where they were. The model is the last one that
+answered (the answer the caller has).
+
 It also holds the score in force of each (request, scorer key): one score per scorer and request,
 a later one (by event time, then offset) replacing it in the aggregates. Bounded like the rest:
 at most `max_scorers_per_request` keyed scorers a request, and gone with the request.
@@ -72,7 +79,8 @@ class RequestIndex:
         self, request_id: str, task_type: str, offset: int, event_time_s: float, owner: Party = NOBODY
     ) -> None:
         facts = self._facts(request_id, offset, event_time_s)
-        facts.task_type = task_type
+        if not facts.task_type:  # the first decision's task stays (see the module docstring)
+            facts.task_type = task_type
         if owner.key_id and not facts.owner.key_id:
             facts.owner = owner
 

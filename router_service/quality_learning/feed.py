@@ -25,6 +25,7 @@ from router_service.call import CallContext, Completion, StreamFinish
 from router_service.domain import AttemptRecord, ChatRequest, RouteDecision
 from router_service.identity.model import Identity
 from router_service.routing.learning import QualityLearner
+from router_service.telemetry.metrics import LEARNING_DRIFT_ALARMS
 
 FeedbackSink = Callable[[str, float, dict[str, str], Identity], None]
 DriftListener = Callable[[str, str], None]  # (deployment key, region) whose alarm rang
@@ -101,9 +102,11 @@ class LearningFeed:
             self.unattributed += 1
             return False
         self.filed += 1
-        drifted = self.learner.observe(served.key, served.region, score, now, served.prior)
-        if drifted and self._on_drift is not None:
-            self._on_drift(served.key, served.region)
+        if self.learner.observe(served.key, served.region, score, now, served.prior):
+            provider, _, model = served.key.partition("/")
+            LEARNING_DRIFT_ALARMS.labels(provider, model, served.region).inc()
+            if self._on_drift is not None:
+                self._on_drift(served.key, served.region)
         return True
 
     def feedback_sink(self, inner: FeedbackSink | None) -> FeedbackSink:

@@ -96,6 +96,12 @@ IMPLAUSIBLE_USAGE = Counter(
 DECISIONS = Counter(
     "llmrouter_routing_decisions", "Routing decisions by policy and strategy.", ["policy", "strategy"]
 )
+LEARNING_DRIFT_ALARMS = Counter(
+    "llmrouter_learning_drift_alarms",
+    "Significant quality drops the learner's detector caught, per deployment and request task (the"
+    " arm then keeps only its scores since the drop, so its estimate falls at once).",
+    ["provider", "model", "task"],
+)
 REQUEST_ERRORS = Counter(
     "llmrouter_request_errors",
     "Requests that failed after routing started, by router error reason.",

@@ -4,6 +4,7 @@ answered and the task it was routed as, its score filed once, within the feedbac
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 
 from router_service.call import CacheHit, CallContext, Completion
 from router_service.domain import (
@@ -78,6 +79,8 @@ def test_the_oldest_requests_are_forgotten_past_max_entries() -> None:
 
 def test_a_drift_alarm_is_reported_with_its_deployment_and_task() -> None:
     clock, alarms = Clock(), []
+    labels = {"provider": "p", "model": "coder", "task": "code"}
+    before = REGISTRY.get_sample_value("llmrouter_learning_drift_alarms_total", labels)
     learner = QualityLearner(LearnerConfig(drift=DriftConfig(min_count=4.0)))
     feed = LearningFeed(learner, clock, on_drift=lambda key, region: alarms.append((key, region)))
     for n in range(40):
@@ -85,3 +88,7 @@ def test_a_drift_alarm_is_reported_with_its_deployment_and_task() -> None:
         _answered(feed, f"r{n}", TaskType.CODE)
         feed.file(f"r{n}", 0.9 if n < 20 else 0.3)  # the coder's code quality drops
     assert alarms and set(alarms) == {(CODER.key, "code")}
+    counted = REGISTRY.get_sample_value(
+        "llmrouter_learning_drift_alarms_total", {"provider": "p", "model": "coder", "task": "code"}
+    )
+    assert counted is not None and counted - (before or 0.0) == len(alarms)

@@ -10,6 +10,7 @@ topic, once after dedupe by event id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -34,6 +35,7 @@ from tests.integration.conftest import Sims, chat, router_config_dict
 CLI = [sys.executable, "-m", "router_launcher.cli"]
 CALLERS = 8
 WARM_UP = 50
+WARM_UP_TIMEOUT_S = 60.0
 
 
 def free_port() -> int:
@@ -72,7 +74,8 @@ async def load_until_killed(port: int, proc: subprocess.Popen[bytes], kill_after
                 warm.set()
 
     async def killer() -> None:
-        await warm.wait()
+        with contextlib.suppress(TimeoutError):  # a router that never answers is killed too
+            await asyncio.wait_for(warm.wait(), WARM_UP_TIMEOUT_S)
         await asyncio.sleep(kill_after_s)
         proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(proc.wait)

@@ -20,6 +20,15 @@ function recordingFetch(statuses, onStatus = async () => {}) {
   };
 }
 
+function nextStdinLine() {
+  return new Promise((resolve) => {
+    process.stdin.once("data", (data) => {
+      process.stdin.destroy(); // one line is all it reads: a live stdin would keep node running
+      resolve(String(data));
+    });
+  });
+}
+
 function client(options = {}) {
   return new OpenAI({
     baseURL: process.env.ROUTER_BASE_URL,
@@ -137,11 +146,23 @@ const cases = {
     return { statuses, content: completion.choices[0].message.content };
   },
 
-  // A limit refused the call: 429 with Retry-After; the SDK retries it (maxRetries 1: two tries).
+  // A concurrency limit is full (the test holds its one slot with a stream): first 429 as the SDK
+  // raises it without retries; then with maxRetries 1, the first 429 is reported on stdout
+  // ({"event":"429"}) and the retry waits until the test has freed the slot and said so on stdin,
+  // before the SDK sleeps its Retry-After and tries again.
   async rateLimited() {
+    const refused = await expectFailure(() =>
+      client().chat.completions.create({ model: "router", messages: HELLO }),
+    );
     const statuses = [];
-    const sdk = client({ maxRetries: 1, fetch: recordingFetch(statuses) });
-    return expectFailure(() => sdk.chat.completions.create({ model: "router", messages: HELLO }), statuses);
+    const handshake = async (status) => {
+      if (status !== 429 || statuses.length !== 1) return;
+      console.log(JSON.stringify({ event: "429" }));
+      await nextStdinLine();
+    };
+    const sdk = client({ maxRetries: 1, fetch: recordingFetch(statuses, handshake) });
+    const completion = await sdk.chat.completions.create({ model: "router", messages: HELLO });
+    return { refused, statuses, content: completion.choices[0].message.content };
   },
 
   // The upstream cuts the stream after its first chunk: the SDK raises, never a clean end.
@@ -162,6 +183,7 @@ if (!(name in cases)) {
 }
 try {
   console.log(JSON.stringify(await cases[name]()));
+  process.exit(0); // idle keep-alive sockets must not hold the process
 } catch (error) {
   console.error(error?.stack ?? String(error));
   process.exit(1);

@@ -7,8 +7,10 @@ and `Retry-After` up to 60 s, and `x-should-retry` above all) and raise the rest
 
 - bad input 400 with `param` naming the first field at fault (every violation in `message`);
 - no or bad key 401, a key not allowed 403, an unknown model, alias or policy 404;
-- quota or rate limit 429 with the window's reset as Retry-After (no reset: `x-should-retry:
-  false`, waiting would not help);
+- quota or rate limit 429 with the window's reset as Retry-After, a concurrency limit's with the
+  limits' default second (a slot frees any moment), as gRPC's RetryInfo says; a request over a
+  budget's per-request ceiling `x-should-retry: false` (only a smaller request helps; gRPC sends no
+  RetryInfo either);
 - every upstream failed, or a shared store unreachable, 503 with Retry-After (the shortest delay an
   upstream asked for), deadline 504; anything unexpected 500 with a generic message.
 
@@ -30,6 +32,8 @@ from router_service.errors import (
     UnknownModelError,
     status_of,
 )
+from router_service.limits.errors import DEFAULT_RETRY_S as LIMIT_RETRY_S
+from router_service.limits.errors import LimitExceededError, RequestCostCeilingError
 
 DEFAULT_RETRY_DELAY_S = 1.0
 MAX_MESSAGE_CHARS = 2048
@@ -95,10 +99,16 @@ def _param(exc: BaseException) -> str | None:
 
 def _retry_after_s(exc: BaseException) -> float | None:
     """When a retry may succeed: the shortest delay an upstream asked for, the limit window's reset
-    (`retry_after_s`, None for a budget that does not reset), else a default second."""
+    (a concurrency limit has none: the limits' default), None when no retry can (a request over a
+    per-request cost ceiling), else a default second. The same delays as gRPC's RetryInfo
+    (limits/rpc_details.py)."""
     if isinstance(exc, AllAttemptsFailedError):
         delays = [e.retry_after_s for _, e in exc.failures if e.retry_after_s is not None]
         return min(delays) if delays else DEFAULT_RETRY_DELAY_S
+    if isinstance(exc, RequestCostCeilingError):
+        return None
+    if isinstance(exc, LimitExceededError):
+        return exc.retry_after_s if exc.retry_after_s is not None else LIMIT_RETRY_S
     if hasattr(exc, "retry_after_s"):
         delay = exc.retry_after_s
         return float(delay) if isinstance(delay, (int, float)) else None

@@ -13,7 +13,7 @@ from router_service.errors import (
     UnauthenticatedError,
     UnknownModelError,
 )
-from router_service.limits.errors import BudgetExceededError, LimitExceededError
+from router_service.limits.errors import LimitExceededError, RequestCostCeilingError
 from router_service.limits.model import Level, Metric
 from router_service.openai_door.errors import to_http_error
 
@@ -46,10 +46,19 @@ def test_rate_limit_is_429_with_the_window_reset() -> None:
     assert error.body["error"]["code"] == "rate_limited"
 
 
-def test_a_budget_that_does_not_reset_tells_the_sdk_not_to_retry() -> None:
-    error = to_http_error(limit(BudgetExceededError, None), "rid")
+def test_a_concurrency_limit_says_retry_in_a_second_as_grpc_does() -> None:
+    """No window (a slot frees any moment): the limits' default second, as gRPC's RetryInfo; never
+    x-should-retry false, which would make the SDKs give up on a limit that frees at once."""
+    error = to_http_error(limit(LimitExceededError, None), "rid")
+    assert error.status == 429 and "x-should-retry" not in error.headers
+    assert (error.headers["retry-after-ms"], error.headers["retry-after"]) == ("1000", "1")
+
+
+def test_a_request_over_its_cost_ceiling_tells_the_sdk_not_to_retry() -> None:
+    error = to_http_error(limit(RequestCostCeilingError, None), "rid")
     assert error.status == 429 and error.headers["x-should-retry"] == "false"
     assert "retry-after" not in error.headers
+    assert error.body["error"]["code"] == "request_cost_ceiling"
 
 
 def test_upstream_exhaustion_is_503_with_the_shortest_upstream_delay() -> None:

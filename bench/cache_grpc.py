@@ -8,7 +8,10 @@ client sees it) and 32 concurrent callers (requests per second). The cells run i
 rounds, back to back in one run, so that load on the shared box hits every variant alike; the
 ratios (hit/miss) are the figures to read. Writes bench/results/cache_grpc.json.
 
-    .venv/bin/python bench/cache_grpc.py [--requests 1500] [--rounds 3]
+    .venv/bin/python bench/cache_grpc.py [--requests 1500] [--rounds 3] [--baseline DIR]
+
+`--baseline DIR` adds a `memory@base` router served from another source tree (for instance
+`git archive <commit> | tar -x -C DIR`), measured in the same alternating rounds: before/after.
 
 Targets (issue 15): a hit under 0.5 ms p50 at c=1 in process; 100%-hit throughput >= 2x the
 miss path's.
@@ -35,8 +38,9 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import grpc
+import yaml
 
-from bench.servers import Fleet, grpc_health_probe, http_probe, wait_ready
+from bench.servers import Fleet, free_port, grpc_health_probe, http_probe, wait_ready
 from router_contract._gen.router.v1 import router_pb2 as pb
 from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.embedded.redis_server import EmbeddedRedis
@@ -180,7 +184,17 @@ async def wait_all(fleet_servers: list[Any], sim: Any) -> None:
         await wait_ready(server, grpc_health_probe(server.port))
 
 
-def run(n: int, rounds: int) -> dict[str, Any]:
+def spawn_from_tree(fleet: Fleet, tree: Path, config_for_port: Callable[[int], dict[str, Any]]) -> Any:
+    """`router-service serve` importing the packages of `tree` (e.g. `git archive` of an earlier
+    commit) ahead of the installed ones: before/after figures from one run on one box."""
+    port = free_port()
+    path = fleet.workdir / "router-memory-base.yaml"
+    path.write_text(yaml.safe_dump(config_for_port(port), sort_keys=False))
+    argv = ["env", f"PYTHONPATH={tree}", sys.executable, "-m", "router_launcher.cli"]
+    return fleet.spawn("router-memory-base", port, [*argv, "serve", "--config", str(path)])
+
+
+def run(n: int, rounds: int, baseline: Path | None = None) -> dict[str, Any]:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-cache-grpc-") as tmp, Fleet(Path(tmp)) as fleet:
         redis = EmbeddedRedis(log_path=Path(tmp) / "redis.log")
@@ -199,6 +213,10 @@ def run(n: int, rounds: int) -> dict[str, Any]:
                 )
                 for name, cache in variants.items()
             }
+            if baseline is not None:  # the same in-process cell, served by another source tree
+                routers["memory@base"] = spawn_from_tree(
+                    fleet, baseline, functools.partial(router_config, sim_url, cache=variants["memory"])
+                )
 
             async def go() -> dict[str, Any]:
                 await wait_all(list(routers.values()), sim)
@@ -223,12 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a source tree (git archive of a commit) to serve a 'memory@base' router from, for A/B",
+    )
     args = parser.parse_args(argv)
-    report = run(args.requests, args.rounds)
+    report = run(args.requests, args.rounds, args.baseline)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     for cell, c in report["cells"].items():
-        print(f"{cell:14} p50 {c['p50_ms']:.3f} ms  p99 {c['p99_ms']:.3f} ms  c=32 {c['rps_c32']:.0f} req/s")
+        print(f"{cell:18} p50 {c['p50_ms']:.3f} ms  p99 {c['p99_ms']:.3f} ms  c=32 {c['rps_c32']:.0f} req/s")
     for name, r in report["ratios"].items():
         p50, rps, above = r["p50_hit_over_miss"], r["rps_hit_over_miss"], r["hit_p50_over_echo_ms"]
         print(f"{name:8} hit/miss: p50 x{p50:.2f}, c=32 throughput x{rps:.2f}; hit-echo p50 {above:+.3f} ms")

@@ -52,16 +52,22 @@ _AMOUNTS = (
     "output_tokens",
     "cached_input_tokens",
     "unused_cost_nanos_usd",
+    "served_input_tokens",
+    "served_output_tokens",
 )
 _COUNTS = ("requests", "cache_hits", "unused_answers")
 # Added after the first snapshots were written: absent from those, read as 0.
-_ADDED_LATER = frozenset({"unused_answers", "unused_cost_nanos_usd"})
+_ADDED_LATER = frozenset(
+    {"unused_answers", "unused_cost_nanos_usd", "served_input_tokens", "served_output_tokens"}
+)
 
 
 @dataclass(slots=True)
 class Totals:
     """What the upstreams billed: the answers callers got (`requests`), plus answers nobody used
-    (hedge losers that finished anyway), whose share is also shown on its own (`unused_*`)."""
+    (hedge losers that finished anyway), whose share is also shown on its own (`unused_*`).
+    The token sums are billed tokens: a cache hit's usage was billed once, by the call that made
+    the answer, so a hit adds its tokens to `served_*` (served from the cache) instead."""
 
     requests: int = 0
     cache_hits: int = 0
@@ -72,12 +78,18 @@ class Totals:
     cached_input_tokens: int = 0
     unused_answers: int = 0
     unused_cost_nanos_usd: int = 0
+    served_input_tokens: int = 0  # a hit's input tokens (cached ones included): nobody billed them
+    served_output_tokens: int = 0
 
     def add(self, completion: CompletionCost) -> None:
         self.requests += 1
         self.cache_hits += completion.cache_hit
         self.cost_nanos_usd += completion.cost_nanos_usd
         self.cost_saved_nanos_usd += completion.cost_saved_nanos_usd
+        if completion.cache_hit:
+            self.served_input_tokens += completion.input_tokens
+            self.served_output_tokens += completion.output_tokens
+            return
         self.input_tokens += completion.input_tokens
         self.output_tokens += completion.output_tokens
         self.cached_input_tokens += completion.cached_input_tokens

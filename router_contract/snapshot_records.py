@@ -62,6 +62,8 @@ _COST_FIELDS = (  # (dict name, proto field)
     ("cached_input_tokens", "cached_input_token_count"),
     ("unused_answers", "unused_answer_count"),
     ("unused_cost_nanos_usd", "unused_cost_nanos_usd"),
+    ("served_input_tokens", "cache_served_input_token_count"),
+    ("served_output_tokens", "cache_served_output_token_count"),
 )
 _COUNTS = frozenset({"requests", "cache_hits", "unused_answers"})  # JSON numbers; amounts are strings
 

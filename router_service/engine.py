@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from router_service.attempt_recorder import Attempt, RequestRecorder
 from router_service.cache import entry as cache_entry
+from router_service.cache.answerable import answering_deployment, hit_decision
 from router_service.cache.cache import Hit, Miss, ResponseCache
 from router_service.call import (
     CacheHit,
@@ -238,16 +239,20 @@ class Engine:
         the recorder's `ended_with` (and the hold's release), exactly once. When nothing is
         eligible, the decision that says why is reported too, before the error ends the request.
 
-        Order: route (the cache key names the policy routing settled on), the cache lookup, then
-        the limits. A hit sends nothing upstream and costs nothing, so it reserves nothing (nor
-        counts against request-rate limits). A miss is stored only if the limits left the policy
-        as it was keyed: a downgraded answer must not answer later calls of the dearer policy."""
+        Order: the cache lookup, routing, then the limits. The lookup comes first, keyed on the
+        policy the request names (or the router's default), so that a hit pays neither the task
+        classifier nor the ranking: `cache.answerable` checks instead that routing could pick
+        the entry's deployment at all. A hit sends nothing upstream and costs nothing, so it
+        reserves nothing (nor counts against request-rate limits). A miss is routed as without
+        a cache, and stored only if the limits left the policy as it was keyed: a downgraded
+        answer must not answer later calls of the dearer policy."""
         try:
+            looked = await self._look_up(run.ctx, run.request, setup)
+            if isinstance(looked, tuple):
+                hit, answered_by, decision = looked
+                return _Admitted(run.decided(decision), hit=hit, answered_by=answered_by)
             allowed = allowed_models(run.ctx.identity, setup.config.catalog)
             decision = self._route(setup, run.request, streaming, allowed)
-            looked = await self._look_up(run.ctx, run.request, setup, decision)
-            if isinstance(looked, tuple):
-                return _Admitted(run.decided(decision), hit=looked[0], answered_by=looked[1])
             keyed_policy = decision.policy
             if hold is not None:
                 decision = await self._govern(run, setup, streaming, allowed, decision, hold)
@@ -259,32 +264,46 @@ class Engine:
         return _Admitted(run.decided(decision), miss=miss)
 
     async def _look_up(
-        self, ctx: CallContext, request: ChatRequest, setup: _Setup, decision: RouteDecision
-    ) -> tuple[Hit, Deployment] | Miss | None:
-        """The cache's answer for this request (never an error: the cache counts its own
-        failures as misses). A hit whose deployment left the catalog, or is no longer a candidate
-        of the policy, is a miss: the answer is not one this request could get now."""
+        self, ctx: CallContext, request: ChatRequest, setup: _Setup
+    ) -> tuple[Hit, Deployment, RouteDecision] | Miss | None:
+        """The cache's answer for this request, before routing it (never an error: the cache
+        counts its own failures as misses), with the decision the hit reports. A hit whose
+        deployment routing could not pick now (it left the catalog or the policy, or this key,
+        these hints or this sensitivity rule it out) is a miss. None: no cache, or a policy
+        that does not exist (routing refuses the request)."""
         cache = self._parts.cache
         if cache is None:
             return None
+        config = setup.config
+        name = request.hints.policy or config.routing.default_policy  # what Router.route picks
+        policy = config.policies.get(name)
+        if policy is None:
+            return None
         directives = ctx.cache
-        found = await cache.lookup(ctx.identity, request, decision.policy, directives)
+        found = await cache.lookup(ctx.identity, request, name, directives)
         if isinstance(found, Miss):
             return found
-        deployment = setup.config.catalog.by_key.get(found.entry.deployment)
-        if deployment is None or all(c.key != deployment.key for c in decision.candidates):
+        answering = answering_deployment(
+            config.catalog, policy, request, ctx.identity, found.entry.deployment
+        )
+        if answering is None:
             return Miss(found.key, write=not directives.no_store)
-        return found, deployment
+        deployment, strategy = answering
+        task = request.hints.task_type or found.entry.task_type
+        if task is None:  # an entry older than its task field: classify, as routing would
+            task = config.routing_env.classifier.classify(request)
+        return found, deployment, hit_decision(name, strategy, task, deployment)
 
     async def cache_status(
         self, request: ChatRequest, ctx: CallContext, decision: RouteDecision
     ) -> CacheHit | None:
         """For `Route`: whether a Complete or Stream of this caller would be answered from the
-        cache now, and by how old an answer (the entry is only read)."""
-        looked = await self._look_up(ctx, request, self._setup, decision)
+        cache now, and by how old an answer (the entry is only read). Looked up as a call would,
+        before routing: `decision` (Route's own) does not change it."""
+        looked = await self._look_up(ctx, request, self._setup)
         if not isinstance(looked, tuple):
             return None
-        hit, deployment = looked
+        hit, deployment, _ = looked
         return CacheHit(hit.age_s, cache_entry.saved_cost_nanos(hit.entry, deployment))
 
     async def _govern(
@@ -516,45 +535,62 @@ class Engine:
                 yield replayed
             return
         cache, miss = self._parts.cache, admitted.miss
+        lead = None
+        if cache is not None and miss is not None:
+            # An identical Stream of this tenant already running: wait for its answer and replay
+            # it (cost 0, a hit of age 0); if it fails, make our own call, as without coalescing.
+            shared = await cache.follow_stream(miss)
+            by = None if shared is None else setup.config.catalog.by_key.get(shared.deployment)
+            if shared is not None and by is not None:
+                for replayed in cache_entry.replay(shared, by, admitted.decision):
+                    yield replayed
+                return
+            lead = cache.lead_stream(miss)
         # Stored only once the stream finished cleanly: a failed or interrupted one has no answer.
         storing = cache is not None and miss is not None and miss.write
-        capture = cache_entry.StreamCapture() if storing else None
-        targets = Targets(run, setup.config.catalog, setup.rules, self._parts.budgets, self._parts.rng)
-        routing = setup.config.routing
-        while (deployment := targets.next()) is not None:
-            upstream = setup.adapters[deployment.provider].stream(run.request, deployment.upstream_model)
-            timeout = min(targets.timeout_for(deployment), routing.first_token_timeout_s)
-            attempt = run.start(deployment)
-            try:
-                async with self._clock.timeout(timeout):
-                    first = await anext(upstream)
-            except asyncio.CancelledError:
-                attempt.cancelled()
-                await upstream.aclose()
-                raise
-            except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
-                await upstream.aclose()
-                error = _as_provider_error(exc, timeout)
-                attempt.failed(error)
-                await targets.after_failure(deployment, error)
-                continue
-            except BaseException:
-                attempt.abort()
-                await upstream.aclose()
-                raise
-            relay = self._relay(run, upstream, first, attempt, routing.stream_stall_timeout_s)
-            async with contextlib.aclosing(relay) as items:
-                async for item in items:
-                    if capture is not None:
-                        capture.add(item)
-                        # Before the end is yielded: the consumer may stop right after it.
-                        if isinstance(item, StreamFinish) and cache is not None and miss is not None:
-                            answer = capture.answer(self._clock.time())
-                            if answer is not None:
-                                await cache.store(miss, answer)
-                    yield item
-            return
-        raise targets.exhausted()
+        capture = cache_entry.StreamCapture() if storing or lead is not None else None
+        try:
+            targets = Targets(run, setup.config.catalog, setup.rules, self._parts.budgets, self._parts.rng)
+            routing = setup.config.routing
+            while (deployment := targets.next()) is not None:
+                upstream = setup.adapters[deployment.provider].stream(run.request, deployment.upstream_model)
+                timeout = min(targets.timeout_for(deployment), routing.first_token_timeout_s)
+                attempt = run.start(deployment)
+                try:
+                    async with self._clock.timeout(timeout):
+                        first = await anext(upstream)
+                except asyncio.CancelledError:
+                    attempt.cancelled()
+                    await upstream.aclose()
+                    raise
+                except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
+                    await upstream.aclose()
+                    error = _as_provider_error(exc, timeout)
+                    attempt.failed(error)
+                    await targets.after_failure(deployment, error)
+                    continue
+                except BaseException:
+                    attempt.abort()
+                    await upstream.aclose()
+                    raise
+                relay = self._relay(run, upstream, first, attempt, routing.stream_stall_timeout_s)
+                async with contextlib.aclosing(relay) as items:
+                    async for item in items:
+                        if capture is not None:
+                            capture.add(item)
+                            # Before the end is yielded: the consumer may stop right after it.
+                            if isinstance(item, StreamFinish) and cache is not None and miss is not None:
+                                answer = capture.answer(self._clock.time())
+                                if answer is not None and lead is not None:
+                                    lead.succeed(answer)
+                                if answer is not None and storing:
+                                    await cache.store(miss, answer)
+                        yield item
+                return
+            raise targets.exhausted()
+        finally:
+            if lead is not None:
+                lead.fail()  # followers make their own calls (nothing once it succeeded)
 
     async def _relay(
         self,

@@ -19,15 +19,16 @@ hash) at most every `_LOG_EVERY_S` per operation, and answered as a miss (or a s
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from router_service.cache import metrics
-from router_service.cache.coalesce import Coalescer
+from router_service.cache.coalesce import Coalescer, Lead
 from router_service.cache.codec import CorruptEntryError, decode, encode
 from router_service.cache.entry import CachedAnswer
-from router_service.cache.key import ScopeBy, cache_key, tenant_scope
+from router_service.cache.key import ScopeBy, TenantScope, cache_key, tenant_scope
 from router_service.cache.rules import NO_DIRECTIVES, CacheRules, Directives, Skip, access, fresh
 from router_service.cache.store import CacheStore, CacheUnavailableError, MemoryCacheStore
 from router_service.clock import Clock
@@ -40,6 +41,8 @@ T = TypeVar("T")
 
 _LOG_EVERY_S = 10.0
 _INFLATE_FACTOR = 64  # an entry inflates to at most this many times its size cap (JSON compresses ~10x)
+_DECODED_MAX_BYTES = 8 << 20  # decoded entries kept for hot keys (`_remember`)
+_SCOPES_MAX = 4096  # identities whose normalized scope is kept (`_scope`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,12 @@ class ResponseCache:
         self._clock = clock
         self._max_inflated = store.max_value_bytes * _INFLATE_FACTOR
         self._coalescer: Coalescer[Any] = Coalescer()
+        self._streams: Coalescer[CachedAnswer] = Coalescer()  # Stream calls, keyed by cache key
         self._logged_at: dict[str, float] = {}
+        # key -> (stored bytes, their entry, bytes held): see `_remember`.
+        self._decoded: OrderedDict[str, tuple[bytes, CachedAnswer, int]] = OrderedDict()
+        self._decoded_bytes = 0
+        self._scopes: dict[int, tuple[Identity, TenantScope]] = {}
 
     @property
     def settings(self) -> CacheSettings:
@@ -90,7 +98,7 @@ class ResponseCache:
             if allowed.skip is not None:
                 metrics.SKIPS.labels(allowed.skip.value).inc()
                 return Miss("", False, allowed.skip)
-            key = cache_key(tenant_scope(identity, self._settings.scope_by), request, policy)
+            key = cache_key(self._scope(identity), request, policy)
         except Exception as exc:  # a request the key cannot normalize goes around the cache
             self._failed("key", "", exc)
             return _BYPASS
@@ -106,6 +114,18 @@ class ResponseCache:
             return miss
         metrics.HITS.inc()
         return Hit(key, found, age)
+
+    def _scope(self, identity: Identity) -> TenantScope:
+        """The identity's scope, normalized once per identity object (keystores hand out the
+        same object per key), not per request: its access rules are sorted sets."""
+        known = self._scopes.get(id(identity))
+        if known is not None and known[0] is identity:
+            return known[1]
+        if len(self._scopes) >= _SCOPES_MAX:
+            self._scopes.clear()
+        scope = tenant_scope(identity, self._settings.scope_by)
+        self._scopes[id(identity)] = (identity, scope)  # holds it: its id is not reused meanwhile
+        return scope
 
     async def store(self, miss: Miss, answer: CachedAnswer) -> bool:
         """Write a clean answer under the miss's key; True when it was stored."""
@@ -143,6 +163,26 @@ class ResponseCache:
             metrics.COALESCED.inc()
         return cast(T, result), shared
 
+    async def follow_stream(self, miss: Miss) -> CachedAnswer | None:
+        """The answer of an identical Stream of this tenant still running (when coalescing),
+        once it finished cleanly; None: none running, or it failed (make your own call)."""
+        if not miss.key or not self._settings.coalesce:
+            return None
+        leader = self._streams.leader_of(miss.key)
+        if leader is None:
+            return None
+        answer = await self._streams.follow(leader)
+        if answer is not None:
+            metrics.COALESCED.inc()
+        return answer
+
+    def lead_stream(self, miss: Miss) -> Lead[CachedAnswer] | None:
+        """Make this Stream the one identical Streams of the tenant arriving meanwhile follow:
+        `succeed` with its captured answer when it finished cleanly, else `fail`."""
+        if not miss.key or not self._settings.coalesce or self._streams.leader_of(miss.key) is not None:
+            return None
+        return self._streams.lead(miss.key)
+
     async def close(self) -> None:
         await self._store.close()
         self._gauge()
@@ -156,11 +196,31 @@ class ResponseCache:
             return None
         if value is None:
             return None
+        memo = self._decoded.get(key)
+        if memo is not None and memo[0] == value:  # the same bytes decode to the same entry
+            return memo[1]
         try:
-            return decode(key, value, self._max_inflated)
+            entry = decode(key, value, self._max_inflated)
         except CorruptEntryError as exc:
             self._failed("decode", key, exc)
             return None
+        self._remember(key, value, entry)
+        return entry
+
+    def _remember(self, key: str, value: bytes, entry: CachedAnswer) -> None:
+        """Keep the decoded entry of a hot key: inflating and parsing it again is most of a hit's
+        cost in the cache. Bounded by the bytes it holds; the oldest entries go first."""
+        size = len(value) + len(entry.content) + len(key)
+        if size > _DECODED_MAX_BYTES // 16:
+            return
+        old = self._decoded.pop(key, None)
+        if old is not None:
+            self._decoded_bytes -= old[2]
+        self._decoded[key] = (value, entry, size)
+        self._decoded_bytes += size
+        while self._decoded_bytes > _DECODED_MAX_BYTES:
+            _, (_, _, evicted) = self._decoded.popitem(last=False)
+            self._decoded_bytes -= evicted
 
     def _gauge(self) -> None:
         if isinstance(self._store, MemoryCacheStore):

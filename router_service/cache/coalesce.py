@@ -31,6 +31,24 @@ class Coalescer(Generic[T]):
     def inflight(self) -> int:
         return len(self._inflight)
 
+    def leader_of(self, key: str) -> asyncio.Future[T] | None:
+        """The in-flight call of `key` to follow, if any (for callers that cannot hand `run` a
+        producer, like a stream, whose result exists only once it has been relayed)."""
+        return self._inflight.get(key)
+
+    async def follow(self, leader: asyncio.Future[T]) -> T | None:
+        """The leader's result; None if it failed (then make your own call)."""
+        try:
+            return await asyncio.shield(leader)
+        except _LeaderFailed:
+            return None
+
+    def lead(self, key: str) -> Lead[T]:
+        """Become the in-flight call of `key` (none may be running): settle the lead exactly once."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        return Lead(self._inflight, key, future)
+
     async def run(self, key: str, producer: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """(the result, whether it was another caller's). Raises only this caller's own errors."""
         shared = self._inflight.get(key)
@@ -52,3 +70,28 @@ class Coalescer(Generic[T]):
             return result, False
         finally:
             del self._inflight[key]
+
+
+class Lead(Generic[T]):
+    """An in-flight call others may follow: `succeed` hands them its result, `fail` (also the
+    effect of settling twice: only the first counts) sends each to its own call."""
+
+    __slots__ = ("_future", "_inflight", "_key")
+
+    def __init__(self, inflight: dict[str, asyncio.Future[T]], key: str, future: asyncio.Future[T]) -> None:
+        self._inflight, self._key, self._future = inflight, key, future
+
+    def succeed(self, result: T) -> None:
+        if not self._future.done():
+            self._future.set_result(result)
+        self._release()
+
+    def fail(self) -> None:
+        if not self._future.done():
+            self._future.set_exception(_LeaderFailed())
+            self._future.exception()  # retrieved: no "exception never retrieved" when nobody followed
+        self._release()
+
+    def _release(self) -> None:
+        if self._inflight.get(self._key) is self._future:
+            del self._inflight[self._key]

@@ -14,7 +14,7 @@ import zlib
 from typing import Any
 
 from router_service.cache.entry import CachedAnswer
-from router_service.domain import FinishReason, ToolCall, Usage
+from router_service.domain import FinishReason, TaskType, ToolCall, Usage
 
 _FORMAT = b"\x01"
 _LEVEL = 1  # fastest: the store path runs after the answer, but on the router's CPU
@@ -36,6 +36,8 @@ def encode(key: str, entry: CachedAnswer) -> bytes:
         "m": entry.upstream_model,
         "at": entry.created_at,
     }
+    if entry.task_type is not None:
+        payload["tt"] = entry.task_type.value
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     return _FORMAT + zlib.compress(text.encode("utf-8", "surrogatepass"), _LEVEL)
 
@@ -59,6 +61,7 @@ def decode(key: str, data: bytes, max_inflated_bytes: int) -> CachedAnswer:
             deployment=str(p["d"]),
             upstream_model=str(p["m"]),
             created_at=float(p["at"]),
+            task_type=TaskType(p["tt"]) if "tt" in p else None,
         )
     except CorruptEntryError:
         raise

@@ -25,6 +25,7 @@ from router_service.domain import (
     RouteDecision,
     StreamDone,
     StreamEvent,
+    TaskType,
     TextDelta,
     ToolCall,
     ToolCallDelta,
@@ -43,6 +44,9 @@ class CachedAnswer:
     deployment: str  # "provider/model", the deployment that answered
     upstream_model: str
     created_at: float  # Unix seconds (wall clock: entries are shared across replicas)
+    # The task routing classified the request as: a hit reports it without classifying again
+    # (None: an entry written before this field, or by a caller that had no decision).
+    task_type: TaskType | None = None
 
     def age_s(self, now: float) -> float:
         """Seconds since the answer was made; never negative (replicas' clocks differ a little)."""
@@ -59,6 +63,7 @@ def from_completion(completion: Completion, now: float) -> CachedAnswer:
         deployment=completion.deployment.key,
         upstream_model=result.upstream_model,
         created_at=now,
+        task_type=completion.decision.task_type,
     )
 
 
@@ -126,4 +131,5 @@ class StreamCapture:
             deployment=finish.deployment.key,
             upstream_model=done.upstream_model,
             created_at=now,
+            task_type=finish.decision.task_type,
         )

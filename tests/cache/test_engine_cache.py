@@ -5,6 +5,7 @@ a store that fails is a miss, never an error; a stream that breaks is not stored
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -22,7 +23,7 @@ from router_service.resilience.live_state import LiveState
 from router_service.resilience.retry import RetryBudgets
 from router_service.settings import RuntimeConfig, parse_config
 from tests.cache.helpers import ACME_SEARCH
-from tests.fakes import FakeAdapter, RecordingObserver, done
+from tests.fakes import HANG, FakeAdapter, RecordingObserver, done
 
 PROVIDERS = ("a", "b")
 REQUEST = ChatRequest(
@@ -137,3 +138,49 @@ async def test_a_broken_stream_is_not_stored_and_a_clean_one_replays() -> None:
     end = replayed[-1]
     assert isinstance(end, StreamFinish) and end.cache_hit is not None and end.cost_nanos == 0
     assert end.done.usage == done().usage
+
+
+async def _drain(stream: Any) -> list[Any]:
+    return [item async for item in stream]
+
+
+def _streaming(engine: Engine) -> asyncio.Task[list[Any]]:
+    return asyncio.create_task(_drain(engine.stream(REQUEST, ctx(engine, stream=True))))
+
+
+async def test_identical_concurrent_streams_follow_the_leader_and_replay_its_answer() -> None:
+    engine, adapters, _ = make()
+    leader = engine.stream(REQUEST, ctx(engine, stream=True))
+    first = await anext(leader)  # the leader is upstream now
+    assert isinstance(first, StreamStart) and first.cache_hit is None
+    followers = [_streaming(engine) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(f.done() for f in followers)  # waiting for the leader's answer
+    live = [first, *await _drain(leader)]
+    replays = await asyncio.gather(*followers)
+    assert upstream_calls(adapters) == 1
+    text = "".join(i.text for i in live if isinstance(i, TextDelta))
+    for items in replays:
+        assert [type(i) for i in items] == [StreamStart, TextDelta, StreamFinish]
+        assert items[1] == TextDelta(text)
+        end = items[-1]
+        assert end.cache_hit is not None and end.cost_nanos == 0 and end.attempts == ()
+        assert end.cache_hit.saved_cost_nanos == live[-1].cost_nanos > 0
+
+
+async def test_followers_of_a_failed_stream_make_their_own_calls() -> None:
+    engine, adapters, _ = make()
+    adapters["a"].script = [[TextDelta("par"), HANG]]
+    leader = engine.stream(REQUEST, ctx(engine, stream=True))
+    assert isinstance(await anext(leader), StreamStart)
+    assert await anext(leader) == TextDelta("par")  # next: the upstream hangs
+    followers = [_streaming(engine) for _ in range(2)]
+    await asyncio.sleep(0)
+    await leader.aclose()  # the leader's caller went away: nothing to share
+    answers = await asyncio.gather(*followers)
+    # Each made its own call, billed, as without coalescing: 1 (the leader's) + 2 upstream.
+    assert upstream_calls(adapters) == 3
+    for items in answers:
+        end = items[-1]
+        assert isinstance(end, StreamFinish) and end.cache_hit is None and end.cost_nanos > 0
+        assert [i.text for i in items if isinstance(i, TextDelta)] == ["a"]

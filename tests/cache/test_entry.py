@@ -41,7 +41,9 @@ def test_a_hit_on_complete_answers_the_entry_with_zero_cost_and_no_attempts() ->
     assert completion.result.finish_reason is FinishReason.STOP
     assert (completion.cost_nanos, completion.attempts) == (0, ())
     assert completion.cache_hit == CacheHit(0.0, saved_cost_nanos(entry, deployment()))
-    assert from_completion(completion, entry.created_at) == entry
+    # Stored again, the entry also records the task routing classified the request as.
+    stored = from_completion(completion, entry.created_at)
+    assert stored == dataclasses.replace(entry, task_type=TaskType.CHAT)
 
 
 def test_a_hit_says_how_old_its_answer_is_and_what_it_saved() -> None:
@@ -78,7 +80,7 @@ def test_a_replay_of_an_answer_without_text_has_no_empty_delta() -> None:
 
 
 def test_a_captured_stream_that_finished_is_the_entry_its_replay_gives_back() -> None:
-    entry = answer("Hello there")
+    entry = dataclasses.replace(answer("Hello there"), task_type=DECISION.task_type)
     live = [
         StreamStart(deployment(), DECISION, ()),
         TextDelta("Hel"),
@@ -121,6 +123,9 @@ def test_an_entry_round_trips_through_its_compressed_bytes() -> None:
     data = codec.encode(KEY, entry)
     assert len(data) < len(entry.content.encode()) / 5  # compressed
     assert codec.decode(KEY, data, 1 << 20) == entry
+    # The task type rides along when known; an entry written without one still decodes (None).
+    typed = dataclasses.replace(entry, task_type=TaskType.CODE)
+    assert codec.decode(KEY, codec.encode(KEY, typed), 1 << 20) == typed
 
 
 def test_a_value_under_another_key_is_refused() -> None:

@@ -110,6 +110,10 @@ class GroundTruth:
                 sums["cache_hits"] += int(body.cache_hit)
                 sums["cost_nanos_usd"] += body.cost_nanos
                 sums["cost_saved_nanos_usd"] += body.cost_saved_nanos
+                if body.cache_hit:  # served from the cache: billed by the call that made it
+                    sums["served_input_tokens"] += body.usage.input_tokens
+                    sums["served_output_tokens"] += body.usage.output_tokens
+                    continue
                 sums["input_tokens"] += body.usage.input_tokens
                 sums["output_tokens"] += body.usage.output_tokens
                 sums["cached_input_tokens"] += body.usage.cached_input_tokens
@@ -124,6 +128,8 @@ _FIELDS = (
     "input_tokens",
     "output_tokens",
     "cached_input_tokens",
+    "served_input_tokens",
+    "served_output_tokens",
 )
 
 

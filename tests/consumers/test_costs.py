@@ -10,6 +10,7 @@ from consumers.costs.dimensions import dimensions_of
 from router_contract.cost_totals import Totals, usd_text
 from router_contract.readers.costs import fleet_totals
 from router_contract.snapshot_keys import record_key
+from router_contract.windows import window_start
 from tests.consumers.helpers import consumer_event
 
 DAY0 = 1_795_046_400  # 2026-11-19T00:00:00Z, a UTC midnight
@@ -163,11 +164,33 @@ def test_snapshot_value_shape_and_round_trip() -> None:
         "cached_input_tokens": "2",
         "unused_answers": 0,
         "unused_cost_nanos_usd": "0",
+        "served_input_tokens": "0",
+        "served_output_tokens": "0",
         "cost_usd": "1.500000000",
     }
     restored = CostsAggregator()
     restored.restore("model=gpt-4o", value, covered_offset=1)
     assert restored.totals("model=gpt-4o", "hour", DAY0) == aggregator.totals("model=gpt-4o", "hour", DAY0)
+
+
+def test_a_cache_hit_counts_its_tokens_as_served_and_never_as_billed() -> None:
+    aggregator = CostsAggregator()
+    aggregator.apply(consumer_event(_completion(cost=700, tokens=(10, 5, 2)), event_id="a"), 0)
+    hit = _completion(cost=0, tokens=(10, 5, 2), cache_hit=True, cost_saved_nanos_usd=700)
+    aggregator.apply(consumer_event(hit, event_id="b"), 1)
+    start = window_start(1_795_000_000.0, 3600)
+    totals = aggregator.totals("model=gpt-4o", "hour", start)
+    assert totals == Totals(
+        requests=2,
+        cache_hits=1,
+        cost_nanos_usd=700,
+        cost_saved_nanos_usd=700,
+        input_tokens=10,  # billed: the miss's only
+        output_tokens=5,
+        cached_input_tokens=2,
+        served_input_tokens=10,  # the hit's, served from the cache
+        served_output_tokens=5,
+    )
 
 
 def test_a_snapshot_written_before_unused_answers_were_counted_restores_them_as_zero() -> None:

@@ -542,6 +542,8 @@ class CostTotals(_message.Message):
     CACHED_INPUT_TOKEN_COUNT_FIELD_NUMBER: _builtins.int
     UNUSED_ANSWER_COUNT_FIELD_NUMBER: _builtins.int
     UNUSED_COST_NANOS_USD_FIELD_NUMBER: _builtins.int
+    CACHE_SERVED_INPUT_TOKEN_COUNT_FIELD_NUMBER: _builtins.int
+    CACHE_SERVED_OUTPUT_TOKEN_COUNT_FIELD_NUMBER: _builtins.int
     request_count: _builtins.int
     """Answers callers got."""
     cache_hit_count: _builtins.int
@@ -560,6 +562,12 @@ class CostTotals(_message.Message):
     """Answers nobody used (hedge losers that finished anyway)."""
     unused_cost_nanos_usd: _builtins.int
     """Their cost, in nano-USD (included in cost_nanos_usd)."""
+    cache_served_input_token_count: _builtins.int
+    """Input tokens of the answers served from a cache (cached input included): not billed, so
+    not in input_token_count.
+    """
+    cache_served_output_token_count: _builtins.int
+    """Output tokens of the answers served from a cache: not in output_token_count."""
     def __init__(
         self,
         *,
@@ -572,10 +580,12 @@ class CostTotals(_message.Message):
         cached_input_token_count: _builtins.int = ...,
         unused_answer_count: _builtins.int = ...,
         unused_cost_nanos_usd: _builtins.int = ...,
+        cache_served_input_token_count: _builtins.int = ...,
+        cache_served_output_token_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hit_count", b"cache_hit_count", "cached_input_token_count", b"cached_input_token_count", "cost_nanos_usd", b"cost_nanos_usd", "cost_saved_nanos_usd", b"cost_saved_nanos_usd", "input_token_count", b"input_token_count", "output_token_count", b"output_token_count", "request_count", b"request_count", "unused_answer_count", b"unused_answer_count", "unused_cost_nanos_usd", b"unused_cost_nanos_usd"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hit_count", b"cache_hit_count", "cache_served_input_token_count", b"cache_served_input_token_count", "cache_served_output_token_count", b"cache_served_output_token_count", "cached_input_token_count", b"cached_input_token_count", "cost_nanos_usd", b"cost_nanos_usd", "cost_saved_nanos_usd", b"cost_saved_nanos_usd", "input_token_count", b"input_token_count", "output_token_count", b"output_token_count", "request_count", b"request_count", "unused_answer_count", b"unused_answer_count", "unused_cost_nanos_usd", b"unused_cost_nanos_usd"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

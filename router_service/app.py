@@ -1,7 +1,8 @@
 """Composition root: builds every object from config, owns start/stop order and signals.
 
-Start: HTTP client -> adapters -> event publisher -> limits -> engine -> fleet view subscriber -> gRPC
-       server -> OpenAI HTTP door (when configured) -> health SERVING.
+Start: HTTP client -> adapters -> event publisher -> limits -> engine -> fleet view subscriber -> its
+       first read of the snapshots (up to fleet.startup_wait_s) -> gRPC server -> OpenAI HTTP door
+       (when configured) -> health SERVING.
 Stop:  the shutdown gate closes (every gRPC call reaching a handler from then on is refused
        UNAVAILABLE + RetryInfo, with its error event) -> health NOT_SERVING -> the gRPC drain
        (the server keeps accepting, and refusing, until the calls started before the stop end,
@@ -129,7 +130,7 @@ class RouterApp:
         self._stack.push_async_callback(engine.aclose)  # before the HTTP client closes
         self._engine, self._client = engine, client
         self._register_live_metrics(engine)
-        self._start_fleet_view(engine)
+        fleet_view = self._start_fleet_view(engine)
         gate = await self._start_auth()
         ledger = RequestLedger(self.config.ledger)  # both doors': gRPC Feedback may name HTTP requests
         servicer = RouterServicer(
@@ -147,6 +148,7 @@ class RouterApp:
             reuse_port=self._reuse_port,
             interceptors=interceptors,
         )
+        await self._wait_for_fleet_view(fleet_view)
         await self._server.start()
         await self._start_openai_door(engine, gate, ledger)
         await mark_serving(self._health)
@@ -235,11 +237,12 @@ class RouterApp:
         self._registry.register(collector)
         self._stack.callback(self._registry.unregister, collector)
 
-    def _start_fleet_view(self, engine: Engine) -> None:
-        """Follow the consumers' snapshot topics in the background; routing never waits for it."""
+    def _start_fleet_view(self, engine: Engine) -> SnapshotSubscriber | None:
+        """Follow the consumers' snapshot topics in the background (`_wait_for_fleet_view` holds
+        the server back until the first read is done)."""
         events, fleet = self.config.events, engine.fleet
         if events is None or fleet is None:
-            return
+            return None
         # A router given its own registry (tests running two in one process) gets its own fleet
         # metrics too; otherwise the process-wide ones, on the default registry.
         metrics = default_fleet_metrics() if self._registry is REGISTRY else FleetMetrics(self._registry)
@@ -248,6 +251,22 @@ class RouterApp:
         )
         subscriber.start()
         self._stack.push_async_callback(subscriber.stop)
+        return subscriber
+
+    async def _wait_for_fleet_view(self, subscriber: SnapshotSubscriber | None) -> None:
+        """Start serving only once the fleet view has read the snapshot topics, bounded by
+        fleet.startup_wait_s: a cold instance would otherwise route its first requests on an empty
+        view, to a deployment every other router has demoted. The port is bound but not served
+        meanwhile (health included): a caller or probe connecting now is answered once it ends."""
+        fleet = self.config.fleet
+        if subscriber is None or fleet is None or fleet.startup_wait_s <= 0:
+            return
+        if not await subscriber.wait_ready(fleet.startup_wait_s):
+            log.warning(
+                "fleet view: snapshot topics not read within fleet.startup_wait_s=%.1fs; serving on "
+                "local state until they are (llmrouter_fleet_view_ready 0)",
+                fleet.startup_wait_s,
+            )
 
     def reload(self, config: RuntimeConfig) -> None:
         """Swap catalog, policies and provider endpoints in place (SIGHUP). In-flight requests

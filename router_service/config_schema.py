@@ -308,6 +308,7 @@ class FleetSettings(_Strict):
     floor_score: Annotated[float, Field(ge=0, lt=1)] = 0.5
     min_share: Annotated[float, Field(gt=0, le=1)] = 0.02
     min_feedback: Annotated[int, Field(ge=1)] = 5
+    startup_wait_s: Annotated[float, Field(ge=0)] = 5.0  # serve once the snapshots are read; 0: at once
 
     @model_validator(mode="after")
     def _order(self) -> FleetSettings:

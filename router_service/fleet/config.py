@@ -31,6 +31,10 @@ class FleetConfig:
     # Quality: the observed mean replaces the configured prior by the consumer's confidence
     # (count / (count + 10)), and only from this many feedback scores on.
     min_feedback: int = 5
+    # At start, the router serves only once it has read the snapshot topics to their end offsets
+    # (a cold instance then routes its first request on what the fleet knows), or after this many
+    # seconds without that (it logs a warning; llmrouter_fleet_view_ready stays 0). 0: no waiting.
+    startup_wait_s: float = 5.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.floor_score < self.demote_below <= 1:
@@ -39,6 +43,8 @@ class FleetConfig:
             raise ValueError("fleet: min_share must be in (0, 1]")
         if min(self.stale_after_s, self.refresh_interval_s, self.health_window_s) <= 0:
             raise ValueError("fleet: stale_after_s, refresh_interval_s and health_window_s must be > 0")
+        if self.startup_wait_s < 0:
+            raise ValueError("fleet: startup_wait_s must be >= 0")
 
     def traffic_share(self, score: float) -> float:
         """The share of the requests a deployment with this health score still leads."""

@@ -18,6 +18,12 @@ class FleetMetrics:
             ["topic"],
             registry=registry,
         )
+        self.ready = Gauge(
+            "llmrouter_fleet_view_ready",
+            "1 once the router has read the snapshot topics to the end offsets they had at its start "
+            "(it serves from then on, or after fleet.startup_wait_s without it); 0 before.",
+            registry=registry,
+        )
         self.age = Gauge(
             "llmrouter_fleet_snapshot_age_seconds",
             "Age of the newest record read from a snapshot topic (by its timestamp).",

@@ -2,9 +2,14 @@
 
 One group-less aiokafka consumer assigned every partition of the three topics, from the
 beginning (the newest value per key is the state, as compaction would keep it). Every
-`refresh_interval_s` the view is rebuilt from what was read and handed to `on_view`. The router
-never waits for this: it starts with an empty (all stale) view, and a broker that is down or a
-topic that does not exist yet only keeps the view stale, retried in the background.
+`refresh_interval_s` the view is rebuilt from what was read and handed to `on_view`. A broker that
+is down or a topic that does not exist yet only keeps the view stale, retried in the background.
+
+`wait_ready` ends once the first read has reached the end offsets the partitions had when it
+began (the view built from them is handed to `on_view` first): the router holds its gRPC server
+back until then, bounded by `fleet.startup_wait_s`, so a cold instance routes its first request
+on what the fleet knows rather than on an empty view (issue 19, item 3). Topics that do not exist
+yet hold nothing to wait for.
 
 A partition that brings nothing for half of `stale_after_s` (a live consumer writes at least every
 snapshot interval) is checked: if the reader's position is past the partition's end, the broker
@@ -104,8 +109,24 @@ class SnapshotSubscriber:
         self._topics = _topics(config)
         self.state = SnapshotState(self._metrics)
         self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        """The first read reached the end of the snapshot topics as they were when it began."""
+        return self._ready.is_set()
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """True once `ready` (at once if it is); False if `timeout_s` passed first."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def start(self) -> None:
+        self._metrics.ready.set(0)
         self._publish_view()  # all stale until the first records arrive: visible in metrics at once
         self._task = asyncio.create_task(self._run(), name="fleet-snapshot-subscriber")
 
@@ -147,10 +168,15 @@ class SnapshotSubscriber:
         next_refresh = next_discovery = last_build = 0.0
         heard: dict[TopicPartition, float] = {}  # monotonic time of the last record (or of the last check)
         quiet_s = self._config.stale_after_s / 2
+        first_read: dict[TopicPartition, int] | None = None  # end offsets to reach before `ready`
+        read_to: dict[TopicPartition, int] = {}  # the offset after the last record read
         while True:
             if not complete and time.monotonic() >= next_discovery:
                 complete = await self._assign_new(consumer, assigned)
                 next_discovery = time.monotonic() + _RETRY_S
+                if first_read is None and not self.ready:
+                    # Only what exists now: a topic created later is not worth holding a start for.
+                    first_read = await _to_read(consumer, assigned)
             changed = False
             if assigned:
                 batches = await consumer.getmany(timeout_ms=_POLL_MS)
@@ -160,6 +186,8 @@ class SnapshotSubscriber:
                     for message in messages:
                         self.state.add(topic, message.key, message.value, message.timestamp, message.headers)
                     heard[tp] = arrived
+                    if messages:
+                        read_to[tp] = max(read_to.get(tp, 0), messages[-1].offset + 1)
                 changed = bool(batches)
                 quiet = quiet_partitions(assigned, heard, arrived, quiet_s)
                 if quiet:
@@ -167,6 +195,15 @@ class SnapshotSubscriber:
                     heard.update(dict.fromkeys(quiet, time.monotonic()))
             else:
                 await asyncio.sleep(_POLL_MS / 1000)
+            if first_read is not None and all(read_to.get(tp, 0) >= end for tp, end in first_read.items()):
+                first_read = None
+                self._publish_view()  # the view of everything read, before anyone is told it is ready
+                last_build = time.monotonic()
+                next_refresh = last_build + self._config.refresh_interval_s
+                self._ready.set()
+                self._metrics.ready.set(1)
+                log.info("fleet view: snapshot topics read to their end offsets at start")
+                continue
             # New records are applied at once (a snapshot arrives in one burst per interval); the
             # periodic rebuild only moves staleness and the health window along.
             now = time.monotonic()
@@ -219,6 +256,22 @@ def quiet_partitions(
         if now - heard.setdefault(tp, now) >= quiet_s:
             out.append(tp)
     return out
+
+
+async def _to_read(consumer: Any, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+    """The end offset of each partition that holds records: the first read is done once the offset
+    after the last record read reaches it.
+
+    On Kafka the end offset is the next offset to be written. Tansu reports the base offset of the
+    partition's last batch plus one, which the records read pass once the last batch is fetched
+    (it comes whole), so the same test holds there. Counted from the records themselves, not from
+    `consumer.position()`, which waits (for the broker) while a seek is pending.
+    """
+    if not partitions:
+        return {}
+    tps = sorted(partitions)
+    starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+    return {tp: ends[tp] for tp in tps if ends[tp] > starts[tp]}
 
 
 async def _rewind_past_end(consumer: Any, partitions: list[TopicPartition]) -> None:

@@ -29,6 +29,9 @@ that noise from the shared machine lands on all of them alike:
                   trace each), spans exported over OTLP/HTTP to a sink process off the router's CPU
 - router+tracing-unsampled   the same with `sample_ratio: 0`: what tracing costs a call it does
                   not sample (the gRPC instrumentation's interceptor, non-recording spans)
+- door            `router`'s config with the OpenAI-compatible HTTP door (server.openai_http), the
+                  same request as POST /v1/chat/completions (model "router") from an aiohttp
+                  session with keep-alive: what the HTTP door costs next to the gRPC path
 
 CPU per request: `time.process_time()` (all threads) over a rep, after a short settle so that the
 event sender's linger is inside it, divided by the calls answered; median and min over the reps.
@@ -75,6 +78,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import uvloop
 from aiohttp import web
@@ -103,11 +107,13 @@ VARIANTS = (
     "router+events-volatile",
     "router+tracing",
     "router+tracing-unsampled",
+    "door",
 )
 PROMPT = "Hello router"
 ECHO_METHOD = "/bench.v1.Echo/Echo"
 ECHO_PAYLOAD = b"x" * 64
 HTTP_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}).encode()
+DOOR_BODY = json.dumps({"model": "router", "messages": [{"role": "user", "content": PROMPT}]}).encode()
 # After a rep: the event sender's linger plus the broker's ack, so that the rep's last round is
 # counted in it (and not in the next rep, which may be another variant's).
 SETTLE_S = DEFAULT_LINGER_MS / 1000 + 0.1
@@ -139,13 +145,31 @@ async def client_main() -> None:
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while line := (await reader.readline()).decode().strip():
-        target, port, requests, concurrency = line.split()
-        channel = channels.get(int(port))
-        if channel is None:
-            channel = channels[int(port)] = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        done, errors = await closed_loop(client_call(channel, target), int(requests), int(concurrency))
-        print(json.dumps({"done": done, "errors": errors}), flush=True)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
+        while line := (await reader.readline()).decode().strip():
+            target, port, requests, concurrency = line.split()
+            if target == "door":
+                call = door_call(session, int(port))
+            else:
+                channel = channels.get(int(port))
+                if channel is None:
+                    channel = channels[int(port)] = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+                call = client_call(channel, target)
+            done, errors = await closed_loop(call, int(requests), int(concurrency))
+            print(json.dumps({"done": done, "errors": errors}), flush=True)
+
+
+def door_call(session: aiohttp.ClientSession, port: int) -> Callable[[], Awaitable[None]]:
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    headers = {"content-type": "application/json"}
+
+    async def call_door() -> None:
+        async with session.post(url, data=DOOR_BODY, headers=headers) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+
+    return call_door
 
 
 def client_call(channel: grpc.aio.Channel, target: str) -> Callable[[], Awaitable[None]]:
@@ -289,12 +313,15 @@ async def echo_server() -> AsyncIterator[int]:
 
 
 @asynccontextmanager
-async def router_app(config: dict[str, Any]) -> AsyncIterator[int]:
+async def router_app(config: dict[str, Any], door: bool = False) -> AsyncIterator[int]:
+    """The router's gRPC port, or with `door` its OpenAI HTTP door's (served on port 0)."""
+    if door:
+        config["server"]["openai_http"] = {"listen": "127.0.0.1:0"}
     # Own registry: two routers in one process would collide on the live-state collector.
     app = RouterApp(parse_config(config), registry=CollectorRegistry())
     await app.start()
     try:
-        yield app.port
+        yield app.openai_port if door else app.port
     finally:
         await app.stop(grace_s=1)
 
@@ -396,8 +423,9 @@ async def start_variants(
                 endpoint = f"{await otlp_sink(stack, others_cpu)}/v1/traces"
                 ratio = 0.0 if name == "router+tracing-unsampled" else 1.0
                 tracing = {"enabled": True, "endpoint": endpoint, "sample_ratio": ratio}
-            port = await stack.enter_async_context(router_app(router_config(sim_url, events, tracing)))
-            variants.append(Variant(name, over_grpc("router", port)))
+            door = name == "door"
+            port = await stack.enter_async_context(router_app(router_config(sim_url, events, tracing), door))
+            variants.append(Variant(name, over_grpc("door" if door else "router", port)))
     return variants
 
 
@@ -429,7 +457,7 @@ async def main(args: argparse.Namespace) -> None:
         print_cpu(variants, args)
         if args.profile:
             for variant in variants:
-                if variant.name.startswith("router"):
+                if variant.name.startswith("router") or variant.name == "door":
                     await profile(variant, args)
 
 
@@ -455,6 +483,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("grpc core + aio", ("/grpc/", "grpc/_cython", "/grpc_status/", "/grpc_health/")),
     ("protobuf", ("/google/protobuf/", "_pb2.py", "google._upb", "_message.abi3", "/google/type/")),
     ("api (servicer, codec, interceptor)", ("router_service/api/",)),
+    ("OpenAI door (request, response, errors)", ("router_service/openai_door/", "request_rules.py")),
     (
         "engine + request path",
         (

@@ -17,7 +17,7 @@ import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 from router_service.errors import status_of
 from router_service.telemetry import metrics
@@ -41,10 +41,16 @@ def _requests(route: str, status: int, code: str) -> Counter:
     return metrics.HTTP_REQUESTS.labels(route, str(status), code)
 
 
+@functools.cache
+def _route(route: str) -> tuple[Gauge, Histogram]:
+    """The route's in-flight gauge and duration children, looked up once (`labels` takes a lock)."""
+    return metrics.HTTP_IN_FLIGHT.labels(route), metrics.HTTP_DURATION.labels(route)
+
+
 @web.middleware
 async def measured(request: web.Request, handler: Handler) -> web.StreamResponse:
     route = request.match_info.route.name or "unknown"
-    in_flight = metrics.HTTP_IN_FLIGHT.labels(route)
+    in_flight, duration = _route(route)
     started = time.perf_counter()
     in_flight.inc()
     status, code = 500, "INTERNAL"
@@ -61,5 +67,5 @@ async def measured(request: web.Request, handler: Handler) -> web.StreamResponse
         raise
     finally:
         in_flight.dec()
-        metrics.HTTP_DURATION.labels(route).observe(time.perf_counter() - started)
+        duration.observe(time.perf_counter() - started)
         _requests(route, status, code).inc()

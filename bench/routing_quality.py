@@ -37,6 +37,7 @@ from bench.train_classifier import HELDOUT_PATH, Example, load_examples
 from router_service.catalog import Catalog, Deployment, Price
 from router_service.domain import ChatRequest, RouteDecision, TaskType
 from router_service.errors import NoEligibleCandidateError
+from router_service.routing.classifier import DEFAULT_CLASSIFIER
 from router_service.routing.learning import (
     BudgetConfig,
     LearnerConfig,
@@ -146,7 +147,7 @@ def run(scenario: Scenario, stream: Sequence[Example], seed: int) -> Run:
         return WRONG_PRIORS[model] if wrong else 0.5
 
     catalog = Catalog(tuple(deployment(m, prior(m)) for m in MODELS), {})
-    strategy = "cost" if scenario.strategy in ("frontier", "oracle") else scenario.strategy
+    strategy = "cost" if scenario.strategy in ("frontier", "oracle", "region_oracle") else scenario.strategy
     models = (FRONTIER,) if scenario.strategy == "frontier" else tuple(MODELS)
     policy = Policy(
         name="p",
@@ -202,7 +203,31 @@ def route(
 ) -> RouteDecision:
     if scenario.strategy == "oracle":
         return oracle(router, request, label, now)
+    if scenario.strategy == "region_oracle":
+        return region_oracle(router, request, now)
     return router.route(request, AlwaysHealthy(), now, quality=view)
+
+
+# Set by `main` from the stream: per classified task, how often each true task lands in it.
+REGION_MIX: dict[TaskType, dict[TaskType, int]] = {}
+
+
+def region_oracle(router: Router, request: ChatRequest, now: float) -> RouteDecision:
+    """The ceiling of any router that learns per classified task (the region the decision
+    records): knows the true qualities and which true tasks land in each region, and picks the
+    cheapest model within 3% of the best mean true quality over that region's mix."""
+    decision = router.route(request, AlwaysHealthy(), now)
+    mix = REGION_MIX[decision.task_type]
+    total = sum(mix.values())
+
+    def mean(model: str) -> float:
+        return sum(truth(model, task) * n for task, n in mix.items()) / total
+
+    best = max(mean(m) for m in MODELS)
+    good = [c for c in decision.candidates if mean(c.model) >= best * (1 - TOLERANCE)]
+    pick = min(good, key=lambda c: c.estimated_cost_nanos)
+    task, candidates = decision.task_type, decision.candidates
+    return RouteDecision(decision.policy, "region_oracle", task, (pick.key,), candidates)
 
 
 def oracle(router: Router, request: ChatRequest, label: TaskType, now: float) -> RouteDecision:
@@ -269,6 +294,7 @@ def scenarios(requests: int) -> list[Scenario]:
         Scenario("always-frontier", "frontier", requests=n),
         Scenario("round-robin", "round_robin", requests=n),
         Scenario("oracle (cheapest within 3% of the task's best)", "oracle", requests=n),
+        Scenario("region oracle (per classified task: a learner's ceiling)", "region_oracle", requests=n),
         Scenario(
             "before: quality>cost, uninformative, 100% fb", "quality>cost", 1.0, learner=False, requests=n
         ),
@@ -307,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     picker = random.Random(args.seed)
     longest = 3 * args.requests
     stream = [picker.choice(examples) for _ in range(longest)]
+    for example in stream:
+        region = DEFAULT_CLASSIFIER.classify(example.request())
+        counts = REGION_MIX.setdefault(region, {})
+        counts[example.label] = counts.get(example.label, 0) + 1
     runs: dict[int, tuple[Run, Run]] = {}  # length -> (frontier, round robin) baselines
     rows = []
     for scenario in scenarios(args.requests):

@@ -4,6 +4,7 @@
     .venv/bin/python bench/overhead.py --quick           # ~1/5 of the requests
     .venv/bin/python bench/overhead.py --router-config-extra 'telemetry: {...}'   # one more router row
     .venv/bin/python bench/overhead.py --door-only       # the OpenAI door vs gRPC, 20 short rounds
+    .venv/bin/python bench/overhead.py --limits-only     # budgets + rate limits on vs off, 20 short rounds
 
 Every server runs in its own process on a free 127.0.0.1 port: a simulated provider (`router-service sim
 --preset instant`), a bare grpc.aio echo service (bench/echo_server.py) and one router per variant
@@ -21,6 +22,10 @@ when installed). Cells, each at concurrency 1 and 32 in closed loop:
 - door/aiohttp         the same request as POST /v1/chat/completions to the router's OpenAI-compatible
                        HTTP door (server.openai_http; a router of its own, otherwise router/aiohttp's
                        config), from a raw aiohttp session: the door's cost next to the gRPC path's
+- router/aiohttp+limits[-redis]    (--limits-only) router/aiohttp with a global budget and global
+                       requests/tokens/concurrency limits, every call reserving and settling three
+                       counters: in the in-process store, or in a real redis-server on loopback (one
+                       Lua round trip to admit, one to settle, the settle off the caller's path)
 
 `http/httpx` and `http/aiohttp` are built by the router's own `make_http_client`, so they measure the
 client the router uses. The targets of one load shape are measured interleaved, in rounds (default 5,
@@ -81,6 +86,7 @@ from router_contract._gen.router.v1 import router_pb2 as pb
 from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.config_schema import HttpConfig
 from router_service.embedded.broker import EmbeddedBroker
+from router_service.embedded.redis_server import EmbeddedRedis
 from router_service.identity import key_secret
 from router_service.identity.model import Identity
 from router_service.identity.records import Credential, KeyRecord
@@ -92,6 +98,7 @@ ECHO_METHOD = "/bench.v1.Echo/Echo"
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "overhead.json"
 TELEMETRY_OUTPUT = BENCH_DIR / "results" / "telemetry_cost.json"
 DOOR_OUTPUT = BENCH_DIR / "results" / "openai_door_overhead.json"
+LIMITS_OUTPUT = BENCH_DIR / "results" / "limits_overhead.json"
 ROUNDS_DEFAULT = 5
 
 MODEL = "bench-model"
@@ -189,6 +196,8 @@ TELEMETRY_COST = Budget("telemetry throughput cost", "%", 5.0, higher_is_better=
 # Issue 16: the HTTP door against the gRPC path of the same router config, same workload.
 DOOR_ADDED_P50 = Budget("door p50 @c=1 - gRPC", "ms", 0.2, higher_is_better=False)
 DOOR_THROUGHPUT = Budget("door rps @c=32 / gRPC", "x", 0.8, higher_is_better=True)
+LIMITS_ADDED_P50 = Budget("limits p50 @c=1 - off", "ms", 0.3, higher_is_better=False)
+LIMITS_THROUGHPUT_LOSS = Budget("limits tput loss @c=32", "%", 10.0, higher_is_better=False)
 
 
 def summarize(target: str, mode: str, sample: Sample, offered_rps: float | None = None) -> CellResult:
@@ -377,6 +386,34 @@ def door_variant() -> RouterVariant:
     return RouterVariant(DOOR_VARIANT, extra, door_port=port)
 
 
+LIMITS_VARIANT = "router/aiohttp+limits"
+LIMITS_REDIS_VARIANT = "router/aiohttp+limits-redis"
+
+
+def limits_extra(redis_url: str = "") -> dict[str, Any]:
+    """Governance on for every call (auth is off, so the global level is the one that binds): a
+    budget and requests/tokens/concurrency limits far above what the run uses, so every call
+    reserves and settles three counters and none is refused."""
+    store: dict[str, Any] = {"store": "memory"}
+    if redis_url:
+        store = {"store": "redis", "redis_url": redis_url, "store_timeout_s": 1.0}
+    return {
+        "http": {"transport": "aiohttp"},
+        "limits": {
+            **store,
+            "budgets": [{"level": "global", "usd": "9000000", "period": "month"}],
+            "rate_limits": [
+                {
+                    "level": "global",
+                    "requests_per_minute": 10**9,
+                    "tokens_per_minute": 10**12,
+                    "concurrent": 10**6,
+                }
+            ],
+        },
+    }
+
+
 AUTH_VARIANT = "router/aiohttp+auth"
 
 
@@ -533,6 +570,7 @@ async def measure(
     telemetry_only: bool = False,
     pin: bool = False,
     door_only: bool = False,
+    limits_only: bool = False,
 ) -> tuple[list[CellResult], list[CellResult]]:
     await start_and_wait(endpoints)
     if pin:
@@ -548,6 +586,10 @@ async def measure(
             closed += await run_closed(
                 {name: targets[name] for name in (PLAIN, DOOR_VARIANT)}, concurrency, params
             )
+    elif limits_only:  # governance off, in process, on Redis: the same config otherwise
+        for concurrency in params.concurrencies:
+            names = (PLAIN, LIMITS_VARIANT, LIMITS_REDIS_VARIANT)
+            closed += await run_closed({name: targets[name] for name in names}, concurrency, params)
     else:
         for concurrency in params.concurrencies:
             closed += await run_closed(targets, concurrency, params)
@@ -678,6 +720,41 @@ def door_rows(closed: list[CellResult]) -> list[BudgetRow]:
         info_row(DOOR_VARIANT, "door/gRPC rps, pooled", door32.rps / grpc32.rps, "x", "all rounds at once"),
         info_row(DOOR_VARIANT, "door CPU - gRPC per req", door_cpu - grpc_cpu, "us", f"vs {PLAIN}"),
     ]
+
+
+def limits_rows(closed: list[CellResult]) -> list[BudgetRow]:
+    """What budgets and rate limits cost on the request path, per store: the added p50 at c=1
+    (the admit's store round trip is on the caller's path, the settle is not) and the c=32
+    throughput loss, the median over rounds of 1 - (limits-on req/s / off req/s), each round's
+    cells measured back to back (see telemetry_rows for why pairing)."""
+    off1, off32 = find(closed, PLAIN, 1), find(closed, PLAIN, 32)
+    off_cpu = ROUTER_CPU_US.get(PLAIN, math.nan)
+    rows: list[BudgetRow] = []
+    for name in (LIMITS_VARIANT, LIMITS_REDIS_VARIANT):
+        on1, on32 = find(closed, name, 1), find(closed, name, 32)
+        paired = [1 - on / off for on, off in zip(on32.round_rps, off32.round_rps, strict=False) if off]
+        loss = statistics.median(paired) if paired else 1 - on32.rps / off32.rps
+        rows += [
+            budget_row(name, LIMITS_ADDED_P50, on1.p50_ms - off1.p50_ms, f"{name} - {PLAIN}", on1, off1),
+            info_row(name, "limits p99 @c=1 - off", on1.p99_ms - off1.p99_ms, "ms", f"vs {PLAIN}"),
+            budget_row(
+                name,
+                LIMITS_THROUGHPUT_LOSS,
+                loss * 100,
+                f"median of {len(paired)} paired rounds of 1 - {name} / {PLAIN} rps @c=32",
+                on32,
+                off32,
+            ),
+            info_row(name, "limits tput loss, pooled", (1 - on32.rps / off32.rps) * 100, "%", "all rounds"),
+            info_row(
+                name,
+                "limits CPU per request",
+                ROUTER_CPU_US.get(name, math.nan) - off_cpu,
+                "us",
+                f"vs {PLAIN}",
+            ),
+        ]
+    return rows
 
 
 def telemetry_rows(closed: list[CellResult]) -> list[BudgetRow]:
@@ -833,6 +910,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"only {DOOR_VARIANT} and {PLAIN} at c=1 and c=32, closed loop, in more, shorter rounds "
         "(default 20; writes bench/results/openai_door_overhead.json)",
     )
+    parser.add_argument(
+        "--limits-only",
+        action="store_true",
+        help=f"only {PLAIN}, {LIMITS_VARIANT} and {LIMITS_REDIS_VARIANT} (a real redis-server on loopback) "
+        "at c=1 and c=32, closed loop, in more, shorter rounds (default 20; writes "
+        "bench/results/limits_overhead.json)",
+    )
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     if args.telemetry_only and args.no_events:
@@ -843,9 +927,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--door-only measures the door alone (not with --telemetry-only or --no-door)")
     if args.door_only:
         args.no_events = args.no_auth = True  # no broker, no key file: neither row is measured
+    if args.limits_only and (args.telemetry_only or args.door_only):
+        parser.error("--limits-only measures governance alone")
+    if args.limits_only:
+        args.no_events = args.no_auth = args.no_door = True
     if args.output is None:
         args.output = (
-            TELEMETRY_OUTPUT if args.telemetry_only else DOOR_OUTPUT if args.door_only else DEFAULT_OUTPUT
+            TELEMETRY_OUTPUT
+            if args.telemetry_only
+            else DOOR_OUTPUT
+            if args.door_only
+            else LIMITS_OUTPUT
+            if args.limits_only
+            else DEFAULT_OUTPUT
         )
     return args
 
@@ -862,7 +956,7 @@ def params_from(args: argparse.Namespace) -> Params:
             rounds=max(1, rounds),
             concurrencies=(32,),
         )
-    if args.door_only:
+    if args.door_only or args.limits_only:
         rounds = args.rounds if args.rounds != ROUNDS_DEFAULT else 20
         return Params(
             requests_c1=args.requests or rounds * 100 // scale,
@@ -903,6 +997,20 @@ def embedded_broker(enabled: bool, workdir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def embedded_redis(enabled: bool, workdir: Path) -> Iterator[str]:
+    """A real redis-server (its own process, loopback) for the limits rows; yields its URL or ""."""
+    if not enabled:
+        yield ""
+        return
+    server = EmbeddedRedis(log_path=workdir / "redis.log")
+    asyncio.run(server.start())
+    try:
+        yield server.url
+    finally:
+        asyncio.run(server.stop())
+
+
+@contextlib.contextmanager
 def sigterm_as_exit() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C so that the servers are still stopped."""
 
@@ -926,6 +1034,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp,
         Fleet(Path(tmp)) as fleet,
         embedded_broker(not args.no_events, Path(tmp)) as bootstrap,
+        embedded_redis(args.limits_only, Path(tmp)) as redis_url,
     ):
         events = events_extra(bootstrap, Path(tmp) / "spool") if bootstrap else None
         auth = None if args.no_auth else auth_variant(Path(tmp))
@@ -935,6 +1044,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         if args.door_only:
             variants = [v for v in variants if v.name in (PLAIN, DOOR_VARIANT)]
+        if args.limits_only:
+            variants = [v for v in variants if v.name == PLAIN] + [
+                RouterVariant(LIMITS_VARIANT, limits_extra()),
+                RouterVariant(LIMITS_REDIS_VARIANT, limits_extra(redis_url)),
+            ]
         sim = fleet.spawn_sim()
         sim_base_url = f"http://127.0.0.1:{sim.port}/v1"
         endpoints = Endpoints(
@@ -946,12 +1060,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             },
         )
         closed, opened = run_loop(
-            measure(endpoints, params, args.telemetry_only, args.pin_router, args.door_only)
+            measure(endpoints, params, args.telemetry_only, args.pin_router, args.door_only, args.limits_only)
         )
     if args.telemetry_only:
         budget = telemetry_rows(closed)
     elif args.door_only:
         budget = door_rows(closed)
+    elif args.limits_only:
+        budget = limits_rows(closed)
     else:
         budget = derive(variants, closed, opened)
     return {

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import gc
 import logging
 import multiprocessing
@@ -43,6 +44,7 @@ from router_service.fleet.metrics import FleetMetrics
 from router_service.fleet.metrics import default_metrics as default_fleet_metrics
 from router_service.fleet.signals import FleetSignals
 from router_service.fleet.subscriber import SnapshotSubscriber
+from router_service.fleet.view import FleetView
 from router_service.governance import Governance
 from router_service.identity.authenticator import Authenticator
 from router_service.identity.gate import AuthGate, AuthMode
@@ -50,6 +52,7 @@ from router_service.identity.model import Identity, Scope
 from router_service.keystore.base import KeyStore
 from router_service.keystore.factory import build_key_store
 from router_service.limits.factory import build_governor
+from router_service.limits.reconcile import fleet_rollup
 from router_service.openai_door.server import OpenAIDoor
 from router_service.providers.base import ProviderEndpoint
 from router_service.providers.http import make_http_client
@@ -131,6 +134,9 @@ class RouterApp:
         self._engine, self._client = engine, client
         self._register_live_metrics(engine)
         fleet_view = self._start_fleet_view(engine)
+        if governance is not None and engine.fleet is not None:
+            # The costs rollups the fleet view follows are the settled truth the store is held to.
+            governance.reconcile_with(fleet_rollup(functools.partial(_current_fleet_view, engine)))
         gate = await self._start_auth()
         ledger = RequestLedger(self.config.ledger)  # both doors': gRPC Feedback may name HTTP requests
         servicer = RouterServicer(
@@ -140,6 +146,7 @@ class RouterApp:
             ledger=ledger,
             require_known_feedback=self.config.require_known_feedback,
             gate=gate,
+            governance=governance,
         )
         self._server, self.port, self._health = create_server(
             servicer,
@@ -163,6 +170,7 @@ class RouterApp:
             return None
         self._stack.push_async_callback(governor.close)
         governance = Governance(governor, sink)
+        governance.start_reporting()
         self._stack.push_async_callback(governance.aclose)
         self.governance = governance
         return governance
@@ -333,6 +341,10 @@ class RouterApp:
 def _loopback(listen: str) -> bool:
     host = listen.rpartition(":")[0].strip("[]")
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _current_fleet_view(engine: Engine) -> FleetView | None:
+    return None if engine.fleet is None else engine.fleet.view
 
 
 def _engine_parts(

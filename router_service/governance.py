@@ -27,14 +27,20 @@ from typing import Any
 from router_service.call import CallContext
 from router_service.catalog import Deployment
 from router_service.domain import BudgetDowngrade, Usage
+from router_service.identity.model import Identity
 from router_service.limits import metrics
 from router_service.limits.cost import worst_case
 from router_service.limits.errors import LimitExceededError, LimitsUnavailableError
 from router_service.limits.governor import UNLIMITED, Admission, Governor
-from router_service.limits.model import Estimate
+from router_service.limits.model import Bound, Estimate
+from router_service.limits.plan import build_checks, windows_of
+from router_service.limits.reconcile import Reconciler, Rollup
+from router_service.limits.report import named_bounds, usage
+from router_service.limits.store import StoreUnavailableError
 from router_service.telemetry.events import EventSink, GovernanceEvent, NullSink, TelemetryEvent
 
 log = logging.getLogger(__name__)
+REPORT_INTERVAL_S = 15.0
 
 
 class Governance:
@@ -47,6 +53,8 @@ class Governance:
         self._sink = sink or NullSink()
         self._wall = wall
         self._pending: set[asyncio.Task[None]] = set()
+        self._reporter: asyncio.Task[None] | None = None
+        self._reconciler: Reconciler | None = None
 
     async def admit(
         self, ctx: CallContext, estimate: Estimate, policy: str, *, hedge: bool = False
@@ -85,6 +93,29 @@ class Governance:
             self._publish(ctx, _event("allow", estimate, policy, hedge))
         return admission
 
+    async def preview(
+        self, identity: Identity, estimate: Estimate, from_policy: str
+    ) -> tuple[str, BudgetDowngrade] | None:
+        """For `Route`: the downgrade a Complete or Stream of this caller would get now, as
+        (policy, downgrade), the counters only read (nothing reserved, no event). None: no
+        threshold is reached, or the store cannot be read."""
+        plan = self.governor.plan
+        bounds = [b for b in plan.bounds_for(identity) if b.limit.downgrade_at is not None]
+        if not bounds:
+            return None
+        now = self._wall()
+        checks = build_checks(bounds, windows_of(bounds, now), estimate, plan.reservation_ttl_s)
+        for bound, check in zip(bounds, checks, strict=True):
+            try:
+                used, reserved = await self.governor.store.read(check.counter, check.oldest_bucket, now)
+            except StoreUnavailableError:
+                return None
+            limit = bound.limit
+            assert limit.downgrade_at is not None
+            if used + reserved + check.ask >= limit.downgrade_at * limit.amount:
+                return limit.downgrade_policy, _downgrade(bound, from_policy)
+        return None
+
     def settle(self, admission: Admission, cost_nanos: int, usage: Usage | None) -> None:
         """Count what the request used, off the caller's path (see the module docstring)."""
         if admission.counted:
@@ -95,10 +126,49 @@ class Governance:
         if admission.counted:
             self._spawn(admission.release())
 
+    def reconcile_with(self, rollup: Rollup) -> None:
+        """Each report also reconciles the store with these costs rollups (limits/reconcile.py)."""
+        self._reconciler = Reconciler(self.governor, rollup)
+
+    def start_reporting(self, interval_s: float = REPORT_INTERVAL_S) -> None:
+        """Refresh the per-limit gauges from the store every `interval_s` (limits/metrics.py)."""
+        if self._reporter is None:
+            self._reporter = asyncio.get_running_loop().create_task(self._report_every(interval_s))
+
     async def aclose(self) -> None:
-        """Wait for the settles still running (at shutdown, before the store closes)."""
+        """Stop reporting; wait for the settles still running (at shutdown, before the store closes)."""
+        if self._reporter is not None:
+            self._reporter.cancel()
+            await asyncio.gather(self._reporter, return_exceptions=True)
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def report(self) -> None:
+        """One refresh of the gauges: a read per limit of a named entity or the global level."""
+        governor = self.governor
+        try:
+            rows = await usage(governor.store, named_bounds(governor.plan), self._wall())
+        except StoreUnavailableError:
+            metrics.STORE_REACHABLE.set(0)
+            return
+        metrics.STORE_REACHABLE.set(1)
+        for row in rows:
+            labels = (row.level, row.entity, row.metric)
+            metrics.LIMIT_AMOUNT.labels(*labels).set(row.limit)
+            metrics.LIMIT_USED.labels(*labels).set(row.used)
+            metrics.LIMIT_RESERVED.labels(*labels).set(row.reserved)
+        if self._reconciler is not None:
+            await self._reconciler.run_once(self._wall())
+
+    async def _report_every(self, interval_s: float) -> None:
+        while True:
+            try:
+                await self.report()
+            except (
+                Exception
+            ):  # a reporting bug must not end the reports; the store's own failures are handled
+                log.exception("limits: reporting failed")
+            await asyncio.sleep(interval_s)
 
     @property
     def pending(self) -> int:
@@ -173,6 +243,10 @@ def estimate_for(chain: Iterable[Deployment], prompt_tokens: int, max_output: in
 def downgrade_of(admission: Admission, from_policy: str) -> BudgetDowngrade:
     by = admission.verdict.downgraded_by
     assert by is not None
+    return _downgrade(by, from_policy)
+
+
+def _downgrade(by: Bound, from_policy: str) -> BudgetDowngrade:
     limit = by.limit
     share = round((limit.downgrade_at or 0.0) * 100)
     reason = f"{by.entity} {limit.metric.value} at >= {share}% of {limit.amount} per {limit.period_text}"

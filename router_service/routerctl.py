@@ -7,6 +7,8 @@
   routerctl health [--bootstrap B]         the fleet's provider health (the consumers' snapshots)
   routerctl costs [--window hour] [--bootstrap B]   the fleet's spend in the current window
   routerctl keys create|list|rotate|disable|enable ...   manage virtual keys (see keys_cli.py)
+  routerctl budgets --config C [--entity team:search]   spend, reservations and what is left per
+                                           limit, read from the limits store the config names
 
 Calls send `authorization: Bearer $ROUTER_API_KEY` (or --api-key) when a key is given.
 
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fleet(args)
     if args.command == "keys":
         return keys_cli.run(args)
+    if args.command == "budgets":
+        return _budgets(args)
     channel = grpc.insecure_channel(args.target)
     if args.api_key:
         channel = grpc.intercept_channel(channel, _Bearer(args.api_key))
@@ -81,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     fb = sub.add_parser("feedback")
     fb.add_argument("request_id")
     fb.add_argument("score", type=float)
+    budgets = sub.add_parser("budgets", help="read the limits store (the config's limits: section)")
+    budgets.add_argument("--config", required=True, help="the router's config file")
+    budgets.add_argument(
+        "--entity",
+        action="append",
+        default=[],
+        help='also show the "each entity" (*) limits for this one: key:<id>, team:<name>, customer:<name>',
+    )
     for name in ("health", "costs"):
         p = sub.add_parser(name, help="read the consumers' snapshot topics (Kafka), not the router")
         p.add_argument(
@@ -139,6 +151,38 @@ def _fleet(args: argparse.Namespace) -> int:
         print(health_table(view, FleetConfig()))
     else:
         print(costs_table(view, args.window, time.time()))
+    return 0
+
+
+def _budgets(args: argparse.Namespace) -> int:
+    """One read per limit from the store the config names (the in-process store of a router is
+    its own: with `store: memory` there is nothing to read from outside it)."""
+    from router_service.limits.factory import build_store
+    from router_service.limits.report import named_bounds, table, usage
+    from router_service.limits.store import StoreUnavailableError
+    from router_service.settings import ConfigError, load_config
+
+    try:
+        limits = load_config(args.config).limits
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if limits.store != "redis":
+        print("error: limits.store is memory: each router holds its own counters", file=sys.stderr)
+        return 1
+
+    async def read() -> str:
+        store = build_store(limits)
+        try:
+            return table(await usage(store, named_bounds(limits.to_plan(), args.entity), time.time()))
+        finally:
+            await store.close()
+
+    try:
+        print(asyncio.run(read()))
+    except StoreUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -13,6 +13,7 @@ every RPC.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,9 +29,10 @@ from router_service.api.credentials import presented_credentials
 from router_service.api.status import to_rpc_error
 from router_service.api.trace_context import trace_ids
 from router_service.cache.rules import NO_DIRECTIVES, Directives
-from router_service.domain import ChatRequest, TextDelta, ToolCallDelta
+from router_service.domain import ChatRequest, RouteDecision, TextDelta, ToolCallDelta
 from router_service.engine import CallContext, Engine, StreamFinish, StreamStart
 from router_service.errors import PermissionDeniedError, RequestNotFoundError, RouterError
+from router_service.governance import Governance, estimate_for
 from router_service.identity.access import allowed_models, authorize, may_score
 from router_service.identity.gate import AuthGate, AuthMode
 from router_service.identity.model import UNRESTRICTED, Identity, Scope
@@ -58,6 +60,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         ledger: RequestLedger | None = None,
         require_known_feedback: bool = True,
         gate: AuthGate | None = None,
+        governance: Governance | None = None,
     ) -> None:
         self._engine = engine
         self._gate = gate or AuthGate(AuthMode.OFF, None)
@@ -65,6 +68,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         self._feedback = feedback
         self._ledger = ledger or RequestLedger()
         self._require_known_feedback = require_known_feedback
+        self._governance = governance  # budgets and rate limits; Route previews a downgrade
 
     async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
         request_id = new_request_id()
@@ -73,9 +77,10 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             cache = request.cache if request.HasField("cache") else None
             chat, directives = codec.cached_call_from_proto("", request.chat, cache)
             chat = self._authorized(caller, chat)
-            decision = self._engine.route(
-                chat, allowed_models=allowed_models(caller, self._engine.config.catalog)
-            )
+            allowed = allowed_models(caller, self._engine.config.catalog)
+            decision = self._engine.route(chat, allowed_models=allowed)
+            if self._governance is not None:  # what a soft budget would do to a Complete now
+                decision = await self._previewed(chat, caller, allowed, decision, self._governance)
             # Would a Complete or Stream be answered from the cache now? (Only read; never fails.)
             ctx = CallContext(request_id=request_id, deadline=0.0, identity=caller, cache=directives)
             hit = await self._engine.cache_status(chat, ctx, decision)
@@ -85,6 +90,26 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         if hit is not None:
             codec.fill_cache_status(response.decision.cache, hit)
         return response
+
+    async def _previewed(
+        self,
+        chat: ChatRequest,
+        caller: Identity,
+        allowed: frozenset[str] | None,
+        decision: RouteDecision,
+        governance: Governance,
+    ) -> RouteDecision:
+        config = self._engine.config
+        estimate = estimate_for(
+            (config.catalog.by_key[k] for k in decision.chain),
+            config.routing_env.cost_model.prompt_tokens(chat),
+            chat.params.max_output_tokens,
+        )
+        found = await governance.preview(caller, estimate, decision.policy)
+        if found is None or found[0] == decision.policy:
+            return decision
+        moved = dataclasses.replace(chat, hints=dataclasses.replace(chat.hints, policy=found[0]))
+        return dataclasses.replace(self._engine.route(moved, allowed_models=allowed), downgrade=found[1])
 
     async def Complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext

@@ -12,11 +12,12 @@ def build_governor(config: LimitsConfig) -> Governor | None:
     """None when nothing is limited: the request path then skips admission entirely."""
     if not config.budgets and not config.rate_limits:
         return None
-    store: LimitStore
+    return Governor(config.to_plan(), build_store(config))
+
+
+def build_store(config: LimitsConfig) -> LimitStore:
     if config.store == "redis":
-        store = RedisLimitStore.from_url(
+        return RedisLimitStore.from_url(
             config.redis_url.get_secret_value(), prefix=config.redis_prefix, timeout_s=config.store_timeout_s
         )
-    else:
-        store = MemoryLimitStore()
-    return Governor(config.to_plan(), store)
+    return MemoryLimitStore()

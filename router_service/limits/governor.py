@@ -138,6 +138,14 @@ class Governor:
         metrics.DECISIONS.labels("", "", "allow").inc()
         return Admission(self, reservation_id, Reservation(bounds, checks), decided)
 
+    @property
+    def plan(self) -> LimitsPlan:
+        return self._plan
+
+    @property
+    def store(self) -> LimitStore:
+        return self._store
+
     async def close(self) -> None:
         """Close the store (its connections); admissions after this fail as store failures."""
         await self._store.close()

@@ -14,16 +14,25 @@ Layout, under `prefix` (default "llmrouter:{limits}:": the hash tag puts every k
 The scripts build the counter keys they sweep from record contents, which Redis Cluster does not
 allow in general; with the hash tag every key is in one slot, so it works there too.
 
+Calls made in the same event-loop turn are sent as one pipeline (`_Batcher`): one write and one
+read on one connection for all of them, instead of a pooled connection and a command round of
+redis-py per call. Each call is still its own EVALSHA, atomic on its own; a lone call (c=1) is
+sent on the next loop turn, as before. In redis-py most of a call's cost is the client's own
+Python (75 us of CPU per EVALSHA alone here, 22 us in a pipeline of 32).
+
 Needs Redis 7.0 or later (PEXPIRETIME). Amounts are Lua numbers (doubles): exact up to 2^53,
 i.e. a budget of up to ~9 million USD in nano-USD per window. The config refuses larger ones.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from router_service.limits.model import Check, Settlement
 from router_service.limits.store import ReserveOutcome, StoreUnavailableError
@@ -137,14 +146,96 @@ def _ms(t: float) -> int:
     return int(t * 1000)
 
 
+_Call = tuple[str, list[str], list[str | int], "asyncio.Future[Any]"]
+
+
+# KEYS[1] the counter; ARGV: floor, expire_at (ms). used := max(used, floor); returns what was added.
+_RAISE = """
+local used = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
+local floor = tonumber(ARGV[1])
+if used >= floor then return 0 end
+redis.call('HSET', KEYS[1], 'u', floor)
+local t = redis.call('PEXPIRETIME', KEYS[1])
+local at = tonumber(ARGV[2])
+if at > 0 and (t < 0 or t < at) then redis.call('PEXPIREAT', KEYS[1], at) end
+return floor - used
+"""
+
+
+class _Batcher:
+    """Script calls of one event-loop turn, sent together as one (non-transactional) pipeline."""
+
+    def __init__(self, client: aioredis.Redis, scripts: Sequence[str]) -> None:
+        self._redis = client
+        self._sources = {hashlib.sha1(source.encode()).hexdigest(): source for source in scripts}
+        self._queue: list[_Call] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def sha(self, source: str) -> str:
+        return next(sha for sha, s in self._sources.items() if s == source)
+
+    def call(self, sha: str, keys: list[str], args: list[str | int]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._queue:
+            loop.call_soon(self._flush)
+        self._queue.append((sha, keys, args, future))
+        return future
+
+    async def drain(self) -> None:
+        while self._sending:
+            await asyncio.gather(*list(self._sending), return_exceptions=True)
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[_Call]) -> None:
+        try:
+            results = await self._execute(batch)
+        except (RedisError, OSError) as exc:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (*_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue  # the caller gave up waiting (its store timeout)
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _execute(self, batch: Sequence[_Call]) -> list[Any]:
+        results = await self._pipeline(batch)
+        lost = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if lost:  # the server restarted or flushed its scripts: load them, run those calls again
+            for source in self._sources.values():
+                await self._redis.script_load(source)
+            again = await self._pipeline([batch[i] for i in lost])
+            for i, result in zip(lost, again, strict=True):
+                results[i] = result
+        return results
+
+    async def _pipeline(self, batch: Sequence[_Call]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for sha, keys, args, _ in batch:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+
 class RedisLimitStore:
     def __init__(self, client: aioredis.Redis, *, prefix: str = "llmrouter:{limits}:") -> None:
         self._redis = client
         self._prefix = prefix
         self._zset = f"{prefix}reservations"
         self._record_prefix = f"{prefix}r:"
-        self._reserve = client.register_script(_RESERVE)
-        self._settle = client.register_script(_SETTLE)
+        self._batcher = _Batcher(client, (_RESERVE, _SETTLE, _RAISE))
+        self._reserve_sha = self._batcher.sha(_RESERVE)
+        self._settle_sha = self._batcher.sha(_SETTLE)
+        self._raise_sha = self._batcher.sha(_RAISE)
 
     @classmethod
     def from_url(
@@ -162,7 +253,7 @@ class RedisLimitStore:
             keys.append(self._prefix + "c:" + c.counter)
             args += [c.field, c.oldest_bucket, c.limit, c.ask, _ms(c.expire_at)]
         try:
-            out = await self._reserve(keys=keys, args=args)
+            out = await self._batcher.call(self._reserve_sha, keys, args)
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError(f"limits store: {type(exc).__name__}: {exc}") from exc
         admitted, denied, *currents = (int(v) for v in out)
@@ -175,7 +266,7 @@ class RedisLimitStore:
             keys.append(self._prefix + "c:" + s.counter)
             args += [s.field, -s.reserved, s.actual, _ms(s.expire_at)]
         try:
-            live = await self._settle(keys=keys, args=args)
+            live = await self._batcher.call(self._settle_sha, keys, args)
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError(f"limits store: {type(exc).__name__}: {exc}") from exc
         return int(live) == 1
@@ -194,5 +285,14 @@ class RedisLimitStore:
                 used += int(value)
         return used, reserved
 
+    async def raise_used(self, counter: str, floor: int, expire_at: float, now: float) -> int:
+        keys = [self._prefix + "c:" + counter]
+        try:
+            added = await self._batcher.call(self._raise_sha, keys, [floor, _ms(expire_at)])
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"limits store: {type(exc).__name__}: {exc}") from exc
+        return int(added)
+
     async def close(self) -> None:
+        await self._batcher.drain()
         await self._redis.aclose()

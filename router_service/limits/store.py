@@ -54,6 +54,12 @@ class LimitStore(Protocol):
         last reserve (which gives back expired ones)."""
         ...
 
+    async def raise_used(self, counter: str, floor: int, expire_at: float, now: float) -> int:
+        """Make a one-field counter's `used` at least `floor` (the reconciler restoring spend a
+        lost store forgot); atomic, so replicas restoring at once add nothing twice. Returns
+        what was added."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -108,6 +114,15 @@ class MemoryLimitStore:
         fields = self._live_counter(counter, now) or {}
         reserved = fields.get(RESERVED, 0)
         return self._current(counter, oldest_bucket, now) - reserved, reserved
+
+    async def raise_used(self, counter: str, floor: int, expire_at: float, now: float) -> int:
+        fields = self._live_counter(counter, now)
+        fields = self._counters.setdefault(counter, {}) if fields is None else fields
+        added = max(0, floor - fields.get("u", 0))
+        if added:
+            fields["u"] = floor
+            self._touch(counter, expire_at)
+        return added
 
     async def close(self) -> None:
         return None

@@ -23,6 +23,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from consumers.metrics import ConsumerMetrics
 from router_service.cache import metrics as cache_metrics
 from router_service.fleet.metrics import FleetMetrics
+from router_service.limits import metrics as limits_metrics
 from router_service.resilience.live_state import LiveState
 from router_service.telemetry import metrics as router_metrics
 from router_service.telemetry.live_metrics import LiveStateCollector
@@ -52,6 +53,7 @@ def _metric_objects() -> Iterator[tuple[str, str, Iterable[str]]]:
     holders = [
         vars(router_metrics),
         vars(cache_metrics),
+        vars(limits_metrics),
         vars(PublisherMetrics(registry)),
         vars(FleetMetrics(registry)),
         vars(ConsumerMetrics(registry)),

@@ -117,10 +117,30 @@ async def test_past_the_soft_threshold_the_call_is_downgraded_and_says_so(
         assert routing.HasField("downgrade")
         assert (routing.downgrade.from_policy, routing.downgrade.entity) == ("default", "global")
         assert "25%" in routing.downgrade.reason
+        # Route says what a Complete would get now, reserving nothing.
+        decided = (await stub.Route(pb.RouteRequest(chat=request().chat), timeout=10)).decision
+        assert (decided.policy, decided.chosen, decided.downgrade.from_policy) == (
+            "cheap",
+            "sim-c/m3",
+            "default",
+        )
         # A stream says so in its routing message too.
         stream = stub.Stream(pb.StreamRequest(chat=request().chat), timeout=10)
         first = await anext(aiter(stream))
         assert first.routing.downgrade.from_policy == "default"
         stream.cancel()
+    finally:
+        await app.stop()
+
+
+async def test_under_the_threshold_route_says_nothing_of_a_downgrade(
+    sims: Sims, redis_server: str, channel: list[grpc.aio.Channel]
+) -> None:
+    app = await start(sims, redis_server, action="soft", downgrade_at=1.0, downgrade_policy="cheap")
+    try:
+        decided = (
+            await stub_of(app, channel).Route(pb.RouteRequest(chat=request().chat), timeout=10)
+        ).decision
+        assert decided.policy == "default" and not decided.HasField("downgrade")
     finally:
         await app.stop()

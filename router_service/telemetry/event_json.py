@@ -120,7 +120,10 @@ def _candidate(candidate: domain.CandidateView) -> str:
         f',"score":{_double(candidate.score)}'
         f',"estimatedCost":{{"currencyCode":"USD","units":"{units:d}","nanos":{nanos:d}}}'
         f',"quality":{_double(candidate.quality)}'
-        f',"qualityKnown":{_BOOL[candidate.quality_known]}}}'
+        f',"qualityKnown":{_BOOL[candidate.quality_known]}'
+        f',"qualitySd":{_double(candidate.quality_sd)}'
+        f',"qualitySamples":{_double(candidate.quality_samples)}'
+        f',"exploration":{_BOOL[candidate.exploration]}}}'
     )
 
 

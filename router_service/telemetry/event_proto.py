@@ -73,6 +73,9 @@ def _write_candidate(out: router_pb2.Candidate, candidate: domain.CandidateView)
     out.score = candidate.score
     out.quality = candidate.quality
     out.quality_known = candidate.quality_known
+    out.quality_sd = candidate.quality_sd
+    out.quality_samples = candidate.quality_samples
+    out.exploration = candidate.exploration
     cost = out.estimated_cost
     cost.currency_code = "USD"
     cost.units, cost.nanos = wv.money_parts(candidate.estimated_cost_nanos)

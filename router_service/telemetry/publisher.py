@@ -31,19 +31,28 @@ a router crash lose what sat in the pipe; with `durable`, the router encodes and
 event itself before answering, which was most of what the child took off its loop. Measured
 back to back in bench/publishing.py (bench/results/publishing_decision.json, bench/README.md).
 
-Durability (`durable`, the default). publish() encodes the event and writes it to the spool, one
-write() flushed to the OS, before it returns, so before the call that published it answers: the
-spool is then a write-ahead log of every event, and the in-memory queue only a read-ahead of its
-tail. A delivered round trims the log (`Spool.ack`, up to the round's last record). A router
-killed with events in the linger (SIGKILL, the OOM killer, a crash) leaves them in the page
-cache, which outlives the process; the next start replays them before anything new, as it
-replays an outage's spool. What had reached the broker but not been trimmed yet is sent twice:
-consumers drop the copy by event_id. A machine crash or power loss can still lose what the
-kernel had not written back (up to about 30 s by default). A failed round needs no copying: its
-records and everything queued behind them are in the log already, and replay starts at the
-first unacknowledged one. Cost: one small write per event on the request path (bench/publishing.py,
-"events/inline+durable"). With `durable: false`, events live in memory until acked (a killed
-router loses the linger's worth) and touch the disk only when the broker cannot take them.
+Durability (`durable`, the default). Every event is written to the spool, flushed to the OS
+(one write()), before the call that published it answers: the spool is then a write-ahead log of
+every event, and the in-memory queue only a read-ahead of its tail. A call's decision and attempt
+events are held (queued, so the sender's timing is unchanged, but not written yet) until its
+completion or error event, which publish() writes together with them and with whatever else is
+held, in one write() before it returns, so before the call answers: one write per call instead of
+three, and the syscall was most of a write's cost. Every other event (feedback, governance, a
+refusal's error, a hedge loser's attempt carrying billed usage after its call answered) is
+written before publish() returns, with whatever is held. A call still running when the router dies
+has answered nothing and promised nothing; its held events were only in memory. The sender writes
+what is held before it takes a batch (every record it sends then has its place in the log, in
+queue order), so nothing is held longer than a linger. A delivered round trims the log
+(`Spool.ack`, up to the round's last record). A router killed with events in the linger (SIGKILL,
+the OOM killer, a crash) leaves them in the page cache, which outlives the process; the next start
+replays them before anything new, as it replays an outage's spool. What had reached the broker but
+not been trimmed yet is sent twice: consumers drop the copy by event_id. A machine crash or power
+loss can still lose what the kernel had not written back (up to about 30 s by default). A failed
+round needs no copying: its records and everything queued behind them are in the log already, and
+replay starts at the first unacknowledged one. Cost: one small write per call on the request path
+(bench/event_publisher.py's CPU cells, bench/README.md "What the durable log costs"). With
+`durable: false`, events live in memory until acked (a killed router loses the linger's worth) and
+touch the disk only when the broker cannot take them.
 
 Ordering. While in spool mode, the queue only drains and new events only go to the spool, so the
 queue always holds older events than the spool and delivery follows publish order. One narrow
@@ -85,7 +94,7 @@ from aiokafka.errors import (
 
 from router_service.telemetry import event_codec
 from router_service.telemetry.event_queue import EventQueue
-from router_service.telemetry.events import TelemetryEvent
+from router_service.telemetry.events import AttemptEvent, DecisionEvent, TelemetryEvent
 from router_service.telemetry.kafka_client import TopicMissingError, require_topic
 from router_service.telemetry.producer_guard import ProducerGuard, fail_held_batches
 from router_service.telemetry.publisher_config import DEFAULT_TOPIC, PublisherConfig
@@ -102,9 +111,29 @@ _TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeE
 # What a broken or unreachable broker raises; anything else is a bug and is logged as one.
 _BROKER_ERRORS = (KafkaError, OSError, TimeoutError, TopicMissingError)
 
-# An encoded event waiting for the sender, and where the write-ahead log holds it (None: not in
-# the spool, because `durable` is off, the event came before start(), or the write failed).
-_Pending = tuple[SpoolRecord, SpoolPosition | None]
+
+class _Pending:
+    """An encoded event waiting for the sender, and where the write-ahead log holds it (None: not
+    in the spool, because `durable` is off, the event came before start(), its write failed, or
+    it is still waiting for its call's terminal event to be written with it; see Durability)."""
+
+    __slots__ = ("position", "record")
+
+    def __init__(self, record: SpoolRecord, position: SpoolPosition | None = None) -> None:
+        self.record = record
+        self.position = position
+
+
+# The events a call publishes before its completion or error, which the call's terminal event
+# writes to the log with it (see Durability). A hedge loser's attempt that arrives after its call
+# answered, carrying what the upstream billed, is written at once like any other event.
+_HELD_FOR_TERMINAL = (DecisionEvent, AttemptEvent)
+
+
+def _held_for_terminal(body: object) -> bool:
+    return isinstance(body, _HELD_FOR_TERMINAL) and not (
+        isinstance(body, AttemptEvent) and body.attempt.unused_usage is not None
+    )
 
 
 class _State(enum.Enum):
@@ -128,6 +157,9 @@ class KafkaPublisher:
         self._drops = DropReporter(self._metrics)
         self._queue: EventQueue[_Pending] = EventQueue(config.queue_max)
         self._durable = config.durable
+        # Queued events not in the log yet, in publish order (a suffix of the queue): written
+        # together by the next terminal event, other event, or the sender's next take.
+        self._unlogged: list[_Pending] = []
         self._spool_writable = True  # the last spool write worked; failures are logged on the edge
         self._state = _State.NEW
         self._spool_mode = False
@@ -219,17 +251,21 @@ class KafkaPublisher:
                 return
             if state is _State.RUNNING and not self._spool_mode:
                 # The common case, first: this runs three times per request.
-                pending = (record, self._log(record) if self._durable else None)
+                pending = _Pending(record)
                 if self._queue.put(pending):
+                    if self._durable:
+                        self._unlogged.append(pending)
+                        if not _held_for_terminal(event.body):
+                            self._write_unlogged()  # before this call answers
                     return
                 # Full. From now on every event goes through the spool, behind what it already holds.
                 self._spool_mode = True
                 self._to_spool([pending])
             elif state is _State.NEW:  # the spool is not open yet (nothing publishes this early)
-                if not self._queue.put((record, None)):
+                if not self._queue.put(_Pending(record)):
                     self._drops.drop("closed")
             else:  # spool mode, or stopping: behind what the spool holds
-                self._to_spool([(record, None)])
+                self._to_spool([_Pending(record)])
         except Exception:  # the request path must not fail because of telemetry
             log.exception(
                 "unexpected error publishing a %s event of %s", event.kind, event.context.request_id
@@ -310,6 +346,7 @@ class KafkaPublisher:
         await self._gather_batch()
         if self._producer_lost() or (self._stop_requested.is_set() and not self._queue):
             return  # the loop replaces the producer (or stops) first; the events wait in the queue
+        self._write_unlogged()  # every record the sender takes has its place in the log
         pending = self._queue.take(self._config.send_batch_max)
         self._metrics.queue_depth.set(len(self._queue))
         delivered = not pending or await self._deliver_or_spool_on_cancel(pending)
@@ -344,7 +381,7 @@ class KafkaPublisher:
 
     async def _deliver_or_spool_on_cancel(self, pending: Sequence[_Pending]) -> bool:
         try:
-            return await self._deliver([record for record, _ in pending])
+            return await self._deliver([entry.record for entry in pending])
         except asyncio.CancelledError:
             self._to_spool(pending)  # stop() ran out of time: keep the batch on disk
             raise
@@ -354,7 +391,7 @@ class KafkaPublisher:
         the log holds before it was delivered too (the log and the queue share one order)."""
         if not self._durable:
             return
-        last = next((position for _, position in reversed(delivered) if position is not None), None)
+        last = next((entry.position for entry in reversed(delivered) if entry.position is not None), None)
         if last is not None:
             assert self._spool is not None
             self._spool.ack(last)
@@ -407,7 +444,8 @@ class KafkaPublisher:
                 await self._disconnect(1.0)
             if self._producer is None and not self._spool_mode:
                 await self._connect()
-            delivered = self._producer is not None and await self._deliver([r for r, _ in pending])
+            records = [entry.record for entry in pending]
+            delivered = self._producer is not None and await self._deliver(records)
             if delivered:
                 self._trim(pending)
         finally:  # not delivered, or cancelled because stop() ran out of time: keep them on disk
@@ -439,24 +477,50 @@ class KafkaPublisher:
         self._to_spool(self._drain_queue())
 
     def _drain_queue(self) -> list[_Pending]:
+        self._write_unlogged()
         pending = self._queue.take_all()
         self._metrics.queue_depth.set(0)
         return pending
 
     def _to_spool(self, pending: Sequence[_Pending]) -> None:
         """Leave these events to a spool replay: write those the spool does not hold yet (with
-        `durable`, it holds them all but the few whose write failed, or that came before start)."""
+        `durable`, it holds them all but the few whose write failed, or that came before start),
+        behind the queued events not written yet, which are older."""
         if not pending:
             return
         assert self._spool is not None
+        self._write_unlogged()
         spooled = 0
-        for record, position in pending:
-            if position is None and self._log(record, count_drop=True) is None:
+        for entry in pending:
+            if entry.position is None and self._log(entry.record, count_drop=True) is None:
                 continue
             spooled += 1
         if spooled:
             self._metrics.spooled.inc(spooled)
         self._metrics.spool_bytes.set(self._spool.total_bytes)
+
+    def _write_unlogged(self) -> None:
+        """Write the queued events that are not in the log yet, in one write(): a call's decision
+        and attempts go with its completion or error (see Durability). Those that do not fit or
+        whose write fails stay in the queue, sent from memory, only not crash-safe."""
+        unlogged = self._unlogged
+        if not unlogged:
+            return
+        self._unlogged = []
+        assert self._spool is not None
+        try:
+            positions = self._spool.write_many([entry.record for entry in unlogged])
+        except OSError:
+            self._on_spool_error()
+            return
+        self._spool_writable = True
+        for entry, position in zip(unlogged, positions, strict=True):
+            entry.position = position
+
+    def _on_spool_error(self) -> None:
+        if self._spool_writable:  # on the edge: with `durable` this runs once per call
+            log.exception("cannot write the event spool")
+        self._spool_writable = False
 
     def _log(self, record: SpoolRecord, *, count_drop: bool = False) -> SpoolPosition | None:
         """Append to the spool. None if it is full or cannot be written: counted as a drop with
@@ -466,9 +530,7 @@ class KafkaPublisher:
         try:
             position = self._spool.write(record)
         except OSError:
-            if self._spool_writable:  # on the edge: with `durable` this runs once per event
-                log.exception("cannot write the event spool")
-            self._spool_writable = False
+            self._on_spool_error()
             if count_drop:
                 self._drops.drop("spool_error")
             return None

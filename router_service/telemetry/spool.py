@@ -6,17 +6,18 @@ Each record is framed as `>II` (payload length, CRC32 of the payload) + payload,
 by a crash mid-write is recognised on the next open, cut off, and never replayed.
 
 Guarantees: records replay in append order (oldest segment first) and survive a process restart;
-a record is written with one write() and flushed to the OS, so a process crash (SIGKILL included)
-loses at most the record being written: the page cache holds the rest and the kernel writes it
-back. It is not fsynced per record (that costs a disk flush per event), so a machine crash or
-power loss can lose the tail the kernel had not written back yet (by default up to about 30 s of
-it, vm.dirty_expire_centisecs); `sync_segments` fsyncs each segment when it is closed. Total size
-is bounded: `append` returns False when the record does not fit, and the caller counts the drop.
+records are written with one write() straight to the OS (`write_many`: a group of them in one), so
+a process crash (SIGKILL included) loses at most the records being written, cut off as torn at the
+next open: the page cache holds the rest and the kernel writes it back. It is not fsynced per
+record (that costs a disk flush per event), so a machine crash or power loss can lose the tail
+the kernel had not written back yet (by default up to about 30 s of it, vm.dirty_expire_centisecs);
+`sync_segments` fsyncs each segment when it is closed. Total size is bounded: `append` returns
+False when the record does not fit, and the caller counts the drop.
 
 Two uses (publisher.py): a spool for what the broker could not take, and, with `events.durable`,
 a write-ahead log of every event before its call answers, trimmed (`ack`) as the broker acks.
 
-Pure synchronous file I/O with no asyncio: appends are small buffered writes, cheap enough to
+Pure synchronous file I/O with no asyncio: appends are small unbuffered writes, cheap enough to
 run on the event loop.
 
 Permissions: the records are events (caller tags, redacted content, error messages), so the
@@ -36,7 +37,7 @@ import os
 import stat
 import struct
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -133,22 +134,52 @@ class Spool:
     def write(self, record: SpoolRecord) -> SpoolPosition | None:
         """Write one record and return the position just after it (ack that once it is
         delivered); None (and nothing written) when it would exceed max_bytes."""
-        payload = _encode(record)
-        frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
-        if self._total + len(frame) > self._max_bytes:
-            return None
-        writer, segment = self._writer_for(len(frame))
+        return self.write_many((record,))[0]
+
+    def write_many(self, records: Sequence[SpoolRecord]) -> list[SpoolPosition | None]:
+        """Write records in order, one write() per segment they land in (so one, unless the
+        group crosses into a new segment), and return the position just after each.
+
+        With events.durable the publisher writes a call's events together: the syscall, not the
+        framing, was most of a per-event write's cost. A record that would exceed max_bytes is
+        not written, nor is any after it (None for each), so the spool keeps the group's order.
+        On an OSError (disk full...) the chunk being written is cut off and the error raised;
+        chunks already written to earlier segments stay, to be replayed (and deduped) as usual.
+        """
+        positions: list[SpoolPosition | None] = []
+        chunk: list[bytes] = []  # frames for `segment`, not written yet
+        chunk_bytes = 0
+        writer: io.FileIO | None = None
+        segment = 0
+        for record in records:
+            payload = _encode(record)
+            frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+            if self._total + chunk_bytes + len(frame) > self._max_bytes:
+                break
+            if writer is None or self._sizes[segment] + chunk_bytes + len(frame) > self._segment_bytes:
+                if writer is not None:
+                    self._write_chunk(writer, segment, chunk, chunk_bytes)
+                    chunk, chunk_bytes = [], 0
+                writer, segment = self._writer_for(len(frame))  # rotates when the frame does not fit
+            chunk.append(frame)
+            chunk_bytes += len(frame)
+            positions.append(SpoolPosition(segment, self._sizes[segment] + chunk_bytes))
+        if writer is not None and chunk:
+            self._write_chunk(writer, segment, chunk, chunk_bytes)
+        positions.extend(None for _ in range(len(records) - len(positions)))
+        return positions
+
+    def _write_chunk(self, writer: io.FileIO, segment: int, frames: list[bytes], size: int) -> None:
         try:
-            _write_all(writer, frame)  # to the OS at once: a later process crash cannot lose it
+            # To the OS at once: a later process crash cannot lose it.
+            _write_all(writer, frames[0] if len(frames) == 1 else b"".join(frames))
         except OSError:
             # Disk full or similar: cut any partial frame off so later appends stay readable.
             self._close_writer(sync=False)
             os.truncate(self._segment_path(segment), self._sizes[segment])
             raise
-        end = self._sizes[segment] + len(frame)
-        self._sizes[segment] = end
-        self._total += len(frame)
-        return SpoolPosition(segment, end)
+        self._sizes[segment] += size
+        self._total += size
 
     def _writer_for(self, frame_size: int) -> tuple[io.FileIO, int]:
         active = self._active_segment()

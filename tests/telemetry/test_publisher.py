@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from router_service import domain
 from router_service.embedded.broker import EmbeddedBroker, free_port
 from router_service.telemetry import event_codec, publisher_config
+from router_service.telemetry import events as ev
 from router_service.telemetry.kafka_client import ensure_topics
 from router_service.telemetry.publisher import KafkaPublisher, PublisherConfig
 from router_service.telemetry.spool import Spool
@@ -355,3 +357,88 @@ async def test_an_untrimmed_durable_log_is_replayed_once_by_the_next_publisher(
 
 def _segment_bytes(directory: Path) -> bytes:
     return b"".join(path.read_bytes() for path in sorted(directory.glob("*.seg")))
+
+
+def _call_events(request_id: str, terminal: ev.EventBody) -> list[ev.TelemetryEvent]:
+    """A call's events as the engine publishes them: decision, an attempt, then `terminal`."""
+    bodies: list[ev.EventBody] = [
+        ev.DecisionEvent(h.decision()),
+        ev.AttemptEvent(0, h.attempt(), "m"),
+        terminal,
+    ]
+    return [h.event(body, request_id=request_id) for body in bodies]
+
+
+@pytest.mark.parametrize(
+    "terminal", [h.completion(), ev.ErrorEvent("UNAVAILABLE", "ALL_UPSTREAMS_FAILED", "down", 1)]
+)
+async def test_a_calls_events_reach_the_disk_together_with_its_terminal_event(
+    kafka_broker: EmbeddedBroker, tmp_path: Path, terminal: ev.EventBody
+) -> None:
+    """One write per call: the decision and attempt wait (in the queue, not the log) for the
+    completion or error, and are on disk when that publish() returns, before the call answers."""
+    topic = h.unique_topic()
+    await ensure_topics(kafka_broker.bootstrap, {topic: 3})
+    config = h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), linger_ms=10_000)
+    publisher = KafkaPublisher(config)
+    await publisher.start()
+    decision, attempt, end = _call_events("req-held", terminal)
+
+    publisher.publish(decision)
+    publisher.publish(attempt)
+    assert b"req-held" not in _segment_bytes(tmp_path)
+    publisher.publish(end)
+    on_disk = _segment_bytes(tmp_path)
+    for event in (decision, attempt, end):
+        assert event.event_id.encode() in on_disk
+    await publisher.stop()
+
+    records = await h.read_topic(
+        kafka_broker.bootstrap, topic, {decision.event_id, attempt.event_id, end.event_id}
+    )
+    assert [event_id for event_id, _, _ in records] == [decision.event_id, attempt.event_id, end.event_id]
+
+
+async def test_a_late_attempt_with_billed_usage_is_on_disk_when_published(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """A hedge loser that answered after its call did: no terminal event follows, and the
+    upstream billed it, so it is written at once like any event outside a call."""
+    topic = h.unique_topic()
+    await ensure_topics(kafka_broker.bootstrap, {topic: 3})
+    config = h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path), linger_ms=10_000)
+    publisher = KafkaPublisher(config)
+    await publisher.start()
+    loser = h.attempt(
+        outcome=domain.AttemptOutcome.SUCCESS,
+        error_class="",
+        http_status=200,
+        unused_usage=domain.Usage(10, 5, 0),
+    )
+    late = h.event(ev.AttemptEvent(1, loser, "m", hedged=True), request_id="req-late")
+
+    publisher.publish(late)
+    assert late.event_id.encode() in _segment_bytes(tmp_path)
+    await publisher.stop()
+
+
+async def test_held_events_the_sender_delivers_are_trimmed_from_the_log(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """The sender writes held events before it takes them: a decision whose call has not ended
+    yet, delivered, is trimmed like any other (not left in the log to be replayed again)."""
+    topic = h.unique_topic()
+    await ensure_topics(kafka_broker.bootstrap, {topic: 3})
+    metrics = h.Metrics()
+    publisher = KafkaPublisher(
+        h.publisher_config(kafka_broker.bootstrap, topic, str(tmp_path)), metrics=metrics
+    )
+    await publisher.start()
+    decision, _, _ = _call_events("req-running", h.completion())
+
+    publisher.publish(decision)
+    await h.eventually(lambda: metrics.value("llmrouter_events_published_total", type="decision") == 1)
+    await publisher.stop()
+
+    with Spool(tmp_path, 1 << 20) as spool:
+        assert spool.is_empty and not list(spool.replay())

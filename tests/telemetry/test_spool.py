@@ -270,3 +270,23 @@ def _struct_format(rec: SpoolRecord) -> bytes:
     for name, value in rec.headers:
         parts += [struct.pack(">H", len(name.encode())), name.encode(), struct.pack(">I", len(value)), value]
     return b"".join(parts)
+
+
+def test_write_many_rotates_segments_inside_a_group(tmp_path: Path, open_spool: OpenSpool) -> None:
+    spool = open_spool(tmp_path, max_bytes=1 << 20, segment_bytes=200)
+    positions = spool.write_many([record(i) for i in range(20)])
+
+    assert values(spool) == [str(i).encode() for i in range(20)]
+    assert positions == sorted(positions) and len({p.segment for p in positions if p}) > 3
+    assert all(f.stat().st_size <= 200 for f in segments(tmp_path))
+    # Each position is just after its record: acking the 10th leaves the last 10.
+    spool.ack(positions[9])  # type: ignore[arg-type]
+    assert values(spool) == [str(i).encode() for i in range(10, 20)]
+
+
+def test_write_many_stops_at_the_first_record_over_the_bound(tmp_path: Path, open_spool: OpenSpool) -> None:
+    spool = open_spool(tmp_path, max_bytes=300, segment_bytes=100)
+    positions = spool.write_many([record(0), record(1, size=400), record(2)])
+
+    assert positions[0] is not None and positions[1:] == [None, None]  # record 2 would fit: order first
+    assert values(spool) == [b"0"]

@@ -183,7 +183,7 @@ class TelemetryEvent(NamedTuple):
         return self.body.kind
 
 
-def new_event_id(rng: random.Random | None = None) -> str:
+def new_event_id() -> str:
     """A random UUID (version 4) in its canonical lowercase text, as `str(uuid.uuid4())` gives it.
 
     The encoder draws one for every event, so the 122 random bits come from a Mersenne Twister
@@ -191,9 +191,9 @@ def new_event_id(rng: random.Random | None = None) -> str:
     uuid.uuid4). Event ids must be unique, not unpredictable: they are not secrets. The generator
     is this module's own, so nobody's `random.seed(n)` can make two processes draw the same ids,
     and it is reseeded in a forked child (`serve --workers`), which would otherwise repeat its
-    parent's draws. `rng`: another generator to draw from (see event_frames.unpack).
+    parent's draws.
     """
-    bits = ((rng or _ID_RANDOM).getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET
+    bits = (_ID_RANDOM.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET
     h = f"{bits:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

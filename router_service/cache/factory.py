@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from router_service.cache.cache import CacheSettings, ResponseCache
-from router_service.cache.redis_store import RedisCacheStore
 from router_service.cache.schema import CacheConfig
 from router_service.cache.store import CacheStore, MemoryCacheStore
 from router_service.clock import Clock
+
+if TYPE_CHECKING:
+    from router_service.cache.redis_store import RedisCacheStore
 
 
 def build_cache(config: CacheConfig, clock: Clock) -> ResponseCache | None:
@@ -16,7 +20,7 @@ def build_cache(config: CacheConfig, clock: Clock) -> ResponseCache | None:
     store: CacheStore
     timeout_s: float | None = None
     if config.store == "redis":
-        store = RedisCacheStore.from_url(
+        store = _redis_store().from_url(
             config.redis_url.get_secret_value(),
             max_value_bytes=config.max_entry_bytes,
             prefix=config.redis_prefix,
@@ -29,3 +33,11 @@ def build_cache(config: CacheConfig, clock: Clock) -> ResponseCache | None:
         ttl_s=config.ttl_s, scope_by=config.scope_by, timeout_s=timeout_s, coalesce=config.coalesce
     )
     return ResponseCache(store, config.to_rules(), settings, clock)
+
+
+def _redis_store() -> type[RedisCacheStore]:
+    # Imported only when Redis is configured: redis-py loads OpenTelemetry's SDK at import, which a
+    # router with tracing off must not (tests/integration/test_tracing.py).
+    from router_service.cache.redis_store import RedisCacheStore
+
+    return RedisCacheStore

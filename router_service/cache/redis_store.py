@@ -12,9 +12,8 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from router_service.cache.schema import DEFAULT_PREFIX
 from router_service.cache.store import CacheUnavailableError
-
-DEFAULT_PREFIX = "llmrouter:cache:"
 
 
 class RedisCacheStore:

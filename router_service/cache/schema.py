@@ -12,8 +12,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from router_service.cache.key import ScopeBy
-from router_service.cache.redis_store import DEFAULT_PREFIX
 from router_service.cache.rules import EVERYONE, CacheRules
+
+# The Redis key prefix of entries. Here, not in redis_store.py: reading config must not import redis.
+DEFAULT_PREFIX = "llmrouter:cache:"
 
 
 class CacheConfig(BaseModel):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from router_service.limits.governor import Governor
-from router_service.limits.redis_store import RedisLimitStore
 from router_service.limits.schema import LimitsConfig
 from router_service.limits.store import LimitStore, MemoryLimitStore
+
+if TYPE_CHECKING:
+    from router_service.limits.redis_store import RedisLimitStore
 
 
 def build_governor(config: LimitsConfig) -> Governor | None:
@@ -17,7 +21,15 @@ def build_governor(config: LimitsConfig) -> Governor | None:
 
 def build_store(config: LimitsConfig) -> LimitStore:
     if config.store == "redis":
-        return RedisLimitStore.from_url(
+        return _redis_store().from_url(
             config.redis_url.get_secret_value(), prefix=config.redis_prefix, timeout_s=config.store_timeout_s
         )
     return MemoryLimitStore()
+
+
+def _redis_store() -> type[RedisLimitStore]:
+    # Imported only when Redis is configured: redis-py loads OpenTelemetry's SDK at import, which a
+    # router with tracing off must not (tests/integration/test_tracing.py).
+    from router_service.limits.redis_store import RedisLimitStore
+
+    return RedisLimitStore

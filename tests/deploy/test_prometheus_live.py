@@ -183,7 +183,13 @@ async def test_every_rule_and_query_runs_on_real_metrics_and_a_broker_outage_ale
 
     groups = (await stack.http.get("/api/v1/rules")).json()["data"]["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 24
+    on_disk = [
+        rule
+        for path in sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+    assert len(rules) == len(on_disk) > 0  # every rule file's rules loaded (the count moves with the rules)
     broken = {rule["name"]: rule.get("lastError") for rule in rules if rule["health"] != "ok"}
     assert broken == {}
 

@@ -18,6 +18,9 @@ broker is another process, so its CPU is not counted. Loads:
                 (3 events per request), 300/s a lightly loaded router
 
 Columns (microseconds per event):
+- durable       "call": events.durable as it runs (a request's decision and attempt written with
+                its completion, one write per request); "event": one write per event, as before
+                (bench-only switch); "no": durable off
 - publish       inside publish() calls less the encoding: the queue and, with `durable` (the
                 default), the write to the spool
 - encode        inside the publisher's encoding step (KafkaPublisher._encode, called by publish()
@@ -60,6 +63,7 @@ from router_service import domain
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.telemetry import event_codec
 from router_service.telemetry import events as ev
+from router_service.telemetry import publisher as publisher_module
 from router_service.telemetry.kafka_client import ensure_topics
 from router_service.telemetry.publisher import KafkaPublisher, PublisherConfig
 from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS
@@ -75,9 +79,12 @@ CELLS: list[dict[str, Any]] = [
     {"encoding": "protobuf", "compression_type": "gzip", "queue_max": None},
     {"encoding": "json", "compression_type": "gzip", "queue_max": 1000},
 ]
-# CPU cells: the production default (json, zstd, durable) first; durable off for the log's cost.
+# CPU cells: the production default (json, zstd, durable) first; durable off for the log's cost;
+# "per_event_writes": the durable log as it was before one write per call (every event written
+# when published, as if none were held for its call's terminal event), for the A/B.
 CPU_CELLS: list[dict[str, Any]] = [
     {"encoding": "json", "compression_type": "zstd", "durable": True},
+    {"encoding": "json", "compression_type": "zstd", "durable": True, "per_event_writes": True},
     {"encoding": "json", "compression_type": "zstd", "durable": False},
     {"encoding": "protobuf", "compression_type": "zstd", "durable": True},
 ]
@@ -123,6 +130,7 @@ class CpuRow:
     encoding: str
     compression_type: str
     durable: bool
+    per_event_writes: bool
     load: str
     linger_ms: int
     events: int
@@ -170,6 +178,18 @@ def _timed_steps(timers: _Timers) -> Iterator[None]:
     finally:
         KafkaPublisher._encode = encode_all  # type: ignore[method-assign]
         KafkaPublisher._send_all = send_all  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def _per_event_writes(enabled: bool) -> Iterator[None]:
+    """With `enabled`, hold no event for its call's terminal one: one log write per event."""
+    held = publisher_module._held_for_terminal
+    if enabled:
+        publisher_module._held_for_terminal = lambda body: False
+    try:
+        yield
+    finally:
+        publisher_module._held_for_terminal = held
 
 
 class _DiscardingPublisher:
@@ -249,7 +269,7 @@ async def cpu_cell(
         await publisher.start()
         await _wait_for(lambda: _broker_up(metrics), "the publisher to connect")
         timers = _Timers()
-        with _timed_steps(timers):
+        with _timed_steps(timers), _per_event_writes(cell.get("per_event_writes", False)):
             started_cpu, started = time.process_time(), time.perf_counter()
             await _run_load(load, publisher.publish, events, timers)
             await _wait_for(lambda: _acked_count(metrics) >= count, f"{count} acks")
@@ -261,6 +281,7 @@ async def cpu_cell(
         encoding=cell["encoding"],
         compression_type=cell["compression_type"],
         durable=config.durable,
+        per_event_writes=cell.get("per_event_writes", False),
         load=load,
         linger_ms=config.linger_ms,
         events=count,
@@ -319,11 +340,16 @@ def print_cpu_rows(rows: list[CpuRow]) -> None:
     print("{:<10}{:<7}{:<8}{:<12}{:>9}{:>9}{:>8}{:>7}{:>11}{:>8}".format(*header))
     for row in rows:
         print(
-            f"{row.encoding:<10}{row.compression_type:<7}{'yes' if row.durable else 'no':<8}{row.load:<12}"
+            f"{row.encoding:<10}{row.compression_type:<7}{_log_writes(row):<8}{row.load:<12}"
             f"{row.events_per_s:>9.0f}"
             f"{row.publish_us:>9.2f}{row.encode_us:>8.1f}{row.send_us:>7.1f}{row.kafka_loop_us:>11.1f}"
             f"{row.total_us:>8.1f}"
         )
+
+
+def _log_writes(row: CpuRow) -> str:
+    """The durable column: per call (the default), per event (the old way), or no log."""
+    return ("event" if row.per_event_writes else "call") if row.durable else "no"
 
 
 # --- throughput -----------------------------------------------------------------------------------

@@ -88,8 +88,10 @@ async def load_until_killed(port: int, proc: subprocess.Popen[bytes], kill_after
     return answered
 
 
-async def completions(bootstrap: str, topic: str, wanted: set[str], timeout_s: float) -> dict[str, set[str]]:
-    """Request id -> the distinct event ids of its completion events, once every wanted request
+async def completions(
+    bootstrap: str, topic: str, wanted: set[str], timeout_s: float, kind: str = "completion"
+) -> dict[str, set[str]]:
+    """Request id -> the distinct event ids of its `kind` events, once every wanted request
     has one (or the timeout passed), read from the start of the topic."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
@@ -100,7 +102,7 @@ async def completions(bootstrap: str, topic: str, wanted: set[str], timeout_s: f
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 for record in records:
                     headers = list(record.headers)
-                    if event_codec.kind_of(headers) == "completion":
+                    if event_codec.kind_of(headers) == kind:
                         event_id = dict(headers)["ce_id"].decode()
                         found.setdefault(record.key.decode(), set()).add(event_id)
     finally:
@@ -110,8 +112,9 @@ async def completions(bootstrap: str, topic: str, wanted: set[str], timeout_s: f
 
 async def crash_and_restart(
     sims: Sims, broker: EmbeddedBroker, tmp_path: Path, *, durable: bool, kill_after_s: float
-) -> tuple[set[str], dict[str, set[str]]]:
-    """One drill: the ids of answered calls, and the completion events found after the restart."""
+) -> tuple[set[str], dict[str, set[str]], dict[str, set[str]]]:
+    """One drill: the ids of answered calls, and the completion and decision events found after
+    the restart."""
     topic = f"test.router.crash.{uuid.uuid4().hex[:10]}"
     port = free_port()
     config: dict[str, Any] = router_config_dict(sims)
@@ -141,6 +144,7 @@ async def crash_and_restart(
     restarted = start_router(path, log_path)  # replays what the killed one left in the spool
     try:
         found = await completions(broker.bootstrap, topic, answered, timeout_s=30)
+        decided = await completions(broker.bootstrap, topic, answered, timeout_s=10, kind="decision")
     finally:
         restarted.send_signal(signal.SIGTERM)
         try:
@@ -148,14 +152,14 @@ async def crash_and_restart(
         except subprocess.TimeoutExpired:
             restarted.kill()
             restarted.wait()
-    return answered, found
+    return answered, found, decided
 
 
 async def test_sigkill_under_load_loses_no_answered_calls_events(
     sims: Sims, kafka_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     kill_after_s = random.uniform(0.0, 2.0)  # a random moment of the load
-    answered, found = await crash_and_restart(
+    answered, found, decided = await crash_and_restart(
         sims, kafka_broker, tmp_path, durable=True, kill_after_s=kill_after_s
     )
 
@@ -164,3 +168,6 @@ async def test_sigkill_under_load_loses_no_answered_calls_events(
     assert not missing, f"{len(missing)} of {len(answered)} answered calls have no completion event"
     # Exactly once after dedupe: one completion event id per request, however often it was sent.
     assert all(len(event_ids) == 1 for request_id, event_ids in found.items() if request_id in answered)
+    # A call's decision is held out of the log until its completion, and written with it.
+    undecided = answered - decided.keys()
+    assert not undecided, f"{len(undecided)} of {len(answered)} answered calls have no decision event"

@@ -15,8 +15,11 @@ from hypothesis import strategies as st
 from router_service.limits.model import Check, Settlement
 from router_service.limits.store import LimitStore
 
-# Near the real time: Redis expires keys (PEXPIREAT) by its own clock.
-T0 = float(int(time.time()))
+# Redis expires keys (PEXPIREAT) by its own clock, while the scripts take `now` from the caller.
+# An hour ahead of the real time keeps every key expiry these tests set in the future however late
+# in a long run they come (at the real time, a test running 2 minutes after collection saw its
+# keys already expired).
+T0 = float(int(time.time())) + 3600
 TTL = 60.0
 
 

@@ -1,9 +1,11 @@
 """Reads the consumers' snapshot topics and keeps the router's fleet view current.
 
 One group-less aiokafka consumer assigned every partition of the three topics, from the
-beginning (the newest value per key is the state, as compaction would keep it). Every
-`refresh_interval_s` the view is rebuilt from what was read and handed to `on_view`. A broker that
-is down or a topic that does not exist yet only keeps the view stale, retried in the background.
+beginning (the newest value per key is the state, as compaction would keep it). New records are
+applied at once; besides, a task of its own rebuilds the view every `refresh_interval_s` and hands
+it to `on_view`, so staleness and the health window move on while the reader waits on a broker
+that does not answer (a broker that is down or a topic that does not exist yet only keeps the view
+stale, retried in the background).
 
 `wait_ready` ends once the first read has reached the end offsets the partitions had when it
 began (the view built from them is handed to `on_view` first): the router holds its gRPC server
@@ -108,7 +110,7 @@ class SnapshotSubscriber:
         self._clock = clock
         self._topics = _topics(config)
         self.state = SnapshotState(self._metrics)
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
 
     @property
@@ -128,14 +130,26 @@ class SnapshotSubscriber:
     def start(self) -> None:
         self._metrics.ready.set(0)
         self._publish_view()  # all stale until the first records arrive: visible in metrics at once
-        self._task = asyncio.create_task(self._run(), name="fleet-snapshot-subscriber")
+        self._tasks = [
+            asyncio.create_task(self._run(), name="fleet-snapshot-subscriber"),
+            asyncio.create_task(self._refresh(), name="fleet-view-refresh"),
+        ]
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def _refresh(self) -> None:
+        # Apart from the reader: every call it makes can wait on the broker (end offsets, a
+        # position after a seek, metadata), and a view rebuilt only between reads froze as it was
+        # for a whole broker outage, never stale.
+        while True:
+            await asyncio.sleep(self._config.refresh_interval_s)
+            self._publish_view()
 
     async def _run(self) -> None:
         while True:
@@ -160,12 +174,12 @@ class SnapshotSubscriber:
             finally:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
-            await self._sleep_refreshing(_RETRY_S)
+            await asyncio.sleep(_RETRY_S)
 
     async def _follow(self, consumer: Any) -> None:
         assigned: set[TopicPartition] = set()
         complete = False  # every topic found: no more metadata lookups
-        next_refresh = next_discovery = last_build = 0.0
+        next_discovery = last_build = 0.0
         heard: dict[TopicPartition, float] = {}  # monotonic time of the last record (or of the last check)
         quiet_s = self._config.stale_after_s / 2
         first_read: dict[TopicPartition, int] | None = None  # end offsets to reach before `ready`
@@ -199,18 +213,16 @@ class SnapshotSubscriber:
                 first_read = None
                 self._publish_view()  # the view of everything read, before anyone is told it is ready
                 last_build = time.monotonic()
-                next_refresh = last_build + self._config.refresh_interval_s
                 self._ready.set()
                 self._metrics.ready.set(1)
                 log.info("fleet view: snapshot topics read to their end offsets at start")
                 continue
             # New records are applied at once (a snapshot arrives in one burst per interval); the
-            # periodic rebuild only moves staleness and the health window along.
+            # periodic rebuild (`_refresh`) only moves staleness and the health window along.
             now = time.monotonic()
-            if now >= next_refresh or (changed and now >= last_build + _MIN_REBUILD_GAP_S):
+            if changed and now >= last_build + _MIN_REBUILD_GAP_S:
                 self._publish_view()
                 last_build = now
-                next_refresh = now + self._config.refresh_interval_s
 
     async def _assign_new(self, consumer: Any, assigned: set[TopicPartition]) -> bool:
         """Assign the partitions of the topics that exist now; True once every topic was found."""
@@ -227,12 +239,6 @@ class SnapshotSubscriber:
             await consumer.seek_to_beginning(*new)
             assigned |= new
         return not missing
-
-    async def _sleep_refreshing(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            await asyncio.sleep(min(left, self._config.refresh_interval_s))
-            self._publish_view()
 
     def _publish_view(self) -> None:
         now = self._clock()

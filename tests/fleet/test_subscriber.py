@@ -96,6 +96,28 @@ async def test_after_the_broker_lost_its_log_the_reader_reads_the_new_records(tm
             await subscriber.stop()
 
 
+async def test_a_dead_broker_makes_the_view_stale_on_time(tmp_path: Path) -> None:
+    # The staleness clock must run while every read hangs on a broker that does not answer. It
+    # did not: the quiet-partition check waited on the dead broker's end offsets, no view was
+    # built, and llmrouter_fleet_view_stale stayed 0 for the whole outage.
+    views: list[FleetView] = []
+    registry = CollectorRegistry()
+    async with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        await _create_topics(broker)
+        await _write(broker, 3, "_checkpoint#0")
+        subscriber = SnapshotSubscriber(broker.bootstrap, CONFIG, views.append, metrics=FleetMetrics(registry))
+        subscriber.start()
+        try:
+            await _until(lambda: bool(views) and not views[-1].stale, 30)
+            await broker.kill()
+            # Stale once the newest record is stale_after_s (4 s) old: within that and a margin.
+            await _until(lambda: views[-1].stale == frozenset(Topic), CONFIG.stale_after_s + 6)
+            stale = registry.get_sample_value("llmrouter_fleet_view_stale", {"topic": Topic.HEALTH.value})
+            assert stale == 1
+        finally:
+            await subscriber.stop()
+
+
 def test_quiet_partitions_are_those_without_a_record_for_the_quiet_time() -> None:
     a, b, c = (TopicPartition("t", p) for p in range(3))
     heard = {a: 10.0, b: 17.0}

@@ -105,7 +105,9 @@ async def test_a_dead_broker_makes_the_view_stale_on_time(tmp_path: Path) -> Non
     async with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
         await _create_topics(broker)
         await _write(broker, 3, "_checkpoint#0")
-        subscriber = SnapshotSubscriber(broker.bootstrap, CONFIG, views.append, metrics=FleetMetrics(registry))
+        subscriber = SnapshotSubscriber(
+            broker.bootstrap, CONFIG, views.append, metrics=FleetMetrics(registry)
+        )
         subscriber.start()
         try:
             await _until(lambda: bool(views) and not views[-1].stale, 30)

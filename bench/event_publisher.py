@@ -63,7 +63,7 @@ from router_service import domain
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.telemetry import event_codec
 from router_service.telemetry import events as ev
-from router_service.telemetry import publisher as publisher_module
+from router_service.telemetry import write_ahead as write_ahead_module
 from router_service.telemetry.kafka_client import ensure_topics
 from router_service.telemetry.publisher import KafkaPublisher, PublisherConfig
 from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS
@@ -183,13 +183,13 @@ def _timed_steps(timers: _Timers) -> Iterator[None]:
 @contextlib.contextmanager
 def _per_event_writes(enabled: bool) -> Iterator[None]:
     """With `enabled`, hold no event for its call's terminal one: one log write per event."""
-    held = publisher_module._held_for_terminal
+    held = write_ahead_module._held_for_terminal
     if enabled:
-        publisher_module._held_for_terminal = lambda body: False
+        write_ahead_module._held_for_terminal = lambda body: False
     try:
         yield
     finally:
-        publisher_module._held_for_terminal = held
+        write_ahead_module._held_for_terminal = held
 
 
 class _DiscardingPublisher:

@@ -50,7 +50,8 @@ not been trimmed yet is sent twice: consumers drop the copy by event_id. A machi
 loss can still lose what the kernel had not written back (up to about 30 s by default). A failed
 round needs no copying: its records and everything queued behind them are in the log already, and
 replay starts at the first unacknowledged one. Cost: one small write per call on the request path
-(bench/event_publisher.py's CPU cells, bench/README.md "What the durable log costs"). With
+(bench/event_publisher.py's CPU cells, bench/README.md "What the durable log costs"). The holding
+and writing live in write_ahead.py; this module decides when to queue, spool and trim. With
 `durable: false`, events live in memory until acked (a killed router loses the linger's worth) and
 touch the disk only when the broker cannot take them.
 
@@ -94,14 +95,15 @@ from aiokafka.errors import (
 
 from router_service.telemetry import event_codec
 from router_service.telemetry.event_queue import EventQueue
-from router_service.telemetry.events import AttemptEvent, DecisionEvent, TelemetryEvent
+from router_service.telemetry.events import TelemetryEvent
 from router_service.telemetry.kafka_client import TopicMissingError, require_topic
 from router_service.telemetry.producer_guard import ProducerGuard, fail_held_batches
 from router_service.telemetry.publisher_config import DEFAULT_TOPIC, PublisherConfig
 from router_service.telemetry.publisher_metrics import DropReporter, PublisherMetrics, default_metrics
 from router_service.telemetry.record_batches import SentBatch, send_batches
 from router_service.telemetry.redaction import ContentPolicy, build_redactor
-from router_service.telemetry.spool import Spool, SpoolPosition, SpoolRecord
+from router_service.telemetry.spool import Spool, SpoolRecord
+from router_service.telemetry.write_ahead import Pending, WriteAheadLog
 
 __all__ = ["DEFAULT_TOPIC", "KafkaPublisher", "PublisherConfig"]
 
@@ -110,30 +112,6 @@ log = logging.getLogger(__name__)
 _TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
 # What a broken or unreachable broker raises; anything else is a bug and is logged as one.
 _BROKER_ERRORS = (KafkaError, OSError, TimeoutError, TopicMissingError)
-
-
-class _Pending:
-    """An encoded event waiting for the sender, and where the write-ahead log holds it (None: not
-    in the spool, because `durable` is off, the event came before start(), its write failed, or
-    it is still waiting for its call's terminal event to be written with it; see Durability)."""
-
-    __slots__ = ("position", "record")
-
-    def __init__(self, record: SpoolRecord, position: SpoolPosition | None = None) -> None:
-        self.record = record
-        self.position = position
-
-
-# The events a call publishes before its completion or error, which the call's terminal event
-# writes to the log with it (see Durability). A hedge loser's attempt that arrives after its call
-# answered, carrying what the upstream billed, is written at once like any other event.
-_HELD_FOR_TERMINAL = (DecisionEvent, AttemptEvent)
-
-
-def _held_for_terminal(body: object) -> bool:
-    return isinstance(body, _HELD_FOR_TERMINAL) and not (
-        isinstance(body, AttemptEvent) and body.attempt.unused_usage is not None
-    )
 
 
 class _State(enum.Enum):
@@ -155,12 +133,8 @@ class KafkaPublisher:
             config.include_content, build_redactor(config.redact_pii, config.redact_patterns)
         )
         self._drops = DropReporter(self._metrics)
-        self._queue: EventQueue[_Pending] = EventQueue(config.queue_max)
-        self._durable = config.durable
-        # Queued events not in the log yet, in publish order (a suffix of the queue): written
-        # together by the next terminal event, other event, or the sender's next take.
-        self._unlogged: list[_Pending] = []
-        self._spool_writable = True  # the last spool write worked; failures are logged on the edge
+        self._queue: EventQueue[Pending] = EventQueue(config.queue_max)
+        self._log: WriteAheadLog | None = None  # opened with the spool, by start()
         self._state = _State.NEW
         self._spool_mode = False
         self._healthy = True  # last delivery or connect worked; failures are logged on the edge only
@@ -184,6 +158,7 @@ class KafkaPublisher:
             segment_bytes=cfg.spool_segment_bytes,
             sync_segments=not cfg.durable,  # see Spool: no fsync stalls on the request path
         )
+        self._log = WriteAheadLog(self._spool, self._drops, durable=cfg.durable)
         if not self._spool.is_empty:
             log.info(
                 "event spool holds %d bytes from an earlier run; replaying first", self._spool.pending_bytes
@@ -251,21 +226,19 @@ class KafkaPublisher:
                 return
             if state is _State.RUNNING and not self._spool_mode:
                 # The common case, first: this runs three times per request.
-                pending = _Pending(record)
+                pending = Pending(record)
                 if self._queue.put(pending):
-                    if self._durable:
-                        self._unlogged.append(pending)
-                        if not _held_for_terminal(event.body):
-                            self._write_unlogged()  # before this call answers
+                    assert self._log is not None
+                    self._log.queued(pending, event.body)  # on disk now, or held for its call
                     return
                 # Full. From now on every event goes through the spool, behind what it already holds.
                 self._spool_mode = True
                 self._to_spool([pending])
             elif state is _State.NEW:  # the spool is not open yet (nothing publishes this early)
-                if not self._queue.put(_Pending(record)):
+                if not self._queue.put(Pending(record)):
                     self._drops.drop("closed")
             else:  # spool mode, or stopping: behind what the spool holds
-                self._to_spool([_Pending(record)])
+                self._to_spool([Pending(record)])
         except Exception:  # the request path must not fail because of telemetry
             log.exception(
                 "unexpected error publishing a %s event of %s", event.kind, event.context.request_id
@@ -346,7 +319,8 @@ class KafkaPublisher:
         await self._gather_batch()
         if self._producer_lost() or (self._stop_requested.is_set() and not self._queue):
             return  # the loop replaces the producer (or stops) first; the events wait in the queue
-        self._write_unlogged()  # every record the sender takes has its place in the log
+        assert self._log is not None
+        self._log.write_held()  # every record the sender takes has its place in the log
         pending = self._queue.take(self._config.send_batch_max)
         self._metrics.queue_depth.set(len(self._queue))
         delivered = not pending or await self._deliver_or_spool_on_cancel(pending)
@@ -379,22 +353,16 @@ class KafkaPublisher:
         else:
             await self._back_off()  # the records stay in the spool, unacknowledged
 
-    async def _deliver_or_spool_on_cancel(self, pending: Sequence[_Pending]) -> bool:
+    async def _deliver_or_spool_on_cancel(self, pending: Sequence[Pending]) -> bool:
         try:
             return await self._deliver([entry.record for entry in pending])
         except asyncio.CancelledError:
             self._to_spool(pending)  # stop() ran out of time: keep the batch on disk
             raise
 
-    def _trim(self, delivered: Sequence[_Pending]) -> None:
-        """Delivered: trim the write-ahead log up to the last of them that it holds. Everything
-        the log holds before it was delivered too (the log and the queue share one order)."""
-        if not self._durable:
-            return
-        last = next((entry.position for entry in reversed(delivered) if entry.position is not None), None)
-        if last is not None:
-            assert self._spool is not None
-            self._spool.ack(last)
+    def _trim(self, delivered: Sequence[Pending]) -> None:
+        assert self._log is not None
+        self._log.trim(delivered)
 
     async def _deliver(self, records: Sequence[SpoolRecord]) -> bool:
         """Send and await acks; False on a broker failure (the caller keeps the records)."""
@@ -467,7 +435,7 @@ class KafkaPublisher:
             log.info("event broker recovered; %d spooled bytes left to replay", self._spool.pending_bytes)
         self._healthy = True
 
-    def _enter_spool_mode(self, failed: Sequence[_Pending]) -> None:
+    def _enter_spool_mode(self, failed: Sequence[Pending]) -> None:
         """Spool a failed batch and everything queued behind it, in order, without awaiting."""
         self._to_spool(failed)
         self._move_queue_to_spool()
@@ -476,68 +444,22 @@ class KafkaPublisher:
         self._spool_mode = True
         self._to_spool(self._drain_queue())
 
-    def _drain_queue(self) -> list[_Pending]:
-        self._write_unlogged()
+    def _drain_queue(self) -> list[Pending]:
+        assert self._log is not None
+        self._log.write_held()
         pending = self._queue.take_all()
         self._metrics.queue_depth.set(0)
         return pending
 
-    def _to_spool(self, pending: Sequence[_Pending]) -> None:
-        """Leave these events to a spool replay: write those the spool does not hold yet (with
-        `durable`, it holds them all but the few whose write failed, or that came before start),
-        behind the queued events not written yet, which are older."""
+    def _to_spool(self, pending: Sequence[Pending]) -> None:
+        """Leave these events to a spool replay (WriteAheadLog.keep), counting what it holds."""
         if not pending:
             return
-        assert self._spool is not None
-        self._write_unlogged()
-        spooled = 0
-        for entry in pending:
-            if entry.position is None and self._log(entry.record, count_drop=True) is None:
-                continue
-            spooled += 1
+        assert self._spool is not None and self._log is not None
+        spooled = self._log.keep(pending)
         if spooled:
             self._metrics.spooled.inc(spooled)
         self._metrics.spool_bytes.set(self._spool.total_bytes)
-
-    def _write_unlogged(self) -> None:
-        """Write the queued events that are not in the log yet, in one write(): a call's decision
-        and attempts go with its completion or error (see Durability). Those that do not fit or
-        whose write fails stay in the queue, sent from memory, only not crash-safe."""
-        unlogged = self._unlogged
-        if not unlogged:
-            return
-        self._unlogged = []
-        assert self._spool is not None
-        try:
-            positions = self._spool.write_many([entry.record for entry in unlogged])
-        except OSError:
-            self._on_spool_error()
-            return
-        self._spool_writable = True
-        for entry, position in zip(unlogged, positions, strict=True):
-            entry.position = position
-
-    def _on_spool_error(self) -> None:
-        if self._spool_writable:  # on the edge: with `durable` this runs once per call
-            log.exception("cannot write the event spool")
-        self._spool_writable = False
-
-    def _log(self, record: SpoolRecord, *, count_drop: bool = False) -> SpoolPosition | None:
-        """Append to the spool. None if it is full or cannot be written: counted as a drop with
-        `count_drop`; else the caller keeps the record in memory (with `durable`, an event whose
-        write failed is still sent from the queue, only not crash-safe)."""
-        assert self._spool is not None
-        try:
-            position = self._spool.write(record)
-        except OSError:
-            self._on_spool_error()
-            if count_drop:
-                self._drops.drop("spool_error")
-            return None
-        self._spool_writable = True
-        if position is None and count_drop:
-            self._drops.drop("spool_full")
-        return position
 
     def _encode(self, event: TelemetryEvent) -> SpoolRecord | None:
         try:

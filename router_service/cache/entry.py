@@ -8,12 +8,13 @@ is `saved_cost_nanos`), and no attempts, since nothing went upstream.
 A stream is stored only when it ended cleanly: `StreamCapture` builds an entry from the items the
 engine yielded, and has none unless a `StreamFinish` arrived (a failed or interrupted stream is
 never stored). A hit on a `Stream` call replays the entry as the same sequence a live stream
-yields: `StreamStart`, the text as one delta, each tool call as one delta, `StreamFinish`.
+yields: `StreamStart`, the text as one delta, each tool call as one delta, `StreamFinish`; the
+Streams that followed an identical live one (coalesced) replay its text deltas as it cut them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from router_service.call import CacheHit, Completion, StreamFinish, StreamStart
 from router_service.catalog import Deployment
@@ -47,6 +48,10 @@ class CachedAnswer:
     # The task routing classified the request as: a hit reports it without classifying again
     # (None: an entry written before this field, or by a caller that had no decision).
     task_type: TaskType | None = None
+    # The text as the live stream's deltas cut it, for the Streams that followed that one call
+    # (coalesced): they replay the very deltas it relayed. Never stored (the codec keeps only
+    # `content`), so a later hit replays the text as one delta. Empty: one delta of `content`.
+    text_chunks: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def age_s(self, now: float) -> float:
         """Seconds since the answer was made; never negative (replicas' clocks differ a little)."""
@@ -83,7 +88,9 @@ def replay(
     """The items of a hit on `Stream`, in the order a live stream yields them."""
     hit = CacheHit(age_s, saved_cost_nanos(entry, deployment))
     items: list[ReplayItem] = [StreamStart(deployment, decision, (), hit)]
-    if entry.content:
+    if entry.text_chunks:
+        items += [TextDelta(text) for text in entry.text_chunks]
+    elif entry.content:
         items.append(TextDelta(entry.content))
     items += [ToolCallDelta(i, c.id, c.name, c.arguments_json) for i, c in enumerate(entry.tool_calls)]
     done = StreamDone(entry.finish_reason, entry.usage, entry.upstream_model)
@@ -132,4 +139,5 @@ class StreamCapture:
             upstream_model=done.upstream_model,
             created_at=now,
             task_type=finish.decision.task_type,
+            text_chunks=tuple(self._text),
         )

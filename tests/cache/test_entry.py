@@ -10,6 +10,7 @@ import pytest
 
 from router_service.cache import codec
 from router_service.cache.entry import (
+    ReplayItem,
     StreamCapture,
     as_completion,
     from_completion,
@@ -98,6 +99,29 @@ def test_a_captured_stream_that_finished_is_the_entry_its_replay_gives_back() ->
     for item in replay(entry, deployment(), DECISION):
         again.add(item)
     assert again.answer(entry.created_at) == entry
+
+
+def test_followers_of_a_live_stream_replay_its_deltas_as_it_cut_them() -> None:
+    live: list[ReplayItem] = [
+        StreamStart(deployment(), DECISION, ()),
+        TextDelta("Hel"),
+        TextDelta("lo "),
+        TextDelta("there"),
+        StreamFinish(DONE, deployment(), DECISION, (), 9),
+    ]
+    capture = StreamCapture()
+    for item in live:
+        capture.add(item)
+    captured = capture.answer(0.0)
+    assert captured is not None and captured.content == "Hello there"
+    replayed = replay(captured, deployment(), DECISION)
+    assert [i for i in replayed if isinstance(i, TextDelta)] == live[1:4]
+    # What is stored is the text alone: a later hit replays it as one delta.
+    stored = codec.decode(KEY, codec.encode(KEY, captured), 1 << 20)
+    assert stored == captured and stored.text_chunks == ()
+    assert [i for i in replay(stored, deployment(), DECISION) if isinstance(i, TextDelta)] == [
+        TextDelta("Hello there")
+    ]
 
 
 def test_a_stream_that_never_finished_gives_no_entry() -> None:

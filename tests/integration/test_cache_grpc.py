@@ -10,6 +10,7 @@ value the cache wrote."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 import zlib
 from collections.abc import AsyncIterator
@@ -80,7 +81,7 @@ async def _keys(path: Path) -> dict[str, str]:
     return secrets
 
 
-async def _start(
+async def start_cached(
     sims: Sims,
     tmp_path: Path,
     redis_url: str,
@@ -111,9 +112,10 @@ async def _start(
     return Cached(app, sims, secrets, prefix)
 
 
-@pytest.fixture
-async def cached(sims: Sims, redis_server: str, tmp_path: Path) -> AsyncIterator[Cached]:
-    running = await _start(sims, tmp_path, redis_server)
+@contextlib.asynccontextmanager
+async def cache_router(sims: Sims, tmp_path: Path, redis_url: str, **options: Any) -> AsyncIterator[Cached]:
+    """A router with the cache on (`start_cached`'s options), stopped on exit."""
+    running = await start_cached(sims, tmp_path, redis_url, **options)
     try:
         yield running
     finally:
@@ -121,25 +123,31 @@ async def cached(sims: Sims, redis_server: str, tmp_path: Path) -> AsyncIterator
         await running.app.stop(grace_s=1)
 
 
+@pytest.fixture
+async def cached(sims: Sims, redis_server: str, tmp_path: Path) -> AsyncIterator[Cached]:
+    async with cache_router(sims, tmp_path, redis_server) as running:
+        yield running
+
+
 def _seconds(d: Duration) -> float:
     return d.seconds + d.nanos / 1e9
 
 
-def _nanos(money: Any) -> int:
+def nanos(money: Any) -> int:
     return int(money.units) * 1_000_000_000 + int(money.nanos)
 
 
 async def test_a_repeat_is_a_hit_of_its_own_tenant_only(cached: Cached) -> None:
     first = await cached.complete("k_acme")
     assert not first.routing.HasField("cache")  # a miss: answered upstream, billed
-    assert _nanos(first.cost) > 0 and len(first.routing.attempts) == 1
+    assert nanos(first.cost) > 0 and len(first.routing.attempts) == 1
     assert await cached.upstream_requests() == 1
 
     again = await cached.complete("k_acme")
     assert again.routing.cache.hit
     assert again.message == first.message and again.usage == first.usage
-    assert _nanos(again.cost) == 0 and len(again.routing.attempts) == 0
-    assert _nanos(again.routing.cache.saved_cost) == _nanos(first.cost)
+    assert nanos(again.cost) == 0 and len(again.routing.attempts) == 0
+    assert nanos(again.routing.cache.saved_cost) == nanos(first.cost)
     assert _seconds(again.routing.cache.age) >= 0
     assert (again.routing.provider, again.routing.model) == (first.routing.provider, first.routing.model)
     assert await cached.upstream_requests() == 1
@@ -197,7 +205,7 @@ async def test_a_negative_max_age_is_invalid_argument_and_calls_nothing(cached: 
 
 async def test_an_entry_expires_after_its_ttl(sims: Sims, redis_server: str, tmp_path: Path) -> None:
     ttl_s = 2.0
-    running = await _start(sims, tmp_path, redis_server, ttl_s=ttl_s)
+    running = await start_cached(sims, tmp_path, redis_server, ttl_s=ttl_s)
     try:
         await running.complete("k_acme")
         stored_at = asyncio.get_running_loop().time()
@@ -225,8 +233,8 @@ async def test_a_stream_hit_replays_routing_deltas_and_end(cached: Cached) -> No
     assert start.cache.hit and end.routing.cache.hit
     assert not live[0].routing.HasField("cache") and not live[-1].end.routing.HasField("cache")
     assert end.usage == live[-1].end.usage and end.finish_reason == live[-1].end.finish_reason
-    assert _nanos(end.cost) == 0 and len(end.routing.attempts) == 0
-    assert _nanos(end.routing.cache.saved_cost) == _nanos(live[-1].end.cost) > 0
+    assert nanos(end.cost) == 0 and len(end.routing.attempts) == 0
+    assert nanos(end.routing.cache.saved_cost) == nanos(live[-1].end.cost) > 0
     assert (start.provider, start.model) == (live[0].routing.provider, live[0].routing.model)
 
     # A Complete of the same request is answered by the same entry.
@@ -254,7 +262,7 @@ async def test_identical_concurrent_misses_make_one_upstream_request(cached: Cac
     assert len({a.message.content for a in answers}) == 1
     billed = [a for a in answers if not a.routing.HasField("cache")]
     assert len(billed) == 1  # the one that went upstream; the others waited for it, cost 0
-    assert all(_nanos(a.cost) == 0 and a.routing.cache.hit for a in answers if a is not billed[0])
+    assert all(nanos(a.cost) == 0 and a.routing.cache.hit for a in answers if a is not billed[0])
     assert cache_metrics.COALESCED._value.get() - coalesced_before == calls - 1
 
     # Coalescing is per tenant too: the other customer's identical call goes upstream itself.
@@ -267,7 +275,7 @@ async def test_calls_still_succeed_when_redis_stops_mid_load(
 ) -> None:
     server = EmbeddedRedis(log_path=tmp_path_factory.mktemp("cache-redis") / "redis.log")
     await server.start()
-    running = await _start(sims, tmp_path, server.url, store_timeout_s=0.2)
+    running = await start_cached(sims, tmp_path, server.url, store_timeout_s=0.2)
     errors_before = sum(cache_metrics.ERRORS.labels(op)._value.get() for op in ("get", "set"))
     try:
         await running.complete("k_acme", "steady")
@@ -317,7 +325,7 @@ async def test_a_hit_publishes_a_completion_event_with_what_it_saved(
 ) -> None:
     topic = f"test.router.events.{uuid.uuid4().hex[:10]}"
     events = events_config(kafka_broker, topic, tmp_path / "spool")
-    running = await _start(sims, tmp_path, redis_server, events=events)
+    running = await start_cached(sims, tmp_path, redis_server, events=events)
     try:
         first = await running.complete("k_acme")
         again = await running.complete("k_acme")
@@ -331,10 +339,10 @@ async def test_a_hit_publishes_a_completion_event_with_what_it_saved(
     assert len(records) == 5 and len(completions) == 2
     by_hit = {c.completion.cache_hit: c for c in completions}
     billed, hit = by_hit[False], by_hit[True]
-    assert billed.completion.cost_nanos_usd == _nanos(first.cost) > 0
+    assert billed.completion.cost_nanos_usd == nanos(first.cost) > 0
     assert billed.completion.cost_saved_nanos_usd == 0
     assert hit.completion.cost_nanos_usd == 0 and hit.completion.attempt_count == 0
-    assert hit.completion.cost_saved_nanos_usd == _nanos(first.cost)
+    assert hit.completion.cost_saved_nanos_usd == nanos(first.cost)
     assert hit.completion.usage == billed.completion.usage  # the usage it would have cost
     assert (hit.customer, hit.api_key_id) == ("acme", "k_acme")
 
@@ -342,7 +350,7 @@ async def test_a_hit_publishes_a_completion_event_with_what_it_saved(
 async def test_the_openai_door_is_answered_from_the_same_cache(
     sims: Sims, redis_server: str, tmp_path: Path
 ) -> None:
-    running = await _start(sims, tmp_path, redis_server, openai_http=True)
+    running = await start_cached(sims, tmp_path, redis_server, openai_http=True)
     body = {"model": "m1", "temperature": 0, "messages": [{"role": "user", "content": "Door?"}]}
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.app.openai_port}") as client:

@@ -35,8 +35,8 @@ class DriftSettings(_Strict):
     """The per-arm drop detector (one-sided Page-Hinkley), in units of the arm's score spread."""
 
     enabled: bool = True
-    slack_sd: Annotated[float, Field(ge=0)] = 0.5  # drops smaller than this are not worth an alarm
-    threshold_sd: Annotated[float, Field(gt=0)] = 8.0  # evidence that rings the alarm
+    slack_sd: Annotated[float, Field(ge=0)] = 1.0  # drops smaller than this are not worth an alarm
+    threshold_sd: Annotated[float, Field(gt=0)] = 4.0  # evidence that rings the alarm
     min_count: Annotated[float, Field(ge=0)] = 8.0  # decayed scores an arm needs before it can ring
 
 

@@ -12,6 +12,7 @@ from router_service.routing.learning import (
     ArmStats,
     BudgetConfig,
     DriftConfig,
+    DropDetector,
     ExplorationBudget,
     LearnerConfig,
     PosteriorConfig,
@@ -84,6 +85,15 @@ def test_a_halved_quality_rings_the_drift_alarm_within_a_few_scores_and_demotes_
     assert before > 0.85 and after < 0.6
     assert learner.drifts == {("p/m", "code"): 1}
     assert learner.drift_log[-1].before == pytest.approx(before, abs=0.02)
+
+
+def test_the_detector_measures_an_excursion_against_the_arm_as_it_was_when_it_began() -> None:
+    # A moving reference would follow the drop: the second score would count against 0.7, not 0.9.
+    detector = DropDetector()
+    config = DriftConfig(slack_sd=1.0, threshold_sd=4.0)
+    assert not detector.update(0.9, 0.1, 0.6, config)  # (0.9 - 0.6) / 0.1 - 1 = 2 sd of evidence
+    # 2.5 sd more against 0.9 / 0.1 rings (4.5 > 4); against the posterior now it would be -0.5
+    assert detector.update(0.7, 0.3, 0.55, config)
 
 
 def test_a_steady_noisy_arm_does_not_ring_the_alarm() -> None:

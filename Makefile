@@ -93,7 +93,7 @@ proto-ts: install
 	cd clients/typescript && npx --no-install tsc --noEmit -p .
 
 pytest: install $(PROMTOOL) $(KCAT) $(REDIS_SERVER_BIN)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 bench: install
 	$(PY) bench/overhead.py

@@ -188,9 +188,13 @@ class ResponseCache:
         self._gauge()
 
     async def _get(self, key: str) -> CachedAnswer | None:
+        timeout_s = self._settings.timeout_s
         try:
-            async with self._clock.timeout(self._settings.timeout_s):
+            if timeout_s is None:  # the in-process store: no timer to arm (a hit's cost counts)
                 value = await self._store.get(key)
+            else:
+                async with self._clock.timeout(timeout_s):
+                    value = await self._store.get(key)
         except (CacheUnavailableError, TimeoutError) as exc:
             self._failed("get", key, exc)
             return None

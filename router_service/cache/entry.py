@@ -52,6 +52,14 @@ class CachedAnswer:
     # (coalesced): they replay the very deltas it relayed. Never stored (the codec keeps only
     # `content`), so a later hit replays the text as one delta. Empty: one delta of `content`.
     text_chunks: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # The answer as a hit on `Complete` returns it, made once per entry (decoded entries of hot
+    # keys are kept), not once per hit.
+    result: ChatResult = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        message = Message(Role.ASSISTANT, self.content, self.tool_calls)
+        result = ChatResult(message, self.finish_reason, self.usage, self.upstream_model)
+        object.__setattr__(self, "result", result)
 
     def age_s(self, now: float) -> float:
         """Seconds since the answer was made; never negative (replicas' clocks differ a little)."""
@@ -76,10 +84,8 @@ def as_completion(
     entry: CachedAnswer, deployment: Deployment, decision: RouteDecision, age_s: float = 0.0
 ) -> Completion:
     """The answer of a hit on `Complete`: no attempts, zero cost, marked as a hit this old."""
-    message = Message(Role.ASSISTANT, entry.content, entry.tool_calls)
-    result = ChatResult(message, entry.finish_reason, entry.usage, entry.upstream_model)
     hit = CacheHit(age_s, saved_cost_nanos(entry, deployment))
-    return Completion(result, deployment, decision, (), 0, hit)
+    return Completion(entry.result, deployment, decision, (), 0, hit)
 
 
 def replay(

@@ -22,14 +22,19 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from router_service.domain import ChatRequest, Message, ResponseFormat, RoutingHints, ToolChoice, ToolSpec
 from router_service.identity.model import Identity
 
 # Bumped when the normalization changes: old entries then simply stop matching.
-KEY_VERSION = "llmrouter-cache-v1"
+KEY_VERSION = "llmrouter-cache-v2"
+
+# The schemas inside a request (tool parameters, a response format's JSON schema) as canonical
+# JSON: keys sorted, and total (an odd value changes the key, never raises). Made once: `json.dumps`
+# with options builds an encoder per call.
+_SCHEMA_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=repr)
 
 
 class ScopeBy(enum.Enum):
@@ -45,6 +50,13 @@ class TenantScope:
     kind: str  # "team" or "key"
     name: str
     access: tuple[Any, ...] = ()  # the identity's access rules, normalized
+    # The version and this scope as the first bytes hashed: spelled once per scope (the cache
+    # keeps scopes per identity), not once per request.
+    _prefix: bytes = field(init=False, repr=False, compare=False, default=b"")
+
+    def __post_init__(self) -> None:
+        text = repr((KEY_VERSION, self.customer, self.kind, self.name, self.access))
+        object.__setattr__(self, "_prefix", _utf8(text) + b"\n")
 
 
 def tenant_scope(identity: Identity, by: ScopeBy) -> TenantScope:
@@ -57,80 +69,81 @@ def tenant_scope(identity: Identity, by: ScopeBy) -> TenantScope:
 
 def cache_key(scope: TenantScope, request: ChatRequest, policy: str) -> str:
     """The hex SHA-256 naming this request's entry for this tenant. `policy` is the policy the
-    request is routed with (after defaults), not only the one it named."""
-    text = json.dumps(
-        [KEY_VERSION, _scope(scope), policy, _request(request)],
-        ensure_ascii=False,
-        separators=(",", ":"),
-        sort_keys=True,
-        default=repr,  # total: an odd value in a tool schema changes the key, never raises
-    )
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    request is routed with (after defaults), not only the one it named.
+
+    What is hashed, after the scope: the `repr` of a tuple of plain values (str, int, float, bool,
+    None, tuples: a Python literal, so distinct values never spell the same text), in which each
+    message's content stands as its length in UTF-8 bytes; then the contents' bytes, in order.
+    The long texts are so hashed as they are, not escaped into a serialization first (that was
+    most of a hit's key cost); their lengths keep where one ends and the next begins part of it."""
+    contents = [_utf8(m.content) for m in request.messages]
+    header = _utf8(repr((policy, _request(request, contents))))
+    # One call over the joined bytes: copying a hash object seeded with the scope cost more than
+    # hashing the scope's hundred bytes again. A repr never holds a raw newline: "\n" ends each part.
+    return hashlib.sha256(b"".join((scope._prefix, header, b"\n", *contents))).hexdigest()
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _access(identity: Identity) -> tuple[Any, ...]:
     return (
-        sorted(identity.allowed_models),
-        sorted(identity.allowed_aliases),
-        sorted(identity.allowed_policies),
-        sorted(identity.allowed_regions),
+        tuple(sorted(identity.allowed_models)),
+        tuple(sorted(identity.allowed_aliases)),
+        tuple(sorted(identity.allowed_policies)),
+        tuple(sorted(identity.allowed_regions)),
         None if identity.min_sensitivity is None else identity.min_sensitivity.value,
         identity.default_policy,
     )
 
 
-def _scope(scope: TenantScope) -> list[Any]:
-    return [scope.customer, scope.kind, scope.name, list(scope.access)]
-
-
-def _request(r: ChatRequest) -> list[Any]:
+def _request(r: ChatRequest, contents: list[bytes]) -> tuple[Any, ...]:
     p = r.params
-    return [
-        [_message(m) for m in r.messages],
-        [r.selection.model, r.selection.alias, r.selection.disable_fallback],
-        [_num(p.temperature), _num(p.top_p), p.max_output_tokens, list(p.stop_sequences), p.seed],
-        [_tool(t) for t in r.tools],
+    return (
+        tuple([_message(m, len(c)) for m, c in zip(r.messages, contents, strict=True)]),
+        (r.selection.model, r.selection.alias, r.selection.disable_fallback),
+        (_num(p.temperature), _num(p.top_p), p.max_output_tokens, tuple(p.stop_sequences), p.seed),
+        tuple([_tool(t) for t in r.tools]),
         _tool_choice(r.tool_choice),
         _response_format(r.response_format),
         _hints(r.hints),
-    ]
+    )
 
 
-def _message(m: Message) -> list[Any]:
-    return [
-        m.role.value,
-        m.content,
-        [[c.id, c.name, c.arguments_json] for c in m.tool_calls],
-        m.tool_call_id,
-        m.name,
-    ]
+def _message(m: Message, content_bytes: int) -> tuple[Any, ...]:
+    calls = tuple([(c.id, c.name, c.arguments_json) for c in m.tool_calls])
+    return (m.role.value, content_bytes, calls, m.tool_call_id, m.name)
 
 
-def _tool(t: ToolSpec) -> list[Any]:
-    return [t.name, t.description, t.parameters]
+def _tool(t: ToolSpec) -> tuple[Any, ...]:
+    return (t.name, t.description, _SCHEMA_JSON.encode(t.parameters))
 
 
-def _tool_choice(c: ToolChoice | None) -> list[Any] | None:
-    return None if c is None else [c.mode.value, c.function_name]
+def _tool_choice(c: ToolChoice | None) -> tuple[Any, ...] | None:
+    return None if c is None else (c.mode.value, c.function_name)
 
 
-def _response_format(f: ResponseFormat | None) -> list[Any] | None:
-    return None if f is None else [f.type.value, f.json_schema, f.schema_name]
+def _response_format(f: ResponseFormat | None) -> tuple[Any, ...] | None:
+    if f is None:
+        return None
+    schema = None if f.json_schema is None else _SCHEMA_JSON.encode(f.json_schema)
+    return (f.type.value, schema, f.schema_name)
 
 
-def _hints(h: RoutingHints) -> list[Any]:
-    return [
+def _hints(h: RoutingHints) -> tuple[Any, ...]:
+    return (
         h.policy,
         None if h.task_type is None else h.task_type.value,
         h.max_cost_nanos,
         _num(h.latency_target_s),
         _num(h.min_quality),
         h.data_sensitivity.value,
-        sorted(h.allowed_providers),
-        sorted(h.denied_providers),
-    ]
+        tuple(sorted(h.allowed_providers)),
+        tuple(sorted(h.denied_providers)),
+    )
 
 
 def _num(value: float | None) -> float | None:
-    # 0 and 0.0 and -0.0 are one temperature; JSON would spell them three ways.
+    # 0 and 0.0 and -0.0 are one temperature; repr would spell them three ways.
     return None if value is None else float(value) + 0.0

@@ -112,6 +112,22 @@ def test_an_unserializable_schema_value_still_gives_a_key() -> None:
     assert len(key(ACME_SEARCH, odd)) == 64
 
 
+def test_text_moved_from_one_message_to_the_next_changes_the_key() -> None:
+    # The contents are hashed as raw bytes after the rest: their lengths keep the boundaries.
+    def split(first: str, second: str) -> ChatRequest:
+        return dataclasses.replace(
+            request(), messages=(Message(Role.USER, first), Message(Role.USER, second))
+        )
+
+    assert key(ACME_SEARCH, split("ab", "c")) != key(ACME_SEARCH, split("a", "bc"))
+    assert key(ACME_SEARCH, split("a\n", "")) != key(ACME_SEARCH, split("a", "\n"))
+
+
+def test_a_lone_surrogate_in_a_message_still_gives_a_key() -> None:
+    odd = dataclasses.replace(request(), messages=(Message(Role.USER, "\ud800 x"),))
+    assert key(ACME_SEARCH, odd) != key(ACME_SEARCH, request())
+
+
 def test_the_policy_routed_with_changes_the_key() -> None:
     assert key(ACME_SEARCH, request(), "default") != key(ACME_SEARCH, request(), "cheap")
 

@@ -2,6 +2,7 @@
 
 Layout: numbered segment files (`000000000001.seg`, ...) in one directory, plus a `cursor` file
 saying how far replay has been acknowledged and a `.lock` file that keeps a second process out.
+The cursor is one fixed-size line with a CRC, overwritten in place by one pwrite() per ack.
 Each record is framed as `>II` (payload length, CRC32 of the payload) + payload, so a record torn
 by a crash mid-write is recognised on the next open, cut off, and never replayed.
 
@@ -107,6 +108,7 @@ class Spool:
         # without a copy into a buffer and a flush() after it (that doubled the cost of a write).
         self._writer: io.FileIO | None = None
         self._cursor = SpoolPosition(0, 0)
+        self._cursor_file: io.FileIO | None = None  # opened by the first ack, kept open
         self._load()
 
     # -- state -------------------------------------------------------------------------------
@@ -264,6 +266,9 @@ class Spool:
     def close(self) -> None:
         """Flush and fsync the active segment and release the directory lock. Idempotent."""
         self._close_writer()
+        if self._cursor_file is not None:
+            self._cursor_file.close()
+            self._cursor_file = None
         if not self._lock.closed:
             self._lock.close()  # closing the descriptor releases the flock
 
@@ -314,17 +319,46 @@ class Spool:
 
     def _load_cursor(self) -> SpoolPosition:
         try:
-            segment, offset = (self._dir / _CURSOR_FILE).read_text().split()
-            return SpoolPosition(int(segment), int(offset))
+            return _parse_cursor((self._dir / _CURSOR_FILE).read_text())
         except (FileNotFoundError, ValueError):
+            # None, or torn: replay from the oldest segment (what was delivered comes again,
+            # deduped by event id), never from a guess that could skip undelivered records.
             return SpoolPosition(0, 0)
 
     def _save_cursor(self) -> None:
-        # Write-then-rename so a crash leaves the old cursor or the new one, never half of one.
-        tmp = self._dir / f"{_CURSOR_FILE}.tmp"
-        with open(tmp, "w", opener=_private) as file:
-            file.write(f"{self._cursor.segment} {self._cursor.offset}\n")
-        os.replace(tmp, self._dir / _CURSOR_FILE)
+        # One pwrite() of a fixed-size line over the last one, on a descriptor kept open: a
+        # process crash leaves the old line or the new one (a write within one page is not torn
+        # by a kill), and the CRC catches a line torn by a machine crash. It replaced a
+        # write-then-rename per ack, which on ext4 (auto_da_alloc: a rename over a file flushes
+        # the new one's data) cost ~100-150 us of CPU and up to milliseconds of stalled loop.
+        first = self._cursor_file is None
+        if self._cursor_file is None:
+            fd = _private(str(self._dir / _CURSOR_FILE), os.O_RDWR | os.O_CREAT)
+            self._cursor_file = io.FileIO(fd, "r+")  # an object: closed if the spool is dropped
+        line = _cursor_line(self._cursor)
+        if os.pwrite(self._cursor_file.fileno(), line, 0) != len(line):
+            raise OSError(f"short write of the spool cursor in {self._dir}")
+        if first:  # cut whatever an earlier format left after the line
+            self._cursor_file.truncate(len(line))
+
+
+def _cursor_line(position: SpoolPosition) -> bytes:
+    fields = f"{position.segment:020d} {position.offset:020d}"
+    return f"{fields} {zlib.crc32(fields.encode()):08x}\n".encode()
+
+
+def _parse_cursor(text: str) -> SpoolPosition:
+    """The cursor line; ValueError if torn. Two fields: written by an earlier version (rename)."""
+    fields = text.split()
+    if len(fields) == 3:
+        segment, offset, crc = fields
+        if int(crc, 16) != zlib.crc32(f"{segment} {offset}".encode()):
+            raise ValueError("spool cursor fails its CRC")
+    elif len(fields) == 2:
+        segment, offset = fields
+    else:
+        raise ValueError(f"spool cursor has {len(fields)} fields")
+    return SpoolPosition(int(segment), int(offset))
 
 
 def _write_all(file: io.FileIO, data: bytes) -> None:

@@ -290,3 +290,51 @@ def test_write_many_stops_at_the_first_record_over_the_bound(tmp_path: Path, ope
 
     assert positions[0] is not None and positions[1:] == [None, None]  # record 2 would fit: order first
     assert values(spool) == [b"0"]
+
+
+def test_the_cursor_is_one_line_overwritten_in_place_by_each_ack(
+    tmp_path: Path, open_spool: OpenSpool
+) -> None:
+    spool = open_spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20)
+    for i in range(6):
+        spool.append(record(i))
+    batch = spool.read_batch(6)
+    spool.ack(batch[1][0])
+    first = (tmp_path / "cursor").read_bytes()
+    spool.ack(batch[3][0])  # not closed: the line is in the file as soon as ack returns
+    second = (tmp_path / "cursor").read_bytes()
+
+    assert len(first) == len(second) and first != second
+    assert not list(tmp_path.glob("cursor*.tmp"))
+    unacked = values(spool)
+    spool.close()
+    assert values(open_spool(tmp_path, max_bytes=1 << 20)) == unacked == [b"4", b"5"]
+
+
+def test_a_cursor_of_an_earlier_version_is_read(tmp_path: Path, open_spool: OpenSpool) -> None:
+    spool = open_spool(tmp_path, max_bytes=1 << 20)
+    for i in range(3):
+        spool.append(record(i))
+    position = spool.read_batch(2)[-1][0]
+    spool.close()
+    (tmp_path / "cursor").write_text(f"{position.segment} {position.offset}\n")  # write-then-rename era
+
+    reopened = open_spool(tmp_path, max_bytes=1 << 20)
+    assert values(reopened) == [b"2"]
+    reopened.ack(reopened.read_batch(1)[-1][0])  # the new line replaces the old one whole
+    reopened.close()
+    assert values(open_spool(tmp_path, max_bytes=1 << 20)) == []
+
+
+def test_a_torn_cursor_replays_from_the_oldest_record_instead_of_skipping(
+    tmp_path: Path, open_spool: OpenSpool
+) -> None:
+    spool = open_spool(tmp_path, max_bytes=1 << 20)
+    for i in range(3):
+        spool.append(record(i))
+    spool.ack(spool.read_batch(1)[-1][0])
+    spool.close()
+    line = (tmp_path / "cursor").read_bytes()
+    (tmp_path / "cursor").write_bytes(line[:30] + b"9" + line[31:])  # a digit changed, CRC kept
+
+    assert values(open_spool(tmp_path, max_bytes=1 << 20)) == [b"0", b"1", b"2"]

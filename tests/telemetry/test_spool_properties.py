@@ -53,8 +53,9 @@ def _crash(spool: Spool, directory: Path, torn: bool) -> None:
     """Die without close(): release what the process held (the kernel does that for a dead
     process), and maybe leave the start of a frame that never finished."""
     writer = spool._writer  # the kernel closes a dead process's files; nothing is flushed here
-    if writer is not None:
-        writer.close()
+    for held in (writer, spool._cursor_file):
+        if held is not None:
+            held.close()
     spool._lock.close()
     if torn:
         segments = sorted(directory.glob("*.seg"))

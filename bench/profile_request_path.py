@@ -84,7 +84,8 @@ import uvloop
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from bench.overhead import MODEL, base_router_config
+from bench.overhead_clients import MODEL
+from bench.overhead_variants import base_router_config
 from router_contract._gen.router.v1 import router_pb2 as pb
 from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp

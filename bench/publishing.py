@@ -50,21 +50,18 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench.overhead import (
-    ROUTER_CALLS,
+from bench.overhead_cells import Params, find, progress, run_closed
+from bench.overhead_clients import ROUTER_CALLS
+from bench.overhead_report import git_head
+from bench.overhead_stack import (
     Endpoints,
-    Params,
-    RouterVariant,
     closed_loop_targets,
     embedded_broker,
     event_loop_runner,
-    find,
-    git_head,
-    progress,
-    run_closed,
     sigterm_as_exit,
     start_and_wait,
 )
+from bench.overhead_variants import RouterVariant
 from bench.servers import Fleet, children_cpu_s, process_cpu_s
 from router_service.config_schema import EventsConfig
 

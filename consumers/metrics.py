@@ -27,9 +27,15 @@ FLUSH_TRIGGERS = ("interval", "heartbeat", "revoke", "shutdown")
 
 
 class ConsumerMetrics:
-    """Every consumer metric, registered once per registry; `for_job` binds the job label."""
+    """Every consumer metric, registered once per registry; JobMetrics binds the job label."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self._add_input_metrics(registry)
+        self._add_partition_metrics(registry)
+        self._add_flush_metrics(registry)
+
+    def _add_input_metrics(self, registry: CollectorRegistry) -> None:
+        """What happened to the records read: counted, skipped as duplicates, dropped, undecodable."""
         self.records = Counter(
             "llmrouter_consumer_records",
             "Records read from the input topic.",
@@ -69,6 +75,9 @@ class ConsumerMetrics:
             ["consumer"],
             registry=registry,
         )
+
+    def _add_partition_metrics(self, registry: CollectorRegistry) -> None:
+        """The input partitions owned: how many, how far behind, where their state came from."""
         self.lag = Gauge(
             "llmrouter_consumer_lag_records",
             "Records in the partition not yet counted (high watermark minus next offset).",
@@ -81,6 +90,16 @@ class ConsumerMetrics:
             ["consumer"],
             registry=registry,
         )
+        self.restores = Counter(
+            "llmrouter_consumer_partition_restores",
+            "Partitions taken on, by source: snapshot (read back from the snapshot topic) or kept "
+            "(state still in memory from before the rebalance).",
+            ["consumer", "source"],
+            registry=registry,
+        )
+
+    def _add_flush_metrics(self, registry: CollectorRegistry) -> None:
+        """The snapshot flushes: why, how long, what they published, and the commits after them."""
         self.flushes = Counter(
             "llmrouter_consumer_flushes",
             "Snapshot flushes, by trigger (interval, heartbeat, revoke, shutdown) and outcome (ok, error).",
@@ -104,13 +123,6 @@ class ConsumerMetrics:
             "llmrouter_consumer_commit_errors",
             "Offset commits that failed (the snapshot was published; the next flush commits again).",
             ["consumer"],
-            registry=registry,
-        )
-        self.restores = Counter(
-            "llmrouter_consumer_partition_restores",
-            "Partitions taken on, by source: snapshot (read back from the snapshot topic) or kept "
-            "(state still in memory from before the rebalance).",
-            ["consumer", "source"],
             registry=registry,
         )
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from consumers.main import add_arguments, run_from_args
+from consumers.main import add_arguments, configure_logging, run_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m consumers", description="run aggregation consumers")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     return run_from_args(args)
 
 

@@ -40,6 +40,14 @@ KINDS = (*JOBS, "all")
 DEFAULT_METRICS_PORT = 9465
 
 
+def configure_logging() -> None:
+    """The router's log format ($LOG_LEVEL, default INFO), without importing the router."""
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
+    )
+
+
 def run_consumer(
     kind: str,
     bootstrap: str | None = None,
@@ -66,6 +74,7 @@ def run_consumer(
     kafka: full connection options (security...); `bootstrap`, if given, replaces its servers.
     options: what the jobs aggregate by; None -> JobOptions.from_env().
     """
+    log.info("starting the %s consumer", kind)  # imports done: a restart's first milestone
     kafka_options = _kafka_options(bootstrap, kafka)
     config = RunnerConfig(
         input_topic=input_topic,

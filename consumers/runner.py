@@ -165,6 +165,11 @@ class ConsumerRunner:
         await self._store.start()
         if self._config.dedupe_log:
             await self._start_dedupe_log()
+        # Read the state back while the group join runs (Tansu holds a join ~1 s): a restart
+        # takes every partition back, and its restore then only reads what was written since.
+        self._store.prefetch(self._sink.partitions)
+        if self._logging:
+            self._log_store.prefetch(self._log_sink.partitions)
         self._consumer = AIOKafkaConsumer(
             group_id=self.group_id,
             group_instance_id=f"{self._config.group_instance_id}-{self.job.name}"
@@ -375,6 +380,7 @@ class ConsumerRunner:
             self._failure = exc
 
     async def _take_on(self, consumer: Any, partitions: list[int]) -> None:
+        started = time.perf_counter()
         kept = {p: self._parked.pop(p) for p in partitions if p in self._parked}
         restored = await self._restore([p for p in partitions if p not in kept])
         starts = {p: processor.seek_offset() for p, processor in restored.items()}
@@ -392,12 +398,13 @@ class ConsumerRunner:
         self._metrics.restored("kept", len(kept))
         self._metrics.restored("snapshot", len(restored))
         log.info(
-            "%s: owns partitions %s (%d read back from %s, %d kept in memory)",
+            "%s: owns partitions %s (%d read back from %s, %d kept in memory; %.3f s)",
             self.job.name,
             partitions,
             len(restored),
             self.snapshot_topic,
             len(kept),
+            time.perf_counter() - started,
         )
 
     async def _restore(self, partitions: list[int]) -> dict[int, PartitionProcessor]:

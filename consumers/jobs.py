@@ -15,6 +15,7 @@ from router_contract.quality_scores import DEFAULT_MAX_SCORER_SHARE
 
 DEFAULT_INPUT_TOPIC = "llmrouter.events.v1"
 COST_TAG_DIMENSIONS_ENV = "COST_TAG_DIMENSIONS"
+COST_TIME_ZONES_ENV = "COST_TIME_ZONES"
 QUALITY_MAX_SCORER_SHARE_ENV = "QUALITY_MAX_SCORER_SHARE"
 
 
@@ -24,18 +25,21 @@ class JobOptions:
 
     # Caller tag keys whose values are cost-rollup dimensions; no other tag becomes a key.
     cost_tag_dimensions: frozenset[str] = frozenset()
+    # IANA zones besides UTC whose calendar hours/days/weeks/months the cost rollups keep too.
+    cost_time_zones: tuple[str, ...] = ()
     # The share of a model x task's feedback weight one scorer (API key) may hold
     # (router_contract/quality_scores.py); written into every quality value, readers apply it.
     quality_max_scorer_share: float = DEFAULT_MAX_SCORER_SHARE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> JobOptions:
-        """From COST_TAG_DIMENSIONS ("feature,env") and QUALITY_MAX_SCORER_SHARE ("0.05");
-        unset or empty: the defaults."""
+        """From COST_TAG_DIMENSIONS ("feature,env"), COST_TIME_ZONES ("Europe/Berlin") and
+        QUALITY_MAX_SCORER_SHARE ("0.05"); unset or empty: the defaults."""
         env = os.environ if env is None else env
         share = env.get(QUALITY_MAX_SCORER_SHARE_ENV, "").strip()
         return cls(
             cost_tag_dimensions=tag_keys(env.get(COST_TAG_DIMENSIONS_ENV, "").split(",")),
+            cost_time_zones=tuple(sorted(tag_keys(env.get(COST_TIME_ZONES_ENV, "").split(",")) - {"UTC"})),
             quality_max_scorer_share=float(share) if share else DEFAULT_MAX_SCORER_SHARE,
         )
 
@@ -66,7 +70,9 @@ class Job:
 
 
 def _costs(options: JobOptions) -> Aggregator:
-    return CostsAggregator(CostsConfig(tag_dimensions=options.cost_tag_dimensions))
+    return CostsAggregator(
+        CostsConfig(tag_dimensions=options.cost_tag_dimensions, time_zones=options.cost_time_zones)
+    )
 
 
 def _quality(options: JobOptions) -> Aggregator:

@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from router_contract._gen.router.v1 import router_pb2, snapshots_pb2
 from router_contract.cost_totals import usd_text
-from router_contract.windows import parse_rfc3339, rfc3339
+from router_contract.windows import grain_name, parse_rfc3339, rfc3339
 
 JsonDict = dict[str, Any]
 SnapshotEncoding = Literal["protobuf", "json"]
@@ -50,6 +50,8 @@ _GRANULARITIES = {
     "minute": snapshots_pb2.COST_GRANULARITY_MINUTE,
     "hour": snapshots_pb2.COST_GRANULARITY_HOUR,
     "day": snapshots_pb2.COST_GRANULARITY_DAY,
+    "week": snapshots_pb2.COST_GRANULARITY_WEEK,
+    "month": snapshots_pb2.COST_GRANULARITY_MONTH,
 }
 _GRANULARITY_NAMES = {number: name for name, number in _GRANULARITIES.items()}
 _COST_FIELDS = (  # (dict name, proto field)
@@ -224,7 +226,8 @@ def _put_cost(out: snapshots_pb2.CostSnapshot, value: JsonDict) -> None:
     out.dimension_value = dimension["value"]
     out.tag_key = dimension.get("tag_key", "")
     for name, windows in value["windows"].items():
-        group = out.granularities.add(granularity=_GRANULARITIES[name])
+        unit, _, zone = name.partition("@")  # "day@Europe/Berlin": a zone's calendar day
+        group = out.granularities.add(granularity=_GRANULARITIES[unit], time_zone=zone)
         for window in windows:
             put = group.windows.add()
             _put_window(put.window, window["start"], window["end"])
@@ -374,7 +377,9 @@ def _cost(cost: snapshots_pb2.CostSnapshot) -> JsonDict:
         "kind": "cost_rollup",
         "dimension": dimension,
         "windows": {
-            _GRANULARITY_NAMES[group.granularity]: [_cost_window(w) for w in group.windows]
+            grain_name(_GRANULARITY_NAMES[group.granularity], group.time_zone or "UTC"): [
+                _cost_window(w) for w in group.windows
+            ]
             for group in cost.granularities
         },
     }

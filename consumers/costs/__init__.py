@@ -6,8 +6,12 @@ of its dimensions: `total=all`,
 `api_key=<id>`, `team=<team>`, `customer=<customer>`, `model=<model>`, `provider=<provider>` and
 `tag:<key>=<value>` per caller tag whose key is configured as a dimension (`--cost-tag-dimensions`
 or COST_TAG_DIMENSIONS, e.g. `feature,env`; none by default: other tags never become keys,
-dimensions.py). Windows: UTC minute, hour and day by event
-time; each keeps the current window and the one before (aggregate.py).
+dimensions.py). Windows, by event time: UTC minute, hour and day, UTC calendar week (ISO, from
+Monday) and month, and for each zone of COST_TIME_ZONES (e.g. `Europe/Berlin`, the routers'
+`limits.time_zone`) that zone's calendar hour, day, week and month, named `<unit>@<zone>`
+(`month@Europe/Berlin`), the windows budgets count in (router_contract/calendar.py); each keeps
+the current window and the one before (aggregate.py), so a month window per dimension at most
+two months old.
 
 Record key: `<dimension>#<input partition>` (router_contract/snapshot_keys.py); readers sum the
 partitions of a dimension (router_contract/readers/costs.py). Value, in the consumers' dict form
@@ -25,7 +29,8 @@ strings, exact beyond 2**53):
                     "input_tokens": "5400", "output_tokens": "820", "cached_input_tokens": "0",
                     "unused_answers": 1, "unused_cost_nanos_usd": "21000"},
                    {"start": "2026-11-22T05:15:00.000Z", ...}],
-        "hour": [...], "day": [...]
+        "hour": [...], "day": [...], "week": [...], "month": [...],
+        "month@Europe/Berlin": [...]                           // with COST_TIME_ZONES
       },
       "generated_at": "2026-11-22T05:15:27.324Z",
       "source": {"topic": "llmrouter.events.v1", "partition": 3, "offset": 18234}

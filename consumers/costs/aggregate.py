@@ -1,6 +1,10 @@
-"""Cost rollups of one input partition: exact sums per dimension in minute, hour and day windows.
+"""Cost rollups of one input partition: exact sums per dimension in minute, hour, day, week and
+month windows.
 
-Windows are UTC tumbling windows by event time. Each granularity keeps two windows: the one
+Windows are by event time: UTC minutes, hours and days, UTC calendar weeks (ISO, from Monday)
+and months, and, for each configured time zone (`time_zones`, COST_TIME_ZONES), that zone's
+calendar hours, days, weeks and months, the windows budgets in that zone count
+(router_contract/windows.py `Grain`). Each granularity keeps two windows: the one
 holding the partition's watermark (the newest event time seen) and the one before, so a
 dashboard can show "this hour so far" next to the last complete hour. An event older than both
 is late: it is left out of that granularity's rollup (counted as late if it fits no granularity
@@ -16,7 +20,7 @@ in `tag_dimensions` (dimensions.py): removing a key from the config removes its 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from consumers.aggregator import DimensionRecord, JsonDict
 from consumers.costs.dimensions import Dimension, dimensions_of, is_configured
@@ -24,27 +28,34 @@ from consumers.costs.rollup import DimensionTotals
 from consumers.events import Attempt, Completion, Event
 from consumers.restore_gate import RestoreGate
 from router_contract.cost_totals import Totals
-from router_contract.windows import GRANULARITIES, window_start
+from router_contract.windows import ROLLUP_GRAINS, Grain, zone_grains
 
 
 @dataclass(frozen=True, slots=True)
 class CostsConfig:
-    granularities: Mapping[str, int] = field(default_factory=lambda: dict(GRANULARITIES))
+    granularities: tuple[str, ...] = ROLLUP_GRAINS
     max_dimensions: int = 50_000  # per input partition
     # Caller tag keys whose values are rollup dimensions (`tag:<key>=<value>`); none by default.
     tag_dimensions: frozenset[str] = frozenset()
+    # IANA zones besides UTC whose calendar hours, days, weeks and months are rolled up too
+    # (those of budgets in `limits.time_zone`); none by default.
+    time_zones: tuple[str, ...] = ()
+
+    def grains(self) -> dict[str, Grain]:
+        names = [*self.granularities, *(name for zone in self.time_zones for name in zone_grains(zone))]
+        return {name: Grain(name) for name in dict.fromkeys(names)}
 
 
 class CostsAggregator:
     def __init__(self, config: CostsConfig = CostsConfig()) -> None:
-        self._sizes = dict(config.granularities)
+        self._grains = config.grains()
         self._max_dimensions = config.max_dimensions
         self._tag_keys = config.tag_dimensions
         self._dims: dict[str, DimensionTotals] = {}
         self._dirty: set[str] = set()
         self._gate = RestoreGate()
         self._watermark_s = 0.0
-        self._retain_from = {name: 0 for name in self._sizes}
+        self._retain_from = {name: 0 for name in self._grains}
 
     def apply(self, event: Event, offset: int) -> bool:
         cost = event.body
@@ -56,8 +67,8 @@ class CostsAggregator:
         self._advance(event_time_s)
         starts = {
             name: start
-            for name, size in self._sizes.items()
-            if (start := window_start(event_time_s, size)) >= self._retain_from[name]
+            for name, grain in self._grains.items()
+            if (start := grain.start(event_time_s)) >= self._retain_from[name]
         }
         if not starts:
             return False
@@ -72,7 +83,7 @@ class CostsAggregator:
         return None
 
     def restore(self, key: str, value: JsonDict, covered_offset: int) -> None:
-        state = DimensionTotals.from_json(value, self._sizes)
+        state = DimensionTotals.from_json(value, self._grains)
         if not is_configured(state.dimension, self._tag_keys):
             self._dirty.add(key)  # published as a tombstone: the key leaves the compacted topic
             return
@@ -109,7 +120,7 @@ class CostsAggregator:
             return
         state = self._dims.get(key)
         if state is None:
-            state = self._dims[key] = DimensionTotals(dimension, self._sizes)
+            state = self._dims[key] = DimensionTotals(dimension, self._grains)
         state.add(starts, cost)
         self._dirty.add(key)
 
@@ -118,7 +129,7 @@ class CostsAggregator:
         if event_time_s <= self._watermark_s:
             return
         self._watermark_s = event_time_s
-        retain_from = {name: window_start(event_time_s, size) - size for name, size in self._sizes.items()}
+        retain_from = {name: grain.previous_start(event_time_s) for name, grain in self._grains.items()}
         if retain_from != self._retain_from:
             self._retain_from = retain_from
             self._prune()
@@ -132,7 +143,7 @@ class CostsAggregator:
 
     def _value(self, key: str) -> JsonDict | None:
         state = self._dims.get(key)
-        return None if state is None else state.to_json(self._sizes)
+        return None if state is None else state.to_json(self._grains)
 
     @property
     def dimension_count(self) -> int:

@@ -8,7 +8,7 @@ from consumers.aggregator import JsonDict
 from consumers.costs.dimensions import Dimension
 from consumers.events import Attempt, Completion
 from router_contract.cost_totals import Totals
-from router_contract.windows import parse_rfc3339, rfc3339
+from router_contract.windows import Grain, parse_rfc3339, rfc3339
 
 KIND = "cost_rollup"
 
@@ -45,24 +45,24 @@ class DimensionTotals:
     def is_empty(self) -> bool:
         return not any(self.windows.values())
 
-    def to_json(self, sizes: Mapping[str, int]) -> JsonDict:
+    def to_json(self, grains: Mapping[str, Grain]) -> JsonDict:
         return {
             "kind": KIND,
             "dimension": self.dimension.to_json(),
             "windows": {
-                name: [_window_json(start, sizes[name], totals) for start, totals in sorted(windows.items())]
+                name: [_window_json(start, grains[name], totals) for start, totals in sorted(windows.items())]
                 for name, windows in self.windows.items()
             },
         }
 
     @classmethod
-    def from_json(cls, data: JsonDict, sizes: Mapping[str, int]) -> DimensionTotals:
-        state = cls(Dimension.from_json(data["dimension"]), sizes)
+    def from_json(cls, data: JsonDict, grains: Mapping[str, Grain]) -> DimensionTotals:
+        state = cls(Dimension.from_json(data["dimension"]), grains)
         for name, windows in data["windows"].items():
-            if name in sizes:  # a granularity no longer configured is dropped
+            if name in grains:  # a granularity no longer configured is dropped
                 state.windows[name] = {int(parse_rfc3339(w["start"])): Totals.from_json(w) for w in windows}
         return state
 
 
-def _window_json(start: int, size: int, totals: Totals) -> JsonDict:
-    return {"start": rfc3339(start), "end": rfc3339(start + size), **totals.to_json()}
+def _window_json(start: int, grain: Grain, totals: Totals) -> JsonDict:
+    return {"start": rfc3339(start), "end": rfc3339(grain.end(start)), **totals.to_json()}

@@ -1,16 +1,9 @@
 """Budget and rate-limit periods: which window an instant falls in, and when that window resets.
 
-Calendar periods (hour, day, week, month) follow the wall clock of one configured IANA time zone.
-A window is the time between two consecutive boundaries, and boundary `i` is the instant the wall
-clock first reads the start of local hour/day/ISO week/month number `i` (`fold=0`). Boundaries are
-instants, so windows partition time exactly, with no gap or overlap, whatever DST does:
-- a wall time skipped by a spring-forward gap maps to the instant after the gap, so a skipped
-  local hour is a window of length zero, which no instant falls in;
-- a repeated (fall-back) local hour is one window of two hours: "01:00 that night lasts twice";
-- a day starts at its first 00:00, even where midnight itself repeats (Brazil used to fall back
-  from 00:00 to 23:00).
-The window key is the local label ("month:2025-03"): every replica configured with the same zone
-derives the same key, which is how replicas share one counter.
+Calendar periods (hour, day, week, month) follow the wall clock of one configured IANA time zone
+(router_contract/calendar.py: how DST gaps and repeats are handled). The window key is the local
+label ("month:2025-03"): every replica configured with the same zone derives the same key, which
+is how replicas share one counter.
 
 Minutes (rate limits) are UTC minutes: Envoy's global rate limit service counts the same way, and
 a time zone changes nothing at that scale.
@@ -25,15 +18,14 @@ Standard library only; `now` is always an argument (Unix seconds).
 
 from __future__ import annotations
 
-import datetime
 import enum
 import math
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-ROLLING_BUCKETS = 24
+from router_contract.calendar import calendar_span
 
-_UTC = datetime.UTC
+ROLLING_BUCKETS = 24
 
 
 class PeriodUnit(enum.Enum):
@@ -123,54 +115,7 @@ def _rolling(unit: PeriodUnit, now: float) -> Window:
 
 
 def _calendar(unit: PeriodUnit, zone: ZoneInfo, now: float) -> Window:
-    local = datetime.datetime.fromtimestamp(now, zone)
-    i = _local_index(unit, local)
-    # The local index is the answer but for instants near a DST change at a boundary: then the
-    # window is the last boundary at or before now (two steps at most either way).
-    while _boundary(unit, zone, i) > now:
-        i -= 1
-    while _boundary(unit, zone, i + 1) <= now:
-        i += 1
-    return Window(f"{unit.value}:{_label(unit, i)}", _boundary(unit, zone, i), _boundary(unit, zone, i + 1))
-
-
-def _local_index(unit: PeriodUnit, local: datetime.datetime) -> int:
-    ordinal = local.date().toordinal()
-    if unit is PeriodUnit.HOUR:
-        return ordinal * 24 + local.hour
-    if unit is PeriodUnit.DAY:
-        return ordinal
-    if unit is PeriodUnit.WEEK:
-        return (ordinal - 1) // 7  # ordinal 1, 0001-01-01, was a Monday: ISO weeks
-    return local.year * 12 + local.month - 1
-
-
-def _wall(unit: PeriodUnit, i: int) -> datetime.datetime:
-    """The naive local wall time that starts window number `i`."""
-    if unit is PeriodUnit.HOUR:
-        day = datetime.date.fromordinal(i // 24)
-        return datetime.datetime(day.year, day.month, day.day, i % 24)
-    if unit is PeriodUnit.DAY:
-        day = datetime.date.fromordinal(i)
-    elif unit is PeriodUnit.WEEK:
-        day = datetime.date.fromordinal(i * 7 + 1)
-    else:
-        day = datetime.date(i // 12, i % 12 + 1, 1)
-    return datetime.datetime(day.year, day.month, day.day)
-
-
-def _boundary(unit: PeriodUnit, zone: ZoneInfo, i: int) -> float:
-    # fold=0: an ambiguous wall time is its first occurrence; a skipped one maps past the gap.
-    return _wall(unit, i).replace(tzinfo=zone, fold=0).timestamp()
-
-
-def _label(unit: PeriodUnit, i: int) -> str:
-    wall = _wall(unit, i)
-    if unit is PeriodUnit.HOUR:
-        return wall.strftime("%Y-%m-%dT%H")
-    if unit is PeriodUnit.DAY:
-        return wall.strftime("%Y-%m-%d")
-    if unit is PeriodUnit.WEEK:
-        year, week, _ = wall.isocalendar()
-        return f"{year}-W{week:02d}"
-    return wall.strftime("%Y-%m")
+    # The arithmetic is shared with the costs consumer's rollups (router_contract/calendar.py),
+    # so a budget's window and the rollup window that reconciles it are the same instants.
+    span = calendar_span(unit.value, zone, now)
+    return Window(f"{unit.value}:{span.label}", span.start, span.end)

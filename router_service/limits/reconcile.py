@@ -1,9 +1,12 @@
 """The store's cost counters against the costs consumer's rollups, the settled truth (issue 14).
 
-For every budget a rollup window can stand for (a calendar hour or day in UTC: the consumer's
-windows), the reconciler reads the store's settled spend of the current window and the rollup's
-exact cost of the same window and entity ("team:search" <-> dimension "team=search", "global" <->
-"total=all"), and exports their difference, `llmrouter_limits_drift_nanos` (store minus rollup).
+For every calendar budget (hour, day, week or month in `limits.time_zone`), the reconciler reads
+the store's settled spend of the current window and the rollup's exact cost of the same window
+and entity ("team:search" <-> dimension "team=search", "global" <-> "total=all"), and exports
+their difference, `llmrouter_limits_drift_nanos` (store minus rollup). The rollup window is the
+budget's own (router_contract/calendar.py computes both): UTC hours and days, UTC calendar weeks
+and months, and in another zone the consumers' `<unit>@<zone>` windows, which they keep only for
+the zones of COST_TIME_ZONES; a budget whose window no rollup keeps is not reconciled.
 
 Normally the drift is small and positive: the store counts a settle at once, the rollup when the
 event has been consumed and snapshotted. A negative drift means the store is missing spend the
@@ -14,9 +17,9 @@ calls admitted uncounted under fail_open. Then the counter is raised to the roll
 The bound on what a restore leaves out: the spend of the calls settled in the store after the
 loss and before the rollup counted them is not added twice, and spend the rollup has not counted
 yet (one snapshot interval plus event delivery) is not restored until a later pass sees it. Not
-reconciled: week and month budgets, rolling ones and calendar periods in other time zones (the
-rollups keep only the current and previous minute, hour and day in UTC): a lost store forgets
-their spend before the loss, and `llmrouter_limits_drift_nanos` has no series for them.
+reconciled: rolling budgets (no rollup window is "the last 30 days"): a lost store forgets their
+spend before the loss, and `llmrouter_limits_drift_nanos` has no series for them. Events later
+than the rollups' retention (older than the previous window) are not in them either.
 Rollups that are stale or still catching up are not used (their figures read short).
 """
 
@@ -29,6 +32,8 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge
 
 from router_contract.cost_totals import Totals
+from router_contract.snapshot_records import JsonDict
+from router_contract.windows import grain_name
 from router_service.fleet.view import FleetView, Topic
 from router_service.limits.governor import Governor
 from router_service.limits.model import Bound, Estimate, Metric
@@ -50,8 +55,6 @@ RESTORED = Counter(
     "Spend (nano-USD) added to the limits store from the costs rollup by the reconciler.",
     ["level", "entity"],
 )
-
-_GRANULARITY = {PeriodUnit.HOUR: "hour", PeriodUnit.DAY: "day"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +80,19 @@ def rollup_dimension(entity: str) -> str:
 
 
 def granularity(bound: Bound) -> str | None:
-    """The rollup window a budget's period is, or None when no rollup window is."""
+    """The rollup granularity a budget's period is ("day", "month", "week@Europe/Berlin"), or None
+    when no rollup window is (rolling periods, minutes, limits that are not budgets)."""
     limit = bound.limit
     period = limit.period
-    if limit.metric is not Metric.COST or period is None or period.rolling or period.zone != "UTC":
+    if limit.metric is not Metric.COST or period is None or period.rolling:
         return None
-    return _GRANULARITY.get(period.unit)
+    if period.unit is PeriodUnit.MINUTE:
+        return None
+    return grain_name(period.unit.value, period.zone)
 
 
-# (granularity, window start) -> {dimension: totals}, or None when the rollup is not usable now.
+# (granularity, window start) -> {dimension: totals}, or None when the rollup is not usable now
+# or keeps no such granularity.
 Rollup = Callable[[str, int], Mapping[str, Totals] | None]
 
 
@@ -97,11 +104,20 @@ def fleet_rollup(view: Callable[[], FleetView | None]) -> Rollup:
         if current is None or Topic.COSTS in current.stale:
             return None
         fresh = current.freshness.get(Topic.COSTS)
-        if fresh is not None and fresh.catching_up:
+        if (fresh is not None and fresh.catching_up) or not keeps(current.costs, grain):
             return None
         return current.cost_totals(grain, start)
 
     return totals
+
+
+def keeps(latest: Mapping[str, JsonDict | None], grain: str) -> bool:
+    """Whether the costs rollups keep windows of `grain` (every cost record lists each
+    granularity its consumer keeps, empty or not: the first one found answers)."""
+    for value in latest.values():
+        if value is not None and "windows" in value:
+            return grain in value["windows"]
+    return False
 
 
 class Reconciler:
@@ -124,7 +140,7 @@ class Reconciler:
             start = int(window.start)
             rolled = self._rollup(grain, start)
             if rolled is None:
-                return out
+                continue
             totals = rolled.get(rollup_dimension(bound.entity))
             rollup = 0 if totals is None else totals.cost_nanos_usd
             try:

@@ -10,7 +10,7 @@ from consumers.costs.dimensions import dimensions_of
 from router_contract.cost_totals import Totals, usd_text
 from router_contract.readers.costs import fleet_totals
 from router_contract.snapshot_keys import record_key
-from router_contract.windows import window_start
+from router_contract.windows import ROLLUP_GRAINS, Grain, window_start
 from tests.consumers.helpers import consumer_event
 
 DAY0 = 1_795_046_400  # 2026-11-19T00:00:00Z, a UTC midnight
@@ -92,10 +92,12 @@ def test_sums_are_exact_integers_far_beyond_float_precision() -> None:
 
 # (watermark offset, late event offset, counted?, which granularities still hold it)
 LATENESS_TABLE = [
-    (120, 61, True, {"minute", "hour", "day"}),  # previous minute: still kept
-    (180, 30, True, {"hour", "day"}),  # two minutes back: out of the minute rollup only
-    (7200 + 30, 30, True, {"day"}),  # two hours back
-    (2 * 86_400 + 30, 30, False, set()),  # two days back: late for everything
+    (120, 61, True, {"minute", "hour", "day", "week", "month"}),  # previous minute: still kept
+    (180, 30, True, {"hour", "day", "week", "month"}),  # two minutes back: out of the minute rollup only
+    (7200 + 30, 30, True, {"day", "week", "month"}),  # two hours back
+    (2 * 86_400 + 30, 30, True, {"week", "month"}),  # two days back (DAY0 is a Thursday)
+    (12 * 86_400 + 30, 30, True, {"month"}),  # Tuesday two weeks on, the 1st of December
+    (43 * 86_400 + 30, 30, False, set()),  # 1 January: two months on, late for everything
 ]
 
 
@@ -109,11 +111,10 @@ def test_late_events_are_kept_only_in_windows_still_retained(
         aggregator.apply(consumer_event(_completion(cost=7), event_id="late", time_s=DAY0 + late), 1)
         is counted
     )
-    sizes = {"minute": 60, "hour": 3600, "day": 86_400}
     holding = {
         name
-        for name, size in sizes.items()
-        if (t := aggregator.totals("total=all", name, DAY0 + late // size * size)) is not None
+        for name in ROLLUP_GRAINS
+        if (t := aggregator.totals("total=all", name, Grain(name).start(DAY0 + late))) is not None
         and t.cost_nanos_usd % 100 == 7
     }
     assert holding == granularities
@@ -140,8 +141,19 @@ def test_changes_publish_dirty_dimensions_then_tombstones_for_expired_ones() -> 
     assert aggregator.changes(DAY0) == []  # nothing new
     aggregator.apply(consumer_event(_completion(), event_id="b", team="new", time_s=DAY0 + 3 * 86_400), 1)
     changes = {record.key: record.value for record in aggregator.changes(DAY0)}
-    assert changes["team=old"] is None  # every window of it expired: a tombstone
+    old = changes["team=old"]  # its days expired, its week and month are kept
+    assert old is not None
+    assert {name: len(windows) for name, windows in old["windows"].items()} == {
+        "minute": 0,
+        "hour": 0,
+        "day": 0,
+        "week": 1,
+        "month": 1,
+    }
     assert changes["team=new"] is not None
+    aggregator.apply(consumer_event(_completion(), event_id="c", team="new", time_s=DAY0 + 70 * 86_400), 2)
+    changes = {record.key: record.value for record in aggregator.changes(DAY0)}
+    assert changes["team=old"] is None  # every window of it expired: a tombstone
 
 
 def test_snapshot_value_shape_and_round_trip() -> None:

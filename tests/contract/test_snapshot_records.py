@@ -110,7 +110,13 @@ def _quality_bodies() -> list[tuple[ce.Body, str]]:
 
 CASES = {
     "health": (HealthAggregator, _health_bodies),
-    "costs": (lambda: CostsAggregator(CostsConfig(tag_dimensions=frozenset({"feature"}))), _cost_bodies),
+    "costs": (
+        # A zone's calendar windows too: their names carry the zone through both encodings.
+        lambda: CostsAggregator(
+            CostsConfig(tag_dimensions=frozenset({"feature"}), time_zones=("Asia/Kolkata",))
+        ),
+        _cost_bodies,
+    ),
     "quality": (QualityAggregator, _quality_bodies),
 }
 

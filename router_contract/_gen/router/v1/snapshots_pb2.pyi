@@ -75,6 +75,10 @@ class _CostGranularityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CostG
     """UTC hours."""
     COST_GRANULARITY_DAY: _CostGranularity.ValueType  # 3
     """UTC days."""
+    COST_GRANULARITY_WEEK: _CostGranularity.ValueType  # 4
+    """Calendar weeks (ISO, from Monday) on the wall clock of CostWindows.time_zone."""
+    COST_GRANULARITY_MONTH: _CostGranularity.ValueType  # 5
+    """Calendar months on the wall clock of CostWindows.time_zone."""
 
 class CostGranularity(_CostGranularity, metaclass=_CostGranularityEnumTypeWrapper):
     """CostGranularity is the size of a cost window."""
@@ -87,6 +91,10 @@ COST_GRANULARITY_HOUR: CostGranularity.ValueType  # 2
 """UTC hours."""
 COST_GRANULARITY_DAY: CostGranularity.ValueType  # 3
 """UTC days."""
+COST_GRANULARITY_WEEK: CostGranularity.ValueType  # 4
+"""Calendar weeks (ISO, from Monday) on the wall clock of CostWindows.time_zone."""
+COST_GRANULARITY_MONTH: CostGranularity.ValueType  # 5
+"""Calendar months on the wall clock of CostWindows.time_zone."""
 Global___CostGranularity: _TypeAlias = CostGranularity  # noqa: Y015
 
 @_typing.final
@@ -601,7 +609,7 @@ class CostWindow(_message.Message):
     TOTALS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def window(self) -> Global___TimeWindow:
-        """The window (UTC minute, hour or day)."""
+        """The window (UTC minute, hour or day; a calendar week or month, or a zone's calendar window)."""
 
     @_builtins.property
     def totals(self) -> Global___CostTotals:
@@ -629,8 +637,13 @@ class CostWindows(_message.Message):
 
     GRANULARITY_FIELD_NUMBER: _builtins.int
     WINDOWS_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     granularity: Global___CostGranularity.ValueType
-    """Minute, hour or day."""
+    """Minute, hour, day, week or month."""
+    time_zone: _builtins.str
+    """The IANA time zone of calendar windows ("Europe/Berlin"): an hour or day then is that
+    zone's local hour or day. Empty: UTC.
+    """
     @_builtins.property
     def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___CostWindow]:
         """The windows."""
@@ -640,10 +653,11 @@ class CostWindows(_message.Message):
         *,
         granularity: Global___CostGranularity.ValueType = ...,
         windows: _abc.Iterable[Global___CostWindow] | None = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["granularity", b"granularity", "windows", b"windows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["granularity", b"granularity", "time_zone", b"time_zone", "windows", b"windows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,5 +9,6 @@
   `redis_store`: the same semantics in Redis, shared by replicas (SET PX).
 - `coalesce`: concurrent identical misses share one upstream call.
 - `cache`: the facade the request path calls (`lookup`, `store`, `coalesce`); it never lets a
-  cache failure fail a call. `schema`, `factory`: the `cache:` config section and what it builds.
+  cache failure fail a call; `reconfigure` applies a reloaded section (SIGHUP), entries kept.
+- `schema`, `factory`: the `cache:` config section and what it builds.
 """

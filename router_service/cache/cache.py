@@ -22,7 +22,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from router_service.cache import metrics
 from router_service.cache.coalesce import Coalescer, Lead
@@ -35,6 +35,9 @@ from router_service.clock import Clock
 from router_service.domain import ChatRequest
 from router_service.identity.model import Identity
 
+if TYPE_CHECKING:
+    from router_service.cache.schema import CacheConfig
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -43,6 +46,9 @@ _LOG_EVERY_S = 10.0
 _INFLATE_FACTOR = 64  # an entry inflates to at most this many times its size cap (JSON compresses ~10x)
 _DECODED_MAX_BYTES = 8 << 20  # decoded entries kept for hot keys (`_remember`)
 _SCOPES_MAX = 4096  # identities whose normalized scope is kept (`_scope`)
+# The `cache:` fields a reload cannot change in a running cache: they name the store and its
+# client, made at start. The others apply at once (`ResponseCache.reconfigure`).
+RESTART_FIELDS = ("store", "redis_url", "redis_prefix", "store_timeout_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,14 @@ class Miss:
 _BYPASS = Miss("", False)
 
 
+def settings_of(config: CacheConfig) -> CacheSettings:
+    """The facade's settings from the `cache:` section (a timeout bounds only a remote store)."""
+    timeout_s = config.store_timeout_s if config.store == "redis" else None
+    return CacheSettings(
+        ttl_s=config.ttl_s, scope_by=config.scope_by, timeout_s=timeout_s, coalesce=config.coalesce
+    )
+
+
 class ResponseCache:
     def __init__(self, store: CacheStore, rules: CacheRules, settings: CacheSettings, clock: Clock) -> None:
         self._store = store
@@ -85,14 +99,41 @@ class ResponseCache:
         self._decoded: OrderedDict[str, tuple[bytes, CachedAnswer, int]] = OrderedDict()
         self._decoded_bytes = 0
         self._scopes: dict[int, tuple[Identity, TenantScope]] = {}
+        self._off = False  # `enabled: false` on a reload: every request goes around the cache
 
     @property
     def settings(self) -> CacheSettings:
         return self._settings
 
+    def reconfigure(self, config: CacheConfig, running: CacheConfig) -> list[str]:
+        """Apply a reloaded `cache:` section (SIGHUP) in place, keeping every entry: what may be
+        cached (policies, keys, the nondeterministic and tools switches), the TTL, the scope,
+        coalescing, the entry size cap, the in-process store's memory bound (shrinking it evicts
+        the least recently used), and `enabled` (false: requests go around the cache, its
+        entries kept for a reload that turns it on again). `running` is the section the cache
+        runs with now. A TTL applies to reads at once (an entry older than it is a miss) and to
+        entries stored from now on; a new scope keys new entries (the old ones stop matching).
+        Returns the `RESTART_FIELDS` that changed: logged, and kept as they were."""
+        kept = [name for name in RESTART_FIELDS if getattr(config, name) != getattr(running, name)]
+        if kept:
+            log.warning("cache reload: %s changed, which needs a restart; kept as running", ", ".join(kept))
+            config = config.model_copy(update={name: getattr(running, name) for name in kept})
+        settings = settings_of(config)
+        if settings.scope_by is not self._settings.scope_by:
+            self._scopes.clear()
+        self._rules, self._settings, self._off = config.to_rules(), settings, not config.enabled
+        self._store.max_value_bytes = config.max_entry_bytes
+        self._max_inflated = config.max_entry_bytes * _INFLATE_FACTOR
+        if isinstance(self._store, MemoryCacheStore):
+            self._store.resize(config.memory_max_bytes)
+            self._gauge()
+        return kept
+
     async def lookup(
         self, identity: Identity, request: ChatRequest, policy: str, directives: Directives = NO_DIRECTIVES
     ) -> Hit | Miss:
+        if self._off:
+            return _BYPASS
         try:
             allowed = access(self._rules, identity, request, policy, directives)
             if allowed.skip is not None:

@@ -77,6 +77,11 @@ class MemoryCacheStore:
         self._evict()
         return True
 
+    def resize(self, max_bytes: int) -> None:
+        """A new bound (a config reload): the least recently used entries go until it holds."""
+        self._max_bytes = max_bytes
+        self._evict()
+
     async def close(self) -> None:
         self._entries.clear()
         self._bytes = 0

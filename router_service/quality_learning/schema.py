@@ -51,6 +51,7 @@ class LearningConfig(_Strict):
     exploration: ExplorationSettings = ExplorationSettings()
     drift: DriftSettings = DriftSettings()
     max_arms: Annotated[int, Field(ge=1)] = 100_000  # (deployment, region) arms; least recent forgotten
+    backoff: bool = True  # an arm's prior is its deployment's posterior over all regions
 
     def to_learner_config(self) -> LearnerConfig:
         exploration, drift = self.exploration, self.drift
@@ -73,4 +74,5 @@ class LearningConfig(_Strict):
             ),
             floor_z=self.floor_z,
             max_arms=self.max_arms,
+            backoff=self.backoff,
         )

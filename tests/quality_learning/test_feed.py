@@ -41,7 +41,8 @@ def _answered(feed: LearningFeed, request_id: str, task: TaskType, cache_hit: Ca
 
 
 def _feed(clock: Clock, **kwargs: object) -> LearningFeed:
-    return LearningFeed(QualityLearner(), clock, **kwargs)  # type: ignore[arg-type]
+    # No backoff: the tests read one arm's own scores
+    return LearningFeed(QualityLearner(LearnerConfig(backoff=False)), clock, **kwargs)  # type: ignore[arg-type]
 
 
 def test_a_score_is_filed_under_the_deployment_and_the_task_it_was_routed_as() -> None:

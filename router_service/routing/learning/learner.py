@@ -5,6 +5,14 @@ given, else the classified one (the `task_type` of the decision event). Feedback
 the region recorded with its request, never re-derived, so a later change of the classifier
 cannot move old scores to another region.
 
+Hierarchical shrinkage (`backoff`): every score is also filed in its deployment's pooled arm
+(`POOLED`), and a region's arm is shrunk toward that pooled posterior instead of toward the
+configured prior. On bench/routing_quality.py (seeds 17-21, uninformative priors, 20% feedback)
+it moved the learner from 92.7% quality at a 52% cost cut to 94.4% at 37%, lifted the worst
+100-request window vs round-robin from -1.4 to +3.0 points (wrong priors: -7.2 to -0.7), and
+kept the dropped model under 10% of its task in every drift run: frontier's pooled mean makes it
+the pick where a region is still unknown, so this trades cost cut for quality early on.
+
 `QualityLearner` is a `QualityView` (the planner reads posterior means as qualities, and floors
 against the posterior: `filters.quality_floor`), holds the exploration budget the `learned`
 strategy draws on, and counts drops its detectors caught (`drifts`). No I/O and no clock: every
@@ -34,6 +42,11 @@ class LearnerConfig:
     # one excluded on evidence is probed again once that evidence decays.
     floor_z: float = 2.0
     max_arms: int = 100_000  # least recently scored arms are forgotten past this
+    # Hierarchical shrinkage: an arm's prior is its deployment's posterior over all regions (itself
+    # from the configured prior), not the configured prior alone. A region the deployment was
+    # never scored on starts from what it showed elsewhere (its uncertainty still the prior's, so
+    # it is still probed); wrong configured priors are corrected everywhere by the first scores.
+    backoff: bool = True
 
     def __post_init__(self) -> None:
         if self.floor_z < 0 or self.max_arms < 1:
@@ -58,14 +71,20 @@ class _Arm:
         self.cached_prior = 0.0
 
 
+# The region of each deployment's pooled arm (every score is filed there too): a region name is a
+# task value, never this.
+POOLED = "*"
+
+
 class _Row:
     """The posteriors one candidate list (a compiled policy's table) read last for one region:
     returned as they are while no score was filed and decay has not made any of them stale."""
 
-    __slots__ = ("arms", "arms_version", "newest", "oldest", "posteriors", "version")
+    __slots__ = ("arms", "arms_version", "newest", "oldest", "pooled", "posteriors", "version")
 
     def __init__(self) -> None:
         self.arms: list[_Arm | None] = []
+        self.pooled: list[_Arm | None] = []  # each key's pooled arm (backoff), like `arms`
         self.arms_version = -1
         self.posteriors: list[Posterior] = []
         self.version = -1
@@ -114,17 +133,21 @@ class QualityLearner:
         stats = arm.stats
         drifted = False
         if config.drift.enabled:
-            before = stats.posterior(prior, config.posterior, time_s)
+            before = stats.posterior(self._backed_off(key, prior, time_s), config.posterior, time_s)
             if before.count >= config.drift.min_count:
                 drifted = arm.detector.update(before.mean, before.score_sd, score, config.drift)
         stats.add(score, time_s, config.posterior.half_life_s)
         arm.cached = None
         self._version += 1
+        if config.backoff:
+            pooled = self._arm((key, POOLED), time_s)
+            pooled.stats.add(score, time_s, config.posterior.half_life_s)
+            pooled.cached = None
         if drifted:
             kept = arm.detector.after_drop()
             stats.replace(float(len(kept)), sum(kept), sum(x * x for x in kept))
             arm.detector.reset()
-            after = stats.posterior(prior, config.posterior, time_s).mean
+            after = stats.posterior(self._backed_off(key, prior, time_s), config.posterior, time_s).mean
             self.drifts[(key, region)] = self.drifts.get((key, region), 0) + 1
             self.drift_log = [*self.drift_log[-99:], DriftEvent(key, region, time_s, before.mean, after)]
         return drifted
@@ -145,9 +168,15 @@ class QualityLearner:
 
     def posterior(self, key: str, task: TaskType, prior: float, now_s: float) -> Posterior:
         arm = self._arms.get((key, task._value_))
+        prior = self._backed_off(key, prior, now_s)
         if arm is None:
             return self._prior(prior)
         return self._read(arm, prior, now_s)
+
+    def _backed_off(self, key: str, prior: float, now_s: float) -> float:
+        """The prior of `key`'s arms: its pooled posterior mean with backoff, else `prior`."""
+        pooled = self._arms.get((key, POOLED)) if self.config.backoff else None
+        return prior if pooled is None else self._read(pooled, prior, now_s).mean
 
     def posteriors(
         self, keys: Sequence[str], task: TaskType, priors: Sequence[float], now_s: float
@@ -172,17 +201,22 @@ class QualityLearner:
         if row.arms_version != self._arms_version:
             get = self._arms.get
             row.arms = [get((key, region)) for key in keys]
+            backoff = self.config.backoff
+            row.pooled = [get((key, POOLED)) if backoff else None for key in keys]
             row.arms_version = self._arms_version
         out: list[Posterior] = []
         append = out.append
         oldest, newest = now_s, now_s
-        for arm, prior in zip(row.arms, priors, strict=True):
+        read = self._read
+        for arm, pooled, prior in zip(row.arms, row.pooled, priors, strict=True):
+            if pooled is not None:
+                prior = read(pooled, prior, now_s).mean
             if arm is None:
                 append(self._prior(prior))
                 continue
             cached = arm.cached
             if cached is None or arm.cached_prior != prior or abs(now_s - arm.cached_at) > fresh_s:
-                cached = self._read(arm, prior, now_s)
+                cached = read(arm, prior, now_s)
             at = arm.cached_at
             oldest, newest = min(oldest, at), max(newest, at)
             append(cached)

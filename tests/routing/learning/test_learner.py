@@ -63,10 +63,8 @@ def test_scores_lose_half_their_weight_per_half_life_and_the_posterior_widens() 
     assert stats.weight == pytest.approx(8.0 / math.sqrt(2.0))
 
 
-def _learner(**drift: float) -> QualityLearner:
-    return QualityLearner(
-        LearnerConfig(posterior=PosteriorConfig(half_life_s=1e9), drift=DriftConfig(**drift))
-    )
+def _learner() -> QualityLearner:
+    return QualityLearner(LearnerConfig(posterior=PosteriorConfig(half_life_s=1e9)))
 
 
 def test_a_halved_quality_rings_the_drift_alarm_within_a_few_scores_and_demotes_at_once() -> None:
@@ -82,7 +80,8 @@ def test_a_halved_quality_rings_the_drift_alarm_within_a_few_scores_and_demotes_
             break
     assert rang_at is not None and rang_at <= 4
     after = learner.posterior("p/m", TaskType.CODE, 0.5, 210.0).mean
-    assert before > 0.85 and after < 0.6
+    # the post-drop scores and one pseudo-score of the pooled prior (still the old 0.9s: one region)
+    assert before > 0.85 and after < 0.7
     assert learner.drifts == {("p/m", "code"): 1}
     assert learner.drift_log[-1].before == pytest.approx(before, abs=0.02)
 
@@ -111,15 +110,28 @@ def test_the_detector_can_be_turned_off() -> None:
 
 
 def test_feedback_is_filed_per_region_and_scores_are_clipped() -> None:
-    learner = QualityLearner()
+    learner = QualityLearner(LearnerConfig(backoff=False))
     learner.observe("p/m", "code", 7.0, 0.0)
     assert learner.observed("p/m", TaskType.CODE) and not learner.observed("p/m", TaskType.CHAT)
     assert learner.quality("p/m", TaskType.CODE, 0.5) == pytest.approx((0.5 + 1.0) / 2)
     assert learner.quality("p/m", TaskType.CHAT, 0.3) == 0.3
 
 
+def test_with_backoff_an_arm_starts_from_its_deployments_scores_in_other_regions() -> None:
+    learner = QualityLearner()  # backoff on by default
+    for t in range(9):
+        learner.observe("p/m", "code", 1.0, float(t))
+    pooled = (0.3 + 9 * 1.0) / 10  # the configured prior moved by every score of the deployment
+    chat = learner.posterior("p/m", TaskType.CHAT, 0.3, 9.0)  # never scored on chat
+    assert chat.count == 0.0 and chat.mean == pytest.approx(pooled, abs=1e-3)
+    assert chat.sd == pytest.approx(0.2)  # as uncertain as the prior: chat is still probed
+    code = learner.posterior("p/m", TaskType.CODE, 0.3, 9.0)
+    assert code.mean == pytest.approx((pooled + 9 * 1.0) / 10, abs=1e-3)  # shrunk toward the pool
+    assert learner.posterior("q/m", TaskType.CHAT, 0.3, 9.0).mean == 0.3  # another deployment
+
+
 def test_the_least_recently_scored_arms_go_past_max_arms() -> None:
-    learner = QualityLearner(LearnerConfig(max_arms=2))
+    learner = QualityLearner(LearnerConfig(max_arms=2, backoff=False))
     for key in ("a/x", "b/x", "a/x", "c/x"):
         learner.observe(key, "chat", 1.0, 0.0)
     assert learner.arm_count() == 2

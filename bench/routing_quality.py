@@ -21,6 +21,7 @@ always-frontier's on the same request stream; cost cut as 1 - cost / always-fron
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import random
@@ -239,6 +240,42 @@ def oracle(router: Router, request: ChatRequest, label: TaskType, now: float) ->
     return RouteDecision(decision.policy, "oracle", label, (pick.key,), decision.candidates)
 
 
+def pareto_ceiling(frontier: Run, target: float) -> float:
+    """The largest cost cut any router could reach at `target` x always-frontier's quality if it
+    knew every request's true task and the true qualities, sending a share of a task's requests to
+    one model and the rest to another where that pays (an LP: each task's (cost, quality) upper
+    hull, its segments bought best quality-per-cost first, the last one fractionally). Quality here
+    depends only on (model, task), so no router (per cluster, per prompt) can beat it."""
+    ratio = {m: price[0] / MODELS[FRONTIER][0][0] for m, (price, _) in MODELS.items()}
+    assert all(p[1] / p[0] == MODELS[FRONTIER][0][1] / MODELS[FRONTIER][0][0] for p, _ in MODELS.values())
+    segments: list[tuple[float, float, float]] = []  # (quality per cost, cost, quality) of an upgrade
+    cost = quality = 0.0
+    for task in TASKS:
+        spend = sum(c for c, t in zip(frontier.cost, frontier.true_task, strict=True) if t is task)
+        count = sum(t is task for t in frontier.true_task)
+        points = sorted((spend * ratio[m], count * truth(m, task)) for m in MODELS)
+        hull = [points[0]]
+        for point in points[1:]:
+            if point[1] <= hull[-1][1]:
+                continue  # dearer and no better
+            while len(hull) >= 2 and _slope(hull[-2], hull[-1]) <= _slope(hull[-1], point):
+                hull.pop()
+            hull.append(point)
+        cost, quality = cost + hull[0][0], quality + hull[0][1]
+        segments += [(_slope(a, b), b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(hull)]
+    needed = target * sum(frontier.quality) - quality
+    for _, extra_cost, extra_quality in sorted(segments, reverse=True):
+        if needed <= 0:
+            break
+        share = min(1.0, needed / extra_quality)
+        cost, needed = cost + share * extra_cost, needed - share * extra_quality
+    return 1 - cost / sum(frontier.cost) if needed <= 1e-9 else float("nan")
+
+
+def _slope(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return (b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else float("inf")
+
+
 def summarize(result: Run, frontier: Run, round_robin: Run | None, scenario: Scenario) -> dict[str, Any]:
     total_q, total_c = sum(frontier.quality), sum(frontier.cost)
     row: dict[str, Any] = {
@@ -350,6 +387,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         result = run(scenario, base, args.seed)
         rows.append(summarize(result, frontier, round_robin, scenario))
     print_table(rows)
+    frontier = runs[args.requests][0]
+    ceilings = {f"{t:.2f}": pareto_ceiling(frontier, t) for t in (0.97, 0.95)}
+    print(
+        "ceiling (true task and qualities known, tasks split between two models where it pays): "
+        + ", ".join(f"{100 * c:.1f}% cost cut at {100 * float(t):.0f}% quality" for t, c in ceilings.items())
+    )
     RESULTS.write_text(
         json.dumps(
             {
@@ -365,6 +408,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "wrong_priors": WRONG_PRIORS,
                 "learner": repr(learner_config()),
                 "rows": rows,
+                "pareto_ceiling_cost_cut_at_quality": ceilings,
             },
             indent=2,
         )
@@ -377,12 +421,14 @@ def print_table(rows: Sequence[dict[str, Any]]) -> None:
     def fmt(v: Any) -> str:
         return "-" if v is None else f"{100 * v:.0f}%"
 
-    print("| policy | quality vs frontier | after 300 | cost cut | failed | explored |")
-    print("|---|---|---|---|---|---|")
+    print("| policy | quality vs frontier | after 300 | cost cut | failed | explored | worst window - RR |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
+        gap = r.get("min_windowed_quality_minus_round_robin_after_300")
         print(
             f"| {r['policy']} | {fmt(r['quality_vs_frontier'])} | {fmt(r['quality_vs_frontier_after_300'])} "
-            f"| {fmt(r['cost_cut'])} | {fmt(r['failed_share'])} | {fmt(r['exploration_share'])} |"
+            f"| {fmt(r['cost_cut'])} | {fmt(r['failed_share'])} | {fmt(r['exploration_share'])} "
+            f"| {'-' if gap is None else f'{100 * gap:+.1f} pts'} |"
         )
     for r in rows:
         if "coder_code_share_before_drop" in r:

@@ -225,6 +225,7 @@ def _put_cost(out: snapshots_pb2.CostSnapshot, value: JsonDict) -> None:
     out.dimension_name = dimension["name"]
     out.dimension_value = dimension["value"]
     out.tag_key = dimension.get("tag_key", "")
+    out.model = dimension.get("model", "")
     for name, windows in value["windows"].items():
         unit, _, zone = name.partition("@")  # "day@Europe/Berlin": a zone's calendar day
         group = out.granularities.add(granularity=_GRANULARITIES[unit], time_zone=zone)
@@ -373,6 +374,8 @@ def _cost(cost: snapshots_pb2.CostSnapshot) -> JsonDict:
     dimension: JsonDict = {"name": cost.dimension_name, "value": cost.dimension_value}
     if cost.tag_key:
         dimension["tag_key"] = cost.tag_key
+    if cost.model:
+        dimension["model"] = cost.model
     return {
         "kind": "cost_rollup",
         "dimension": dimension,

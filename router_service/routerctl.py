@@ -6,6 +6,8 @@
   routerctl feedback REQUEST_ID SCORE      record a quality score in [0, 1]
   routerctl health [--bootstrap B]         the fleet's provider health (the consumers' snapshots)
   routerctl costs [--window hour] [--bootstrap B]   the fleet's spend in the current window
+  routerctl costs --team X [--window month] [--time-zone Z]   one caller's spend per model
+                                           (also --key K, --customer C; hour, day, week, month)
   routerctl keys create|list|rotate|disable|enable ...   manage virtual keys (see keys_cli.py)
   routerctl budgets --config C [--entity team:search]   spend, reservations and what is left per
                                            limit, read from the limits store the config names
@@ -24,6 +26,7 @@ import os
 import sys
 import time
 from typing import Any
+from zoneinfo import ZoneInfoNotFoundError
 
 import grpc
 from aiokafka.errors import KafkaError
@@ -31,10 +34,12 @@ from grpc_status import rpc_status
 
 from router_contract._gen.router.v1 import router_pb2 as pb
 from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
+from router_contract.windows import ROLLUP_GRAINS
 from router_service import keys_cli
 from router_service.fleet.config import FleetConfig
+from router_service.fleet.spend import caller_spend, spend_table
 from router_service.fleet.subscriber import read_fleet_view
-from router_service.fleet.tables import WINDOW_SECONDS, costs_table, health_table
+from router_service.fleet.tables import costs_table, health_table
 from router_service.telemetry.kafka_client import KafkaSecurity
 
 DEFAULT_TARGET = os.environ.get("ROUTER_TARGET", "127.0.0.1:50051")
@@ -102,8 +107,21 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--topic", default="", help="snapshot topic (default: llmrouter.<health|costs>.v1)")
         if name == "costs":
-            p.add_argument("--window", choices=sorted(WINDOW_SECONDS), default="hour")
+            _costs_arguments(p)
     return parser
+
+
+def _costs_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--window", choices=ROLLUP_GRAINS, default="hour", help="the current one (default: hour)")
+    who = p.add_mutually_exclusive_group()
+    for level in ("key", "team", "customer"):
+        who.add_argument(f"--{level}", default=None, help=f"one {level}'s spend per model")
+    p.add_argument(
+        "--time-zone",
+        default="UTC",
+        help="with --key/--team/--customer: calendar windows of this IANA zone, as budgets in "
+        "limits.time_zone count them (the consumers keep them for COST_TIME_ZONES; default UTC)",
+    )
 
 
 class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
@@ -149,8 +167,18 @@ def _fleet(args: argparse.Namespace) -> int:
         return 1
     if args.command == "health":
         print(health_table(view, FleetConfig()))
-    else:
+        return 0
+    caller = [(level, name) for level in ("key", "team", "customer") if (name := getattr(args, level))]
+    if not caller:
         print(costs_table(view, args.window, time.time()))
+        return 0
+    [(level, name)] = caller
+    try:
+        spend = caller_spend(view, level, name, args.window, args.time_zone, time.time())
+    except (ValueError, ZoneInfoNotFoundError) as exc:
+        print(f"error: --window {args.window} --time-zone {args.time_zone}: {exc}", file=sys.stderr)
+        return 1
+    print(spend_table(view, spend))
     return 0
 
 

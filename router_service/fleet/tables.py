@@ -5,17 +5,16 @@ from __future__ import annotations
 import datetime as dt
 
 from router_contract.cost_totals import usd_text
+from router_contract.windows import Grain
 from router_service.fleet.config import FleetConfig
 from router_service.fleet.view import FleetView, Topic
-
-WINDOW_SECONDS = {"minute": 60, "hour": 3600, "day": 86_400}
 
 
 def health_table(view: FleetView, config: FleetConfig) -> str:
     if Topic.HEALTH in view.stale:
         return "health: no fresh snapshot (are the health consumers running?)"
     lines = [
-        *_catching_up(view, Topic.HEALTH),
+        *catching_up(view, Topic.HEALTH),
         f"{'deployment':<36} {'score':>6} {'share':>6} {'attempts':>9} {'errors':>7} "
         f"{'p95 s':>7} {'ttft p95 s':>10}",
     ]
@@ -32,11 +31,11 @@ def health_table(view: FleetView, config: FleetConfig) -> str:
 def costs_table(view: FleetView, granularity: str, now_s: float) -> str:
     if Topic.COSTS in view.stale:
         return "costs: no fresh snapshot (are the cost consumers running?)"
-    size = WINDOW_SECONDS[granularity]
-    start = int(now_s // size) * size
-    totals = view.cost_totals(granularity, start)
+    start = Grain(granularity).start(now_s)
+    # Per-model breakdowns of the callers (`team=search,model=m`): `routerctl costs --team search`.
+    totals = {name: t for name, t in view.cost_totals(granularity, start).items() if ",model=" not in name}
     lines = [
-        *_catching_up(view, Topic.COSTS),
+        *catching_up(view, Topic.COSTS),
         f"current {granularity} window (UTC, since {_utc(start)})",
         f"{'dimension':<40} {'requests':>9} {'cost $':>16} {'input tok':>11} {'output tok':>11} "
         f"{'cached':>9}",
@@ -53,7 +52,7 @@ def costs_table(view: FleetView, granularity: str, now_s: float) -> str:
     return "\n".join(lines)
 
 
-def _catching_up(view: FleetView, topic: Topic) -> list[str]:
+def catching_up(view: FleetView, topic: Topic) -> list[str]:
     fresh = view.freshness.get(topic)
     if fresh is None or not fresh.catching_up:
         return []

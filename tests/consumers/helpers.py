@@ -148,6 +148,8 @@ def _dimension_keys(ctx: ev.RequestContext, body: ev.CompletionEvent, tag_keys: 
         f"model={q(body.model)}",
         f"provider={q(body.provider)}",
     ]
+    # The per-model breakdowns of the caller (what `routerctl costs --team X` lists).
+    keys += [f"{caller},model={q(body.model)}" for caller in keys[1:4]]
     return keys + [f"tag:{q(k)}={q(v)}" for k, v in ctx.tags.items() if k in tag_keys]
 
 

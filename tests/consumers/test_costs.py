@@ -51,6 +51,8 @@ def test_a_completion_counts_in_every_dimension(
     keys = [d.key for d in dimensions_of(event.envelope, event.body, frozenset(tag_keys))]  # type: ignore[arg-type]
     team_key = "team=" + team.replace("=", "%3D")
     base = ["total=all", "api_key=key-1", team_key, "customer=acme", "model=gpt-4o", "provider=openai"]
+    # The per-model breakdowns of the caller's key, team and customer.
+    base += ["api_key=key-1,model=gpt-4o", f"{team_key},model=gpt-4o", "customer=acme,model=gpt-4o"]
     assert keys == [*base, *expected_extra]
 
 
@@ -121,14 +123,17 @@ def test_late_events_are_kept_only_in_windows_still_retained(
 
 
 def test_dimensions_past_the_cap_are_counted_under_other() -> None:
-    aggregator = CostsAggregator(CostsConfig(max_dimensions=7))
-    aggregator.apply(consumer_event(_completion(), event_id="a", team="t1", time_s=DAY0), 0)  # 6 dims
-    aggregator.apply(consumer_event(_completion(), event_id="b", team="t2", time_s=DAY0), 1)  # t2: 7th
+    aggregator = CostsAggregator(CostsConfig(max_dimensions=11))
+    aggregator.apply(consumer_event(_completion(), event_id="a", team="t1", time_s=DAY0), 0)  # 9 dims
+    # t2 and its per-model breakdown: the 10th and 11th.
+    aggregator.apply(consumer_event(_completion(), event_id="b", team="t2", time_s=DAY0), 1)
     aggregator.apply(consumer_event(_completion(), event_id="c", team="t3", time_s=DAY0), 2)  # over
     aggregator.apply(consumer_event(_completion(), event_id="d", team="t4", time_s=DAY0), 3)  # over
     other = aggregator.totals("team=_OTHER", "day", DAY0)
     assert other is not None and other.requests == 2
     assert aggregator.totals("team=t3", "day", DAY0) is None
+    breakdown = aggregator.totals("team=_OTHER,model=_OTHER", "day", DAY0)
+    assert breakdown is not None and breakdown.requests == 2
     total = aggregator.totals("total=all", "day", DAY0)
     assert total is not None and total.requests == 4
 

@@ -673,12 +673,17 @@ class CostSnapshot(_message.Message):
     DIMENSION_VALUE_FIELD_NUMBER: _builtins.int
     TAG_KEY_FIELD_NUMBER: _builtins.int
     GRANULARITIES_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     dimension_name: _builtins.str
     """Dimension name ("total", "team", "customer", "api_key", "model", "provider", "tag")."""
     dimension_value: _builtins.str
     """Its value ("search", "all" for the total...)."""
     tag_key: _builtins.str
     """For dimension "tag": the tag's key."""
+    model: _builtins.str
+    """For the per-model breakdown of an "api_key", "team" or "customer" dimension: the model whose
+    share of that caller's spend this is. Empty: the dimension's whole spend.
+    """
     @_builtins.property
     def granularities(self) -> _containers.RepeatedCompositeFieldContainer[Global___CostWindows]:
         """The windows, by granularity."""
@@ -690,10 +695,11 @@ class CostSnapshot(_message.Message):
         dimension_value: _builtins.str = ...,
         tag_key: _builtins.str = ...,
         granularities: _abc.Iterable[Global___CostWindows] | None = ...,
+        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension_name", b"dimension_name", "dimension_value", b"dimension_value", "granularities", b"granularities", "tag_key", b"tag_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension_name", b"dimension_name", "dimension_value", b"dimension_value", "granularities", b"granularities", "model", b"model", "tag_key", b"tag_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -103,8 +103,8 @@ class Totals:
         self.cached_input_tokens += attempt.unused_cached_input_tokens
 
     def merge(self, other: Totals) -> None:
-        for field in fields(Totals):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+        for name in _FIELD_NAMES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in _COUNTS}
@@ -120,6 +120,9 @@ class Totals:
                 for name in (*_COUNTS, *_AMOUNTS)
             }
         )
+
+
+_FIELD_NAMES = tuple(field.name for field in fields(Totals))
 
 
 def usd_text(nanos_usd: int) -> str:

@@ -19,12 +19,12 @@ in `tag_dimensions` (dimensions.py): removing a key from the config removes its 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from consumers.aggregator import DimensionRecord, JsonDict
 from consumers.costs.dimensions import Dimension, dimensions_of, is_configured
-from consumers.costs.rollup import DimensionTotals
+from consumers.costs.rollup import DimensionTotals, Starts
 from consumers.events import Attempt, Completion, Event
 from consumers.restore_gate import RestoreGate
 from router_contract.cost_totals import Totals
@@ -56,6 +56,7 @@ class CostsAggregator:
         self._gate = RestoreGate()
         self._watermark_s = 0.0
         self._retain_from = {name: 0 for name in self._grains}
+        self._starts: Starts = ()  # the windows of the last event counted
 
     def apply(self, event: Event, offset: int) -> bool:
         cost = event.body
@@ -65,13 +66,16 @@ class CostsAggregator:
             return True  # not ours to count (the runner only routes completions and attempts here)
         event_time_s = event.envelope.event_time_s
         self._advance(event_time_s)
-        starts = {
-            name: start
+        starts = tuple(
+            (name, start)
             for name, grain in self._grains.items()
             if (start := grain.start(event_time_s)) >= self._retain_from[name]
-        }
+        )
         if not starts:
             return False
+        if starts == self._starts:
+            starts = self._starts  # the same object: DimensionTotals.add compares by identity
+        self._starts = starts
         for dimension in dimensions_of(event.envelope, cost, self._tag_keys):
             self._add(dimension, starts, cost, offset)
         return True
@@ -107,11 +111,12 @@ class CostsAggregator:
     def totals(self, key: str, granularity: str, start: int) -> Totals | None:
         """The totals of one dimension's window (for tests and the benchmark)."""
         state = self._dims.get(key)
-        return None if state is None else state.windows[granularity].get(start)
+        if state is None:
+            return None
+        state.settle()
+        return state.windows[granularity].get(start)
 
-    def _add(
-        self, dimension: Dimension, starts: Mapping[str, int], cost: Completion | Attempt, offset: int
-    ) -> None:
+    def _add(self, dimension: Dimension, starts: Starts, cost: Completion | Attempt, offset: int) -> None:
         key = dimension.key
         if key not in self._dims and len(self._dims) >= self._max_dimensions:
             dimension = dimension.overflow()

@@ -61,12 +61,17 @@ STALE_FRACTION = 0.001
 
 
 class _Arm:
-    __slots__ = ("cached", "cached_at", "cached_prior", "detector", "stats")
+    __slots__ = ("cached", "cached_at", "cached_prior", "detector", "stats", "sums", "sums_at")
 
     def __init__(self, time_s: float) -> None:
         self.stats = ArmStats(time_s)
         self.detector = DropDetector()
         self.cached: Posterior | None = None  # the posterior as of `cached_at` for `cached_prior`
+        # A pooled arm's decayed (weight, sum) as of `sums_at`: its mean for any prior is then two
+        # flops. Each task reads it with that task's configured prior, so a cached posterior for
+        # one prior would miss on every change of region (measured: +60 us a decision at 50).
+        self.sums: tuple[float, float] | None = None
+        self.sums_at = 0.0
         self.cached_at = 0.0
         self.cached_prior = 0.0
 
@@ -142,7 +147,7 @@ class QualityLearner:
         if config.backoff:
             pooled = self._arm((key, POOLED), time_s)
             pooled.stats.add(score, time_s, config.posterior.half_life_s)
-            pooled.cached = None
+            pooled.sums = None
         if drifted:
             kept = arm.detector.after_drop()
             stats.replace(float(len(kept)), sum(kept), sum(x * x for x in kept))
@@ -176,7 +181,22 @@ class QualityLearner:
     def _backed_off(self, key: str, prior: float, now_s: float) -> float:
         """The prior of `key`'s arms: its pooled posterior mean with backoff, else `prior`."""
         pooled = self._arms.get((key, POOLED)) if self.config.backoff else None
-        return prior if pooled is None else self._read(pooled, prior, now_s).mean
+        return prior if pooled is None else self._pooled_mean(pooled, prior, now_s)
+
+    def _pooled_mean(self, pooled: _Arm, prior: float, now_s: float) -> float:
+        sums = pooled.sums
+        if sums is None or abs(now_s - pooled.sums_at) > self._fresh_s:
+            stats = pooled.stats
+            half_life_s = self.config.posterior.half_life_s
+            factor = (
+                math.exp(-math.log(2.0) * (now_s - stats.time_s) / half_life_s)
+                if now_s > stats.time_s
+                else 1.0
+            )
+            sums = pooled.sums = (stats.weight * factor, stats.sum * factor)
+            pooled.sums_at = now_s
+        strength = self.config.posterior.prior_strength
+        return (strength * prior + sums[1]) / (strength + sums[0])
 
     def posteriors(
         self, keys: Sequence[str], task: TaskType, priors: Sequence[float], now_s: float
@@ -207,10 +227,15 @@ class QualityLearner:
         out: list[Posterior] = []
         append = out.append
         oldest, newest = now_s, now_s
-        read = self._read
+        read, pooled_mean = self._read, self._pooled_mean
+        strength = self.config.posterior.prior_strength
         for arm, pooled, prior in zip(row.arms, row.pooled, priors, strict=True):
-            if pooled is not None:
-                prior = read(pooled, prior, now_s).mean
+            if pooled is not None:  # `_pooled_mean`, its cached case inlined (50 calls a read)
+                sums = pooled.sums
+                if sums is None or abs(now_s - pooled.sums_at) > fresh_s:
+                    prior = pooled_mean(pooled, prior, now_s)
+                else:
+                    prior = (strength * prior + sums[1]) / (strength + sums[0])
             if arm is None:
                 append(self._prior(prior))
                 continue

@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -309,157 +310,207 @@ async def wait_for_rollup(
     return latest
 
 
-async def drill(p: Params, workdir: Path) -> dict[str, Any]:
-    topic = f"drill.events.{uuid.uuid4().hex[:8]}"
-    snapshot_topic = f"drill.costs.{uuid.uuid4().hex[:8]}"
-    broker = EmbeddedBroker(log_path=workdir / "tansu.log")
-    redis = EmbeddedRedis(log_path=workdir / "redis.log")
-    await broker.start()
-    await redis.start()
-    fleet = Fleet(workdir)
+@dataclass
+class Stack:
+    """The drill's processes: the broker, Redis, the sims and routers (the fleet), the consumer."""
+
+    workdir: Path
+    broker: EmbeddedBroker
+    redis: EmbeddedRedis
+    fleet: Fleet
+    topic: str = field(default_factory=lambda: f"drill.events.{uuid.uuid4().hex[:8]}")
+    snapshot_topic: str = field(default_factory=lambda: f"drill.costs.{uuid.uuid4().hex[:8]}")
     consumer: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class Burst:
+    """What the callers got, and when (wall clock for the rollup's windows)."""
+
+    outcomes: dict[str, Outcomes]
+    started_wall: float
+    ended_wall: float
+    killed_at_s: float
+
+
+async def drill(p: Params, workdir: Path) -> dict[str, Any]:
+    stack = Stack(
+        workdir,
+        EmbeddedBroker(log_path=workdir / "tansu.log"),
+        EmbeddedRedis(log_path=workdir / "redis.log"),
+        Fleet(workdir),
+    )
+    await stack.broker.start()
+    await stack.redis.start()
     try:
         await ensure_topic(
-            KafkaOptions(broker.bootstrap, enable_idempotence=False), topic, PARTITIONS, compacted=False
+            KafkaOptions(stack.broker.bootstrap, enable_idempotence=False),
+            stack.topic,
+            PARTITIONS,
+            compacted=False,
         )
         secrets = key_file(workdir / "keys.yaml")
-        sims = []
-        for i in range(2):
-            port = free_port()
-            argv = [
-                *router_service_argv(),
-                "sim",
-                "--port",
-                str(port),
-                "--preset",
-                "fast",
-                "--seed",
-                str(i + 1),
-            ]
-            sims.append(fleet.spawn(f"sim{i}", port, argv))
-        routers, configs = [], []
-        for i in range(3):
-            spool = workdir / f"spool-{i}"
-            config = functools.partial(
-                router_config,
-                sims=sims,
-                keys=workdir / "keys.yaml",
-                bootstrap=broker.bootstrap,
-                topic=topic,
-                redis_url=redis.url,
-                spool=spool,
-                p=p,
-            )
-            configs.append(config)
-            routers.append(fleet.spawn_router(f"router{i}", config))
+        configs = router_configs(stack, spawn_sims(stack.fleet), p)
+        routers = [stack.fleet.spawn_router(f"router{i}", config) for i, config in enumerate(configs)]
         for r in routers:
             await wait_ready(r, grpc_health_probe(r.port))
-        with (workdir / "consumer.log").open("wb") as log:
-            consumer = subprocess.Popen(  # noqa: ASYNC220 - started once, before the burst
-                [*router_service_argv(), "consume", "costs", "--bootstrap", broker.bootstrap,
-                 "--input-topic", topic, "--snapshot-topic", snapshot_topic,
-                 "--group-id", f"g-{snapshot_topic}", "--snapshot-interval", "1",
-                 "--metrics-port", str(free_port()), "--create-topics"],
-                cwd=ROOT, env={**os.environ, "KAFKA_ENABLE_IDEMPOTENCE": "false"},
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        ports = [r.port for r in routers]
-        alive = [True, True, True]
-        outcomes = {"budget": Outcomes(), "tpm": Outcomes()}
-        started_wall, started = time.time(), time.monotonic()
-        stop = started + p.seconds
-        tasks = [
-            asyncio.create_task(caller(i, ports, alive, secrets[team], stop, outcomes[team], p.seed))
-            for i in range(p.callers)
-            for team in (("budget", "tpm")[i % 2],)
-        ]
+        stack.consumer = start_costs_consumer(stack)
         tpm_minutes: dict[int, int] = {}
         sampling_done = asyncio.Event()
         sampler = asyncio.create_task(
-            sample_minutes(broker.bootstrap, snapshot_topic, "tpm", tpm_minutes, sampling_done)
+            sample_minutes(stack.broker.bootstrap, stack.snapshot_topic, "tpm", tpm_minutes, sampling_done)
         )
-        kill_at = p.kill_at_s if p.kill_at_s is not None else p.seconds / 2
-        await asyncio.sleep(kill_at)
-        victim = routers[2]
-        alive[2] = False  # callers stop choosing it; calls in flight there fail UNAVAILABLE
-        os.kill(victim.proc.pid, signal.SIGKILL)
-        killed_at_s = time.monotonic() - started
-        await asyncio.gather(*tasks)
-        ended_wall = time.time()
-        answered = sum(o.ok for o in outcomes.values())
+        burst = await run_burst(p, routers, secrets)
+        answered = sum(o.ok for o in burst.outcomes.values())
         # The killed router's events were spooled before its calls answered (events.durable),
         # and are replayed when it starts again: restart it, as an orchestrator would.
-        restarted = fleet.spawn_router("router2-restarted", configs[2])
+        restarted = stack.fleet.spawn_router("router2-restarted", configs[2])
         await wait_ready(restarted, grpc_health_probe(restarted.port))
-        latest = await wait_for_rollup(broker.bootstrap, snapshot_topic, answered, timeout_s=60)
+        latest = await wait_for_rollup(stack.broker.bootstrap, stack.snapshot_topic, answered, timeout_s=60)
         sampling_done.set()
         await sampler
     finally:
-        if consumer is not None and consumer.poll() is None:
-            consumer.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                consumer.wait(20)
-            if consumer.poll() is None:
-                consumer.kill()
-        fleet.stop_all()
-        await redis.stop()
-        await broker.kill()
-    return summarize(p, latest, tpm_minutes, outcomes, started_wall, ended_wall, killed_at_s)
+        await stop_stack(stack)
+    return summarize(p, latest, tpm_minutes, burst)
 
 
-def summarize(
-    p: Params,
-    latest: dict[str, Any],
-    tpm_minutes: dict[int, int],
-    outcomes: dict[str, Outcomes],
-    start: float,
-    end: float,
-    killed_at_s: float,
-) -> dict[str, Any]:
-    day = window_start(start, 86400)
-    budget = team_totals(latest, "budget", "day", day)
-    spent = budget.cost_nanos_usd if budget is not None else 0
-    worst = worst_case().cost_nanos
-    limit = int(Decimal(p.budget_usd) * NANOS_PER_USD)
-    minutes: list[dict[str, Any]] = []
-    first = window_start(start, 60)
-    for minute in range(first, int(end) + 60, 60):
-        totals = team_totals(latest, "tpm", "minute", minute)
-        tokens = 0 if totals is None else totals.input_tokens + totals.output_tokens
-        tokens = max(tokens, tpm_minutes.get(minute, 0))
-        minutes.append(
-            {
-                "minute": dt.datetime.fromtimestamp(minute, dt.UTC).isoformat(),
-                "whole": minute >= start and minute + 60 <= end,
-                "tokens": tokens,
-                "share_of_limit": round(tokens / p.tpm_limit, 5),
-            }
+def spawn_sims(fleet: Fleet) -> list[Server]:
+    """Two `fast` simulated providers, seeded apart."""
+    sims = []
+    for i in range(2):
+        port = free_port()
+        argv = [*router_service_argv(), "sim", "--port", str(port), "--preset", "fast", "--seed", str(i + 1)]
+        sims.append(fleet.spawn(f"sim{i}", port, argv))
+    return sims
+
+
+def router_configs(stack: Stack, sims: list[Server], p: Params) -> list[Callable[[int], dict[str, Any]]]:
+    """The three routers' configs (each for the port it is given), each on its own spool."""
+    return [
+        functools.partial(
+            router_config,
+            sims=sims,
+            keys=stack.workdir / "keys.yaml",
+            bootstrap=stack.broker.bootstrap,
+            topic=stack.topic,
+            redis_url=stack.redis.url,
+            spool=stack.workdir / f"spool-{i}",
+            p=p,
         )
-    whole = [m for m in minutes if m["whole"]]
-    worst_share: float | None = max((abs(1 - float(m["share_of_limit"])) for m in whole), default=None)
+        for i in range(3)
+    ]
+
+
+def start_costs_consumer(stack: Stack) -> subprocess.Popen[bytes]:
+    """A real `router-service consume costs` process rolling the drill's events up every second."""
+    with (stack.workdir / "consumer.log").open("wb") as log:
+        return subprocess.Popen(
+            [*router_service_argv(), "consume", "costs", "--bootstrap", stack.broker.bootstrap,
+             "--input-topic", stack.topic, "--snapshot-topic", stack.snapshot_topic,
+             "--group-id", f"g-{stack.snapshot_topic}", "--snapshot-interval", "1",
+             "--metrics-port", str(free_port()), "--create-topics"],
+            cwd=ROOT, env={**os.environ, "KAFKA_ENABLE_IDEMPOTENCE": "false"},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+async def run_burst(p: Params, routers: list[Server], secrets: dict[str, str]) -> Burst:
+    """The callers, half per team, until `p.seconds`; router 2 is SIGKILLed at `kill_at_s`."""
+    ports = [r.port for r in routers]
+    alive = [True, True, True]
+    outcomes = {"budget": Outcomes(), "tpm": Outcomes()}
+    started_wall, started = time.time(), time.monotonic()
+    stop = started + p.seconds
+    tasks = [
+        asyncio.create_task(caller(i, ports, alive, secrets[team], stop, outcomes[team], p.seed))
+        for i in range(p.callers)
+        for team in (("budget", "tpm")[i % 2],)
+    ]
+    await asyncio.sleep(p.kill_at_s if p.kill_at_s is not None else p.seconds / 2)
+    alive[2] = False  # callers stop choosing it; calls in flight there fail UNAVAILABLE
+    os.kill(routers[2].proc.pid, signal.SIGKILL)
+    killed_at_s = time.monotonic() - started
+    await asyncio.gather(*tasks)
+    return Burst(outcomes, started_wall, time.time(), killed_at_s)
+
+
+async def stop_stack(stack: Stack) -> None:
+    """The consumer first (SIGTERM: its final commit), then the fleet, Redis and the broker."""
+    consumer = stack.consumer
+    if consumer is not None and consumer.poll() is None:
+        consumer.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            consumer.wait(20)
+        if consumer.poll() is None:
+            consumer.kill()
+    stack.fleet.stop_all()
+    await stack.redis.stop()
+    await stack.broker.kill()
+
+
+def summarize(p: Params, latest: dict[str, Any], tpm_minutes: dict[int, int], burst: Burst) -> dict[str, Any]:
     return {
         "benchmark": "limits drill",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "params": asdict(p),
-        "killed_router_at_s": round(killed_at_s, 1),
-        "outcomes": {team: asdict(o) for team, o in outcomes.items()},
-        "budget": {
-            "limit_nanos": limit,
-            "spent_nanos": spent,
-            "overspend_nanos": max(0, spent - limit),
-            "worst_case_request_nanos": worst,
-            "target_overspend_nanos": 3 * worst,
-            "requests_counted": budget.requests if budget is not None else 0,
-            "pass": spent - limit <= 3 * worst,
-        },
-        "tpm": {
-            "limit": p.tpm_limit,
-            "worst_case_request_tokens": worst_case().tokens,
-            "minutes": minutes,
-            "whole_minutes": len(whole),
-            "max_deviation_whole_minutes": worst_share,
-            "pass": worst_share is not None and worst_share <= 0.01,
-        },
+        "killed_router_at_s": round(burst.killed_at_s, 1),
+        "outcomes": {team: asdict(o) for team, o in burst.outcomes.items()},
+        "budget": budget_summary(p, latest, burst.started_wall),
+        "tpm": tpm_summary(p, latest, tpm_minutes, burst.started_wall, burst.ended_wall),
+    }
+
+
+def budget_summary(p: Params, latest: dict[str, Any], start: float) -> dict[str, Any]:
+    """Team `budget`'s spend in the day window against its limit and the overspend target."""
+    budget = team_totals(latest, "budget", "day", window_start(start, 86400))
+    spent = budget.cost_nanos_usd if budget is not None else 0
+    worst = worst_case().cost_nanos
+    limit = int(Decimal(p.budget_usd) * NANOS_PER_USD)
+    return {
+        "limit_nanos": limit,
+        "spent_nanos": spent,
+        "overspend_nanos": max(0, spent - limit),
+        "worst_case_request_nanos": worst,
+        "target_overspend_nanos": 3 * worst,
+        "requests_counted": budget.requests if budget is not None else 0,
+        "pass": spent - limit <= 3 * worst,
+    }
+
+
+def tpm_summary(
+    p: Params, latest: dict[str, Any], tpm_minutes: dict[int, int], start: float, end: float
+) -> dict[str, Any]:
+    """Team `tpm`'s tokens in each calendar minute the burst touched; the verdict is on the
+    minutes it covered whole."""
+    minutes = [
+        minute_summary(p, latest, tpm_minutes, minute, start, end)
+        for minute in range(window_start(start, 60), int(end) + 60, 60)
+    ]
+    whole = [m for m in minutes if m["whole"]]
+    worst_share: float | None = max((abs(1 - float(m["share_of_limit"])) for m in whole), default=None)
+    return {
+        "limit": p.tpm_limit,
+        "worst_case_request_tokens": worst_case().tokens,
+        "minutes": minutes,
+        "whole_minutes": len(whole),
+        "max_deviation_whole_minutes": worst_share,
+        "pass": worst_share is not None and worst_share <= 0.01,
+    }
+
+
+def minute_summary(
+    p: Params, latest: dict[str, Any], tpm_minutes: dict[int, int], minute: int, start: float, end: float
+) -> dict[str, Any]:
+    """One minute's tokens: the final rollup's, or more if a sample during the burst saw more
+    (the rollup keeps only two minutes)."""
+    totals = team_totals(latest, "tpm", "minute", minute)
+    tokens = 0 if totals is None else totals.input_tokens + totals.output_tokens
+    tokens = max(tokens, tpm_minutes.get(minute, 0))
+    return {
+        "minute": dt.datetime.fromtimestamp(minute, dt.UTC).isoformat(),
+        "whole": minute >= start and minute + 60 <= end,
+        "tokens": tokens,
+        "share_of_limit": round(tokens / p.tpm_limit, 5),
     }
 
 

@@ -29,7 +29,9 @@ async def stub(sims: Sims) -> AsyncIterator[pb_grpc.RouterServiceStub]:
         model["price_per_mtok"] = {"input": PRICES[model["name"]], "output": PRICES[model["name"]]}
     config["policies"] = {"default": {"models": ["m1", "m2", "m3"], "strategy": "learned", "max_attempts": 1}}
     # Probes may take every request here, so the test needs few calls.
-    config["learning"] = {"exploration": {"traffic_share": 1.0, "spend_share": 1.0}}
+    # No backoff: the estimates below are each arm's own scores from the prior (with backoff the
+    # prior would be the deployment's pooled mean, here the same scores again: one task).
+    config["learning"] = {"exploration": {"traffic_share": 1.0, "spend_share": 1.0}, "backoff": False}
     app = RouterApp(parse_config(config))
     await app.start()
     try:

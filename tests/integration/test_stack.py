@@ -87,9 +87,20 @@ async def test_up_runs_the_consumers_and_stops_them_after_the_router(tmp_path: P
             assert time.monotonic() < deadline, _text(log_path)
             await asyncio.sleep(0.5)
         attributed = {
-            k: n for k, n in requests.items() if k.split("=")[0] in ("total", "api_key", "team", "customer")
+            k: n
+            for k, n in requests.items()
+            if n and k.split("=")[0] in ("total", "api_key", "team", "customer")
         }
-        assert attributed == {"total=all": 1, "api_key=k_dev": 1, "team=dev": 1, "customer=dev": 1}, requests
+        # The caller's per-model breakdowns (routerctl costs --team); a hedge loser's model, if
+        # any, has a cost there but no request.
+        model = response.routing.model
+        assert attributed == {
+            "total=all": 1,
+            "api_key=k_dev": 1,
+            "team=dev": 1,
+            "customer=dev": 1,
+            **{f"{caller},model={model}": 1 for caller in ("api_key=k_dev", "team=dev", "customer=dev")},
+        }, requests
         # The request's attempts and its completion (costs reads attempts for unused hedge
         # answers). Usually one attempt, but `up`'s sims fail a few percent of calls, and a retry or
         # fallback is one more attempt; a hedge loser's attempt event may come a little later.

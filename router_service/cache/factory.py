@@ -10,6 +10,8 @@ from router_service.cache.store import CacheStore, MemoryCacheStore
 from router_service.clock import Clock
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from router_service.cache.redis_store import RedisCacheStore
 
 
@@ -20,11 +22,10 @@ def build_cache(config: CacheConfig, clock: Clock) -> ResponseCache | None:
     store: CacheStore
     timeout_s: float | None = None
     if config.store == "redis":
-        store = _redis_store().from_url(
-            config.redis_url.get_secret_value(),
+        store = _redis_store()(
+            _redis_client(config.redis_url.get_secret_value(), config.store_timeout_s),
             max_value_bytes=config.max_entry_bytes,
             prefix=config.redis_prefix,
-            timeout_s=config.store_timeout_s,
         )
         timeout_s = config.store_timeout_s
     else:
@@ -41,3 +42,9 @@ def _redis_store() -> type[RedisCacheStore]:
     from router_service.cache.redis_store import RedisCacheStore
 
     return RedisCacheStore
+
+
+def _redis_client(url: str, timeout_s: float) -> Redis:
+    from router_service.redis_client import redis_from_url  # the same lazy import as above
+
+    return redis_from_url(url, timeout_s=timeout_s)

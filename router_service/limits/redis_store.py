@@ -1,8 +1,10 @@
-"""Limit counters in Redis, shared by every router replica: one round trip per reserve or settle.
+"""Limit counters in Redis, shared by every router replica: one round trip per event-loop turn.
 
-Each operation is one Lua script (redis-py `register_script`: EVALSHA, and the script loaded
-again if the server lost it), so the check-and-reserve across every level is atomic: two
-replicas can never both take the last dollar. Same semantics as `MemoryLimitStore` (store.py).
+Every operation is one function of one Lua script, so the check-and-reserve across every level is
+atomic: two replicas can never both take the last dollar. The operations of one loop turn (every
+reserve and settle of it) go out as ONE script call (redis_batch.py), run in the order they were
+asked; settles linger a moment to ride along with the next reserve. Same semantics as
+`MemoryLimitStore` (store.py).
 
 Layout, under `prefix` (default "llmrouter:{limits}:": the hash tag puts every key in one slot):
 - `c:<counter>`: a hash, `r` = reserved, `u` = used (rolling counters: `u<bucket>` per bucket);
@@ -11,39 +13,44 @@ Layout, under `prefix` (default "llmrouter:{limits}:": the hash tag puts every k
 - `reservations`: a sorted set of reservation ids by expiry (ms). Every reserve first gives back
   up to SWEEP_MAX expired reservations: those of a router that died come back after the TTL.
 
-The scripts build the counter keys they sweep from record contents, which Redis Cluster does not
-allow in general; with the hash tag every key is in one slot, so it works there too.
+The script is declared with the one key `reservations` and builds the others from its prefix,
+which Redis Cluster does not allow in general; with the hash tag every key is in one slot, so it
+works there too.
 
-Calls made in the same event-loop turn are sent as one pipeline (`_Batcher`): one write and one
-read on one connection for all of them, instead of a pooled connection and a command round of
-redis-py per call. Each call is still its own EVALSHA, atomic on its own; a lone call (c=1) is
-sent on the next loop turn, as before. In redis-py most of a call's cost is the client's own
-Python (75 us of CPU per EVALSHA alone here, 22 us in a pipeline of 32).
-
-Needs Redis 7.0 or later (PEXPIRETIME). Amounts are Lua numbers (doubles): exact up to 2^53,
-i.e. a budget of up to ~9 million USD in nano-USD per window. The config refuses larger ones.
+Needs Redis 7.0 or later (PEXPIRETIME). Amounts travel as decimal strings and are compared as Lua
+numbers (doubles): exact up to 2^53, i.e. a budget of up to ~9 million USD in nano-USD per window.
+The config refuses larger ones.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
+import json
 from collections.abc import Sequence
-from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from router_service.limits.model import Check, Settlement
+from router_service.limits.redis_batch import OpBatcher
 from router_service.limits.store import ReserveOutcome, StoreUnavailableError
+from router_service.redis_client import redis_from_url
 
 SWEEP_MAX = 64  # expired reservations given back per reserve (the rest on the next ones)
 _RECORD_GRACE_MS = 60_000  # a reservation record outlives its expiry a little, for the sweep
 
-# KEYS: reservations zset, this reservation's record, then one counter per check.
-# ARGV: now ms, expires_at ms, record key prefix, id, then 5 per check:
-#   field, oldest bucket (-1: one field), limit (-1: never refuse), ask, counter expire_at ms (0: never)
-_RESERVE = """
+# KEYS[1]: the reservations zset. ARGV[1]: counter key prefix, ARGV[2]: record key prefix, then one
+# JSON operation each (amounts as decimal strings: Lua prints numbers over 1e14 in exponent form,
+# which HINCRBY refuses; times in ms as numbers):
+#   ["r", now, expires_at, id, [[counter, field, oldest bucket (-1: one field), limit (-1: never
+#        refuse), ask, counter expire_at (0: never)], ...]]  -> [admitted, denied index, currents...]
+#   ["s", id, [[counter, field, -reserved, actual, counter expire_at], ...]]  -> 1 live, 0 late
+#   ["x", counter, floor, expire_at]  -> what was added (used := max(used, floor))
+# Answers: one JSON array, an entry per operation; {"error": "..."} for one that failed.
+_SCRIPT = """
+local zset = KEYS[1]
+local counters = ARGV[1]
+local records = ARGV[2]
+
 local function extend(key, at)
   -- PEXPIREAT only ever later: a late settle carries an older expiry than a rolling counter's.
   local t = redis.call('PEXPIRETIME', key)
@@ -51,224 +58,151 @@ local function extend(key, at)
     redis.call('PEXPIREAT', key, at)
   end
 end
-local now = tonumber(ARGV[1])
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, SWEEP_MAX)
-for _, id in ipairs(dead) do
-  local record = ARGV[3] .. id
-  local held = redis.call('HGETALL', record)
-  for j = 1, #held, 2 do
-    -- Amounts stay strings: Lua prints numbers over 1e14 in exponent form, which HINCRBY refuses.
-    if held[j + 1] ~= '0' and redis.call('EXISTS', held[j]) == 1 then
-      redis.call('HINCRBY', held[j], 'r', '-' .. held[j + 1])
+
+local function sweep(now)
+  local dead = redis.call('ZRANGEBYSCORE', zset, '-inf', now, 'LIMIT', 0, SWEEP_MAX)
+  for _, id in ipairs(dead) do
+    local record = records .. id
+    local held = redis.call('HGETALL', record)
+    for j = 1, #held, 2 do
+      if held[j + 1] ~= '0' and redis.call('EXISTS', held[j]) == 1 then
+        redis.call('HINCRBY', held[j], 'r', '-' .. held[j + 1])
+      end
     end
+    redis.call('DEL', record)
+    redis.call('ZREM', zset, id)
   end
-  redis.call('DEL', record)
-  redis.call('ZREM', KEYS[1], id)
 end
-local n = #KEYS - 2
-local out = {1, -1}
-for i = 1, n do
-  local key = KEYS[i + 2]
-  local base = 4 + (i - 1) * 5
-  local oldest = tonumber(ARGV[base + 2])
-  local current = 0
+
+local function current_of(key, oldest)
   if oldest < 0 then
     local got = redis.call('HMGET', key, 'r', 'u')
-    current = tonumber(got[1] or '0') + tonumber(got[2] or '0')
-  else
-    local all = redis.call('HGETALL', key)
-    for j = 1, #all, 2 do
-      local f = all[j]
-      if f == 'r' then
-        current = current + tonumber(all[j + 1])
-      elseif tonumber(string.sub(f, 2)) < oldest then
-        redis.call('HDEL', key, f)
-      else
-        current = current + tonumber(all[j + 1])
+    return tonumber(got[1] or '0') + tonumber(got[2] or '0')
+  end
+  local current = 0
+  local all = redis.call('HGETALL', key)
+  for j = 1, #all, 2 do
+    local f = all[j]
+    if f ~= 'r' and tonumber(string.sub(f, 2)) < oldest then
+      redis.call('HDEL', key, f)
+    else
+      current = current + tonumber(all[j + 1])
+    end
+  end
+  return current
+end
+
+local function reserve(op)
+  sweep(op[2])
+  local checks = op[5]
+  local out = {'1', '-1'}
+  for i, c in ipairs(checks) do
+    local current = current_of(counters .. c[1], c[3])
+    out[i + 2] = string.format('%d', current)
+    local limit = tonumber(c[4])
+    local ask = tonumber(c[5])
+    if limit >= 0 and ask > 0 and current + ask > limit then
+      out[1] = '0'
+      out[2] = tostring(i - 1)
+      return '[' .. table.concat(out, ',') .. ']'
+    end
+  end
+  local record = records .. op[4]
+  for _, c in ipairs(checks) do
+    local key = counters .. c[1]
+    redis.call('HINCRBY', key, 'r', c[5])
+    redis.call('HSET', record, key, c[5])
+    if c[6] > 0 then
+      extend(key, c[6])
+    end
+  end
+  redis.call('PEXPIREAT', record, op[3] + RECORD_GRACE_MS)
+  redis.call('ZADD', zset, op[3], op[4])
+  return '[' .. table.concat(out, ',') .. ']'
+end
+
+local function settle(op)
+  local live = redis.call('ZREM', zset, op[2])
+  redis.call('DEL', records .. op[2])
+  for _, s in ipairs(op[3]) do
+    local key = counters .. s[1]
+    if live == 1 and s[3] ~= '0' and redis.call('EXISTS', key) == 1 then
+      redis.call('HINCRBY', key, 'r', s[3])
+    end
+    if s[4] ~= '0' then
+      redis.call('HINCRBY', key, s[2], s[4])
+      if s[5] > 0 then
+        extend(key, s[5])
       end
     end
   end
-  out[i + 2] = current
-  local limit = tonumber(ARGV[base + 3])
-  local ask = tonumber(ARGV[base + 4])
-  if limit >= 0 and ask > 0 and current + ask > limit then
-    out[1] = 0
-    out[2] = i - 1
-    return out
-  end
+  return tostring(live)
 end
-for i = 1, n do
-  local key = KEYS[i + 2]
-  local base = 4 + (i - 1) * 5
-  redis.call('HINCRBY', key, 'r', ARGV[base + 4])
-  redis.call('HSET', KEYS[2], key, ARGV[base + 4])
-  local expire_at = tonumber(ARGV[base + 5])
-  if expire_at > 0 then
-    extend(key, expire_at)
-  end
-end
-redis.call('PEXPIREAT', KEYS[2], tonumber(ARGV[2]) + RECORD_GRACE_MS)
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-return out
-""".replace("SWEEP_MAX", str(SWEEP_MAX)).replace("RECORD_GRACE_MS", str(_RECORD_GRACE_MS))
 
-# KEYS: reservations zset, this reservation's record, then one counter per settlement.
-# ARGV: id, then 4 per settlement: field, -reserved, actual, counter expire_at ms (0: never)
-_SETTLE = """
-local function extend(key, at)
-  -- PEXPIREAT only ever later: a late settle carries an older expiry than a rolling counter's.
+local function raise_used(op)
+  local key = counters .. op[2]
+  local used = tonumber(redis.call('HGET', key, 'u') or '0')
+  local floor = tonumber(op[3])
+  if used >= floor then return '0' end
+  redis.call('HSET', key, 'u', op[3])
   local t = redis.call('PEXPIRETIME', key)
-  if t < at then
-    redis.call('PEXPIREAT', key, at)
-  end
+  if op[4] > 0 and (t < 0 or t < op[4]) then redis.call('PEXPIREAT', key, op[4]) end
+  return string.format('%d', floor - used)
 end
-local live = redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
-for i = 1, #KEYS - 2 do
-  local key = KEYS[i + 2]
-  local base = 1 + (i - 1) * 4
-  local expire_at = tonumber(ARGV[base + 4])
-  if live == 1 and ARGV[base + 2] ~= '0' and redis.call('EXISTS', key) == 1 then
-    redis.call('HINCRBY', key, 'r', ARGV[base + 2])
+
+local run = {r = reserve, s = settle, x = raise_used}
+local answers = {}
+for i = 3, #ARGV do
+  local ok, answer = pcall(function()
+    local op = cjson.decode(ARGV[i])
+    return run[op[1]](op)
+  end)
+  if not ok then
+    local message = type(answer) == 'table' and answer.err or tostring(answer)
+    answer = cjson.encode({error = message})
   end
-  if ARGV[base + 3] ~= '0' then
-    redis.call('HINCRBY', key, ARGV[base + 1], ARGV[base + 3])
-    if expire_at > 0 then
-      extend(key, expire_at)
-    end
-  end
+  answers[#answers + 1] = answer
 end
-return live
-"""
+return '[' .. table.concat(answers, ',') .. ']'
+""".replace("SWEEP_MAX", str(SWEEP_MAX)).replace("RECORD_GRACE_MS", str(_RECORD_GRACE_MS))
 
 
 def _ms(t: float) -> int:
     return int(t * 1000)
 
 
-_Call = tuple[str, list[str], list[str | int], "asyncio.Future[Any]"]
-
-
-# KEYS[1] the counter; ARGV: floor, expire_at (ms). used := max(used, floor); returns what was added.
-_RAISE = """
-local used = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
-local floor = tonumber(ARGV[1])
-if used >= floor then return 0 end
-redis.call('HSET', KEYS[1], 'u', floor)
-local t = redis.call('PEXPIRETIME', KEYS[1])
-local at = tonumber(ARGV[2])
-if at > 0 and (t < 0 or t < at) then redis.call('PEXPIREAT', KEYS[1], at) end
-return floor - used
-"""
-
-
-class _Batcher:
-    """Script calls of one event-loop turn, sent together as one (non-transactional) pipeline."""
-
-    def __init__(self, client: aioredis.Redis, scripts: Sequence[str]) -> None:
-        self._redis = client
-        self._sources = {hashlib.sha1(source.encode()).hexdigest(): source for source in scripts}
-        self._queue: list[_Call] = []
-        self._sending: set[asyncio.Task[None]] = set()
-
-    def sha(self, source: str) -> str:
-        return next(sha for sha, s in self._sources.items() if s == source)
-
-    def call(self, sha: str, keys: list[str], args: list[str | int]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if not self._queue:
-            loop.call_soon(self._flush)
-        self._queue.append((sha, keys, args, future))
-        return future
-
-    async def drain(self) -> None:
-        while self._sending:
-            await asyncio.gather(*list(self._sending), return_exceptions=True)
-
-    def _flush(self) -> None:
-        batch, self._queue = self._queue, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _send(self, batch: list[_Call]) -> None:
-        try:
-            results = await self._execute(batch)
-        except (RedisError, OSError) as exc:
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (*_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue  # the caller gave up waiting (its store timeout)
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-    async def _execute(self, batch: Sequence[_Call]) -> list[Any]:
-        results = await self._pipeline(batch)
-        lost = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if lost:  # the server restarted or flushed its scripts: load them, run those calls again
-            for source in self._sources.values():
-                await self._redis.script_load(source)
-            again = await self._pipeline([batch[i] for i in lost])
-            for i, result in zip(lost, again, strict=True):
-                results[i] = result
-        return results
-
-    async def _pipeline(self, batch: Sequence[_Call]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for sha, keys, args, _ in batch:
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
+def _dumps(op: list[object]) -> str:
+    return json.dumps(op, separators=(",", ":"))
 
 
 class RedisLimitStore:
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "llmrouter:{limits}:") -> None:
+    def __init__(
+        self, client: Redis, *, prefix: str = "llmrouter:{limits}:", settle_linger_s: float = 0.002
+    ) -> None:
         self._redis = client
         self._prefix = prefix
-        self._zset = f"{prefix}reservations"
-        self._record_prefix = f"{prefix}r:"
-        self._batcher = _Batcher(client, (_RESERVE, _SETTLE, _RAISE))
-        self._reserve_sha = self._batcher.sha(_RESERVE)
-        self._settle_sha = self._batcher.sha(_SETTLE)
-        self._raise_sha = self._batcher.sha(_RAISE)
+        keys, args = [f"{prefix}reservations"], [f"{prefix}c:", f"{prefix}r:"]
+        self._batcher = OpBatcher(client, _SCRIPT, keys, args, linger_s=settle_linger_s)
 
     @classmethod
     def from_url(
         cls, url: str, *, prefix: str = "llmrouter:{limits}:", timeout_s: float = 0.25
     ) -> RedisLimitStore:
-        client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-        return cls(client, prefix=prefix)
+        return cls(redis_from_url(url, timeout_s=timeout_s), prefix=prefix)
 
     async def reserve(
         self, reservation_id: str, checks: Sequence[Check], now: float, expires_at: float
     ) -> ReserveOutcome:
-        keys = [self._zset, self._record_prefix + reservation_id]
-        args: list[str | int] = [_ms(now), _ms(expires_at), self._record_prefix, reservation_id]
-        for c in checks:
-            keys.append(self._prefix + "c:" + c.counter)
-            args += [c.field, c.oldest_bucket, c.limit, c.ask, _ms(c.expire_at)]
-        try:
-            out = await self._batcher.call(self._reserve_sha, keys, args)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"limits store: {type(exc).__name__}: {exc}") from exc
-        admitted, denied, *currents = (int(v) for v in out)
+        rows = [
+            [c.counter, c.field, c.oldest_bucket, str(c.limit), str(c.ask), _ms(c.expire_at)] for c in checks
+        ]
+        op = _dumps(["r", _ms(now), _ms(expires_at), reservation_id, rows])
+        admitted, denied, *currents = await self._batcher.call(op)
         return ReserveOutcome(bool(admitted), denied, tuple(currents))
 
     async def settle(self, reservation_id: str, settlements: Sequence[Settlement], now: float) -> bool:
-        keys = [self._zset, self._record_prefix + reservation_id]
-        args: list[str | int] = [reservation_id]
-        for s in settlements:
-            keys.append(self._prefix + "c:" + s.counter)
-            args += [s.field, -s.reserved, s.actual, _ms(s.expire_at)]
-        try:
-            live = await self._batcher.call(self._settle_sha, keys, args)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"limits store: {type(exc).__name__}: {exc}") from exc
+        rows = [[s.counter, s.field, str(-s.reserved), str(s.actual), _ms(s.expire_at)] for s in settlements]
+        live = await self._batcher.call(_dumps(["s", reservation_id, rows]), urgent=False)
         return int(live) == 1
 
     async def read(self, counter: str, oldest_bucket: int, now: float) -> tuple[int, int]:
@@ -286,11 +220,7 @@ class RedisLimitStore:
         return used, reserved
 
     async def raise_used(self, counter: str, floor: int, expire_at: float, now: float) -> int:
-        keys = [self._prefix + "c:" + counter]
-        try:
-            added = await self._batcher.call(self._raise_sha, keys, [floor, _ms(expire_at)])
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"limits store: {type(exc).__name__}: {exc}") from exc
+        added = await self._batcher.call(_dumps(["x", counter, str(floor), _ms(expire_at)]))
         return int(added)
 
     async def close(self) -> None:

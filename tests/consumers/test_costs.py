@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from consumers import events as ce
 from consumers.costs.aggregate import CostsAggregator, CostsConfig
 from consumers.costs.dimensions import dimensions_of
+from consumers.jobs import JOBS, JobOptions
 from router_contract.cost_totals import Totals, usd_text
 from router_contract.readers.costs import fleet_totals
 from router_contract.snapshot_keys import record_key
@@ -336,3 +337,18 @@ def test_every_kept_window_sums_its_events_exactly_whenever_it_is_read(
             assert totals.cost_nanos_usd == sum(c for u, c in times if grain.start(u) == start)
     last = Grain("month").start(times[-1][0])
     assert aggregator.totals("total=all", "month", last) is not None
+
+
+def test_cost_time_zones_add_that_zones_calendar_windows() -> None:
+    options = JobOptions.from_env({"COST_TIME_ZONES": " Europe/Berlin, UTC,"})
+    assert options.cost_time_zones == ("Europe/Berlin",)  # UTC's windows are always kept
+    aggregator = JOBS["costs"].configured(options).new_aggregator()
+    # 23:30 UTC on 30 November is 00:30 on 1 December in Berlin.
+    at = DAY0 + 11 * 86_400 + 23 * 3600 + 1800
+    assert aggregator.apply(consumer_event(_completion(cost=9), time_s=at), 0)
+    [record] = [r for r in aggregator.changes(at) if r.key == "total=all"]
+    assert record.value is not None
+    windows = record.value["windows"]
+    assert [w["start"] for w in windows["month"]] == ["2026-11-01T00:00:00.000Z"]
+    assert [w["start"] for w in windows["month@Europe/Berlin"]] == ["2026-11-30T23:00:00.000Z"]
+    assert [w["start"] for w in windows["week@Europe/Berlin"]] == ["2026-11-29T23:00:00.000Z"]

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.app import RouterApp
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.fleet.config import FleetConfig
+from router_service.fleet.signals import FleetSignals
 from router_service.fleet.subscriber import SnapshotState
 from router_service.fleet.view import Topic
 from router_service.resilience.breaker import BreakerState
@@ -147,9 +149,53 @@ def _first_failing_snapshot(probe: Probe, after: float) -> float | None:
     return None
 
 
+@dataclass
+class Trial:
+    """One trial's parts: router A (whose breaker opens), router B (which demotes), the consumers."""
+
+    a: RouterApp
+    b: RouterApp
+    runners: list[ConsumerRunner]
+    topics: dict[str, str]
+
+
 async def trial(
     broker: EmbeddedBroker, sims: dict[str, SimServer], tmp: Path, *, warm: bool, interval_s: float
 ) -> dict[str, float]:
+    t = await start_trial(broker, sims, tmp, interval_s)
+    started = time.monotonic()
+    tasks = [asyncio.create_task(r.run()) for r in t.runners]
+    events, health = Probe(broker.bootstrap, t.topics["events"]), None
+    await events.start()
+    assert t.b._engine is not None and t.b._engine.fleet is not None
+    fleet = t.b._engine.fleet
+    try:
+        # cold: when the consumers got their partitions is not waited for (nan)
+        owned_at = await wait_warm(t.runners, fleet) - started if warm else float("nan")
+        t0 = await open_breaker(t.a, sims)
+        health = Probe(broker.bootstrap, t.topics["health"])
+        await health.start()
+        demoted = await wait_demoted(fleet, t0)
+        await asyncio.sleep(0.3)
+        # A sends nothing after t0: the newest events record is the tail of the burst whose last
+        # attempt opened the breaker (record timestamps are the batch's, set after the linger).
+        event = max(arrived for arrived, _ in events.seen)
+        snapshot = _first_failing_snapshot(health, t0)
+        return stage_times(t0, event, snapshot, demoted) | {
+            "consumers_owned_after_s": owned_at,
+            "fault_after_consumer_start_s": t0 - started,
+        }
+    finally:
+        await events.stop()
+        if health is not None:
+            await health.stop()
+        await stop_trial(t, tasks, sims)
+
+
+async def start_trial(
+    broker: EmbeddedBroker, sims: dict[str, SimServer], tmp: Path, interval_s: float
+) -> Trial:
+    """Routers A and B started on fresh topics, and the three consumers built (not yet run)."""
     suffix = uuid.uuid4().hex[:8]
     topics = {kind: f"bench.demote.{kind}.{suffix}" for kind in ("events", "health", "quality", "costs")}
     a = RouterApp(_config(sims, topics, tmp / f"a-{suffix}", broker))
@@ -173,66 +219,68 @@ async def trial(
         )
         for kind in ("health", "quality", "costs")
     ]
-    started = time.monotonic()
-    tasks = [asyncio.create_task(r.run()) for r in runners]
-    events, health = Probe(broker.bootstrap, topics["events"]), None
-    await events.start()
-    assert a._engine is not None and b._engine is not None and b._engine.fleet is not None
-    fleet = b._engine.fleet
-    try:
-        owned_at = None
-        if warm:
-            while not all(r.partitions for r in runners):  # noqa: ASYNC110 - polled state, no event
-                await asyncio.sleep(0.05)
-            owned_at = time.monotonic() - started
-            while Topic.HEALTH in fleet.view.stale:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{a.port}") as channel:
-            stub = pb_grpc.RouterServiceStub(channel)
-            request = pb.CompleteRequest(
-                chat=pb.ChatRequest(messages=[pb.Message(role=pb.ROLE_USER, content="hi")])
-            )
-            for _ in range(60):
-                await stub.Complete(request)
-            async with httpx.AsyncClient() as http:
-                url = f"http://127.0.0.1:{sims['sim-a'].port}/admin/profile"
-                (await http.post(url, json={"model": "*", "profile": {"error_rate": 1.0}})).raise_for_status()
-            while a._engine.live.breaker_state(FAILING, time.monotonic()) is not BreakerState.OPEN:
-                await stub.Complete(request)
-            t0 = time.monotonic()
-        health = Probe(broker.bootstrap, topics["health"])
-        await health.start()
-        while fleet.demoted.get(FAILING, 1.0) != fleet.config.min_share:
-            await asyncio.sleep(0.01)
-            assert time.monotonic() - t0 < 60, "B did not demote within 60 s"
-        demoted = time.monotonic()
-        await asyncio.sleep(0.3)
-        # A sends nothing after t0: the newest events record is the tail of the burst whose last
-        # attempt opened the breaker (record timestamps are the batch's, set after the linger).
-        event = max(arrived for arrived, _ in events.seen)
-        snapshot = _first_failing_snapshot(health, t0)
-        if owned_at is None:  # cold: when the consumers got their partitions, from their start
-            owned_at = float("nan")
-        return {
-            "event_s": event - t0,
-            "snapshot_s": (snapshot if snapshot is not None else float("nan")) - event,
-            "demoted_s": demoted - (snapshot if snapshot is not None else float("nan")),
-            "total_s": demoted - t0,
-            "consumers_owned_after_s": owned_at,
-            "fault_after_consumer_start_s": t0 - started,
-        }
-    finally:
-        await events.stop()
-        if health is not None:
-            await health.stop()
-        for r in runners:
-            r.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await b.stop(grace_s=1)
-        await a.stop(grace_s=1)
-        async with httpx.AsyncClient() as http:
-            url = f"http://127.0.0.1:{sims['sim-a'].port}/admin/profile"
-            await http.post(url, json={"model": "*", "profile": {"error_rate": 0.0}})
+    return Trial(a, b, runners, topics)
+
+
+async def wait_warm(runners: list[ConsumerRunner], fleet: FleetSignals) -> float:
+    """Waits until the consumers own their partitions (returns when) and B's health is fresh."""
+    while not all(r.partitions for r in runners):  # noqa: ASYNC110 - polled state, no event
+        await asyncio.sleep(0.05)
+    owned_at = time.monotonic()
+    while Topic.HEALTH in fleet.view.stale:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    return owned_at
+
+
+async def open_breaker(a: RouterApp, sims: dict[str, SimServer]) -> float:
+    """60 successes on sim-a/m1 through A, then sim-a fails every call until A's breaker opens;
+    returns when it did (t0)."""
+    assert a._engine is not None
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{a.port}") as channel:
+        stub = pb_grpc.RouterServiceStub(channel)
+        request = pb.CompleteRequest(
+            chat=pb.ChatRequest(messages=[pb.Message(role=pb.ROLE_USER, content="hi")])
+        )
+        for _ in range(60):
+            await stub.Complete(request)
+        (await set_error_rate(sims["sim-a"], 1.0)).raise_for_status()
+        while a._engine.live.breaker_state(FAILING, time.monotonic()) is not BreakerState.OPEN:
+            await stub.Complete(request)
+        return time.monotonic()
+
+
+async def wait_demoted(fleet: FleetSignals, t0: float) -> float:
+    while fleet.demoted.get(FAILING, 1.0) != fleet.config.min_share:
+        await asyncio.sleep(0.01)
+        assert time.monotonic() - t0 < 60, "B did not demote within 60 s"
+    return time.monotonic()
+
+
+def stage_times(t0: float, event: float, snapshot: float | None, demoted: float) -> dict[str, float]:
+    """The stages' durations: breaker open -> event readable -> snapshot readable -> demoted."""
+    at_snapshot = snapshot if snapshot is not None else float("nan")
+    return {
+        "event_s": event - t0,
+        "snapshot_s": at_snapshot - event,
+        "demoted_s": demoted - at_snapshot,
+        "total_s": demoted - t0,
+    }
+
+
+async def set_error_rate(sim: SimServer, rate: float) -> httpx.Response:
+    """Every model of the sim fails at `rate` from now on (its admin API)."""
+    async with httpx.AsyncClient() as http:
+        url = f"http://127.0.0.1:{sim.port}/admin/profile"
+        return await http.post(url, json={"model": "*", "profile": {"error_rate": rate}})
+
+
+async def stop_trial(t: Trial, tasks: list[asyncio.Task[None]], sims: dict[str, SimServer]) -> None:
+    for r in t.runners:
+        r.stop()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await t.b.stop(grace_s=1)
+    await t.a.stop(grace_s=1)
+    await set_error_rate(sims["sim-a"], 0.0)
 
 
 async def main(trials: int) -> dict[str, Any]:

@@ -177,12 +177,23 @@ def _dumps(op: list[object]) -> str:
 
 class RedisLimitStore:
     def __init__(
-        self, client: Redis, *, prefix: str = "llmrouter:{limits}:", settle_linger_s: float = 0.002
+        self,
+        client: Redis,
+        *,
+        prefix: str = "llmrouter:{limits}:",
+        settle_linger_s: float = 0.002,
+        max_pending_settles: int = 10_000,
     ) -> None:
         self._redis = client
         self._prefix = prefix
         keys, args = [f"{prefix}reservations"], [f"{prefix}c:", f"{prefix}r:"]
-        self._batcher = OpBatcher(client, _SCRIPT, keys, args, linger_s=settle_linger_s)
+        self._batcher = OpBatcher(
+            client, _SCRIPT, keys, args, linger_s=settle_linger_s, max_pending=max_pending_settles
+        )
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
 
     @classmethod
     def from_url(

@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from router_service.limits.model import Check
+from router_service.limits.model import Check, Settlement
 from router_service.limits.redis_store import RedisLimitStore
+from router_service.limits.store import ReserveOutcome, StoreUnavailableError
+from router_service.redis_client import redis_from_url
 
 T0 = float(int(time.time()))
 
@@ -62,3 +64,64 @@ async def test_scripts_the_server_lost_are_loaded_again(store: RedisLimitStore, 
     )
     assert all(o.admitted for o in outcomes)
     assert await store.read("cost:team:t", -1, T0) == (0, 30)
+
+
+async def evalsha_calls(client: aioredis.Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_a_settle_rides_along_with_the_next_reserve(store: RedisLimitStore, redis_server: str) -> None:
+    client = aioredis.Redis.from_url(redis_server)
+    try:
+        assert (await store.reserve("a", [check("cost:team:t", 100, 10)], T0, T0 + 60)).admitted
+        before = await evalsha_calls(client)
+        settling = asyncio.ensure_future(
+            store.settle("a", [Settlement("cost:team:t", "u", 10, 7, T0 + 86_400)], T0)
+        )
+        await asyncio.sleep(0)  # the settle is queued: not urgent, it waits for company
+        assert (await store.reserve("b", [check("cost:team:t", 100, 10)], T0, T0 + 60)).admitted
+        assert await settling  # its reservation was live
+        assert await evalsha_calls(client) - before == 1  # one script call carried both
+    finally:
+        await client.aclose()
+    assert await store.read("cost:team:t", -1, T0) == (7, 10)
+
+
+async def test_one_failing_operation_fails_alone(store: RedisLimitStore, redis_server: str) -> None:
+    client = aioredis.Redis.from_url(redis_server)
+    try:
+        await client.set(store_key(store, "cost:team:broken"), "not a hash")  # WRONGTYPE for the script
+    finally:
+        await client.aclose()
+    broken, fine = await asyncio.gather(
+        store.reserve("x", [check("cost:team:broken", 100, 10)], T0, T0 + 60),
+        store.reserve("y", [check("cost:team:t", 100, 10)], T0, T0 + 60),
+        return_exceptions=True,
+    )
+    assert isinstance(broken, StoreUnavailableError)
+    assert isinstance(fine, ReserveOutcome) and fine.admitted
+    assert await store.read("cost:team:t", -1, T0) == (0, 10)
+
+
+async def test_settles_beyond_the_bound_fail_at_once_never_silently(redis_server: str) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}:{{limits}}:"
+    client = redis_from_url(redis_server, timeout_s=5.0)
+    bounded = RedisLimitStore(client, prefix=prefix, max_pending_settles=1)
+    held = [check("cost:team:t", 100, 10)]
+    settle = [Settlement("cost:team:t", "u", 10, 10, T0 + 86_400)]
+    try:
+        for rid in ("a", "b"):
+            assert (await bounded.reserve(rid, held, T0, T0 + 60)).admitted
+        first, second = await asyncio.gather(
+            bounded.settle("a", settle, T0), bounded.settle("b", settle, T0), return_exceptions=True
+        )
+        assert first is True
+        assert isinstance(second, StoreUnavailableError)  # the governor counts it as a lost settle
+        assert await bounded.read("cost:team:t", -1, T0) == (10, 10)  # b's hold waits for its TTL
+    finally:
+        await bounded.close()
+
+
+def store_key(store: RedisLimitStore, counter: str) -> str:
+    return f"{store.prefix}c:{counter}"

@@ -15,7 +15,7 @@ drawn with replacement. Truth matrix below (our own): different cheap models win
 only reasoning needs the frontier model. Quality is reported as mean true quality over
 always-frontier's on the same request stream; cost cut as 1 - cost / always-frontier's cost.
 
-    .venv/bin/python bench/routing_quality.py [--requests N] [--seed S]
+    .venv/bin/python bench/routing_quality.py [--requests N] [--seed S | --seeds 17,18,19,20,21]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import itertools
 import json
 import platform
 import random
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -365,29 +366,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument(
+        "--seeds",
+        help="e.g. 17,18,19,20,21: print each learned row's mean and worst over these seeds, write nothing",
+    )
     args = parser.parse_args(argv)
-    examples = load_examples(HELDOUT_PATH)
-    picker = random.Random(args.seed)
-    longest = 3 * args.requests
-    stream = [picker.choice(examples) for _ in range(longest)]
-    for example in stream:
-        region = DEFAULT_CLASSIFIER.classify(example.request())
-        counts = REGION_MIX.setdefault(region, {})
-        counts[example.label] = counts.get(example.label, 0) + 1
-    runs: dict[int, tuple[Run, Run]] = {}  # length -> (frontier, round robin) baselines
-    rows = []
-    for scenario in scenarios(args.requests):
-        base = stream[: scenario.requests]
-        if scenario.requests not in runs:
-            runs[scenario.requests] = (
-                run(Scenario("f", "frontier", requests=scenario.requests), base, args.seed),
-                run(Scenario("rr", "round_robin", requests=scenario.requests), base, args.seed),
-            )
-        frontier, round_robin = runs[scenario.requests]
-        result = run(scenario, base, args.seed)
-        rows.append(summarize(result, frontier, round_robin, scenario))
+    if args.seeds:
+        print_spread([evaluate(int(seed), args.requests)[0] for seed in args.seeds.split(",")])
+        return
+    rows, frontier = evaluate(args.seed, args.requests)
     print_table(rows)
-    frontier = runs[args.requests][0]
     ceilings = {f"{t:.2f}": pareto_ceiling(frontier, t) for t in (0.97, 0.95)}
     print(
         "ceiling (true task and qualities known, tasks split between two models where it pays): "
@@ -415,6 +403,45 @@ def main(argv: Sequence[str] | None = None) -> None:
         + "\n"
     )
     print(f"wrote {RESULTS}")
+
+
+def evaluate(seed: int, requests: int) -> tuple[list[dict[str, Any]], Run]:
+    """Every scenario's row on the stream `seed` draws, and the always-frontier run."""
+    examples = load_examples(HELDOUT_PATH)
+    picker = random.Random(seed)
+    stream = [picker.choice(examples) for _ in range(3 * requests)]
+    REGION_MIX.clear()
+    for example in stream:
+        region = DEFAULT_CLASSIFIER.classify(example.request())
+        counts = REGION_MIX.setdefault(region, {})
+        counts[example.label] = counts.get(example.label, 0) + 1
+    runs: dict[int, tuple[Run, Run]] = {}  # length -> (frontier, round robin) baselines
+    rows = []
+    for scenario in scenarios(requests):
+        base = stream[: scenario.requests]
+        if scenario.requests not in runs:
+            runs[scenario.requests] = (
+                run(Scenario("f", "frontier", requests=scenario.requests), base, seed),
+                run(Scenario("rr", "round_robin", requests=scenario.requests), base, seed),
+            )
+        frontier, round_robin = runs[scenario.requests]
+        rows.append(summarize(run(scenario, base, seed), frontier, round_robin, scenario))
+    return rows, runs[requests][0]
+
+
+def print_spread(per_seed: Sequence[Sequence[dict[str, Any]]]) -> None:
+    """Mean quality and cost cut, and the worst window gap and drift share, over the seeds."""
+    print("| policy | quality (mean) | cost cut (mean) | worst window - RR (min) | drift share (max) |")
+    print("|---|---|---|---|---|")
+    for index, first in enumerate(per_seed[0]):
+        rows = [rows[index] for rows in per_seed]
+        drift = [r.get("coder_code_share_first_200_scored_after_drop") for r in rows]
+        gap = min(r["min_windowed_quality_minus_round_robin_after_300"] for r in rows)
+        print(
+            f"| {first['policy']} | {100 * statistics.mean(r['quality_vs_frontier'] for r in rows):.1f}% "
+            f"| {100 * statistics.mean(r['cost_cut'] for r in rows):.1f}% | {100 * gap:+.1f} pts "
+            f"| {'-' if drift[0] is None else f'{100 * max(d or 0.0 for d in drift):.0f}%'} |"
+        )
 
 
 def print_table(rows: Sequence[dict[str, Any]]) -> None:

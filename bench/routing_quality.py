@@ -368,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument(
         "--seeds",
-        help="e.g. 17,18,19,20,21: print each learned row's mean and worst over these seeds, write nothing",
+        help="e.g. 17,18,19,20,21: every row's mean and worst over these seeds; writes nothing",
     )
     args = parser.parse_args(argv)
     if args.seeds:

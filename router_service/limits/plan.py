@@ -141,6 +141,9 @@ class Verdict:
     over_soft: tuple[Bound, ...] = ()  # soft limits this request took past 100% (alert, not refuse)
 
 
+NOTHING_TO_SAY = Verdict()  # the common verdict, shared: no downgrade, no soft limit passed
+
+
 def verdict(bounds: Sequence[Bound], checks: Sequence[Check], currents: Sequence[int]) -> Verdict:
     """Downgrade at the most specific limit whose threshold this request reaches (its own ask
     included: the request that crosses 80% already goes to the cheaper policy)."""
@@ -155,7 +158,7 @@ def verdict(bounds: Sequence[Bound], checks: Sequence[Check], currents: Sequence
         if not limit.hard and after > limit.amount:
             over_soft.append(bound)
     if downgrade is None:
-        return Verdict(over_soft=tuple(over_soft))
+        return Verdict(over_soft=tuple(over_soft)) if over_soft else NOTHING_TO_SAY
     return Verdict(downgrade.limit.downgrade_policy, downgrade, tuple(over_soft))
 
 

@@ -7,10 +7,13 @@ reports to a non-blocking observer). Time is the injected `Clock`: no timer here
 clock, so tests run hedges, timeouts and backoffs on virtual time. The engine knows nothing about
 gRPC or HTTP, and builds none of its collaborators (`EngineParts`; app.py makes them).
 
-One request, one path: `complete`/`stream` open a `RequestRecorder`, `_admit` routes (the one step
-before anything is sent: the place for checks that refuse or answer a request without an
-upstream), the target loop attempts, and the recorder's `finished`/`ended_with` settles the
-request, exactly once whatever happened.
+One request, one path: `complete`/`stream` open a `RequestRecorder` and the request's hold on its
+limits (`governance.hold_for`), `_admit` looks the request up in the cache step (`cache_step`),
+routes it and has the hold reserve it (the one step before anything is sent: the place for checks
+that refuse or answer a request without an upstream), the cache step answers a hit or shares or
+stores a miss's answer, the target loop attempts, and the recorder's `finished`/`ended_with` and
+the hold's `settle`/`release` settle the request, exactly once whatever happened. Without a cache
+or limits the steps are null objects (`NO_CACHE`, `NO_LIMITS`): the path is the same.
 
 Streams fall back only before their first event reaches the caller; after that a failure raises
 StreamInterruptedError (never a clean finish).
@@ -28,16 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 
 from router_service.attempt_recorder import Attempt, RequestRecorder
-from router_service.cache import entry as cache_entry
-from router_service.cache.answerable import answering_deployment, hit_decision
-from router_service.cache.cache import Hit, Miss, ResponseCache
+from router_service.cache.cache import ResponseCache
+from router_service.cache_step import CachedHit, Found, cache_step
 from router_service.call import (
     CacheHit,
     CallContext,
@@ -58,7 +59,7 @@ from router_service.errors import (
     UnknownModelError,
 )
 from router_service.fleet.signals import FleetSignals
-from router_service.governance import Governance, RequestHold, downgrade_of, estimate_for
+from router_service.governance import Governance, Hold, hold_for
 from router_service.identity.access import allowed_models
 from router_service.limits.governor import Admission
 from router_service.providers.base import ProviderAdapter
@@ -86,6 +87,7 @@ log = logging.getLogger(__name__)
 
 StreamItem = StreamStart | StreamEvent | StreamFinish
 _Outcome = tuple[ChatResult | None, ProviderError | None]
+_Outcomes = list[tuple[Deployment, _Outcome]]  # racers' outcomes, in the order they ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +114,12 @@ class EngineParts:
 
 @dataclass(frozen=True, slots=True)
 class _Admitted:
-    """What admission decided: the route, and the cache's part. `hit`: answer from the cache now
-    (`answered_by` is its deployment in the current catalog); `miss`: store the fresh answer
-    under it (None: no cache, or this answer must not be stored)."""
+    """What admission decided: the route, and the cache step's part (`cache_step.Found`): a hit
+    to answer with now, a miss to store the fresh answer under, or None (no cache, or this answer
+    must not be stored)."""
 
     decision: RouteDecision
-    hit: Hit | None = None
-    answered_by: Deployment | None = None
-    miss: Miss | None = None
+    found: Found = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +142,7 @@ class Engine:
         self.live = parts.live
         self.fleet = parts.fleet
         self._signals: FleetSignals | LiveState = parts.fleet or parts.live
+        self._cache = cache_step(parts.cache, parts.clock)
         self._setup = self._build(config, adapters)
         self._detached: set[asyncio.Task[_Outcome]] = set()  # hedge losers left to finish
 
@@ -216,143 +217,64 @@ class Engine:
     async def complete(self, request: ChatRequest, ctx: CallContext) -> Completion:
         parts = self._parts
         run = RequestRecorder(ctx, request, parts.observer, parts.live, parts.clock)
-        hold = None if parts.governance is None else RequestHold(parts.governance)
+        hold = hold_for(parts.governance)
         try:
             completion = await self._complete(run, self._setup, hold)
         except BaseException as exc:
             run.ended_with(exc)
-            if hold is not None:
-                hold.release()
+            hold.release()
             raise
         run.finished(completion)
-        if hold is not None:
-            hold.settle(completion.cost_nanos, completion.result.usage)
+        hold.settle(completion.cost_nanos, completion.result.usage)
         return completion
 
-    async def _admit(
-        self, run: RequestRecorder, setup: _Setup, streaming: bool, hold: RequestHold | None
-    ) -> _Admitted:
-        """Admit the request: route it, reserve its limits and report the decision. The one step,
-        shared by unary and streaming calls, between a request's arrival and its first upstream
-        attempt: a check that refuses a request (a budget, a rate limit) or answers it without
-        an upstream (a cache) belongs here. Whatever it raises is settled like any other end, by
-        the recorder's `ended_with` (and the hold's release), exactly once. When nothing is
-        eligible, the decision that says why is reported too, before the error ends the request.
+    async def _complete(self, run: RequestRecorder, setup: _Setup, hold: Hold) -> Completion:
+        admitted = await self._admit(run, setup, False, hold)
+        decision = admitted.decision
+        return await self._cache.complete(
+            decision, admitted.found, lambda: self._dispatch(run, setup, decision, hold)
+        )
 
-        Order: the cache lookup, routing, then the limits. The lookup comes first, keyed on the
-        policy the request names (or the router's default), so that a hit pays neither the task
-        classifier nor the ranking: `cache.answerable` checks instead that routing could pick
-        the entry's deployment at all. A hit sends nothing upstream and costs nothing, so it
-        reserves nothing (nor counts against request-rate limits). A miss is routed as without
-        a cache, and stored only if the limits left the policy as it was keyed: a downgraded
-        answer must not answer later calls of the dearer policy."""
+    async def _admit(self, run: RequestRecorder, setup: _Setup, streaming: bool, hold: Hold) -> _Admitted:
+        """Admit the request: look it up in the cache, route it, reserve its limits and report
+        the decision. The one step, shared by unary and streaming calls, between a request's
+        arrival and its first upstream attempt: a check that refuses a request (a budget, a rate
+        limit) or answers it without an upstream (a cache) belongs here. Whatever it raises is
+        settled like any other end, by the recorder's `ended_with` (and the hold's release),
+        exactly once. When nothing is eligible, the decision that says why is reported too,
+        before the error ends the request.
+
+        Order: the cache lookup (a hit pays for neither routing nor limits: it sends nothing
+        upstream and costs nothing; cache_step.py), routing, then the limits (governance.py). A
+        miss is stored only if the limits left the policy as it was keyed: a downgraded answer
+        must not answer later calls of the dearer policy."""
         try:
-            looked = await self._look_up(run.ctx, run.request, setup)
-            if isinstance(looked, tuple):
-                hit, answered_by, decision = looked
-                return _Admitted(run.decided(decision), hit=hit, answered_by=answered_by)
+            found = await self._cache.look_up(run.ctx, run.request, setup.config)
+            if isinstance(found, CachedHit):
+                return _Admitted(run.decided(found.decision), found)
             allowed = allowed_models(run.ctx.identity, setup.config.catalog)
-            decision = self._route(setup, run.request, streaming, allowed)
-            keyed_policy = decision.policy
-            if hold is not None:
-                decision = await self._govern(run, setup, streaming, allowed, decision, hold)
+            routed = self._route(setup, run.request, streaming, allowed)
+            decision = await hold.admit(
+                run.ctx,
+                run.request,
+                routed,
+                setup.config,
+                lambda moved: self._route(setup, moved, streaming, allowed),  # a downgrade
+            )
         except NoEligibleCandidateError as exc:
             if exc.decision is not None:
                 run.refused(exc.decision)
             raise
-        miss = looked if decision.policy == keyed_policy else None
-        return _Admitted(run.decided(decision), miss=miss)
+        return _Admitted(run.decided(decision), found if decision.policy == routed.policy else None)
 
-    async def _look_up(
-        self, ctx: CallContext, request: ChatRequest, setup: _Setup
-    ) -> tuple[Hit, Deployment, RouteDecision] | Miss | None:
-        """The cache's answer for this request, before routing it (never an error: the cache
-        counts its own failures as misses), with the decision the hit reports. A hit whose
-        deployment routing could not pick now (it left the catalog or the policy, or this key,
-        these hints or this sensitivity rule it out) is a miss. None: no cache, or a policy
-        that does not exist (routing refuses the request)."""
-        cache = self._parts.cache
-        if cache is None:
-            return None
-        config = setup.config
-        name = request.hints.policy or config.routing.default_policy  # what Router.route picks
-        policy = config.policies.get(name)
-        if policy is None:
-            return None
-        directives = ctx.cache
-        found = await cache.lookup(ctx.identity, request, name, directives)
-        if isinstance(found, Miss):
-            return found
-        answering = answering_deployment(
-            config.catalog, policy, request, ctx.identity, found.entry.deployment
-        )
-        if answering is None:
-            return Miss(found.key, write=not directives.no_store)
-        deployment, strategy = answering
-        task = request.hints.task_type or found.entry.task_type
-        if task is None:  # an entry older than its task field: classify, as routing would
-            task = config.routing_env.classifier.classify(request)
-        return found, deployment, hit_decision(name, strategy, task, deployment)
-
-    async def cache_status(
-        self, request: ChatRequest, ctx: CallContext, decision: RouteDecision
-    ) -> CacheHit | None:
+    async def cache_status(self, request: ChatRequest, ctx: CallContext) -> CacheHit | None:
         """For `Route`: whether a Complete or Stream of this caller would be answered from the
         cache now, and by how old an answer (the entry is only read). Looked up as a call would,
-        before routing: `decision` (Route's own) does not change it."""
-        looked = await self._look_up(ctx, request, self._setup)
-        if not isinstance(looked, tuple):
-            return None
-        hit, deployment, _ = looked
-        return CacheHit(hit.age_s, cache_entry.saved_cost_nanos(hit.entry, deployment))
-
-    async def _govern(
-        self,
-        run: RequestRecorder,
-        setup: _Setup,
-        streaming: bool,
-        allowed: frozenset[str] | None,
-        decision: RouteDecision,
-        hold: RequestHold,
-    ) -> RouteDecision:
-        """Reserve the worst case of the decision's chain (limits/cost.py); a soft budget past its
-        threshold routes the request again with its cheaper policy, and the decision says so.
-        The reservation stays the first chain's: the downgrade policy is the cheaper one."""
-        request = run.request
-        hold.prompt_tokens = setup.config.routing_env.cost_model.prompt_tokens(request)
-        by_key = setup.config.catalog.by_key
-        estimate = estimate_for(
-            (by_key[k] for k in decision.chain), hold.prompt_tokens, request.params.max_output_tokens
-        )
-        admission = await hold.admit(run.ctx, estimate, decision.policy)
-        target = admission.downgrade_policy
-        if not target or target == decision.policy:
-            return decision
-        moved = dataclasses.replace(request, hints=dataclasses.replace(request.hints, policy=target))
-        downgraded = self._route(setup, moved, streaming, allowed)
-        return dataclasses.replace(downgraded, downgrade=downgrade_of(admission, decision.policy))
-
-    async def _complete(self, run: RequestRecorder, setup: _Setup, hold: RequestHold | None) -> Completion:
-        admitted = await self._admit(run, setup, False, hold)
-        decision = admitted.decision
-        if admitted.hit is not None:
-            assert admitted.answered_by is not None
-            hit = admitted.hit
-            return cache_entry.as_completion(hit.entry, admitted.answered_by, decision, hit.age_s)
-        cache, miss = self._parts.cache, admitted.miss
-        if cache is None or miss is None:
-            return await self._dispatch(run, setup, decision, hold)
-        # Identical concurrent misses of this tenant share one upstream call (the key is theirs).
-        completion, shared = await cache.coalesce(
-            miss, lambda: self._dispatch(run, setup, decision, hold), "complete"
-        )
-        if shared:
-            return _coalesced(completion, decision)
-        await cache.store(miss, cache_entry.from_completion(completion, self._clock.time()))
-        return completion
+        before routing."""
+        return await self._cache.status(ctx, request, self._setup.config)
 
     async def _dispatch(
-        self, run: RequestRecorder, setup: _Setup, decision: RouteDecision, hold: RequestHold | None
+        self, run: RequestRecorder, setup: _Setup, decision: RouteDecision, hold: Hold
     ) -> Completion:
         """The attempts of an admitted unary request, until one answers or the targets run out."""
         targets = Targets(run, setup.config.catalog, setup.rules, self._parts.budgets, self._parts.rng)
@@ -415,8 +337,8 @@ class Engine:
         targets: Targets,
         first: Deployment,
         delay_s: float,
-        hold: RequestHold | None,
-    ) -> list[tuple[Deployment, _Outcome]]:
+        hold: Hold,
+    ) -> _Outcomes:
         """Hedge: if `first` has not answered after `delay_s`, race the next deployment. The first
         good answer wins. A loser whose deployment has answered something since the loser was sent
         is cancelled (recorded as a cancelled attempt); one whose deployment has answered nothing
@@ -425,7 +347,7 @@ class Engine:
         hedge reserves its own worst case first (a refusal means no hedge); that reservation is
         the loser's: settled with its unused answer when it is left to finish, else released."""
         racers: dict[asyncio.Task[_Outcome], Attempt] = {}
-        hedge_hold: Admission | None = None
+        reservation: Admission | None = None  # the hedge's
 
         def start(d: Deployment, hedged: bool) -> None:
             timeout = targets.timeout_for(d)
@@ -433,15 +355,16 @@ class Engine:
             racers[asyncio.create_task(self._attempt(setup, run, attempt, timeout))] = attempt
 
         start(first, False)
-        won = False
+        outcomes: _Outcomes = []
         try:
             with contextlib.suppress(TimeoutError):
                 async with self._clock.timeout(delay_s):
                     await asyncio.wait(racers)
             second = None if any(task.done() for task in racers) else targets.peek_hedge()
-            if second is not None and hold is not None:
-                hedge_hold = await self._reserve_hedge(run, setup, second, hold)
-                if hedge_hold is None or any(task.done() for task in racers):
+            if second is not None:
+                max_output, policy = run.request.params.max_output_tokens, run.decision_or_raise().policy
+                reservation = await hold.hedge(run.ctx, second, max_output, policy)
+                if reservation is None or any(task.done() for task in racers):
                     second = None
             if second is not None:
                 # From now on the first choice races too: both attempts are marked hedged, the
@@ -449,51 +372,49 @@ class Engine:
                 for attempt in racers.values():
                     attempt.hedged = True
                 start(second, True)
-            outcomes: list[tuple[Deployment, _Outcome]] = []
-            pending = set(racers)
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    outcome = task.result()
-                    outcomes.append((racers[task].deployment, outcome))
-                    if outcome[0] is not None:
-                        won = True
-                        return [(racers[task].deployment, outcome)]
+            outcomes = await _first_answer(racers)
             return outcomes
         finally:
-            cancelled = []
-            for task, attempt in racers.items():
-                if task.done():
-                    continue
-                if won and not self.live.answered_since(attempt.deployment.key, attempt.started):
-                    self._detach(run, task, attempt, hold, hedge_hold)
-                    hedge_hold = None  # the loser's end settles it
-                else:
-                    task.cancel()
-                    cancelled.append(task)
-            if hold is not None and hedge_hold is not None:
-                hold.release_other(hedge_hold)
-            await asyncio.gather(*cancelled, return_exceptions=True)
+            won = any(result is not None for _, (result, _) in outcomes)
+            await self._end_race(run, racers, won, hold, reservation)
 
-    async def _reserve_hedge(
-        self, run: RequestRecorder, setup: _Setup, second: Deployment, hold: RequestHold
-    ) -> Admission | None:
-        estimate = estimate_for((second,), hold.prompt_tokens, run.request.params.max_output_tokens)
-        return await hold.hedge(run.ctx, estimate, run.decision_or_raise().policy)
+    async def _end_race(
+        self,
+        run: RequestRecorder,
+        racers: dict[asyncio.Task[_Outcome], Attempt],
+        won: bool,
+        hold: Hold,
+        reservation: Admission | None,
+    ) -> None:
+        """The racers still running once the race is decided (or abandoned): cancelled, or the
+        loser left to finish when its deployment answered nothing since it was sent."""
+        cancelled = []
+        for task, attempt in racers.items():
+            if task.done():
+                continue
+            if won and not self.live.answered_since(attempt.deployment.key, attempt.started):
+                self._detach(run, task, attempt, hold, reservation)
+                reservation = None  # the loser's end settles it
+            else:
+                task.cancel()
+                cancelled.append(task)
+        if reservation is not None:
+            hold.release_other(reservation)
+        await asyncio.gather(*cancelled, return_exceptions=True)
 
     def _detach(
         self,
         run: RequestRecorder,
         task: asyncio.Task[_Outcome],
         attempt: Attempt,
-        hold: RequestHold | None,
+        hold: Hold,
         reservation: Admission | None,
     ) -> None:
         run.detach(attempt)
         self._detached.add(task)
         task.add_done_callback(self._forget)
-        if hold is not None and reservation is not None:
-            task.add_done_callback(_settle_loser(hold, reservation, attempt.deployment))
+        if reservation is not None:
+            task.add_done_callback(hold.loser_end(reservation, attempt.deployment))
 
     def _forget(self, task: asyncio.Task[_Outcome]) -> None:
         self._detached.discard(task)
@@ -506,91 +427,67 @@ class Engine:
         """Yields StreamStart, then deltas, then StreamFinish."""
         parts = self._parts
         run = RequestRecorder(ctx, request, parts.observer, parts.live, parts.clock)
-        hold = None if parts.governance is None else RequestHold(parts.governance)
+        hold = hold_for(parts.governance)
+        setup = self._setup
         try:
+            admitted = await self._admit(run, setup, True, hold)
+            answer = self._cache.stream(
+                admitted.decision, admitted.found, setup.config.catalog, lambda: self._stream(run, setup)
+            )
             # aclosing: when our consumer stops early, the inner generators (and with them the
             # upstream HTTP response) are closed now, not whenever they are garbage-collected.
-            async with contextlib.aclosing(self._stream(run, self._setup, hold)) as items:
+            async with contextlib.aclosing(answer) as items:
                 async for item in items:
                     if isinstance(item, StreamFinish):
                         run.finished(item)  # before yielding: the consumer may stop right after it
-                        if hold is not None:
-                            hold.settle(item.cost_nanos, item.done.usage)  # the stream's real tokens
+                        hold.settle(item.cost_nanos, item.done.usage)  # the stream's real tokens
                     yield item
         except BaseException as exc:
             # GeneratorExit: the consumer stopped iterating (caller went away).
             run.ended_with(exc)
-            if hold is not None:
-                hold.release()  # nothing after a settle: only the first of the two counts
+            hold.release()  # nothing after a settle: only the first of the two counts
             raise
 
-    async def _stream(
-        self, run: RequestRecorder, setup: _Setup, hold: RequestHold | None
-    ) -> AsyncGenerator[StreamItem, None]:
-        admitted = await self._admit(run, setup, True, hold)
-        if admitted.hit is not None:
-            assert admitted.answered_by is not None
-            hit = admitted.hit
-            for replayed in cache_entry.replay(hit.entry, admitted.answered_by, admitted.decision, hit.age_s):
-                yield replayed
+    async def _stream(self, run: RequestRecorder, setup: _Setup) -> AsyncGenerator[StreamItem, None]:
+        """The attempts of an admitted stream until one sends its first event (then relayed to
+        its end), or the targets run out."""
+        targets = Targets(run, setup.config.catalog, setup.rules, self._parts.budgets, self._parts.rng)
+        routing = setup.config.routing
+        while (deployment := targets.next()) is not None:
+            upstream = setup.adapters[deployment.provider].stream(run.request, deployment.upstream_model)
+            timeout = min(targets.timeout_for(deployment), routing.first_token_timeout_s)
+            attempt = run.start(deployment)
+            first = await self._first_event(upstream, attempt, timeout)
+            if isinstance(first, ProviderError):
+                await targets.after_failure(deployment, first)
+                continue
+            relay = self._relay(run, upstream, first, attempt, routing.stream_stall_timeout_s)
+            async with contextlib.aclosing(relay) as items:
+                async for item in items:
+                    yield item
             return
-        cache, miss = self._parts.cache, admitted.miss
-        lead = None
-        if cache is not None and miss is not None:
-            # An identical Stream of this tenant already running: wait for its answer and replay
-            # it (cost 0, a hit of age 0); if it fails, make our own call, as without coalescing.
-            shared = await cache.follow_stream(miss)
-            by = None if shared is None else setup.config.catalog.by_key.get(shared.deployment)
-            if shared is not None and by is not None:
-                for replayed in cache_entry.replay(shared, by, admitted.decision):
-                    yield replayed
-                return
-            lead = cache.lead_stream(miss)
-        # Stored only once the stream finished cleanly: a failed or interrupted one has no answer.
-        storing = cache is not None and miss is not None and miss.write
-        capture = cache_entry.StreamCapture() if storing or lead is not None else None
+        raise targets.exhausted()
+
+    async def _first_event(
+        self, upstream: AsyncGenerator[StreamEvent, None], attempt: Attempt, timeout_s: float
+    ) -> StreamEvent | ProviderError:
+        """A stream attempt's first event, or its failure (recorded, the upstream closed)."""
         try:
-            targets = Targets(run, setup.config.catalog, setup.rules, self._parts.budgets, self._parts.rng)
-            routing = setup.config.routing
-            while (deployment := targets.next()) is not None:
-                upstream = setup.adapters[deployment.provider].stream(run.request, deployment.upstream_model)
-                timeout = min(targets.timeout_for(deployment), routing.first_token_timeout_s)
-                attempt = run.start(deployment)
-                try:
-                    async with self._clock.timeout(timeout):
-                        first = await anext(upstream)
-                except asyncio.CancelledError:
-                    attempt.cancelled()
-                    await upstream.aclose()
-                    raise
-                except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
-                    await upstream.aclose()
-                    error = _as_provider_error(exc, timeout)
-                    attempt.failed(error)
-                    await targets.after_failure(deployment, error)
-                    continue
-                except BaseException:
-                    attempt.abort()
-                    await upstream.aclose()
-                    raise
-                relay = self._relay(run, upstream, first, attempt, routing.stream_stall_timeout_s)
-                async with contextlib.aclosing(relay) as items:
-                    async for item in items:
-                        if capture is not None:
-                            capture.add(item)
-                            # Before the end is yielded: the consumer may stop right after it.
-                            if isinstance(item, StreamFinish) and cache is not None and miss is not None:
-                                answer = capture.answer(self._clock.time())
-                                if answer is not None and lead is not None:
-                                    lead.succeed(answer)
-                                if answer is not None and storing:
-                                    await cache.store(miss, answer)
-                        yield item
-                return
-            raise targets.exhausted()
-        finally:
-            if lead is not None:
-                lead.fail()  # followers make their own calls (nothing once it succeeded)
+            async with self._clock.timeout(timeout_s):
+                return await anext(upstream)
+        except asyncio.CancelledError:
+            attempt.cancelled()
+            await upstream.aclose()
+            raise
+        except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
+            await upstream.aclose()
+            error = _as_provider_error(exc, timeout_s)
+            attempt.failed(error)
+            return error
+        except BaseException:
+            attempt.abort()
+            await upstream.aclose()
+            raise
 
     async def _relay(
         self,
@@ -629,26 +526,20 @@ class Engine:
         yield StreamFinish(event, deployment, run.decision_or_raise(), tuple(run.attempts), cost)
 
 
-def _settle_loser(
-    hold: RequestHold, reservation: Admission, deployment: Deployment
-) -> Callable[[asyncio.Task[_Outcome]], None]:
-    """A detached hedge loser's reservation, settled when it ends: the upstream billed an
-    answer nobody used (its attempt event carries the same cost), else nothing was used."""
-
-    def done(task: asyncio.Task[_Outcome]) -> None:
-        result = None if task.cancelled() or task.exception() is not None else task.result()[0]
-        if result is None:
-            hold.release_other(reservation)
-        else:
-            hold.settle_other(reservation, deployment.price.cost_nanos(result.usage), result.usage)
-
-    return done
-
-
-def _coalesced(leader: Completion, decision: RouteDecision) -> Completion:
-    """A concurrent identical call's answer: this call sent nothing upstream, so it costs nothing
-    and reports a hit on a fresh answer (age 0) that saved what the leader's call cost."""
-    return Completion(leader.result, leader.deployment, decision, (), 0, CacheHit(0.0, leader.cost_nanos))
+async def _first_answer(
+    racers: Mapping[asyncio.Task[_Outcome], Attempt],
+) -> _Outcomes:
+    """The racers' outcomes as they end, until one answers: then that one alone."""
+    outcomes: _Outcomes = []
+    pending = set(racers)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            outcome = task.result()
+            outcomes.append((racers[task].deployment, outcome))
+            if outcome[0] is not None:
+                return [(racers[task].deployment, outcome)]
+    return outcomes
 
 
 def _as_provider_error(exc: BaseException, timeout_s: float) -> ProviderError:

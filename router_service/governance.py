@@ -1,11 +1,13 @@
 """Budgets and rate limits on the request path (issue 14): reserve before dispatch, settle after.
 
-The engine's `_admit` asks `Governance.admit` for the request's worst case (limits/cost.py over
-the decision's chain, the estimated prompt and the output cap) and routes with the downgrade
-policy when a soft budget says so; a hedge's second attempt reserves on its own
-(`RequestHold.hedge`). Every reservation ends exactly once: settled to the exact cost and the
-real tokens of what the upstream answered (a stream: its final usage; a detached hedge loser: its
-unused answer), or released when the request fails or is cancelled.
+Each request gets a hold (`hold_for`: a `RequestHold`, or `NO_LIMITS` when nothing is limited),
+the engine's governance step. The engine's `_admit` calls `RequestHold.admit`, which asks
+`Governance.admit` for the request's worst case (limits/cost.py over the decision's chain, the
+estimated prompt and the output cap) and routes again with the downgrade policy when a soft
+budget says so; a hedge's second attempt reserves on its own (`RequestHold.hedge`). Every
+reservation ends exactly once: settled to the exact cost and the real tokens of what the upstream
+answered (a stream: its final usage; a detached hedge loser: its unused answer), or released when
+the request fails or is cancelled.
 
 Settles and releases run as background tasks: the reservation already holds the money, so the
 caller does not wait for the store's second round trip. They are never lost silently: the
@@ -19,14 +21,16 @@ store-outage outcomes); callers no limit applies to get none, and cost nothing b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
+from asyncio import Task
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from router_service.call import CallContext
 from router_service.catalog import Deployment
-from router_service.domain import BudgetDowngrade, Usage
+from router_service.domain import BudgetDowngrade, ChatRequest, RouteDecision, Usage
 from router_service.identity.model import Identity
 from router_service.limits import metrics
 from router_service.limits.cost import worst_case
@@ -37,6 +41,7 @@ from router_service.limits.plan import build_checks, windows_of
 from router_service.limits.reconcile import Reconciler, Rollup
 from router_service.limits.report import named_bounds, usage
 from router_service.limits.store import StoreUnavailableError
+from router_service.settings import RuntimeConfig
 from router_service.telemetry.events import EventSink, GovernanceEvent, NullSink, TelemetryEvent
 
 log = logging.getLogger(__name__)
@@ -194,7 +199,9 @@ class Governance:
 
 
 class RequestHold:
-    """One request's reservations: the request's own (`primary`) and its hedge's, if any."""
+    """One request's reservations: the request's own (`primary`) and its hedge's, if any. The
+    engine's governance step: `admit` before the first attempt, `hedge` before a hedge's second
+    attempt, and exactly one of `settle` and `release` when the request ends."""
 
     __slots__ = ("_ended", "_governance", "primary", "prompt_tokens")
 
@@ -204,13 +211,35 @@ class RequestHold:
         self.prompt_tokens = 0  # the estimate the primary reservation was made with
         self._ended = False
 
-    async def admit(self, ctx: CallContext, estimate: Estimate, policy: str) -> Admission:
-        self.primary = await self._governance.admit(ctx, estimate, policy)
-        return self.primary
+    async def admit(
+        self,
+        ctx: CallContext,
+        request: ChatRequest,
+        decision: RouteDecision,
+        config: RuntimeConfig,
+        reroute: Callable[[ChatRequest], RouteDecision],
+    ) -> RouteDecision:
+        """Reserve the worst case of the decision's chain (limits/cost.py); a soft budget past its
+        threshold routes the request again (`reroute`) with its cheaper policy, and the decision
+        says so. The reservation stays the first chain's: the downgrade policy is the cheaper one."""
+        self.prompt_tokens = config.routing_env.cost_model.prompt_tokens(request)
+        by_key = config.catalog.by_key
+        estimate = estimate_for(
+            (by_key[k] for k in decision.chain), self.prompt_tokens, request.params.max_output_tokens
+        )
+        admission = self.primary = await self._governance.admit(ctx, estimate, decision.policy)
+        target = admission.downgrade_policy
+        if not target or target == decision.policy:
+            return decision
+        moved = dataclasses.replace(request, hints=dataclasses.replace(request.hints, policy=target))
+        return dataclasses.replace(reroute(moved), downgrade=downgrade_of(admission, decision.policy))
 
-    async def hedge(self, ctx: CallContext, estimate: Estimate, policy: str) -> Admission | None:
-        """The hedge's own reservation, or None: a limit refuses it (the request goes on
-        without the hedge; the refusal is an event like any other)."""
+    async def hedge(
+        self, ctx: CallContext, second: Deployment, max_output: int | None, policy: str
+    ) -> Admission | None:
+        """The hedge's own reservation (the worst case of `second` alone), or None: a limit
+        refuses it (the request goes on without the hedge; the refusal is an event like any other)."""
+        estimate = estimate_for((second,), self.prompt_tokens, max_output)
         try:
             return await self._governance.admit(ctx, estimate, policy, hedge=True)
         except (LimitExceededError, LimitsUnavailableError):
@@ -228,11 +257,64 @@ class RequestHold:
             self._ended = True
             self._governance.release(self.primary)
 
-    def settle_other(self, admission: Admission, cost_nanos: int, usage: Usage | None) -> None:
-        self._governance.settle(admission, cost_nanos, usage)
+    def release_other(self, admission: Admission) -> None:
+        """A hedge's reservation its request no longer needs (no hedge was sent, or it lost)."""
+        self._governance.release(admission)
+
+    def loser_end(self, reservation: Admission, deployment: Deployment) -> Callable[[Task[Any]], None]:
+        """What a detached hedge loser's end does to its reservation: settled with the answer
+        nobody used (the upstream billed it; its attempt event carries the same cost), else
+        released. The task's result is (ChatResult | None, error)."""
+
+        def done(task: Task[Any]) -> None:
+            result = None if task.cancelled() or task.exception() is not None else task.result()[0]
+            if result is None:
+                self._governance.release(reservation)
+            else:
+                cost = deployment.price.cost_nanos(result.usage)
+                self._governance.settle(reservation, cost, result.usage)
+
+        return done
+
+
+class NoLimits:
+    """The governance step of a router without limits: admits everything as routed, reserves
+    nothing, settles nothing (the engine takes the same path with or without limits)."""
+
+    __slots__ = ()
+
+    async def admit(
+        self, ctx: CallContext, request: ChatRequest, decision: RouteDecision, *_: object
+    ) -> RouteDecision:
+        return decision
+
+    async def hedge(self, *_: object) -> Admission | None:
+        return UNLIMITED
+
+    def settle(self, cost_nanos: int, usage: Usage | None) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
 
     def release_other(self, admission: Admission) -> None:
-        self._governance.release(admission)
+        pass
+
+    def loser_end(self, reservation: Admission, deployment: Deployment) -> Callable[[Task[Any]], None]:
+        return _nothing
+
+
+Hold = RequestHold | NoLimits
+NO_LIMITS = NoLimits()
+
+
+def hold_for(governance: Governance | None) -> Hold:
+    """A request's governance step: its own reservations, or none without limits."""
+    return NO_LIMITS if governance is None else RequestHold(governance)
+
+
+def _nothing(task: Task[Any]) -> None:
+    pass
 
 
 def estimate_for(chain: Iterable[Deployment], prompt_tokens: int, max_output: int | None) -> Estimate:

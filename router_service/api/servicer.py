@@ -83,7 +83,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
                 decision = await self._previewed(chat, caller, allowed, decision, self._governance)
             # Would a Complete or Stream be answered from the cache now? (Only read; never fails.)
             ctx = CallContext(request_id=request_id, deadline=0.0, identity=caller, cache=directives)
-            hit = await self._engine.cache_status(chat, ctx, decision)
+            hit = await self._engine.cache_status(chat, ctx)
         except Exception as exc:
             await _abort(context, exc, request_id)
         response = pb.RouteResponse(decision=codec.decision_to_proto(request_id, decision))

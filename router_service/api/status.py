@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
-from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
@@ -35,6 +34,7 @@ from router_service.errors import (
 )
 from router_service.limits.errors import LimitExceededError, LimitsUnavailableError
 from router_service.limits.rpc_details import limit_details
+from router_service.status_details import retry_info
 
 DOMAIN = "llmrouter.router.v1"
 DEFAULT_RETRY_DELAY_S = 1.0
@@ -77,7 +77,7 @@ def to_rpc_error(exc: BaseException, request_id: str) -> RpcError:
     if isinstance(exc, AllAttemptsFailedError):
         return _all_failed(exc, request_id)
     if isinstance(exc, ShuttingDownError):
-        return _build(exc, request_id, {}, _retry_info(exc.retry_after_s))
+        return _build(exc, request_id, {}, retry_info(exc.retry_after_s))
     if isinstance(exc, UpstreamRejectedError):
         return _build(exc, request_id, {"target": exc.target, "error_class": exc.error.error_class.value})
     if isinstance(exc, (LimitExceededError, LimitsUnavailableError)):
@@ -135,13 +135,7 @@ def _all_failed(exc: AllAttemptsFailedError, request_id: str) -> RpcError:
         return _build(exc, request_id, meta)
     delays = [e.retry_after_s for _, e in exc.failures if e.retry_after_s is not None]
     delay = min(delays) if delays else DEFAULT_RETRY_DELAY_S
-    return _build(exc, request_id, meta, _retry_info(delay))
-
-
-def _retry_info(delay_s: float) -> error_details_pb2.RetryInfo:
-    return error_details_pb2.RetryInfo(
-        retry_delay=duration_pb2.Duration(seconds=int(delay_s), nanos=int(delay_s % 1 * 1e9))
-    )
+    return _build(exc, request_id, meta, retry_info(delay))
 
 
 def _build(

@@ -11,7 +11,6 @@ time: none, resp. a short default). Store unreachable (fail_closed): RetryInfo o
 
 from __future__ import annotations
 
-from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
@@ -22,6 +21,7 @@ from router_service.limits.errors import (
     RequestCostCeilingError,
 )
 from router_service.limits.model import Metric
+from router_service.status_details import retry_info
 
 QUOTA_METRIC_PREFIX = "llmrouter.limits/"
 _UNITS = {
@@ -35,7 +35,7 @@ _UNITS = {
 def limit_details(exc: LimitExceededError | LimitsUnavailableError) -> tuple[dict[str, str], list[Message]]:
     """(ErrorInfo metadata, detail messages) for `exc`."""
     if isinstance(exc, LimitsUnavailableError):
-        return {"entity": exc.entity}, [_retry_info(exc.retry_after_s)]
+        return {"entity": exc.entity}, [retry_info(exc.retry_after_s)]
     quota_metric = QUOTA_METRIC_PREFIX + _UNITS[exc.metric]
     violation = error_details_pb2.QuotaFailure.Violation(
         subject=exc.entity,
@@ -57,13 +57,5 @@ def limit_details(exc: LimitExceededError | LimitsUnavailableError) -> tuple[dic
     details: list[Message] = [error_details_pb2.QuotaFailure(violations=[violation])]
     if not isinstance(exc, RequestCostCeilingError):
         delay = exc.retry_after_s if exc.retry_after_s is not None else DEFAULT_RETRY_S
-        details.append(_retry_info(delay))
+        details.append(retry_info(delay))
     return metadata, details
-
-
-def _retry_info(delay_s: float) -> error_details_pb2.RetryInfo:
-    seconds = int(delay_s)
-    nanos = round((delay_s - seconds) * 1e9)
-    if nanos >= 1_000_000_000:
-        seconds, nanos = seconds + 1, 0
-    return error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=seconds, nanos=nanos))

@@ -14,7 +14,9 @@ An EmbeddedBroker (Tansu, loopback), a 4-partition events topic, and per variant
    and how many records the restarted process re-read below its checkpoint (redelivered); split
    into the time until /metrics answers (interpreter start), until it owns every partition
    again (group join and sync, then the restore from the snapshot topic) and the replay after
-   that, with the replay's records per second (the consumer's own speed, group aside);
+   that, with the replay's records per second (the consumer's own speed, group aside); and from
+   the restarted process's log: imports done ('starting'), group synced, partitions restored,
+   and the first snapshot flush after the restart (its /metrics);
 4. then the producer stops, the process drains, is stopped (SIGTERM: final flush), and its cost
    rollup (total=all, day windows) is compared with the published completions: no double count.
 
@@ -40,6 +42,7 @@ import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +92,10 @@ class Result:
     up_s: float | None  # restart -> /metrics answers
     owned_s: float | None  # restart -> every partition assigned and restored
     replay_records_per_s: float | None  # records read from owned_s to catch_up_s, per second
+    imports_s: float | None  # restart -> the process logs 'starting' (interpreter and imports)
+    synced_s: float | None  # restart -> group joined and synced (the log)
+    restored_s: float | None  # restart -> 'owns partitions' (the restore done; the log)
+    first_flush_s: float | None  # restart -> its first snapshot flush (its /metrics)
     redelivered: int  # records the restarted process re-read below its checkpoint
     completions: int  # published
     counted_requests: int  # in the rollup (must equal completions)
@@ -162,13 +169,31 @@ class ConsumerProcess:
         ] + (["--create-topics"] if plan.dedupe_log else [])  # fmt: skip
         self._log = log
         self._process: asyncio.subprocess.Process | None = None
+        self.started_at = 0.0  # time.time() of the last start
 
     async def start(self) -> None:
         env = {**os.environ, "KAFKA_ENABLE_IDEMPOTENCE": "false"}
+        self.started_at = time.time()
         with self._log.open("ab") as log:
             self._process = await asyncio.create_subprocess_exec(
                 *self._command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
             )
+
+    def milestones(self) -> dict[str, float]:
+        """{milestone: seconds from the last start} from this process's log lines."""
+        assert self._process is not None
+        marks = {"imports": "consumers.main: starting", "synced": "Successfully synced group",
+                 "restored": "consumers.runner: costs: owns partitions"}  # fmt: skip
+        out: dict[str, float] = {}
+        for line in self._log.read_text(errors="replace").splitlines():
+            parts = line.split(" ", 4)
+            if len(parts) < 5 or parts[3] != str(self._process.pid):
+                continue
+            stamp = datetime.strptime(f"{parts[0]} {parts[1]}", "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            for name, text in marks.items():
+                if name not in out and text in parts[4]:
+                    out[name] = round(stamp - self.started_at, 2)
+        return out
 
     async def kill(self) -> None:
         if self._process is not None and self._process.returncode is None:
@@ -219,6 +244,16 @@ class CatchUp:
         if self.done_s is None or self.owned_s is None or self.done_s <= self.owned_s:
             return None
         return round((self.records_at_done - self.records_at_owned) / (self.done_s - self.owned_s))
+
+
+async def wait_first_flush(process: ConsumerProcess, timeout_s: float) -> float | None:
+    """Seconds from the process's start to its first snapshot flush (None: none within timeout_s)."""
+    while time.time() - process.started_at < timeout_s:
+        metrics = await process.metrics()
+        if any(name.startswith("llmrouter_consumer_flushes_total") and v > 0 for name, v in metrics.items()):
+            return _round(time.time() - process.started_at)
+        await asyncio.sleep(0.05)
+    return None
 
 
 def _records(metrics: dict[str, float]) -> float:
@@ -292,6 +327,8 @@ async def recovery(bootstrap: str, plan: Plan, workdir: Path) -> Result:
         await asyncio.sleep(plan.down_s)
         await process.start()
         catch_up = await wait_caught_up(process, bound / PARTITIONS, plan.timeout_s)
+        first_flush = await wait_first_flush(process, plan.timeout_s)
+        milestones = process.milestones()
         stop.set()
         await feeding
         await producer.stop()
@@ -317,6 +354,10 @@ async def recovery(bootstrap: str, plan: Plan, workdir: Path) -> Result:
         up_s=_round(catch_up.up_s),
         owned_s=_round(catch_up.owned_s),
         replay_records_per_s=catch_up.replay_rate(),
+        imports_s=milestones.get("imports"),
+        synced_s=milestones.get("synced"),
+        restored_s=milestones.get("restored"),
+        first_flush_s=first_flush,
         redelivered=replayed,
         completions=completions,
         counted_requests=sum(requests for requests, _ in counted.values()),

@@ -27,8 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Coroutine, Sequence
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -41,7 +40,7 @@ from router_contract.snapshot_keys import CHECKPOINT_KEY, output_partition, pars
 
 log = logging.getLogger(__name__)
 # A fetch with nothing to return waits this long at the broker: how soon an empty partition's
-# high watermark is known. Readers fetch only while they read (they unassign after).
+# high watermark is known. Readers fetch only while they read (they pause after).
 _FETCH_WAIT_MS = 50
 _POLL_MS = 100
 
@@ -86,11 +85,18 @@ class SnapshotReader:
         if consumer is not None:
             await consumer.stop()
 
-    def prefetch(self, output_partitions: int) -> None:
-        """Start reading every output partition in the background; the next `read` tops it up."""
+    def prefetch(self, output_partitions: int) -> asyncio.Future[None]:
+        """Start reading every output partition in the background; the next `read` tops it up.
+
+        The future is done when the prefetch is, whatever its outcome (a failed one only makes
+        `read` start over); a caller may wait for it, the runner does not."""
         tps = [TopicPartition(self._topic, p) for p in range(output_partitions)]
-        if tps:
-            self._prefetch = asyncio.create_task(self._read_all(tps, None), name=f"prefetch-{self._topic}")
+        reading = self._within_timeout(self._read_all(tps, None))
+        task = asyncio.create_task(reading, name=f"prefetch-{self._topic}")
+        self._prefetch = task
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task.add_done_callback(lambda _: None if finished.done() else finished.set_result(None))
+        return finished
 
     async def read(self, partitions: Collection[int], output_partitions: int) -> dict[int, RestoredPartition]:
         """{input partition: what its previous owners published} for every partition asked for."""
@@ -102,10 +108,21 @@ class SnapshotReader:
         latest: _Latest = {}
         if tps:
             try:
-                latest = await self._read(tps, wanted)
+                latest = await self._within_timeout(self._read(tps, wanted))
             finally:
-                self._consumer.unsubscribe()  # no fetching in the background between reads
+                # No fetching in the background between reads. (Not unsubscribe(): aiokafka 0.14's
+                # stop() then hung now and then, its fetcher waiting for an assignment.)
+                self._consumer.pause(*self._consumer.assignment())
         return {partition: _restored(latest.get(partition, {})) for partition in wanted}
+
+    async def _within_timeout(self, reading: Coroutine[Any, Any, _Latest]) -> _Latest:
+        # Around every await of a read: aiokafka's position() waits as long as a partition has
+        # no valid position, and nothing else would stop a read that cannot end.
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await reading
+        except TimeoutError:
+            raise RestoreError(f"reading {self._topic} back took longer than {self._timeout_s}s") from None
 
     async def _read(self, tps: list[TopicPartition], wanted: set[int]) -> _Latest:
         prefetched = await self._take_prefetch()
@@ -144,10 +161,7 @@ class SnapshotReader:
         """Read on from the current positions to the end (module docstring); wanted None: keep all."""
         consumer = self._consumer
         end = await consumer.end_offsets(list(tps))
-        deadline = time.monotonic() + self._timeout_s
         while not await _reached(consumer, end):
-            if time.monotonic() > deadline:
-                raise RestoreError(f"reading {self._topic} back took longer than {self._timeout_s}s")
             batches = await consumer.getmany(*tps, timeout_ms=_POLL_MS)
             for messages in batches.values():
                 for message in messages:

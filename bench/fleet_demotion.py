@@ -167,8 +167,8 @@ async def trial(
     tasks = [asyncio.create_task(r.run()) for r in t.runners]
     events, health = Probe(broker.bootstrap, t.topics["events"]), None
     await events.start()
-    assert t.b._engine is not None and t.b._engine.fleet is not None
-    fleet = t.b._engine.fleet
+    assert t.b.engine.fleet is not None
+    fleet = t.b.engine.fleet
     try:
         # cold: when the consumers got their partitions is not waited for (nan)
         owned_at = await wait_warm(t.runners, fleet) - started if warm else float("nan")
@@ -235,7 +235,6 @@ async def wait_warm(runners: list[ConsumerRunner], fleet: FleetSignals) -> float
 async def open_breaker(a: RouterApp, sims: dict[str, SimServer]) -> float:
     """60 successes on sim-a/m1 through A, then sim-a fails every call until A's breaker opens;
     returns when it did (t0)."""
-    assert a._engine is not None
     async with grpc.aio.insecure_channel(f"127.0.0.1:{a.port}") as channel:
         stub = pb_grpc.RouterServiceStub(channel)
         request = pb.CompleteRequest(
@@ -244,7 +243,7 @@ async def open_breaker(a: RouterApp, sims: dict[str, SimServer]) -> float:
         for _ in range(60):
             await stub.Complete(request)
         (await set_error_rate(sims["sim-a"], 1.0)).raise_for_status()
-        while a._engine.live.breaker_state(FAILING, time.monotonic()) is not BreakerState.OPEN:
+        while a.engine.live.breaker_state(FAILING, time.monotonic()) is not BreakerState.OPEN:
             await stub.Complete(request)
         return time.monotonic()
 

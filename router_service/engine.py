@@ -5,7 +5,7 @@ failure is the error policy and retry budget (`targets.Targets`); breakers and l
 `resilience.LiveState`, which only the request's `attempt_recorder.RequestRecorder` updates (and
 reports to a non-blocking observer). Time is the injected `Clock`: no timer here reads the system
 clock, so tests run hedges, timeouts and backoffs on virtual time. The engine knows nothing about
-gRPC or HTTP, and builds none of its collaborators (`EngineParts`; app.py makes them).
+gRPC or HTTP, and builds none of its collaborators (`EngineParts`; composition.py makes them).
 
 One request, one path: `complete`/`stream` open a `RequestRecorder` and the request's hold on its
 limits (`governance.hold_for`), `_admit` looks the request up in the cache step (`cache_step`),
@@ -92,7 +92,7 @@ _Outcomes = list[tuple[Deployment, _Outcome]]  # racers' outcomes, in the order 
 
 @dataclass(frozen=True, slots=True)
 class EngineParts:
-    """What an `Engine` is given rather than builds: made once by the composition root (app.py),
+    """What an `Engine` is given rather than builds: made once by the composition root (composition.py),
     and kept across config reloads, because health knowledge, spent retries, time and the random
     stream are not config."""
 

@@ -54,8 +54,7 @@ async def test_a_router_started_after_the_failure_began_sends_its_first_request_
             for _ in range(20):
                 assert (await a.Complete(pb.CompleteRequest(chat=chat()))).routing.provider == "sim-a"
             await sims.set_profile("sim-a", error_rate=1.0)
-            assert router_a._engine is not None
-            while router_a._engine.live.breaker_state(FAILING, time.monotonic()) is not BreakerState.OPEN:
+            while router_a.engine.live.breaker_state(FAILING, time.monotonic()) is not BreakerState.OPEN:
                 await a.Complete(pb.CompleteRequest(chat=chat()))  # falls back to m2, answers
 
         health_only = FleetConfig(health_topic=topics["health"], quality_topic="", costs_topic="")
@@ -73,9 +72,9 @@ async def test_a_router_started_after_the_failure_began_sends_its_first_request_
         async with grpc.aio.insecure_channel(f"127.0.0.1:{router_b.port}") as ch_b:
             first = await pb_grpc.RouterServiceStub(ch_b).Complete(pb.CompleteRequest(chat=chat()))
         assert [attempt.provider for attempt in first.routing.attempts] == ["sim-b"], first.routing
-        assert router_b._registry.get_sample_value("llmrouter_fleet_view_ready") == 1
-        engine = router_b._engine
-        assert engine is not None and engine.fleet is not None
+        assert router_b.registry.get_sample_value("llmrouter_fleet_view_ready") == 1
+        engine = router_b.engine
+        assert engine.fleet is not None
         assert engine.fleet.demoted.get(FAILING) == engine.fleet.config.min_share
         assert engine.live.error_rate(FAILING, time.monotonic()) == 0.0  # B never tried it
     finally:

@@ -72,8 +72,7 @@ async def test_b_demotes_a_provider_a_opened_its_breaker_on_despite_earlier_succ
         assert response.routing.provider == "sim-a"
 
     await sims.set_profile("sim-a", error_rate=1.0)
-    a_engine = pair.router_a._engine
-    assert a_engine is not None
+    a_engine = pair.router_a.engine
     failures = 0
     while a_engine.live.breaker_state(FAILING, time.monotonic()) is not BreakerState.OPEN:
         response = await pair.a.Complete(pb.CompleteRequest(chat=pinned))  # falls back, answers
@@ -81,8 +80,8 @@ async def test_b_demotes_a_provider_a_opened_its_breaker_on_despite_earlier_succ
         failures += 1
         assert failures <= 10, "A's default breaker should open after a few failures"
 
-    b_engine = pair.router_b._engine
-    assert b_engine is not None and b_engine.fleet is not None
+    b_engine = pair.router_b.engine
+    assert b_engine.fleet is not None
     fleet = b_engine.fleet
 
     async def b_demotes() -> bool:

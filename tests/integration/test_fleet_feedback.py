@@ -179,8 +179,7 @@ async def test_b_moves_traffic_off_a_provider_only_a_saw_failing(
     after = await _first_choices(fleet.b, 300)
     assert after.get(FAILING, 0) <= DEMOTED_LEADS_MAX, after
     # B never called sim-a during the fault: all it knows came from the fleet view.
-    assert fleet.router_b._engine is not None
-    assert fleet.router_b._engine.live.error_rate(FAILING, time.monotonic()) == 0.0
+    assert fleet.router_b.engine.live.error_rate(FAILING, time.monotonic()) == 0.0
     # Demoted, not excluded: it is still a fallback, and B's own breaker has nothing against it.
     decision = (await fleet.b.Route(pb.RouteRequest(chat=chat()))).decision
     assert all(c.eligible for c in decision.candidates)
@@ -249,18 +248,18 @@ async def _fail_through_a(fleet: Fleet, sims: Sims) -> int:
 
 def _stale_gauge(router: RouterApp) -> float | None:
     # B has its own registry, and so its own fleet metrics.
-    return router._registry.get_sample_value("llmrouter_fleet_view_stale", {"topic": "health"})
+    return router.registry.get_sample_value("llmrouter_fleet_view_stale", {"topic": "health"})
 
 
 def _b_fleet_health(fleet: Fleet) -> dict[str, object]:
-    assert fleet.router_b._engine is not None and fleet.router_b._engine.fleet is not None
-    return dict(fleet.router_b._engine.fleet.view.health)
+    assert fleet.router_b.engine.fleet is not None
+    return dict(fleet.router_b.engine.fleet.view.health)
 
 
 def _b_share(fleet: Fleet) -> float:
     """The share of the requests B lets the failing deployment lead (1.0: not demoted)."""
-    assert fleet.router_b._engine is not None and fleet.router_b._engine.fleet is not None
-    return fleet.router_b._engine.fleet.demoted.get(FAILING, 1.0)
+    assert fleet.router_b.engine.fleet is not None
+    return fleet.router_b.engine.fleet.demoted.get(FAILING, 1.0)
 
 
 def _b_demotes_the_failing_deployment(fleet: Fleet) -> Callable[[], Any]:
@@ -273,8 +272,8 @@ def _b_demotes_the_failing_deployment(fleet: Fleet) -> Callable[[], Any]:
 
 
 def _b_health_view_is_stale(fleet: Fleet) -> bool:
-    assert fleet.router_b._engine is not None and fleet.router_b._engine.fleet is not None
-    return Topic.HEALTH in fleet.router_b._engine.fleet.view.stale
+    assert fleet.router_b.engine.fleet is not None
+    return Topic.HEALTH in fleet.router_b.engine.fleet.view.stale
 
 
 STALE_AFTER_S = 5.0  # short, to keep the test short; long enough for a loaded CI machine's stalls

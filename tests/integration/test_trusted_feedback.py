@@ -29,7 +29,8 @@ from consumers.runner import ConsumerRunner, RunnerConfig
 from router_contract._gen.router.v1 import router_pb2 as pb
 from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_contract.readers.quality import fleet_quality
-from router_service.app import RouterApp, _feedback_publisher
+from router_service.app import RouterApp
+from router_service.composition import feedback_publisher
 from router_service.domain import TaskType
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.fleet.view import QualityStats
@@ -145,8 +146,8 @@ async def _wait_for(condition: Callable[[], Awaitable[bool]], timeout_s: float, 
 
 
 def _router_sees(setup: Setup) -> QualityStats | None:
-    engine = setup.router._engine
-    assert engine is not None and engine.fleet is not None
+    engine = setup.router.engine
+    assert engine.fleet is not None
     return engine.fleet.view.quality.get((PREMIUM, TaskType.CHAT))
 
 
@@ -174,8 +175,8 @@ async def _settled(setup: Setup, raw_count: int) -> QualityStats:
 
 def _blended(setup: Setup) -> float:
     """The quality routing uses: the prior moved toward the fleet mean by its confidence."""
-    engine = setup.router._engine
-    assert engine is not None and engine.fleet is not None
+    engine = setup.router.engine
+    assert engine.fleet is not None
     return engine.fleet.quality(f"sim-a/{PREMIUM}", TaskType.CHAT, 0.9)
 
 
@@ -244,7 +245,7 @@ class _Collect:
 )
 def test_feedback_events_name_the_scorer_and_whether_it_evaluates(scorer: Identity, evaluator: bool) -> None:
     sink = _Collect()
-    _feedback_publisher(sink)("req-1", 0.5, {"source": "thumbs"}, scorer)
+    feedback_publisher(sink)("req-1", 0.5, {"source": "thumbs"}, scorer)
     (event,) = sink.events
     assert (event.context.api_key_id, event.context.team, event.context.customer) == (
         scorer.key_id,

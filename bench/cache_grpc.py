@@ -4,7 +4,8 @@ an `instant` simulator upstream (its own process), and this process as the clien
 
 Per store: a hit (the same primed request every call) and a miss (a new request every call: the
 upstream call, then the store of its answer), sequential (c=1: p50/p99 of the whole call as the
-client sees it) and 32 concurrent callers (requests per second). The cells run in alternating
+client sees it) and 32 concurrent callers (requests per second), and the CPU the serving process
+spent per call over both (from /proc: steadier than latency on a shared box). The cells run in alternating
 rounds, back to back in one run, so that load on the shared box hits every variant alike; the
 ratios (hit/miss) are the figures to read. Writes bench/results/cache_grpc.json.
 
@@ -40,7 +41,7 @@ if __package__ in (None, ""):
 import grpc
 import yaml
 
-from bench.servers import Fleet, free_port, grpc_health_probe, http_probe, wait_ready
+from bench.servers import Fleet, free_port, grpc_health_probe, http_probe, process_cpu_s, wait_ready
 from router_contract._gen.router.v1 import router_pb2 as pb
 from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_service.embedded.redis_server import EmbeddedRedis
@@ -125,12 +126,16 @@ def complete(stub: pb_grpc.RouterServiceStub, make: Callable[[], pb.CompleteRequ
     return call
 
 
-async def measure(ports: dict[str, int], echo_port: int, n: int, rounds: int) -> dict[str, Any]:
+async def measure(
+    ports: dict[str, int], echo_port: int, n: int, rounds: int, pids: dict[str, int]
+) -> dict[str, Any]:
+    """`pids`: the server process of each router name and of "echo", whose CPU per call is read."""
     channels = {name: grpc.aio.insecure_channel(f"127.0.0.1:{port}") for name, port in ports.items()}
     echo_channel = grpc.aio.insecure_channel(f"127.0.0.1:{echo_port}")
     stubs = {name: pb_grpc.RouterServiceStub(ch) for name, ch in channels.items()}
     latency: dict[str, list[float]] = {}
     rps: dict[str, list[float]] = {}
+    cpu_s: dict[str, float] = {}  # the server's CPU seconds over the cell's measured calls
     try:
         for name, stub in stubs.items():  # warm up; prime the hit; check it is one
             await sequential(complete(stub, next_miss), 200)
@@ -145,15 +150,21 @@ async def measure(ports: dict[str, int], echo_port: int, n: int, rounds: int) ->
             return await echo(payload, timeout=10)
 
         calls: dict[str, Call] = {"echo (floor)": echo_call}
+        server_of = {"echo (floor)": pids["echo"]}
         for name, stub in stubs.items():
             calls[f"{name} hit"] = complete(stub, lambda: HIT)
             calls[f"{name} miss"] = complete(stub, next_miss)
+            server_of[f"{name} hit"] = server_of[f"{name} miss"] = pids[name]
         await sequential(echo_call, 200)
         for _ in range(rounds):  # alternating rounds: every cell sees the same box
             for cell, call in calls.items():
+                before = process_cpu_s(server_of[cell])
                 latency.setdefault(cell, []).extend(await sequential(call, n // rounds))
+                cpu_s[cell] = cpu_s.get(cell, 0.0) + process_cpu_s(server_of[cell]) - before
             for cell, call in calls.items():
+                before = process_cpu_s(server_of[cell])
                 rps.setdefault(cell, []).append(await concurrent(call, n))
+                cpu_s[cell] += process_cpu_s(server_of[cell]) - before
     finally:
         for ch in channels.values():
             await ch.close()
@@ -164,6 +175,8 @@ async def measure(ports: dict[str, int], echo_port: int, n: int, rounds: int) ->
             "p99_ms": pct(samples, 0.99),
             "rps_c32": statistics.median(rps[cell]),
             "rps_c32_rounds": rps[cell],
+            # Server CPU per call over both phases (c=1 and c=32), less noisy than latency.
+            "server_cpu_us": cpu_s[cell] / (len(samples) + rounds * (n // CONCURRENCY) * CONCURRENCY) * 1e6,
         }
         for cell, samples in latency.items()
     }
@@ -221,7 +234,9 @@ def run(n: int, rounds: int, baseline: Path | None = None) -> dict[str, Any]:
             async def go() -> dict[str, Any]:
                 await wait_all(list(routers.values()), sim)
                 await wait_ready(echo, grpc_health_probe(echo.port))
-                return await measure({name: s.port for name, s in routers.items()}, echo.port, n, rounds)
+                pids = {name: s.proc.pid for name, s in routers.items()} | {"echo": echo.proc.pid}
+                ports = {name: s.port for name, s in routers.items()}
+                return await measure(ports, echo.port, n, rounds, pids)
 
             result = asyncio.run(go())
         finally:
@@ -251,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     for cell, c in report["cells"].items():
-        print(f"{cell:18} p50 {c['p50_ms']:.3f} ms  p99 {c['p99_ms']:.3f} ms  c=32 {c['rps_c32']:.0f} req/s")
+        print(
+            f"{cell:18} p50 {c['p50_ms']:.3f} ms  p99 {c['p99_ms']:.3f} ms  c=32 {c['rps_c32']:.0f} req/s"
+            f"  server CPU {c['server_cpu_us']:.0f} us/call"
+        )
     for name, r in report["ratios"].items():
         p50, rps, above = r["p50_hit_over_miss"], r["rps_hit_over_miss"], r["hit_p50_over_echo_ms"]
         print(f"{name:8} hit/miss: p50 x{p50:.2f}, c=32 throughput x{rps:.2f}; hit-echo p50 {above:+.3f} ms")

@@ -75,7 +75,9 @@ def cache_key(scope: TenantScope, request: ChatRequest, policy: str) -> str:
     None, tuples: a Python literal, so distinct values never spell the same text), in which each
     message's content stands as its length in UTF-8 bytes; then the contents' bytes, in order.
     The long texts are so hashed as they are, not escaped into a serialization first (that was
-    most of a hit's key cost); their lengths keep where one ends and the next begins part of it."""
+    most of a hit's key cost); their lengths keep where one ends and the next begins part of it.
+    (A newer Python's Unicode tables may escape a rare character in a repr differently: replicas
+    on two versions then miss each other's entries for it, never hit a wrong one.)"""
     contents = [_utf8(m.content) for m in request.messages]
     header = _utf8(repr((policy, _request(request, contents))))
     # One call over the joined bytes: copying a hash object seeded with the scope cost more than

@@ -120,12 +120,15 @@ class RouterApp:
             )
 
     def reload(self, config: RuntimeConfig) -> None:
-        """Swap catalog, policies and provider endpoints in place (SIGHUP). In-flight requests
-        finish on the config they started with. Server, metrics, events, fleet, requests and
-        feedback settings need a restart."""
+        """Swap catalog, policies and provider endpoints in place (SIGHUP), and the cache's rules,
+        TTL and bounds (its entries kept). In-flight requests finish on the config they started
+        with. Server, metrics, events, fleet, requests and feedback settings, the cache's store,
+        and turning on a cache that was off at start need a restart."""
         if self._parts is None:
             raise RuntimeError("reload before start")
         self._parts.engine.reconfigure(config, build_adapters(config.endpoints, self._parts.client))
+        if self._parts.cache is not None:
+            self._parts.cache.reconfigure(config.cache, self.config.cache)
         self.config = config
         log.info("config reloaded from %s", config.source or "<inline>")
 

@@ -92,6 +92,7 @@ class Composition:
     door: OpenAIDoor | None  # None unless server.openai_http is set
     key_store: KeyStore | None  # None with auth off
     governance: Governance | None  # None when no limit is configured
+    cache: ResponseCache | None  # None when the cache is off at start
 
 
 async def compose(
@@ -127,7 +128,7 @@ async def compose(
     )
     door = _openai_door(config, engine, auth, ledger)
     return Composition(
-        engine, client, servicer, interceptors, shutdown_gate, fleet_view, door, key_store, governance
+        engine, client, servicer, interceptors, shutdown_gate, fleet_view, door, key_store, governance, cache
     )
 
 

@@ -92,7 +92,7 @@ class RuntimeConfig:
     ledger: LedgerConfig = field(default_factory=LedgerConfig)  # requests.* and feedback.* windows
     require_known_feedback: bool = True  # feedback.require_known_request
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # read at start only (app.py)
-    cache: CacheConfig = field(default_factory=CacheConfig)  # read at start only (app.py)
+    cache: CacheConfig = field(default_factory=CacheConfig)  # the store at start; rules on reload too
     # The quality learner's settings, when a policy's strategy uses `learned`; None: no learner
     # (read at start only: app.py builds the learner and what feeds it).
     learning: LearnerConfig | None = None

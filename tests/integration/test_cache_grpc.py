@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 import zlib
 from collections.abc import AsyncIterator
@@ -217,6 +218,20 @@ async def test_an_entry_expires_after_its_ttl(sims: Sims, redis_server: str, tmp
     finally:
         await running.channel.close()
         await running.app.stop(grace_s=1)
+
+
+async def test_a_reload_turns_the_cache_off_and_on_keeping_its_entries(cached: Cached) -> None:
+    # What SIGHUP does (serve's handler calls RouterApp.reload with the file read again).
+    running = cached.app.config
+    await cached.complete("k_acme")
+    assert (await cached.route("k_acme")).cache.hit
+    off = dataclasses.replace(running, cache=running.cache.model_copy(update={"enabled": False}))
+    cached.app.reload(off)
+    assert not (await cached.complete("k_acme")).routing.HasField("cache")  # around the cache
+    assert await cached.upstream_requests() == 2
+    cached.app.reload(running)
+    assert (await cached.complete("k_acme")).routing.cache.hit  # the entry was kept
+    assert await cached.upstream_requests() == 2
 
 
 async def test_a_stream_hit_replays_routing_deltas_and_end(cached: Cached) -> None:

@@ -24,8 +24,9 @@ when installed). Cells, each at concurrency 1 and 32 in closed loop:
                        config), from a raw aiohttp session: the door's cost next to the gRPC path's
 - router/aiohttp+limits[-redis]    (--limits-only) router/aiohttp with a global budget and global
                        requests/tokens/concurrency limits, every call reserving and settling three
-                       counters: in the in-process store, or in a real redis-server on loopback (one
-                       Lua round trip to admit, one to settle, the settle off the caller's path)
+                       counters: in the in-process store, or in a real redis-server on loopback (the
+                       operations of one loop turn in one script call; a settle rides with the next
+                       reserve, off the caller's path)
 
 `http/httpx` and `http/aiohttp` are built by the router's own `make_http_client`, so they measure the
 client the router uses. The targets of one load shape are measured interleaved, in rounds (default 5,

@@ -53,10 +53,9 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from bench.consumers import _one_request
+from bench.snapshot_topic import read_snapshot_topic
 from consumers.kafka import KafkaOptions, ensure_topic
-from consumers.snapshot_store import SnapshotReader
 from router_contract.readers.costs import fleet_totals
-from router_contract.snapshot_keys import record_key
 from router_contract.windows import window_start
 from router_service.embedded.broker import EmbeddedBroker, free_port
 from router_service.telemetry import event_codec
@@ -290,13 +289,7 @@ async def wait_caught_up(process: ConsumerProcess, bound: float, timeout_s: floa
 
 async def rollup(bootstrap: str, snapshot_topic: str) -> dict[int, tuple[int, int]]:
     """{day start: (requests, cost nanos)} of total=all, as the snapshot topic says."""
-    reader = SnapshotReader(KafkaOptions(bootstrap, enable_idempotence=False), snapshot_topic)
-    await reader.start()
-    try:
-        restored = await reader.read(range(PARTITIONS), PARTITIONS)
-    finally:
-        await reader.stop()
-    latest = {record_key(key, p): value for p, r in restored.items() for key, value in r.dimensions}
+    latest = await read_snapshot_topic(bootstrap, snapshot_topic, PARTITIONS)
     out = {}
     for day in {window_start(time.time() - s, DAY_S) for s in (0, DAY_S)}:
         totals = fleet_totals(latest, "day", day).get("total=all")

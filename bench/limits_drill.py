@@ -59,12 +59,11 @@ if __package__ in (None, ""):
 import grpc
 
 from bench.servers import Fleet, Server, free_port, grpc_health_probe, router_service_argv, wait_ready
+from bench.snapshot_topic import read_snapshot_topic
 from consumers.kafka import KafkaOptions, ensure_topic
-from consumers.snapshot_store import SnapshotReader
 from router_contract._gen.router.v1 import router_pb2 as pb
 from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 from router_contract.readers.costs import fleet_totals
-from router_contract.snapshot_keys import record_key
 from router_contract.windows import window_start
 from router_service.catalog import Deployment
 from router_service.domain import ChatRequest, Message, Role
@@ -260,13 +259,7 @@ async def caller(
 
 
 async def read_rollup(bootstrap: str, snapshot_topic: str) -> dict[str, Any]:
-    reader = SnapshotReader(KafkaOptions(bootstrap, enable_idempotence=False), snapshot_topic)
-    await reader.start()
-    try:
-        restored = await reader.read(range(PARTITIONS), PARTITIONS)
-    finally:
-        await reader.stop()
-    return {record_key(key, p): value for p, r in restored.items() for key, value in r.dimensions}
+    return await read_snapshot_topic(bootstrap, snapshot_topic, PARTITIONS)
 
 
 def team_totals(latest: dict[str, Any], team: str, granularity: str, start: int) -> Any:

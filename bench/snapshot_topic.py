@@ -1,0 +1,20 @@
+"""A consumer's snapshot topic read back from the broker as one {record key: value} dict: what the
+drills compare their callers' own counts with (the costs rollups, fleet-wide)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consumers.kafka import KafkaOptions
+from consumers.snapshot_store import SnapshotReader
+from router_contract.snapshot_keys import record_key
+
+
+async def read_snapshot_topic(bootstrap: str, topic: str, partitions: int) -> dict[str, Any]:
+    reader = SnapshotReader(KafkaOptions(bootstrap, enable_idempotence=False), topic)
+    await reader.start()
+    try:
+        restored = await reader.read(range(partitions), partitions)
+    finally:
+        await reader.stop()
+    return {record_key(key, p): value for p, r in restored.items() for key, value in r.dimensions}

@@ -133,7 +133,7 @@ _FIELDS = (
 )
 
 
-def _dimension_keys(ctx: ev.RequestContext, body: ev.CompletionEvent, tag_keys: set[str]) -> list[str]:
+def _dimension_keys(ctx: ev.EventContext, body: ev.CompletionEvent, tag_keys: set[str]) -> list[str]:
     # Written out here rather than calling consumers.costs.dimensions: an independent oracle.
     from urllib.parse import quote
 
@@ -185,10 +185,10 @@ async def publish(
     await producer.start()
     try:
         futures = []
-        for event in events:
-            key, value, headers = event_codec.encode(event, encoding, router_instance="test-1")
-            futures.append(await producer.send(topic, value, key=key, headers=headers))
-        for key, value, headers in extra:
+        records: list[tuple[bytes, bytes | None, Sequence[tuple[str, bytes]]]] = [
+            event_codec.encode(event, encoding, router_instance="test-1") for event in events
+        ]
+        for key, value, headers in [*records, *extra]:
             futures.append(await producer.send(topic, value, key=key, headers=headers))
         ends: dict[int, int] = {}
         for metadata in await asyncio.gather(*futures):

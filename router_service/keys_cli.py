@@ -1,7 +1,8 @@
 """`routerctl keys`: operators manage virtual keys in the store the routers read.
 
-  routerctl keys create --keys-file F | --redis URL [--id ID] [--team T] [--customer C] [--user U]
-                        [--scope S ...] [--model M ...] [--alias A ...] [--policy P ...]
+  routerctl keys create --keys-file F | --redis URL [--redis-prefix P] [--id ID]
+                        [--team T] [--customer C] [--user U] [--scope S ...]
+                        [--model M ...] [--alias A ...] [--policy P ...]
                         [--default-policy P] [--expires-days N]
   routerctl keys list   --keys-file F | --redis URL
   routerctl keys rotate ID [--grace-s S] ...       a new secret; the old one works S more seconds
@@ -36,6 +37,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         where = p.add_mutually_exclusive_group()
         where.add_argument("--keys-file", default=os.environ.get("ROUTER_KEYS_FILE", ""))
         where.add_argument("--redis", default=os.environ.get("ROUTER_KEYS_REDIS", ""), help="redis:// URL")
+        p.add_argument(
+            "--redis-prefix",
+            default=os.environ.get("ROUTER_KEYS_REDIS_PREFIX", "llmrouter:"),
+            help="the routers' auth.redis_prefix (%(default)s)",
+        )
         if name in ("rotate", "disable", "enable"):
             p.add_argument("key_id")
         if name == "rotate":
@@ -114,11 +120,13 @@ def _list(records: list[KeyRecord]) -> None:
 
 def _store(args: argparse.Namespace) -> KeyStore:
     if args.redis:
-        import redis.asyncio as aioredis
-
+        # Imported only for --redis (router_service/redis_client.py says why). No record cache:
+        # every admin operation reads what is in Redis now.
         from router_service.keystore.redis_store import RedisKeyStore
+        from router_service.redis_client import redis_from_url
 
-        return RedisKeyStore(aioredis.Redis.from_url(args.redis), cache_ttl_s=0)
+        client = redis_from_url(args.redis, timeout_s=10.0)  # an operator waits 10 s, not forever
+        return RedisKeyStore(client, prefix=args.redis_prefix, cache_ttl_s=0)
     if not args.keys_file:
         raise ValueError("name the store: --keys-file FILE or --redis URL (or ROUTER_KEYS_FILE)")
     return FileKeyStore(Path(args.keys_file), poll_s=0)

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from router_contract.cost_totals import Totals, usd_text
 from router_contract.snapshot_keys import part
 from router_contract.windows import Grain, grain_name
-from router_service.fleet.tables import catching_up
+from router_service.fleet.tables import snapshot_table
 from router_service.fleet.view import FleetView, Topic
 
 # `routerctl costs --key` names the rollup's api_key dimension.
@@ -56,19 +56,19 @@ def caller_spend(view: FleetView, level: str, name: str, unit: str, zone: str, n
 
 
 def spend_table(view: FleetView, spend: CallerSpend) -> str:
-    if Topic.COSTS in view.stale:
-        return "costs: no fresh snapshot (are the cost consumers running?)"
+    return snapshot_table(view, Topic.COSTS, lambda: _spend_rows(spend))
+
+
+def _spend_rows(spend: CallerSpend) -> list[str]:
     lines = [
-        *catching_up(view, Topic.COSTS),
         f"{spend.dimension}: current {spend.window} window, {_local(spend.start, spend.zone)} to "
         f"{_local(spend.end, spend.zone)}",
         f"{'model':<32} {'requests':>9} {'cost $':>18} {'input tok':>11} {'output tok':>11} "
         f"{'cached tok':>10} {'hits':>6} {'saved $':>14}",
     ]
-    for model in sorted(spend.by_model):
-        lines.append(_row(model, spend.by_model[model]))
+    lines.extend(_row(model, spend.by_model[model]) for model in sorted(spend.by_model))
     lines.append(_row("total", spend.total))
-    return "\n".join(lines)
+    return lines
 
 
 def _row(label: str, t: Totals) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from router_contract.cost_totals import usd_text
 from router_contract.windows import Grain
@@ -11,10 +12,11 @@ from router_service.fleet.view import FleetView, Topic
 
 
 def health_table(view: FleetView, config: FleetConfig) -> str:
-    if Topic.HEALTH in view.stale:
-        return "health: no fresh snapshot (are the health consumers running?)"
+    return snapshot_table(view, Topic.HEALTH, lambda: _health_rows(view, config))
+
+
+def _health_rows(view: FleetView, config: FleetConfig) -> list[str]:
     lines = [
-        *catching_up(view, Topic.HEALTH),
         f"{'deployment':<36} {'score':>6} {'share':>6} {'attempts':>9} {'errors':>7} "
         f"{'p95 s':>7} {'ttft p95 s':>10}",
     ]
@@ -25,17 +27,18 @@ def health_table(view: FleetView, config: FleetConfig) -> str:
         )
     if not view.health:
         lines.append("(no attempts in the window)")
-    return "\n".join(lines)
+    return lines
 
 
 def costs_table(view: FleetView, granularity: str, now_s: float) -> str:
-    if Topic.COSTS in view.stale:
-        return "costs: no fresh snapshot (are the cost consumers running?)"
+    return snapshot_table(view, Topic.COSTS, lambda: _cost_rows(view, granularity, now_s))
+
+
+def _cost_rows(view: FleetView, granularity: str, now_s: float) -> list[str]:
     start = Grain(granularity).start(now_s)
     # Per-model breakdowns of the callers (`team=search,model=m`): `routerctl costs --team search`.
     totals = {name: t for name, t in view.cost_totals(granularity, start).items() if ",model=" not in name}
     lines = [
-        *catching_up(view, Topic.COSTS),
         f"current {granularity} window (UTC, since {_utc(start)})",
         f"{'dimension':<40} {'requests':>9} {'cost $':>16} {'input tok':>11} {'output tok':>11} "
         f"{'cached':>9}",
@@ -49,10 +52,22 @@ def costs_table(view: FleetView, granularity: str, now_s: float) -> str:
         )
     if not totals:
         lines.append("(no completions in this window)")
-    return "\n".join(lines)
+    return lines
 
 
-def catching_up(view: FleetView, topic: Topic) -> list[str]:
+# Who publishes each topic's snapshots, for the notice when they are stale.
+_PUBLISHERS = {Topic.HEALTH: "health", Topic.QUALITY: "quality", Topic.COSTS: "cost"}
+
+
+def snapshot_table(view: FleetView, topic: Topic, rows: Callable[[], list[str]]) -> str:
+    """`rows` of `topic`'s snapshot as text; a notice instead when the snapshot is stale (the
+    figures would be old), and a warning first while its consumers catch up (they read short)."""
+    if topic in view.stale:
+        return f"{topic.value}: no fresh snapshot (are the {_PUBLISHERS[topic]} consumers running?)"
+    return "\n".join([*_catching_up(view, topic), *rows()])
+
+
+def _catching_up(view: FleetView, topic: Topic) -> list[str]:
     fresh = view.freshness.get(topic)
     if fresh is None or not fresh.catching_up:
         return []

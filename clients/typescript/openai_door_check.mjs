@@ -9,6 +9,14 @@
 import OpenAI from "openai";
 
 const HELLO = [{ role: "user", content: "Hello router" }];
+const WEATHER_TOOL = {
+  type: "function",
+  function: {
+    name: "get_weather",
+    description: "Weather for a city",
+    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+  },
+};
 
 // The SDK's own fetch, wrapped to record every HTTP status it saw: retries show up as more than one.
 function recordingFetch(statuses, onStatus = async () => {}) {
@@ -163,6 +171,78 @@ const cases = {
     const sdk = client({ maxRetries: 1, fetch: recordingFetch(statuses, handshake) });
     const completion = await sdk.chat.completions.create({ model: "router", messages: HELLO });
     return { refused, statuses, content: completion.choices[0].message.content };
+  },
+
+  // A forced tool call, unary and streamed (the streamed arguments joined), then the call and its
+  // result sent back as the next turn.
+  async tools() {
+    const sdk = client();
+    const ask = [{ role: "user", content: "Weather in Paris?" }];
+    const unary = await sdk.chat.completions.create({
+      model: "m1",
+      messages: ask,
+      tools: [WEATHER_TOOL],
+      tool_choice: "required",
+    });
+    const stream = await sdk.chat.completions.create({
+      model: "m1",
+      messages: ask,
+      tools: [WEATHER_TOOL],
+      tool_choice: { type: "function", function: { name: "get_weather" } },
+      stream: true,
+    });
+    let streamedArguments = "";
+    for await (const chunk of stream) {
+      for (const call of chunk.choices[0]?.delta.tool_calls ?? []) {
+        streamedArguments += call.function?.arguments ?? "";
+      }
+    }
+    const calls = unary.choices[0].message.tool_calls ?? [];
+    const followUp = await sdk.chat.completions.create({
+      model: "m1",
+      messages: [
+        ...ask,
+        { role: "assistant", tool_calls: calls },
+        { role: "tool", tool_call_id: calls[0]?.id ?? "", content: '{"celsius": 21}' },
+      ],
+      tools: [WEATHER_TOOL],
+    });
+    return {
+      finishReason: unary.choices[0].finish_reason,
+      calls: calls.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments })),
+      streamedArguments,
+      followUp: followUp.choices[0].message.content,
+    };
+  },
+
+  // JSON mode and structured output: the content as the SDK returned it (the test parses it).
+  async jsonMode() {
+    const sdk = client();
+    const schema = { type: "object", properties: { answer: { type: "string" } }, required: ["answer"] };
+    const asObject = await sdk.chat.completions.create({
+      model: "m1",
+      messages: HELLO,
+      response_format: { type: "json_object" },
+    });
+    const asSchema = await sdk.chat.completions.create({
+      model: "m1",
+      messages: HELLO,
+      response_format: { type: "json_schema", json_schema: { name: "reply", schema } },
+    });
+    return { object: asObject.choices[0].message.content, schema: asSchema.choices[0].message.content };
+  },
+
+  // The caller stops reading after the first chunk and aborts the stream (the SDK's
+  // stream.controller.abort(), what `break` out of for-await also does): the test checks that the
+  // upstream call was cut. Prints after the abort; the pytest waits for the sim to see it.
+  async cancelStream() {
+    const stream = await client().chat.completions.create({ model: "m1", messages: HELLO, stream: true });
+    let chunks = 0;
+    for await (const chunk of stream) {
+      chunks += chunk.choices.length;
+      break; // the SDK aborts the request when the loop is left
+    }
+    return { chunks, aborted: stream.controller.signal.aborted };
   },
 
   // The upstream cuts the stream after its first chunk: the SDK raises, never a clean end.

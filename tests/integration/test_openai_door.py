@@ -260,6 +260,17 @@ async def test_stream_cut_after_first_chunk_raises_never_done(door_router: Route
     assert (cut.value.body or {})["code"] == "stream_interrupted"
 
 
+async def wait_for_disconnect(sims: Sims, name: str) -> dict[str, Any]:
+    """The sim's stats once it saw a client go away (the router noticing a caller's close and
+    cancelling its upstream call takes a few loop turns; bounded, never a fixed sleep)."""
+    for _ in range(200):
+        stats = await sims.stats(name)
+        if stats["disconnects"]:
+            break
+        await asyncio.sleep(0.05)
+    return stats
+
+
 async def test_closing_the_stream_cancels_the_upstream_call(door_router: RouterApp, sims: Sims) -> None:
     await sims.set_profile("sim-a", token_interval_ms=200, answer_tokens=200)
     async with sdk(door_router) as client:
@@ -267,12 +278,31 @@ async def test_closing_the_stream_cancels_the_upstream_call(door_router: RouterA
         async for _ in stream:
             break
         await stream.close()
-        for _ in range(200):
-            stats = await sims.stats("sim-a")
-            if stats["disconnects"]:
-                break
-            await asyncio.sleep(0.05)
+        stats = await wait_for_disconnect(sims, "sim-a")
     assert stats["disconnects"] == 1 and stats["completed"] == 0
+
+
+@pytest.fixture
+async def patient_router(sims: Sims) -> AsyncIterator[RouterApp]:
+    """A door whose attempts may take two minutes: only the caller can cut one short."""
+    app = RouterApp(parse_config(door_config(sims, attempt_timeout_s=120)))
+    await app.start()
+    yield app
+    await app.stop(grace_s=1)
+
+
+async def test_a_unary_caller_leaving_cancels_the_upstream_call(
+    patient_router: RouterApp, sims: Sims
+) -> None:
+    """The SDK times out a slow unary call (no retries) long before the router would: the
+    router's handler is cancelled and with it the upstream request, which the sim sees end
+    unanswered."""
+    await sims.set_profile("sim-a", latency_ms_p50=30_000, latency_ms_p99=30_000)
+    async with sdk(patient_router) as client:
+        with pytest.raises(openai.APITimeoutError):
+            await client.chat.completions.create(model="m1", messages=HELLO, timeout=1.0)
+        stats = await wait_for_disconnect(sims, "sim-a")
+    assert (stats["requests"], stats["disconnects"], stats["completed"]) == (1, 1, 0)
 
 
 async def test_models_lists_what_the_key_may_use(door_router: RouterApp) -> None:

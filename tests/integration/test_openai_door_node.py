@@ -2,7 +2,8 @@
 clients/typescript/package.json): clients/typescript/openai_door_check.mjs runs one case per
 node process against the real router and simulated providers on loopback, and prints what the
 SDK returned or raised as JSON; the assertions are here. Unary, streaming, errors as the SDK
-surfaces them (class, status, code, param), and the SDK's retries on 5xx."""
+surfaces them (class, status, code, param), tools, JSON mode, closing a stream (the upstream call
+is cut), and the SDK's retries on 5xx (429: test_openai_door_limits.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 
 from router_service.app import RouterApp
 from tests.integration.conftest import Sims
-from tests.integration.test_openai_door import door_router, price_nanos
+from tests.integration.test_openai_door import door_router, price_nanos, wait_for_disconnect
 
 __all__ = ["door_router"]  # the fixture, imported for the tests below
 
@@ -129,3 +130,29 @@ async def test_sdk_retry_is_answered_once_upstreams_recover(
     got = await run_case(node_sdk, "retryRecovers", door_router, SIM_ADMIN_URLS=admin)
     assert got["statuses"] == [503, 200] and got["content"]
     assert sum([(await sims.stats(name))["requests"] for name in sims]) == 3 + 1
+
+
+async def test_tools_unary_streamed_and_sent_back(node_sdk: str, door_router: RouterApp) -> None:
+    got = await run_case(node_sdk, "tools", door_router)
+    assert got["finishReason"] == "tool_calls"
+    assert [c["name"] for c in got["calls"]] == ["get_weather"] and got["calls"][0]["id"]
+    arguments = json.loads(got["calls"][0]["arguments"])
+    assert isinstance(arguments["city"], str)
+    assert json.loads(got["streamedArguments"]) == arguments
+    assert got["followUp"]  # the assistant's tool_calls and the tool result were accepted
+
+
+async def test_json_object_and_json_schema(node_sdk: str, door_router: RouterApp) -> None:
+    got = await run_case(node_sdk, "jsonMode", door_router)
+    assert isinstance(json.loads(got["object"]), dict)
+    assert isinstance(json.loads(got["schema"])["answer"], str)
+
+
+async def test_leaving_the_stream_cancels_the_upstream_call(
+    node_sdk: str, door_router: RouterApp, sims: Sims
+) -> None:
+    await sims.set_profile("sim-a", token_interval_ms=200, answer_tokens=200)  # ~40 s of text
+    got = await run_case(node_sdk, "cancelStream", door_router)
+    assert got == {"chunks": 1, "aborted": True}
+    stats = await wait_for_disconnect(sims, "sim-a")
+    assert stats["disconnects"] == 1 and stats["completed"] == 0

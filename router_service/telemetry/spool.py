@@ -3,8 +3,8 @@
 Layout: numbered segment files (`000000000001.seg`, ...) in one directory, plus a `cursor` file
 saying how far replay has been acknowledged and a `.lock` file that keeps a second process out.
 The cursor is one fixed-size line with a CRC, overwritten in place by one pwrite() per ack.
-Each record is framed as `>II` (payload length, CRC32 of the payload) + payload, so a record torn
-by a crash mid-write is recognised on the next open, cut off, and never replayed.
+Records are framed with a length and a CRC (spool_format.py), so a record torn by a crash
+mid-write is recognised on the next open, cut off, and never replayed.
 
 Guarantees: records replay in append order (oldest segment first) and survive a process restart;
 records are written with one write() straight to the OS (`write_many`: a group of them in one), so
@@ -19,64 +19,46 @@ Two uses (publisher.py): a spool for what the broker could not take, and, with `
 a write-ahead log of every event before its call answers, trimmed (`ack`) as the broker acks.
 
 Pure synchronous file I/O with no asyncio: appends are small unbuffered writes, cheap enough to
-run on the event loop.
-
-Permissions: the records are events (caller tags, redacted content, error messages), so the
-directory is 0700 and every file 0600 whatever the umask; a directory or file left looser by an
-earlier version or by hand is tightened at open, with a warning.
+run on the event loop. The directory and its files are private (0700/0600; spool_files.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import itertools
 import logging
-import marshal
 import os
-import stat
-import struct
-import zlib
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+
+from router_service.telemetry.spool_files import (
+    SpoolLockedError,
+    acquire_lock,
+    make_private_dir,
+    private_opener,
+    tighten_files,
+    write_all,
+)
+from router_service.telemetry.spool_format import (
+    FRAME_HEADER_BYTES,
+    SpoolPosition,
+    SpoolRecord,
+    cursor_line,
+    encode_frame,
+    parse_cursor,
+    read_frame,
+    read_record,
+)
+
+# The record types and the lock error are part of the spool's interface: importers name them here.
+__all__ = ["Spool", "SpoolLockedError", "SpoolPosition", "SpoolRecord"]
 
 log = logging.getLogger(__name__)
 
-_FRAME = struct.Struct(">II")  # payload length, CRC32(payload)
-_STRUCT_FORMAT = 1  # read only: length-prefixed fields (spools written before the marshal format)
-_MARSHAL_FORMAT = 2
 _SEGMENT_SUFFIX = ".seg"
 _CURSOR_FILE = "cursor"
 _LOCK_FILE = ".lock"
-_DIR_MODE = 0o700
-_FILE_MODE = 0o600
-
-
-class SpoolLockedError(RuntimeError):
-    """Another open Spool (in this or another process) owns the directory."""
-
-
-class SpoolRecord(NamedTuple):
-    """One Kafka record as it will be sent: topic, key, value and headers.
-
-    A NamedTuple: the publisher builds one per event, at a third of a frozen dataclass's cost.
-    """
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
-class SpoolPosition(NamedTuple):
-    """A place in the spool: a segment number and a byte offset inside it (ordered as such).
-
-    A NamedTuple, like SpoolRecord: with events.durable one is made per event."""
-
-    segment: int
-    offset: int
 
 
 class Spool:
@@ -100,8 +82,8 @@ class Spool:
         self._max_bytes = max_bytes
         self._segment_bytes = segment_bytes
         self._sync_segments = sync_segments
-        _private_dir(self._dir)
-        self._lock = _acquire_lock(self._dir / _LOCK_FILE)
+        make_private_dir(self._dir)
+        self._lock = acquire_lock(self._dir / _LOCK_FILE)
         self._sizes: dict[int, int] = {}  # segment number -> bytes of whole records in it
         self._total = 0  # sum(self._sizes.values()), kept: append() runs once per event
         # The active (last) segment, opened lazily and unbuffered: a frame is one write() to the OS,
@@ -154,8 +136,7 @@ class Spool:
         writer: io.FileIO | None = None
         segment = 0
         for record in records:
-            payload = _encode(record)
-            frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+            frame = encode_frame(record)
             if self._total + chunk_bytes + len(frame) > self._max_bytes:
                 break
             if writer is None or self._sizes[segment] + chunk_bytes + len(frame) > self._segment_bytes:
@@ -174,7 +155,7 @@ class Spool:
     def _write_chunk(self, writer: io.FileIO, segment: int, frames: list[bytes], size: int) -> None:
         try:
             # To the OS at once: a later process crash cannot lose it.
-            _write_all(writer, frames[0] if len(frames) == 1 else b"".join(frames))
+            write_all(writer, frames[0] if len(frames) == 1 else b"".join(frames))
         except OSError:
             # Disk full or similar: cut any partial frame off so later appends stay readable.
             self._close_writer(sync=False)
@@ -192,7 +173,7 @@ class Spool:
         self._close_writer()
         segment = active + 1
         self._sizes[segment] = 0
-        self._writer = open(self._segment_path(segment), "ab", buffering=0, opener=_private)  # noqa: SIM115 (closed in close())
+        self._writer = open(self._segment_path(segment), "ab", buffering=0, opener=private_opener)  # noqa: SIM115 (closed in close())
         return self._writer, segment
 
     # -- reading and acknowledging -------------------------------------------------------------
@@ -221,7 +202,7 @@ class Spool:
         with open(self._segment_path(segment), "rb") as file:
             file.seek(offset)
             while segment in self._sizes and offset < self._sizes[segment]:
-                record = _read_record(file)
+                record = read_record(file)
                 if record is None:
                     log.error("spool segment %s is corrupt at byte %d; skipping its rest", segment, offset)
                     return
@@ -292,7 +273,7 @@ class Spool:
     # -- restart -----------------------------------------------------------------------------
 
     def _load(self) -> None:
-        _tighten_files(self._dir)
+        tighten_files(self._dir)
         for path in self._dir.glob(f"*{_SEGMENT_SUFFIX}"):
             self._sizes[int(path.stem)] = path.stat().st_size
         if self._sizes:
@@ -308,8 +289,8 @@ class Spool:
         path = self._segment_path(segment)
         good = 0
         with open(path, "rb") as file:
-            while (payload := _read_frame(file)) is not None:
-                good += _FRAME.size + len(payload)
+            while (payload := read_frame(file)) is not None:
+                good += FRAME_HEADER_BYTES + len(payload)
         if good < self._sizes[segment]:
             log.warning(
                 "spool segment %s: dropping %d bytes of a torn record", path, self._sizes[segment] - good
@@ -319,7 +300,7 @@ class Spool:
 
     def _load_cursor(self) -> SpoolPosition:
         try:
-            return _parse_cursor((self._dir / _CURSOR_FILE).read_text())
+            return parse_cursor((self._dir / _CURSOR_FILE).read_text())
         except (FileNotFoundError, ValueError):
             # None, or torn: replay from the oldest segment (what was delivered comes again,
             # deduped by event id), never from a guess that could skip undelivered records.
@@ -333,190 +314,10 @@ class Spool:
         # the new one's data) cost ~100-150 us of CPU and up to milliseconds of stalled loop.
         first = self._cursor_file is None
         if self._cursor_file is None:
-            fd = _private(str(self._dir / _CURSOR_FILE), os.O_RDWR | os.O_CREAT)
+            fd = private_opener(str(self._dir / _CURSOR_FILE), os.O_RDWR | os.O_CREAT)
             self._cursor_file = io.FileIO(fd, "r+")  # an object: closed if the spool is dropped
-        line = _cursor_line(self._cursor)
+        line = cursor_line(self._cursor)
         if os.pwrite(self._cursor_file.fileno(), line, 0) != len(line):
             raise OSError(f"short write of the spool cursor in {self._dir}")
         if first:  # cut whatever an earlier format left after the line
             self._cursor_file.truncate(len(line))
-
-
-def _cursor_line(position: SpoolPosition) -> bytes:
-    fields = f"{position.segment:020d} {position.offset:020d}"
-    return f"{fields} {zlib.crc32(fields.encode()):08x}\n".encode()
-
-
-def _parse_cursor(text: str) -> SpoolPosition:
-    """The cursor line; ValueError if torn. Two fields: written by an earlier version (rename)."""
-    fields = text.split()
-    if len(fields) == 3:
-        segment, offset, crc = fields
-        if int(crc, 16) != zlib.crc32(f"{segment} {offset}".encode()):
-            raise ValueError("spool cursor fails its CRC")
-    elif len(fields) == 2:
-        segment, offset = fields
-    else:
-        raise ValueError(f"spool cursor has {len(fields)} fields")
-    return SpoolPosition(int(segment), int(offset))
-
-
-def _write_all(file: io.FileIO, data: bytes) -> None:
-    """Write all of `data` to an unbuffered file: one write() but for a short write (a full disk
-    makes the next one raise), so the loop almost never turns."""
-    written = file.write(data) or 0
-    while written < len(data):
-        more = file.write(data[written:])
-        if not more:  # a regular file never does this; refuse to spin
-            raise OSError(f"write() took nothing of {len(data) - written} bytes")
-        written += more
-
-
-def _private(path: str, flags: int) -> int:
-    """An `open` opener: the file is created 0600 and stays so whatever the umask (fchmod)."""
-    fd = os.open(path, flags, _FILE_MODE)
-    try:
-        os.fchmod(fd, _FILE_MODE)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _private_dir(directory: Path) -> None:
-    """Create the spool directory 0700, or tighten an existing one that is looser.
-
-    A directory we cannot chmod (not ours: a mounted volume, say) is used as it is, with a
-    warning; the files in it are 0600 all the same."""
-    try:
-        directory.mkdir(parents=True)
-    except FileExistsError:
-        pass
-    else:  # ours: mkdir's mode is subject to the umask, chmod's is not
-        os.chmod(directory, _DIR_MODE)
-        return
-    mode = stat.S_IMODE(directory.stat().st_mode)
-    if mode == _DIR_MODE:
-        return
-    try:
-        os.chmod(directory, _DIR_MODE)
-    except PermissionError as exc:
-        log.warning("event spool %s is mode %o and cannot be made 0700 (%s)", directory, mode, exc)
-        return
-    if mode & 0o077:
-        log.warning("event spool %s was mode %o, readable by others; made it 0700", directory, mode)
-
-
-def _tighten_files(directory: Path) -> None:
-    loose = [path for path in directory.iterdir() if path.is_file() and path.stat().st_mode & 0o077]
-    for path in loose:
-        os.chmod(path, _FILE_MODE)
-    if loose:
-        log.warning("event spool %s: %d files were readable by others; made them 0600", directory, len(loose))
-
-
-def _acquire_lock(path: Path) -> io.TextIOWrapper:
-    lock = open(path, "a", opener=_private)  # noqa: SIM115 (held open for the spool's lifetime)
-    try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise SpoolLockedError(f"spool directory {path.parent} is in use by another spool") from None
-    return lock
-
-
-def _read_record(file: io.BufferedReader) -> tuple[int, SpoolRecord] | None:
-    """(frame size, record) of the next frame, or None at the end or at a torn/corrupt frame."""
-    payload = _read_frame(file)
-    if payload is None:
-        return None
-    try:
-        return _FRAME.size + len(payload), _decode(payload)
-    except (ValueError, struct.error):  # UnicodeDecodeError is a ValueError
-        return None
-
-
-def _read_frame(file: io.BufferedReader) -> bytes | None:
-    """The next whole, intact payload, or None at the end or at a torn/corrupt frame."""
-    header = file.read(_FRAME.size)
-    if len(header) < _FRAME.size:
-        return None
-    length, crc = _FRAME.unpack(header)
-    payload = file.read(length)
-    if len(payload) < length or zlib.crc32(payload) != crc:
-        return None
-    return payload
-
-
-# Payload: a format byte, then the record. Format 2 (written now): marshal of the record's tuple,
-# one C call; with events.durable this runs for every event on the request path, where format 1's
-# two dozen struct.pack calls cost ~6 us more an event (cold caches between paced events).
-# marshal only builds values, never runs code, and the CRC has vouched for the bytes; its format
-# for these types (str, bytes, None, tuple) has not changed since Python 3.4 and newer versions
-# read older ones. Format 1, length-prefixed fields, is still read (spools of earlier versions).
-_MARSHAL_PREFIX = bytes([_MARSHAL_FORMAT])
-
-
-def _encode(record: SpoolRecord) -> bytes:
-    return _MARSHAL_PREFIX + marshal.dumps((record.topic, record.key, record.value, tuple(record.headers)))
-
-
-def _decode(payload: bytes) -> SpoolRecord:
-    if payload[:1] == _MARSHAL_PREFIX:
-        return _decode_marshal(payload[1:])
-    return _decode_struct(payload)
-
-
-def _decode_marshal(data: bytes) -> SpoolRecord:
-    try:
-        topic, key, value, headers = marshal.loads(data)
-    except (EOFError, TypeError) as exc:
-        raise ValueError(f"unreadable spool record: {exc}") from None
-    well_formed = (
-        isinstance(topic, str)
-        and (key is None or isinstance(key, bytes))
-        and isinstance(value, bytes)
-        and isinstance(headers, tuple)
-        and all(
-            isinstance(pair, tuple | list)
-            and len(pair) == 2
-            and isinstance(pair[0], str)
-            and isinstance(pair[1], bytes)
-            for pair in headers
-        )
-    )
-    if not well_formed:
-        raise ValueError("spool record of unexpected shape")
-    return SpoolRecord(topic, key, value, tuple((name, data) for name, data in headers))
-
-
-def _decode_struct(payload: bytes) -> SpoolRecord:
-    reader = _Reader(payload)
-    version = reader.unpack(">B")
-    if version != _STRUCT_FORMAT:
-        raise ValueError(f"unknown spool record version {version}")
-    topic = reader.take(reader.unpack(">H")).decode()
-    key_length = reader.unpack(">i")
-    key = None if key_length < 0 else reader.take(key_length)
-    value = reader.take(reader.unpack(">I"))
-    headers = tuple(
-        (reader.take(reader.unpack(">H")).decode(), reader.take(reader.unpack(">I")))
-        for _ in range(reader.unpack(">H"))
-    )
-    return SpoolRecord(topic=topic, key=key, value=value, headers=headers)
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._at = 0
-
-    def unpack(self, fmt: str) -> int:
-        (value,) = struct.unpack_from(fmt, self._data, self._at)
-        self._at += struct.calcsize(fmt)
-        return int(value)
-
-    def take(self, length: int) -> bytes:
-        chunk = self._data[self._at : self._at + length]
-        self._at += length
-        return chunk

@@ -211,7 +211,7 @@ def test_a_looser_existing_spool_is_tightened_with_a_warning(
     for path in directory.iterdir():
         os.chmod(path, 0o644)
 
-    with caplog.at_level(logging.WARNING, logger="router_service.telemetry.spool"):
+    with caplog.at_level(logging.WARNING, logger="router_service.telemetry.spool_files"):
         spool = open_spool(directory, max_bytes=1 << 20)
 
     assert values(spool) == [b"0"]  # still readable by us
@@ -228,7 +228,7 @@ def test_a_private_spool_opens_without_warnings(
     with Spool(tmp_path / "spool", max_bytes=1 << 20) as spool:
         spool.append(record(0))
 
-    with caplog.at_level(logging.WARNING, logger="router_service.telemetry.spool"):
+    with caplog.at_level(logging.WARNING, logger="router_service.telemetry.spool_files"):
         open_spool(tmp_path / "spool", max_bytes=1 << 20)
 
     assert caplog.records == []

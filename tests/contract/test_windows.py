@@ -17,32 +17,35 @@ def _utc(text: str) -> float:
     return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()
 
 
-# (granularity, instant (UTC), window start, window end, previous window's start)
-TABLE = [
-    ("month", "2026-01-31T23:59:59", "2026-01-01", "2026-02-01", "2025-12-01"),
-    ("month", "2026-02-01T00:00:00", "2026-02-01", "2026-03-01", "2026-01-01"),
-    ("month", "2028-02-29T12:00:00", "2028-02-01", "2028-03-01", "2028-01-01"),  # leap year
-    ("month", "2026-12-31T23:59:59", "2026-12-01", "2027-01-01", "2026-11-01"),
-    ("month", "2027-03-31T08:00:00", "2027-03-01", "2027-04-01", "2027-02-01"),
-    # ISO weeks start on Monday; 2026-01-01 is a Thursday, in the week from Monday 2025-12-29.
-    ("week", "2026-01-01T10:00:00", "2025-12-29", "2026-01-05", "2025-12-22"),
-    ("week", "2026-11-22T23:59:59", "2026-11-16", "2026-11-23", "2026-11-09"),
-    ("day", "2026-02-28T23:59:59", "2026-02-28", "2026-03-01", "2026-02-27"),
-    # Asia/Kolkata is UTC+05:30: its month starts at 18:30 UTC the day before.
-    ("month@Asia/Kolkata", "2026-01-31T18:29:59", "2025-12-31T18:30", "2026-01-31T18:30", "2025-11-30T18:30"),
-    ("month@Asia/Kolkata", "2026-01-31T18:30:00", "2026-01-31T18:30", "2026-02-28T18:30", "2025-12-31T18:30"),
-    ("hour@Asia/Kolkata", "2026-05-01T10:00:00", "2026-05-01T09:30", "2026-05-01T10:30", "2026-05-01T08:30"),
-    # Berlin falls back at 03:00 CEST (01:00 UTC) on 2026-10-25: local 02:00 lasts two hours.
-    ("hour@Europe/Berlin", "2026-10-25T01:30:00", "2026-10-25T00:00", "2026-10-25T02:00", "2026-10-24T23:00"),
-    ("day@Europe/Berlin", "2026-10-25T12:00:00", "2026-10-24T22:00", "2026-10-25T23:00", "2026-10-23T22:00"),
-    # Spring forward at 02:00 CET (01:00 UTC) on 2026-03-29: the skipped hour is no window.
-    ("hour@Europe/Berlin", "2026-03-29T01:00:00", "2026-03-29T01:00", "2026-03-29T02:00", "2026-03-29T00:00"),
-    # New York falls back on Sunday 2026-11-01: the week from Monday 00:00 EDT to Monday 00:00 EST.
-    ("week@America/New_York", "2026-11-02T04:59:59", "2026-10-26T04:00", "2026-11-02T05:00", "2026-10-19T04"),
-]
+# One case a row, all times UTC; a `#` line says what the rows after it show.
+TABLE = """
+granularity            instant (UTC)        window start      window end        previous start
+month                  2026-01-31T23:59:59  2026-01-01        2026-02-01        2025-12-01
+month                  2026-02-01T00:00:00  2026-02-01        2026-03-01        2026-01-01
+# leap year
+month                  2028-02-29T12:00:00  2028-02-01        2028-03-01        2028-01-01
+month                  2026-12-31T23:59:59  2026-12-01        2027-01-01        2026-11-01
+month                  2027-03-31T08:00:00  2027-03-01        2027-04-01        2027-02-01
+# ISO weeks start on Monday; 2026-01-01 is a Thursday, in the week from Monday 2025-12-29.
+week                   2026-01-01T10:00:00  2025-12-29        2026-01-05        2025-12-22
+week                   2026-11-22T23:59:59  2026-11-16        2026-11-23        2026-11-09
+day                    2026-02-28T23:59:59  2026-02-28        2026-03-01        2026-02-27
+# Asia/Kolkata is UTC+05:30: its month starts at 18:30 UTC the day before.
+month@Asia/Kolkata     2026-01-31T18:29:59  2025-12-31T18:30  2026-01-31T18:30  2025-11-30T18:30
+month@Asia/Kolkata     2026-01-31T18:30:00  2026-01-31T18:30  2026-02-28T18:30  2025-12-31T18:30
+hour@Asia/Kolkata      2026-05-01T10:00:00  2026-05-01T09:30  2026-05-01T10:30  2026-05-01T08:30
+# Berlin falls back at 03:00 CEST (01:00 UTC) on 2026-10-25: local 02:00 lasts two hours.
+hour@Europe/Berlin     2026-10-25T01:30:00  2026-10-25T00:00  2026-10-25T02:00  2026-10-24T23:00
+day@Europe/Berlin      2026-10-25T12:00:00  2026-10-24T22:00  2026-10-25T23:00  2026-10-23T22:00
+# Spring forward at 02:00 CET (01:00 UTC) on 2026-03-29: the skipped hour is no window.
+hour@Europe/Berlin     2026-03-29T01:00:00  2026-03-29T01:00  2026-03-29T02:00  2026-03-29T00:00
+# New York falls back on Sunday 2026-11-01: the week from Monday 00:00 EDT to Monday 00:00 EST.
+week@America/New_York  2026-11-02T04:59:59  2026-10-26T04:00  2026-11-02T05:00  2026-10-19T04
+"""
+CASES = [line.split() for line in TABLE.splitlines()[2:] if line and not line.startswith("#")]
 
 
-@pytest.mark.parametrize(("name", "at", "start", "end", "previous"), TABLE)
+@pytest.mark.parametrize(("name", "at", "start", "end", "previous"), CASES)
 def test_windows_at_month_ends_week_starts_and_dst_changes(
     name: str, at: str, start: str, end: str, previous: str
 ) -> None:

@@ -21,6 +21,7 @@ from router_service.clock import Clock
 from router_service.domain import AttemptOutcome, AttemptRecord, ChatRequest, RouteDecision, Usage
 from router_service.errors import ErrorClass, ProviderError
 from router_service.resilience.live_state import LiveState
+from router_service.telemetry.metrics import LOOP_STALLED_TIMEOUTS
 
 
 class RequestRecorder:
@@ -148,9 +149,12 @@ class Attempt:
     def failed(self, error: ProviderError) -> None:
         recorder = self._recorder
         now = recorder.clock.monotonic()
-        opened = recorder.live.record_failure(
-            self.deployment.key, error.error_class, now, error.retry_after_s
-        )
+        # A failure the router caused (a stalled loop) is recorded as nobody's, as a cancel is.
+        health_class = error.error_class
+        if not error.blames_upstream:
+            health_class = ErrorClass.CANCELLED
+            LOOP_STALLED_TIMEOUTS.labels(self.deployment.provider).inc()
+        opened = recorder.live.record_failure(self.deployment.key, health_class, now, error.retry_after_s)
         record = _record(
             self,
             AttemptOutcome.ERROR,

@@ -134,6 +134,14 @@ class ManualClock:
         self._now = target
         await self.settle()
 
+    def stall(self, seconds: float) -> None:
+        """Move time forward without firing a timer, as an event loop blocked by a synchronous call
+        (a long GC pause) for `seconds` does: timers that fell due fire late, together, at the next
+        `advance` or `run`."""
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        self._now += seconds
+
     async def run(self, awaitable: Awaitable[T]) -> T:
         """Await `awaitable`, jumping time to the next timer whenever everything waits on one.
         Timers after the awaitable is done are left alone (a detached hedge loser's timeout)."""

@@ -64,6 +64,7 @@ from router_service.identity.access import allowed_models
 from router_service.limits.governor import Admission
 from router_service.providers.base import ProviderAdapter
 from router_service.resilience.live_state import LiveState
+from router_service.resilience.loop_stall import stalled_at_deadline
 from router_service.resilience.retry import RetryBudgets
 from router_service.routing.hedge import hedge_delay_s
 from router_service.routing.learning import QualityLearner
@@ -314,6 +315,7 @@ class Engine:
     ) -> _Outcome:
         """One upstream call, its outcome recorded; returns (result, None) or (None, error)."""
         d = attempt.deployment
+        deadline = self._clock.monotonic() + timeout_s
         try:
             async with self._clock.timeout(timeout_s):
                 result = await setup.adapters[d.provider].complete(run.request, d.upstream_model)
@@ -321,7 +323,7 @@ class Engine:
             attempt.cancelled()
             raise
         except (ProviderError, TimeoutError) as exc:
-            error = _as_provider_error(exc, timeout_s)
+            error = _as_provider_error(exc, timeout_s, self._clock.monotonic() - deadline)
             attempt.failed(error)
             return None, error
         except BaseException:
@@ -472,6 +474,7 @@ class Engine:
         self, upstream: AsyncGenerator[StreamEvent, None], attempt: Attempt, timeout_s: float
     ) -> StreamEvent | ProviderError:
         """A stream attempt's first event, or its failure (recorded, the upstream closed)."""
+        deadline = self._clock.monotonic() + timeout_s
         try:
             async with self._clock.timeout(timeout_s):
                 return await anext(upstream)
@@ -480,8 +483,9 @@ class Engine:
             await upstream.aclose()
             raise
         except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
+            overdue_s = self._clock.monotonic() - deadline
             await upstream.aclose()
-            error = _as_provider_error(exc, timeout_s)
+            error = _as_provider_error(exc, timeout_s, overdue_s)
             attempt.failed(error)
             return error
         except BaseException:
@@ -542,9 +546,17 @@ async def _first_answer(
     return outcomes
 
 
-def _as_provider_error(exc: BaseException, timeout_s: float) -> ProviderError:
+def _as_provider_error(exc: BaseException, timeout_s: float, overdue_s: float = 0.0) -> ProviderError:
+    """`overdue_s`: how long after its deadline a timeout fired (a stalled loop fires it late)."""
     if isinstance(exc, ProviderError):
         return exc
     if isinstance(exc, StopAsyncIteration):
         return ProviderError(ErrorClass.BAD_RESPONSE, "upstream stream ended without its terminal event")
+    if stalled_at_deadline(timeout_s, overdue_s):
+        return ProviderError(
+            ErrorClass.TIMEOUT,
+            f"no answer within {timeout_s:.3g}s: the router's event loop was blocked at the deadline"
+            f" (the timer fired {overdue_s:.3g}s late), so it does not count against the deployment",
+            blames_upstream=False,
+        )
     return ProviderError(ErrorClass.TIMEOUT, f"no answer within {timeout_s:.3g}s")

@@ -58,12 +58,16 @@ class ProviderError(Exception):
         *,
         status_code: int = 0,
         retry_after_s: float | None = None,
+        blames_upstream: bool = True,
     ) -> None:
         super().__init__(message)
         self.error_class = error_class
         self.message = message
         self.status_code = status_code
         self.retry_after_s = retry_after_s
+        # False when the router caused the failure (resilience/loop_stall.py): the attempt is the
+        # error class's for the caller and the fallback, but says nothing about the deployment.
+        self.blames_upstream = blames_upstream
 
     def __repr__(self) -> str:
         return f"ProviderError({self.error_class.value}, status={self.status_code}, {self.message!r})"

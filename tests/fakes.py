@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from router_service.clock import SYSTEM_CLOCK, Clock
+from router_service.clock import SYSTEM_CLOCK, Clock, ManualClock
 from router_service.domain import (
     AttemptRecord,
     ChatRequest,
@@ -45,6 +45,21 @@ def ok_result(text: str = "ok") -> ChatResult:
     )
 
 
+@dataclass(frozen=True)
+class Blocking:
+    """A script step (or stream event): block the event loop for `seconds` (`ManualClock.stall`:
+    a GC pause), then play `then`."""
+
+    seconds: float
+    then: Any
+
+
+def _block(clock: Clock, step: Blocking) -> Any:
+    assert isinstance(clock, ManualClock), "Blocking steps need the engine's ManualClock"
+    clock.stall(step.seconds)
+    return step.then
+
+
 @dataclass
 class FakeAdapter:
     """Plays a script, one step per call: a ChatResult, an exception (raised), HANG, or (for streams) a
@@ -70,6 +85,8 @@ class FakeAdapter:
         if isinstance(step, Delayed):
             await self.clock.sleep(step.seconds)
             step = step.then
+        if isinstance(step, Blocking):
+            step = _block(self.clock, step)
         if step == HANG:
             try:
                 await asyncio.Event().wait()
@@ -88,6 +105,8 @@ class FakeAdapter:
         events: Sequence[Any] = step if isinstance(step, list) else [TextDelta(self.name), done()]
         try:
             for event in events:
+                if isinstance(event, Blocking):
+                    event = _block(self.clock, event)
                 if event == HANG:
                     await asyncio.Event().wait()
                 if isinstance(event, ProviderError):

@@ -87,6 +87,12 @@ COST = Counter(
     "Exact cost of successful attempts in nano-USD (divide by 1e9 for USD), unused hedge answers included.",
     ["provider", "model"],
 )
+LOOP_STALLED_TIMEOUTS = Counter(
+    "llmrouter_upstream_loop_stalled_timeouts",
+    "Attempt timeouts that fired late because the router's event loop was blocked (GC pause, CPU"
+    " starvation): timeouts for the caller, not counted against the deployment.",
+    ["provider"],
+)
 IMPLAUSIBLE_USAGE = Counter(
     "llmrouter_upstream_implausible_usage",
     "Upstream answers refused for implausible token usage (a bad_response attempt, never billed), by"

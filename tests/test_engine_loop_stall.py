@@ -1,0 +1,74 @@
+"""A timeout the router's own stalled event loop caused is the caller's timeout, not the
+deployment's failure (resilience/loop_stall.py). On virtual time: `Blocking` stalls the clock the
+way a GC pause blocks the loop, so the attempt's timer fires late."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import REGISTRY
+
+from router_service.errors import ErrorClass
+from router_service.resilience.loop_stall import stalled_at_deadline
+from tests.fakes import HANG, Blocking
+from tests.test_engine import ctx, drain, make_engine, request, run
+
+BREAKER = {"breaker": {"allowed_fails": 2, "cooldown_s": 60}}
+
+
+def stalled_timeouts(provider: str) -> float:
+    name = "llmrouter_upstream_loop_stalled_timeouts_total"
+    value = REGISTRY.get_sample_value(name, {"provider": provider})
+    return value or 0.0
+
+
+@pytest.mark.parametrize(
+    ("timeout_s", "overdue_s", "stalled"),
+    [
+        (0.2, 0.0, False),  # on time
+        (0.2, 0.04, False),  # an ordinary loaded loop turn
+        (0.2, 0.06, True),
+        (10.0, 2.0, False),  # small next to a long timeout
+        (10.0, 3.0, True),
+    ],
+)
+def test_a_stall_is_a_lateness_above_a_floor_and_a_share_of_the_timeout(
+    timeout_s: float, overdue_s: float, stalled: bool
+) -> None:
+    assert stalled_at_deadline(timeout_s, overdue_s) is stalled
+
+
+async def test_timeouts_of_a_blocked_loop_fall_back_but_never_open_the_breaker() -> None:
+    engine, adapters, _ = make_engine(resilience=BREAKER)  # attempt timeout 0.2 s
+    adapters["a"].script = [Blocking(0.5, HANG)] * 6
+    before = stalled_timeouts("a")
+    for _ in range(6):
+        result = await run(engine, engine.complete(request(), ctx(engine)))
+        assert result.deployment.provider == "b"  # the caller still falls back at once
+        assert result.attempts[0].error_class == ErrorClass.TIMEOUT.value
+    assert adapters["a"].calls == 6  # never excluded: 6 stalls are not 3 failures
+    excluded = {c.key for c in engine.route(request()).candidates if not c.eligible}
+    assert "a/ma" not in excluded
+    assert stalled_timeouts("a") - before == 6
+
+
+async def test_the_same_hang_without_a_stall_opens_the_breaker() -> None:
+    engine, adapters, _ = make_engine(resilience=BREAKER)
+    adapters["a"].script = [HANG] * 6
+    before = stalled_timeouts("a")
+    for _ in range(6):
+        await run(engine, engine.complete(request(), ctx(engine)))
+    assert adapters["a"].calls == 3  # allowed_fails + 1, then open
+    excluded = {c.key for c in engine.route(request()).candidates if not c.eligible}
+    assert "a/ma" in excluded
+    assert stalled_timeouts("a") == before
+
+
+async def test_a_streams_first_token_timeout_of_a_blocked_loop_is_not_counted_either() -> None:
+    engine, adapters, _ = make_engine(resilience=BREAKER)
+    adapters["a"].script = [[Blocking(0.5, HANG)]] * 4
+    for _ in range(4):
+        items = await run(engine, drain(engine.stream(request(), ctx(engine))))
+        assert items  # answered by the fallback
+    assert adapters["a"].calls == 4
+    excluded = {c.key for c in engine.route(request()).candidates if not c.eligible}
+    assert "a/ma" not in excluded

@@ -3,6 +3,8 @@
     .venv/bin/python bench/governance.py                       # this tree alone
     .venv/bin/python bench/governance.py --before /tmp/old     # + an older tree (git archive of a
                                                                #   commit's router_service/)
+    .venv/bin/python bench/governance.py --without-hiredis     # + this tree with hiredis hidden
+                                                               #   (redis-py's pure-Python parser)
 
 The caller has the limits of bench/overhead.py's governed rows (auth off, so the global level
 binds): a monthly budget and requests/tokens per minute and concurrency, four counters. Stages,
@@ -172,14 +174,32 @@ def worker(args: argparse.Namespace) -> None:
         wait = asyncio.run(_run(stage, args.requests, 1, args.redis_url))
         cpu = asyncio.run(_run(stage, args.requests * 4, 32, args.redis_url))
         out[stage] = {"p50_wait_us": statistics.median(wait), "cpu_us_c32": cpu[0]}
+    import redis.utils
+
+    out["hiredis"] = {"available": float(redis.utils.HIREDIS_AVAILABLE)}
     print(json.dumps(out))
 
 
 # --- driver ----------------------------------------------------------------------------------------
 
 
-def run_worker(tree: Path, redis_url: str, requests: int) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+NO_HIREDIS = "no-hiredis"  # a tree name suffix: its worker cannot import hiredis
+
+
+def hiding_hiredis(workdir: Path) -> Path:
+    """A directory whose `hiredis` module fails to import: first on PYTHONPATH, redis-py then
+    finds no hiredis (redis.utils catches the ImportError) and parses replies in Python."""
+    shim = workdir / "no_hiredis"
+    shim.mkdir(exist_ok=True)
+    (shim / "hiredis.py").write_text('raise ImportError("hidden by bench/governance.py")\n')
+    return shim
+
+
+def run_worker(name: str, tree: Path, redis_url: str, requests: int) -> dict[str, Any]:
+    path = [str(tree)]
+    if name.endswith(NO_HIREDIS):
+        path.insert(0, str(hiding_hiredis(Path(tempfile.gettempdir()))))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     argv = [sys.executable, __file__, "--worker", "--redis-url", redis_url, "--requests", str(requests)]
     done = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -203,7 +223,7 @@ async def with_redis(trees: dict[str, Path], rounds: int, requests: int) -> dict
         for i in range(rounds):
             order = list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))
             for name, tree in order:
-                got[name].append(await asyncio.to_thread(run_worker, tree, server.url, requests))
+                got[name].append(await asyncio.to_thread(run_worker, name, tree, server.url, requests))
                 print(f"  round {i + 1}/{rounds} {name} done", file=sys.stderr)
     finally:
         await server.stop()
@@ -227,12 +247,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="c=1 calls per stage (c=32: 4x)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--before", type=Path, help="an older tree holding router_service/, run alongside")
+    parser.add_argument(
+        "--without-hiredis", action="store_true", help=f"also run each tree as '<name>/{NO_HIREDIS}'"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
         return
     trees = {"after": ROOT} if args.before is None else {"before": args.before, "after": ROOT}
+    if args.without_hiredis:
+        trees = {**{f"{n}/{NO_HIREDIS}": t for n, t in trees.items()}, **trees}
     rounds = asyncio.run(with_redis(trees, args.rounds, args.requests))
     result = {name: medians(r) for name, r in rounds.items()}
     print_table(result)

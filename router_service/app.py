@@ -121,14 +121,17 @@ class RouterApp:
 
     def reload(self, config: RuntimeConfig) -> None:
         """Swap catalog, policies and provider endpoints in place (SIGHUP), and the cache's rules,
-        TTL and bounds (its entries kept). In-flight requests finish on the config they started
-        with. Server, metrics, events, fleet, requests and feedback settings, the cache's store,
-        and turning on a cache that was off at start need a restart."""
+        TTL and bounds (its entries kept); re-read the key store (the keys; `auth` itself stays).
+        In-flight requests finish on the config they started with. Server, metrics, events, fleet,
+        requests and feedback settings, the cache's store, and turning on a cache that was off at
+        start need a restart."""
         if self._parts is None:
             raise RuntimeError("reload before start")
         self._parts.engine.reconfigure(config, build_adapters(config.endpoints, self._parts.client))
         if self._parts.cache is not None:
             self._parts.cache.reconfigure(config.cache, self.config.cache)
+        if self.key_store is not None:
+            self.key_store.reload()
         self.config = config
         log.info("config reloaded from %s", config.source or "<inline>")
 

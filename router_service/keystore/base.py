@@ -20,6 +20,11 @@ class KeyStore(Protocol):
 
     async def list(self) -> list[KeyRecord]: ...
 
+    def reload(self) -> bool:
+        """Re-read what the store holds now (a config reload: SIGHUP), without waiting for its own
+        refresh. Returns whether the keys in force changed, as far as the store can tell now."""
+        ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -40,6 +45,9 @@ class MemoryKeyStore:
 
     async def list(self) -> list[KeyRecord]:
         return list(self._records.values())
+
+    def reload(self) -> bool:
+        return False  # nothing outside this process to re-read
 
     async def start(self) -> None:
         pass

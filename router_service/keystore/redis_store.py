@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -118,6 +119,13 @@ class RedisKeyStore:
             if record is not None:
                 records.append(record)
         return records
+
+    def reload(self) -> bool:
+        """Every cached record is re-read from Redis on its next use (pub/sub already evicts what
+        changed; this also covers a change made while the channel was down). Unchanged records keep
+        their object, so verified secrets stay cached. False: what changed is known only then."""
+        self._cache = OrderedDict((k, (-math.inf, record)) for k, (_, record) in self._cache.items())
+        return False
 
     def _remember(self, key_id: str, now: float, record: KeyRecord | None) -> None:
         self._cache[key_id] = (now, record)

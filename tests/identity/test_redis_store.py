@@ -19,8 +19,8 @@ from router_service.keystore.admin import create_key, set_enabled
 from router_service.keystore.redis_store import RedisKeyStore
 
 
-def store(url: str, prefix: str, **kwargs: float) -> RedisKeyStore:
-    return RedisKeyStore(aioredis.Redis.from_url(url), prefix=prefix, **kwargs)
+def store(url: str, prefix: str, cache_ttl_s: float = 5.0) -> RedisKeyStore:
+    return RedisKeyStore(aioredis.Redis.from_url(url), prefix=prefix, cache_ttl_s=cache_ttl_s)
 
 
 async def test_two_replicas_share_keys_and_see_changes_at_once(redis_server: str) -> None:
@@ -65,3 +65,26 @@ async def test_unreachable_redis_keeps_cached_keys_and_refuses_unknown_ones(tmp_
         await keys.stop()
         if server.running:
             await server.stop()
+
+
+async def test_a_reload_rereads_cached_records_and_keeps_the_unchanged_ones(redis_server: str) -> None:
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    replica = store(redis_server, prefix, cache_ttl_s=300)
+    client = aioredis.Redis.from_url(redis_server)
+    try:
+        for key_id in ("k_same", "k_edited"):
+            await create_key(replica, Identity(key_id=key_id, team="before"))
+        same, edited = await replica.get("k_same"), await replica.get("k_edited")
+        # Written behind the store's back (no pub/sub message), as a change missed while its
+        # channel was down would be: the cached record stays for its TTL, until a reload.
+        raw = await client.get(f"{prefix}key:k_edited")
+        assert isinstance(raw, bytes)
+        await client.set(f"{prefix}key:k_edited", raw.replace(b'"team":"before"', b'"team":"after"'))
+        assert await replica.get("k_edited") is edited
+        replica.reload()
+        assert await replica.get("k_same") is same  # unchanged: the verified secret stays cached
+        after = await replica.get("k_edited")
+        assert after is not None and after.identity.team == "after"
+    finally:
+        await client.aclose()
+        await replica.stop()

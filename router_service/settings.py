@@ -24,6 +24,7 @@ from pydantic import (
 
 from router_service.cache.schema import CacheConfig
 from router_service.catalog import Catalog, Deployment, Price
+from router_service.catalog_schema import usd_to_nanos
 from router_service.config_schema import (
     AuthConfig,
     ClassifierSettings,
@@ -38,7 +39,6 @@ from router_service.config_schema import (
     RoutingConfig,
     ServerConfig,
     TracingConfig,
-    _usd_per_mtok_to_nanos,
 )
 from router_service.domain import DataSensitivity, TaskType
 from router_service.fleet.config import FleetConfig
@@ -266,7 +266,7 @@ def _policy(name: str, p: PolicyConfig) -> Policy:
             strategy=strategy,
             max_attempts=p.max_attempts,
             params=StrategyParams(**p.params.model_dump()),
-            max_cost_nanos=_usd_per_mtok_to_nanos(p.max_cost_usd) if p.max_cost_usd else None,
+            max_cost_nanos=usd_to_nanos(p.max_cost_usd) if p.max_cost_usd else None,
             min_quality=p.min_quality,
             max_p95_s=p.max_p95_s,
             min_sensitivity=DataSensitivity(p.min_sensitivity) if p.min_sensitivity else None,
@@ -347,9 +347,9 @@ def _deployment(m: ModelConfig) -> Deployment:
         model=m.name,
         upstream_model=m.upstream_model or m.name,
         price=Price(
-            input_nanos_per_mtok=_usd_per_mtok_to_nanos(price.input),
-            output_nanos_per_mtok=_usd_per_mtok_to_nanos(price.output),
-            cached_input_nanos_per_mtok=_usd_per_mtok_to_nanos(price.cached_input or price.input),
+            input_nanos_per_mtok=usd_to_nanos(price.input),
+            output_nanos_per_mtok=usd_to_nanos(price.output),
+            cached_input_nanos_per_mtok=usd_to_nanos(price.cached_input or price.input),
         ),
         context_window=m.context_window,
         max_output_tokens=m.max_output_tokens,

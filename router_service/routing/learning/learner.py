@@ -21,6 +21,7 @@ call carries its time. Not thread-safe; the router calls it from its event loop.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -58,12 +59,17 @@ class LearnerConfig:
 # most this fraction of its distance from the prior): most requests read 50 cached posteriors
 # instead of computing 50 (an exp, a sqrt and an object each).
 STALE_FRACTION = 0.001
+# A row re-reads only the keys changed since it was last read when at most this many changes were
+# logged since (else in full); the log keeps this many changes (then drops its older half).
+_PATCH_MAX = 16
+_LOG_SIZE = 8_192
 
 
 class _Arm:
-    __slots__ = ("cached", "cached_at", "cached_prior", "detector", "stats", "sums", "sums_at")
+    __slots__ = ("cached", "cached_at", "cached_prior", "detector", "key", "stats", "sums", "sums_at")
 
-    def __init__(self, time_s: float) -> None:
+    def __init__(self, key: str, time_s: float) -> None:
+        self.key = key  # the deployment: what the change log names when this arm's reads change
         self.stats = ArmStats(time_s)
         self.detector = DropDetector()
         self.cached: Posterior | None = None  # the posterior as of `cached_at` for `cached_prior`
@@ -83,17 +89,47 @@ POOLED = "*"
 
 class _Row:
     """The posteriors one candidate list (a compiled policy's table) read last for one region:
-    returned as they are while no score was filed and decay has not made any of them stale."""
+    returned as they are while no score was filed and decay has not made any of them stale, and
+    patched where only a few of its keys changed since (`QualityLearner._patch`)."""
 
-    __slots__ = ("arms", "arms_version", "newest", "oldest", "pooled", "posteriors", "version")
+    __slots__ = (
+        "arms",
+        "arms_version",
+        "at",
+        "index_of",
+        "logged",
+        "newest",
+        "oldest",
+        "pooled",
+        "pooled_at",
+        "pooled_slot",
+        "posteriors",
+        "slot",
+        "version",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, keys: Sequence[str]) -> None:
         self.arms: list[_Arm | None] = []
         self.pooled: list[_Arm | None] = []  # each key's pooled arm (backoff), like `arms`
         self.arms_version = -1
         self.posteriors: list[Posterior] = []
         self.version = -1
+        self.logged = -1  # the change log's length (with its base) when this row was read
         self.oldest = self.newest = 0.0  # range of the times its scored arms' posteriors are for
+        self.index_of = {key: i for i, key in enumerate(keys)}
+        # The times the candidates' arms' posteriors (`at`) and their pooled arms' sums
+        # (`pooled_at`) are for, one entry per candidate with such an arm (`slot`, `pooled_slot`:
+        # its entry, -1 for none; fixed while `arms_version` is): what a patch checks for staleness.
+        self.at: list[float] = []
+        self.pooled_at: list[float] = []
+        self.slot: list[int] = []
+        self.pooled_slot: list[int] = []
+
+
+def _slots(arms: Sequence[_Arm | None]) -> list[int]:
+    """Per candidate, its entry among those with an arm (-1 without)."""
+    count = itertools.count()
+    return [-1 if arm is None else next(count) for arm in arms]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +151,13 @@ class QualityLearner:
         self.drift_log: list[DriftEvent] = []  # the last few alarms, newest last
         self._prior_cache: dict[float, Posterior] = {}
         self._fresh_s = config.posterior.half_life_s * -math.log2(1.0 - STALE_FRACTION)
-        self._version = 0  # +1 per score filed: cached rows are then re-read
+        self._version = 0  # +1 per score filed: cached rows are then re-read (or patched)
+        # The deployments whose reads changed (a score filed, a cached posterior or pooled sums
+        # recomputed, by any row), oldest first; `_log_base` changes precede `_log[0]`. A row
+        # whose version is behind re-reads only the keys logged since it was read (`_patch`).
+        self._log: list[str] = []
+        self._log_base = 0
+        self._patch_max = _PATCH_MAX  # below 0: never patch (how the tests get the full reads)
         self._arms_version = 0  # +1 per arm created or forgotten: rows then look their arms up again
         # (id(keys), id(priors), region) -> (keys, priors, row); keys and priors are kept so an
         # id cannot be reused while its row exists. Tables are compiled once: few rows.
@@ -144,6 +186,7 @@ class QualityLearner:
         stats.add(score, time_s, config.posterior.half_life_s)
         arm.cached = None
         self._version += 1
+        self._changed(key)
         if config.backoff:
             pooled = self._arm((key, POOLED), time_s)
             pooled.stats.add(score, time_s, config.posterior.half_life_s)
@@ -161,13 +204,24 @@ class QualityLearner:
         arms = self._arms
         arm = arms.get(arm_key)
         if arm is None:
-            arm = arms[arm_key] = _Arm(time_s)
+            arm = arms[arm_key] = _Arm(arm_key[0], time_s)
             self._arms_version += 1
             if len(arms) > self.config.max_arms:
                 arms.popitem(last=False)
         else:
             arms.move_to_end(arm_key)
         return arm
+
+    def _changed(self, key: str) -> None:
+        log = self._log
+        log.append(key)
+        if len(log) > _LOG_SIZE:  # rows behind the dropped half re-read in full
+            del log[: _LOG_SIZE // 2]
+            self._log_base += _LOG_SIZE // 2
+
+    @property
+    def _logged(self) -> int:
+        return self._log_base + len(self._log)
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -195,6 +249,7 @@ class QualityLearner:
             )
             sums = pooled.sums = (stats.weight * factor, stats.sum * factor)
             pooled.sums_at = now_s
+            self._changed(pooled.key)
         strength = self.config.posterior.prior_strength
         return (strength * prior + sums[1]) / (strength + sums[0])
 
@@ -211,12 +266,14 @@ class QualityLearner:
         if entry is None or entry[0] is not keys or entry[1] is not priors:
             if len(self._rows) > 4_096:  # tables are compiled once; this only bounds a leak
                 self._rows.clear()
-            row = _Row()
+            row = _Row(keys)
             self._rows[row_key] = (keys, priors, row)
         else:
             row = entry[2]
-            fresh = now_s - row.oldest <= fresh_s and row.newest - now_s <= fresh_s
-            if row.version == self._version and fresh:
+            if row.version == self._version:
+                if now_s - row.oldest <= fresh_s and row.newest - now_s <= fresh_s:
+                    return row.posteriors
+            elif row.arms_version == self._arms_version and self._patch(row, priors, now_s):
                 return row.posteriors
         if row.arms_version != self._arms_version:
             get = self._arms.get
@@ -224,29 +281,62 @@ class QualityLearner:
             backoff = self.config.backoff
             row.pooled = [get((key, POOLED)) if backoff else None for key in keys]
             row.arms_version = self._arms_version
-        out: list[Posterior] = []
-        append = out.append
-        oldest, newest = now_s, now_s
-        read, pooled_mean = self._read, self._pooled_mean
-        strength = self.config.posterior.prior_strength
-        for arm, pooled, prior in zip(row.arms, row.pooled, priors, strict=True):
-            if pooled is not None:  # `_pooled_mean`, its cached case inlined (50 calls a read)
-                sums = pooled.sums
-                if sums is None or abs(now_s - pooled.sums_at) > fresh_s:
-                    prior = pooled_mean(pooled, prior, now_s)
-                else:
-                    prior = (strength * prior + sums[1]) / (strength + sums[0])
-            if arm is None:
-                append(self._prior(prior))
+            row.slot, row.pooled_slot = _slots(row.arms), _slots(row.pooled)
+        entry_of, arms = self._entry, zip(row.arms, row.pooled, priors, strict=True)
+        row.posteriors = [entry_of(arm, pooled, prior, now_s) for arm, pooled, prior in arms]
+        row.at = [arm.cached_at for arm in row.arms if arm is not None]
+        row.pooled_at = [pooled.sums_at for pooled in row.pooled if pooled is not None]
+        self._stamp(row, now_s)
+        return row.posteriors
+
+    def _entry(self, arm: _Arm | None, pooled: _Arm | None, prior: float, now_s: float) -> Posterior:
+        """One candidate's posterior in a row: its arm's, shrunk toward its pooled arm (backoff)."""
+        if pooled is not None:  # `_pooled_mean`, its cached case inlined (50 calls a full read)
+            sums = pooled.sums
+            if sums is None or abs(now_s - pooled.sums_at) > self._fresh_s:
+                prior = self._pooled_mean(pooled, prior, now_s)
+            else:
+                strength = self.config.posterior.prior_strength
+                prior = (strength * prior + sums[1]) / (strength + sums[0])
+        if arm is None:
+            return self._prior(prior)
+        return self._read(arm, prior, now_s)
+
+    def _patch(self, row: _Row, priors: Sequence[float], now_s: float) -> bool:
+        """Bring `row` up to date by re-reading only the keys logged since it was read, if that
+        gives what a full read would: few changes, and every other candidate's cached arm and
+        pooled sums still fresh at `now_s` (a full read would then return those very posteriors).
+        False: read it in full. A score every decision (feedback arriving) then costs a few
+        entries, not 50 (bench/learned_decision.py)."""
+        since = row.logged - self._log_base
+        if since < 0 or len(self._log) - since > self._patch_max:
+            return False
+        fresh_s = self._fresh_s
+        for times in (row.at, row.pooled_at):
+            if times and (now_s - min(times) > fresh_s or max(times) - now_s > fresh_s):
+                return False
+        index_of, arms, pooled = row.index_of, row.arms, row.pooled
+        out = row.posteriors.copy()  # a list returned earlier is never changed under its reader
+        for key in set(self._log[since:]):
+            i = index_of.get(key)
+            if i is None:
                 continue
-            cached = arm.cached
-            if cached is None or arm.cached_prior != prior or abs(now_s - arm.cached_at) > fresh_s:
-                cached = read(arm, prior, now_s)
-            at = arm.cached_at
-            oldest, newest = min(oldest, at), max(newest, at)
-            append(cached)
-        row.posteriors, row.version, row.oldest, row.newest = out, self._version, oldest, newest
-        return out
+            arm, pooled_arm = arms[i], pooled[i]
+            out[i] = self._entry(arm, pooled_arm, priors[i], now_s)
+            if arm is not None:
+                row.at[row.slot[i]] = arm.cached_at
+            if pooled_arm is not None:
+                row.pooled_at[row.pooled_slot[i]] = pooled_arm.sums_at
+        row.posteriors = out
+        self._stamp(row, now_s)
+        return True
+
+    def _stamp(self, row: _Row, now_s: float) -> None:
+        """The row is as of now: its version, and the range of times its posteriors are for."""
+        at = row.at
+        row.oldest = min(now_s, min(at)) if at else now_s
+        row.newest = max(now_s, max(at)) if at else now_s
+        row.version, row.logged = self._version, self._logged
 
     def _read(self, arm: _Arm, prior: float, now_s: float) -> Posterior:
         cached = arm.cached

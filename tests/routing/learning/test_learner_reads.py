@@ -119,3 +119,58 @@ def test_the_budget_is_closed_exactly_when_no_probe_could_be_allowed() -> None:
         assert budget.open(float(n)) == budget.allows(1, 1, float(n))
         budget.record(1, 0, budget.allows(1, 1, float(n)), float(n))
     assert 0 < budget.explored <= 0.1 * budget.requests + 1
+
+
+# Two candidate lists sharing keys, one with another prior for a shared key (so rows re-read each
+# other's arms), read at times that stay within or leave the staleness window.
+TABLES = (("a/x", "b/y", "c/z"), ("c/z", "d/w", "a/x"))
+TABLE_PRIORS = ((0.5, 0.7, 0.3), (0.3, 0.6, 0.9))
+patch_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["score", "read"]),
+        st.integers(0, 3),  # a key ("score") or a table ("read", modulo 2)
+        st.sampled_from([TaskType.CHAT, TaskType.CODE]),
+        st.floats(0.0, 1.0),
+        st.sampled_from([0.0, 0.0, 0.01, 1.0, 500.0]),
+    ),
+    max_size=60,
+)
+ALL_KEYS = ("a/x", "b/y", "c/z", "d/w")
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=patch_steps, drift=st.booleans(), backoff=st.booleans())
+def test_patched_rows_equal_full_reads_exactly(
+    steps: list[tuple[str, int, TaskType, float, float]], drift: bool, backoff: bool
+) -> None:
+    """A row re-read only where its keys changed gives exactly (==, float for float) what the
+    same learner reading every changed row in full gives: the decisions cannot differ."""
+    config = LearnerConfig(
+        posterior=PosteriorConfig(half_life_s=HALF_LIFE),
+        drift=DriftConfig(enabled=drift, min_count=2),
+        backoff=backoff,
+    )
+    patched, full = QualityLearner(config), QualityLearner(config)
+    full._patch_max = -1  # never patch: a row behind is read in full, as before patching existed
+    now = 0.0
+    for action, index, task, score, advance in steps:
+        now += advance
+        if action == "score":
+            key = ALL_KEYS[index]
+            assert patched.observe(key, task.value, score, now) == full.observe(key, task.value, score, now)
+            continue
+        keys, priors = TABLES[index % 2], TABLE_PRIORS[index % 2]
+        assert patched.posteriors(keys, task, priors, now) == full.posteriors(keys, task, priors, now)
+
+
+def test_a_score_patches_its_key_only_and_leaves_earlier_lists_alone() -> None:
+    learner = _learner()
+    for key in KEYS:
+        learner.observe(key, "chat", 0.6, 0.0)
+    first = learner.posteriors(KEYS, TaskType.CHAT, PRIORS, 0.0)
+    kept = list(first)
+    learner.observe("b/y", "chat", 1.0, 0.0)
+    second = learner.posteriors(KEYS, TaskType.CHAT, PRIORS, 0.0)
+    assert first == kept  # the list a reader holds did not change under it
+    assert second[0] is first[0] and second[2] is first[2]  # unchanged keys: the same posteriors
+    assert second[1].count == pytest.approx(2.0) and second[1].mean > first[1].mean

@@ -43,6 +43,10 @@ HEALTHY_STACK_QUIET = {
     "LLMRouterFleetViewStale",
     "LLMRouterEventsDropped",
 }
+# The router's fleet view goes stale this long after the broker dies (default 20 s, which this
+# test would only wait for): still three of `up`'s 2 s snapshot intervals, so a healthy stack stays
+# fresh. And it serves at once rather than waiting for snapshots no consumer has written yet.
+FLEET = {"stale_after_s": 6.0, "startup_wait_s": 0.0}
 
 
 class Stack:
@@ -51,6 +55,7 @@ class Stack:
         self.grpc_port = grpc_port
         self.prometheus = prometheus
         self.http = httpx.AsyncClient(base_url=prometheus, timeout=5)
+        self.broker_killed = False
 
     async def query(self, expr: str) -> list[dict[str, Any]]:
         body = (await self.http.get("/api/v1/query", params={"query": expr})).json()
@@ -96,10 +101,14 @@ async def stack(tmp_path: Path, prometheus_binary: Path) -> AsyncIterator[Stack]
         job["static_configs"] = [{"targets": [f"127.0.0.1:{targets[job['job_name']]}"]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     shutil.copytree(DEPLOY / "prometheus" / "rules", tmp_path / "rules")
+    template = yaml.safe_load((ROOT / "config" / "embedded.yaml").read_text())
+    template["fleet"] = {**template.get("fleet", {}), **FLEET}
+    (tmp_path / "embedded.yaml").write_text(yaml.safe_dump(template))
+    args = ["up", "--config", str(tmp_path / "embedded.yaml"), "--port", str(grpc_port)]
 
     with (tmp_path / "up.log").open("wb") as log:
         up = await asyncio.create_subprocess_exec(
-            *CLI, "up", "--port", str(grpc_port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            *CLI, *args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     with (tmp_path / "prometheus.log").open("wb") as log:
         prometheus = await asyncio.create_subprocess_exec(
@@ -115,9 +124,12 @@ async def stack(tmp_path: Path, prometheus_binary: Path) -> AsyncIterator[Stack]
         yield stack
     finally:
         await stack.http.aclose()
-        for process in (up, prometheus):
+        # Without its broker, `up`'s graceful stop only waits out the consumers' final flush
+        # (30 s), and its one child process, the broker, is dead already.
+        stop_up = signal.SIGKILL if stack.broker_killed else signal.SIGTERM
+        for process, sig in ((up, stop_up), (prometheus, signal.SIGTERM)):
             if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(sig)
         for process in (up, prometheus):
             try:
                 await asyncio.wait_for(process.wait(), 15)
@@ -174,9 +186,14 @@ async def test_every_rule_and_query_runs_on_real_metrics_and_a_broker_outage_ale
     async def events_recorded() -> list[dict[str, Any]]:
         return await stack.query('llmrouter:events_published:rate5m{type="decision"} > 0')
 
-    # Traffic after the first scrapes, so that rate() sees the counters move.
+    async def counters_scraped() -> bool:
+        series = await stack.query('llmrouter_events_published_total{type="decision"}')
+        return bool(series) and bool(await stack.query("llmrouter_cost_nano_usd_total"))
+
+    # Traffic after a scrape has seen the counters (the first call made them), so that rate() sees
+    # them move.
     await _eventually("both targets scraped", both_targets_up, 30)
-    await asyncio.sleep(2)
+    await _eventually("the counters scraped", counters_scraped, 30)
     await stack.complete(20)
     await _eventually("the recording rules see published events", events_recorded, 30)
     assert await stack.query("llmrouter:cost_usd_per_hour:rate1h > 0")
@@ -208,6 +225,7 @@ async def test_every_rule_and_query_runs_on_real_metrics_and_a_broker_outage_ale
     # The drill: the broker dies; the router spools and says so, and its fleet view goes stale.
     pids = _tansu_pids(stack.process.pid)
     assert pids, "no embedded broker process under `router-service up`"
+    stack.broker_killed = True
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -62,6 +62,7 @@ from router_service.request_ledger import Answer, RequestLedger, Ticket
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+_MIN_GRACE_S = 0.001  # "no grace": cancel what is in flight at once
 _SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 
 
@@ -129,7 +130,8 @@ class OpenAIDoor:
         server = runner.server
         if server is not None:
             server.pre_shutdown()
-            await server.shutdown(grace_s)
+            # aiohttp reads a timeout <= 0 as none at all: a zero grace would wait for every stream
+            await server.shutdown(max(grace_s, _MIN_GRACE_S))
         await runner.cleanup()  # nothing left to wait for: releases the rest
 
     # --- handlers -------------------------------------------------------------------------------

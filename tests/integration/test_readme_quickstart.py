@@ -65,6 +65,7 @@ class Stack:
     target: str
     log: Path
     key: str = ""  # the dev key `up` printed
+    openai_listen: str = ""  # the OpenAI door's HOST:PORT (a free port, not the README's 8080)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -73,9 +74,10 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("up")
-    port = free_port()
+    port, openai_listen = free_port(), f"127.0.0.1:{free_port()}"
     env = {
         **os.environ,
+        "ROUTER_OPENAI_LISTEN": openai_listen,
         "ROUTER_METRICS_LISTEN": "",
         "CONSUMER_METRICS_LISTEN": "",
         "EVENTS_SPOOL_DIR": str(tmp / "spool"),
@@ -86,7 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         process = subprocess.Popen(
             [*CLI, "up", "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    stack = Stack(f"127.0.0.1:{port}", log)
+    stack = Stack(f"127.0.0.1:{port}", log, openai_listen=openai_listen)
     try:
         deadline = time.monotonic() + 60
         while "embedded stack is up" not in stack.text():

@@ -18,19 +18,15 @@ or limits the steps are null objects (`NO_CACHE`, `NO_LIMITS`): the path is the 
 Streams fall back only before their first event reaches the caller; after that a failure raises
 StreamInterruptedError (never a clean finish).
 
-Hedging: the first good answer wins and the loser is cancelled, unless the loser's deployment has
-answered nothing since the loser was sent. Then the loser is left to finish (or hit its own
-attempt timeout) in the background: a hung deployment behind a hedging policy must still fail its
-attempts and be taken out of rotation, instead of only ever losing races (which say nothing about
-health) while keeping its traffic. Its attempt event is published when it ends, with its real
-outcome and, when it answered, the cost of that unused answer (`RequestRecorder.detach`).
-`aclose` cancels what is still running at shutdown.
+Hedging (the race, and the losers left to run on) is `hedge_race.HedgeRaces`; `aclose` cancels
+what it still runs at shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import AsyncGenerator, Mapping
@@ -60,8 +56,8 @@ from router_service.errors import (
 )
 from router_service.fleet.signals import FleetSignals
 from router_service.governance import Governance, Hold, hold_for
+from router_service.hedge_race import HedgeRaces, Outcome
 from router_service.identity.access import allowed_models
-from router_service.limits.governor import Admission
 from router_service.providers.base import ProviderAdapter
 from router_service.resilience.live_state import LiveState
 from router_service.resilience.loop_stall import stalled_at_deadline
@@ -87,8 +83,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 StreamItem = StreamStart | StreamEvent | StreamFinish
-_Outcome = tuple[ChatResult | None, ProviderError | None]
-_Outcomes = list[tuple[Deployment, _Outcome]]  # racers' outcomes, in the order they ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +139,11 @@ class Engine:
         self._signals: FleetSignals | LiveState = parts.fleet or parts.live
         self._cache = cache_step(parts.cache, parts.clock)
         self._setup = self._build(config, adapters)
-        self._detached: set[asyncio.Task[_Outcome]] = set()  # hedge losers left to finish
+        self._races = HedgeRaces(parts.live, parts.clock)
 
     async def aclose(self) -> None:
         """Cancel the hedge losers still running in the background (at shutdown)."""
-        tasks = list(self._detached)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._races.aclose()
 
     def reconfigure(self, config: RuntimeConfig, adapters: Mapping[str, ProviderAdapter]) -> None:
         """Swap catalog, policies and adapters atomically; in-flight requests finish on the old ones.
@@ -291,7 +282,8 @@ class Engine:
                 attempt = run.start(deployment)
                 outcomes = [(deployment, await self._attempt(setup, run, attempt, timeout))]
             else:
-                outcomes = await self._race(setup, run, targets, deployment, delay, hold)
+                call = functools.partial(self._attempt, setup, run)
+                outcomes = await self._races.race(call, run, targets, deployment, delay, hold)
             for used, (result, _) in outcomes:
                 if result is not None:
                     return self._completion(run, used, result)
@@ -312,7 +304,7 @@ class Engine:
 
     async def _attempt(
         self, setup: _Setup, run: RequestRecorder, attempt: Attempt, timeout_s: float
-    ) -> _Outcome:
+    ) -> Outcome:
         """One upstream call, its outcome recorded; returns (result, None) or (None, error)."""
         d = attempt.deployment
         deadline = self._clock.monotonic() + timeout_s
@@ -331,97 +323,6 @@ class Engine:
             raise
         attempt.succeeded(usage=result.usage)
         return result, None
-
-    async def _race(
-        self,
-        setup: _Setup,
-        run: RequestRecorder,
-        targets: Targets,
-        first: Deployment,
-        delay_s: float,
-        hold: Hold,
-    ) -> _Outcomes:
-        """Hedge: if `first` has not answered after `delay_s`, race the next deployment. The first
-        good answer wins. A loser whose deployment has answered something since the loser was sent
-        is cancelled (recorded as a cancelled attempt); one whose deployment has answered nothing
-        is left to finish in the background (see the module docstring), so that a hung
-        deployment's attempts still time out and count against its health. Under limits the
-        hedge reserves its own worst case first (a refusal means no hedge); that reservation is
-        the loser's: settled with its unused answer when it is left to finish, else released."""
-        racers: dict[asyncio.Task[_Outcome], Attempt] = {}
-        reservation: Admission | None = None  # the hedge's
-
-        def start(d: Deployment, hedged: bool) -> None:
-            timeout = targets.timeout_for(d)
-            attempt = run.start(d, hedged=hedged)
-            racers[asyncio.create_task(self._attempt(setup, run, attempt, timeout))] = attempt
-
-        start(first, False)
-        outcomes: _Outcomes = []
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with self._clock.timeout(delay_s):
-                    await asyncio.wait(racers)
-            second = None if any(task.done() for task in racers) else targets.peek_hedge()
-            if second is not None:
-                max_output, policy = run.request.params.max_output_tokens, run.decision_or_raise().policy
-                reservation = await hold.hedge(run.ctx, second, max_output, policy)
-                if reservation is None or any(task.done() for task in racers):
-                    second = None
-            if second is not None:
-                # From now on the first choice races too: both attempts are marked hedged, the
-                # loser as well as the winner (events.proto AttemptEvent.hedged).
-                for attempt in racers.values():
-                    attempt.hedged = True
-                start(second, True)
-            outcomes = await _first_answer(racers)
-            return outcomes
-        finally:
-            won = any(result is not None for _, (result, _) in outcomes)
-            await self._end_race(run, racers, won, hold, reservation)
-
-    async def _end_race(
-        self,
-        run: RequestRecorder,
-        racers: dict[asyncio.Task[_Outcome], Attempt],
-        won: bool,
-        hold: Hold,
-        reservation: Admission | None,
-    ) -> None:
-        """The racers still running once the race is decided (or abandoned): cancelled, or the
-        loser left to finish when its deployment answered nothing since it was sent."""
-        cancelled = []
-        for task, attempt in racers.items():
-            if task.done():
-                continue
-            if won and not self.live.answered_since(attempt.deployment.key, attempt.started):
-                self._detach(run, task, attempt, hold, reservation)
-                reservation = None  # the loser's end settles it
-            else:
-                task.cancel()
-                cancelled.append(task)
-        if reservation is not None:
-            hold.release_other(reservation)
-        await asyncio.gather(*cancelled, return_exceptions=True)
-
-    def _detach(
-        self,
-        run: RequestRecorder,
-        task: asyncio.Task[_Outcome],
-        attempt: Attempt,
-        hold: Hold,
-        reservation: Admission | None,
-    ) -> None:
-        run.detach(attempt)
-        self._detached.add(task)
-        task.add_done_callback(self._forget)
-        if reservation is not None:
-            task.add_done_callback(hold.loser_end(reservation, attempt.deployment))
-
-    def _forget(self, task: asyncio.Task[_Outcome]) -> None:
-        self._detached.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("hedge loser failed unexpectedly", exc_info=exc)
 
     # --- streaming ----------------------------------------------------------------------------
 
@@ -528,22 +429,6 @@ class Engine:
         attempt.succeeded(ttft)
         cost = deployment.price.cost_nanos(event.usage)
         yield StreamFinish(event, deployment, run.decision_or_raise(), tuple(run.attempts), cost)
-
-
-async def _first_answer(
-    racers: Mapping[asyncio.Task[_Outcome], Attempt],
-) -> _Outcomes:
-    """The racers' outcomes as they end, until one answers: then that one alone."""
-    outcomes: _Outcomes = []
-    pending = set(racers)
-    while pending:
-        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            outcome = task.result()
-            outcomes.append((racers[task].deployment, outcome))
-            if outcome[0] is not None:
-                return [(racers[task].deployment, outcome)]
-    return outcomes
 
 
 def _as_provider_error(exc: BaseException, timeout_s: float, overdue_s: float = 0.0) -> ProviderError:

@@ -98,10 +98,7 @@ async def aiohttp_raw_client(url: str) -> AsyncIterator[Call]:
     async with aiohttp_session() as session:
 
         async def call() -> None:
-            async with session.post(url, data=HTTP_BODY, headers=HTTP_HEADERS) as response:
-                body = await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+            await post_ok(session, url, HTTP_BODY, HTTP_HEADERS)
 
         yield call
 
@@ -114,10 +111,17 @@ async def door_client(door_port: int, router_port: int) -> AsyncIterator[Call]:
     async with aiohttp_session() as session:
 
         async def call() -> None:
-            async with session.post(url, data=DOOR_BODY, headers=DOOR_HEADERS) as response:
-                body = await response.read()
-                if response.status != 200 or b'"content"' not in body:
-                    raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+            await post_ok(session, url, DOOR_BODY, DOOR_HEADERS, must_contain=b'"content"')
             count_router_call(router_port)
 
         yield call
+
+
+async def post_ok(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], must_contain: bytes = b""
+) -> None:
+    """One POST read to its end; raises unless it answers 200 with `must_contain` in the body."""
+    async with session.post(url, data=body, headers=headers) as response:
+        answer = await response.read()
+        if response.status != 200 or must_contain not in answer:
+            raise RuntimeError(f"HTTP {response.status}: {answer[:200]!r}")

@@ -54,50 +54,47 @@ Where it goes:
   libc frames are skipped over); idle samples (epoll/futex waits) and start-up are left out.
 """
 
+# Its parts: bench/profile_load.py (the load generator child), bench/profile_servers.py (the servers
+# and processes around the router), bench/profile_breakdown.py (time by component); this module
+# starts the variants, measures CPU per request in alternating reps and prints the tables.
+
 from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
-import contextlib
 import cProfile
 import gc
-import inspect
-import json
 import multiprocessing
 import os
 import pstats
-import re
 import statistics
-import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import grpc
 import uvloop
-from aiohttp import web
-from prometheus_client import CollectorRegistry
 
-from bench.overhead_clients import MODEL
-from bench.overhead_variants import base_router_config
-from router_contract._gen.router.v1 import router_pb2 as pb
-from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
-from router_service.app import RouterApp
+from bench.load import closed_loop
+from bench.overhead_clients import HTTP_BODY, HTTP_HEADERS
+from bench.profile_breakdown import print_collapsed, print_profile
+from bench.profile_load import LoadClient, client_main
+from bench.profile_servers import (
+    echo_server,
+    events_config,
+    otlp_sink,
+    pin_children_to,
+    pin_to,
+    router_app,
+    router_config,
+    sim_main,
+)
 from router_service.config_schema import HttpConfig
-from router_service.embedded.broker import EmbeddedBroker
 from router_service.providers.base import error_from_response
 from router_service.providers.http import make_http_client
 from router_service.providers.wire import WireClient
-from router_service.settings import parse_config
-from router_service.sim.presets import preset_config
-from router_service.sim.server import SimServer
-from router_service.telemetry import observer as observer_module
 from router_service.telemetry.publisher_config import DEFAULT_LINGER_MS
 
 VARIANTS = (
@@ -110,237 +107,9 @@ VARIANTS = (
     "router+tracing-unsampled",
     "door",
 )
-PROMPT = "Hello router"
-ECHO_METHOD = "/bench.v1.Echo/Echo"
-ECHO_PAYLOAD = b"x" * 64
-HTTP_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}).encode()
-DOOR_BODY = json.dumps({"model": "router", "messages": [{"role": "user", "content": PROMPT}]}).encode()
 # After a rep: the event sender's linger plus the broker's ack, so that the rep's last round is
 # counted in it (and not in the next rep, which may be another variant's).
 SETTLE_S = DEFAULT_LINGER_MS / 1000 + 0.1
-
-
-def pin_to(cpu: int | None) -> None:
-    if cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {cpu})
-
-
-def pin_children_to(cpu: int | None) -> None:
-    """Children started after this process pinned itself (the embedded broker) join the others:
-    a real deployment gives them cores of their own, or other machines, not a share of the
-    router's."""
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
-        return
-    for children in Path("/proc/self/task").glob("*/children"):
-        for pid in children.read_text().split():
-            with contextlib.suppress(OSError):  # exited meanwhile
-                os.sched_setaffinity(int(pid), {cpu})
-
-
-# --- load generator (child process) ----------------------------------------------------------------
-
-
-async def client_main() -> None:
-    """Reads `<target> <port> <requests> <concurrency>` lines, answers one JSON line per command."""
-    channels: dict[int, grpc.aio.Channel] = {}
-    reader = asyncio.StreamReader()
-    loop = asyncio.get_running_loop()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
-        while line := (await reader.readline()).decode().strip():
-            target, port, requests, concurrency = line.split()
-            if target == "door":
-                call = door_call(session, int(port))
-            else:
-                channel = channels.get(int(port))
-                if channel is None:
-                    channel = channels[int(port)] = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-                call = client_call(channel, target)
-            done, errors = await closed_loop(call, int(requests), int(concurrency))
-            print(json.dumps({"done": done, "errors": errors}), flush=True)
-
-
-def door_call(session: aiohttp.ClientSession, port: int) -> Callable[[], Awaitable[None]]:
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    headers = {"content-type": "application/json"}
-
-    async def call_door() -> None:
-        async with session.post(url, data=DOOR_BODY, headers=headers) as response:
-            body = await response.read()
-            if response.status != 200:
-                raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
-
-    return call_door
-
-
-def client_call(channel: grpc.aio.Channel, target: str) -> Callable[[], Awaitable[None]]:
-    if target == "echo":
-        echo = channel.unary_unary(ECHO_METHOD)
-
-        async def call_echo() -> None:
-            await echo(ECHO_PAYLOAD, timeout=10)
-
-        return call_echo
-    complete = pb_grpc.RouterServiceStub(channel).Complete
-    chat = pb.ChatRequest(messages=[pb.Message(role=pb.ROLE_USER, content=PROMPT)])
-    request = pb.CompleteRequest(chat=chat)
-
-    async def call_router() -> None:
-        response = await complete(request, timeout=10)
-        if not response.message.content:
-            raise RuntimeError("empty answer")
-
-    return call_router
-
-
-async def closed_loop(
-    call: Callable[[], Awaitable[None]], requests: int, concurrency: int
-) -> tuple[int, int]:
-    remaining = requests
-    done = errors = 0
-
-    async def worker() -> None:
-        nonlocal remaining, done, errors
-        while remaining > 0:
-            remaining -= 1
-            try:
-                await call()
-                done += 1
-            except Exception:
-                errors += 1
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done, errors
-
-
-class LoadClient:
-    """The load generator child process, driven over its stdin."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self._proc = proc
-
-    @classmethod
-    @asynccontextmanager
-    async def running(cls, cpu: int | None) -> AsyncIterator[LoadClient]:
-        pin = ["--pin-client", str(cpu)] if cpu is not None else []
-        proc = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "bench.profile_request_path", "--client", *pin),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        try:
-            yield cls(proc)
-        finally:
-            assert proc.stdin is not None
-            proc.stdin.close()
-            await proc.wait()
-
-    async def run(self, target: str, port: int, requests: int, concurrency: int) -> int:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write(f"{target} {port} {requests} {concurrency}\n".encode())
-        await self._proc.stdin.drain()
-        answer = json.loads(await self._proc.stdout.readline())
-        if answer["errors"]:
-            raise RuntimeError(f"{target}: {answer['errors']} of {requests} calls failed")
-        return int(answer["done"])
-
-
-# --- servers ---------------------------------------------------------------------------------------
-
-
-def sim_main(port_queue: Any, cpu: int | None) -> None:
-    pin_to(cpu)
-
-    async def serve() -> None:
-        sim = SimServer(preset_config("instant", seed=7))
-        port_queue.put(await sim.start())
-        await asyncio.Event().wait()
-
-    uvloop.run(serve())
-
-
-def otlp_sink_main(port_queue: Any, cpu: int | None) -> None:
-    """An OTLP/HTTP trace receiver that accepts and drops every export (the tracing variant's
-    collector: the router's export work is what is measured, not a collector's)."""
-    pin_to(cpu)
-
-    async def accept(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(body=b"", content_type="application/x-protobuf")
-
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_post("/v1/traces", accept)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port_queue.put(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-        await asyncio.Event().wait()
-
-    uvloop.run(serve())
-
-
-def router_config(
-    sim_url: str, events: dict[str, Any] | None, tracing: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """bench/overhead.py's router config (one model on the sim, aiohttp transport, no metrics
-    port) on a free port, with `events` and `tracing` when given."""
-    config = base_router_config(sim_url, 0)
-    if events is not None:
-        config["events"] = events
-    if tracing is not None:
-        config["tracing"] = tracing
-    return config
-
-
-async def _echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-    return request
-
-
-@asynccontextmanager
-async def echo_server() -> AsyncIterator[int]:
-    server = grpc.aio.server()
-    handler = grpc.unary_unary_rpc_method_handler(_echo)
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("bench.v1.Echo", {"Echo": handler}),)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield port
-    finally:
-        await server.stop(0)
-
-
-@asynccontextmanager
-async def router_app(config: dict[str, Any], door: bool = False) -> AsyncIterator[int]:
-    """The router's gRPC port, or with `door` its OpenAI HTTP door's (served on port 0)."""
-    if door:
-        config["server"]["openai_http"] = {"listen": "127.0.0.1:0"}
-    # Own registry: two routers in one process would collide on the live-state collector.
-    app = RouterApp(parse_config(config), registry=CollectorRegistry())
-    await app.start()
-    try:
-        yield app.openai_port if door else app.port
-    finally:
-        await app.stop(grace_s=1)
-
-
-@asynccontextmanager
-async def events_config() -> AsyncIterator[dict[str, Any]]:
-    broker = EmbeddedBroker(log_path=Path(tempfile.gettempdir()) / "profile-request-path-tansu.log")
-    await broker.start()
-    try:
-        with tempfile.TemporaryDirectory() as spool:
-            yield {
-                "bootstrap_servers": broker.bootstrap,
-                "enable_idempotence": False,  # Tansu has no idempotent producer
-                "create_topic_partitions": 3,
-                "spool_dir": spool,
-            }
-    finally:
-        await broker.stop()
 
 
 # --- measurement -----------------------------------------------------------------------------------
@@ -369,28 +138,18 @@ async def measure_rep(variant: Variant, requests: int, profiler: cProfile.Profil
 def http_rep(url: str, concurrency: int) -> tuple[Rep, Callable[[], Awaitable[None]]]:
     """One upstream call the way the router's adapters make it (`WireClient.post_json`)."""
     client = make_http_client(HttpConfig(transport="aiohttp"))
-    headers = {"content-type": "application/json", "authorization": "Bearer bench-key"}
-    wire = WireClient(client, headers, error_from_response)
+    wire = WireClient(client, HTTP_HEADERS, error_from_response)
 
     async def call() -> None:
         await wire.post_json(url, HTTP_BODY)
 
     async def run(requests: int) -> int:
-        done, errors = await closed_loop(call, requests, concurrency)
-        if errors:
-            raise RuntimeError(f"http: {errors} calls failed")
-        return done
+        sample = await closed_loop(call, concurrency, requests)
+        if sample.errors:
+            raise RuntimeError(f"http: {sample.errors} calls failed ({sample.first_error})")
+        return len(sample.latencies_ns)
 
     return run, client.aclose
-
-
-async def otlp_sink(stack: AsyncExitStack, cpu: int | None) -> str:
-    ctx = multiprocessing.get_context("spawn")
-    ports: Any = ctx.Queue()
-    sink = ctx.Process(target=otlp_sink_main, args=(ports, cpu), daemon=True)
-    sink.start()
-    stack.callback(sink.terminate)
-    return f"http://127.0.0.1:{ports.get(timeout=30)}"
 
 
 async def start_variants(
@@ -477,109 +236,6 @@ def print_cpu(variants: list[Variant], args: argparse.Namespace) -> None:
             print(f"{events}: events add {extra:.1f} us/request ({share:.1f}% of router CPU)")
 
 
-# --- components ------------------------------------------------------------------------------------
-
-# (component, fragments of a frame's file path). First match wins; "#..." tags are set below.
-COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
-    ("grpc core + aio", ("/grpc/", "grpc/_cython", "/grpc_status/", "/grpc_health/")),
-    ("protobuf", ("/google/protobuf/", "_pb2.py", "google._upb", "_message.abi3", "/google/type/")),
-    ("api (servicer, codec, interceptor)", ("router_service/api/",)),
-    ("OpenAI door (request, response, errors)", ("router_service/openai_door/", "request_rules.py")),
-    (
-        "engine + request path",
-        (
-            "router_service/engine.py",
-            "router_service/targets.py",
-            "router_service/attempt_recorder.py",
-            "router_service/call.py",
-            "router_service/clock.py",
-        ),
-    ),
-    ("routing decision", ("router_service/routing/", "router_service/catalog.py")),
-    ("live state (resilience)", ("router_service/resilience/",)),
-    ("fleet", ("router_service/fleet/",)),
-    ("providers (adapter, wire)", ("router_service/providers/",)),
-    ("httpx", ("/httpx/", "/httpcore/")),
-    (
-        "aiohttp + transport",
-        ("/aiohttp/", "/httpx_aiohttp/", "/multidict/", "/yarl/", "/propcache/", "_http_parser", "llhttp"),
-    ),
-    ("metrics (prometheus)", ("/prometheus_client/", "#metrics-observer")),
-    ("events (build, encode, queue, send)", ("router_service/telemetry/", "/aiokafka/", "#events-observer")),
-    ("domain", ("router_service/domain.py", "router_service/errors.py")),
-    ("asyncio", ("/asyncio/", "_asynciomodule")),
-    (
-        "event loop + I/O (uvloop, libuv)",
-        ("/uvloop/", "loop.c", "core.c", "linux.c", "stream.c", "uv-common"),
-    ),
-]
-STDLIB = "stdlib / interpreter, unattributed"
-
-
-def _observer_tags() -> list[tuple[int, int, str]]:
-    """Line ranges of observer.py's classes: its metrics and events halves are different components."""
-    ranges = []
-    for cls, tag in (
-        (observer_module.MetricsObserver, "#metrics-observer"),
-        (observer_module.EventObserver, "#events-observer"),
-    ):
-        lines, start = inspect.getsourcelines(cls)
-        ranges.append((start, start + len(lines), tag))
-    return ranges
-
-
-_OBSERVER_PATH = observer_module.__file__.replace(os.sep, "/")
-_OBSERVER_TAGS = _observer_tags()
-
-
-def component_of(path: str, line: int = 0) -> str | None:
-    """The component a frame's file (native: library or C file) belongs to, or None."""
-    if path.endswith("router_service/telemetry/observer.py") or path == _OBSERVER_PATH:
-        # Its module-level helpers (_deployment, _attempt_children) cache the metrics children.
-        path = "#metrics-observer"
-        for start, end, tag in _OBSERVER_TAGS:
-            if line and start <= line < end:
-                path = tag
-    for component, fragments in COMPONENTS:
-        if any(fragment in path for fragment in fragments):
-            return component
-    return None
-
-
-def print_shares(title: str, amounts: dict[str, float], per_request: float | None = None) -> None:
-    """Shares of the total; with `per_request` (the amount one request accounts for), us too."""
-    total = sum(amounts.values())
-    print(title)
-    for name, value in sorted(amounts.items(), key=lambda kv: -kv[1]):
-        us = f"  {value / per_request:8.1f} us" if per_request else ""
-        print(f"  {name:<38} {value / total * 100:5.1f}%{us}")
-
-
-# --- cProfile breakdown ----------------------------------------------------------------------------
-
-
-class ProfileClassifier:
-    """Components of cProfile's functions; builtins and stdlib go to their heaviest caller's."""
-
-    def __init__(self, stats: dict[Any, Any]) -> None:
-        self._stats = stats
-        self._memo: dict[Any, str] = {}
-
-    def component(self, func: tuple[str, int, str], depth: int = 0) -> str:
-        if func in self._memo:
-            return self._memo[func]
-        filename, line, name = func
-        found = component_of(name if filename == "~" else filename.replace(os.sep, "/"), line)
-        if found is None:
-            found = STDLIB
-            callers = self._stats[func][4]
-            if callers and depth < 20:
-                self._memo[func] = STDLIB  # breaks recursion cycles
-                found = self.component(max(callers, key=lambda c: callers[c][2]), depth + 1)
-        self._memo[func] = found
-        return found
-
-
 async def profile(variant: Variant, args: argparse.Namespace) -> None:
     profiler = cProfile.Profile()
     calls = args.profile_reps * args.requests
@@ -588,61 +244,7 @@ async def profile(variant: Variant, args: argparse.Namespace) -> None:
     if args.profile_out:  # for pstats: callers, callees (`print_callers("create_task")`)
         profiler.dump_stats(f"{args.profile_out}.{variant.name}")
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
-    classify = ProfileClassifier(stats)
-    seconds: dict[str, float] = collections.defaultdict(float)
-    for func, (_, _, tottime, _, _) in stats.items():
-        seconds[classify.component(func)] += tottime
-    title = f"\n{variant.name}: cProfile self time by component ({calls} calls; us inflated by cProfile)"
-    print_shares(title, seconds, calls / 1e6)
-    if args.top:
-        print(f"  top {args.top} functions by self time (us per request, calls per request):")
-        for (filename, line, name), (_, ncalls, tottime, _, _) in sorted(
-            stats.items(), key=lambda kv: -kv[1][2]
-        )[: args.top]:
-            where = name if filename == "~" else f"{Path(filename).name}:{line}({name})"
-            print(f"    {tottime / calls * 1e6:7.2f}  {ncalls / calls:5.1f}  {where[:110]}")
-
-
-# --- py-spy breakdown ------------------------------------------------------------------------------
-
-_FRAME = re.compile(r"^(?P<name>.*) \((?P<path>[^()]*?)(?::(?P<line>\d+))?\)$")
-# Leaf functions of a thread that is waiting, not working.
-_IDLE_LEAVES = ("epoll_wait", "epoll_pwait", "poll", "select", "nanosleep", "clock_nanosleep", "futex")
-# Stacks of start-up and of the load generator's plumbing, not of requests.
-_SETUP_MARKERS = ("RouterApp.start", "router_app", "echo_server", "_find_and_load", "events_config")
-
-
-def classify_collapsed(lines: Iterable[str]) -> dict[str, float]:
-    samples: dict[str, float] = collections.defaultdict(float)
-    for raw in lines:
-        stack, _, count = raw.rstrip().rpartition(" ")
-        frames = stack.split(";")
-        leaf = frames[-1].split(" ", 1)[0]
-        idle_thread = "thread_run" in stack and leaf == "syscall"  # grpc's poller in a futex wait
-        if leaf in _IDLE_LEAVES or idle_thread or any(marker in stack for marker in _SETUP_MARKERS):
-            continue
-        samples[_sample_component(frames)] += int(count)
-    return samples
-
-
-def _sample_component(frames: list[str]) -> str:
-    for frame in reversed(frames):
-        match = _FRAME.match(frame)
-        if match is None:
-            continue
-        # py-spy prints paths relative to site-packages ("aiohttp/client.py"): anchor them.
-        path, line = "/" + match["path"], int(match["line"] or 0)
-        found = component_of(path, line)
-        if found is not None:
-            return found
-    return STDLIB
-
-
-def print_collapsed(path: Path) -> None:
-    with path.open() as lines:
-        samples = classify_collapsed(lines)
-    total = sum(samples.values())
-    print_shares(f"{path}: {total:.0f} busy samples by component", samples)
+    print_profile(variant.name, stats, calls, args.top)
 
 
 def parse_args() -> argparse.Namespace:

@@ -395,8 +395,19 @@ async def test_same_request_through_both_doors(
     assert routing["cost_nanos"] == via_grpc.cost.units * NANOS_PER_USD + via_grpc.cost.nanos
     assert via_http.choices[0].message.content == via_grpc.message.content
     events = await read_events(kafka_broker.bootstrap, topic, expected=2 * 3)
-    kinds: dict[str, list[str]] = {}
+    by_request: dict[str, dict[str, Any]] = {}
     for _, event, _, _ in events:
-        kinds.setdefault(event.request_id, []).append(event.WhichOneof("body"))
-    assert set(kinds) == {grpc_routing.request_id, routing["request_id"]}
-    assert sorted(kinds[grpc_routing.request_id]) == sorted(kinds[routing["request_id"]])
+        kind = event.WhichOneof("body")
+        bodies = by_request.setdefault(event.request_id, {})
+        assert kind not in bodies, f"two {kind} events for {event.request_id}"  # one set each
+        bodies[kind] = getattr(event, kind)
+    assert set(by_request) == {grpc_routing.request_id, routing["request_id"]}
+    grpc_events, http_events = by_request[grpc_routing.request_id], by_request[routing["request_id"]]
+    assert sorted(grpc_events) == sorted(http_events) == ["attempt", "completion", "decision"]
+    decisions = [(e["decision"].policy, e["decision"].chosen) for e in (grpc_events, http_events)]
+    assert decisions[0] == decisions[1]
+    assert http_events["decision"].fallbacks == grpc_events["decision"].fallbacks
+    completions = [e["completion"] for e in (grpc_events, http_events)]
+    assert completions[0].cost_nanos_usd == completions[1].cost_nanos_usd == routing["cost_nanos"]
+    assert completions[0].usage == completions[1].usage
+    assert [c.stream for c in completions] == [False, False]

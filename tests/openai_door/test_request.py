@@ -100,6 +100,32 @@ def test_a_full_request_translates_as_the_codec_does() -> None:
     assert [m.role for m in http.messages] == [Role.SYSTEM, Role.USER, Role.ASSISTANT, Role.TOOL]
 
 
+def test_structured_output_and_max_tokens_translate_as_the_codec_does() -> None:
+    """json_schema (its schema and name) and the older `max_tokens` spelling, through both doors."""
+    struct = struct_pb2.Struct()
+    struct.update(PARAMS)
+    grpc = codec.chat_from_proto(
+        grpc_chat(
+            messages=[pb.Message(role=pb.ROLE_USER, content="Weather?")],
+            response_format=pb.ResponseFormat(
+                type=pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA, json_schema=struct, schema_name="weather"
+            ),
+            options=pb.GenerationOptions(max_output_tokens=32, stop_sequences=["a", "b"]),
+        )
+    )
+    http = openai(
+        {
+            "messages": [{"role": "user", "content": "Weather?"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "weather", "schema": PARAMS}},
+            "max_tokens": 32,
+            "stop": ["a", "b"],
+        }
+    ).chat
+    assert http == grpc
+    assert http.response_format is not None and http.response_format.json_schema == PARAMS
+    assert http.response_format.schema_name == "weather"
+
+
 def test_model_names() -> None:
     assert openai({"messages": [{"role": "user", "content": "x"}]}).chat.selection.model == "m1"
     alias = chat_from_openai({"model": "fast", "messages": [{"role": "user", "content": "x"}]}, {}, ALIASES)

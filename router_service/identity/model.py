@@ -15,8 +15,10 @@ from router_service.domain import DataSensitivity
 
 
 class Scope(enum.Enum):
-    """What a key may call. `evaluate` may score any request of its own customer; `admin` manages
-    keys. Health and reflection need none."""
+    """What a key may call. `evaluate` may score any request of its own customer. Health and
+    reflection need none. `admin` is reserved for a key-management RPC, which does not exist:
+    `routerctl keys` writes the store itself, so the admin right is access to the store (the key
+    file's permissions, the Redis credentials), and no RPC checks this scope."""
 
     ROUTE = "route"
     COMPLETE = "complete"

@@ -321,10 +321,20 @@ def _message(m: pb.Message, path: str, v: _Violations) -> Message:
 _MESSAGE_PATHS = MessagePaths()
 
 
+# Where a valid tool call's checks would name its fields: nowhere, as they find nothing.
+_UNNAMED_CALL = ToolCallPaths("", "", "")
+
+
 def _tool_call(c: pb.ToolCall, path: str, v: _Violations) -> ToolCall:
-    paths = ToolCallPaths(f"{path}.id", f"{path}.name", f"{path}.arguments_json")
-    arguments = check_tool_call(c.id, c.name, c.arguments_json, paths, v)
-    return ToolCall(id=c.id, name=c.name, arguments_json=arguments)
+    """The shared check runs first with unnamed paths into a scratch list; only a call it faults
+    is checked again with the real paths (three f-strings and a dataclass saved per valid call)."""
+    call_id, name, arguments_json = c.id, c.name, c.arguments_json
+    scratch = _Violations()
+    arguments = check_tool_call(call_id, name, arguments_json, _UNNAMED_CALL, scratch)
+    if scratch.items:
+        paths = ToolCallPaths(f"{path}.id", f"{path}.name", f"{path}.arguments_json")
+        check_tool_call(call_id, name, arguments_json, paths, v)
+    return ToolCall(call_id, name, arguments)
 
 
 def _tools(msg: pb.ChatRequest, prefix: str, v: _Violations) -> tuple[ToolSpec, ...]:
@@ -447,8 +457,10 @@ def _hints(msg: pb.ChatRequest, paths: _Paths, v: _Violations) -> RoutingHints:
 def _tags(tags: Any, path: str, v: _Violations) -> dict[str, str]:
     if not tags:
         return {}
-    check_tags(tags, path, v)
-    return dict(tags)
+    # Copied first, then checked: iterating a protobuf map goes through Python's Mapping mixins.
+    copied = dict(tags)
+    check_tags(copied, path, v)
+    return copied
 
 
 def feedback_from_proto(msg: pb.FeedbackRequest) -> tuple[str, float, dict[str, str]]:

@@ -1,7 +1,7 @@
 """What a key may reach, over real gRPC (real router, real key file, real simulated providers),
 for the paths tests/integration/test_keys.py does not take: a policy (the third way to ask for
-a model, after a pin and an alias), a key's own default policy, the Stream RPC's scope, and
-`auth.mode: optional` (anonymous callers)."""
+a model, after a pin and an alias), a key's own default policy, the Stream RPC's scope,
+`auth.mode: optional` (anonymous callers), and the warning `off` gives beyond loopback."""
 
 from __future__ import annotations
 
@@ -126,3 +126,15 @@ async def test_optional_mode_serves_anonymous_callers_with_their_own_scopes(sims
             assert (code, message) == (grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
     finally:
         await app.stop(grace_s=1)
+
+
+@pytest.mark.parametrize(("listen", "warned"), [("0.0.0.0:0", True), ("127.0.0.1:0", False)])
+async def test_auth_off_beyond_loopback_is_warned_about(
+    sims: Sims, listen: str, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = router_config_dict(sims)
+    config["server"]["listen"] = listen
+    app = RouterApp(parse_config(config))
+    await app.start()
+    await app.stop(grace_s=1)
+    assert ("auth.mode is off on a non-loopback address" in caplog.text) is warned

@@ -20,6 +20,7 @@ Steps:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -298,33 +299,33 @@ def _learned_views(
     """`_views` with each candidate's posterior: estimate, uncertainty, the scores it rests on,
     and whether it is this request's exploration probe."""
     table = ctx.table
+    # Built as not probes, then the probe (at most one) rebuilt: no index or comparison per
+    # candidate on the request path (50 views are a large part of a learned decision).
+    views = [
+        CandidateView(
+            provider,
+            model,
+            reason is None,
+            reason or "",
+            score,
+            cost,
+            posterior.mean,
+            known,
+            posterior.sd,
+            posterior.count,
+        )
+        for provider, model, reason, score, cost, posterior, known in zip(
+            table.providers,
+            table.models,
+            reasons,
+            scores,
+            ctx.cost_nanos,
+            ctx.posteriors,
+            ctx.quality_known,
+            strict=True,
+        )
+    ]
     explored = ctx.explored
-    return tuple(
-        [
-            CandidateView(
-                provider,
-                model,
-                reason is None,
-                reason or "",
-                score,
-                cost,
-                posterior.mean,
-                known,
-                posterior.sd,
-                posterior.count,
-                i == explored,
-            )
-            for i, (provider, model, reason, score, cost, posterior, known) in enumerate(
-                zip(
-                    table.providers,
-                    table.models,
-                    reasons,
-                    scores,
-                    ctx.cost_nanos,
-                    ctx.posteriors,
-                    ctx.quality_known,
-                    strict=True,
-                )
-            )
-        ]
-    )
+    if explored >= 0:  # a probe: a share of traffic the exploration budget bounds
+        views[explored] = dataclasses.replace(views[explored], exploration=True)
+    return tuple(views)

@@ -109,7 +109,9 @@ async def _stack(template: Path, port: int) -> None:
         await stack.enter_async_context(router)
         consumers.start()  # after the router: it created the events topic the consumers read
         key = dev_secret if config.auth.mode != "off" else ""
-        _print_endpoints(env, router.port, config.metrics.listen, consumers.metrics_listen, key)
+        door = config.server.openai_http  # README "OpenAI-compatible endpoint"
+        door_url = f"http://{door.listen.rpartition(':')[0]}:{router.openai_port}/v1" if door else ""
+        _print_endpoints(env, router.port, config.metrics.listen, consumers.metrics_listen, key, door_url)
         await stop.wait()
         print("\nstopping...", flush=True)
 
@@ -182,7 +184,7 @@ def _report_failure(task: asyncio.Task[None]) -> None:
 
 
 def _print_endpoints(
-    env: dict[str, str], port: int, metrics_listen: str, consumer_metrics: str, dev_key: str
+    env: dict[str, str], port: int, metrics_listen: str, consumer_metrics: str, dev_key: str, door_url: str
 ) -> None:
     kafka = env["KAFKA_BOOTSTRAP_SERVERS"]
     snapshot_topics = ", ".join(job.snapshot_topic for job in JOBS.values())
@@ -190,6 +192,9 @@ def _print_endpoints(
         "embedded stack is up (Ctrl-C stops everything):",
         f"  kafka              {kafka}   (topic llmrouter.events.v1)",
         f"  router gRPC        127.0.0.1:{port}   (router.v1.RouterService, health, reflection)",
+        f"  router OpenAI HTTP {door_url}   (POST /chat/completions, GET /models)"
+        if door_url
+        else "  router OpenAI HTTP disabled",
         f"  router metrics     http://{metrics_listen}/metrics"
         if metrics_listen
         else "  router metrics     disabled",

@@ -32,6 +32,7 @@ def test_the_readme_example_is_short_and_names_the_embedded_address() -> None:
 
 
 def test_the_readme_example_answers_against_up(stack: Stack) -> None:
+    assert f"router OpenAI HTTP http://{stack.openai_listen}/v1 " in stack.text()  # what `up` printed
     code = readme_example().replace(README_ADDRESS, stack.openai_listen)
     env = {**os.environ, "ROUTER_API_KEY": stack.key}
     ran = subprocess.run(

@@ -64,6 +64,7 @@ from router_service.routing.policy import HedgeConfig, Policy
 from router_service.routing.router import Router
 from router_service.routing.strategies import StrategyParams
 from router_service.sim import drill
+from router_service.sim.recovery_drill import recovery_drill
 
 RESULTS = Path(__file__).parent / "results" / "routing.json"
 SIZES = (5, 50)
@@ -349,7 +350,7 @@ async def run_drills() -> list[DrillRow]:
         )
     # 4. sim-a recovers as soon as its breaker opens (cooldown 1 s, ramp 1 s).
     async with drill.started_sims() as sims:
-        recovery = await drill.recovery_drill(sims, concurrency=16, duration_s=5.0)
+        recovery = await recovery_drill(sims, concurrency=16, duration_s=5.0)
     rows.append(
         drill_row(
             "4 sim-a recovers (cooldown 1 s, ramp 1 s)",

@@ -25,11 +25,11 @@ from router_service.sim.drill import (
     drive,
     hang_drill,
     percentile,
-    recovery_drill,
     running_router,
     share,
     success_rate_drill,
 )
+from router_service.sim.recovery_drill import recovery_drill
 from tests.integration.conftest import Sims
 
 

@@ -367,26 +367,55 @@ async def test_keys_and_scopes_as_grpc(keyed_router: tuple[RouterApp, dict[str, 
     assert "'stream' scope" in no_stream.value.message
 
 
-async def test_same_request_through_both_doors(
+@pytest.fixture
+async def events_router(
     sims: Sims, kafka_broker: EmbeddedBroker, tmp_path: Path
-) -> None:
-    """One request through gRPC, the same through HTTP: the same decision, attempts and cost, and
-    each one set of events of the same kinds (the engine's observer, not the door, publishes)."""
+) -> AsyncIterator[tuple[RouterApp, str]]:
+    """A door router publishing its events to a topic of its own on the embedded broker."""
     topic = f"test.openai.door.{tmp_path.name[-12:]}"
     config = door_config(sims)
     config["events"] = events_config(kafka_broker, topic, tmp_path / "spool")
     app = RouterApp(parse_config(config))
     await app.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-            stub = pb_grpc.RouterServiceStub(channel)
-            via_grpc = await stub.Complete(
-                pb.CompleteRequest(chat=chat(options=pb.GenerationOptions(temperature=0.5)))
-            )
-        async with sdk(app) as client:
-            via_http = await client.chat.completions.create(model="router", messages=HELLO, temperature=0.5)
-    finally:
-        await app.stop(grace_s=2)
+    yield app, topic
+    await app.stop(grace_s=2)  # idempotent: a test may stop it first, to flush the events
+
+
+async def assert_one_matching_set(
+    bootstrap: str, topic: str, grpc_id: str, http_id: str, cost_nanos: int, *, stream: bool
+) -> None:
+    """Each request published one decision, attempt and completion, with the same policy, chosen
+    deployment, fallbacks, usage and exact cost (the engine's observer publishes, not a door)."""
+    by_request: dict[str, dict[str, Any]] = {}
+    for _, event, _, _ in await read_events(bootstrap, topic, expected=2 * 3):
+        kind = event.WhichOneof("body")
+        bodies = by_request.setdefault(event.request_id, {})
+        assert kind not in bodies, f"two {kind} events for {event.request_id}"
+        bodies[kind] = getattr(event, kind)
+    assert set(by_request) == {grpc_id, http_id}
+    via_grpc, via_http = by_request[grpc_id], by_request[http_id]
+    assert sorted(via_grpc) == sorted(via_http) == ["attempt", "completion", "decision"]
+    for field in ("policy", "strategy", "chosen", "fallbacks"):
+        assert getattr(via_http["decision"], field) == getattr(via_grpc["decision"], field), field
+    completions = [via_grpc["completion"], via_http["completion"]]
+    assert completions[0].cost_nanos_usd == completions[1].cost_nanos_usd == cost_nanos
+    assert completions[0].usage == completions[1].usage
+    assert [c.stream for c in completions] == [stream, stream]
+
+
+async def test_same_request_through_both_doors(
+    events_router: tuple[RouterApp, str], kafka_broker: EmbeddedBroker
+) -> None:
+    """One request through gRPC, the same through HTTP: the same decision, attempts, answer and
+    cost, and one set of events each that agree."""
+    app, topic = events_router
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        stub = pb_grpc.RouterServiceStub(channel)
+        options = pb.GenerationOptions(temperature=0.5)
+        via_grpc = await stub.Complete(pb.CompleteRequest(chat=chat(options=options)))
+    async with sdk(app) as client:
+        via_http = await client.chat.completions.create(model="router", messages=HELLO, temperature=0.5)
+    await app.stop(grace_s=2)  # flushes the publisher
     routing = (via_http.model_extra or {})["router"]
     grpc_routing = via_grpc.routing
     assert routing["deployment"] == f"{grpc_routing.provider}/{grpc_routing.model}"
@@ -394,20 +423,41 @@ async def test_same_request_through_both_doors(
     assert len(routing["attempts"]) == len(grpc_routing.attempts)
     assert routing["cost_nanos"] == via_grpc.cost.units * NANOS_PER_USD + via_grpc.cost.nanos
     assert via_http.choices[0].message.content == via_grpc.message.content
-    events = await read_events(kafka_broker.bootstrap, topic, expected=2 * 3)
-    by_request: dict[str, dict[str, Any]] = {}
-    for _, event, _, _ in events:
-        kind = event.WhichOneof("body")
-        bodies = by_request.setdefault(event.request_id, {})
-        assert kind not in bodies, f"two {kind} events for {event.request_id}"  # one set each
-        bodies[kind] = getattr(event, kind)
-    assert set(by_request) == {grpc_routing.request_id, routing["request_id"]}
-    grpc_events, http_events = by_request[grpc_routing.request_id], by_request[routing["request_id"]]
-    assert sorted(grpc_events) == sorted(http_events) == ["attempt", "completion", "decision"]
-    decisions = [(e["decision"].policy, e["decision"].chosen) for e in (grpc_events, http_events)]
-    assert decisions[0] == decisions[1]
-    assert http_events["decision"].fallbacks == grpc_events["decision"].fallbacks
-    completions = [e["completion"] for e in (grpc_events, http_events)]
-    assert completions[0].cost_nanos_usd == completions[1].cost_nanos_usd == routing["cost_nanos"]
-    assert completions[0].usage == completions[1].usage
-    assert [c.stream for c in completions] == [False, False]
+    await assert_one_matching_set(
+        kafka_broker.bootstrap,
+        topic,
+        grpc_routing.request_id,
+        routing["request_id"],
+        routing["cost_nanos"],
+        stream=False,
+    )
+
+
+async def test_same_stream_through_both_doors(
+    events_router: tuple[RouterApp, str], kafka_broker: EmbeddedBroker
+) -> None:
+    """The streamed twin: the same text, deployment and cost at the end, the same events."""
+    app, topic = events_router
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        stub = pb_grpc.RouterServiceStub(channel)
+        messages = [m async for m in stub.Stream(pb.StreamRequest(chat=chat()), timeout=20)]
+    async with sdk(app) as client:
+        stream = await client.chat.completions.create(model="router", messages=HELLO, stream=True)
+        chunks = [chunk async for chunk in stream]
+    await app.stop(grace_s=2)
+    end = messages[-1].end
+    grpc_text = "".join(m.delta.text for m in messages if m.WhichOneof("event") == "delta")
+    http_text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finish = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
+    routing = (finish.model_extra or {})["router"]
+    assert http_text == grpc_text and http_text
+    assert routing["deployment"] == f"{end.routing.provider}/{end.routing.model}"
+    assert routing["cost_nanos"] == end.cost.units * NANOS_PER_USD + end.cost.nanos
+    await assert_one_matching_set(
+        kafka_broker.bootstrap,
+        topic,
+        end.routing.request_id,
+        routing["request_id"],
+        routing["cost_nanos"],
+        stream=True,
+    )

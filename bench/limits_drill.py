@@ -96,6 +96,11 @@ class Params:
     kill_at_s: float | None = None  # default: halfway
     reservation_ttl_s: float = 15.0
     seed: int = 7
+    # A burst shorter than a minute starts when it fits in one calendar minute (waits for the
+    # next otherwise): the TPM counter is per calendar minute, and a short burst split over two
+    # may reach the limit in neither (no refusal), or bind in both with the first's in-flight
+    # calls counted in the second's rollup minute.
+    one_minute: bool = False
 
 
 @dataclass
@@ -409,6 +414,8 @@ def start_costs_consumer(stack: Stack) -> subprocess.Popen[bytes]:
 
 async def run_burst(p: Params, routers: list[Server], secrets: dict[str, str]) -> Burst:
     """The callers, half per team, until `p.seconds`; router 2 is SIGKILLed at `kill_at_s`."""
+    if p.one_minute:
+        await asyncio.sleep(wait_to_fit_minute(time.time(), p.seconds))
     ports = [r.port for r in routers]
     alive = [True, True, True]
     outcomes = {"budget": Outcomes(), "tpm": Outcomes()}
@@ -425,6 +432,12 @@ async def run_burst(p: Params, routers: list[Server], secrets: dict[str, str]) -
     killed_at_s = time.monotonic() - started
     await asyncio.gather(*tasks)
     return Burst(outcomes, started_wall, time.time(), killed_at_s)
+
+
+def wait_to_fit_minute(now: float, seconds: float, margin_s: float = 1.0) -> float:
+    """Seconds to wait so that `seconds` from then (plus a margin) end in the same calendar minute."""
+    into = now % 60
+    return 0.0 if into + seconds + margin_s <= 60 else 60 - into + 0.05  # just past the boundary
 
 
 async def stop_stack(stack: Stack) -> None:

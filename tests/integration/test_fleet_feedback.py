@@ -276,7 +276,9 @@ def _b_health_view_is_stale(fleet: Fleet) -> bool:
     return Topic.HEALTH in fleet.router_b.engine.fleet.view.stale
 
 
-STALE_AFTER_S = 5.0  # short, to keep the test short; long enough for a loaded CI machine's stalls
+# Short, to keep the test short (it sleeps twice this, then waits it out); still six of the
+# consumers' 0.5 s snapshot intervals, so a loaded CI machine's stalls do not make it stale.
+STALE_AFTER_S = 3.0
 
 
 @pytest.mark.parametrize("fleet", [STALE_AFTER_S], indirect=True)

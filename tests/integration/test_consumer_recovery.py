@@ -18,9 +18,11 @@ from router_service.embedded.broker import EmbeddedBroker
 async def test_a_killed_consumer_resumes_at_its_checkpoint_and_counts_nothing_twice(
     kafka_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
+    # Static membership: Tansu holds the restarted member's join until the dead one's session
+    # expires, so the session timeout (10 s by default) was most of this test's time.
     plan = Plan(
         rate=200.0, history=6_000, warmup_s=3.0, down_s=0.5, interval_s=2.0, timeout_s=90.0,
-        group_instance_id="test-0",
+        group_instance_id="test-0", session_timeout_ms=3_000,
     )  # fmt: skip
     result = await recovery(kafka_broker.bootstrap, plan, tmp_path)
     print(f"\n[recovery] {result}")

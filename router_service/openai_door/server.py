@@ -9,7 +9,8 @@ request ledger, so gRPC `Feedback` may score a request served here.
 
 Why aiohttp: it is already a dependency (the upstream client), and on this machine it served a
 hello-world POST at 1.34x uvicorn+starlette's rate at c=32, p50 +0.02 ms at c=1
-(bench/http_servers.py, bench/results/http_servers.json; README "OpenAI-compatible endpoint"). HTTP/1.1 keep-alive is aiohttp's (idle connections closed after `keepalive_timeout_s`);
+(bench/http_servers.py, bench/results/http_servers.json; README "OpenAI-compatible endpoint").
+HTTP/1.1 keep-alive is aiohttp's (idle connections closed after `keepalive_timeout_s`);
 `handler_cancellation` is on, so a caller that disconnects cancels its handler, and with it the
 upstream call (a closed stream does the same through the failed write).
 

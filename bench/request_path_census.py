@@ -38,7 +38,7 @@ import grpc
 import uvloop
 
 from bench.overhead_clients import PROMPT
-from bench.profile_request_path import router_app, router_config, sim_main
+from bench.profile_servers import router_app, router_config, sim_main
 from router_contract._gen.router.v1 import router_pb2 as pb
 from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
 

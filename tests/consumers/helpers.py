@@ -265,10 +265,15 @@ async def read_records(bootstrap: str, topic: str, timeout_s: float = 10.0) -> l
                     out.append(SnapshotRecord(message.key.decode(), value, message.timestamp))
             if draining:
                 break
-            # Tansu reports the base offset of a partition's last batch as its end (see publish):
-            # an end of 0 is an empty partition or one batch, fetched by the second poll.
+            # Tansu reports the base offset of a partition's last batch as its end (see publish),
+            # or the true end. A position at that end has read all but at most that one batch: a
+            # partition also quiet in this poll (and the draining one) has none (a writer that has
+            # stopped never moves past the true end: this used to wait out the timeout).
             positions = {tp: await consumer.position(tp) for tp in tps}
-            draining = all(positions[tp] > end[tp] or (end[tp] == 0 and polls >= 2) for tp in tps)
+            draining = all(
+                positions[tp] > end[tp] or (positions[tp] == end[tp] and polls >= 2 and tp not in batches)
+                for tp in tps
+            )
     finally:
         await consumer.stop()
     return out

@@ -336,3 +336,27 @@ def test_any_feedback_converts_or_names_its_violations(request: pb.FeedbackReque
         codec.feedback_from_proto(request)
     except InvalidRequestError as exc:
         assert exc.violations
+
+
+def test_a_faulty_tool_call_names_every_field_at_fault_by_its_path() -> None:
+    """A valid call is checked with unnamed paths first; a faulty one must still be named."""
+    call = pb.ToolCall(id="", name="bad name", arguments_json="[1]")
+    chat = pb.ChatRequest(messages=[user(), pb.Message(role=pb.ROLE_ASSISTANT, tool_calls=[call])])
+    assert violations(chat) == {
+        "chat.messages[1].tool_calls[0].id": "must not be empty",
+        "chat.messages[1].tool_calls[0].name": "must be 1-64 characters of [A-Za-z0-9_-]",
+        "chat.messages[1].tool_calls[0].arguments_json": "must be a JSON object",
+    }
+
+
+def test_each_prefix_names_its_own_paths() -> None:
+    """Field paths are built once per prefix: a second prefix gets its own, not the first's."""
+    chat = pb.ChatRequest(options=pb.GenerationOptions(temperature=3), tags={"": "v"})
+    for prefix in ("chat", "route.chat"):
+        with pytest.raises(InvalidRequestError) as caught:
+            codec.chat_from_proto(chat, prefix)
+        assert [v.field for v in caught.value.violations] == [
+            f"{prefix}.messages",
+            f"{prefix}.options.temperature",
+            f"{prefix}.tags['']",
+        ]

@@ -22,7 +22,7 @@ from router_service.app import RouterApp
 from router_service.settings import parse_config
 from tests.integration.conftest import Sims
 from tests.integration.test_openai_door import HELLO, door_config
-from tests.integration.test_openai_door_node import CASE_TIMEOUT_S, CLIENT_DIR, NODE, SCRIPT, node_sdk
+from tests.integration.test_openai_door_node import CASE_TIMEOUT_S, CLIENT_DIR, SCRIPT, node_sdk
 
 __all__ = ["node_sdk"]  # the fixture, imported for the tests below
 
@@ -106,7 +106,6 @@ async def test_python_sdk_sees_429_and_retries_after_retry_after(
     assert statuses == [429, 200] and completion.choices[0].message.content
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed (make proto-ts needs it too)")
 async def test_node_sdk_sees_429_and_retries_after_retry_after(
     node_sdk: str, limited_router: RouterApp, sims: Sims
 ) -> None:

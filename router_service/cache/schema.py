@@ -9,19 +9,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from router_service.cache.key import ScopeBy
 from router_service.cache.rules import EVERYONE, CacheRules
+from router_service.schema_base import StrictModel
 
 # The Redis key prefix of entries. Here, not in redis_store.py: reading config must not import redis.
 DEFAULT_PREFIX = "llmrouter:cache:"
 
 
-class CacheConfig(BaseModel):
+class CacheConfig(StrictModel):
     """The response cache (README "Caching")."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
     store: Literal["memory", "redis"] = "memory"  # memory: this router alone; redis: shared

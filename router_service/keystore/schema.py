@@ -7,21 +7,18 @@ from __future__ import annotations
 import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from router_service.domain import DataSensitivity
 from router_service.identity.key_secret import KEY_ID_RE, check_hash
 from router_service.identity.model import DEFAULT_SCOPES, Identity, Scope
 from router_service.identity.records import Credential, KeyRecord
+from router_service.schema_base import StrictModel
 
 ScopeName = Literal["route", "complete", "stream", "feedback", "evaluate", "admin"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SecretConfig(_Strict):
+class SecretConfig(StrictModel):
     hash: str  # sha256$<salt hex>$<digest hex>, from `routerctl keys create`
     not_after: datetime.datetime | None = None  # set by rotation: the old secret's last moment
 
@@ -32,7 +29,7 @@ class SecretConfig(_Strict):
         return value
 
 
-class IdentityConfig(_Strict):
+class IdentityConfig(StrictModel):
     """Who a key, a client certificate or the anonymous caller is, and what it may use."""
 
     team: str = ""
@@ -114,7 +111,7 @@ class KeyConfig(IdentityConfig):
         )
 
 
-class KeyFileConfig(_Strict):
+class KeyFileConfig(StrictModel):
     keys: list[KeyConfig] = Field(default_factory=list)
 
     @field_validator("keys")

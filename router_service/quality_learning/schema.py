@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from router_service.routing.learning import (
     BudgetConfig,
@@ -17,13 +17,10 @@ from router_service.routing.learning import (
     LearnerConfig,
     PosteriorConfig,
 )
+from router_service.schema_base import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ExplorationSettings(_Strict):
+class ExplorationSettings(StrictModel):
     """How much of the traffic and the spend probes of uncertain candidates may take."""
 
     traffic_share: Annotated[float, Field(ge=0, le=1)] = 0.10
@@ -31,7 +28,7 @@ class ExplorationSettings(_Strict):
     window_half_life_s: Annotated[float, Field(gt=0)] = 3_600.0  # both shares kept over this window
 
 
-class DriftSettings(_Strict):
+class DriftSettings(StrictModel):
     """The per-arm drop detector (one-sided Page-Hinkley), in units of the arm's score spread."""
 
     enabled: bool = True
@@ -40,7 +37,7 @@ class DriftSettings(_Strict):
     min_count: Annotated[float, Field(ge=0)] = 8.0  # decayed scores an arm needs before it can ring
 
 
-class LearningConfig(_Strict):
+class LearningConfig(StrictModel):
     """Quality learned online per (deployment, request region) for policies using `learned`."""
 
     half_life_s: Annotated[float, Field(gt=0)] = 86_400.0  # a score's weight halves per this much time

@@ -1,17 +1,25 @@
-"""Store operations of one event-loop turn, sent to Redis as ONE script call.
+"""Store operations sent to Redis as ONE script call per round trip, on one connection of their own.
 
 Each operation is a JSON text (one ARGV entry) and the script (redis_store.py) runs them in the
 order they were asked, each atomic on its own (the whole call is atomic, which is stronger), and
-answers one JSON array, one entry per operation. In redis-py most of a call's cost is the client's
-own Python, per command and per argument: a turn's 32 reserves and settles as one command of 32
-arguments cost a fraction of 32 EVALSHAs (bench/governance.py has the numbers).
+answers one JSON array, one entry per operation.
 
-Urgent operations (reserve: a caller waits) go out on the next loop turn. Settles are not urgent
-(the reservation already holds the money; nobody waits but the bookkeeping): they linger up to
-`linger_s` and ride along with the next reserve, so a steady stream of requests costs one round trip
-each, not two. A settle is never dropped silently: when `max_pending` settles are already waiting
-(the store is slow or down), a new one fails at once with `StoreUnavailableError` and the governor
-counts it as lost, as it does when the store does not answer.
+One sender task owns one connection and keeps at most one script call in flight: what is asked
+while a call is out goes together in the next one, so under load the batches grow instead of the
+round trips (bench/governance.py, bench/overhead.py --limits-only have the numbers). It writes
+and reads that connection through redis-py's public `Connection` calls (pack_command,
+send_packed_command, read_response), not through `Redis.execute_command`: no pool lock, retry
+wrapper or response callback per call, and the timeout is one `asyncio.timeout` around the round
+trip instead of a task per write (redis-py's `asyncio.wait_for`) plus a timer per read. A call that
+times out or breaks closes the connection (its answer could arrive later, out of step); the next
+call opens a new one.
+
+Urgent operations (reserve: a caller waits) wake the sender at once. Settles are not urgent (the
+reservation already holds the money; nobody waits but the bookkeeping): they linger up to
+`linger_s` and ride along with the next reserve, so a steady stream of requests costs one round
+trip each, not two. A settle is never dropped silently: when `max_pending` settles are already
+waiting (the store is slow or down), a new one fails at once with `StoreUnavailableError` and the
+governor counts it as lost, as it does when the store does not answer.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from router_service.limits.store import StoreUnavailableError
 
@@ -41,17 +50,23 @@ class OpBatcher:
         linger_s: float = 0.002,
         max_pending: int = 10_000,
     ) -> None:
-        self._redis = client
+        pool = client.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        # The round trip's own timeout replaces the connection's (see the module docstring).
+        self._timeout_s: float | None = kwargs.pop("socket_timeout", None)
+        self._connection: AbstractConnection = pool.connection_class(**kwargs)
         self._source = source
         self._sha: str | None = None
-        self._keys = list(keys)  # the script's KEYS
-        self._args = list(args)  # its ARGV before the operations
+        self._head = [len(keys), *keys, *args]  # EVALSHA's arguments before the operations
         self._linger_s = linger_s
         self._max_pending = max_pending
         self._queue: list[_Op] = []
-        self._soon: asyncio.Handle | None = None
+        self._urgent = False  # something in the queue has a caller waiting
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # nothing queued to send now, nothing in flight
+        self._idle.set()
         self._later: asyncio.TimerHandle | None = None
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sender: asyncio.Task[None] | None = None
 
     def call(self, op: str, *, urgent: bool = True) -> asyncio.Future[Any]:
         """Queue one operation (its JSON text); the future gets its answer (decoded JSON)."""
@@ -62,35 +77,54 @@ class OpBatcher:
             return future
         self._queue.append((op, future))
         if urgent or len(self._queue) >= MAX_BATCH:
-            if self._soon is None:
-                self._soon = loop.call_soon(self._flush)
-        elif self._later is None and self._soon is None:
-            self._later = loop.call_later(self._linger_s, self._flush)
+            self._send_now()
+        elif self._later is None and not self._urgent:
+            self._later = loop.call_later(self._linger_s, self._send_now)
         return future
 
     async def drain(self) -> None:
-        """Send what waits now and wait for every call in flight."""
+        """Send what waits now and wait until it and the call in flight are answered."""
         if self._queue:
-            self._flush()
-        while self._sending:
-            await asyncio.gather(*list(self._sending), return_exceptions=True)
+            self._send_now()
+        await self._idle.wait()
 
-    def _flush(self) -> None:
-        for handle in (self._soon, self._later):
-            if handle is not None:
-                handle.cancel()
-        self._soon = self._later = None
-        batch, self._queue = self._queue, []
-        loop = asyncio.get_running_loop()
-        for i in range(0, len(batch), MAX_BATCH):
-            task = loop.create_task(self._send(batch[i : i + MAX_BATCH]))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+    async def aclose(self) -> None:
+        """Drain, stop the sender and close the connection."""
+        await self.drain()
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+            self._sender = None
+        await self._connection.disconnect()
+
+    def _send_now(self) -> None:
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
+        self._urgent = True
+        self._idle.clear()
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            # One call in flight: what is asked meanwhile waits for the answer, then goes together.
+            while self._urgent and self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                self._urgent = len(self._queue) >= MAX_BATCH
+                await self._send(batch)
+            if self._queue and self._later is None and not self._urgent:
+                self._later = asyncio.get_running_loop().call_later(self._linger_s, self._send_now)
+            if not self._urgent:
+                self._idle.set()
 
     async def _send(self, batch: list[_Op]) -> None:
         try:
             answers = await self._execute([op for op, _ in batch])
-        except (RedisError, OSError, ValueError) as exc:
+        except (RedisError, OSError, ValueError, TimeoutError) as exc:
             failure = StoreUnavailableError(f"limits store: {type(exc).__name__}: {exc}")
             for _, future in batch:
                 if not future.done():
@@ -105,18 +139,34 @@ class OpBatcher:
                 future.set_result(answer)
 
     async def _execute(self, ops: list[str]) -> list[Any]:
-        if self._sha is None:
-            self._sha = str(await self._redis.script_load(self._source))
         try:
-            raw = await self._evalsha(ops)
-        except NoScriptError:  # the server restarted or flushed its scripts: nothing ran
-            self._sha = str(await self._redis.script_load(self._source))
-            raw = await self._evalsha(ops)
+            async with asyncio.timeout(self._timeout_s):
+                raw = await self._evalsha(ops)
+        except ResponseError:
+            raise  # an error reply: the connection is still in step
+        except BaseException:
+            # Timed out or broken mid-call: an answer may still come, out of step with the next.
+            await self._connection.disconnect(nowait=True)
+            raise
         answers: list[Any] = json.loads(raw)
         if len(answers) != len(ops):
             raise ValueError(f"{len(answers)} answers to {len(ops)} operations")
         return answers
 
     async def _evalsha(self, ops: list[str]) -> Any:
-        assert self._sha is not None
-        return await self._redis.evalsha(self._sha, len(self._keys), *self._keys, *self._args, *ops)
+        if self._sha is None:
+            self._sha = await self._load()
+        try:
+            return await self._round_trip("EVALSHA", self._sha, *self._head, *ops)
+        except NoScriptError:  # the server restarted or flushed its scripts: nothing ran
+            self._sha = await self._load()
+            return await self._round_trip("EVALSHA", self._sha, *self._head, *ops)
+
+    async def _load(self) -> str:
+        sha = await self._round_trip("SCRIPT", "LOAD", self._source)
+        return sha.decode() if isinstance(sha, bytes) else str(sha)
+
+    async def _round_trip(self, *command: Any) -> Any:
+        connection = self._connection
+        await connection.send_packed_command(connection.pack_command(*command), check_health=False)
+        return await connection.read_response()  # raises an error reply (ResponseError)

@@ -125,3 +125,45 @@ async def test_settles_beyond_the_bound_fail_at_once_never_silently(redis_server
 
 def store_key(store: RedisLimitStore, counter: str) -> str:
     return f"{store.prefix}c:{counter}"
+
+
+async def test_reserves_asked_while_a_call_is_out_go_together_in_the_next(
+    store: RedisLimitStore, redis_server: str
+) -> None:
+    client = aioredis.Redis.from_url(redis_server)
+    try:
+        assert (await store.reserve("warm", [check("cost:team:t", 1000, 1)], T0, T0 + 60)).admitted
+        before = await evalsha_calls(client)
+        await client.client_pause(300)  # holds the first call in flight
+        first = asyncio.ensure_future(store.reserve("a", [check("cost:team:t", 1000, 10)], T0, T0 + 60))
+        later = []
+        for i in range(10):  # each asked on a loop turn of its own, while the first is out
+            await asyncio.sleep(0.005)
+            later.append(
+                asyncio.ensure_future(store.reserve(f"b{i}", [check("cost:team:t", 1000, 10)], T0, T0 + 60))
+            )
+        outcomes = await asyncio.gather(first, *later)
+        assert await evalsha_calls(client) - before == 2
+    finally:
+        await client.aclose()
+    assert all(o.admitted for o in outcomes)
+    assert [o.currents for o in outcomes] == [(1 + 10 * i,) for i in range(11)]  # in the order asked
+    assert await store.read("cost:team:t", -1, T0) == (0, 111)
+
+
+async def test_a_call_that_times_out_fails_and_the_next_one_works(redis_server: str) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}:{{limits}}:"
+    impatient = RedisLimitStore.from_url(redis_server, prefix=prefix, timeout_s=0.2)
+    client = aioredis.Redis.from_url(redis_server)
+    try:
+        assert (await impatient.reserve("warm", [check("cost:team:t", 1000, 1)], T0, T0 + 60)).admitted
+        await client.client_pause(600)
+        with pytest.raises(StoreUnavailableError, match="Timeout"):
+            await impatient.reserve("slow", [check("cost:team:t", 1000, 10)], T0, T0 + 60)
+        await asyncio.sleep(0.6)  # the pause is over
+        # A new connection: the first one was closed, so the late answer cannot be taken for this.
+        outcome = await impatient.reserve("next", [check("cost:team:t", 1000, 100)], T0, T0 + 60)
+        assert outcome.admitted and outcome.currents[0] in (1, 11)
+    finally:
+        await client.aclose()
+        await impatient.close()

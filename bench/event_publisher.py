@@ -40,6 +40,11 @@ Throughput (the original table): per cell, all events in bursts of 100:
 - events/s      events acknowledged by the broker per second, first publish to last ack
 
 Writes bench/results/event_publisher.json. Shared, noisy machine: compare rows of one run.
+
+No before/after (`--baseline`) here: the publisher runs in this process, and one interpreter
+cannot import two trees' router_service. Publishing before and after a change, in one run, is
+bench/publishing.py --baseline DIR (whole routers from both trees in the same rounds: the old
+forwarder and today's in-process publisher, router and children CPU per call and per event).
 """
 
 from __future__ import annotations

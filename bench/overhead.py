@@ -5,6 +5,7 @@
     .venv/bin/python bench/overhead.py --router-config-extra 'telemetry: {...}'   # one more router row
     .venv/bin/python bench/overhead.py --door-only       # the OpenAI door vs gRPC, 20 short rounds
     .venv/bin/python bench/overhead.py --limits-only     # budgets + rate limits on vs off, 20 short rounds
+    .venv/bin/python bench/overhead.py --baseline DIR    # + router/aiohttp[+events] from another tree
 
 Every server runs in its own process on a free 127.0.0.1 port: a simulated provider (`router-service sim
 --preset instant`), a bare grpc.aio echo service (bench/echo_server.py) and one router per variant
@@ -37,6 +38,10 @@ from the scheduled send time, so queueing is included). Derived rows are checked
 "Performance budget" of DESIGN.md: PASS / MISS, or INVALID when a cell behind the number had errors
 or an open-loop cell could not sustain the offered rate.
 
+With --baseline DIR (a `git archive` of an older commit), router/aiohttp and router/aiohttp+events
+also run from that tree as rows `<row>@base`, in the same rounds, with after/base rows
+(bench/overhead_baseline.py).
+
 The machine is shared and noisy: compare rows of one run, not runs. Writes bench/results/overhead.json.
 """
 
@@ -58,6 +63,7 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.overhead_args import mode_of, params_from, parse_args
+from bench.overhead_baseline import after_vs_base_rows, base_variants, pairs_of, row_of
 from bench.overhead_budget import TELEMETRY_COST, BudgetRow, derive, door_rows, limits_rows, telemetry_rows
 from bench.overhead_cells import CellResult, Params, find, progress, run_closed, run_open
 from bench.overhead_clients import direct_target
@@ -69,6 +75,7 @@ from bench.overhead_stack import (
     embedded_redis,
     event_loop_runner,
     pin_routers,
+    router_cpu_s,
     router_cpu_us,
     sigterm_as_exit,
     spawn_endpoints,
@@ -99,17 +106,20 @@ class Measurement:
     closed: list[CellResult]
     opened: list[CellResult]
     cpu_us: dict[str, float]  # router process CPU per answered call, by variant
+    cpu_us_ready: dict[str, float]  # the same from readiness on (startup left out)
 
 
 async def measure(endpoints: Endpoints, params: Params, mode: str = FULL, pin: bool = False) -> Measurement:
     await start_and_wait(endpoints)
+    ready_cpu = router_cpu_s(endpoints)
     if pin:
         pin_routers(endpoints)
     targets = closed_loop_targets(endpoints)
     closed: list[CellResult] = []
     opened: list[CellResult] = []
     if mode != FULL:
-        focused = {name: targets[name] for name in FOCUSED_TARGETS[mode]}
+        # A baseline tree's twin of a focused row is measured with it.
+        focused = {name: t for name, t in targets.items() if row_of(name) in FOCUSED_TARGETS[mode]}
         for concurrency in params.concurrencies:
             closed += await run_closed(focused, concurrency, params)
     else:
@@ -120,7 +130,7 @@ async def measure(endpoints: Endpoints, params: Params, mode: str = FULL, pin: b
             rate = find(closed, name, saturated).rps / 2
             direct = direct_target(variant.transport)
             opened += await run_open({direct: targets[direct], name: targets[name]}, rate, params)
-    return Measurement(closed, opened, router_cpu_us(endpoints))
+    return Measurement(closed, opened, router_cpu_us(endpoints), router_cpu_us(endpoints, ready_cpu))
 
 
 def choose_variants(
@@ -136,17 +146,25 @@ def choose_variants(
         variants = [v for v in variants if v.name in (PLAIN, DOOR_VARIANT)]
     if args.limits_only:
         variants = [v for v in variants if v.name == PLAIN] + limits_variants(redis_url)
+    if args.baseline is not None:
+        variants += base_variants(variants, args.baseline, args.baseline_label)
     return variants
 
 
-def budget_rows(mode: str, variants: list[RouterVariant], measured: Measurement) -> list[BudgetRow]:
+def budget_rows(
+    mode: str, variants: list[RouterVariant], measured: Measurement, label: str = ""
+) -> list[BudgetRow]:
     if mode == FULL:
-        return derive(variants, measured.closed, measured.opened, measured.cpu_us)
-    return FOCUSED_ROWS[mode](measured.closed, measured.cpu_us)
+        rows = derive(variants, measured.closed, measured.opened, measured.cpu_us)
+    else:
+        rows = FOCUSED_ROWS[mode](measured.closed, measured.cpu_us)
+    pairs = pairs_of([v.name for v in variants], label) if label else []
+    return rows + after_vs_base_rows(pairs, measured.closed, measured.cpu_us_ready)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     params, mode = params_from(args), mode_of(args)
+    label = args.baseline_label if args.baseline is not None else ""
     loop_name, run_loop = event_loop_runner()
     started, loadavg_before = dt.datetime.now(dt.UTC), os.getloadavg()
     if args.pin_router:
@@ -165,11 +183,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine_info(started, loadavg_before, loop_name),
         "params": asdict(params),
         "options": {"pin_router": args.pin_router},
+        "baseline": baseline_info(args),
         "router_variants": [{"name": v.name, "transport": v.transport, "extra": v.extra} for v in variants],
         "closed_loop": [asdict(c) for c in measured.closed],
         "open_loop": [asdict(c) for c in measured.opened],
-        "budget": [asdict(r) for r in budget_rows(mode, variants, measured)],
+        "budget": [asdict(r) for r in budget_rows(mode, variants, measured, label)],
     }
+
+
+def baseline_info(args: argparse.Namespace) -> dict[str, str] | None:
+    if args.baseline is None:
+        return None
+    return {"tree": str(args.baseline.resolve()), "label": args.baseline_label}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,7 +219,10 @@ def main_runs(args: argparse.Namespace) -> int:
             progress(f"run {i + 1} of {args.runs}")
             reports.append(run(args))
             for row in reports[-1]["budget"]:
-                progress(f"  {row['metric']:<28} {row['value']:7.2f} {row['unit']}  {row['verdict']}")
+                progress(
+                    f"  {row['variant']:<22} {row['metric']:<28} {row['value']:7.2f} {row['unit']}  "
+                    f"{row['verdict']}"
+                )
     summary = [median_row(reports, first) for first in reports[0]["budget"]]
     write_json(args.output, {"benchmark": "telemetry cost", "runs": reports, "summary": summary})
     print(f"\nwrote {args.output}")
@@ -203,8 +231,13 @@ def main_runs(args: argparse.Namespace) -> int:
 
 def median_row(reports: list[dict[str, Any]], first: dict[str, Any]) -> dict[str, Any]:
     """One budget row's median over the runs (printed with every run's value)."""
-    metric = first["metric"]
-    rows = [row for report in reports for row in report["budget"] if row["metric"] == metric]
+    metric, variant = first["metric"], first["variant"]
+    rows = [
+        row
+        for report in reports
+        for row in report["budget"]
+        if row["metric"] == metric and row["variant"] == variant
+    ]
     values = [row["value"] for row in rows]
     value = statistics.median(values)
     if any(row["verdict"] == "INVALID" for row in rows):
@@ -214,7 +247,7 @@ def median_row(reports: list[dict[str, Any]], first: dict[str, Any]) -> dict[str
     else:
         verdict = "info"
     print(
-        f"{metric:<28} median {value:6.2f} {first['unit']}  {verdict:<5} "
+        f"{variant:<22} {metric:<28} median {value:6.2f} {first['unit']}  {verdict:<5} "
         f"runs: {', '.join(f'{v:.1f}' for v in values)}"
     )
     return {**first, "value": value, "verdict": verdict, "basis": f"median of {len(values)} runs"}

@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     check_modes(parser, args)
     if args.output is None:
         args.output = OUTPUTS[mode_of(args)]
+        if args.baseline is not None:  # an A/B run keeps the mode's own file as it was
+            args.output = args.output.with_name(f"{args.output.stem}_vs_{args.baseline_label}.json")
     return args
 
 
@@ -55,6 +57,15 @@ def add_row_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-events", action="store_true", help="skip the telemetry-on row (no embedded Kafka broker)"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help=f"a source tree (git archive of a commit) to serve {variants.PLAIN} and "
+        f"{variants.EVENTS_VARIANT} from as well, as rows '<row>@LABEL' in the same rounds, with "
+        "after/base rows (default output: <mode's file>_vs_LABEL.json)",
+    )
+    parser.add_argument("--baseline-label", default="base", help="suffix of the baseline rows")
     parser.add_argument(
         "--pin-router",
         action="store_true",
@@ -114,6 +125,10 @@ def check_modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--limits-only measures governance alone")
     if args.limits_only:
         args.no_events = args.no_auth = args.no_door = True
+    if args.baseline is not None and not (args.baseline / "router_service").is_dir():
+        parser.error(f"--baseline {args.baseline}: no router_service/ there")
+    if "@" in args.baseline_label or "/" in args.baseline_label:
+        parser.error("--baseline-label: no '@' or '/'")
 
 
 def mode_of(args: argparse.Namespace) -> str:

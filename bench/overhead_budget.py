@@ -23,6 +23,7 @@ from bench.overhead_variants import (
     RouterVariant,
 )
 
+CPU_BASIS = "router process (and children) CPU / calls"
 # An open-loop cell that completed less than this fraction of its offered rate was overloaded:
 # its latencies measure a queue, not the target, and cannot back a verdict.
 SUSTAINED_FRACTION = 0.9
@@ -110,7 +111,7 @@ def derive(
     ]
     for variant in variants:
         cpu = cpu_us.get(variant.name, math.nan)
-        rows.append(info_row(variant.name, "router CPU per request", cpu, "us", "router process CPU / calls"))
+        rows.append(info_row(variant.name, "router CPU per request", cpu, "us", CPU_BASIS))
     names = {v.name for v in variants}
     if AUTH_VARIANT in names:
         rows += auth_rows(closed, cpu_us)

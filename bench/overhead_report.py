@@ -23,15 +23,16 @@ BENCH_DIR = Path(__file__).resolve().parent
 
 
 def format_cells(title: str, cells: list[CellResult]) -> str:
+    width = max([22, *(len(c.target) for c in cells)])
     header = (
-        f"{'target':<22} {'conc':>5} {'offered':>8} {'n':>6} {'err':>4} "
+        f"{'target':<{width}} {'conc':>5} {'offered':>8} {'n':>6} {'err':>4} "
         f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>9}"
     )
     lines = [title, header, "-" * len(header)]
     for c in cells:
         offered = f"{c.offered_rps:.0f}" if c.offered_rps else "-"
         lines.append(
-            f"{c.target:<22} {c.concurrency:>5} {offered:>8} {c.requests:>6} {c.errors:>4} "
+            f"{c.target:<{width}} {c.concurrency:>5} {offered:>8} {c.requests:>6} {c.errors:>4} "
             f"{c.p50_ms:>8.3f} {c.p90_ms:>8.3f} {c.p99_ms:>8.3f} {c.max_ms:>8.3f} {c.rps:>9.0f}"
         )
     lines += [f"  {c.target} c={c.concurrency}: first error: {c.first_error}" for c in cells if c.errors]
@@ -39,12 +40,15 @@ def format_cells(title: str, cells: list[CellResult]) -> str:
 
 
 def format_budget(rows: list[BudgetRow]) -> str:
-    header = f"{'variant':<18} {'metric':<24} {'value':>9} {'unit':<4} {'target':<10} {'verdict':<8} basis"
+    width = max([18, *(len(r.variant) for r in rows)])  # baseline rows have long names
+    header = (
+        f"{'variant':<{width}} {'metric':<24} {'value':>9} {'unit':<4} {'target':<10} {'verdict':<8} basis"
+    )
     lines = ["Derived (DESIGN.md performance budget)", header, "-" * len(header)]
     for r in rows:
         lines.append(
-            f"{r.variant:<18} {r.metric:<24} {r.value:>9.3f} {r.unit:<4} {r.target:<10} {r.verdict:<8} "
-            f"{r.basis}"
+            f"{r.variant:<{width}} {r.metric:<24} {r.value:>9.3f} {r.unit:<4} {r.target:<10} "
+            f"{r.verdict:<8} {r.basis}"
         )
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.overhead_baseline import spawn_from_tree
 from bench.overhead_cells import ClientFactory
 from bench.overhead_clients import (
     ROUTER_CALLS,
@@ -26,7 +27,15 @@ from bench.overhead_clients import (
     router_client,
 )
 from bench.overhead_variants import RouterVariant
-from bench.servers import Fleet, Server, grpc_health_probe, http_probe, process_cpu_s, wait_ready
+from bench.servers import (
+    Fleet,
+    Server,
+    children_cpu_s,
+    grpc_health_probe,
+    http_probe,
+    process_cpu_s,
+    wait_ready,
+)
 from router_service.embedded.broker import EmbeddedBroker
 from router_service.embedded.redis_server import EmbeddedRedis
 
@@ -49,11 +58,16 @@ def spawn_endpoints(fleet: Fleet, variants: list[RouterVariant]) -> Endpoints:
     return Endpoints(
         sim=sim,
         echo=fleet.spawn_echo(),
-        routers={
-            v.name: (v, fleet.spawn_router(v.name, functools.partial(v.config, sim_base_url)))
-            for v in variants
-        },
+        routers={v.name: (v, spawn_variant(fleet, v, sim_base_url)) for v in variants},
     )
+
+
+def spawn_variant(fleet: Fleet, variant: RouterVariant, sim_base_url: str) -> Server:
+    """One router row: from this checkout, or from the baseline tree (overhead_baseline)."""
+    config_for_port = functools.partial(variant.config, sim_base_url)
+    if variant.tree is not None:
+        return spawn_from_tree(fleet, variant.tree, variant.name, config_for_port)
+    return fleet.spawn_router(variant.name, config_for_port)
 
 
 def closed_loop_targets(endpoints: Endpoints) -> dict[str, ClientFactory]:
@@ -88,13 +102,24 @@ def pin_routers(endpoints: Endpoints) -> None:
         os.sched_setaffinity(server.proc.pid, {0})
 
 
-def router_cpu_us(endpoints: Endpoints) -> dict[str, float]:
-    """Router process CPU per answered call by variant, over the whole run (startup included,
-    amortised); read while the routers still run."""
+def router_cpu_s(endpoints: Endpoints) -> dict[str, float]:
+    """CPU seconds used so far by each router process and its running children (a baseline
+    tree's event forwarder; today's routers have none)."""
+    return {
+        name: process_cpu_s(server.proc.pid) + children_cpu_s(server.proc.pid)
+        for name, (_, server) in endpoints.routers.items()
+    }
+
+
+def router_cpu_us(endpoints: Endpoints, since: dict[str, float] | None = None) -> dict[str, float]:
+    """Router CPU (router_cpu_s) per answered call by variant, read while the routers still run:
+    over the whole run (startup included, amortised), or from `since` on (an earlier
+    router_cpu_s: startup left out, which two source trees may not share)."""
     cpu: dict[str, float] = {}
-    for name, (_, server) in endpoints.routers.items():
-        calls = ROUTER_CALLS.get(server.port, 0)
-        cpu[name] = process_cpu_s(server.proc.pid) / calls * 1e6 if calls else math.nan
+    for name, used in router_cpu_s(endpoints).items():
+        calls = ROUTER_CALLS.get(endpoints.routers[name][1].port, 0)
+        used -= since.get(name, 0.0) if since else 0.0
+        cpu[name] = used / calls * 1e6 if calls else math.nan
     return cpu
 
 

@@ -41,6 +41,7 @@ class RouterVariant:
     extra: dict[str, Any]
     metadata: tuple[tuple[str, str], ...] = ()  # sent with every call (the auth variant's key)
     door_port: int = 0  # measured through its OpenAI HTTP door on this port instead of gRPC
+    tree: Path | None = None  # served from this source tree (--baseline), not this checkout
 
     def config(self, sim_base_url: str, port: int) -> dict[str, Any]:
         return deep_merge(base_router_config(sim_base_url, port), self.extra)

@@ -6,7 +6,8 @@ Per store: a hit (the same primed request every call) and a miss (a new request 
 upstream call, then the store of its answer), sequential (c=1: p50/p99 of the whole call as the
 client sees it) and 32 concurrent callers (requests per second), and the CPU the serving process
 spent per call over both (from /proc: steadier than latency on a shared box). The cells run in alternating
-rounds, back to back in one run, so that load on the shared box hits every variant alike; the
+rounds, back to back in one run, in an order rotated (and reversed every other round) from round to
+round, so that load on the shared box and its drift hit every variant alike; the
 ratios (hit/miss) are the figures to read. Writes bench/results/cache_grpc.json.
 
     .venv/bin/python bench/cache_grpc.py [--requests 1500] [--rounds 3] [--baseline DIR]
@@ -119,6 +120,15 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3
 
 
+def round_order(cells: list[tuple[str, Call]], round_: int) -> list[tuple[str, Call]]:
+    """The cells in round `round_`'s order: rotated by one each round and reversed every other
+    round, so that no cell always runs first, last or next to the same neighbour, and a drift of
+    the box's load over the run spreads over all of them (a fixed order put it on one cell)."""
+    shift = round_ % len(cells)
+    rotated = cells[shift:] + cells[:shift]
+    return rotated[::-1] if round_ % 2 else rotated
+
+
 def complete(stub: pb_grpc.RouterServiceStub, make: Callable[[], pb.CompleteRequest]) -> Call:
     async def call() -> object:
         return await stub.Complete(make(), timeout=10)
@@ -156,12 +166,13 @@ async def measure(
             calls[f"{name} miss"] = complete(stub, next_miss)
             server_of[f"{name} hit"] = server_of[f"{name} miss"] = pids[name]
         await sequential(echo_call, 200)
-        for _ in range(rounds):  # alternating rounds: every cell sees the same box
-            for cell, call in calls.items():
+        for round_ in range(rounds):  # alternating rounds: every cell sees the same box
+            order = round_order(list(calls.items()), round_)
+            for cell, call in order:
                 before = process_cpu_s(server_of[cell])
                 latency.setdefault(cell, []).extend(await sequential(call, n // rounds))
                 cpu_s[cell] = cpu_s.get(cell, 0.0) + process_cpu_s(server_of[cell]) - before
-            for cell, call in calls.items():
+            for cell, call in order:
                 before = process_cpu_s(server_of[cell])
                 rps.setdefault(cell, []).append(await concurrent(call, n))
                 cpu_s[cell] += process_cpu_s(server_of[cell]) - before

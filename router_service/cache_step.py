@@ -27,10 +27,11 @@ from router_service.cache.entry import CachedAnswer, ReplayItem
 from router_service.call import CacheHit, CallContext, Completion, StreamFinish
 from router_service.catalog import Catalog, Deployment
 from router_service.clock import Clock
-from router_service.domain import ChatRequest, RouteDecision
+from router_service.domain import ChatRequest, RouteDecision, TaskType
 from router_service.settings import RuntimeConfig
 
 Items = AsyncGenerator[ReplayItem, None]  # the engine's StreamItem
+_DECISIONS_MAX = 1024  # hit decisions kept (`CacheStep._decision`): policies x tasks x deployments
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class CacheStep:
     def __init__(self, cache: ResponseCache, clock: Clock) -> None:
         self._cache = cache
         self._clock = clock  # the engine's: an entry's created_at is a time on it
+        self._decisions: dict[tuple[str, str, TaskType, str], tuple[Deployment, RouteDecision]] = {}
 
     async def look_up(self, ctx: CallContext, request: ChatRequest, config: RuntimeConfig) -> Found:
         """The cache's answer for this request, before routing it (never an error: the cache
@@ -75,7 +77,21 @@ class CacheStep:
         task = request.hints.task_type or found.entry.task_type
         if task is None:  # an entry older than its task field: classify, as routing would
             task = config.routing_env.classifier.classify(request)
-        return CachedHit(found, deployment, hit_decision(name, strategy, task, deployment))
+        return CachedHit(found, deployment, self._decision(name, strategy, task, deployment))
+
+    def _decision(self, policy: str, strategy: str, task: TaskType, deployment: Deployment) -> RouteDecision:
+        """The decision a hit reports, made once per (policy, strategy, task, deployment) rather
+        than once per hit (frozen: every hit may share it). A reload's catalog has new deployment
+        objects, so one from before it is made again."""
+        memo_key = (policy, strategy, task, deployment.key)
+        known = self._decisions.get(memo_key)
+        if known is not None and known[0] is deployment:
+            return known[1]
+        if len(self._decisions) >= _DECISIONS_MAX:
+            self._decisions.clear()
+        decision = hit_decision(policy, strategy, task, deployment)
+        self._decisions[memo_key] = (deployment, decision)
+        return decision
 
     async def status(self, ctx: CallContext, request: ChatRequest, config: RuntimeConfig) -> CacheHit | None:
         """For `Route`: whether a Complete or Stream of this caller would be answered from the

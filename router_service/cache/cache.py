@@ -143,18 +143,17 @@ class ResponseCache:
         except Exception as exc:  # a request the key cannot normalize goes around the cache
             self._failed("key", "", exc)
             return _BYPASS
-        miss = Miss(key, allowed.write)
         if not allowed.read:
-            return miss
+            return Miss(key, allowed.write)
         metrics.LOOKUPS.inc()
         found = await self._get(key)
         if found is None:
-            return miss
+            return Miss(key, allowed.write)
         age = found.age_s(self._clock.time())
         if not fresh(age, self._settings.ttl_s, directives):
-            return miss
+            return Miss(key, allowed.write)
         metrics.HITS.inc()
-        return Hit(key, found, age)
+        return Hit(key, found, age)  # a hit makes no Miss: each object is a hit's cost
 
     def _scope(self, identity: Identity) -> TenantScope:
         """The identity's scope, normalized once per identity object (keystores hand out the

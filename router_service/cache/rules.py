@@ -56,11 +56,15 @@ class Access:
     skip: Skip | None = None  # set when the request is not cacheable at all
 
 
+# The four answers for a cacheable request, shared (frozen): a hit builds none.
+_ACCESS = {(read, write): Access(read, write) for read in (False, True) for write in (False, True)}
+
+
 def access(rules: CacheRules, identity: Identity, request: ChatRequest, policy: str, d: Directives) -> Access:
     skip = why_not_cacheable(rules, identity, request, policy)
     if skip is not None:
         return Access(False, False, skip)
-    return Access(read=not d.no_cache and d.max_age_s != 0, write=not d.no_store)
+    return _ACCESS[(not d.no_cache and d.max_age_s != 0, not d.no_store)]
 
 
 def why_not_cacheable(

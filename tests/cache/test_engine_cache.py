@@ -31,14 +31,14 @@ REQUEST = ChatRequest(
 )
 
 
-def config(models: tuple[str, ...] = PROVIDERS) -> RuntimeConfig:
+def config(models: tuple[str, ...] = PROVIDERS, price: tuple[str, str] = ("1", "2")) -> RuntimeConfig:
     return parse_config(
         {
             "routing": {"attempt_timeout_s": 1.0, "first_token_timeout_s": 1.0},
             "resilience": {"max_retries": 0},
             "providers": {p: {"kind": "openai", "base_url": "http://127.0.0.1:9"} for p in models},
             "models": [
-                {"name": f"m{p}", "provider": p, "price_per_mtok": {"input": "1", "output": "2"}}
+                {"name": f"m{p}", "provider": p, "price_per_mtok": {"input": price[0], "output": price[1]}}
                 for p in models
             ],
             "policies": {"default": {"models": [f"m{p}" for p in models]}},
@@ -184,3 +184,18 @@ async def test_followers_of_a_failed_stream_make_their_own_calls() -> None:
         end = items[-1]
         assert isinstance(end, StreamFinish) and end.cache_hit is None and end.cost_nanos > 0
         assert [i.text for i in items if isinstance(i, TextDelta)] == ["a"]
+
+
+async def test_hits_after_a_reload_report_the_reloaded_deployment_and_its_price() -> None:
+    engine, adapters, _ = make()
+    first = await engine.complete(REQUEST, ctx(engine))
+    before = await engine.complete(REQUEST, ctx(engine))  # a hit: its decision is remembered
+    assert before.cache_hit is not None and before.decision.chain == (first.deployment.key,)
+    dearer = config(price=("10", "20"))
+    engine.reconfigure(dearer, adapters)
+    after = await engine.complete(REQUEST, ctx(engine))
+    assert after.cache_hit is not None and upstream_calls(adapters) == 1
+    assert after.deployment is dearer.catalog.by_key[first.deployment.key]  # not the old object
+    assert after.cache_hit.saved_cost_nanos == 10 * first.cost_nanos
+    assert (after.decision.policy, after.decision.chain) == (before.decision.policy, before.decision.chain)
+    assert after.decision.task_type == before.decision.task_type

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from router_service.cache import key as key_module
 from router_service.cache.key import ScopeBy, cache_key, tenant_scope
 from router_service.domain import (
     ChatRequest,
@@ -226,3 +227,30 @@ def test_any_change_to_an_answer_changing_field_changes_the_key(
 @given(r=requests, tags=st.dictionaries(_text, _text, max_size=3))
 def test_tags_never_change_the_key(r: ChatRequest, tags: dict[str, str]) -> None:
     assert key(ACME_SEARCH, dataclasses.replace(r, tags=tags)) == key(ACME_SEARCH, r)
+
+
+def spelled_out(r: ChatRequest, policy: str = "default") -> str:
+    """The key with the header memo empty: the header spelled out from the request."""
+    key_module._HEADERS.clear()
+    return key(ACME_SEARCH, r, policy)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rs=st.lists(requests, min_size=2, max_size=6), policy=st.sampled_from(["default", "cheap"]))
+def test_a_remembered_header_keys_as_the_spelled_out_one(rs: list[ChatRequest], policy: str) -> None:
+    fresh = [spelled_out(r, policy) for r in rs]
+    key_module._HEADERS.clear()
+    remembered = [key(ACME_SEARCH, r, policy) for r in rs + rs]  # the second pass from the memo
+    assert remembered == fresh + fresh
+    # Requests equal but for the policy never share a remembered header.
+    others = [key(ACME_SEARCH, r, policy + "-other") for r in rs]
+    assert all(other != mine for other, mine in zip(others, fresh, strict=True))
+
+
+def test_the_header_memo_is_bounded_and_still_keys_right_once_cleared() -> None:
+    r = request()
+    expected = spelled_out(r)
+    for n in range(key_module._HEADERS_MAX + 5):
+        key(ACME_SEARCH, dataclasses.replace(r, params=GenerationParams(0.0, max_output_tokens=n + 1)))
+        assert len(key_module._HEADERS) <= key_module._HEADERS_MAX
+    assert key(ACME_SEARCH, r) == expected

@@ -234,6 +234,10 @@ def _put_cost(out: snapshots_pb2.CostSnapshot, value: JsonDict) -> None:
             _put_window(put.window, window["start"], window["end"])
             for key, field in _COST_FIELDS:
                 setattr(put.totals, field, int(window.get(key, 0)))
+    for period, kept in value.get("rolling", {}).items():
+        rolling = out.rolling.add(period=_GRANULARITIES[period], bucket_duration_ms=int(kept["bucket_ms"]))
+        for bucket in kept["buckets"]:
+            rolling.buckets.add(index=int(bucket["bucket"]), cost_nanos_usd=int(bucket["cost_nanos_usd"]))
 
 
 def _put_quality(out: snapshots_pb2.QualitySnapshot, value: JsonDict) -> None:
@@ -376,7 +380,7 @@ def _cost(cost: snapshots_pb2.CostSnapshot) -> JsonDict:
         dimension["tag_key"] = cost.tag_key
     if cost.model:
         dimension["model"] = cost.model
-    return {
+    out: JsonDict = {
         "kind": "cost_rollup",
         "dimension": dimension,
         "windows": {
@@ -386,6 +390,18 @@ def _cost(cost: snapshots_pb2.CostSnapshot) -> JsonDict:
             for group in cost.granularities
         },
     }
+    if cost.rolling:
+        out["rolling"] = {
+            _GRANULARITY_NAMES[group.period]: {
+                "bucket_ms": group.bucket_duration_ms,
+                "buckets": [
+                    {"bucket": bucket.index, "cost_nanos_usd": str(bucket.cost_nanos_usd)}
+                    for bucket in group.buckets
+                ],
+            }
+            for group in cost.rolling
+        }
+    return out
 
 
 def _cost_window(window: snapshots_pb2.CostWindow) -> JsonDict:

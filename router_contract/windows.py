@@ -1,9 +1,10 @@
-"""Rollup windows over unix seconds (UTC tumbling windows, calendar weeks and months), and the
-RFC 3339 text snapshots show them as."""
+"""Rollup windows over unix seconds (UTC tumbling windows, calendar weeks and months, rolling
+budget buckets), and the RFC 3339 text snapshots show them as."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from zoneinfo import ZoneInfo
 
 from router_contract.calendar import CALENDAR_UNITS, calendar_span
@@ -87,3 +88,35 @@ class Grain:
         window = (start, int(span.end), int(calendar_span(self._unit, self._zone, start - 1).start))
         self._recent = [*self._recent[-1:], window]  # the current window and one other (late events)
         return window
+
+
+# Rolling budgets count the last hour, day, week or 30 days in ROLLING_BUCKETS epoch-aligned
+# buckets of duration / ROLLING_BUCKETS (router_service/limits/periods.py); the costs rollups keep
+# each limited entity's cost per bucket of the same bounds, so the limits store's bucket counters
+# can be reconciled bucket by bucket.
+ROLLING_BUCKETS = 24
+ROLLING_SECONDS: dict[str, int] = {"hour": 3_600, "day": 86_400, "week": 7 * 86_400, "month": 30 * 86_400}
+
+
+class RollingGrain:
+    """The buckets of one rolling period ("day": 24 one-hour buckets), numbered from the epoch:
+    bucket i covers [i * bucket_ms, (i + 1) * bucket_ms). The arithmetic is in whole
+    milliseconds, as periods.py counts, so both sides put an instant in the same bucket."""
+
+    __slots__ = ("bucket_ms", "duration_ms", "period")
+
+    def __init__(self, period: str) -> None:
+        if period not in ROLLING_SECONDS:
+            raise ValueError(f"unknown rolling period {period!r}; expected one of {sorted(ROLLING_SECONDS)}")
+        self.period = period
+        self.duration_ms = ROLLING_SECONDS[period] * 1000
+        self.bucket_ms = self.duration_ms // ROLLING_BUCKETS
+
+    def bucket(self, unix_s: float) -> int:
+        """The bucket `unix_s` falls in."""
+        return math.floor(unix_s * 1000) // self.bucket_ms
+
+    def oldest(self, unix_s: float) -> int:
+        """The oldest bucket the rolling window at `unix_s` still counts (a bucket counts until
+        all of it is older than the duration: the window spans ROLLING_BUCKETS + 1 buckets)."""
+        return (math.floor(unix_s * 1000) - self.duration_ms) // self.bucket_ms

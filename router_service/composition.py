@@ -44,7 +44,7 @@ from router_service.identity.model import Identity, Scope
 from router_service.keystore.base import KeyStore
 from router_service.keystore.factory import build_key_store
 from router_service.limits.factory import build_governor
-from router_service.limits.reconcile import fleet_rollup
+from router_service.limits.reconcile import fleet_rolling, fleet_rollup
 from router_service.openai_door.server import OpenAIDoor
 from router_service.providers.base import ProviderEndpoint
 from router_service.providers.http import make_http_client
@@ -114,7 +114,8 @@ async def compose(
     fleet_view = _start_fleet_view(config, stack, placement.registry, engine)
     if governance is not None and engine.fleet is not None:
         # The costs rollups the fleet view follows are the settled truth the store is held to.
-        governance.reconcile_with(fleet_rollup(functools.partial(_current_fleet_view, engine)))
+        current = functools.partial(_current_fleet_view, engine)
+        governance.reconcile_with(fleet_rollup(current), fleet_rolling(current))
     auth, key_store = await _start_auth(config, stack, placement.listen)
     ledger = RequestLedger(config.ledger)  # both doors': gRPC Feedback may name HTTP requests
     servicer = RouterServicer(

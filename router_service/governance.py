@@ -38,7 +38,7 @@ from router_service.limits.errors import LimitExceededError, LimitsUnavailableEr
 from router_service.limits.governor import UNLIMITED, Admission, Governor
 from router_service.limits.model import Bound, Estimate
 from router_service.limits.plan import build_checks, windows_of
-from router_service.limits.reconcile import Reconciler, Rollup
+from router_service.limits.reconcile import Reconciler, RollingRollup, Rollup
 from router_service.limits.report import named_bounds, usage
 from router_service.limits.store import StoreUnavailableError
 from router_service.settings import RuntimeConfig
@@ -131,9 +131,10 @@ class Governance:
         if admission.counted:
             self._spawn(admission.release())
 
-    def reconcile_with(self, rollup: Rollup) -> None:
-        """Each report also reconciles the store with these costs rollups (limits/reconcile.py)."""
-        self._reconciler = Reconciler(self.governor, rollup)
+    def reconcile_with(self, rollup: Rollup, rolling: RollingRollup | None = None) -> None:
+        """Each report also reconciles the store with these costs rollups (limits/reconcile.py):
+        calendar windows, and rolling budgets' buckets when `rolling` is given."""
+        self._reconciler = Reconciler(self.governor, rollup, rolling=rolling)
 
     def start_reporting(self, interval_s: float = REPORT_INTERVAL_S) -> None:
         """Refresh the per-limit gauges from the store every `interval_s` (limits/metrics.py)."""

@@ -11,6 +11,12 @@ is late: it is left out of that granularity's rollup (counted as late if it fits
 at all); the events topic stays the record of every cost. Retention follows the watermark, never
 the wall clock, so replaying the same records always yields the same state.
 
+For rolling budgets (the last hour, day, week or 30 days), the limited dimensions (`total`,
+`api_key`, `team`, `customer`; not per-model shares, models, providers or tags) also keep their
+cost per rolling bucket (`rolling_periods`; buckets of 150 s, 1 h, 7 h and 30 h, epoch-aligned as
+the limits store's): the buckets of the rolling window at the watermark, at most 25 per period, so
+at most 100 integers per limited dimension. The reconciler sums them over a budget's window.
+
 Memory is bounded by the retained windows and by `max_dimensions` per partition: past it, a new
 dimension is counted under `<name>=_OTHER`. A dimension whose windows all fell out of retention
 is dropped and published as a tombstone. So is a restored tag dimension whose key is no longer
@@ -24,11 +30,11 @@ from dataclasses import dataclass
 
 from consumers.aggregator import DimensionRecord, JsonDict
 from consumers.costs.dimensions import Dimension, dimensions_of, is_configured
-from consumers.costs.rollup import DimensionTotals, Starts
+from consumers.costs.rollup import DimensionTotals, Starts, rolling_name
 from consumers.events import Attempt, Completion, Event
 from consumers.restore_gate import RestoreGate
 from router_contract.cost_totals import Totals
-from router_contract.windows import ROLLUP_GRAINS, Grain, zone_grains
+from router_contract.windows import ROLLING_SECONDS, ROLLUP_GRAINS, Grain, RollingGrain, zone_grains
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,22 +46,28 @@ class CostsConfig:
     # IANA zones besides UTC whose calendar hours, days, weeks and months are rolled up too
     # (those of budgets in `limits.time_zone`); none by default.
     time_zones: tuple[str, ...] = ()
+    # Rolling budget periods whose buckets the limited dimensions keep (router_contract/windows.py).
+    rolling_periods: tuple[str, ...] = tuple(ROLLING_SECONDS)
 
     def grains(self) -> dict[str, Grain]:
         names = [*self.granularities, *(name for zone in self.time_zones for name in zone_grains(zone))]
         return {name: Grain(name) for name in dict.fromkeys(names)}
 
+    def rolling(self) -> dict[str, RollingGrain]:
+        return {rolling_name(period): RollingGrain(period) for period in dict.fromkeys(self.rolling_periods)}
+
 
 class CostsAggregator:
     def __init__(self, config: CostsConfig = CostsConfig()) -> None:
         self._grains = config.grains()
+        self._rolling = config.rolling()
         self._max_dimensions = config.max_dimensions
         self._tag_keys = config.tag_dimensions
         self._dims: dict[str, DimensionTotals] = {}
         self._dirty: set[str] = set()
         self._gate = RestoreGate()
         self._watermark_s = 0.0
-        self._retain_from = {name: 0 for name in self._grains}
+        self._retain_from = {name: 0 for name in (*self._grains, *self._rolling)}
         self._starts: Starts = ()  # the windows of the last event counted
 
     def apply(self, event: Event, offset: int) -> bool:
@@ -66,10 +78,15 @@ class CostsAggregator:
             return True  # not ours to count (the runner only routes completions and attempts here)
         event_time_s = event.envelope.event_time_s
         self._advance(event_time_s)
+        retain_from = self._retain_from
         starts = tuple(
             (name, start)
             for name, grain in self._grains.items()
-            if (start := grain.start(event_time_s)) >= self._retain_from[name]
+            if (start := grain.start(event_time_s)) >= retain_from[name]
+        ) + tuple(
+            (name, bucket)
+            for name, rolling in self._rolling.items()
+            if (bucket := rolling.bucket(event_time_s)) >= retain_from[name]
         )
         if not starts:
             return False
@@ -87,7 +104,7 @@ class CostsAggregator:
         return None
 
     def restore(self, key: str, value: JsonDict, covered_offset: int) -> None:
-        state = DimensionTotals.from_json(value, self._grains)
+        state = DimensionTotals.from_json(value, self._grains, self._rolling)
         if not is_configured(state.dimension, self._tag_keys):
             self._dirty.add(key)  # published as a tombstone: the key leaves the compacted topic
             return
@@ -125,7 +142,7 @@ class CostsAggregator:
             return
         state = self._dims.get(key)
         if state is None:
-            state = self._dims[key] = DimensionTotals(dimension, self._grains)
+            state = self._dims[key] = DimensionTotals(dimension, self._grains, self._rolling)
         state.add(starts, cost)
         self._dirty.add(key)
 
@@ -135,6 +152,7 @@ class CostsAggregator:
             return
         self._watermark_s = event_time_s
         retain_from = {name: grain.previous_start(event_time_s) for name, grain in self._grains.items()}
+        retain_from.update((name, rolling.oldest(event_time_s)) for name, rolling in self._rolling.items())
         if retain_from != self._retain_from:
             self._retain_from = retain_from
             self._prune()
@@ -148,7 +166,7 @@ class CostsAggregator:
 
     def _value(self, key: str) -> JsonDict | None:
         state = self._dims.get(key)
-        return None if state is None else state.to_json(self._grains)
+        return None if state is None else state.to_json(self._grains, self._rolling)
 
     @property
     def dimension_count(self) -> int:

@@ -24,6 +24,7 @@ from router_contract.snapshot_keys import part
 OVERFLOW_VALUE = "_OTHER"  # where new dimensions go once a partition holds max_dimensions
 TAG = "tag"
 BREAKDOWN = "model"  # `team=search,model=gpt-4o`: the per-model part of a caller's spend
+LIMITED = frozenset({"total", "api_key", "team", "customer"})  # the levels budgets have
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,12 @@ class Dimension:
     @property
     def key(self) -> str:
         return _key(self.name, self.tag_key, self.value, self.model)
+
+    @property
+    def is_limited(self) -> bool:
+        """Whether budgets can count this dimension (a key, team, customer or the total, not a
+        per-model share): only these keep rolling-budget buckets (rollup.py)."""
+        return self.name in LIMITED and not self.model
 
     def overflow(self) -> Dimension:
         return Dimension(

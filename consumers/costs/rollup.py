@@ -8,7 +8,7 @@ from consumers.aggregator import JsonDict
 from consumers.costs.dimensions import Dimension
 from consumers.events import Attempt, Completion
 from router_contract.cost_totals import Totals
-from router_contract.windows import Grain, parse_rfc3339, rfc3339
+from router_contract.windows import Grain, RollingGrain, parse_rfc3339, rfc3339
 
 KIND = "cost_rollup"
 
@@ -25,11 +25,18 @@ class DimensionTotals:
     windows when the windows change or before anything reads them: one addition per event
     instead of one per granularity."""
 
-    __slots__ = ("_pending", "_pending_starts", "dimension", "windows")
+    __slots__ = ("_pending", "_pending_starts", "dimension", "rolling", "windows")
 
-    def __init__(self, dimension: Dimension, granularities: Iterable[str]) -> None:
+    def __init__(
+        self, dimension: Dimension, granularities: Iterable[str], rolling: Iterable[str] = ()
+    ) -> None:
         self.dimension = dimension
         self.windows: dict[str, dict[int, Totals]] = {name: {} for name in granularities}
+        # Rolling-budget buckets ("rolling-day" -> bucket -> cost nano-USD), for the dimensions
+        # budgets count only: at most ROLLING_BUCKETS + 1 per period (the aggregator's retention).
+        self.rolling: dict[str, dict[int, int]] = (
+            {name: {} for name in rolling} if dimension.is_limited else {}
+        )
         self._pending: Totals | None = None
         self._pending_starts: Starts = ()
 
@@ -53,7 +60,12 @@ class DimensionTotals:
             return
         self._pending = None
         for name, start in self._pending_starts:
-            windows = self.windows[name]
+            windows = self.windows.get(name)
+            if windows is None:  # a rolling bucket: only the cost, only for limited dimensions
+                buckets = self.rolling.get(name)
+                if buckets is not None and pending.cost_nanos_usd:
+                    buckets[start] = buckets.get(start, 0) + pending.cost_nanos_usd
+                continue
             totals = windows.get(start)
             if totals is None:
                 totals = windows[start] = Totals()
@@ -63,18 +75,20 @@ class DimensionTotals:
         """Drop windows that start before retain_from; True when any was dropped."""
         self.settle()
         dropped = False
-        for name, windows in self.windows.items():
-            for start in [start for start in windows if start < retain_from[name]]:
-                del windows[start]
-                dropped = True
+        kept: Iterable[tuple[str, dict[int, Totals] | dict[int, int]]]
+        for kept in (self.windows.items(), self.rolling.items()):
+            for name, by_start in kept:
+                for start in [start for start in by_start if start < retain_from[name]]:
+                    del by_start[start]
+                    dropped = True
         return dropped
 
     def is_empty(self) -> bool:
-        return self._pending is None and not any(self.windows.values())
+        return self._pending is None and not any(self.windows.values()) and not any(self.rolling.values())
 
-    def to_json(self, grains: Mapping[str, Grain]) -> JsonDict:
+    def to_json(self, grains: Mapping[str, Grain], rolling: Mapping[str, RollingGrain]) -> JsonDict:
         self.settle()
-        return {
+        out = {
             "kind": KIND,
             "dimension": self.dimension.to_json(),
             "windows": {
@@ -82,14 +96,34 @@ class DimensionTotals:
                 for name, windows in self.windows.items()
             },
         }
+        if self.rolling:  # every kept period, empty or not: readers learn which ones are kept
+            out["rolling"] = {
+                rolling[name].period: {
+                    "bucket_ms": rolling[name].bucket_ms,
+                    "buckets": [{"bucket": i, "cost_nanos_usd": str(n)} for i, n in sorted(buckets.items())],
+                }
+                for name, buckets in self.rolling.items()
+            }
+        return out
 
     @classmethod
-    def from_json(cls, data: JsonDict, grains: Mapping[str, Grain]) -> DimensionTotals:
-        state = cls(Dimension.from_json(data["dimension"]), grains)
+    def from_json(
+        cls, data: JsonDict, grains: Mapping[str, Grain], rolling: Mapping[str, RollingGrain]
+    ) -> DimensionTotals:
+        state = cls(Dimension.from_json(data["dimension"]), grains, rolling)
         for name, windows in data["windows"].items():
             if name in grains:  # a granularity no longer configured is dropped
                 state.windows[name] = {int(parse_rfc3339(w["start"])): Totals.from_json(w) for w in windows}
+        for period, kept in data.get("rolling", {}).items():  # absent: written before rolling buckets
+            name = rolling_name(period)
+            if name in state.rolling and int(kept["bucket_ms"]) == rolling[name].bucket_ms:
+                state.rolling[name] = {int(b["bucket"]): int(b["cost_nanos_usd"]) for b in kept["buckets"]}
         return state
+
+
+def rolling_name(period: str) -> str:
+    """The name a rolling period's buckets go by among an event's windows (`Starts`)."""
+    return f"rolling-{period}"
 
 
 def _window_json(start: int, grain: Grain, totals: Totals) -> JsonDict:

@@ -34,6 +34,35 @@ def fleet_totals(latest: Mapping[str, JsonDict | None], granularity: str, start_
     return merged
 
 
+def keeps_rolling(latest: Mapping[str, JsonDict | None], period: str, bucket_ms: int) -> bool:
+    """Whether the rollups keep buckets of this rolling period and length (every value of a
+    limited dimension lists each period its consumer keeps: the first one found answers; False
+    for rollups written before rolling buckets)."""
+    for value in latest.values():
+        if value is not None and "rolling" in value:
+            kept = value["rolling"].get(period)
+            return kept is not None and int(kept["bucket_ms"]) == bucket_ms
+    return False
+
+
+def fleet_buckets(latest: Mapping[str, JsonDict | None], period: str) -> dict[str, dict[int, int]]:
+    """{dimension key: {rolling bucket: cost nano-USD}} of one rolling period ("day"), summed over
+    input partitions; only the dimensions budgets count ("team=search", "total=all") have them."""
+    merged: dict[str, dict[int, int]] = {}
+    for record_key, value in latest.items():
+        dimension_key, _ = parse_record_key(record_key)
+        if value is None or dimension_key == CHECKPOINT_KEY or "rolling" not in value:
+            continue
+        kept = value["rolling"].get(period)
+        if kept is None:
+            continue
+        buckets = merged.setdefault(dimension_key, {})
+        for bucket in kept["buckets"]:
+            index = int(bucket["bucket"])
+            buckets[index] = buckets.get(index, 0) + int(bucket["cost_nanos_usd"])
+    return merged
+
+
 def merge(values: Iterable[Totals]) -> Totals:
     out = Totals()
     for totals in values:

@@ -54,10 +54,16 @@ class LimitStore(Protocol):
         last reserve (which gives back expired ones)."""
         ...
 
-    async def raise_used(self, counter: str, floor: int, expire_at: float, now: float) -> int:
-        """Make a one-field counter's `used` at least `floor` (the reconciler restoring spend a
-        lost store forgot); atomic, so replicas restoring at once add nothing twice. Returns
-        what was added."""
+    async def read_buckets(self, counter: str, now: float) -> dict[int, int]:
+        """{bucket: used} of a rolling counter, every bucket still stored (the reconciler's view)."""
+        ...
+
+    async def raise_used(
+        self, counter: str, floor: int, expire_at: float, now: float, field: str = "u"
+    ) -> int:
+        """Make `field` of a counter (`used` "u", or a rolling bucket "u<n>") at least `floor` (the
+        reconciler restoring spend a lost store forgot); atomic, so replicas restoring at once add
+        nothing twice. Returns what was added."""
         ...
 
     async def close(self) -> None: ...
@@ -115,12 +121,18 @@ class MemoryLimitStore:
         reserved = fields.get(RESERVED, 0)
         return self._current(counter, oldest_bucket, now) - reserved, reserved
 
-    async def raise_used(self, counter: str, floor: int, expire_at: float, now: float) -> int:
+    async def read_buckets(self, counter: str, now: float) -> dict[int, int]:
+        fields = self._live_counter(counter, now) or {}
+        return {int(name[1:]): value for name, value in fields.items() if name[1:].isdigit()}
+
+    async def raise_used(
+        self, counter: str, floor: int, expire_at: float, now: float, field: str = "u"
+    ) -> int:
         fields = self._live_counter(counter, now)
         fields = self._counters.setdefault(counter, {}) if fields is None else fields
-        added = max(0, floor - fields.get("u", 0))
+        added = max(0, floor - fields.get(field, 0))
         if added:
-            fields["u"] = floor
+            fields[field] = floor
             self._touch(counter, expire_at)
         return added
 

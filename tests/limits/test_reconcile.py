@@ -40,7 +40,7 @@ CONFIG = LimitsConfig.model_validate(
     {
         "budgets": [
             {"level": "team", "entity": "search", "usd": "10.00", "period": "day"},
-            # No rollup window is a rolling month: not reconciled.
+            # Rolling: reconciled from the rollups' buckets, when given (test_reconcile_rolling.py).
             {"level": "global", "usd": "100.00", "period": "month", "rolling": True},
         ]
     }
@@ -63,7 +63,7 @@ class FixedRollup:
 
 def drift() -> float | None:
     return REGISTRY.get_sample_value(
-        "llmrouter_limits_drift_nanos", {"level": "team", "entity": "team:search"}
+        "llmrouter_limits_drift_nanos", {"level": "team", "entity": "team:search", "period": "day (UTC)"}
     )
 
 
@@ -81,7 +81,7 @@ def test_every_calendar_budget_has_the_rollup_window_of_its_zone() -> None:
         ("day (UTC)", "team:search"): "day",
         ("month (UTC)", "global"): "month",
         ("week (UTC)", "customer:acme"): "week",
-        ("rolling day", "key:k_1"): None,  # no rollup window is "the last 24 hours"
+        ("rolling day", "key:k_1"): None,  # reconciled from buckets instead (rolling_grain)
         ("day (Europe/Berlin)", "team:search"): "day@Europe/Berlin",
         ("month (Europe/Berlin)", "global"): "month@Europe/Berlin",
         ("week (Europe/Berlin)", "customer:acme"): "week@Europe/Berlin",

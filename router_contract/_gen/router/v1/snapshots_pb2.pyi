@@ -674,6 +674,7 @@ class CostSnapshot(_message.Message):
     TAG_KEY_FIELD_NUMBER: _builtins.int
     GRANULARITIES_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    ROLLING_FIELD_NUMBER: _builtins.int
     dimension_name: _builtins.str
     """Dimension name ("total", "team", "customer", "api_key", "model", "provider", "tag")."""
     dimension_value: _builtins.str
@@ -688,6 +689,13 @@ class CostSnapshot(_message.Message):
     def granularities(self) -> _containers.RepeatedCompositeFieldContainer[Global___CostWindows]:
         """The windows, by granularity."""
 
+    @_builtins.property
+    def rolling(self) -> _containers.RepeatedCompositeFieldContainer[Global___CostBuckets]:
+        """Cost per rolling-budget bucket, one entry per rolling period the consumer keeps (empty
+        ones included). Only the dimensions budgets count have them ("total", "api_key", "team",
+        "customer", without model); empty from consumers that predate them.
+        """
+
     def __init__(
         self,
         *,
@@ -696,14 +704,75 @@ class CostSnapshot(_message.Message):
         tag_key: _builtins.str = ...,
         granularities: _abc.Iterable[Global___CostWindows] | None = ...,
         model: _builtins.str = ...,
+        rolling: _abc.Iterable[Global___CostBuckets] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension_name", b"dimension_name", "dimension_value", b"dimension_value", "granularities", b"granularities", "model", b"model", "tag_key", b"tag_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension_name", b"dimension_name", "dimension_value", b"dimension_value", "granularities", b"granularities", "model", b"model", "rolling", b"rolling", "tag_key", b"tag_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CostSnapshot: _TypeAlias = CostSnapshot  # noqa: Y015
+
+@_typing.final
+class CostBuckets(_message.Message):
+    """CostBuckets are the kept buckets of one rolling period: those of the rolling window at the
+    partition's newest event time (at most 25), oldest first.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_FIELD_NUMBER: _builtins.int
+    BUCKET_DURATION_MS_FIELD_NUMBER: _builtins.int
+    BUCKETS_FIELD_NUMBER: _builtins.int
+    period: Global___CostGranularity.ValueType
+    """The rolling period: HOUR, DAY, WEEK, or MONTH (the last 30 days)."""
+    bucket_duration_ms: _builtins.int
+    """A bucket's length: the period / 24 (150 s, 1 h, 7 h, 30 h)."""
+    @_builtins.property
+    def buckets(self) -> _containers.RepeatedCompositeFieldContainer[Global___CostBucket]:
+        """The buckets with spend."""
+
+    def __init__(
+        self,
+        *,
+        period: Global___CostGranularity.ValueType = ...,
+        bucket_duration_ms: _builtins.int = ...,
+        buckets: _abc.Iterable[Global___CostBucket] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_duration_ms", b"bucket_duration_ms", "buckets", b"buckets", "period", b"period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CostBuckets: _TypeAlias = CostBuckets  # noqa: Y015
+
+@_typing.final
+class CostBucket(_message.Message):
+    """CostBucket is one rolling-budget bucket's spend."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    COST_NANOS_USD_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Bucket n covers [n * bucket_duration_ms, (n + 1) * bucket_duration_ms) since the Unix epoch."""
+    cost_nanos_usd: _builtins.int
+    """Everything billed in it, in nano-USD (as CostTotals.cost_nanos_usd)."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        cost_nanos_usd: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_nanos_usd", b"cost_nanos_usd", "index", b"index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CostBucket: _TypeAlias = CostBucket  # noqa: Y015
 
 @_typing.final
 class ScoreSums(_message.Message):

@@ -17,8 +17,12 @@ An EmbeddedBroker (Tansu, loopback), a 4-partition events topic, and per variant
    that, with the replay's records per second (the consumer's own speed, group aside); and from
    the restarted process's log: imports done ('starting'), group synced, partitions restored,
    and the first snapshot flush after the restart (its /metrics);
-4. then the producer stops, the process drains, is stopped (SIGTERM: final flush), and its cost
-   rollup (total=all, day windows) is compared with the published completions: no double count.
+4. then the producer stops, the process drains: every partition's checkpoint on the snapshot
+   topic reaches the end offset the broker acknowledged to the producer (drained_s; a RuntimeError
+   after `timeout`: not the lag gauge, which goes stale, issue 19), it is stopped (SIGTERM: final
+   flush), and its cost rollup (total=all, day windows) is compared with the published
+   completions: no double count, nothing missing; `partitions` gives, per partition, the acked
+   end offset, the final checkpoint, the completions published and those counted.
 
 Variants, back to back in one run: `log` (the dedupe log: the restart loads the dedupe index) or
 `replay` (no dedupe topic: the restart re-reads the dedupe horizon, as before issue 19); and
@@ -55,7 +59,8 @@ from aiokafka import AIOKafkaProducer
 from bench.consumers import _one_request
 from bench.snapshot_topic import read_snapshot_topic
 from consumers.kafka import KafkaOptions, ensure_topic
-from router_contract.readers.costs import fleet_totals
+from consumers.snapshot_store import SnapshotReader
+from router_contract.readers.costs import fleet_totals, window_totals
 from router_contract.windows import window_start
 from router_service.embedded.broker import EmbeddedBroker, free_port
 from router_service.telemetry import event_codec
@@ -96,6 +101,9 @@ class Result:
     restored_s: float | None  # restart -> 'owns partitions' (the restore done; the log)
     first_flush_s: float | None  # restart -> its first snapshot flush (its /metrics)
     redelivered: int  # records the restarted process re-read below its checkpoint
+    drained_s: float | None  # every send acked -> every checkpoint at the acked end offset
+    # {partition: [acked end offset, final checkpoint offset, completions published, counted]}
+    partitions: dict[int, list[int]]
     completions: int  # published
     counted_requests: int  # in the rollup (must equal completions)
     cost_exact: bool  # the rollup's cost equals the published cost, to the nano
@@ -112,6 +120,10 @@ class Producer:
         self._futures: list[asyncio.Future[Any]] = []
         self.completions: dict[int, tuple[int, int]] = {}  # day start -> (requests, cost nanos)
         self.sent = 0
+        # What the broker acknowledged, per partition: one past the highest offset, and how many
+        # completions (what the consumer's checkpoint and rollup must reach before the SIGTERM).
+        self.end_offsets: dict[int, int] = {}
+        self.completion_offsets: dict[int, list[int]] = {}  # partition -> offsets of its completions
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
@@ -131,6 +143,15 @@ class Producer:
                 await self._send(event)
                 sent += 1
 
+    def _acked(self, done: asyncio.Future[Any], completion: bool) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return  # stop() re-raises it
+        metadata = done.result()
+        partition = metadata.partition
+        self.end_offsets[partition] = max(self.end_offsets.get(partition, 0), metadata.offset + 1)
+        if completion:
+            self.completion_offsets.setdefault(partition, []).append(metadata.offset)
+
     async def run(self, rate: float, stop: asyncio.Event) -> None:
         started, sent = time.monotonic(), 0
         while not stop.is_set():
@@ -143,7 +164,10 @@ class Producer:
 
     async def _send(self, event: ev.TelemetryEvent) -> None:
         key, value, headers = event_codec.encode(event, "json", router_instance="bench-1")
-        self._futures.append(await self._producer.send(self._topic, value, key=key, headers=headers))
+        future = await self._producer.send(self._topic, value, key=key, headers=headers)
+        completion = isinstance(event.body, ev.CompletionEvent)
+        future.add_done_callback(lambda done: self._acked(done, completion))
+        self._futures.append(future)
         self.sent += 1
         if isinstance(event.body, ev.CompletionEvent):
             day = window_start(event.event_time_unix_s, DAY_S)
@@ -298,6 +322,66 @@ async def rollup(bootstrap: str, snapshot_topic: str) -> dict[int, tuple[int, in
     return out
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Per input partition, what the snapshot topic says: the checkpoint's offset, and requests counted."""
+
+    offsets: dict[int, int]  # the checkpoint's source offset (everything below it is in the state)
+    requests: dict[int, int]  # total=all, summed over the day windows
+
+
+async def progress(bootstrap: str, snapshot_topic: str) -> Progress:
+    reader = SnapshotReader(KafkaOptions(bootstrap, enable_idempotence=False), snapshot_topic)
+    await reader.start()
+    try:
+        restored = await reader.read(range(PARTITIONS), PARTITIONS)
+    finally:
+        await reader.stop()
+    days = {window_start(time.time() - s, DAY_S) for s in (0, DAY_S)}
+    offsets, requests = {}, {}
+    for partition, state in restored.items():
+        if state.checkpoint is not None:
+            offsets[partition] = int(state.checkpoint["source"]["offset"])
+        for dimension, value in state.dimensions:
+            if dimension == "total=all" and value is not None:
+                windows = (window_totals(value, "day", day) for day in days)
+                requests[partition] = sum(totals.requests for totals in windows if totals is not None)
+    return Progress(offsets, requests)
+
+
+async def wait_checkpointed(
+    bootstrap: str, snapshot_topic: str, end_offsets: dict[int, int], timeout_s: float
+) -> float:
+    """Seconds until every partition's checkpoint covers the producer's acked end offset; raises on timeout.
+
+    Not the lag gauge: the consumer sets it from the high watermark of its last fetch, when that
+    fetch returns records, so it reads 0 until the next one whatever arrived since. Under load a
+    SIGTERM sent on it came while hundreds of records per partition were unread (issue 19: the
+    final checkpoints were short of the end offsets by as much as the count was short). The
+    checkpoint is the consumer's own durable progress: everything below it is in the rollup.
+    """
+    started = time.monotonic()
+    while True:
+        offsets = (await progress(bootstrap, snapshot_topic)).offsets
+        if all(offsets.get(partition, 0) >= end for partition, end in end_offsets.items()):
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(
+                f"the consumer's checkpoints {sorted(offsets.items())} did not reach the acked end "
+                f"offsets {sorted(end_offsets.items())} within {timeout_s}s"
+            )
+        await asyncio.sleep(0.2)
+
+
+def by_partition(producer: Producer, final: Progress) -> dict[int, list[int]]:
+    """{partition: [acked end offset, checkpoint offset, completions, counted]}: where a count is short."""
+    out = {}
+    for partition, end in sorted(producer.end_offsets.items()):
+        published = len(producer.completion_offsets.get(partition, []))
+        out[partition] = [end, final.offsets.get(partition, 0), published, final.requests.get(partition, 0)]
+    return out
+
+
 async def recovery(bootstrap: str, plan: Plan, workdir: Path) -> Result:
     topic = f"bench.recovery.events.{uuid.uuid4().hex[:8]}"
     snapshot_topic = f"bench.recovery.costs.{uuid.uuid4().hex[:8]}"
@@ -326,7 +410,7 @@ async def recovery(bootstrap: str, plan: Plan, workdir: Path) -> Result:
         await feeding
         await producer.stop()
         replayed = redelivered(await process.metrics())
-        await wait_caught_up(process, 1, plan.timeout_s)  # drained: every lag 0
+        drained = await wait_checkpointed(bootstrap, snapshot_topic, producer.end_offsets, plan.timeout_s)
         code = await process.terminate()
         if code != 0:
             raise RuntimeError(f"the consumer exited {code}; see {workdir}")
@@ -335,6 +419,7 @@ async def recovery(bootstrap: str, plan: Plan, workdir: Path) -> Result:
         await process.kill()
     counted = await rollup(bootstrap, snapshot_topic)
     completions = sum(requests for requests, _ in producer.completions.values())
+    final = await progress(bootstrap, snapshot_topic)
     return Result(
         variant=("log" if plan.dedupe_log else "replay")
         + ("/static" if plan.group_instance_id else "/dynamic")
@@ -352,6 +437,8 @@ async def recovery(bootstrap: str, plan: Plan, workdir: Path) -> Result:
         restored_s=milestones.get("restored"),
         first_flush_s=first_flush,
         redelivered=replayed,
+        drained_s=_round(drained),
+        partitions=by_partition(producer, final),
         completions=completions,
         counted_requests=sum(requests for requests, _ in counted.values()),
         cost_exact=counted == producer.completions,

@@ -28,5 +28,11 @@ async def test_a_killed_consumer_resumes_at_its_checkpoint_and_counts_nothing_tw
     print(f"\n[recovery] {result}")
     assert result.catch_up_s is not None  # every partition's lag got under rate x interval
     assert result.redelivered == 0  # the dedupe index came from the log: no re-read history
+    # Per partition: the final checkpoint is at the end offset the broker acknowledged to the
+    # producer, and the rollup counts every completion below it (the bench waited for the
+    # checkpoints before the SIGTERM, and raises when they do not get there).
+    for partition, (end, checkpoint, published, counted) in result.partitions.items():
+        assert (checkpoint, counted) == (end, published), (partition, result.partitions)
+    assert len(result.partitions) == 4
     assert result.counted_requests == result.completions > 6_000 / 4
     assert result.cost_exact

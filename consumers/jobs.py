@@ -6,6 +6,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from consumers.aggregator import Aggregator
 from consumers.costs.aggregate import CostsAggregator, CostsConfig
@@ -25,7 +26,8 @@ class JobOptions:
 
     # Caller tag keys whose values are cost-rollup dimensions; no other tag becomes a key.
     cost_tag_dimensions: frozenset[str] = frozenset()
-    # IANA zones besides UTC whose calendar hours/days/weeks/months the cost rollups keep too.
+    # IANA zones besides UTC whose calendar hours/days/weeks/months the cost rollups keep too
+    # (--cost-time-zones, COST_TIME_ZONES): those of the routers' `limits.time_zone`.
     cost_time_zones: tuple[str, ...] = ()
     # The share of a model x task's feedback weight one scorer (API key) may hold
     # (router_contract/quality_scores.py); written into every quality value, readers apply it.
@@ -39,9 +41,19 @@ class JobOptions:
         share = env.get(QUALITY_MAX_SCORER_SHARE_ENV, "").strip()
         return cls(
             cost_tag_dimensions=tag_keys(env.get(COST_TAG_DIMENSIONS_ENV, "").split(",")),
-            cost_time_zones=tuple(sorted(tag_keys(env.get(COST_TIME_ZONES_ENV, "").split(",")) - {"UTC"})),
+            cost_time_zones=time_zones(env.get(COST_TIME_ZONES_ENV, "")),
             quality_max_scorer_share=float(share) if share else DEFAULT_MAX_SCORER_SHARE,
         )
+
+
+def time_zones(text: str) -> tuple[str, ...]:
+    """IANA zones from "Europe/Berlin, America/New_York": sorted, without UTC (always kept), each
+    checked (ZoneInfoNotFoundError for a name that is none: a typo fails at startup instead of
+    leaving that zone's budgets unreconciled)."""
+    zones = tuple(sorted(tag_keys(text.split(",")) - {"UTC"}))
+    for zone in zones:
+        ZoneInfo(zone)
+    return zones
 
 
 def tag_keys(names: Iterable[str]) -> frozenset[str]:

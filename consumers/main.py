@@ -12,7 +12,9 @@ KAFKA_ENABLE_IDEMPOTENCE=false against the embedded Tansu broker); group ids def
 `llmrouter-consumer-<kind>`, snapshot topics to `llmrouter.<kind>.v1`, the input topic to
 `llmrouter.events.v1`; Prometheus metrics on 127.0.0.1:9465 (the router uses 9464). Which caller
 tag keys are cost-rollup dimensions: `--cost-tag-dimensions feature,env`, else
-$COST_TAG_DIMENSIONS, else none (JobOptions).
+$COST_TAG_DIMENSIONS, else none; which zones' calendar windows the cost rollups keep besides UTC
+(those of the routers' `limits.time_zone`): `--cost-time-zones Europe/Berlin`, else
+$COST_TIME_ZONES, else none (JobOptions).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Sequence
 
 from prometheus_client import start_http_server
 
-from consumers.jobs import DEFAULT_INPUT_TOPIC, JOBS, JobOptions, job_named, tag_keys
+from consumers.jobs import DEFAULT_INPUT_TOPIC, JOBS, JobOptions, job_named, tag_keys, time_zones
 from consumers.kafka import KafkaOptions, TopicMissingError
 from consumers.metrics import ConsumerMetrics, default_metrics
 from consumers.runner import ConsumerRunner, RunnerConfig, RunnerError
@@ -195,6 +197,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "$COST_TAG_DIMENSIONS, else none: other tags never become snapshot keys)",
     )
     parser.add_argument(
+        "--cost-time-zones",
+        default=None,
+        metavar="ZONE,ZONE",
+        help="IANA zones besides UTC whose calendar hours, days, weeks and months the cost rollups "
+        "keep: the routers' limits.time_zone, e.g. Europe/Berlin, or those budgets are not "
+        "reconciled (default $COST_TIME_ZONES, else none: UTC only)",
+    )
+    parser.add_argument(
         "--max-scorer-share",
         type=float,
         default=None,
@@ -217,14 +227,18 @@ def run_from_args(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port if args.metrics_port > 0 else None,
         metrics_host=args.metrics_host,
         create_topics=args.create_topics,
-        options=_job_options(args.cost_tag_dimensions, args.max_scorer_share),
+        options=_job_options(args.cost_tag_dimensions, args.max_scorer_share, args.cost_time_zones),
     )
 
 
-def _job_options(cost_tag_dimensions: str | None, max_scorer_share: float | None = None) -> JobOptions:
+def _job_options(
+    cost_tag_dimensions: str | None, max_scorer_share: float | None = None, cost_time_zones: str | None = None
+) -> JobOptions:
     options = JobOptions.from_env()
     if cost_tag_dimensions is not None:
         options = dataclasses.replace(options, cost_tag_dimensions=tag_keys(cost_tag_dimensions.split(",")))
+    if cost_time_zones is not None:
+        options = dataclasses.replace(options, cost_time_zones=time_zones(cost_time_zones))
     if max_scorer_share is not None:
         options = dataclasses.replace(options, quality_max_scorer_share=max_scorer_share)
     return options

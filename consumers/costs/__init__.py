@@ -7,8 +7,8 @@ of its dimensions: `total=all`,
 `tag:<key>=<value>` per caller tag whose key is configured as a dimension (`--cost-tag-dimensions`
 or COST_TAG_DIMENSIONS, e.g. `feature,env`; none by default: other tags never become keys,
 dimensions.py). Windows, by event time: UTC minute, hour and day, UTC calendar week (ISO, from
-Monday) and month, and for each zone of COST_TIME_ZONES (e.g. `Europe/Berlin`, the routers'
-`limits.time_zone`) that zone's calendar hour, day, week and month, named `<unit>@<zone>`
+Monday) and month, and for each zone of `--cost-time-zones` or COST_TIME_ZONES (e.g. `Europe/Berlin`,
+the routers' `limits.time_zone`) that zone's calendar hour, day, week and month, named `<unit>@<zone>`
 (`month@Europe/Berlin`), the windows budgets count in (router_contract/calendar.py); each keeps
 the current window and the one before (aggregate.py), so a month window per dimension at most
 two months old.
@@ -32,12 +32,20 @@ strings, exact beyond 2**53):
         "hour": [...], "day": [...], "week": [...], "month": [...],
         "month@Europe/Berlin": [...]                           // with COST_TIME_ZONES
       },
+      "rolling": {                                             // total, api_key, team, customer only
+        "day": {"bucket_ms": 3600000,                          // also "hour", "week", "month" (30 days)
+                "buckets": [{"bucket": 498624, "cost_nanos_usd": "348000"}, ...]}
+      },
       "generated_at": "2026-11-22T05:15:27.324Z",
       "source": {"topic": "llmrouter.events.v1", "partition": 3, "offset": 18234}
     }
 
 `requests` counts completions; `cost_nanos_usd` and the token sums are everything billed, the
 `unused_answers` hedge losers' included (their part: `unused_cost_nanos_usd`), so budgets see it.
+
+`rolling`: the cost per rolling-budget bucket (bucket n covers [n * bucket_ms, (n + 1) * bucket_ms)
+since the epoch, the limits store's buckets), those of the rolling window at the watermark (at most
+25 a period), for the reconciler (router_service/limits/reconcile.py); every period kept is listed.
 
 `source.offset`: the state covers every record of that input partition below this offset. A null
 value (tombstone) means the dimension has no window left in retention.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from zoneinfo import ZoneInfoNotFoundError
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -133,6 +134,20 @@ def test_cost_tag_dimensions_from_the_flag_or_the_environment(monkeypatch: pytes
     monkeypatch.delenv("COST_TAG_DIMENSIONS")
     assert _job_options(None) == JobOptions()  # default: no tag is a dimension
     assert JobOptions.from_env({"COST_TAG_DIMENSIONS": " , "}) == JobOptions()
+
+
+def test_cost_time_zones_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["costs", "--cost-time-zones", "Europe/Berlin, UTC, Asia/Kolkata"])
+    options = _job_options(None, None, args.cost_time_zones)
+    assert options.cost_time_zones == ("Asia/Kolkata", "Europe/Berlin")  # UTC is always kept
+
+    monkeypatch.setenv("COST_TIME_ZONES", "America/Sao_Paulo")
+    assert _job_options(None).cost_time_zones == ("America/Sao_Paulo",)
+    assert _job_options(None, None, "").cost_time_zones == ()  # the flag wins, even when empty
+    with pytest.raises(ZoneInfoNotFoundError):  # a typo fails at startup, not silently
+        _job_options(None, None, "Europe/Berln")
 
 
 def test_the_costs_runner_aggregates_by_the_configured_tag_keys() -> None:

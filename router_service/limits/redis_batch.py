@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from router_service.limits.store import StoreUnavailableError
 
+log = logging.getLogger(__name__)
 MAX_BATCH = 256  # operations per script call: a longer one would hold Redis from other clients
 _Op = tuple[str, "asyncio.Future[Any]"]
 
@@ -124,7 +126,10 @@ class OpBatcher:
     async def _send(self, batch: list[_Op]) -> None:
         try:
             answers = await self._execute([op for op, _ in batch])
-        except (RedisError, OSError, ValueError, TimeoutError) as exc:
+        except Exception as exc:
+            if not isinstance(exc, RedisError | OSError | ValueError):  # TimeoutError is an OSError
+                # Still fail the batch's callers (they would wait forever), but say it was a bug.
+                log.exception("limits store: unexpected failure of a script call")
             failure = StoreUnavailableError(f"limits store: {type(exc).__name__}: {exc}")
             for _, future in batch:
                 if not future.done():

@@ -132,9 +132,13 @@ def _request(r: ChatRequest, contents: list[bytes]) -> tuple[Any, ...]:
     )
 
 
+# Per message and per hint, on every lookup: `_value_` (the member's value, as `.value` answers
+# it, without `.value`'s descriptor call), and no comprehension for a message without tool calls
+# (most): together ~0.4 us a message.
 def _message(m: Message, content_bytes: int) -> tuple[Any, ...]:
-    calls = tuple([(c.id, c.name, c.arguments_json) for c in m.tool_calls])
-    return (m.role.value, content_bytes, calls, m.tool_call_id, m.name)
+    tool_calls = m.tool_calls
+    calls = tuple([(c.id, c.name, c.arguments_json) for c in tool_calls]) if tool_calls else ()
+    return (m.role._value_, content_bytes, calls, m.tool_call_id, m.name)
 
 
 def _tool(t: ToolSpec) -> tuple[Any, ...]:
@@ -155,11 +159,11 @@ def _response_format(f: ResponseFormat | None) -> tuple[Any, ...] | None:
 def _hints(h: RoutingHints) -> tuple[Any, ...]:
     return (
         h.policy,
-        None if h.task_type is None else h.task_type.value,
+        None if h.task_type is None else h.task_type._value_,
         h.max_cost_nanos,
         _num(h.latency_target_s),
         _num(h.min_quality),
-        h.data_sensitivity.value,
+        h.data_sensitivity._value_,
         tuple(sorted(h.allowed_providers)),
         tuple(sorted(h.denied_providers)),
     )

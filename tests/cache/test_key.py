@@ -254,3 +254,23 @@ def test_the_header_memo_is_bounded_and_still_keys_right_once_cleared() -> None:
         key(ACME_SEARCH, dataclasses.replace(r, params=GenerationParams(0.0, max_output_tokens=n + 1)))
         assert len(key_module._HEADERS) <= key_module._HEADERS_MAX
     assert key(ACME_SEARCH, r) == expected
+
+
+def test_a_known_request_keys_as_the_previous_release_did() -> None:
+    """Replicas of two releases share one Redis during a rollout: a change to the normalization
+    must bump KEY_VERSION (then this digest changes on purpose), never change keys silently."""
+    r = ChatRequest(
+        messages=(
+            Message(Role.SYSTEM, "Be brief."),
+            Message(Role.USER, "2+2?"),
+            Message(Role.ASSISTANT, "", (ToolCall("c1", "add", '{"a":2,"b":2}'),)),
+            Message(Role.TOOL, "4", (), "c1"),
+        ),
+        params=GenerationParams(temperature=0.0, max_output_tokens=64, seed=7),
+        hints=RoutingHints(
+            policy="default", task_type=TaskType.REASONING, data_sensitivity=DataSensitivity.RESTRICTED
+        ),
+    )
+    who = Identity(key_id="k1", team="search", customer="acme")
+    # Computed by the tree at 5db81d2 (before the header memo and the `_value_` reads).
+    assert key(who, r) == "4ea68c75542dcc090d4ef49f38bb27d2cd182eebffe1bd5e3fcd3b8361de57c1"

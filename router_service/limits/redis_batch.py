@@ -10,9 +10,11 @@ round trips (bench/governance.py, bench/overhead.py --limits-only have the numbe
 and reads that connection through redis-py's public `Connection` calls (pack_command,
 send_packed_command, read_response), not through `Redis.execute_command`: no pool lock, retry
 wrapper or response callback per call, and the timeout is one `asyncio.timeout` around the round
-trip instead of a task per write (redis-py's `asyncio.wait_for`) plus a timer per read. A call that
-times out or breaks closes the connection (its answer could arrive later, out of step); the next
-call opens a new one.
+trip instead of a task per write (redis-py's `asyncio.wait_for`) plus a timer per read. The
+timeout counts from when an operation was asked, its wait behind the call in flight included, so
+behind a hung store no caller waits longer than it (an operation out of time is failed unsent). A
+call that times out or breaks closes the connection (its answer could arrive later, out of step);
+the next call opens a new one.
 
 Urgent operations (reserve: a caller waits) wake the sender at once. Settles are not urgent (the
 reservation already holds the money; nobody waits but the bookkeeping): they linger up to
@@ -38,7 +40,7 @@ from router_service.limits.store import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 256  # operations per script call: a longer one would hold Redis from other clients
-_Op = tuple[str, "asyncio.Future[Any]"]
+_Op = tuple[str, "asyncio.Future[Any]", float]  # the operation, its answer, when it was asked
 
 
 class OpBatcher:
@@ -77,7 +79,7 @@ class OpBatcher:
         if not urgent and len(self._queue) >= self._max_pending:
             future.set_exception(StoreUnavailableError("limits store: too many settles waiting"))
             return future
-        self._queue.append((op, future))
+        self._queue.append((op, future, loop.time()))
         if urgent or len(self._queue) >= MAX_BATCH:
             self._send_now()
         elif self._later is None and not self._urgent:
@@ -124,18 +126,25 @@ class OpBatcher:
                 self._idle.set()
 
     async def _send(self, batch: list[_Op]) -> None:
+        if self._timeout_s is not None:
+            # Each operation gets the timeout from when it was asked, waiting behind a call in
+            # flight included: behind a hung store the queue must not make callers wait longer.
+            now = asyncio.get_running_loop().time()
+            late = [entry for entry in batch if now - entry[2] >= self._timeout_s]
+            if late:
+                self._fail(late, StoreUnavailableError("limits store: TimeoutError: waited behind a call"))
+                batch = batch[len(late) :]  # the oldest are first
+                if not batch:
+                    return
         try:
-            answers = await self._execute([op for op, _ in batch])
+            answers = await self._execute([op for op, _, _ in batch], batch[0][2])
         except Exception as exc:
             if not isinstance(exc, RedisError | OSError | ValueError):  # TimeoutError is an OSError
                 # Still fail the batch's callers (they would wait forever), but say it was a bug.
                 log.exception("limits store: unexpected failure of a script call")
-            failure = StoreUnavailableError(f"limits store: {type(exc).__name__}: {exc}")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(failure)
+            self._fail(batch, StoreUnavailableError(f"limits store: {type(exc).__name__}: {exc}"))
             return
-        for (_, future), answer in zip(batch, answers, strict=True):
+        for (_, future, _), answer in zip(batch, answers, strict=True):
             if future.done():
                 continue  # the caller gave up waiting
             if isinstance(answer, dict):  # {"error": "..."}: this operation failed in the script
@@ -143,9 +152,16 @@ class OpBatcher:
             else:
                 future.set_result(answer)
 
-    async def _execute(self, ops: list[str]) -> list[Any]:
+    @staticmethod
+    def _fail(batch: list[_Op], failure: StoreUnavailableError) -> None:
+        for _, future, _ in batch:
+            if not future.done():
+                future.set_exception(failure)
+
+    async def _execute(self, ops: list[str], oldest_asked: float) -> list[Any]:
+        deadline = None if self._timeout_s is None else oldest_asked + self._timeout_s
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout_at(deadline):
                 raw = await self._evalsha(ops)
         except ResponseError:
             raise  # an error reply: the connection is still in step

@@ -167,3 +167,25 @@ async def test_a_call_that_times_out_fails_and_the_next_one_works(redis_server: 
     finally:
         await client.aclose()
         await impatient.close()
+
+
+async def test_the_timeout_counts_from_when_a_call_was_asked_not_when_it_was_sent(redis_server: str) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}:{{limits}}:"
+    impatient = RedisLimitStore.from_url(redis_server, prefix=prefix, timeout_s=0.3)
+    client = aioredis.Redis.from_url(redis_server)
+    try:
+        assert (await impatient.reserve("warm", [check("cost:team:t", 1000, 1)], T0, T0 + 60)).admitted
+        await client.client_pause(500)
+        first = asyncio.ensure_future(impatient.reserve("a", [check("cost:team:t", 1000, 10)], T0, T0 + 60))
+        await asyncio.sleep(0.02)
+        # Asked while `first` is out: it waits behind it, and that wait is part of its timeout
+        # (sent only when `first` failed, with a timeout of its own, it would get an answer once
+        # the pause is over, 0.5 s after it was asked).
+        second = asyncio.ensure_future(impatient.reserve("b", [check("cost:team:t", 1000, 10)], T0, T0 + 60))
+        outcomes = await asyncio.gather(first, second, return_exceptions=True)
+        assert all(isinstance(o, StoreUnavailableError) for o in outcomes), outcomes
+        await asyncio.sleep(0.5)  # the pause is over
+        assert (await impatient.reserve("c", [check("cost:team:t", 1000, 100)], T0, T0 + 60)).admitted
+    finally:
+        await client.aclose()
+        await impatient.close()

@@ -121,12 +121,12 @@ def pct(samples: list[float], q: float) -> float:
 
 
 def round_order(cells: list[tuple[str, Call]], round_: int) -> list[tuple[str, Call]]:
-    """The cells in round `round_`'s order: rotated by one each round and reversed every other
-    round, so that no cell always runs first, last or next to the same neighbour, and a drift of
-    the box's load over the run spreads over all of them (a fixed order put it on one cell)."""
-    shift = round_ % len(cells)
-    rotated = cells[shift:] + cells[:shift]
-    return rotated[::-1] if round_ % 2 else rotated
+    """The cells in round `round_`'s order: starting one cell later each round, and backwards
+    every other round, so that no cell always runs first, last or after the same neighbour, and a
+    drift of the box's load over the run spreads over all of them (a fixed order put it on one)."""
+    n = len(cells)
+    step = -1 if round_ % 2 else 1  # round r starts at cell r, forwards or backwards
+    return [cells[(round_ + step * i) % n] for i in range(n)]
 
 
 def complete(stub: pb_grpc.RouterServiceStub, make: Callable[[], pb.CompleteRequest]) -> Call:

@@ -71,6 +71,11 @@ class Grain:
         """The end of the window that starts at `start`."""
         return self._window(start)[1]
 
+    def span(self, unix_s: float) -> tuple[int, int]:
+        """(start, end) of the window `unix_s` falls in."""
+        window = self._window(unix_s)
+        return window[0], window[1]
+
     def previous_start(self, unix_s: float) -> int:
         """The start of the window before the one `unix_s` falls in (a zero-length window, a
         local hour skipped by DST, is no window)."""
@@ -115,6 +120,10 @@ class RollingGrain:
     def bucket(self, unix_s: float) -> int:
         """The bucket `unix_s` falls in."""
         return math.floor(unix_s * 1000) // self.bucket_ms
+
+    def span(self, bucket: int) -> tuple[float, float]:
+        """(start, end) of a bucket in Unix seconds."""
+        return bucket * self.bucket_ms / 1000, (bucket + 1) * self.bucket_ms / 1000
 
     def oldest(self, unix_s: float) -> int:
         """The oldest bucket the rolling window at `unix_s` still counts (a bucket counts until

@@ -25,6 +25,7 @@ in `tag_dimensions` (dimensions.py): removing a key from the config removes its 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -69,6 +70,8 @@ class CostsAggregator:
         self._watermark_s = 0.0
         self._retain_from = {name: 0 for name in (*self._grains, *self._rolling)}
         self._starts: Starts = ()  # the windows of the last event counted
+        # [lo, hi): the event times whose windows are all those of `_starts` (empty: recompute)
+        self._span = (0.0, 0.0)
 
     def apply(self, event: Event, offset: int) -> bool:
         cost = event.body
@@ -78,24 +81,40 @@ class CostsAggregator:
             return True  # not ours to count (the runner only routes completions and attempts here)
         event_time_s = event.envelope.event_time_s
         self._advance(event_time_s)
-        retain_from = self._retain_from
-        starts = tuple(
-            (name, start)
-            for name, grain in self._grains.items()
-            if (start := grain.start(event_time_s)) >= retain_from[name]
-        ) + tuple(
-            (name, bucket)
-            for name, rolling in self._rolling.items()
-            if (bucket := rolling.bucket(event_time_s)) >= retain_from[name]
-        )
+        starts = self._starts_at(event_time_s)
         if not starts:
             return False
-        if starts == self._starts:
-            starts = self._starts  # the same object: DimensionTotals.add compares by identity
-        self._starts = starts
         for dimension in dimensions_of(event.envelope, cost, self._tag_keys):
             self._add(dimension, starts, cost, offset)
         return True
+
+    def _starts_at(self, event_time_s: float) -> Starts:
+        """The retained windows an event time falls in. Consecutive events nearly always share
+        them (the finest changes once a minute), so they are computed once per span of time in
+        which none changes, and the same tuple object is returned (DimensionTotals.add compares
+        by identity)."""
+        lo, hi = self._span
+        if lo <= event_time_s < hi:
+            return self._starts
+        retain_from = self._retain_from
+        found: list[tuple[str, int]] = []
+        lo, hi = -math.inf, math.inf
+        for name, grain in self._grains.items():
+            start, end = grain.span(event_time_s)
+            lo, hi = max(lo, start), min(hi, end)
+            if start >= retain_from[name]:
+                found.append((name, start))
+        for name, rolling in self._rolling.items():
+            bucket = rolling.bucket(event_time_s)
+            start_s, end_s = rolling.span(bucket)
+            lo, hi = max(lo, start_s), min(hi, end_s)
+            if bucket >= retain_from[name]:
+                found.append((name, bucket))
+        starts = tuple(found)
+        if starts != self._starts:
+            self._starts = starts
+        self._span = (lo, hi)
+        return self._starts
 
     def index(self, event: Event, offset: int) -> None:
         return None  # no lookup state: only the dedupe index (owned by the processor) is rebuilt
@@ -110,6 +129,7 @@ class CostsAggregator:
             return
         self._dims[key] = state
         self._gate.cover(key, covered_offset)
+        self._prune_one(key, state, None)  # windows already out of retention (restored after the meta)
 
     def meta(self) -> JsonDict:
         return {"watermark_s": self._watermark_s}
@@ -153,16 +173,25 @@ class CostsAggregator:
         self._watermark_s = event_time_s
         retain_from = {name: grain.previous_start(event_time_s) for name, grain in self._grains.items()}
         retain_from.update((name, rolling.oldest(event_time_s)) for name, rolling in self._rolling.items())
-        if retain_from != self._retain_from:
+        # Only the granularities whose retention moved are scanned: most prunes are the minute's
+        # (or the rolling hour's 150 s buckets'), and a dimension's other windows cannot have
+        # fallen out of theirs.
+        moved = [name for name, start in retain_from.items() if start != self._retain_from[name]]
+        if moved:
             self._retain_from = retain_from
-            self._prune()
+            self._span = (0.0, 0.0)  # which windows are retained changed: recompute the next starts
+            self._prune(moved)
 
-    def _prune(self) -> None:
+    def _prune(self, names: Iterable[str] | None = None) -> None:
+        names = None if names is None else tuple(names)
         for key, state in list(self._dims.items()):
-            if state.prune(self._retain_from):
-                self._dirty.add(key)
-                if state.is_empty():
-                    del self._dims[key]  # still dirty: published as a tombstone
+            self._prune_one(key, state, names)
+
+    def _prune_one(self, key: str, state: DimensionTotals, names: tuple[str, ...] | None) -> None:
+        if state.prune(self._retain_from, names):
+            self._dirty.add(key)
+            if state.is_empty():
+                self._dims.pop(key, None)  # still dirty: published as a tombstone
 
     def _value(self, key: str) -> JsonDict | None:
         state = self._dims.get(key)

@@ -71,16 +71,20 @@ class DimensionTotals:
                 totals = windows[start] = Totals()
             totals.merge(pending)
 
-    def prune(self, retain_from: Mapping[str, int]) -> bool:
-        """Drop windows that start before retain_from; True when any was dropped."""
+    def prune(self, retain_from: Mapping[str, int], names: Iterable[str] | None = None) -> bool:
+        """Drop windows (and rolling buckets) that start before retain_from, of `names` only
+        (None: all); True when any was dropped."""
         self.settle()
         dropped = False
-        kept: Iterable[tuple[str, dict[int, Totals] | dict[int, int]]]
-        for kept in (self.windows.items(), self.rolling.items()):
-            for name, by_start in kept:
-                for start in [start for start in by_start if start < retain_from[name]]:
-                    del by_start[start]
-                    dropped = True
+        for name in (*self.windows, *self.rolling) if names is None else names:
+            kept: dict[int, Totals] | dict[int, int] | None = self.windows.get(name)
+            if kept is None:
+                kept = self.rolling.get(name)
+                if kept is None:
+                    continue  # a rolling period of a dimension that keeps no buckets
+            for start in [start for start in kept if start < retain_from[name]]:
+                del kept[start]
+                dropped = True
         return dropped
 
     def is_empty(self) -> bool:

@@ -5,6 +5,8 @@ watermark however long the stream runs, and carried through a restore."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumers import events as ce
 from consumers.costs.aggregate import CostsAggregator, CostsConfig
@@ -102,3 +104,24 @@ def test_a_value_written_before_rolling_buckets_restores_with_none() -> None:
     [again] = [r.value for r in restored.changes(T0)]
     assert again is not None
     assert all(kept["buckets"] == [] for kept in again["rolling"].values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(offsets=st.lists(st.floats(min_value=0, max_value=3 * HOUR, allow_nan=False), min_size=1, max_size=60))
+def test_every_kept_bucket_sums_its_events_exactly_in_any_arrival_order(offsets: list[float]) -> None:
+    """Events arrive out of order; one counts in a rolling-hour bucket when that bucket was still
+    in the window at the watermark (the newest event time so far) when it arrived."""
+    aggregator = CostsAggregator(CostsConfig(rolling_periods=("hour",)))
+    grain = RollingGrain("hour")
+    expected: dict[int, int] = {}
+    watermark = 0.0
+    for i, offset in enumerate(offsets):
+        at = T0 + offset
+        watermark = max(watermark, at)
+        if grain.bucket(at) >= grain.oldest(watermark):
+            expected[grain.bucket(at)] = expected.get(grain.bucket(at), 0) + i + 1
+        aggregator.apply(*_completion(at, i + 1, i))
+    [total] = [r.value for r in aggregator.changes(watermark) if r.key == "total=all"]
+    assert total is not None
+    kept = {b["bucket"]: int(b["cost_nanos_usd"]) for b in total["rolling"]["hour"]["buckets"]}
+    assert kept == {b: n for b, n in expected.items() if b >= grain.oldest(watermark)}

@@ -20,6 +20,10 @@ to the bucket where it first appears (`bucket_corrections`). Comparing suffixes 
 buckets means a settle the store counted in the next bucket (the router's clock at settle, a few
 milliseconds after the event time the rollup uses) is not counted twice.
 
+Budgets of a named entity and global ones are reconciled, and a "*" budget (one per key, team or
+customer) for each entity the rollups have spend for in its window: one store read per such
+entity and budget each pass.
+
 Normally the drift is small and positive: the store counts a settle at once, the rollup when the
 event has been consumed and snapshotted. A negative drift means the store is missing spend the
 event log has: a lost store (Redis restarted empty), settles lost while it was unreachable, or
@@ -40,16 +44,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from prometheus_client import Counter, Gauge
 
 from router_contract.cost_totals import Totals
 from router_contract.readers.costs import fleet_buckets, keeps_rolling
+from router_contract.snapshot_keys import part
 from router_contract.snapshot_records import JsonDict
 from router_contract.windows import ROLLING_SECONDS, RollingGrain, grain_name
 from router_service.fleet.view import FleetView, Topic
 from router_service.limits.governor import Governor
-from router_service.limits.model import Bound, Check, Estimate, Metric
+from router_service.limits.model import EVERY_ENTITY, Bound, Check, Estimate, Level, Metric
 from router_service.limits.periods import PeriodUnit, Window
 from router_service.limits.plan import build_checks, windows_of
 from router_service.limits.report import named_bounds
@@ -85,12 +91,26 @@ class Reconciliation:
         return self.store_used - self.rollup_cost
 
 
+_DIMENSION_LEVELS = {"api_key": "key", "team": "team", "customer": "customer"}
+
+
 def rollup_dimension(entity: str) -> str:
-    """The costs rollup's dimension of a limited entity."""
+    """The costs rollup's dimension of a limited entity (its value escaped as the consumers do)."""
     if entity == "global":
         return "total=all"
     level, _, name = entity.partition(":")
-    return f"{'api_key' if level == 'key' else level}={name}"
+    return f"{'api_key' if level == 'key' else level}={part(name)}"
+
+
+def rollup_entity(dimension: str) -> str | None:
+    """The limited entity of a rollup dimension ("team=search" -> "team:search"), or None: the
+    total, per-model shares ("team=search,model=m": an escaped value holds no ","), models,
+    providers and tags."""
+    name, separator, value = dimension.partition("=")
+    level = _DIMENSION_LEVELS.get(name)
+    if not separator or level is None or "," in value:
+        return None
+    return f"{level}:{unquote(value)}"
 
 
 def granularity(bound: Bound) -> str | None:
@@ -213,8 +233,28 @@ class Reconciler:
             out.append((bound, check, window))
         return out
 
+    def _spenders(self, now: float, rolling: bool) -> set[str]:
+        """The entities the rollups have spend for, of every level with a "*" budget (each key,
+        team or customer separately): their budgets are reconciled too."""
+        out: set[str] = set()
+        for limit in self._governor.plan.limits:
+            if limit.entity != EVERY_ENTITY or limit.level is Level.GLOBAL or limit.period is None:
+                continue
+            rolled: Mapping[str, object] | None = None
+            grain, buckets = granularity(Bound(limit, "")), rolling_grain(Bound(limit, ""))
+            if not rolling and grain is not None:
+                rolled = self._rollup(grain, int(limit.period.window(now).start))
+            elif rolling and buckets is not None and self._rolling is not None:
+                rolled = self._rolling(buckets.period, buckets.bucket_ms)
+            prefix = f"{limit.level.value}:"
+            out.update(
+                e for d in rolled or () if (e := rollup_entity(d)) is not None and e.startswith(prefix)
+            )
+        return out
+
     async def _calendar(self, now: float, out: list[Reconciliation]) -> None:
-        bounds = [b for b in named_bounds(self._governor.plan) if granularity(b) is not None]
+        plan = self._governor.plan
+        bounds = [b for b in named_bounds(plan, self._spenders(now, False)) if granularity(b) is not None]
         store = self._governor.store
         for bound, check, window in self._checks(bounds, now):
             grain = granularity(bound)
@@ -234,7 +274,8 @@ class Reconciler:
     async def _rolling_budgets(self, now: float, out: list[Reconciliation]) -> None:
         if self._rolling is None:
             return
-        bounds = [b for b in named_bounds(self._governor.plan) if rolling_grain(b) is not None]
+        plan = self._governor.plan
+        bounds = [b for b in named_bounds(plan, self._spenders(now, True)) if rolling_grain(b) is not None]
         for bound, check, window in self._checks(bounds, now):
             grain = rolling_grain(bound)
             assert grain is not None

@@ -128,12 +128,17 @@ def test_corrections_make_every_suffix_whole_and_add_no_more_than_the_largest_sh
     assert all(amount > 0 for amount in fixes.values())
 
 
-def _view(now: float, spends: list[tuple[float, int]], costs: CostsConfig | None = None) -> FleetView:
-    """The consumers' real rollups of team search's completions (event time, nano-USD), through
-    the snapshot wire form, as a router's fleet view reads them."""
+def _view(
+    now: float,
+    spends: list[tuple[float, int]],
+    costs: CostsConfig | None = None,
+    teams: tuple[str, ...] = ("search",),
+) -> FleetView:
+    """The consumers' real rollups of the teams' completions (event time, nano-USD; each spend by
+    each team), through the snapshot wire form, as a router's fleet view reads them."""
     aggregator = CostsAggregator(costs or CostsConfig())
-    for offset, (at, nanos) in enumerate(sorted(spends)):
-        event = consumer_event(ce.Completion("sim", "m", 10, 5, cost_nanos_usd=nanos), time_s=at)
+    for offset, (at, nanos, team) in enumerate(sorted((at, n, team) for at, n in spends for team in teams)):
+        event = consumer_event(ce.Completion("sim", "m", 10, 5, cost_nanos_usd=nanos), time_s=at, team=team)
         aggregator.apply(event, offset)
     latest = {}
     for record in aggregator.changes(now):
@@ -230,3 +235,34 @@ async def test_raise_used_raises_one_bucket_and_read_buckets_lists_them(store: L
     assert await store.raise_used("cost:team:t:rolling-day", 200, now + 3600, now, "u9") == 200
     assert await store.read_buckets("cost:team:t:rolling-day", now) == {7: 500, 9: 200}
     assert await store.read("cost:team:t:rolling-day", 8, now) == (200, 0)
+
+
+async def test_every_entitys_budget_of_a_star_limit_is_reconciled(backend: str) -> None:
+    """A "*" budget is one budget per team: each team the rollups have spend for gets its own back
+    (a team spelled with characters the snapshot keys escape included)."""
+    config = LimitsConfig.model_validate(
+        {
+            "budgets": [
+                {"level": "team", "usd": "10.00", "period": "day", "rolling": True},
+                {"level": "team", "usd": "10.00", "period": "month"},
+                {"level": "team", "entity": "ads", "usd": "50.00", "period": "day", "rolling": True},
+            ]
+        }
+    )
+    now = time.time()
+    teams = ("search", "ads", "r&d/eu")
+    view = _view(now, [(now - 60.0, 2 * USD)], teams=teams)
+    store = make_store(backend)
+    try:
+        results = await _reconciler(Governor(config.to_plan(), store), view).run_once(now)
+        assert sorted((r.entity, r.period, r.restored) for r in results) == sorted(
+            # ads: its own budget replaces the level's cost budgets for it (plan.bounds_for)
+            [(f"team:{team}", "month (UTC)", 2 * USD) for team in teams if team != "ads"]
+            + [(f"team:{team}", "rolling day", 2 * USD) for team in teams]
+        )
+        with pytest.raises(BudgetExceededError):
+            await Governor(config.to_plan(), store).admit(
+                Identity(key_id="k", team="r&d/eu"), Estimate(cost_nanos=8 * USD + 1, tokens=1)
+            )
+    finally:
+        await store.close()

@@ -14,7 +14,7 @@ Final: it orders the whole group itself (cost is part of the choice). Score: the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -45,7 +45,7 @@ class Learned:
 
     def order(
         self, group: list[int], scores: Sequence[float], ctx: RankContext, tie_break: TieBreak
-    ) -> list[int]:
+    ) -> Iterable[int]:
         costs, now = ctx.cost_nanos, ctx.now
         budget: ExplorationBudget | None = getattr(ctx.quality_view, "budget", None)
         probing = budget is not None and not ctx.table.pinned_count
@@ -56,10 +56,11 @@ class Learned:
             return group
         posteriors = ctx.posteriors
         means = [p.mean for p in posteriors]
-        sds = [p.sd for p in posteriors]
+        sds: Sequence[float] = ()
         draws: Sequence[float] = ()
         sampling = probing and budget is not None and budget.open(now)
-        if sampling:
+        if sampling:  # the spreads only matter to a Thompson sample
+            sds = [p.sd for p in posteriors]
             draws = normal_draws(ctx.random_value, len(group))
 
         def may_probe(probe: int, exploit: int) -> bool:
@@ -76,10 +77,12 @@ class Learned:
             floor=ctx.floor,
             may_probe=may_probe if sampling else None,
         )
-        pick = choice.order[0]
+        pick = choice.pick
         if probing:  # a pinned call neither probes nor counts as traffic probes may take a share of
             assert budget is not None
             budget.record(costs[pick], costs[pick] - costs[choice.exploit], choice.explored, now)
         if choice.explored:
             ctx.explored = pick
-        return choice.order
+        # Lazily: the planner takes the first `max_attempts`, so the candidates past the exploit
+        # band are sorted only when the chain reaches them.
+        return choice.ranked()

@@ -6,6 +6,8 @@ import math
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from router_service.domain import TaskType
 from router_service.routing.learning import (
@@ -194,3 +196,49 @@ def test_exploit_takes_only_means_that_clear_the_floor() -> None:
     assert choice.order[0] == 0
     nobody = choose([0, 1], [0.7, 0.6], [0.01, 0.01], [10, 1], (), tolerance=0.0, floor=0.8, may_probe=None)
     assert nobody.order[0] == 0  # none clears it: the best mean of those the filter let through
+
+
+def _full_order(
+    group: list[int], means: list[float], costs: list[int], pick: int, floor: float | None
+) -> list[int]:
+    """The fallback order as documented, by a full sort: the pick, the exploit band cheapest
+    first, then the others by mean (ties: cheaper, then index)."""
+    clearing = [i for i in group if floor is None or means[i] >= floor] or group
+    cut = max(means[i] for i in clearing) - 0.02
+    band = [i for i in clearing if means[i] >= cut]
+    in_band = sorted((i for i in band if i != pick), key=lambda i: (costs[i], -means[i], i))
+    others = sorted((i for i in group if i != pick and i not in band), key=lambda i: (-means[i], costs[i], i))
+    return [pick, *in_band, *others]
+
+
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from([0.5, 0.6, 0.79, 0.8, 0.81, 0.9]), st.integers(1, 4), st.booleans()),
+        min_size=1,
+        max_size=12,
+    ),
+    floor=st.sampled_from([None, 0.8]),
+    explore=st.booleans(),
+    take=st.integers(0, 12),
+)
+def test_the_lazy_ranking_is_the_full_order_and_its_prefixes(
+    rows: list[tuple[float, int, bool]], floor: float | None, explore: bool, take: int
+) -> None:
+    means = [m for m, _, _ in rows]
+    costs = [c for _, c, _ in rows]
+    group = [i for i, (_, _, eligible) in enumerate(rows) if eligible] or [0]
+    draws = [2.0 * (k % 3 - 1) for k in range(len(group))]
+    choice = choose(
+        group,
+        means,
+        [0.1] * len(rows),
+        costs,
+        draws if explore else (),
+        tolerance=0.02,
+        floor=floor,
+        may_probe=(lambda p, e: True) if explore else None,
+    )
+    expected = _full_order(group, means, costs, choice.pick, floor)
+    assert choice.order == expected and sorted(expected) == sorted(group)
+    ranked = choice.ranked()
+    assert [next(ranked) for _ in range(min(take, len(group)))] == expected[:take]

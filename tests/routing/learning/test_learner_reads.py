@@ -174,3 +174,22 @@ def test_a_score_patches_its_key_only_and_leaves_earlier_lists_alone() -> None:
     assert first == kept  # the list a reader holds did not change under it
     assert second[0] is first[0] and second[2] is first[2]  # unchanged keys: the same posteriors
     assert second[1].count == pytest.approx(2.0) and second[1].mean > first[1].mean
+
+
+def test_a_posterior_another_list_recomputed_is_re_read_by_the_next_patch() -> None:
+    """Two candidate lists give one key different priors: reading the second replaces the key's
+    cached posterior, and the first list's next read (a patch: another key was scored) must give
+    what a full read gives, not the posterior it held (hypothesis found this case)."""
+    config = LearnerConfig(posterior=PosteriorConfig(half_life_s=HALF_LIFE), backoff=False)
+    patched, full = QualityLearner(config), QualityLearner(config)
+    full._patch_max = -1
+    for learner in (patched, full):
+        for _ in range(3):
+            learner.observe("a/x", "chat", 0.0, 0.0)
+        learner.observe("c/z", "code", 0.0, 0.0)
+        learner.posteriors(TABLES[0], TaskType.CHAT, TABLE_PRIORS[0], 0.0)
+        learner.observe("c/z", "code", 0.0, 0.0)
+        learner.posteriors(TABLES[1], TaskType.CHAT, TABLE_PRIORS[1], 0.0)  # a/x with prior 0.9
+    later = patched.posteriors(TABLES[0], TaskType.CHAT, TABLE_PRIORS[0], 0.01)
+    assert later == full.posteriors(TABLES[0], TaskType.CHAT, TABLE_PRIORS[0], 0.01)
+    assert later[0].count < 3.0  # decayed to the time of the read, not the one held since 0.0

@@ -130,6 +130,8 @@ class RouterApp:
         self._parts.engine.reconfigure(config, build_adapters(config.endpoints, self._parts.client))
         if self._parts.cache is not None:
             self._parts.cache.reconfigure(config.cache, self.config.cache)
+        elif config.cache.enabled:  # no cache was built at start: say so rather than ignore it
+            log.warning("reload: cache.enabled is ignored until a restart (the cache was off at start)")
         if self.key_store is not None:
             self.key_store.reload()
         self.config = config

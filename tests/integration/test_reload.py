@@ -4,8 +4,11 @@ state is visible as metrics."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 
 import grpc
+import pytest
 from prometheus_client import REGISTRY
 
 from router_contract._gen.router.v1 import router_pb2 as pb
@@ -48,3 +51,22 @@ async def test_breaker_state_is_exported_per_deployment(router: RouterApp, sims:
     assert state("sim-b", "closed") == 1.0
     excluded = {f"{c.provider}/{c.model}": c.exclusion_reason for c in decision.candidates if not c.eligible}
     assert excluded.get("sim-a/m1")  # Route explains the open breaker
+
+
+async def test_a_reload_cannot_turn_on_a_cache_that_was_off_at_start_and_says_so(
+    router: RouterApp, sims: Sims, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = router.config
+    assert not running.cache.enabled
+    cache_on = running.cache.model_copy(update={"enabled": True, "policies": ("default",)})
+    with caplog.at_level(logging.WARNING, logger="router_service.app"):
+        router.reload(dataclasses.replace(running, cache=cache_on))
+    assert any("cache.enabled is ignored until a restart" in r.getMessage() for r in caplog.records)
+    request = pb.CompleteRequest(chat=chat(options=pb.GenerationOptions(temperature=0.0)))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{router.port}") as channel:
+        stub = pb_grpc.RouterServiceStub(channel)
+        before = sum([(await sims.stats(n))["requests"] for n in ("sim-a", "sim-b", "sim-c")])
+        for _ in range(2):
+            assert not (await stub.Complete(request, timeout=5)).routing.HasField("cache")
+        after = sum([(await sims.stats(n))["requests"] for n in ("sim-a", "sim-b", "sim-c")])
+    assert after - before == 2  # both went upstream: no cache was built at start

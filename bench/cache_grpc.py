@@ -42,6 +42,7 @@ if __package__ in (None, ""):
 import grpc
 import yaml
 
+from bench.overhead_baseline import tree_python
 from bench.servers import Fleet, free_port, grpc_health_probe, http_probe, process_cpu_s, wait_ready
 from router_contract._gen.router.v1 import router_pb2 as pb
 from router_contract._gen.router.v1 import router_pb2_grpc as pb_grpc
@@ -214,7 +215,8 @@ def spawn_from_tree(fleet: Fleet, tree: Path, config_for_port: Callable[[int], d
     port = free_port()
     path = fleet.workdir / "router-memory-base.yaml"
     path.write_text(yaml.safe_dump(config_for_port(port), sort_keys=False))
-    argv = ["env", f"PYTHONPATH={tree}", sys.executable, "-m", "router_launcher.cli"]
+    # tree_python keeps this checkout off sys.path: a plain `-m` from here served the new code.
+    argv = [*tree_python(tree), "-m", "router_launcher.cli"]
     return fleet.spawn("router-memory-base", port, [*argv, "serve", "--config", str(path)])
 
 

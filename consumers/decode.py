@@ -102,9 +102,10 @@ def _attempt_from_json(data: dict[str, Any]) -> Attempt:
         unused_input_tokens=int(unused.get("inputTokenCount", 0)),
         unused_output_tokens=int(unused.get("outputTokenCount", 0)),
         unused_cached_input_tokens=int(unused.get("cachedInputTokenCount", 0)),
-        # Absent in events written before the field existed.
+        # Absent in events written before the field existed (so is routerStalled).
         unused_cost_nanos_usd=int(data.get("unusedCostNanosUsd", 0)),
         breaker_cooldown_ms=None if cooldown is None else int(cooldown),
+        router_stalled=_flag(data, "routerStalled") if "routerStalled" in data else False,
     )
 
 
@@ -244,6 +245,7 @@ def _attempt_from_proto(attempt: events_pb2.AttemptEvent) -> Attempt:
         unused_cached_input_tokens=attempt.unused_usage.cached_input_token_count,
         unused_cost_nanos_usd=attempt.unused_cost_nanos_usd,
         breaker_cooldown_ms=attempt.breaker_cooldown_ms if attempt.HasField("breaker_cooldown_ms") else None,
+        router_stalled=attempt.router_stalled,
     )
 
 

@@ -57,6 +57,8 @@ class Attempt:
     unused_cost_nanos_usd: int = 0
     # Set when this attempt's failure opened the deployment's breaker on its router: the cooldown.
     breaker_cooldown_ms: int | None = None
+    # The timeout fired late because the router's own loop was stalled: no evidence either way.
+    router_stalled: bool = False
 
     @property
     def billed_unused(self) -> bool:

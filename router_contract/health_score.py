@@ -9,7 +9,8 @@ Health score, in [0, 1] (1 is healthy), rounded to 4 decimals:
 
 Provider errors are the classes that say the deployment cannot serve right now: rate_limited,
 overloaded, timeout, connection, auth, bad_response. The caller's own errors (invalid_request,
-context_length_exceeded, content_filtered) and cancelled attempts (a lost hedge, a caller gone)
+context_length_exceeded, content_filtered) and cancelled attempts (a lost hedge, a caller gone;
+the health consumer counts a router's stalled-loop timeout, AttemptEvent.router_stalled, as one)
 do not count for or against the provider. The prior keeps a deployment with a handful of attempts
 from swinging between 0 and 1 on one failure: 1 failure in 1 attempt scores 5/6, 10 in 10 scores
 1/3, 100 in 100 scores 0.05. The latency factor only bites past the SLO (default 30 s): slowness

@@ -149,9 +149,11 @@ class Attempt:
     def failed(self, error: ProviderError) -> None:
         recorder = self._recorder
         now = recorder.clock.monotonic()
-        # A failure the router caused (a stalled loop) is recorded as nobody's, as a cancel is.
+        # A failure the router caused (a stalled loop) is recorded as nobody's, as a cancel is; its
+        # event says so (AttemptEvent.router_stalled), so the fleet's health counts it the same way.
         health_class = error.error_class
-        if not error.blames_upstream:
+        stalled = not error.blames_upstream
+        if stalled:
             health_class = ErrorClass.CANCELLED
             LOOP_STALLED_TIMEOUTS.labels(self.deployment.provider).inc()
         opened = recorder.live.record_failure(self.deployment.key, health_class, now, error.retry_after_s)
@@ -164,6 +166,7 @@ class Attempt:
             http_status=error.status_code,
             retry_after_s=error.retry_after_s,
             breaker_cooldown_s=opened,
+            router_stalled=stalled,
         )
         recorder.attempt_ended(self, record, error)
 
@@ -196,6 +199,7 @@ def _record(
     unused_usage: Usage | None = None,
     unused_cost_nanos: int = 0,
     breaker_cooldown_s: float | None = None,
+    router_stalled: bool = False,
 ) -> AttemptRecord:
     d = attempt.deployment
     latency = now - attempt.started
@@ -213,6 +217,7 @@ def _record(
         unused_usage=unused_usage,
         unused_cost_nanos=unused_cost_nanos,
         breaker_cooldown_s=breaker_cooldown_s,
+        router_stalled=router_stalled,
     )
 
 

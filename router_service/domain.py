@@ -210,6 +210,9 @@ class AttemptRecord:
     # Set when this failure opened the deployment's circuit breaker here: its cooldown, which the
     # event carries to the fleet (AttemptEvent.breaker_cooldown_ms).
     breaker_cooldown_s: float | None = None
+    # A timeout that fired late because this router's loop was blocked (resilience/loop_stall.py):
+    # the caller's timeout, but no evidence against the upstream (AttemptEvent.router_stalled).
+    router_stalled: bool = False
 
 
 # Not frozen, by measurement: a frozen dataclass's __init__ sets each field through

@@ -1,16 +1,29 @@
 """A timeout the router's own stalled event loop caused is the caller's timeout, not the
-deployment's failure (resilience/loop_stall.py). On virtual time: `Blocking` stalls the clock the
-way a GC pause blocks the loop, so the attempt's timer fires late."""
+deployment's failure (resilience/loop_stall.py), and its attempt event says so, for the fleet's
+health (AttemptEvent.router_stalled). On virtual time: `Blocking` stalls the clock the way a GC
+pause blocks the loop, so the attempt's timer fires late."""
 
 from __future__ import annotations
+
+import random
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
+from consumers import events as ce
+from consumers.decode import decode
+from router_service.clock import ManualClock
+from router_service.engine import Engine, EngineParts
 from router_service.errors import ErrorClass
+from router_service.resilience.live_state import LiveState
 from router_service.resilience.loop_stall import stalled_at_deadline
-from tests.fakes import HANG, Blocking
-from tests.test_engine import ctx, drain, make_engine, request, run
+from router_service.resilience.retry import RetryBudgets
+from router_service.telemetry import event_codec
+from router_service.telemetry.events import AttemptEvent, TelemetryEvent
+from router_service.telemetry.observer import EventObserver
+from tests.fakes import HANG, Blocking, FakeAdapter
+from tests.test_engine import PROVIDERS, ctx, drain, engine_config, make_engine, request, run
 
 BREAKER = {"breaker": {"allowed_fails": 2, "cooldown_s": 60}}
 
@@ -72,3 +85,66 @@ async def test_a_streams_first_token_timeout_of_a_blocked_loop_is_not_counted_ei
     assert adapters["a"].calls == 4
     excluded = {c.key for c in engine.route(request()).candidates if not c.eligible}
     assert "a/ma" not in excluded
+
+
+# --- the published attempt event -----------------------------------------------------------------
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[TelemetryEvent] = []
+
+    def publish(self, event: TelemetryEvent) -> None:
+        self.events.append(event)
+
+
+def publishing_engine() -> tuple[Engine, dict[str, FakeAdapter], Sink]:
+    """`make_engine`'s engine, publishing through the real EventObserver into `Sink`."""
+    config = engine_config(resilience=BREAKER)
+    clock = ManualClock()
+    adapters = {p: FakeAdapter(p, clock=clock) for p in PROVIDERS}
+    sink = Sink()
+    parts = EngineParts(
+        live=LiveState(config.live_state),
+        budgets=RetryBudgets(),
+        clock=clock,
+        rng=random.Random(1),
+        observer=EventObserver(sink),
+    )
+    return Engine(config, adapters, parts), adapters, sink  # type: ignore[arg-type]
+
+
+def published_attempts(sink: Sink, encoding: Any) -> list[ce.Attempt]:
+    """The attempt events as a consumer reads them off the wire."""
+    attempts = []
+    for event in sink.events:
+        if isinstance(event.body, AttemptEvent):
+            _, value, headers = event_codec.encode(event, encoding, router_instance="host-1")
+            decoded = decode(value, headers)
+            assert decoded is not None and isinstance(decoded.body, ce.Attempt)
+            attempts.append(decoded.body)
+    return attempts
+
+
+@pytest.mark.parametrize("encoding", ["json", "protobuf"])
+@pytest.mark.parametrize(("step", "stalled"), [(Blocking(0.5, HANG), True), (HANG, False)])
+async def test_the_attempt_event_says_whether_the_timeout_was_the_routers_stall(
+    encoding: str, step: Any, stalled: bool
+) -> None:
+    engine, adapters, sink = publishing_engine()
+    adapters["a"].script = [step]
+    result = await run(engine, engine.complete(request(), ctx(engine)))
+    assert result.deployment.provider == "b"
+    attempts = [
+        (a.provider, a.outcome, a.error_class, a.router_stalled) for a in published_attempts(sink, encoding)
+    ]
+    # Still a TIMEOUT for the caller either way; only the flag tells the fleet whose it was.
+    assert attempts == [("a", "error", "timeout", stalled), ("b", "success", "unspecified", False)]
+
+
+async def test_a_streams_stalled_first_token_timeout_is_flagged_too() -> None:
+    engine, adapters, sink = publishing_engine()
+    adapters["a"].script = [[Blocking(0.5, HANG)]]
+    assert await run(engine, drain(engine.stream(request(), ctx(engine))))
+    flags = [(a.provider, a.error_class, a.router_stalled) for a in published_attempts(sink, "json")]
+    assert flags == [("a", "timeout", True), ("b", "unspecified", False)]

@@ -5,7 +5,8 @@ watermark (the newest event time seen), so the state is a function of the record
 attempt older than the oldest kept slot is late and dropped. Every flush publishes every
 provider/model that has attempts in the window (rates move as the window slides even without new
 attempts) and a tombstone for one whose window emptied, so a reader never sees stale health as
-current.
+current. A timeout its router's own stalled loop caused (AttemptEvent.router_stalled) is counted
+as cancelled: a lost hedge or a caller gone says as little about the deployment.
 
 Beside the slots, each deployment keeps what it is doing now (router_contract/health_recent.py):
 provider failures since its newest success and the breakers routers reported opening on it. A
@@ -14,6 +15,7 @@ deployment whose slots left the window stays while a reported breaker is still o
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -77,8 +79,9 @@ class HealthAggregator:
             return False
         key = deployment_key(attempt.provider, attempt.model)
         if self._gate.admits(key, offset):
-            self._slot(key, attempt, start).add(attempt)
-            _note(self._dims[key].recent, event, attempt)
+            counted = _as_evidence(attempt)
+            self._slot(key, counted, start).add(counted)
+            _note(self._dims[key].recent, event, counted)
         return True
 
     def index(self, event: Event, offset: int) -> None:
@@ -154,6 +157,16 @@ class HealthAggregator:
             "slots": [slot.to_json(start) for start, slot in sorted(state.slots.items())],
             "recent": state.recent.to_json(),
         }
+
+
+def _as_evidence(attempt: Attempt) -> Attempt:
+    """The attempt as evidence about its deployment. A timeout that fired late because its
+    router's own loop was blocked (AttemptEvent.router_stalled) says nothing about the upstream:
+    it counts as cancelled, neither a failure nor a success, as that router's breaker counted it,
+    so one router's GC pause cannot demote a healthy deployment for the whole fleet."""
+    if attempt.router_stalled:
+        return dataclasses.replace(attempt, outcome="cancelled", error_class="cancelled")
+    return attempt
 
 
 def _note(recent: Recent, event: Event, attempt: Attempt) -> None:

@@ -140,6 +140,7 @@ def _attempt(body: AttemptEvent) -> str:
         f',"latencyMs":"{round(attempt.latency_s * 1000):d}"'
         f',"hedged":{_BOOL[body.hedged]}'
         f',"unusedCostNanosUsd":"{attempt.unused_cost_nanos:d}"'
+        f',"routerStalled":{_BOOL[attempt.router_stalled]}'
     )
     if (unused := attempt.unused_usage) is not None:
         text += (

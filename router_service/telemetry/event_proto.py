@@ -95,6 +95,7 @@ def _write_attempt(message: events_pb2.Event, body: AttemptEvent) -> None:
     out.latency_ms = wv.millis(attempt.latency_s)
     out.hedged = body.hedged
     out.unused_cost_nanos_usd = attempt.unused_cost_nanos
+    out.router_stalled = attempt.router_stalled
     if (unused := attempt.unused_usage) is not None:
         usage = out.unused_usage
         usage.SetInParent()  # set even when every count is zero

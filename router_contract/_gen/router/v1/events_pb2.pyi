@@ -283,6 +283,7 @@ class AttemptEvent(_message.Message):
     UNUSED_USAGE_FIELD_NUMBER: _builtins.int
     UNUSED_COST_NANOS_USD_FIELD_NUMBER: _builtins.int
     BREAKER_COOLDOWN_MS_FIELD_NUMBER: _builtins.int
+    ROUTER_STALLED_FIELD_NUMBER: _builtins.int
     attempt_index: _builtins.int
     """Position of this attempt in the response's RoutingMetadata.attempts, starting at 0: attempts
     are listed as they end, and a hedge race's loser right after the race's winner.
@@ -324,6 +325,15 @@ class AttemptEvent(_message.Message):
     health consumers pass it on in their snapshots, so every router demotes the deployment
     meanwhile, not only the one that saw it fail; unset on every other attempt.
     """
+    router_stalled: _builtins.bool
+    """True when this attempt timed out late because this router's own event loop was blocked at
+    the deadline (a long GC pause, a starved CPU: the timer fired over 50 ms and a quarter of the
+    timeout late). For the caller it is a timeout like any other (outcome ATTEMPT_OUTCOME_ERROR,
+    error_class ERROR_CLASS_TIMEOUT: retried or fallen back from), but it is not evidence against
+    the upstream, which may have been about to answer: this router's breaker does not count it,
+    and health consumers count it as cancelled (neither a failure nor a success). False on every
+    other attempt.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When the attempt started (UTC); unset when unknown."""
@@ -354,10 +364,11 @@ class AttemptEvent(_message.Message):
         unused_usage: _router_pb2.Usage | None = ...,
         unused_cost_nanos_usd: _builtins.int = ...,
         breaker_cooldown_ms: _builtins.int | None = ...,
+        router_stalled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_breaker_cooldown_ms", b"_breaker_cooldown_ms", "_retry_after_ms", b"_retry_after_ms", "_time_to_first_token_ms", b"_time_to_first_token_ms", "breaker_cooldown_ms", b"breaker_cooldown_ms", "retry_after_ms", b"retry_after_ms", "start_time", b"start_time", "time_to_first_token_ms", b"time_to_first_token_ms", "unused_usage", b"unused_usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_breaker_cooldown_ms", b"_breaker_cooldown_ms", "_retry_after_ms", b"_retry_after_ms", "_time_to_first_token_ms", b"_time_to_first_token_ms", "attempt_index", b"attempt_index", "breaker_cooldown_ms", b"breaker_cooldown_ms", "error_class", b"error_class", "hedged", b"hedged", "http_status", b"http_status", "latency_ms", b"latency_ms", "model", b"model", "outcome", b"outcome", "provider", b"provider", "retry_after_ms", b"retry_after_ms", "start_time", b"start_time", "time_to_first_token_ms", b"time_to_first_token_ms", "unused_cost_nanos_usd", b"unused_cost_nanos_usd", "unused_usage", b"unused_usage", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_breaker_cooldown_ms", b"_breaker_cooldown_ms", "_retry_after_ms", b"_retry_after_ms", "_time_to_first_token_ms", b"_time_to_first_token_ms", "attempt_index", b"attempt_index", "breaker_cooldown_ms", b"breaker_cooldown_ms", "error_class", b"error_class", "hedged", b"hedged", "http_status", b"http_status", "latency_ms", b"latency_ms", "model", b"model", "outcome", b"outcome", "provider", b"provider", "retry_after_ms", b"retry_after_ms", "router_stalled", b"router_stalled", "start_time", b"start_time", "time_to_first_token_ms", b"time_to_first_token_ms", "unused_cost_nanos_usd", b"unused_cost_nanos_usd", "unused_usage", b"unused_usage", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__breaker_cooldown_ms: _TypeAlias = _typing.Literal["breaker_cooldown_ms"]  # noqa: Y015
     _WhichOneofArgType__breaker_cooldown_ms: _TypeAlias = _typing.Literal["_breaker_cooldown_ms", b"_breaker_cooldown_ms"]  # noqa: Y015

@@ -57,9 +57,8 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from bench.consumers import _one_request
-from bench.snapshot_topic import read_snapshot_topic
+from bench.snapshot_topic import read_partitions, read_snapshot_topic
 from consumers.kafka import KafkaOptions, ensure_topic
-from consumers.snapshot_store import SnapshotReader
 from router_contract.readers.costs import fleet_totals, window_totals
 from router_contract.windows import window_start
 from router_service.embedded.broker import EmbeddedBroker, free_port
@@ -331,12 +330,7 @@ class Progress:
 
 
 async def progress(bootstrap: str, snapshot_topic: str) -> Progress:
-    reader = SnapshotReader(KafkaOptions(bootstrap, enable_idempotence=False), snapshot_topic)
-    await reader.start()
-    try:
-        restored = await reader.read(range(PARTITIONS), PARTITIONS)
-    finally:
-        await reader.stop()
+    restored = await read_partitions(bootstrap, snapshot_topic, PARTITIONS)
     days = {window_start(time.time() - s, DAY_S) for s in (0, DAY_S)}
     offsets, requests = {}, {}
     for partition, state in restored.items():

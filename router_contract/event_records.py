@@ -54,7 +54,9 @@ def decode(value: bytes, headers: Sequence[tuple[str, bytes]]) -> events_pb2.Eve
     if content_type == CONTENT_TYPES["protobuf"]:
         message.ParseFromString(value)
     elif content_type == CONTENT_TYPES["json"]:
-        json_format.Parse(value, message)
+        # Fields are only ever added (buf breaking): a reader built on an older contract must
+        # read a newer router's events, as protobuf readers skip unknown field numbers.
+        json_format.Parse(value, message, ignore_unknown_fields=True)
     else:
         raise ValueError(f"unsupported content-type {content_type!r}")
     return message

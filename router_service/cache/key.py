@@ -89,18 +89,23 @@ def cache_key(scope: TenantScope, request: ChatRequest, policy: str) -> str:
 # (every hit) hashes the tuple (its strings keep their hashes) instead of spelling it out, which
 # was two thirds of a hit's key cost. Equal tuples spell the same text: each field has one type
 # (a str, an int, a float made by `_num`, a bool), and a NaN never equals a new one (so it is
-# spelled again). Bounded: cleared when full, as the cache's scopes.
+# spelled again). Bounded in count (cleared when full, as the cache's scopes) and in size: a long
+# header (tool-call arguments, schemas) is spelled every time rather than kept, so the memo holds
+# at most ~2 MB of request text and no large payload outlives its request for long.
 _HEADERS: dict[tuple[str, tuple[Any, ...]], bytes] = {}
 _HEADERS_MAX = 1024
+_HEADER_MAX_BYTES = 2048
 
 
 def _header(policy: str, normalized: tuple[Any, ...]) -> bytes:
     memo_key = (policy, normalized)
     header = _HEADERS.get(memo_key)
     if header is None:
-        if len(_HEADERS) >= _HEADERS_MAX:
-            _HEADERS.clear()
-        header = _HEADERS[memo_key] = _utf8(repr(memo_key))
+        header = _utf8(repr(memo_key))
+        if len(header) <= _HEADER_MAX_BYTES:
+            if len(_HEADERS) >= _HEADERS_MAX:
+                _HEADERS.clear()
+            _HEADERS[memo_key] = header
     return header
 
 

@@ -256,6 +256,17 @@ def test_the_header_memo_is_bounded_and_still_keys_right_once_cleared() -> None:
     assert key(ACME_SEARCH, r) == expected
 
 
+def test_a_long_header_is_spelled_every_time_not_kept() -> None:
+    """Tool schemas or call arguments of kilobytes are not held by the memo after their request."""
+    r = dataclasses.replace(request(), tools=(ToolSpec("f", "x" * 5000, {"type": "object"}),))
+    expected = spelled_out(r)
+    assert key(ACME_SEARCH, r) == expected
+    assert not key_module._HEADERS  # neither call kept it
+    short = request()
+    key(ACME_SEARCH, short)
+    assert len(key_module._HEADERS) == 1  # a short one is still remembered
+
+
 def test_a_known_request_keys_as_the_previous_release_did() -> None:
     """Replicas of two releases share one Redis during a rollout: a change to the normalization
     must bump KEY_VERSION (then this digest changes on purpose), never change keys silently."""

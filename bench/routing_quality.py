@@ -226,6 +226,8 @@ def route(
         return oracle(router, request, label, now)
     if scenario.strategy == "region_oracle":
         return region_oracle(router, request, now, scenario.regions)
+    if isinstance(view, RegionQualityView):
+        view.classifier.begin()
     return router.route(request, AlwaysHealthy(), now, quality=view)
 
 

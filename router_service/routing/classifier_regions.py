@@ -65,6 +65,12 @@ class RegionClassifier:
         self._threshold = threshold
         self._pending: tuple[TaskType, str] | None = None
 
+    def begin(self) -> None:
+        """Call before routing each request: a request that was classified but never read the
+        learner (it failed first: no eligible candidate) must not lend its region to the next,
+        which may declare its task and so not be classified at all."""
+        self._pending = None
+
     def classify(self, request: ChatRequest) -> TaskType:
         found = assess(self._inner, request)
         self._pending = (found.task, region_name(found.task, found.confidence, self._threshold))

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import random
 
-from router_service.domain import ChatRequest, TaskType
+import pytest
+
+from router_service.domain import ChatRequest, RoutingHints, TaskType
+from router_service.errors import NoEligibleCandidateError
 from router_service.routing.classifier import DEFAULT_CLASSIFIER, Classification, assess
 from router_service.routing.classifier_regions import (
     LOW_CONFIDENCE,
@@ -82,4 +85,19 @@ def test_a_declared_task_reads_its_own_region_not_the_last_classified_one() -> N
     router.route(request("unsure what to ask", task=None), HEALTHY, 50.0, quality=view)
     # Declared chat: the classifier is skipped, so the unsure request's region must not carry over.
     declared = router.route(request("unsure again", task=TaskType.CHAT), HEALTHY, 51.0, quality=view)
+    assert (declared.chosen, view.last_region) == ("b/dear", "chat")
+
+
+def test_a_failed_unsure_request_does_not_lend_its_region_once_the_next_route_begins() -> None:
+    router, view, learner = _router_and_view()
+    for t in range(40):
+        learner.observe("a/cheap", "chat", 0.3, float(t))
+        learner.observe("b/dear", "chat", 0.9, float(t))
+        learner.observe("a/cheap", "chat~low", 0.9, float(t))
+        learner.observe("b/dear", "chat~low", 0.9, float(t))
+    denied = RoutingHints(denied_providers=frozenset({"a", "b"}))
+    with pytest.raises(NoEligibleCandidateError):  # classified, then no candidate: no learner read
+        router.route(request("unsure what to ask", task=None, hints=denied), HEALTHY, 50.0, quality=view)
+    view.classifier.begin()
+    declared = router.route(request("hello", task=TaskType.CHAT), HEALTHY, 51.0, quality=view)
     assert (declared.chosen, view.last_region) == ("b/dear", "chat")

@@ -71,11 +71,15 @@ class OpBatcher:
         self._idle.set()
         self._later: asyncio.TimerHandle | None = None
         self._sender: asyncio.Task[None] | None = None
+        self._closed = False
 
     def call(self, op: str, *, urgent: bool = True) -> asyncio.Future[Any]:
         """Queue one operation (its JSON text); the future gets its answer (decoded JSON)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        if self._closed:
+            future.set_exception(StoreUnavailableError("limits store: closed"))
+            return future
         if not urgent and len(self._queue) >= self._max_pending:
             future.set_exception(StoreUnavailableError("limits store: too many settles waiting"))
             return future
@@ -93,12 +97,18 @@ class OpBatcher:
         await self._idle.wait()
 
     async def aclose(self) -> None:
-        """Drain, stop the sender and close the connection."""
-        await self.drain()
+        """Drain, refuse new operations, stop the sender and close the connection. An operation
+        asked while the last answers land (a settle task's) is still sent: drain until none is
+        left; whatever the sender still held when cancelled is failed, never left waiting."""
+        while self._queue or not self._idle.is_set():
+            await self.drain()
+        self._closed = True
         if self._sender is not None:
             self._sender.cancel()
             await asyncio.gather(self._sender, return_exceptions=True)
             self._sender = None
+        self._fail(self._queue, StoreUnavailableError("limits store: closed"))
+        self._queue = []
         await self._connection.disconnect()
 
     def _send_now(self) -> None:
@@ -118,7 +128,9 @@ class OpBatcher:
             # One call in flight: what is asked meanwhile waits for the answer, then goes together.
             while self._urgent and self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                self._urgent = len(self._queue) >= MAX_BATCH
+                # What is left past one full batch may hold reserves (callers waiting): send it
+                # next, not after the settles' linger (settles going early do no harm).
+                self._urgent = bool(self._queue)
                 await self._send(batch)
             if self._queue and self._later is None and not self._urgent:
                 self._later = asyncio.get_running_loop().call_later(self._linger_s, self._send_now)
@@ -138,6 +150,9 @@ class OpBatcher:
                     return
         try:
             answers = await self._execute([op for op, _, _ in batch], batch[0][2])
+        except asyncio.CancelledError:  # aclose() stopped the sender with this call out
+            self._fail(batch, StoreUnavailableError("limits store: closed"))
+            raise
         except Exception as exc:
             if not isinstance(exc, RedisError | OSError | ValueError):  # TimeoutError is an OSError
                 # Still fail the batch's callers (they would wait forever), but say it was a bug.

@@ -189,3 +189,48 @@ async def test_the_timeout_counts_from_when_a_call_was_asked_not_when_it_was_sen
     finally:
         await client.aclose()
         await impatient.close()
+
+
+async def test_reserves_past_one_full_batch_go_next_not_after_the_settle_linger(redis_server: str) -> None:
+    # 300 reserves in one turn: 256 in the first call, the other 44 (callers waiting) in the next,
+    # not when the settles' linger (30 s here) runs out.
+    store = RedisLimitStore(
+        redis_from_url(redis_server, timeout_s=60.0),
+        prefix=f"r-{uuid.uuid4().hex[:8]}:{{limits}}:",
+        settle_linger_s=30.0,
+    )
+    tasks = [
+        asyncio.ensure_future(store.reserve(f"r{i}", [check("cost:t", 10**9, 1)], T0, T0 + 60))
+        for i in range(300)
+    ]
+    try:
+        _, pending = await asyncio.wait(tasks, timeout=3.0)
+        assert not pending, f"{len(pending)} reserves still waiting after 3 s"
+    finally:
+        for task in tasks:
+            task.cancel()
+        await store.close()
+
+
+async def test_an_op_asked_as_the_last_answer_lands_is_sent_before_close(redis_server: str) -> None:
+    # A callback of the last answer asks one more operation (as a settle task would): close()
+    # drains it too instead of cancelling the sender under it.
+    store = RedisLimitStore(
+        redis_from_url(redis_server, timeout_s=5.0), prefix=f"d-{uuid.uuid4().hex[:8]}:{{limits}}:"
+    )
+    batcher = store._batcher
+    asked: list[asyncio.Future[object]] = []
+    first = batcher.call('["x","cost:t","1",0,"u"]')
+    first.add_done_callback(lambda _: asked.append(batcher.call('["x","cost:t","2",0,"u"]')))
+    await store.close()
+    assert asked and asked[0].done() and asked[0].exception() is None
+
+
+async def test_an_op_asked_after_close_fails_at_once(redis_server: str) -> None:
+    store = RedisLimitStore(
+        redis_from_url(redis_server, timeout_s=5.0), prefix=f"c-{uuid.uuid4().hex[:8]}:{{limits}}:"
+    )
+    await store.reserve("warm", [check("cost:t", 10**9, 1)], T0, T0 + 60)
+    await store.close()
+    with pytest.raises(StoreUnavailableError, match="closed"):
+        await asyncio.wait_for(store.reserve("late", [check("cost:t", 10**9, 1)], T0, T0 + 60), 3.0)

@@ -41,6 +41,7 @@ short).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -210,12 +211,18 @@ class Reconciler:
         restore: bool = True,
     ) -> None:
         self._governor = governor
+        self._sources = (rollup, rolling)
         self._rollup = rollup
         self._rolling = rolling
         self._restore = restore
 
     async def run_once(self, now: float) -> list[Reconciliation]:
         """Calendar budgets, then rolling ones; a store that cannot be reached ends the pass."""
+        # Each rollup merges the whole costs snapshot on the event loop: once per window a pass,
+        # not once per bound (one per entity of a "*" budget made a pass quadratic in entities).
+        rollup, rolling = self._sources
+        self._rollup = functools.cache(rollup)
+        self._rolling = None if rolling is None else functools.cache(rolling)
         out: list[Reconciliation] = []
         try:
             await self._calendar(now, out)

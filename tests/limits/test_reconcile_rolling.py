@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -264,5 +265,44 @@ async def test_every_entitys_budget_of_a_star_limit_is_reconciled(backend: str) 
             await Governor(config.to_plan(), store).admit(
                 Identity(key_id="k", team="r&d/eu"), Estimate(cost_nanos=8 * USD + 1, tokens=1)
             )
+    finally:
+        await store.close()
+
+
+async def test_a_pass_merges_each_rollup_window_once_however_many_entities_a_star_budget_has(
+    backend: str,
+) -> None:
+    """Each merge reads the whole costs snapshot on the event loop: once per window and pass,
+    not once per team (which made a pass over thousands of teams take seconds)."""
+    config = LimitsConfig.model_validate(
+        {
+            "budgets": [
+                {"level": "team", "usd": "10.00", "period": "day", "rolling": True},
+                {"level": "team", "usd": "10.00", "period": "month"},
+            ]
+        }
+    )
+    now = time.time()
+    teams = tuple(f"t{i}" for i in range(30))
+    view = _view(now, [(now - 60.0, 2 * USD)], teams=teams)
+    merges: list[tuple[str, int]] = []
+    rollup, rolling = fleet_rollup(lambda: view), fleet_rolling(lambda: view)
+
+    def counted_rollup(grain: str, start: int) -> Any:
+        merges.append((grain, start))
+        return rollup(grain, start)
+
+    def counted_rolling(period: str, bucket_ms: int) -> Any:
+        merges.append((period, bucket_ms))
+        return rolling(period, bucket_ms)
+
+    store = make_store(backend)
+    try:
+        reconciler = Reconciler(Governor(config.to_plan(), store), counted_rollup, rolling=counted_rolling)
+        results = await reconciler.run_once(now)
+        assert len(results) == 2 * len(teams)  # every team's two budgets
+        assert len(merges) == len(set(merges)) == 2  # one month window, one rolling day
+        await reconciler.run_once(now)
+        assert len(merges) == 4  # the next pass reads the snapshot afresh
     finally:
         await store.close()

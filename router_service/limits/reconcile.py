@@ -223,13 +223,14 @@ class Reconciler:
         rollup, rolling = self._sources
         self._rollup = functools.cache(rollup)
         self._rolling = None if rolling is None else functools.cache(rolling)
-        out: list[Reconciliation] = []
+        out: list[tuple[Bound, Reconciliation]] = []
         try:
             await self._calendar(now, out)
             await self._rolling_budgets(now, out)
         except StoreUnavailableError as exc:
             log.warning("limits: reconciliation skipped, store unreachable: %s", exc)
-        return out
+        _export_every_entity(out)
+        return [result for _, result in out]
 
     def _checks(self, bounds: list[Bound], now: float) -> list[tuple[Bound, Check, Window]]:
         windows = windows_of(bounds, now)
@@ -259,7 +260,7 @@ class Reconciler:
             )
         return out
 
-    async def _calendar(self, now: float, out: list[Reconciliation]) -> None:
+    async def _calendar(self, now: float, out: list[tuple[Bound, Reconciliation]]) -> None:
         plan = self._governor.plan
         bounds = [b for b in named_bounds(plan, self._spenders(now, False)) if granularity(b) is not None]
         store = self._governor.store
@@ -276,9 +277,9 @@ class Reconciler:
             restored = 0
             if self._restore and rollup > used:
                 restored = await store.raise_used(check.counter, rollup, check.expire_at, now)
-            out.append(_record(bound, start, used, rollup, restored))
+            out.append((bound, _record(bound, start, used, rollup, restored)))
 
-    async def _rolling_budgets(self, now: float, out: list[Reconciliation]) -> None:
+    async def _rolling_budgets(self, now: float, out: list[tuple[Bound, Reconciliation]]) -> None:
         if self._rolling is None:
             return
         plan = self._governor.plan
@@ -291,7 +292,7 @@ class Reconciler:
                 continue
             buckets = rolled.get(rollup_dimension(bound.entity), {})
             result = await self._correct_buckets(self._governor.store, bound, check, window, buckets, now)
-            out.append(result)
+            out.append((bound, result))
 
     async def _correct_buckets(
         self,
@@ -316,11 +317,38 @@ class Reconciler:
 
 
 def _record(bound: Bound, start: int, used: int, rollup: int, restored: int) -> Reconciliation:
-    """The result of one budget's reconciliation, exported."""
+    """The result of one budget's reconciliation, exported: a named entity's (or the global one's)
+    as its own series and log line; the entities of a "*" budget, which are not bounded by the
+    config, only summed per level and period after the pass (`_export_every_entity`)."""
     level, period = bound.limit.level.value, bound.limit.period_text
     result = Reconciliation(level, bound.entity, start, used, rollup, restored, period)
+    if _one_of_every_entity(bound):
+        return result
     DRIFT.labels(level, bound.entity, period).set(result.drift)
     if restored:
         RESTORED.labels(level, bound.entity, period).inc(restored)
         log.warning("limits: restored %d nano-USD of %s's %s spend", restored, bound.entity, period)
     return result
+
+
+def _one_of_every_entity(bound: Bound) -> bool:
+    return bound.limit.entity == EVERY_ENTITY and bound.limit.level is not Level.GLOBAL
+
+
+def _export_every_entity(bounds_and_results: list[tuple[Bound, Reconciliation]]) -> None:
+    """Per level and period of the "*" budgets: drift summed over its entities ("team:*"), the
+    spend restored, and one log line for the pass however many entities were short."""
+    drift: dict[tuple[str, str], int] = {}
+    restored: dict[tuple[str, str], list[int]] = {}
+    for bound, result in bounds_and_results:
+        if _one_of_every_entity(bound):
+            group = (result.level, result.period)
+            drift[group] = drift.get(group, 0) + result.drift
+            if result.restored:
+                restored.setdefault(group, []).append(result.restored)
+    for (level, period), total in drift.items():
+        DRIFT.labels(level, f"{level}:{EVERY_ENTITY}", period).set(total)
+    for (level, period), amounts in restored.items():
+        total = sum(amounts)
+        RESTORED.labels(level, f"{level}:{EVERY_ENTITY}", period).inc(total)
+        log.warning("limits: restored %d nano-USD of %s spend to %d %ss", total, period, len(amounts), level)

@@ -306,3 +306,25 @@ async def test_a_pass_merges_each_rollup_window_once_however_many_entities_a_sta
         assert len(merges) == 4  # the next pass reads the snapshot afresh
     finally:
         await store.close()
+
+
+async def test_the_entities_of_a_star_budget_are_one_series_not_one_each(backend: str) -> None:
+    """Entities never become labels unless the config names them: a "*" budget's drift and
+    restored spend are summed per level and period ("team:*")."""
+    config = LimitsConfig.model_validate({"budgets": [{"level": "team", "usd": "10.00", "period": "week"}]})
+    now = time.time()
+    teams = tuple(f"series{i}" for i in range(5))
+    view = _view(now, [(now - 60.0, 2 * USD)], teams=teams)
+    store = make_store(backend)
+    try:
+        results = await _reconciler(Governor(config.to_plan(), store), view).run_once(now)
+        assert {r.restored for r in results} == {2 * USD} and len(results) == len(teams)
+        period = results[0].period
+        star = {"level": "team", "entity": "team:*", "period": period}
+        assert REGISTRY.get_sample_value("llmrouter_limits_drift_nanos", star) == -2 * USD * len(teams)
+        for team in teams:
+            one = {"level": "team", "entity": f"team:{team}", "period": period}
+            assert REGISTRY.get_sample_value("llmrouter_limits_drift_nanos", one) is None
+            assert REGISTRY.get_sample_value("llmrouter_limits_restored_nanos_total", one) is None
+    finally:
+        await store.close()

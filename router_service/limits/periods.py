@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from router_contract.calendar import calendar_span
+from router_contract.windows import ROLLING_BUCKETS, ROLLING_SECONDS
 
-ROLLING_BUCKETS = 24
+# ROLLING_BUCKETS and the durations are the contract's: the costs rollups keep rolling spend in the
+# same buckets, so that reconciliation can correct the store bucket by bucket.
 
 
 class PeriodUnit(enum.Enum):
@@ -36,14 +38,9 @@ class PeriodUnit(enum.Enum):
     MONTH = "month"
 
 
-# Rolling durations; a rolling "month" is 30 days.
-NOMINAL_SECONDS = {
-    PeriodUnit.MINUTE: 60,
-    PeriodUnit.HOUR: 3_600,
-    PeriodUnit.DAY: 86_400,
-    PeriodUnit.WEEK: 7 * 86_400,
-    PeriodUnit.MONTH: 30 * 86_400,
-}
+# Rolling durations (a rolling "month" is 30 days): the contract's, plus the minute (rate limits'
+# window, which no rollup keeps in buckets).
+NOMINAL_SECONDS = {PeriodUnit.MINUTE: 60, **{PeriodUnit(name): s for name, s in ROLLING_SECONDS.items()}}
 
 
 @dataclass(frozen=True, slots=True)

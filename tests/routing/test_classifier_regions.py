@@ -62,13 +62,18 @@ def _router_and_view() -> tuple[Router, RegionQualityView, QualityLearner]:
     return router, RegionQualityView(learner, classifier), learner
 
 
-def test_scores_under_the_low_region_move_only_unsure_requests() -> None:
-    router, view, learner = _router_and_view()
-    for t in range(40):  # cheap is bad on confident chat, as good as dear on unsure chat
+def _cheap_good_only_when_unsure(learner: QualityLearner) -> None:
+    """Scores: cheap is bad on confident chat, as good as dear on unsure chat."""
+    for t in range(40):
         learner.observe("a/cheap", "chat", 0.3, float(t))
         learner.observe("b/dear", "chat", 0.9, float(t))
         learner.observe("a/cheap", "chat~low", 0.9, float(t))
         learner.observe("b/dear", "chat~low", 0.9, float(t))
+
+
+def test_scores_under_the_low_region_move_only_unsure_requests() -> None:
+    router, view, learner = _router_and_view()
+    _cheap_good_only_when_unsure(learner)
     sure = router.route(request("hello there", task=None), HEALTHY, 50.0, quality=view)
     assert (sure.chosen, view.last_region) == ("b/dear", "chat")
     unsure = router.route(request("unsure what to ask", task=None), HEALTHY, 51.0, quality=view)
@@ -77,11 +82,7 @@ def test_scores_under_the_low_region_move_only_unsure_requests() -> None:
 
 def test_a_declared_task_reads_its_own_region_not_the_last_classified_one() -> None:
     router, view, learner = _router_and_view()
-    for t in range(40):
-        learner.observe("a/cheap", "chat", 0.3, float(t))
-        learner.observe("b/dear", "chat", 0.9, float(t))
-        learner.observe("a/cheap", "chat~low", 0.9, float(t))
-        learner.observe("b/dear", "chat~low", 0.9, float(t))
+    _cheap_good_only_when_unsure(learner)
     router.route(request("unsure what to ask", task=None), HEALTHY, 50.0, quality=view)
     # Declared chat: the classifier is skipped, so the unsure request's region must not carry over.
     declared = router.route(request("unsure again", task=TaskType.CHAT), HEALTHY, 51.0, quality=view)
@@ -90,11 +91,7 @@ def test_a_declared_task_reads_its_own_region_not_the_last_classified_one() -> N
 
 def test_a_failed_unsure_request_does_not_lend_its_region_once_the_next_route_begins() -> None:
     router, view, learner = _router_and_view()
-    for t in range(40):
-        learner.observe("a/cheap", "chat", 0.3, float(t))
-        learner.observe("b/dear", "chat", 0.9, float(t))
-        learner.observe("a/cheap", "chat~low", 0.9, float(t))
-        learner.observe("b/dear", "chat~low", 0.9, float(t))
+    _cheap_good_only_when_unsure(learner)
     denied = RoutingHints(denied_providers=frozenset({"a", "b"}))
     with pytest.raises(NoEligibleCandidateError):  # classified, then no candidate: no learner read
         router.route(request("unsure what to ask", task=None, hints=denied), HEALTHY, 50.0, quality=view)

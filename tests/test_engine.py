@@ -44,10 +44,15 @@ T = TypeVar("T")
 def make_engine(
     *, resilience: dict[str, Any] | None = None, policy: dict[str, Any] | None = None, **routing: Any
 ) -> tuple[Engine, dict[str, FakeAdapter], RecordingObserver]:
-    config = engine_config(resilience=resilience, policy=policy, **routing)
+    observer = RecordingObserver()
+    engine, adapters = build_engine(engine_config(resilience=resilience, policy=policy, **routing), observer)
+    return engine, adapters, observer
+
+
+def build_engine(config: RuntimeConfig, observer: Any) -> tuple[Engine, dict[str, FakeAdapter]]:
+    """An engine over fake adapters on one ManualClock, reporting to `observer`."""
     clock = ManualClock()
     adapters = {p: FakeAdapter(p, clock=clock) for p in PROVIDERS}
-    observer = RecordingObserver()
     parts = EngineParts(
         live=LiveState(config.live_state),
         budgets=RetryBudgets(),
@@ -55,7 +60,7 @@ def make_engine(
         rng=random.Random(1),
         observer=observer,
     )
-    return Engine(config, adapters, parts), adapters, observer  # type: ignore[arg-type]
+    return Engine(config, adapters, parts), adapters  # type: ignore[arg-type]
 
 
 def engine_config(

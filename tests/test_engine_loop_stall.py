@@ -5,7 +5,6 @@ pause blocks the loop, so the attempt's timer fires late."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import pytest
@@ -13,17 +12,14 @@ from prometheus_client import REGISTRY
 
 from consumers import events as ce
 from consumers.decode import decode
-from router_service.clock import ManualClock
-from router_service.engine import Engine, EngineParts
+from router_service.engine import Engine
 from router_service.errors import ErrorClass
-from router_service.resilience.live_state import LiveState
 from router_service.resilience.loop_stall import stalled_at_deadline
-from router_service.resilience.retry import RetryBudgets
 from router_service.telemetry import event_codec
 from router_service.telemetry.events import AttemptEvent, TelemetryEvent
 from router_service.telemetry.observer import EventObserver
 from tests.fakes import HANG, Blocking, FakeAdapter
-from tests.test_engine import PROVIDERS, ctx, drain, engine_config, make_engine, request, run
+from tests.test_engine import build_engine, ctx, drain, engine_config, make_engine, request, run
 
 BREAKER = {"breaker": {"allowed_fails": 2, "cooldown_s": 60}}
 
@@ -100,18 +96,9 @@ class Sink:
 
 def publishing_engine() -> tuple[Engine, dict[str, FakeAdapter], Sink]:
     """`make_engine`'s engine, publishing through the real EventObserver into `Sink`."""
-    config = engine_config(resilience=BREAKER)
-    clock = ManualClock()
-    adapters = {p: FakeAdapter(p, clock=clock) for p in PROVIDERS}
     sink = Sink()
-    parts = EngineParts(
-        live=LiveState(config.live_state),
-        budgets=RetryBudgets(),
-        clock=clock,
-        rng=random.Random(1),
-        observer=EventObserver(sink),
-    )
-    return Engine(config, adapters, parts), adapters, sink  # type: ignore[arg-type]
+    engine, adapters = build_engine(engine_config(resilience=BREAKER), EventObserver(sink))
+    return engine, adapters, sink
 
 
 def published_attempts(sink: Sink, encoding: Any) -> list[ce.Attempt]:
